@@ -6,16 +6,24 @@ Only this module prints errors and chooses exit codes (see runner.errors for the
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import sys
+import json
+import time
 from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
-from runner import __version__
+from runner import __version__, doctor, engine, images
+from runner.doctor import render_checkup
 from runner.errors import RunnerError
+from runner.host import BuildTrust
+from runner.progress import LiveLog
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -27,6 +35,7 @@ app = typer.Typer(
     name="runner",
     help="Record AI coding-agent sessions into repro packs and replay them hermetically in Docker.",
     no_args_is_help=True,
+    add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -66,9 +75,105 @@ def _root(
     """Record AI coding-agent sessions into repro packs and replay them hermetically in Docker."""
 
 
+# --- engine and images -----------------------------------------------------------------------------------
+
+images_app = typer.Typer(
+    help="Build and list the runner's own images (offline base, proxy sidecar).", no_args_is_help=True
+)
+app.add_typer(images_app, name="images")
+
+BASE_FROM_OPTION = typer.Option(
+    None,
+    "--base-from",
+    envvar="RUNNER_BASE_FROM",
+    metavar="IMAGE@sha256:DIGEST",
+    help="Build the base FROM this digest-pinned registry image instead of debootstrapping it.",
+)
+CA_BUNDLE_OPTION = typer.Option(
+    None,
+    "--ca-bundle",
+    exists=True,
+    dir_okay=False,
+    help="PEM bundle that pip inside builds trusts (default: $SSL_CERT_FILE, else $PIP_CERT).",
+)
+
+
+def _live() -> LiveLog:
+    return LiveLog(err_console)
+
+
+@app.command("doctor")
+@handles_errors
+def doctor_command(
+    fix: bool = typer.Option(False, "--fix", help="Install/start the engine and build missing images."),
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+    base_from: str | None = BASE_FROM_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+) -> None:
+    """Check the Docker engine, the runner's images and Python libraries; exit 3 when something is missing.
+
+    Example: runner doctor --fix
+    """
+    if as_json:
+        found = doctor.check(fix, base_from=base_from, ca_bundle=ca_bundle)
+        console.print_json(json.dumps(found.to_json()))
+    else:
+        with _live() as live:
+            found = doctor.check(fix, base_from=base_from, ca_bundle=ca_bundle, progress=live)
+        console.print(render_checkup(found))
+    if not found.ok:
+        raise typer.Exit(3)
+
+
+@images_app.command("build")
+@handles_errors
+def images_build_command(
+    base_from: str | None = BASE_FROM_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    force: bool = typer.Option(False, "--force", help="Rebuild even when the tags exist."),
+) -> None:
+    """Build the base and proxy images; an unchanged recipe is not rebuilt.
+
+    Example: runner images build --ca-bundle /etc/ssl/certs/ca-certificates.crt
+    """
+    trust = BuildTrust.from_host(ca_bundle)
+    started = time.monotonic()
+    with closing(engine.connect()) as client, _live() as live:
+        built = images.ensure(client, base_from=base_from, trust=trust, force=force, progress=live)
+    for ref in (built.base, built.proxy):
+        state = "built" if ref.built else "up to date"
+        console.print(f"{ref.tag}  {ref.id[:19]}  {state}", highlight=False)
+    if not (built.base.built or built.proxy.built):
+        console.print(f"images are up to date ({time.monotonic() - started:.1f}s)", highlight=False)
+
+
+@images_app.command("list")
+@handles_errors
+def images_list_command(
+    as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
+    base_from: str | None = BASE_FROM_OPTION,
+) -> None:
+    """List the images the runner made; `*` marks those the current recipes call for.
+
+    Example: runner images list --json
+    """
+    with closing(engine.connect()) as client:
+        found = images.list_images(client, images.plan(base_from))
+    if as_json:
+        console.print_json(json.dumps([dataclasses.asdict(info) for info in found]))
+        return
+    table = Table("", "tag", "id", "size", "created", box=None)
+    for info in found:
+        table.add_row(
+            "*" if info.current else "", ", ".join(info.tags) or "<none>", info.id[:19],
+            f"{info.size / 1e6:.0f} MB", info.created[:19],
+        )  # fmt: skip
+    console.print(table)
+
+
 def main() -> None:
     app(prog_name="runner")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,0 +1,78 @@
+"""Containers the runner starts, as context managers that always clean up.
+
+Input: a docker client, an image and `docker run`-style keyword arguments. Output: a running
+`docker.models.containers.Container` inside a `with` block. Rules: every container carries the
+`runner.owner=runner` label (so leak checks and cleanup can find it), runs with network `none` unless told
+otherwise, and is removed on exit of the block even when its own start failed; a start failure is raised as
+ExecuteError with the container's last log lines attached.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from runner.errors import ExecuteError
+
+__all__ = ["OWNER_LABEL", "labels", "owned", "started"]
+
+OWNER_LABEL = ("runner.owner", "runner")
+
+
+def labels(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The labels every object the runner creates carries, plus `extra`."""
+    return {OWNER_LABEL[0]: OWNER_LABEL[1], **(extra or {})}
+
+
+def owned(client: docker.DockerClient, kind: str = "containers") -> list[Any]:
+    """Objects (`containers`, `images`, `networks`, `volumes`) labelled as the runner's, for leak checks."""
+    collection = getattr(client, kind)
+    selector = f"{OWNER_LABEL[0]}={OWNER_LABEL[1]}"
+    if kind == "containers":
+        return list(collection.list(all=True, filters={"label": selector}))
+    return list(collection.list(filters={"label": selector}))
+
+
+@contextmanager
+def started(
+    client: docker.DockerClient,
+    image: str,
+    *,
+    name_prefix: str = "runner",
+    network_mode: str = "none",
+    extra_labels: Mapping[str, str] | None = None,
+    **kwargs: Any,
+) -> Iterator[Container]:
+    """Create and start a container; remove it (forced, with its anonymous volumes) when the block ends."""
+    name = kwargs.pop("name", None) or f"{name_prefix}-{secrets.token_hex(4)}"
+    try:
+        container = client.containers.create(
+            image, name=name, network_mode=network_mode, labels=labels(extra_labels), **kwargs
+        )
+    except docker.errors.DockerException as e:
+        raise ExecuteError(f"cannot create container {name} from {image}: {e}") from e
+    try:
+        try:
+            container.start()
+        except docker.errors.DockerException as e:
+            error = ExecuteError(f"container {name} from {image} did not start: {e}")
+            error.add_note(f"container logs:\n{_tail_logs(container)}")
+            raise error from e
+        yield container
+    finally:
+        with suppress(docker.errors.NotFound):
+            container.remove(force=True, v=True)
+
+
+def _tail_logs(container: Container, lines: int = 20) -> str:
+    try:
+        data: bytes = container.logs(tail=lines)
+    except docker.errors.DockerException as e:
+        return f"(logs unavailable: {e})"
+    return data.decode("utf-8", errors="replace").rstrip() or "(no output)"

@@ -1,0 +1,453 @@
+"""The runner's own images, tagged by a content hash of their recipe so that an unchanged recipe is never rebuilt.
+
+Inputs: the recipes in images/ (base package list and Dockerfiles), the repository's proxy/ folder, the host's
+apt mirror and suite (runner.host), and the build trust (CA bundle, pip index). Outputs: `ImageRef`s.
+
+- `runner-base:<hash>`: debootstrap (minbase) of the host's Debian suite from the host's apt mirror, then
+  `docker import`; or, with `base_from=IMAGE@sha256:...`, images/base/Dockerfile FROM that pinned image.
+- `runner-proxy:<hash>`: images/proxy/Dockerfile FROM the base, mitmproxy at the host's version, proxy/ copied.
+- `build_image` is the general builder (recipe directory or Dockerfile text, build args, extra context files);
+  later stages build environment images with it.
+
+Rules: the tag is `<prefix>:<first 20 hex of sha256(context files, hashed build args)>`; build trust (CA bundle,
+index URLs) is passed to the build but left out of the hash, since it changes how files are fetched, not which.
+A tag that exists locally is reused unless `force`. Builds use network `host`. Every image carries the
+`runner.owner=runner` label. Full build output goes to a log file whose path is in every build error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from runner.containers import labels
+from runner.errors import ImageError, UsageError
+from runner.host import BuildTrust, apt_entries, debian_mirror, os_release
+from runner.progress import Progress, Silent, run_logged, tail
+
+__all__ = [
+    "BASE_PREFIX",
+    "PROXY_PREFIX",
+    "TRUST_DOCKERFILE",
+    "ImageInfo",
+    "ImageRef",
+    "ImageSet",
+    "Planned",
+    "build_image",
+    "ensure",
+    "list_images",
+    "log_dir",
+    "plan",
+    "recipe_hash",
+]
+
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+RECIPES = SOURCE_ROOT / "images"
+PROXY_SOURCE = SOURCE_ROOT / "proxy"
+BASE_PREFIX = "runner-base"
+PROXY_PREFIX = "runner-proxy"
+TRUST_DIR = ".runner-build"
+# Lines a Dockerfile stage that downloads with pip puts before its RUN: the trust files and the pip settings
+# `build_image` passes as build args (each is unset when the host has none).
+TRUST_DOCKERFILE = (
+    f"COPY {TRUST_DIR}/ /tmp/runner-build/\nARG PIP_CERT\nARG PIP_INDEX_URL\nARG PIP_EXTRA_INDEX_URL\n"
+)
+# What `docker import` cannot take from a root filesystem: the image config a Dockerfile would set.
+IMPORT_CHANGES = (
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV LANG=C.UTF-8",
+    'CMD ["/bin/bash"]',
+)
+_SKIP = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".git"}
+_DIGEST_REF = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    tag: str
+    id: str
+    built: bool
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    base: ImageRef
+    proxy: ImageRef
+
+
+@dataclass(frozen=True)
+class Planned:
+    """An image the current recipes call for, by tag, before anything is built."""
+
+    name: str
+    tag: str
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    tags: tuple[str, ...]
+    id: str
+    digests: tuple[str, ...]
+    size: int
+    created: str
+    current: bool
+
+
+def log_dir() -> Path:
+    """Where build logs go: $RUNNER_HOME/logs, default ~/.cache/runner/logs."""
+    home = os.environ.get("RUNNER_HOME") or str(Path.home() / ".cache" / "runner")
+    return Path(home) / "logs"
+
+
+def recipe_hash(files: Mapping[str, bytes], args: Mapping[str, str]) -> str:
+    """sha256 over file names and contents and over build args, independent of order; lengths frame each part."""
+    digest = hashlib.sha256()
+    for kind, items in (("file", files), ("arg", {k: v.encode() for k, v in args.items()})):
+        for name in sorted(items):
+            for part in (kind.encode(), name.encode(), items[name]):
+                digest.update(len(part).to_bytes(8, "big"))
+                digest.update(part)
+    return digest.hexdigest()
+
+
+def _tag(prefix: str, files: Mapping[str, bytes], args: Mapping[str, str]) -> str:
+    return f"{prefix}:{recipe_hash(files, args)[:20]}"
+
+
+def _walk(root: Path, under: str) -> Iterator[tuple[str, Path]]:
+    """(context name, path) of every file below `root`, skipping caches; symlinks are refused."""
+    if root.is_file():
+        yield under, root
+        return
+    if not root.is_dir():
+        raise ImageError(f"recipe part {root} is missing; run from a checkout of the repository")
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if _SKIP.intersection(rel.parts) or path.suffix == ".pyc":
+            continue
+        if path.is_symlink():
+            raise ImageError(f"{path} is a symlink; image recipes must hold plain files")
+        if path.is_file():
+            yield f"{under}/{rel.as_posix()}" if under else rel.as_posix(), path
+
+
+def _context(recipe: Path | str, extra: Mapping[str, Path]) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    if isinstance(recipe, Path):
+        files.update((name, path.read_bytes()) for name, path in _walk(recipe, ""))
+        if "Dockerfile" not in files:
+            raise ImageError(f"{recipe} has no Dockerfile")
+    else:
+        files["Dockerfile"] = recipe.encode()
+    for under, source in extra.items():
+        files.update((name, path.read_bytes()) for name, path in _walk(source, under))
+    return files
+
+
+def _trust_args(trust: BuildTrust | None) -> dict[str, str]:
+    if trust is None:
+        return {}
+    args = {"PIP_CERT": "/tmp/runner-build/ca.crt"} if trust.ca_bundle else {}
+    if trust.pip_index_url:
+        args["PIP_INDEX_URL"] = trust.pip_index_url
+    if trust.pip_extra_index_url:
+        args["PIP_EXTRA_INDEX_URL"] = trust.pip_extra_index_url
+    return args
+
+
+def _existing(client: docker.DockerClient, tag: str) -> str | None:
+    try:
+        return str(client.images.get(tag).id)
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.DockerException as e:
+        raise ImageError(f"cannot look up image {tag}: {e}") from e
+
+
+def build_image(
+    client: docker.DockerClient,
+    recipe: Path | str,
+    *,
+    tag_prefix: str,
+    build_args: Mapping[str, str] | None = None,
+    extra: Mapping[str, Path] | None = None,
+    trust: BuildTrust | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> ImageRef:
+    """Build `recipe` (a directory holding a Dockerfile, or Dockerfile text) unless its tag already exists.
+
+    `extra` adds files or folders to the context under the given names. The trust files are in the
+    context under .runner-build/ (see TRUST_DOCKERFILE); pip picks them up through the build args.
+    """
+    progress = progress or Silent()
+    build_args = dict(build_args or {})
+    files = _context(recipe, extra or {})
+    tag = _tag(tag_prefix, files, build_args)
+    if not force and (found := _existing(client, tag)):
+        return ImageRef(tag, found, built=False)
+
+    log = log_dir() / f"build-{tag.replace(':', '-')}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(f"build {tag} at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n", encoding="utf-8")
+    progress.step(f"building {tag}")
+    with tempfile.TemporaryDirectory(prefix="runner-build-") as tmp:
+        context = Path(tmp)
+        for name, content in files.items():
+            (context / name).parent.mkdir(parents=True, exist_ok=True)
+            (context / name).write_bytes(content)
+        (context / TRUST_DIR).mkdir(exist_ok=True)
+        bundle = context / TRUST_DIR / "ca.crt"
+        if trust and trust.ca_bundle:
+            shutil.copyfile(trust.ca_bundle, bundle)
+        else:
+            bundle.touch()
+        image_id = _run_build(
+            client, context, tag, {**build_args, **_trust_args(trust)}, {"runner.recipe": tag}, log, progress
+        )
+    return ImageRef(tag, image_id, built=True)
+
+
+def _run_build(
+    client: docker.DockerClient,
+    context: Path,
+    tag: str,
+    args: Mapping[str, str],
+    extra_labels: Mapping[str, str],
+    log: Path,
+    progress: Progress,
+) -> str:
+    image_id: str | None = None
+    with log.open("a", encoding="utf-8") as sink:
+        try:
+            stream: Iterator[dict[str, Any]] = client.api.build(
+                path=str(context), tag=tag, buildargs=dict(args), labels=labels(extra_labels),
+                network_mode="host", rm=True, forcerm=True, pull=False, decode=True,
+            )  # fmt: skip
+            for chunk in stream:
+                if "error" in chunk:
+                    sink.write(f"ERROR: {chunk['error']}\n")
+                    raise ImageError(
+                        f"building {tag} failed: {str(chunk['error']).strip()}\n"
+                        f"last lines of the build log {log}:\n{tail(log)}"
+                    )
+                text = chunk.get("stream")
+                if text:
+                    sink.write(text)
+                    progress.line(text)
+                aux = chunk.get("aux")
+                if isinstance(aux, dict) and "ID" in aux:
+                    image_id = str(aux["ID"])
+        except docker.errors.DockerException as e:
+            raise ImageError(f"building {tag} failed: {e}; full log in {log}") from e
+    return image_id or _existing(client, tag) or _missing_after_build(tag, log)
+
+
+def _missing_after_build(tag: str, log: Path) -> str:
+    raise ImageError(f"the engine reported no image for {tag} after building it; full log in {log}")
+
+
+# --- the base image -------------------------------------------------------------------------------------
+
+
+def _packages() -> list[str]:
+    text = (RECIPES / "base" / "packages").read_text(encoding="utf-8")
+    return [line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()]
+
+
+def _dpkg_arch() -> str:
+    try:
+        return subprocess.run(
+            ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise ImageError(
+            "cannot tell the Debian architecture (`dpkg --print-architecture` failed); build the base "
+            "from a registry image with `runner images build --base-from IMAGE@sha256:...`"
+        ) from e
+
+
+def _check_digest_ref(ref: str) -> str:
+    if not _DIGEST_REF.match(ref):
+        raise UsageError(
+            f"--base-from {ref!r} is not pinned by digest; pass IMAGE@sha256:<64 hex>, "
+            "e.g. debian@sha256:... (see `docker images --digests`)"
+        )
+    return ref
+
+
+@dataclass(frozen=True)
+class _BaseRecipe:
+    tag: str
+    base_from: str | None
+    suite: str = ""
+    arch: str = ""
+
+
+def _base_recipe(base_from: str | None) -> _BaseRecipe:
+    if base_from:
+        recipe = RECIPES / "base"
+        tag = _tag(BASE_PREFIX, _context(recipe, {}), {"BASE_FROM": _check_digest_ref(base_from)})
+        return _BaseRecipe(tag, base_from)
+    release = os_release()
+    if not release.is_debian_family:
+        raise ImageError(
+            f"the offline base image is debootstrapped from the host's Debian suite, and this host is "
+            f"{release.id or 'not Debian'}; use `runner images build --base-from IMAGE@sha256:...`"
+        )
+    suite = debian_mirror(release, apt_entries()).suite
+    arch = _dpkg_arch()
+    args = {"method": "debootstrap", "suite": suite, "arch": arch, "changes": "\n".join(IMPORT_CHANGES)}
+    files = {"packages": (RECIPES / "base" / "packages").read_bytes()}
+    return _BaseRecipe(_tag(BASE_PREFIX, files, args), None, suite, arch)
+
+
+def _build_base(
+    client: docker.DockerClient, trust: BuildTrust | None, force: bool, progress: Progress
+) -> ImageRef:
+    recipe = _base_recipe(None)
+    if not force and (found := _existing(client, recipe.tag)):
+        return ImageRef(recipe.tag, found, built=False)
+    if shutil.which("debootstrap") is None:
+        raise ImageError(
+            "debootstrap is not installed; run `runner doctor --fix` (as root) or apt-get install it"
+        )
+    mirror = debian_mirror(os_release(), apt_entries())
+    log = log_dir() / f"build-{recipe.tag.replace(':', '-')}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(f"debootstrap {recipe.suite} from {mirror.uri} ({mirror.origin})\n", encoding="utf-8")
+    work = Path(tempfile.mkdtemp(prefix="runner-base-"))
+    try:
+        root = work / "root"
+        argv = [
+            "debootstrap", "--variant=minbase", f"--arch={recipe.arch}", "--components=main",
+            f"--include={','.join(_packages())}",
+        ]  # fmt: skip
+        if mirror.signed_by and Path(mirror.signed_by).is_file():
+            argv.append(f"--keyring={mirror.signed_by}")
+        progress.step(f"debootstrap {recipe.suite} ({recipe.arch}) for {recipe.tag}")
+        if run_logged([*argv, recipe.suite, str(root), mirror.uri], log=log, progress=progress) != 0:
+            raise ImageError(f"debootstrap failed; last lines of {log}:\n{tail(log)}")
+        _trim(root)
+        progress.step(f"importing {recipe.tag}")
+        tarball = work / "rootfs.tar"
+        if run_logged(["tar", "--numeric-owner", "-C", str(root), "-cf", str(tarball), "."], log=log,
+                      progress=progress) != 0:  # fmt: skip
+            raise ImageError(f"packing the base root filesystem failed; see {log}")
+        name, _, version = recipe.tag.partition(":")
+        changes = [
+            *IMPORT_CHANGES,
+            *(f"LABEL {k}={v}" for k, v in labels({"runner.recipe": recipe.tag}).items()),
+        ]
+        try:
+            client.api.import_image_from_file(str(tarball), repository=name, tag=version, changes=changes)
+        except docker.errors.DockerException as e:
+            raise ImageError(f"docker import of {recipe.tag} failed: {e}; log in {log}") from e
+    finally:
+        _remove_tree(work)
+    image_id = _existing(client, recipe.tag) or _missing_after_build(recipe.tag, log)
+    return ImageRef(recipe.tag, image_id, built=True)
+
+
+def _trim(root: Path) -> None:
+    """Drop what only the build needed: package lists and caches, and the host's resolver settings."""
+    for pattern in (
+        "var/lib/apt/lists/*",
+        "var/cache/apt/*.bin",
+        "var/cache/apt/archives/*.deb",
+        "var/log/*.log",
+    ):
+        for path in root.glob(pattern):
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+    resolv = root / "etc" / "resolv.conf"
+    if resolv.is_file() and not resolv.is_symlink():
+        resolv.write_text("", encoding="utf-8")
+
+
+def _remove_tree(work: Path) -> None:
+    """Remove a debootstrap work folder, unmounting first what an interrupted debootstrap left mounted in it."""
+    prefix = str(work.resolve()) + "/"
+    try:
+        mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    except OSError:
+        mounts = []
+    for point in sorted((m for m in mounts if m.startswith(prefix)), reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+    if any(line.split()[1].startswith(prefix) for line in Path("/proc/self/mounts").read_text().splitlines()):
+        raise ImageError(f"{work} still has mounts under it; unmount them and remove the folder by hand")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+# --- the set ---------------------------------------------------------------------------------------------
+
+
+def _proxy_args(base_tag: str) -> dict[str, str]:
+    return {"BASE_IMAGE": base_tag, "MITMPROXY_VERSION": importlib.metadata.version("mitmproxy")}
+
+
+def plan(base_from: str | None = None) -> tuple[Planned, Planned]:
+    """The tags the current recipes call for (base, proxy), computed without building anything."""
+    base = _base_recipe(base_from).tag
+    files = _context(RECIPES / "proxy", {"proxy": PROXY_SOURCE})
+    return Planned("base", base), Planned("proxy", _tag(PROXY_PREFIX, files, _proxy_args(base)))
+
+
+def ensure(
+    client: docker.DockerClient,
+    *,
+    base_from: str | None = None,
+    trust: BuildTrust | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> ImageSet:
+    """The base and proxy images, each built only when its tag is missing (or `force`)."""
+    progress = progress or Silent()
+    trust = trust or BuildTrust.from_host()
+    if base_from:
+        base = build_image(
+            client, RECIPES / "base", tag_prefix=BASE_PREFIX, build_args={"BASE_FROM": _check_digest_ref(base_from)},
+            trust=trust, force=force, progress=progress,
+        )  # fmt: skip
+    else:
+        base = _build_base(client, trust, force, progress)
+    proxy = build_image(
+        client, RECIPES / "proxy", tag_prefix=PROXY_PREFIX, build_args=_proxy_args(base.tag),
+        extra={"proxy": PROXY_SOURCE}, trust=trust, force=force, progress=progress,
+    )  # fmt: skip
+    return ImageSet(base, proxy)
+
+
+def list_images(client: docker.DockerClient, current: tuple[Planned, ...] = ()) -> list[ImageInfo]:
+    """Every image labelled as the runner's, newest first; `current` marks those the recipes call for now."""
+    wanted = {p.tag for p in current}
+    owner = "=".join(next(iter(labels().items())))
+    try:
+        images = client.images.list(filters={"label": owner, "dangling": False})
+    except docker.errors.DockerException as e:
+        raise ImageError(f"cannot list images: {e}") from e
+    infos = [
+        ImageInfo(
+            tags=tuple(image.tags),
+            id=str(image.id),
+            digests=tuple(image.attrs.get("RepoDigests") or ()),
+            size=int(image.attrs.get("Size") or 0),
+            created=str(image.attrs.get("Created", "")),
+            current=bool(wanted.intersection(image.tags)),
+        )
+        for image in images
+    ]
+    return sorted(infos, key=lambda i: i.created, reverse=True)
