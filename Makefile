@@ -15,16 +15,21 @@ help: ## List the targets
 
 install: $(VENV)/.installed ## Create the virtualenv and install the runner (editable) with test and dev tools
 
+# A fresh Debian has python3 without the venv module: as root, install python3-venv and try again.
 $(VENV)/.installed: pyproject.toml
-	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@test -x $(BIN)/pip || $(PY) -m venv $(VENV) 2>/dev/null || { \
+	  test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
+	    || { echo "error: '$(PY) -m venv' failed; install python3-venv (Debian) and run make again" >&2; exit 3; }; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv \
+	    && rm -rf $(VENV) && $(PY) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test,dev]'
 	@touch $@
 
-engine: install ## Make sure a Docker engine answers (installs and starts one on Debian as root)
+engine: install ## Make sure Docker answers (installs/starts it on Debian as root) and the images exist
 	$(RUNNER) doctor --fix
 
-images: engine ## Build the offline base image and the proxy sidecar image (skipped when unchanged)
+images: engine ## Build the offline base and proxy sidecar images (quick when the recipes are unchanged)
 	$(RUNNER) images build
 
 packs: images ## Build the example packs in packs/ from their sources

@@ -136,6 +136,8 @@ def images_build_command(
 
     Example: runner images build --ca-bundle /etc/ssl/certs/ca-certificates.crt
     """
+    if base_from:
+        images.check_base_from(base_from)
     trust = BuildTrust.from_host(ca_bundle)
     started = time.monotonic()
     with closing(engine.connect()) as client, _live() as live:
@@ -162,11 +164,12 @@ def images_list_command(
     if as_json:
         console.print_json(json.dumps([dataclasses.asdict(info) for info in found]))
         return
-    table = Table("", "tag", "id", "size", "created", box=None)
+    table = Table("", "id", "size", "created", box=None)
+    table.add_column("tag", no_wrap=True)
     for info in found:
         table.add_row(
-            "*" if info.current else "", ", ".join(info.tags) or "<none>", info.id[:19],
-            f"{info.size / 1e6:.0f} MB", info.created[:19],
+            "*" if info.current else "", info.id.removeprefix("sha256:")[:12], f"{info.size / 1e6:.0f} MB", info.created[:16],
+            ", ".join(info.tags),
         )  # fmt: skip
     console.print(table)
 

@@ -148,9 +148,13 @@ def missing_packages(names: Sequence[str]) -> list[str]:
     """The Debian packages among `names` that dpkg does not list as installed."""
     missing = []
     for name in names:
-        result = subprocess.run(
-            ["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True, check=False
-        )
+        try:
+            result = subprocess.run(
+                ["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True, check=False
+            )
+        except OSError:  # no dpkg at all
+            missing.append(name)
+            continue
         if result.returncode != 0 or not result.stdout.endswith(" installed"):
             missing.append(name)
     return missing

@@ -47,6 +47,7 @@ __all__ = [
     "ImageSet",
     "Planned",
     "build_image",
+    "check_base_from",
     "ensure",
     "list_images",
     "log_dir",
@@ -216,7 +217,7 @@ def build_image(
         else:
             bundle.touch()
         image_id = _run_build(
-            client, context, tag, {**build_args, **_trust_args(trust)}, {"runner.recipe": tag}, log, progress
+            client, context, tag, {**build_args, **_trust_args(trust)}, force, log, progress
         )
     return ImageRef(tag, image_id, built=True)
 
@@ -226,7 +227,7 @@ def _run_build(
     context: Path,
     tag: str,
     args: Mapping[str, str],
-    extra_labels: Mapping[str, str],
+    no_cache: bool,
     log: Path,
     progress: Progress,
 ) -> str:
@@ -234,12 +235,13 @@ def _run_build(
     with log.open("a", encoding="utf-8") as sink:
         try:
             stream: Iterator[dict[str, Any]] = client.api.build(
-                path=str(context), tag=tag, buildargs=dict(args), labels=labels(extra_labels),
-                network_mode="host", rm=True, forcerm=True, pull=False, decode=True,
+                path=str(context), tag=tag, buildargs=dict(args), labels=labels({"runner.recipe": tag}),
+                network_mode="host", rm=True, forcerm=True, pull=False, nocache=no_cache, decode=True,
             )  # fmt: skip
             for chunk in stream:
                 if "error" in chunk:
                     sink.write(f"ERROR: {chunk['error']}\n")
+                    sink.flush()
                     raise ImageError(
                         f"building {tag} failed: {str(chunk['error']).strip()}\n"
                         f"last lines of the build log {log}:\n{tail(log)}"
@@ -280,7 +282,8 @@ def _dpkg_arch() -> str:
         ) from e
 
 
-def _check_digest_ref(ref: str) -> str:
+def check_base_from(ref: str) -> str:
+    """`ref` itself if it names an image pinned by digest (NAME@sha256:<64 hex>); UsageError otherwise."""
     if not _DIGEST_REF.match(ref):
         raise UsageError(
             f"--base-from {ref!r} is not pinned by digest; pass IMAGE@sha256:<64 hex>, "
@@ -300,7 +303,7 @@ class _BaseRecipe:
 def _base_recipe(base_from: str | None) -> _BaseRecipe:
     if base_from:
         recipe = RECIPES / "base"
-        tag = _tag(BASE_PREFIX, _context(recipe, {}), {"BASE_FROM": _check_digest_ref(base_from)})
+        tag = _tag(BASE_PREFIX, _context(recipe, {}), {"BASE_FROM": check_base_from(base_from)})
         return _BaseRecipe(tag, base_from)
     release = os_release()
     if not release.is_debian_family:
@@ -419,7 +422,7 @@ def ensure(
     trust = trust or BuildTrust.from_host()
     if base_from:
         base = build_image(
-            client, RECIPES / "base", tag_prefix=BASE_PREFIX, build_args={"BASE_FROM": _check_digest_ref(base_from)},
+            client, RECIPES / "base", tag_prefix=BASE_PREFIX, build_args={"BASE_FROM": check_base_from(base_from)},
             trust=trust, force=force, progress=progress,
         )  # fmt: skip
     else:

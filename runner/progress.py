@@ -70,6 +70,9 @@ class LiveLog:
         return Group(self._spinner, *tail)
 
     def step(self, title: str) -> None:
+        if not self._console.is_terminal:
+            # No live view without a terminal (CI): each step becomes one plain line instead.
+            self._console.print(f"{title} ...", highlight=False)
         self._title = title
         self._since = time.monotonic()
         self._lines.clear()
