@@ -4,7 +4,7 @@ Inputs: DOCKER_HOST (else the default socket), /etc/os-release, the effective ui
 `docker.DockerClient` (`connect`) or an `EngineStatus` (`ensure`). Rules: an engine that answers is never
 touched. Only with `fix`, only on Debian as root, and only on a unix socket, the missing Debian packages
 (docker.io, debootstrap, docker-registry) are installed and `dockerd --bridge=none --iptables=false` is
-started detached, logging to a known file, so that it outlives this process. Leftovers of an earlier
+started detached on the default socket, logging to a known file, so that it outlives this process. Leftovers of an earlier
 dockerd (its pid file, its containerd's pid file) are cleared when their process is gone. Any failure is an
 EngineError that says what the user must do next.
 """
@@ -134,13 +134,13 @@ def ensure(
 
 
 def _unix_socket(docker_host: str | None) -> Path:
-    if not docker_host:
+    # The engine we start owns the default socket, pid file, exec and data roots; a DOCKER_HOST elsewhere
+    # names an engine someone else runs, and we must not start a second one over the same state.
+    if not docker_host or docker_host in {f"unix://{DEFAULT_SOCKET}", "unix:///run/docker.sock"}:
         return DEFAULT_SOCKET
-    if docker_host.startswith("unix://"):
-        return Path(docker_host.removeprefix("unix://"))
     raise EngineError(
-        f"no Docker engine answers at DOCKER_HOST={docker_host}; `--fix` starts an engine only on a unix "
-        "socket: unset DOCKER_HOST, or start the engine at that address yourself"
+        f"no Docker engine answers at DOCKER_HOST={docker_host}; `--fix` starts an engine only on the default "
+        f"socket {DEFAULT_SOCKET}: unset DOCKER_HOST, or start the engine at that address yourself"
     )
 
 
@@ -182,10 +182,14 @@ def _apt_install(packages: Sequence[str], log: Path, progress: Progress) -> None
 
 
 def _process_name(pid: int) -> str | None:
+    """The command name of a live process; None when gone or a zombie (a killed dockerd whose parent
+    never reaped it still has its /proc entry and name)."""
     try:
-        return Path(f"/proc/{pid}/comm").read_text(encoding="utf-8").strip()
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
+    name, _, rest = stat.partition("(")[2].rpartition(")")
+    return None if rest.split()[:1] == ["Z"] else name
 
 
 def _live_pid(pidfile: Path, name: str) -> int | None:

@@ -66,14 +66,26 @@ def test_fix_refuses_a_tcp_docker_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine, "os_release", lambda: OsRelease("debian", (), "bookworm"))
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(engine, "start_dockerd", _forbidden)
-    with pytest.raises(EngineError, match="only on a unix socket"):
+    with pytest.raises(EngineError, match="only on the default socket"):
+        engine.ensure(fix=True)
+
+
+def test_fix_refuses_a_socket_other_than_the_default(
+    dead_socket: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "os_release", lambda: OsRelease("debian", (), "bookworm"))
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(engine, "start_dockerd", _forbidden)
+    with pytest.raises(EngineError, match=f"DOCKER_HOST=unix://{dead_socket}.*unset DOCKER_HOST"):
         engine.ensure(fix=True)
 
 
 def test_fix_installs_only_missing_packages_then_starts_dockerd(
-    dead_socket: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[tuple[str, object]] = []
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setattr(engine, "connect", _no_engine)
     monkeypatch.setattr(engine, "os_release", lambda: OsRelease("debian", (), "bookworm"))
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(engine, "missing_packages", lambda names: ["debootstrap"])
@@ -88,8 +100,12 @@ def test_fix_installs_only_missing_packages_then_starts_dockerd(
     monkeypatch.setattr(engine, "start_dockerd", fake_start)
     log = tmp_path / "dockerd.log"
     status = engine.ensure(fix=True, log_path=log)
-    assert calls == [("apt", ["debootstrap"]), ("dockerd", dead_socket)]
-    assert status == engine.EngineStatus("20.10.24", "1.41", f"DOCKER_HOST=unix://{dead_socket}", True, log)
+    assert calls == [("apt", ["debootstrap"]), ("dockerd", engine.DEFAULT_SOCKET)]
+    assert status == engine.EngineStatus("20.10.24", "1.41", f"socket {engine.DEFAULT_SOCKET}", True, log)
+
+
+def _no_engine(timeout: float = 30.0) -> object:
+    raise EngineError("no Docker engine answers (test)")
 
 
 class _FakeClient:
