@@ -318,12 +318,15 @@ def _base_recipe(base_from: str | None) -> _BaseRecipe:
     return _BaseRecipe(_tag(BASE_PREFIX, files, args), None, suite, arch)
 
 
-def _build_base(
-    client: docker.DockerClient, trust: BuildTrust | None, force: bool, progress: Progress
-) -> ImageRef:
+def _build_base(client: docker.DockerClient, force: bool, progress: Progress) -> ImageRef:
     recipe = _base_recipe(None)
     if not force and (found := _existing(client, recipe.tag)):
         return ImageRef(recipe.tag, found, built=False)
+    if os.geteuid() != 0:
+        raise ImageError(
+            f"building {recipe.tag} runs debootstrap, which needs root; run `runner images build` as root, "
+            "or build FROM a registry image with `--base-from IMAGE@sha256:...`"
+        )
     if shutil.which("debootstrap") is None:
         raise ImageError(
             "debootstrap is not installed; run `runner doctor --fix` (as root) or apt-get install it"
@@ -426,7 +429,7 @@ def ensure(
             trust=trust, force=force, progress=progress,
         )  # fmt: skip
     else:
-        base = _build_base(client, trust, force, progress)
+        base = _build_base(client, force, progress)
     proxy = build_image(
         client, RECIPES / "proxy", tag_prefix=PROXY_PREFIX, build_args=_proxy_args(base.tag),
         extra={"proxy": PROXY_SOURCE}, trust=trust, force=force, progress=progress,
