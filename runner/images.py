@@ -216,9 +216,11 @@ def build_image(
             shutil.copyfile(trust.ca_bundle, bundle)
         else:
             bundle.touch()
+        started = time.monotonic()
         image_id = _run_build(
             client, context, tag, {**build_args, **_trust_args(trust)}, force, log, progress
         )
+    progress.done(f"built {tag} in {time.monotonic() - started:.0f}s")
     return ImageRef(tag, image_id, built=True)
 
 
@@ -335,6 +337,7 @@ def _build_base(client: docker.DockerClient, force: bool, progress: Progress) ->
     log = log_dir() / f"build-{recipe.tag.replace(':', '-')}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(f"debootstrap {recipe.suite} from {mirror.uri} ({mirror.origin})\n", encoding="utf-8")
+    started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="runner-base-"))
     try:
         root = work / "root"
@@ -365,6 +368,7 @@ def _build_base(client: docker.DockerClient, force: bool, progress: Progress) ->
     finally:
         _remove_tree(work)
     image_id = _existing(client, recipe.tag) or _missing_after_build(recipe.tag, log)
+    progress.done(f"built {recipe.tag} in {time.monotonic() - started:.0f}s")
     return ImageRef(recipe.tag, image_id, built=True)
 
 
