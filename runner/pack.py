@@ -1,0 +1,613 @@
+"""Repro packs on disk: build one from staged files, and read one (unpack, verify, inspect) safely.
+
+Inputs: files and bytes from the recorder (build); a `.tar.zst` from anyone (unpack, verify, inspect).
+Outputs: a pack file; an unpacked folder with its `Manifest`; a `VerifyReport`; a `PackSummary`.
+Rules:
+- A pack is one zstd stream holding one tar stream; `manifest.yaml` is its first member, so a reader
+  learns every member's name, size and sha256 before it reads any other byte.
+- Reading is streaming and bounded: decompressed bytes are capped by `Limits` and by what the manifest
+  declares, zstd windows are capped, tar meta headers are capped, memory does not grow with the pack.
+- Nothing from a pack is trusted: links, devices, fifos, absolute or `..` names, names that normalise
+  differently, duplicates and names outside the layout are refused. Files are written with
+  O_CREAT|O_EXCL|O_NOFOLLOW under folders this module created; tarfile's extraction code is never used.
+- `unpack` extracts into a private folder inside the destination and moves the result into place only
+  when every member checked out; on any failure the destination is left as it was found.
+- `build` writes to a temp file next to the destination, fsyncs it, renames it, fsyncs the folder: a
+  crash never leaves a half-written pack under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import posixpath
+import re
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any, cast
+
+import zstandard
+
+from runner import manifest as mf
+from runner.errors import PackError
+from runner.manifest import Artifact, Integrity, Manifest, MemberDigest
+
+__all__ = [
+    "DEFAULT_LEVEL",
+    "Limits",
+    "PackBuilder",
+    "PackSummary",
+    "UnpackedPack",
+    "VerifyReport",
+    "inspect",
+    "layout_problem",
+    "summary_dict",
+    "unpack",
+    "verify",
+]
+
+DEFAULT_LEVEL = 3
+MANIFEST = "manifest.yaml"
+_CHUNK = 1 << 20
+_BLOCK = tarfile.BLOCKSIZE
+_MAX_META_HEADER = 64 * 1024  # a pax or GNU long-name header larger than this is not from a real pack
+_PER_MEMBER_OVERHEAD = 8 * _BLOCK  # header, pax header, padding
+_SLACK = 4 << 20  # directory entries and end-of-archive padding
+
+_SEG = r"(?!\.\.?(?:/|$))[A-Za-z0-9_.+=@-]+"
+_FILE_LAYOUT = re.compile(
+    r"manifest\.yaml|traces\.jsonl"
+    r"|prompts/[0-9]{4,}-[A-Za-z0-9_.-]+\.(?:txt|json)"
+    r"|patches/[0-9]{4,}\.diff"
+    r"|artifacts/sha256/[0-9a-f]{64}"
+    rf"|env/(?:{_SEG}/)*{_SEG}"
+    r"|cassettes/[A-Za-z0-9_.-]+\.jsonl"
+    r"|workspace/base\.bundle|workspace/baseline\.diff"
+)
+_DIR_LAYOUT = re.compile(rf"prompts|patches|artifacts|artifacts/sha256|cassettes|workspace|env(?:/{_SEG})*")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps applied while reading a pack; raise them for unusually large sessions."""
+
+    max_total_bytes: int = 16 << 30
+    max_member_bytes: int = 8 << 30
+    max_members: int = 100_000
+    max_manifest_bytes: int = 16 << 20
+    max_window_size: int = 1 << 27  # zstd window: bounds decoder memory whatever the frame header says
+
+
+@dataclass(frozen=True)
+class UnpackedPack:
+    path: Path
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    pack: Path
+    ok: bool
+    problem: str | None = None  # one line, names the pack and the first bad member
+    member: str | None = None
+    members_checked: int = 0
+    content_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class PackSummary:
+    pack: Path
+    manifest: Manifest
+    pack_bytes: int
+    content_bytes: int  # sum of member sizes, manifest included
+
+    @property
+    def ratio(self) -> float:
+        return self.content_bytes / self.pack_bytes if self.pack_bytes else 0.0
+
+
+def layout_problem(name: str, is_dir: bool = False) -> str | None:
+    """Why `name` cannot be a member of a pack, or None when it can."""
+    if not name or name.startswith("/") or re.match(r"[A-Za-z]:", name):
+        return "absolute path"
+    if ".." in name.split("/"):
+        return "'..' component"
+    if "\\" in name or any(ord(c) < 0x20 or c == "\x7f" for c in name):
+        return "backslash or control character in name"
+    if posixpath.normpath(name) != name:
+        return "name is not in normal form"
+    pattern = _DIR_LAYOUT if is_dir else _FILE_LAYOUT
+    if len(name) > 1024 or not pattern.fullmatch(name):
+        return "not part of the pack layout (see docs/pack-format.md)"
+    return None
+
+
+# --- building -----------------------------------------------------------------------------------
+
+
+class _HashingReader:
+    """File wrapper that hashes what is read through it."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+
+def _copy_hashing(src: IO[bytes], dst: IO[bytes]) -> MemberDigest:
+    reader = _HashingReader(src)
+    while chunk := reader.read(_CHUNK):
+        dst.write(chunk)
+    return MemberDigest(sha256=reader.sha.hexdigest(), size=reader.size)
+
+
+class PackBuilder:
+    """Stage members in a private folder, then `build` them into a pack.
+
+    Use as a context manager (the staging folder is removed on exit):
+
+        with PackBuilder() as b:
+            b.add_bytes("patches/0001.diff", diff)
+            digest = b.add_artifact(log_path, media_type="text/plain", name="pytest.log", span_id=sid)
+            b.build(manifest, Path("session.tar.zst"))
+    """
+
+    def __init__(self, level: int = DEFAULT_LEVEL, staging_dir: Path | None = None) -> None:
+        if not 1 <= level <= 19:
+            raise PackError(f"zstd level {level} is out of range; use 1..19 (default {DEFAULT_LEVEL})")
+        self.level = level
+        self._own_staging = staging_dir is None
+        self.staging = Path(tempfile.mkdtemp(prefix="runner-pack-")) if staging_dir is None else staging_dir
+        self._members: dict[str, MemberDigest] = {}
+        self._artifacts: list[Artifact] = []
+
+    def __enter__(self) -> PackBuilder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._own_staging:
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+    @property
+    def members(self) -> dict[str, MemberDigest]:
+        return dict(self._members)
+
+    @property
+    def artifacts(self) -> tuple[Artifact, ...]:
+        return tuple(self._artifacts)
+
+    def _staged_path(self, member: str) -> Path:
+        problem = layout_problem(member) or ("written by build()" if member == MANIFEST else None)
+        if problem:
+            raise PackError(f"cannot add member {member!r}: {problem}")
+        if member in self._members:
+            raise PackError(f"member {member!r} was already added to this pack")
+        path = self.staging / member
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def add_bytes(self, member: str, data: bytes) -> MemberDigest:
+        path = self._staged_path(member)
+        path.write_bytes(data)
+        digest = MemberDigest(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+        self._members[member] = digest
+        return digest
+
+    def add_file(self, member: str, src_path: Path) -> MemberDigest:
+        """Copy `src_path` into the pack as `member` now; later changes to the source are not seen."""
+        path = self._staged_path(member)
+        try:
+            with open(src_path, "rb") as src, open(path, "wb") as dst:
+                digest = _copy_hashing(src, dst)
+        except OSError as e:
+            raise PackError(f"cannot add {src_path} as {member}: {e.strerror}") from e
+        self._members[member] = digest
+        return digest
+
+    def add_artifact(
+        self,
+        data_or_path: bytes | Path,
+        *,
+        media_type: str = "application/octet-stream",
+        name: str | None = None,
+        span_id: str | None = None,
+    ) -> str:
+        """Store a blob once under artifacts/sha256/<hex>, index it, and return its sha256."""
+        fd, tmp = tempfile.mkstemp(dir=self.staging, prefix=".artifact-")
+        try:
+            with os.fdopen(fd, "wb") as dst:
+                if isinstance(data_or_path, bytes):
+                    dst.write(data_or_path)
+                    digest = MemberDigest(hashlib.sha256(data_or_path).hexdigest(), len(data_or_path))
+                else:
+                    with open(data_or_path, "rb") as src:
+                        digest = _copy_hashing(src, dst)
+            member = f"artifacts/sha256/{digest.sha256}"
+            if member not in self._members:
+                os.replace(tmp, self._staged_path(member))
+                self._members[member] = digest
+        except OSError as e:
+            raise PackError(f"cannot add artifact {name or data_or_path!r}: {e.strerror}") from e
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        entry = Artifact(member, digest.sha256, digest.size, media_type, span_id=span_id, name=name)
+        if entry not in self._artifacts:
+            self._artifacts.append(entry)
+        return digest.sha256
+
+    def build(
+        self, manifest: Manifest, out_path: Path, progress: Callable[[int, int], None] | None = None
+    ) -> Manifest:
+        """Write the pack to `out_path` atomically and return the manifest as written (with integrity).
+
+        An empty `manifest.artifacts` is filled from this builder's artifact index. `progress(done, total)`
+        is called with content bytes as they are written.
+        """
+        if not manifest.artifacts:
+            manifest = replace(manifest, artifacts=self.artifacts)
+        missing = sorted(manifest.referenced_members() - set(self._members))
+        if missing:
+            raise PackError(f"the manifest points at {missing[0]}, which was not added to the pack")
+        members = dict(sorted(self._members.items()))
+        body = replace(manifest, integrity=None)
+        final = replace(manifest, integrity=Integrity(root=mf.root_digest(body, members), members=members))
+        text = mf.dump(final).encode()
+        mf.load(text, source=f"{out_path}: {MANIFEST}")  # the recorder's mistakes surface here, not at replay
+        total = len(text) + sum(d.size for d in members.values())
+        out_path = Path(out_path)
+        fd, tmp = tempfile.mkstemp(dir=out_path.parent or ".", prefix=f".{out_path.name}.", suffix=".partial")
+        try:
+            with os.fdopen(fd, "wb") as raw:
+                self._write(raw, text, members, total, progress)
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.replace(tmp, out_path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        dir_fd = os.open(out_path.parent or ".", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return final
+
+    def _write(
+        self,
+        raw: IO[bytes],
+        manifest_text: bytes,
+        members: dict[str, MemberDigest],
+        total: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        cctx = zstandard.ZstdCompressor(level=self.level, threads=-1, write_checksum=True)
+        done = 0
+        with (
+            cctx.stream_writer(raw, closefd=False) as zw,
+            _tar_stream(zw, "w|", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            tar.addfile(_tarinfo(MANIFEST, len(manifest_text)), _BytesReader(manifest_text))
+            done += len(manifest_text)
+            for name, expected in members.items():
+                with open(self.staging / name, "rb") as f:
+                    reader = _HashingReader(f)
+                    tar.addfile(_tarinfo(name, expected.size), reader)
+                if reader.sha.hexdigest() != expected.sha256 or reader.size != expected.size:
+                    raise PackError(f"staged member {name} changed after it was added; add it again")
+                done += expected.size
+                if progress:
+                    progress(done, total)
+
+
+def _tar_stream(fileobj: object, mode: str, **kwargs: Any) -> tarfile.TarFile:
+    """tarfile in stream mode over a zstd reader or writer, with large buffers (typeshed wants real files)."""
+    opener: Any = tarfile.open
+    tar: tarfile.TarFile = opener(fileobj=fileobj, mode=mode, bufsize=_CHUNK, copybufsize=_CHUNK, **kwargs)
+    return tar
+
+
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self._view = memoryview(data)
+        self._pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self._view) if n < 0 else self._pos + n
+        out = bytes(self._view[self._pos : end])
+        self._pos += len(out)
+        return out
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    # Fixed metadata: the same content gives the same pack bytes.
+    ti = tarfile.TarInfo(name)
+    ti.size = size
+    ti.mode = 0o644
+    ti.mtime = 0
+    ti.uname = ti.gname = ""
+    return ti
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    """A reason to refuse the pack; `_Scanner` turns it into a PackError naming the pack and member."""
+
+
+class _StrictTarInfo(tarfile.TarInfo):
+    """Refuses tar meta headers that would make tarfile buffer unbounded data or read sparse maps."""
+
+    _META = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+
+    def _proc_member(self, tf: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in self._META and self.size > _MAX_META_HEADER:
+            raise _Refused(f"tar meta header of {self.size} bytes is larger than {_MAX_META_HEADER}")
+        if self.type in (tarfile.XGLTYPE, tarfile.GNUTYPE_SPARSE):
+            raise _Refused("global pax headers and sparse members are not allowed")
+        result: tarfile.TarInfo = super()._proc_member(tf)  # type: ignore[misc]
+        return result
+
+    def _proc_gnusparse_00(self, *args: Any) -> None:
+        raise _Refused("sparse members are not allowed")
+
+    _proc_gnusparse_01 = _proc_gnusparse_10 = _proc_gnusparse_00
+
+
+class _CappedReader:
+    """Counts decompressed bytes and refuses to go past `cap`, so a bomb stops early."""
+
+    def __init__(self, f: Any, cap: int) -> None:
+        self._f = f
+        self.cap = cap
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        want = _CHUNK if n is None or n < 0 else n
+        data: bytes = self._f.read(min(want, self.cap - self.count + 1))
+        self.count += len(data)
+        if self.count > self.cap:
+            raise _Refused(f"decompressed data goes past {self.cap} bytes, more than the manifest declares")
+        return data
+
+
+class _DirWriter:
+    """Creates files under a folder it owns, never following a link."""
+
+    _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @contextlib.contextmanager
+    def _dir(self, parts: list[str]) -> Iterator[int]:
+        fd = os.open(self.root, self._DIR_FLAGS)
+        try:
+            for part in parts:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                next_fd = os.open(part, self._DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = next_fd
+            yield fd
+        finally:
+            os.close(fd)
+
+    def mkdir(self, name: str) -> None:
+        with self._dir(name.split("/")):
+            pass
+
+    def create(self, name: str) -> IO[bytes]:
+        *parents, base = name.split("/")
+        with self._dir(parents) as parent:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(base, flags, 0o644, dir_fd=parent)
+        return os.fdopen(fd, "wb")
+
+
+class _Scanner:
+    """One streaming pass over a pack; `member` names where it is, for error messages."""
+
+    def __init__(self, pack: Path, limits: Limits) -> None:
+        self.pack = pack
+        self.limits = limits
+        self.member = MANIFEST
+        self.checked = 0
+        self.content_bytes = 0
+
+    def run(self, writer: _DirWriter | None, manifest_only: bool = False) -> Manifest:
+        try:
+            return self._run(writer, manifest_only)
+        except _Refused as e:
+            raise PackError(f"{self.pack}: {self.member}: {e}; the pack is damaged or unsafe, ask for a new one") from e
+        except PackError:
+            raise
+        except (zstandard.ZstdError, tarfile.TarError, EOFError, UnicodeError) as e:
+            raise PackError(f"{self.pack}: {self.member}: corrupt or truncated pack ({e}); ask for a new one") from e
+        except OSError as e:
+            raise PackError(f"{self.pack}: cannot read or write {self.member}: {e}") from e
+
+    def _run(self, writer: _DirWriter | None, manifest_only: bool) -> Manifest:
+        limits = self.limits
+        dctx = zstandard.ZstdDecompressor(max_window_size=limits.max_window_size)
+        with (
+            open(self.pack, "rb") as raw,
+            dctx.stream_reader(raw, read_size=_CHUNK, read_across_frames=True) as zr,
+        ):
+            capped = _CappedReader(zr, limits.max_manifest_bytes + _SLACK)
+            tar = _tar_stream(capped, "r|", tarinfo=_StrictTarInfo)
+            first = tar.next()
+            if first is None or first.name != MANIFEST or not first.isreg():
+                raise _Refused(f"the first member must be {MANIFEST}; this is not a repro pack")
+            if first.size > limits.max_manifest_bytes:
+                raise _Refused(f"{first.size} bytes is larger than the {limits.max_manifest_bytes} byte limit")
+            text = self._read_member(tar, first, writer, None)
+            manifest = mf.load(text, source=f"{self.pack}: {MANIFEST}")
+            members = self._check_manifest(manifest)
+            self.content_bytes += len(text)
+            if manifest_only:
+                return manifest
+            capped.cap = capped.count + sum(d.size for d in members.values()) + _PER_MEMBER_OVERHEAD * len(members) + _SLACK
+            seen: dict[str, str] = {MANIFEST: MANIFEST}
+            count = 1
+            while (ti := tar.next()) is not None:
+                cast(Any, tar).members.clear()  # stream mode would keep every TarInfo (getmembers() reads all)
+                self.member = ti.name
+                count += 1
+                if count > limits.max_members:
+                    raise _Refused(f"more than {limits.max_members} members")
+                self._check_entry(ti, seen)
+                if ti.isdir():
+                    if writer:
+                        writer.mkdir(ti.name)
+                    continue
+                expected = members.get(ti.name)
+                if expected is None:
+                    raise _Refused("member is not listed in the manifest's integrity section")
+                if ti.size != expected.size:
+                    raise _Refused(f"size {ti.size} differs from the {expected.size} bytes the manifest declares")
+                self._read_member(tar, ti, writer, expected)
+            self.member = "(end of archive)"
+            tail = tar.fileobj
+            while chunk := tail.read(_CHUNK):
+                if chunk.count(0) != len(chunk):
+                    raise _Refused("data after the end of the tar archive")
+            absent = sorted(set(members) - set(seen))
+            if absent:
+                self.member = absent[0]
+                raise _Refused("listed in the manifest but missing from the pack")
+        return manifest
+
+    def _check_manifest(self, manifest: Manifest) -> dict[str, MemberDigest]:
+        limits = self.limits
+        if manifest.integrity is None:
+            raise _Refused("no integrity section; the pack was not written by a pack builder")
+        members = dict(manifest.integrity.members)
+        if mf.root_digest(replace(manifest, integrity=None), members) != manifest.integrity.root:
+            raise _Refused("root digest does not match: the manifest or its member list was edited")
+        for name, digest in members.items():
+            problem = layout_problem(name) or ("the manifest cannot list itself" if name == MANIFEST else None)
+            if problem:
+                raise _Refused(f"integrity lists {name!r}: {problem}")
+            if digest.size > limits.max_member_bytes:
+                raise _Refused(f"integrity lists {name} at {digest.size} bytes, over the {limits.max_member_bytes} limit")
+        if len(members) + 1 > limits.max_members:
+            raise _Refused(f"integrity lists more than {limits.max_members} members")
+        total = sum(d.size for d in members.values())
+        if total > limits.max_total_bytes:
+            raise _Refused(f"members add up to {total} bytes, over the {limits.max_total_bytes} byte limit")
+        missing = sorted(manifest.referenced_members() - set(members))
+        if missing:
+            raise _Refused(f"the manifest points at {missing[0]}, which integrity does not list")
+        self.checked = 1
+        self.content_bytes = total
+        return members
+
+    def _check_entry(self, ti: tarfile.TarInfo, seen: dict[str, str]) -> None:
+        if ti.issym() or ti.islnk():
+            raise _Refused("links are not allowed in a pack")
+        if ti.isdev():
+            raise _Refused("devices and fifos are not allowed in a pack")
+        if not (ti.isreg() or ti.isdir()) or ti.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
+            raise _Refused(f"member type {ti.type!r} is not allowed; only files and folders")
+        problem = layout_problem(ti.name, is_dir=ti.isdir())
+        if problem:
+            raise _Refused(problem)
+        folded = ti.name.casefold()
+        if folded in seen:
+            raise _Refused(f"duplicate of {seen[folded]}")
+        seen[folded] = ti.name
+
+    def _read_member(
+        self, tar: tarfile.TarFile, ti: tarfile.TarInfo, writer: _DirWriter | None, expected: MemberDigest | None
+    ) -> bytes:
+        """Stream one member through sha256 (and into `writer`); return its bytes only for the manifest."""
+        src = tar.extractfile(ti)
+        if src is None:
+            raise _Refused("member has no data")
+        sha = hashlib.sha256()
+        keep = expected is None
+        kept: list[bytes] = []
+        with contextlib.ExitStack() as stack:
+            dst = stack.enter_context(writer.create(ti.name)) if writer else None
+            while chunk := src.read(_CHUNK):
+                sha.update(chunk)
+                if dst:
+                    dst.write(chunk)
+                if keep:
+                    kept.append(chunk)
+        if expected is not None:
+            if sha.hexdigest() != expected.sha256:
+                raise _Refused("sha256 does not match the manifest: the member was altered")
+            self.checked += 1
+        return b"".join(kept)
+
+
+def verify(pack_path: Path, limits: Limits = Limits()) -> VerifyReport:
+    """Check every member hash, the root digest, missing and extra members; never raises for a bad pack."""
+    pack_path = Path(pack_path)
+    scanner = _Scanner(pack_path, limits)
+    try:
+        scanner.run(None)
+    except PackError as e:
+        return VerifyReport(pack_path, False, str(e), scanner.member, scanner.checked, scanner.content_bytes)
+    return VerifyReport(pack_path, True, None, None, scanner.checked, scanner.content_bytes)
+
+
+def unpack(pack_path: Path, dest_dir: Path, limits: Limits = Limits()) -> UnpackedPack:
+    """Extract a pack into `dest_dir` (absent or empty) after checking all of it; leave it untouched on failure."""
+    pack_path, dest_dir = Path(pack_path), Path(dest_dir)
+    if dest_dir.is_symlink() or (dest_dir.exists() and (not dest_dir.is_dir() or any(dest_dir.iterdir()))):
+        raise PackError(f"cannot unpack {pack_path} into {dest_dir}: it exists and is not an empty folder")
+    created = not dest_dir.exists()
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=dest_dir, prefix=".unpacking-"))
+    try:
+        manifest = _Scanner(pack_path, limits).run(_DirWriter(partial))
+        for entry in partial.iterdir():
+            os.rename(entry, dest_dir / entry.name)
+        partial.rmdir()
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        if created:
+            shutil.rmtree(dest_dir, ignore_errors=True)
+        else:
+            for entry in dest_dir.iterdir():  # only what the moves above put there
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        raise
+    return UnpackedPack(path=dest_dir, manifest=manifest)
+
+
+def inspect(pack_path: Path, limits: Limits = Limits()) -> PackSummary:
+    """Read only the manifest (the first member) and summarise the pack; member hashes are not checked."""
+    pack_path = Path(pack_path)
+    scanner = _Scanner(pack_path, limits)
+    manifest = scanner.run(None, manifest_only=True)
+    return PackSummary(pack_path, manifest, pack_path.stat().st_size, scanner.content_bytes)
+
+
+def summary_dict(summary: PackSummary) -> dict[str, Any]:
+    """The JSON form of `runner inspect --json`."""
+    return {
+        "pack": str(summary.pack),
+        "pack_bytes": summary.pack_bytes,
+        "content_bytes": summary.content_bytes,
+        "compression_ratio": round(summary.ratio, 3),
+        "manifest": mf.to_dict(summary.manifest),
+    }
