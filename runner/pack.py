@@ -23,7 +23,9 @@ import hashlib
 import os
 import posixpath
 import re
+import shlex
 import shutil
+import struct
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
@@ -32,6 +34,9 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 import zstandard
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
 
 from runner import manifest as mf
 from runner.errors import PackError
@@ -46,6 +51,7 @@ __all__ = [
     "VerifyReport",
     "inspect",
     "layout_problem",
+    "render_summary",
     "summary_dict",
     "unpack",
     "verify",
@@ -58,6 +64,11 @@ _BLOCK = tarfile.BLOCKSIZE
 _MAX_META_HEADER = 64 * 1024  # a pax or GNU long-name header larger than this is not from a real pack
 _PER_MEMBER_OVERHEAD = 8 * _BLOCK  # header, pax header, padding
 _SLACK = 4 << 20  # directory entries and end-of-archive padding
+# The pack ends with a zstd skippable frame (ignored by zstd tools) holding the sha256 of every byte before
+# it: the compressed encoding has redundant bits that decode to the same content, and those must not pass.
+_TRAILER_MAGIC = 0x184D2A5E
+_TRAILER_TAG = b"RPK1sha256"
+_TRAILER_SIZE = 8 + len(_TRAILER_TAG) + 32
 
 _SEG = r"(?!\.\.?(?:/|$))[A-Za-z0-9_.+=@-]+"
 _FILE_LAYOUT = re.compile(
@@ -298,8 +309,9 @@ class PackBuilder:
     ) -> None:
         cctx = zstandard.ZstdCompressor(level=self.level, threads=-1, write_checksum=True)
         done = 0
+        hashed = _HashingWriter(raw)
         with (
-            cctx.stream_writer(raw, closefd=False) as zw,
+            cctx.stream_writer(cast(IO[bytes], hashed), closefd=False) as zw,
             _tar_stream(zw, "w|", format=tarfile.PAX_FORMAT) as tar,
         ):
             tar.addfile(_tarinfo(MANIFEST, len(manifest_text)), _BytesReader(manifest_text))
@@ -313,6 +325,24 @@ class PackBuilder:
                 done += expected.size
                 if progress:
                     progress(done, total)
+        raw.write(_trailer(hashed.sha.digest()))
+
+
+class _HashingWriter:
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        return self._f.write(data)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+def _trailer(digest: bytes) -> bytes:
+    return struct.pack("<II", _TRAILER_MAGIC, len(_TRAILER_TAG) + len(digest)) + _TRAILER_TAG + digest
 
 
 def _tar_stream(fileobj: object, mode: str, **kwargs: Any) -> tarfile.TarFile:
@@ -387,6 +417,42 @@ class _CappedReader:
         return data
 
 
+class _TrailedReader:
+    """Reads the compressed stream up to the trailer, hashing it; `expected` is the trailer's digest."""
+
+    def __init__(self, f: IO[bytes], size: int) -> None:
+        self._f = f
+        self._left = size - _TRAILER_SIZE
+        self.sha = hashlib.sha256()
+        if self._left < 0:
+            raise _Refused("too short to be a repro pack")
+        f.seek(self._left)
+        trailer = f.read(_TRAILER_SIZE)
+        f.seek(0)
+        head = _trailer(b"")[: 8 + len(_TRAILER_TAG)]
+        if trailer[: len(head)] != head:
+            raise _Refused("no pack trailer at the end: the file is truncated or was not written by runner")
+        self.expected = trailer[len(head) :]
+
+    def __enter__(self) -> _TrailedReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(self._left if n < 0 else min(n, self._left))
+        self._left -= len(data)
+        self.sha.update(data)
+        return data
+
+    def finish(self) -> bytes:
+        """Hash whatever the decoder left unread and return the digest of the whole stream."""
+        while self.read(_CHUNK):
+            pass
+        return self.sha.digest()
+
+
 class _DirWriter:
     """Creates files under a folder it owns, never following a link."""
 
@@ -432,6 +498,8 @@ class _Scanner:
         self.content_bytes = 0
 
     def run(self, writer: _DirWriter | None, manifest_only: bool = False) -> Manifest:
+        if not self.pack.is_file():
+            raise PackError(f"{self.pack}: no such pack file; check the path")
         try:
             return self._run(writer, manifest_only)
         except _Refused as e:
@@ -441,14 +509,15 @@ class _Scanner:
         except (zstandard.ZstdError, tarfile.TarError, EOFError, UnicodeError) as e:
             raise PackError(f"{self.pack}: {self.member}: corrupt or truncated pack ({e}); ask for a new one") from e
         except OSError as e:
-            raise PackError(f"{self.pack}: cannot read or write {self.member}: {e}") from e
+            raise PackError(f"{self.pack}: {self.member}: cannot read the pack or write the member: {e}") from e
 
     def _run(self, writer: _DirWriter | None, manifest_only: bool) -> Manifest:
         limits = self.limits
         dctx = zstandard.ZstdDecompressor(max_window_size=limits.max_window_size)
         with (
             open(self.pack, "rb") as raw,
-            dctx.stream_reader(raw, read_size=_CHUNK, read_across_frames=True) as zr,
+            _TrailedReader(raw, self.pack.stat().st_size) as source,
+            dctx.stream_reader(cast(IO[bytes], source), read_size=_CHUNK, read_across_frames=True) as zr,
         ):
             capped = _CappedReader(zr, limits.max_manifest_bytes + _SLACK)
             tar = _tar_stream(capped, "r|", tarinfo=_StrictTarInfo)
@@ -492,6 +561,9 @@ class _Scanner:
             if absent:
                 self.member = absent[0]
                 raise _Refused("listed in the manifest but missing from the pack")
+            self.member = "(pack trailer)"
+            if source.finish() != source.expected:
+                raise _Refused("sha256 of the compressed stream does not match: the pack file was altered")
         return manifest
 
     def _check_manifest(self, manifest: Manifest) -> dict[str, MemberDigest]:
@@ -600,6 +672,58 @@ def inspect(pack_path: Path, limits: Limits = Limits()) -> PackSummary:
     scanner = _Scanner(pack_path, limits)
     manifest = scanner.run(None, manifest_only=True)
     return PackSummary(pack_path, manifest, pack_path.stat().st_size, scanner.content_bytes)
+
+
+def render_summary(summary: PackSummary) -> RenderableType:
+    """The human form of `runner inspect`: session, agent, model, steps, artifacts and sizes."""
+    m = summary.manifest
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    env = m.environment
+    env_text = {
+        "image": lambda: env.image.reference if env.image else "",
+        "dockerfile": lambda: f"{env.dockerfile.path} FROM {env.dockerfile.base_digest}" if env.dockerfile else "",
+        "snapshot": lambda: f"python {env.snapshot.python} on {env.snapshot.os}" if env.snapshot else "",
+    }[env.kind]()
+    rows = [
+        ("pack", f"{summary.pack}  (format {m.format_version})"),
+        ("session", f"{m.session.id}  {m.session.created_at}"),
+        ("agent", " ".join(x for x in (m.agent.name, m.agent.commit, m.agent.config_version and f"config {m.agent.config_version}") if x)),
+        ("git", f"{m.git.base_commit[:12]} {m.git.branch or ''}{' (dirty)' if m.git.dirty else ''} {m.git.remote or ''}"),
+        ("environment", f"{env.kind}: {env_text}"),
+    ]
+    if m.llm:
+        params = ("revision", "seed", "temperature", "top_p", "max_tokens")
+        rows.append(("llm", f"{m.llm.provider}/{m.llm.model}  " + "  ".join(f"{k}={getattr(m.llm, k)}" for k in params if getattr(m.llm, k) is not None)))
+    rows.append(("cassettes", ", ".join(f"{c.path} ({c.count} exchanges)" for c in m.cassettes) or "none"))
+    rows.append(("size", f"{_human(summary.pack_bytes)} packed, {_human(summary.content_bytes)} unpacked, ratio {summary.ratio:.2f}"))
+    for label, value in rows:
+        head.add_row(label, Text(value))
+    steps = Table(title="steps", title_justify="left", expand=False)
+    for col in ("#", "id", "kind", "what", "expect"):
+        steps.add_column(col)
+    for i, step in enumerate(m.steps, 1):
+        if isinstance(step, mf.PatchStep):
+            steps.add_row(str(i), step.id, "patch", Text(step.patch + (f"  ({step.reason})" if step.reason else "")), "")
+        else:
+            what = shlex.join(step.argv) + (f"  (in {step.cwd})" if step.cwd != "." else "")
+            steps.add_row(str(i), step.id, "command", Text(what), f"exit {step.expect.exit_code}, {len(step.expect.outputs)} outputs")
+    arts = Table(title="artifacts", title_justify="left")
+    for col in ("sha256", "size", "media type", "name", "span"):
+        arts.add_column(col)
+    for a in m.artifacts:
+        arts.add_row(a.sha256[:12], _human(a.size), a.media_type, Text(a.name or ""), a.span_id or "")
+    return Group(head, steps, arts)
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
 
 
 def summary_dict(summary: PackSummary) -> dict[str, Any]:
