@@ -64,7 +64,9 @@ FORMAT_VERSION = 1
 
 # Names of the output normalisers a command step may ask the compare stage to apply before diffing.
 # The schema lists the same names (a test keeps them equal); the compare stage implements each one.
-NORMALISERS: frozenset[str] = frozenset({"addresses", "durations", "ports", "timestamps", "tmp_paths", "uuids"})
+NORMALISERS: frozenset[str] = frozenset(
+    {"addresses", "durations", "ports", "timestamps", "tmp_paths", "uuids"}
+)
 
 # How a declared output file is compared: byte for byte, as text after normalisers, or as JUnit XML results.
 OUTPUT_RULES: frozenset[str] = frozenset({"exact", "text", "junit"})
@@ -504,14 +506,18 @@ def to_dict(m: Manifest) -> dict[str, Any]:
         out["integrity"] = {
             "algorithm": m.integrity.algorithm,
             "root": m.integrity.root,
-            "members": {k: {"sha256": v.sha256, "size": v.size} for k, v in sorted(m.integrity.members.items())},
+            "members": {
+                k: {"sha256": v.sha256, "size": v.size} for k, v in sorted(m.integrity.members.items())
+            },
         }
     return out
 
 
 def _step_to_dict(s: Step) -> dict[str, Any]:
     if isinstance(s, PatchStep):
-        return _drop_none({"id": s.id, "kind": s.kind, "patch": s.patch, "span_id": s.span_id, "reason": s.reason})
+        return _drop_none(
+            {"id": s.id, "kind": s.kind, "patch": s.patch, "span_id": s.span_id, "reason": s.reason}
+        )
     expect = _drop_none(
         {
             "exit_code": s.expect.exit_code,

@@ -429,7 +429,7 @@ class _TrailedReader:
         f.seek(self._left)
         trailer = f.read(_TRAILER_SIZE)
         f.seek(0)
-        head = _trailer(b"")[: 8 + len(_TRAILER_TAG)]
+        head = _trailer(b"\0" * 32)[: 8 + len(_TRAILER_TAG)]
         if trailer[: len(head)] != head:
             raise _Refused("no pack trailer at the end: the file is truncated or was not written by runner")
         self.expected = trailer[len(head) :]
@@ -497,19 +497,31 @@ class _Scanner:
         self.checked = 0
         self.content_bytes = 0
 
+    @property
+    def where(self) -> str:
+        """The current member's name, safe to print on one line (names come from the pack)."""
+        name = self.member if self.member.isprintable() else repr(self.member)
+        return name if len(name) <= 120 else name[:117] + "..."
+
     def run(self, writer: _DirWriter | None, manifest_only: bool = False) -> Manifest:
         if not self.pack.is_file():
             raise PackError(f"{self.pack}: no such pack file; check the path")
         try:
             return self._run(writer, manifest_only)
         except _Refused as e:
-            raise PackError(f"{self.pack}: {self.member}: {e}; the pack is damaged or unsafe, ask for a new one") from e
+            raise PackError(
+                f"{self.pack}: {self.where}: {e}; the pack is damaged or unsafe, ask for a new one"
+            ) from e
         except PackError:
             raise
         except (zstandard.ZstdError, tarfile.TarError, EOFError, UnicodeError) as e:
-            raise PackError(f"{self.pack}: {self.member}: corrupt or truncated pack ({e}); ask for a new one") from e
+            raise PackError(
+                f"{self.pack}: {self.where}: corrupt or truncated pack ({e}); ask for a new one"
+            ) from e
         except OSError as e:
-            raise PackError(f"{self.pack}: {self.member}: cannot read the pack or write the member: {e}") from e
+            raise PackError(
+                f"{self.pack}: {self.where}: cannot read the pack or write the member: {e}"
+            ) from e
 
     def _run(self, writer: _DirWriter | None, manifest_only: bool) -> Manifest:
         limits = self.limits
@@ -525,18 +537,27 @@ class _Scanner:
             if first is None or first.name != MANIFEST or not first.isreg():
                 raise _Refused(f"the first member must be {MANIFEST}; this is not a repro pack")
             if first.size > limits.max_manifest_bytes:
-                raise _Refused(f"{first.size} bytes is larger than the {limits.max_manifest_bytes} byte limit")
+                raise _Refused(
+                    f"{first.size} bytes is larger than the {limits.max_manifest_bytes} byte limit"
+                )
             text = self._read_member(tar, first, writer, None)
             manifest = mf.load(text, source=f"{self.pack}: {MANIFEST}")
             members = self._check_manifest(manifest)
             self.content_bytes += len(text)
             if manifest_only:
                 return manifest
-            capped.cap = capped.count + sum(d.size for d in members.values()) + _PER_MEMBER_OVERHEAD * len(members) + _SLACK
+            capped.cap = (
+                capped.count
+                + sum(d.size for d in members.values())
+                + _PER_MEMBER_OVERHEAD * len(members)
+                + _SLACK
+            )
             seen: dict[str, str] = {MANIFEST: MANIFEST}
             count = 1
             while (ti := tar.next()) is not None:
-                cast(Any, tar).members.clear()  # stream mode would keep every TarInfo (getmembers() reads all)
+                cast(
+                    Any, tar
+                ).members.clear()  # stream mode would keep every TarInfo (getmembers() reads all)
                 self.member = ti.name
                 count += 1
                 if count > limits.max_members:
@@ -550,7 +571,9 @@ class _Scanner:
                 if expected is None:
                     raise _Refused("member is not listed in the manifest's integrity section")
                 if ti.size != expected.size:
-                    raise _Refused(f"size {ti.size} differs from the {expected.size} bytes the manifest declares")
+                    raise _Refused(
+                        f"size {ti.size} differs from the {expected.size} bytes the manifest declares"
+                    )
                 self._read_member(tar, ti, writer, expected)
             self.member = "(end of archive)"
             tail = tar.fileobj
@@ -574,11 +597,15 @@ class _Scanner:
         if mf.root_digest(replace(manifest, integrity=None), members) != manifest.integrity.root:
             raise _Refused("root digest does not match: the manifest or its member list was edited")
         for name, digest in members.items():
-            problem = layout_problem(name) or ("the manifest cannot list itself" if name == MANIFEST else None)
+            problem = layout_problem(name) or (
+                "the manifest cannot list itself" if name == MANIFEST else None
+            )
             if problem:
                 raise _Refused(f"integrity lists {name!r}: {problem}")
             if digest.size > limits.max_member_bytes:
-                raise _Refused(f"integrity lists {name} at {digest.size} bytes, over the {limits.max_member_bytes} limit")
+                raise _Refused(
+                    f"integrity lists {name} at {digest.size} bytes, over the {limits.max_member_bytes} limit"
+                )
         if len(members) + 1 > limits.max_members:
             raise _Refused(f"integrity lists more than {limits.max_members} members")
         total = sum(d.size for d in members.values())
@@ -596,7 +623,11 @@ class _Scanner:
             raise _Refused("links are not allowed in a pack")
         if ti.isdev():
             raise _Refused("devices and fifos are not allowed in a pack")
-        if not (ti.isreg() or ti.isdir()) or ti.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
+        if not (ti.isreg() or ti.isdir()) or ti.type not in (
+            tarfile.REGTYPE,
+            tarfile.AREGTYPE,
+            tarfile.DIRTYPE,
+        ):
             raise _Refused(f"member type {ti.type!r} is not allowed; only files and folders")
         problem = layout_problem(ti.name, is_dir=ti.isdir())
         if problem:
@@ -607,7 +638,11 @@ class _Scanner:
         seen[folded] = ti.name
 
     def _read_member(
-        self, tar: tarfile.TarFile, ti: tarfile.TarInfo, writer: _DirWriter | None, expected: MemberDigest | None
+        self,
+        tar: tarfile.TarFile,
+        ti: tarfile.TarInfo,
+        writer: _DirWriter | None,
+        expected: MemberDigest | None,
     ) -> bytes:
         """Stream one member through sha256 (and into `writer`); return its bytes only for the manifest."""
         src = tar.extractfile(ti)
@@ -683,21 +718,48 @@ def render_summary(summary: PackSummary) -> RenderableType:
     env = m.environment
     env_text = {
         "image": lambda: env.image.reference if env.image else "",
-        "dockerfile": lambda: f"{env.dockerfile.path} FROM {env.dockerfile.base_digest}" if env.dockerfile else "",
+        "dockerfile": lambda: (
+            f"{env.dockerfile.path} FROM {env.dockerfile.base_digest}" if env.dockerfile else ""
+        ),
         "snapshot": lambda: f"python {env.snapshot.python} on {env.snapshot.os}" if env.snapshot else "",
     }[env.kind]()
     rows = [
         ("pack", f"{summary.pack}  (format {m.format_version})"),
         ("session", f"{m.session.id}  {m.session.created_at}"),
-        ("agent", " ".join(x for x in (m.agent.name, m.agent.commit, m.agent.config_version and f"config {m.agent.config_version}") if x)),
-        ("git", f"{m.git.base_commit[:12]} {m.git.branch or ''}{' (dirty)' if m.git.dirty else ''} {m.git.remote or ''}"),
+        (
+            "agent",
+            " ".join(
+                x
+                for x in (
+                    m.agent.name,
+                    m.agent.commit,
+                    m.agent.config_version and f"config {m.agent.config_version}",
+                )
+                if x
+            ),
+        ),
+        (
+            "git",
+            f"{m.git.base_commit[:12]} {m.git.branch or ''}{' (dirty)' if m.git.dirty else ''} {m.git.remote or ''}",
+        ),
         ("environment", f"{env.kind}: {env_text}"),
     ]
     if m.llm:
         params = ("revision", "seed", "temperature", "top_p", "max_tokens")
-        rows.append(("llm", f"{m.llm.provider}/{m.llm.model}  " + "  ".join(f"{k}={getattr(m.llm, k)}" for k in params if getattr(m.llm, k) is not None)))
+        rows.append(
+            (
+                "llm",
+                f"{m.llm.provider}/{m.llm.model}  "
+                + "  ".join(f"{k}={getattr(m.llm, k)}" for k in params if getattr(m.llm, k) is not None),
+            )
+        )
     rows.append(("cassettes", ", ".join(f"{c.path} ({c.count} exchanges)" for c in m.cassettes) or "none"))
-    rows.append(("size", f"{_human(summary.pack_bytes)} packed, {_human(summary.content_bytes)} unpacked, ratio {summary.ratio:.2f}"))
+    rows.append(
+        (
+            "size",
+            f"{_human(summary.pack_bytes)} packed, {_human(summary.content_bytes)} unpacked, ratio {summary.ratio:.2f}",
+        )
+    )
     for label, value in rows:
         head.add_row(label, Text(value))
     steps = Table(title="steps", title_justify="left", expand=False)
@@ -705,10 +767,18 @@ def render_summary(summary: PackSummary) -> RenderableType:
         steps.add_column(col)
     for i, step in enumerate(m.steps, 1):
         if isinstance(step, mf.PatchStep):
-            steps.add_row(str(i), step.id, "patch", Text(step.patch + (f"  ({step.reason})" if step.reason else "")), "")
+            steps.add_row(
+                str(i), step.id, "patch", Text(step.patch + (f"  ({step.reason})" if step.reason else "")), ""
+            )
         else:
             what = shlex.join(step.argv) + (f"  (in {step.cwd})" if step.cwd != "." else "")
-            steps.add_row(str(i), step.id, "command", Text(what), f"exit {step.expect.exit_code}, {len(step.expect.outputs)} outputs")
+            steps.add_row(
+                str(i),
+                step.id,
+                "command",
+                Text(what),
+                f"exit {step.expect.exit_code}, {len(step.expect.outputs)} outputs",
+            )
     arts = Table(title="artifacts", title_justify="left")
     for col in ("sha256", "size", "media type", "name", "span"):
         arts.add_column(col)

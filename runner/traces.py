@@ -19,13 +19,24 @@ from typing import Any, Literal
 
 from runner.errors import PackError
 
-__all__ = ["SPAN_KINDS", "STATUS_CODES", "Span", "SpanEvent", "SpanStatus", "iter_spans", "read_spans", "span_line"]
+__all__ = [
+    "SPAN_KINDS",
+    "STATUS_CODES",
+    "Span",
+    "SpanEvent",
+    "SpanStatus",
+    "iter_spans",
+    "read_spans",
+    "span_line",
+]
 
 SPAN_KINDS = frozenset({"INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER"})
 STATUS_CODES = frozenset({"UNSET", "OK", "ERROR"})
 MAX_LINE_BYTES = 16 << 20
 
-AttrValue = str | bool | int | float | tuple[str, ...] | tuple[bool, ...] | tuple[int, ...] | tuple[float, ...]
+AttrValue = (
+    str | bool | int | float | tuple[str, ...] | tuple[bool, ...] | tuple[int, ...] | tuple[float, ...]
+)
 
 _TRACE_ID = re.compile(r"[0-9a-f]{32}")
 _SPAN_ID = re.compile(r"[0-9a-f]{16}")
@@ -86,7 +97,9 @@ def span_line(span: Span) -> str:
                 {
                     "name": e.name,
                     "time_unix_nano": e.time_unix_nano,
-                    "attributes": {k: list(v) if isinstance(v, tuple) else v for k, v in e.attributes.items()},
+                    "attributes": {
+                        k: list(v) if isinstance(v, tuple) else v for k, v in e.attributes.items()
+                    },
                 }
                 for e in span.events
             ],
@@ -154,7 +167,11 @@ def _span(d: Any) -> Span:
     if kind not in SPAN_KINDS:
         raise _Bad(f"kind must be one of {', '.join(sorted(SPAN_KINDS))}, not {kind!r}")
     status = d["status"]
-    if not isinstance(status, dict) or set(status) - {"code", "description"} or status.get("code") not in STATUS_CODES:
+    if (
+        not isinstance(status, dict)
+        or set(status) - {"code", "description"}
+        or status.get("code") not in STATUS_CODES
+    ):
         raise _Bad("status must be {code: UNSET|OK|ERROR, description: string|null}")
     description = status.get("description")
     if description is not None and not isinstance(description, str):

@@ -79,7 +79,9 @@ def make_manifest(**overrides: Any) -> mf.Manifest:
     base = mf.Manifest(
         session=mf.Session(id="a017c2d6-91a3-4d9c-8d2f-40e2b8cfa0ee", created_at="2025-11-24T13:42:17Z"),
         agent=mf.Agent(name="repo-debugger", commit="6d1e5f2", config_version="42"),
-        git=mf.GitInputs(base_commit=FAKE_COMMIT, remote="https://example.invalid/service.git", branch="main"),
+        git=mf.GitInputs(
+            base_commit=FAKE_COMMIT, remote="https://example.invalid/service.git", branch="main"
+        ),
         environment=mf.Environment(
             kind="snapshot",
             snapshot=mf.EnvSnapshot(python="3.11.8", packages="env/pip-freeze.txt", os="Debian GNU/Linux 12"),
@@ -103,7 +105,9 @@ def root_span() -> Span:
 
 def _git_bundle(repo: Path, out: Path) -> str:
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+        ).stdout
 
     git("bundle", "create", str(out), "HEAD")
     return git("rev-parse", "HEAD").strip()
@@ -135,6 +139,35 @@ def make_pack(
             defaults[mf.BUNDLE_PATH] = b"placeholder: not a git bundle\n"
         for member, data in {**defaults, **files}.items():
             builder.add_bytes(member, data)
-        built = tuple(s if isinstance(s, mf.PatchStep | mf.CommandStep) else s(builder, i) for i, s in enumerate(steps, 1))
+        built = tuple(
+            s if isinstance(s, mf.PatchStep | mf.CommandStep) else s(builder, i)
+            for i, s in enumerate(steps, 1)
+        )
         builder.build(make_manifest(steps=built, **manifest_fields), out)
+    return out
+
+
+def seal(compressed_frames: bytes) -> bytes:
+    """Append the pack trailer to zstd data, as `PackBuilder.build` does, to craft hand-made packs."""
+    import hashlib
+
+    from runner.pack import _trailer
+
+    return compressed_frames + _trailer(hashlib.sha256(compressed_frames).digest())
+
+
+def raw_members(pack: Path) -> list[tuple[str, bytes]]:
+    """The (name, data) members of a pack, in order, read with no checks (for crafting variants)."""
+    import io
+    import tarfile
+
+    import zstandard
+
+    data = pack.read_bytes()
+    tar_bytes = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=False).read()
+    out = []
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        for ti in tar:
+            f = tar.extractfile(ti)
+            out.append((ti.name, f.read() if f else b""))
     return out
