@@ -58,6 +58,7 @@ __all__ = [
     "root_digest",
     "schema",
     "to_dict",
+    "validate",
 ]
 
 FORMAT_VERSION = 1
@@ -283,19 +284,23 @@ def load(text: str | bytes, source: str = "manifest.yaml") -> Manifest:
             "use a runner release that supports it"
         )
     data = _plain(data, "", 0, set())
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
-    if error is not None:
-        raise PackError(f"{source}: {_where(error.absolute_path)}: {_short(error.message)}")
+    _check_schema(data, source)
     manifest = _from_dict(data)
-    problem = _semantic_problem(manifest)
-    if problem:
-        raise PackError(f"{source}: {problem}")
+    _check_semantics(manifest, source)
     return manifest
+
+
+def validate(manifest: Manifest, source: str = "manifest") -> None:
+    """Check a manifest built in code against the schema and the cross-field rules (PackError if not)."""
+    _check_schema(to_dict(manifest), source)
+    _check_semantics(manifest, source)
 
 
 def dump(manifest: Manifest) -> str:
     """YAML text for a manifest; `load(dump(m)) == m` for every valid manifest."""
-    return yaml.safe_dump(to_dict(manifest), sort_keys=False, allow_unicode=True, width=100)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: large indexes dump fast
+    text: str = yaml.dump(to_dict(manifest), Dumper=dumper, sort_keys=False, allow_unicode=True, width=100)
+    return text
 
 
 def root_digest(manifest: Manifest, members: Mapping[str, MemberDigest]) -> str:
@@ -347,6 +352,18 @@ def _plain(value: Any, where: str, depth: int, seen: set[int]) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     raise PackError(f"manifest.yaml: {where}: values of type {type(value).__name__} are not allowed")
+
+
+def _check_schema(data: dict[str, Any], source: str) -> None:
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
+    if error is not None:
+        raise PackError(f"{source}: {_where(error.absolute_path)}: {_short(error.message)}")
+
+
+def _check_semantics(m: Manifest, source: str) -> None:
+    problem = _semantic_problem(m)
+    if problem:
+        raise PackError(f"{source}: {problem}")
 
 
 def _semantic_problem(m: Manifest) -> str | None:

@@ -141,28 +141,6 @@ def layout_problem(name: str, is_dir: bool = False) -> str | None:
 # --- building -----------------------------------------------------------------------------------
 
 
-class _HashingReader:
-    """File wrapper that hashes what is read through it."""
-
-    def __init__(self, f: IO[bytes]) -> None:
-        self._f = f
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
-        self.sha.update(data)
-        self.size += len(data)
-        return data
-
-
-def _copy_hashing(src: IO[bytes], dst: IO[bytes]) -> MemberDigest:
-    reader = _HashingReader(src)
-    while chunk := reader.read(_CHUNK):
-        dst.write(chunk)
-    return MemberDigest(sha256=reader.sha.hexdigest(), size=reader.size)
-
-
 class PackBuilder:
     """Stage members in a private folder, then `build` them into a pack.
 
@@ -181,6 +159,7 @@ class PackBuilder:
         self._own_staging = staging_dir is None
         self.staging = Path(tempfile.mkdtemp(prefix="runner-pack-")) if staging_dir is None else staging_dir
         self._members: dict[str, MemberDigest] = {}
+        self._sources: dict[str, Path] = {}  # where build() reads each member from
         self._artifacts: list[Artifact] = []
 
     def __enter__(self) -> PackBuilder:
@@ -201,31 +180,42 @@ class PackBuilder:
     def artifacts(self) -> tuple[Artifact, ...]:
         return tuple(self._artifacts)
 
-    def _staged_path(self, member: str) -> Path:
+    def _claim(self, member: str) -> None:
         problem = layout_problem(member) or ("written by build()" if member == MANIFEST else None)
         if problem:
             raise PackError(f"cannot add member {member!r}: {problem}")
         if member in self._members:
             raise PackError(f"member {member!r} was already added to this pack")
+
+    def _stage(self, member: str, data: bytes) -> MemberDigest:
         path = self.staging / member
         path.parent.mkdir(parents=True, exist_ok=True)
-        return path
+        path.write_bytes(data)
+        self._sources[member] = path
+        self._members[member] = MemberDigest(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+        return self._members[member]
+
+    def _hash_file(self, src_path: Path) -> MemberDigest:
+        sha, size = hashlib.sha256(), 0
+        try:
+            with open(src_path, "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    sha.update(chunk)
+                    size += len(chunk)
+        except OSError as e:
+            raise PackError(f"cannot read {src_path} to add it to the pack: {e.strerror}") from e
+        return MemberDigest(sha256=sha.hexdigest(), size=size)
 
     def add_bytes(self, member: str, data: bytes) -> MemberDigest:
-        path = self._staged_path(member)
-        path.write_bytes(data)
-        digest = MemberDigest(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
-        self._members[member] = digest
-        return digest
+        self._claim(member)
+        return self._stage(member, data)
 
     def add_file(self, member: str, src_path: Path) -> MemberDigest:
-        """Copy `src_path` into the pack as `member` now; later changes to the source are not seen."""
-        path = self._staged_path(member)
-        try:
-            with open(src_path, "rb") as src, open(path, "wb") as dst:
-                digest = _copy_hashing(src, dst)
-        except OSError as e:
-            raise PackError(f"cannot add {src_path} as {member}: {e.strerror}") from e
+        """Add `src_path` as `member`. It is hashed now and read again by `build`, which refuses it if it
+        changed in between (no second copy of large files is made)."""
+        self._claim(member)
+        digest = self._hash_file(src_path)
+        self._sources[member] = Path(src_path)
         self._members[member] = digest
         return digest
 
@@ -238,24 +228,17 @@ class PackBuilder:
         span_id: str | None = None,
     ) -> str:
         """Store a blob once under artifacts/sha256/<hex>, index it, and return its sha256."""
-        fd, tmp = tempfile.mkstemp(dir=self.staging, prefix=".artifact-")
-        try:
-            with os.fdopen(fd, "wb") as dst:
-                if isinstance(data_or_path, bytes):
-                    dst.write(data_or_path)
-                    digest = MemberDigest(hashlib.sha256(data_or_path).hexdigest(), len(data_or_path))
-                else:
-                    with open(data_or_path, "rb") as src:
-                        digest = _copy_hashing(src, dst)
-            member = f"artifacts/sha256/{digest.sha256}"
-            if member not in self._members:
-                os.replace(tmp, self._staged_path(member))
+        if isinstance(data_or_path, bytes):
+            digest = MemberDigest(hashlib.sha256(data_or_path).hexdigest(), len(data_or_path))
+        else:
+            digest = self._hash_file(data_or_path)
+        member = f"artifacts/sha256/{digest.sha256}"
+        if member not in self._members:
+            if isinstance(data_or_path, bytes):
+                self._stage(member, data_or_path)
+            else:
+                self._sources[member] = Path(data_or_path)
                 self._members[member] = digest
-        except OSError as e:
-            raise PackError(f"cannot add artifact {name or data_or_path!r}: {e.strerror}") from e
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
         entry = Artifact(member, digest.sha256, digest.size, media_type, span_id=span_id, name=name)
         if entry not in self._artifacts:
             self._artifacts.append(entry)
@@ -277,11 +260,13 @@ class PackBuilder:
         members = dict(sorted(self._members.items()))
         body = replace(manifest, integrity=None)
         final = replace(manifest, integrity=Integrity(root=mf.root_digest(body, members), members=members))
-        text = mf.dump(final).encode()
-        mf.load(text, source=f"{out_path}: {MANIFEST}")  # the recorder's mistakes surface here, not at replay
-        total = len(text) + sum(d.size for d in members.values())
         out_path = Path(out_path)
-        fd, tmp = tempfile.mkstemp(dir=out_path.parent or ".", prefix=f".{out_path.name}.", suffix=".partial")
+        mf.validate(
+            final, source=f"{out_path}: {MANIFEST}"
+        )  # the recorder's mistakes surface here, not at replay
+        text = mf.dump(final).encode()
+        total = len(text) + sum(d.size for d in members.values())
+        fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".partial")
         try:
             with os.fdopen(fd, "wb") as raw:
                 self._write(raw, text, members, total, progress)
@@ -292,7 +277,7 @@ class PackBuilder:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        dir_fd = os.open(out_path.parent or ".", os.O_RDONLY | os.O_DIRECTORY)
+        dir_fd = os.open(out_path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dir_fd)
         finally:
@@ -307,25 +292,38 @@ class PackBuilder:
         total: int,
         progress: Callable[[int, int], None] | None,
     ) -> None:
+        # Tar headers are written directly: tarfile's stream writer re-slices its buffer on every write.
         cctx = zstandard.ZstdCompressor(level=self.level, threads=-1, write_checksum=True)
-        done = 0
         hashed = _HashingWriter(raw)
-        with (
-            cctx.stream_writer(cast(IO[bytes], hashed), closefd=False) as zw,
-            _tar_stream(zw, "w|", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            tar.addfile(_tarinfo(MANIFEST, len(manifest_text)), _BytesReader(manifest_text))
-            done += len(manifest_text)
+        with cctx.stream_writer(cast(IO[bytes], hashed), closefd=False) as zw:
+            zw.write(_tar_header(MANIFEST, len(manifest_text)))
+            zw.write(manifest_text + _padding(len(manifest_text)))
+            done = len(manifest_text)
             for name, expected in members.items():
-                with open(self.staging / name, "rb") as f:
-                    reader = _HashingReader(f)
-                    tar.addfile(_tarinfo(name, expected.size), reader)
-                if reader.sha.hexdigest() != expected.sha256 or reader.size != expected.size:
-                    raise PackError(f"staged member {name} changed after it was added; add it again")
-                done += expected.size
+                zw.write(_tar_header(name, expected.size))
+                sha, size = hashlib.sha256(), 0
+                try:
+                    with open(self._sources[name], "rb") as f:
+                        while (chunk := f.read(_CHUNK)) and size <= expected.size:
+                            sha.update(chunk)
+                            size += len(chunk)
+                            zw.write(chunk)
+                except OSError as e:
+                    raise PackError(f"cannot read {self._sources[name]} for {name}: {e.strerror}") from e
+                if size != expected.size or sha.hexdigest() != expected.sha256:
+                    raise PackError(
+                        f"{self._sources[name]} ({name}) changed after it was added; add it again"
+                    )
+                zw.write(_padding(size))
+                done += size
                 if progress:
                     progress(done, total)
+            zw.write(b"\0" * (2 * _BLOCK))
         raw.write(_trailer(hashed.sha.digest()))
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % _BLOCK)
 
 
 class _HashingWriter:
@@ -352,26 +350,14 @@ def _tar_stream(fileobj: object, mode: str, **kwargs: Any) -> tarfile.TarFile:
     return tar
 
 
-class _BytesReader:
-    def __init__(self, data: bytes) -> None:
-        self._view = memoryview(data)
-        self._pos = 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self._view) if n < 0 else self._pos + n
-        out = bytes(self._view[self._pos : end])
-        self._pos += len(out)
-        return out
-
-
-def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+def _tar_header(name: str, size: int) -> bytes:
     # Fixed metadata: the same content gives the same pack bytes.
     ti = tarfile.TarInfo(name)
     ti.size = size
     ti.mode = 0o644
     ti.mtime = 0
     ti.uname = ti.gname = ""
-    return ti
+    return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
 
 
 # --- reading ------------------------------------------------------------------------------------

@@ -134,7 +134,6 @@ def make_pack(
             bundle = tmp_path / f".{name}.bundle"
             manifest_fields.setdefault("git", mf.GitInputs(base_commit=_git_bundle(repo, bundle)))
             builder.add_file(mf.BUNDLE_PATH, bundle)
-            bundle.unlink()
         else:
             defaults[mf.BUNDLE_PATH] = b"placeholder: not a git bundle\n"
         for member, data in {**defaults, **files}.items():
@@ -144,6 +143,8 @@ def make_pack(
             for i, s in enumerate(steps, 1)
         )
         builder.build(make_manifest(steps=built, **manifest_fields), out)
+    if repo is not None:
+        bundle.unlink()
     return out
 
 
