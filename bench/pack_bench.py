@@ -27,10 +27,38 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 LEVELS = ["DEBUG", "INFO", "INFO", "INFO", "WARNING", "ERROR"]
-WORDS = (
-    "request handler session token retry timeout connection pool worker cache miss hit user commit patch test "
-    "failed passed module import error trace span model prompt response latency bytes queue lock"
-).split()
+WORDS = [
+    "request",
+    "handler",
+    "session",
+    "token",
+    "retry",
+    "timeout",
+    "connection",
+    "pool",
+    "worker",
+    "cache",
+    "miss",
+    "hit",
+    "user",
+    "commit",
+    "patch",
+    "test",
+    "failed",
+    "passed",
+    "module",
+    "import",
+    "error",
+    "trace",
+    "span",
+    "model",
+    "prompt",
+    "response",
+    "latency",
+    "bytes",
+    "queue",
+    "lock",
+]
 
 
 def make_tree(root: Path, total_mb: int, seed: int = 7) -> int:
