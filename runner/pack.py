@@ -28,6 +28,7 @@ import shutil
 import struct
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -63,6 +64,7 @@ _CHUNK = 1 << 20
 _BLOCK = tarfile.BLOCKSIZE
 _MAX_META_HEADER = 64 * 1024  # a pax or GNU long-name header larger than this is not from a real pack
 _PER_MEMBER_OVERHEAD = 8 * _BLOCK  # header, pax header, padding
+_RACY_NS = 2_000_000_000  # files modified this recently are hashed again at build
 _SLACK = 4 << 20  # directory entries and end-of-archive padding
 # The pack ends with a zstd skippable frame (ignored by zstd tools) holding the sha256 of every byte before
 # it: the compressed encoding has redundant bits that decode to the same content, and those must not pass.
@@ -141,6 +143,17 @@ def layout_problem(name: str, is_dir: bool = False) -> str | None:
 # --- building -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Source:
+    path: Path
+    stat: tuple[int, ...]  # _fingerprint when added
+    recheck: bool  # hash again at build: the timestamps alone cannot prove it unchanged
+
+
+def _fingerprint(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 class PackBuilder:
     """Stage members in a private folder, then `build` them into a pack.
 
@@ -159,8 +172,9 @@ class PackBuilder:
         self._own_staging = staging_dir is None
         self.staging = Path(tempfile.mkdtemp(prefix="runner-pack-")) if staging_dir is None else staging_dir
         self._members: dict[str, MemberDigest] = {}
-        self._sources: dict[str, Path] = {}  # where build() reads each member from
+        self._sources: dict[str, _Source] = {}  # where build() reads each member from
         self._artifacts: list[Artifact] = []
+        self._artifact_set: set[Artifact] = set()
 
     def __enter__(self) -> PackBuilder:
         return self
@@ -191,31 +205,40 @@ class PackBuilder:
         path = self.staging / member
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-        self._sources[member] = path
+        # Only this builder writes in its staging folder: the stat fingerprint is enough at build time.
+        self._sources[member] = _Source(path, _fingerprint(path.stat()), recheck=False)
         self._members[member] = MemberDigest(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
         return self._members[member]
 
-    def _hash_file(self, src_path: Path) -> MemberDigest:
+    def _hash_file(self, src_path: Path) -> tuple[MemberDigest, _Source]:
         sha, size = hashlib.sha256(), 0
         try:
             with open(src_path, "rb") as f:
+                before = os.fstat(f.fileno())
                 while chunk := f.read(_CHUNK):
                     sha.update(chunk)
                     size += len(chunk)
+                after = os.fstat(f.fileno())
         except OSError as e:
             raise PackError(f"cannot read {src_path} to add it to the pack: {e.strerror}") from e
-        return MemberDigest(sha256=sha.hexdigest(), size=size)
+        if _fingerprint(before) != _fingerprint(after) or size != after.st_size:
+            raise PackError(f"{src_path} changed while it was being added to the pack; add it again")
+        # Timestamps have coarse ticks: a file modified just now could change again without them moving.
+        recent = time.time_ns() - max(after.st_mtime_ns, after.st_ctime_ns) < _RACY_NS
+        return MemberDigest(sha256=sha.hexdigest(), size=size), _Source(
+            Path(src_path), _fingerprint(after), recent
+        )
 
     def add_bytes(self, member: str, data: bytes) -> MemberDigest:
         self._claim(member)
         return self._stage(member, data)
 
     def add_file(self, member: str, src_path: Path) -> MemberDigest:
-        """Add `src_path` as `member`. It is hashed now and read again by `build`, which refuses it if it
-        changed in between (no second copy of large files is made)."""
+        """Add `src_path` as `member` without copying it. It is hashed now and read again by `build`,
+        which refuses it if it changed in between (stat fingerprint; hash again when recently modified)."""
         self._claim(member)
-        digest = self._hash_file(src_path)
-        self._sources[member] = Path(src_path)
+        digest, source = self._hash_file(src_path)
+        self._sources[member] = source
         self._members[member] = digest
         return digest
 
@@ -230,17 +253,18 @@ class PackBuilder:
         """Store a blob once under artifacts/sha256/<hex>, index it, and return its sha256."""
         if isinstance(data_or_path, bytes):
             digest = MemberDigest(hashlib.sha256(data_or_path).hexdigest(), len(data_or_path))
-        else:
-            digest = self._hash_file(data_or_path)
-        member = f"artifacts/sha256/{digest.sha256}"
-        if member not in self._members:
-            if isinstance(data_or_path, bytes):
+            member = f"artifacts/sha256/{digest.sha256}"
+            if member not in self._members:
                 self._stage(member, data_or_path)
-            else:
-                self._sources[member] = Path(data_or_path)
+        else:
+            digest, source = self._hash_file(data_or_path)
+            member = f"artifacts/sha256/{digest.sha256}"
+            if member not in self._members:
+                self._sources[member] = source
                 self._members[member] = digest
         entry = Artifact(member, digest.sha256, digest.size, media_type, span_id=span_id, name=name)
-        if entry not in self._artifacts:
+        if entry not in self._artifact_set:
+            self._artifact_set.add(entry)
             self._artifacts.append(entry)
         return digest.sha256
 
@@ -301,19 +325,22 @@ class PackBuilder:
             done = len(manifest_text)
             for name, expected in members.items():
                 zw.write(_tar_header(name, expected.size))
-                sha, size = hashlib.sha256(), 0
+                source = self._sources[name]
+                changed = PackError(f"{source.path} ({name}) changed after it was added; add it again")
+                sha, size = hashlib.sha256() if source.recheck else None, 0
                 try:
-                    with open(self._sources[name], "rb") as f:
+                    with open(source.path, "rb") as f:
+                        if _fingerprint(os.fstat(f.fileno())) != source.stat:
+                            raise changed
                         while (chunk := f.read(_CHUNK)) and size <= expected.size:
-                            sha.update(chunk)
+                            if sha:
+                                sha.update(chunk)
                             size += len(chunk)
                             zw.write(chunk)
                 except OSError as e:
-                    raise PackError(f"cannot read {self._sources[name]} for {name}: {e.strerror}") from e
-                if size != expected.size or sha.hexdigest() != expected.sha256:
-                    raise PackError(
-                        f"{self._sources[name]} ({name}) changed after it was added; add it again"
-                    )
+                    raise PackError(f"cannot read {source.path} for {name}: {e.strerror}") from e
+                if size != expected.size or (sha and sha.hexdigest() != expected.sha256):
+                    raise changed
                 zw.write(_padding(size))
                 done += size
                 if progress:
@@ -668,7 +695,8 @@ def unpack(pack_path: Path, dest_dir: Path, limits: Limits = Limits()) -> Unpack
     pack_path, dest_dir = Path(pack_path), Path(dest_dir)
     if dest_dir.is_symlink() or (dest_dir.exists() and (not dest_dir.is_dir() or any(dest_dir.iterdir()))):
         raise PackError(f"cannot unpack {pack_path} into {dest_dir}: it exists and is not an empty folder")
-    created = not dest_dir.exists()
+    # The topmost folder this call creates: removed again on failure, so a refusal leaves no trace.
+    created = next((p for p in (*reversed(dest_dir.parents), dest_dir) if not p.exists()), None)
     dest_dir.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(dir=dest_dir, prefix=".unpacking-"))
     try:
@@ -678,10 +706,10 @@ def unpack(pack_path: Path, dest_dir: Path, limits: Limits = Limits()) -> Unpack
         partial.rmdir()
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
-        if created:
-            shutil.rmtree(dest_dir, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
         else:
-            for entry in dest_dir.iterdir():  # only what the moves above put there
+            for entry in dest_dir.iterdir():  # dest was empty: all of this came from the moves above
                 shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         raise
     return UnpackedPack(path=dest_dir, manifest=manifest)

@@ -112,14 +112,19 @@ def test_build_refuses_a_manifest_pointing_at_a_missing_member(tmp_path: Path) -
     assert list(tmp_path.iterdir()) == []
 
 
-def test_build_detects_a_staged_file_changed_after_add(tmp_path: Path) -> None:
+@pytest.mark.parametrize("new_content", [b"y", b"longer"])
+def test_build_refuses_a_file_changed_after_add(tmp_path: Path, new_content: bytes) -> None:
+    src = tmp_path / "pip-freeze.txt"
+    src.write_bytes(b"x")
+    out = tmp_path / "out"
+    out.mkdir()
     with pack.PackBuilder() as b:
-        for member in ("workspace/base.bundle", "env/pip-freeze.txt"):
-            b.add_bytes(member, b"x")
-        (b.staging / "env/pip-freeze.txt").write_bytes(b"y")
+        b.add_bytes("workspace/base.bundle", b"x")
+        b.add_file("env/pip-freeze.txt", src)
+        src.write_bytes(new_content)  # same size and, likely, the same timestamp tick: the hash decides
         with pytest.raises(PackError, match="changed after it was added"):
-            b.build(make_manifest(), tmp_path / "p.tar.zst")
-    assert list(tmp_path.iterdir()) == []  # the temp file was removed
+            b.build(make_manifest(), out / "p.tar.zst")
+    assert list(out.iterdir()) == []  # the temp file was removed
 
 
 def test_real_git_bundle(tmp_path: Path) -> None:
@@ -277,7 +282,7 @@ def test_hostile_packs_never_write_outside_and_nothing_on_refusal(
     before = _snapshot(sandbox)
     limits = pack.Limits(max_total_bytes=1 << 20, max_member_bytes=1 << 20)
     try:
-        pack.unpack(hostile, sandbox / "dest", limits)
+        pack.unpack(hostile, sandbox / "new" / "dest", limits)
     except PackError as e:
         assert str(hostile) in str(e) and "\n" not in str(e)
         assert _snapshot(sandbox) == before  # nothing at all was written
@@ -292,7 +297,8 @@ def test_hostile_packs_never_write_outside_and_nothing_on_refusal(
             )
 
         assert all(plain(ti) for ti in evil)
-        assert _snapshot(sandbox) - before <= {"dest", *(f"dest/{p}" for p in _snapshot(sandbox / "dest"))}
+        dest = sandbox / "new" / "dest"
+        assert _snapshot(sandbox) - before <= {"new", "new/dest", *(f"new/dest/{p}" for p in _snapshot(dest))}
     assert list(outside.iterdir()) == []
     assert not any(p.is_symlink() for p in sandbox.rglob("*"))
 
