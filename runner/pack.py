@@ -101,6 +101,12 @@ class UnpackedPack:
     path: Path
     manifest: Manifest
 
+    def artifact(self, sha256: str) -> Path:
+        """The file of an indexed artifact, e.g. a command step's expected stdout."""
+        if not any(a.sha256 == sha256 for a in self.manifest.artifacts):
+            raise PackError(f"{self.path}: no artifact with sha256 {sha256} in the manifest")
+        return self.path / "artifacts" / "sha256" / sha256
+
 
 @dataclass(frozen=True)
 class VerifyReport:
@@ -175,6 +181,8 @@ class PackBuilder:
         self._sources: dict[str, _Source] = {}  # where build() reads each member from
         self._artifacts: list[Artifact] = []
         self._artifact_set: set[Artifact] = set()
+        self._folded: set[str] = set()  # casefolded member names
+        self._folded_dirs: set[str] = set()  # casefolded folders holding them
 
     def __enter__(self) -> PackBuilder:
         return self
@@ -200,6 +208,13 @@ class PackBuilder:
             raise PackError(f"cannot add member {member!r}: {problem}")
         if member in self._members:
             raise PackError(f"member {member!r} was already added to this pack")
+        # What readers refuse, the builder refuses first: names equal but for case, a file where a folder is.
+        folded = member.casefold()
+        parents = {folded.rsplit("/", i)[0] for i in range(1, folded.count("/") + 1)}
+        if folded in self._folded or folded in self._folded_dirs or parents & self._folded:
+            raise PackError(f"cannot add member {member!r}: it clashes with a member already added")
+        self._folded.add(folded)
+        self._folded_dirs.update(parents)
 
     def _stage(self, member: str, data: bytes) -> MemberDigest:
         path = self.staging / member

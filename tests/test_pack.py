@@ -76,8 +76,10 @@ def test_round_trip(small_pack: Path, tmp_path: Path) -> None:
     assert files["patches/0001.diff"] == DIFF.encode()
     assert mf.load(files["manifest.yaml"]) == out.manifest
     step = out.manifest.steps[1]
-    assert isinstance(step, mf.CommandStep)
-    assert files[f"artifacts/sha256/{step.expect.stdout}"] == b"1 passed in 0.01s\n"
+    assert isinstance(step, mf.CommandStep) and step.expect.stdout
+    assert out.artifact(step.expect.stdout).read_bytes() == b"1 passed in 0.01s\n"
+    with pytest.raises(PackError, match="no artifact"):
+        out.artifact("0" * 64)
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
 
 
@@ -104,6 +106,16 @@ def test_artifacts_are_stored_once_however_often_added(tmp_path: Path) -> None:
 def test_builder_refuses_names_outside_the_layout(member: str) -> None:
     with pack.PackBuilder() as b, pytest.raises(PackError, match="cannot add member"):
         b.add_bytes(member, b"x")
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), [("env/A.txt", "env/a.txt"), ("env/sub", "env/sub/x"), ("env/sub/x", "env/SUB")]
+)
+def test_builder_refuses_names_that_clash(first: str, second: str) -> None:
+    with pack.PackBuilder() as b:
+        b.add_bytes(first, b"x")
+        with pytest.raises(PackError, match="clashes"):
+            b.add_bytes(second, b"x")
 
 
 def test_build_refuses_a_manifest_pointing_at_a_missing_member(tmp_path: Path) -> None:
