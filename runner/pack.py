@@ -673,15 +673,20 @@ class _Scanner:
         expected: MemberDigest | None,
     ) -> bytes:
         """Stream one member through sha256 (and into `writer`); return its bytes only for the manifest."""
-        src = tar.extractfile(ti)
-        if src is None:
-            raise _Refused("member has no data")
+        # Read the data straight from the tar stream (what extractfile does, without two more buffers);
+        # tarfile skips the block padding itself when asked for the next member.
+        stream = tar.fileobj
         sha = hashlib.sha256()
         keep = expected is None
         kept: list[bytes] = []
+        left = ti.size
         with contextlib.ExitStack() as stack:
             dst = stack.enter_context(writer.create(ti.name)) if writer else None
-            while chunk := src.read(_CHUNK):
+            while left:
+                chunk = stream.read(min(left, _CHUNK))
+                if not chunk:
+                    raise _Refused(f"truncated: {left} of {ti.size} bytes missing")
+                left -= len(chunk)
                 sha.update(chunk)
                 if dst:
                     dst.write(chunk)
