@@ -3,8 +3,9 @@
 Inputs: files and bytes from the recorder (build); a `.tar.zst` from anyone (unpack, verify, inspect).
 Outputs: a pack file; an unpacked folder with its `Manifest`; a `VerifyReport`; a `PackSummary`.
 Rules:
-- A pack is one zstd stream holding one tar stream; `manifest.yaml` is its first member, so a reader
-  learns every member's name, size and sha256 before it reads any other byte.
+- A pack is a zstd stream holding one tar stream, then a trailer (a zstd skippable frame) with the
+  sha256 of the compressed bytes. `manifest.yaml` is the first member, so a reader learns every
+  member's name, size and sha256 before it reads any other byte. See docs/pack-format.md.
 - Reading is streaming and bounded: decompressed bytes are capped by `Limits` and by what the manifest
   declares, zstd windows are capped, tar meta headers are capped, memory does not grow with the pack.
 - Nothing from a pack is trusted: links, devices, fifos, absolute or `..` names, names that normalise
@@ -12,8 +13,9 @@ Rules:
   O_CREAT|O_EXCL|O_NOFOLLOW under folders this module created; tarfile's extraction code is never used.
 - `unpack` extracts into a private folder inside the destination and moves the result into place only
   when every member checked out; on any failure the destination is left as it was found.
-- `build` writes to a temp file next to the destination, fsyncs it, renames it, fsyncs the folder: a
-  crash never leaves a half-written pack under the final name.
+- The builder hashes what is added at once and does not copy files: `build` reads them again, refusing
+  any that changed, and writes to a temp file next to the destination, fsyncs it, renames it, fsyncs
+  the folder: a crash never leaves a half-written pack under the final name.
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ def _fingerprint(st: os.stat_result) -> tuple[int, ...]:
 
 
 class PackBuilder:
-    """Stage members in a private folder, then `build` them into a pack.
+    """Collect members (bytes in a private staging folder, files where they are), then `build` a pack.
 
     Use as a context manager (the staging folder is removed on exit):
 
@@ -300,27 +302,32 @@ class PackBuilder:
         body = replace(manifest, integrity=None)
         final = replace(manifest, integrity=Integrity(root=mf.root_digest(body, members), members=members))
         out_path = Path(out_path)
-        mf.validate(
-            final, source=f"{out_path}: {MANIFEST}"
-        )  # the recorder's mistakes surface here, not at replay
+        # The recorder's mistakes surface here, not at replay on someone else's machine.
+        mf.validate(final, source=f"{out_path}: {MANIFEST}")
         text = mf.dump(final).encode()
         total = len(text) + sum(d.size for d in members.values())
-        fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".partial")
+        tmp: str | None = None
         try:
+            fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".partial")
             with os.fdopen(fd, "wb") as raw:
                 self._write(raw, text, members, total, progress)
                 raw.flush()
                 os.fsync(raw.fileno())
             os.replace(tmp, out_path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(out_path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
+            tmp = None
+            dir_fd = os.open(out_path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as e:
+            raise PackError(
+                f"cannot write {out_path}: {e.strerror or e}; check the folder exists and has space"
+            ) from e
         finally:
-            os.close(dir_fd)
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         return final
 
     def _write(
@@ -385,10 +392,10 @@ def _trailer(digest: bytes) -> bytes:
     return struct.pack("<II", _TRAILER_MAGIC, len(_TRAILER_TAG) + len(digest)) + _TRAILER_TAG + digest
 
 
-def _tar_stream(fileobj: object, mode: str, **kwargs: Any) -> tarfile.TarFile:
-    """tarfile in stream mode over a zstd reader or writer, with large buffers (typeshed wants real files)."""
+def _tar_reader(fileobj: object) -> tarfile.TarFile:
+    """tarfile in stream mode over the zstd reader, with a large buffer (typeshed wants a real file here)."""
     opener: Any = tarfile.open
-    tar: tarfile.TarFile = opener(fileobj=fileobj, mode=mode, bufsize=_CHUNK, copybufsize=_CHUNK, **kwargs)
+    tar: tarfile.TarFile = opener(fileobj=fileobj, mode="r|", bufsize=_CHUNK, tarinfo=_StrictTarInfo)
     return tar
 
 
@@ -560,7 +567,7 @@ class _Scanner:
             dctx.stream_reader(cast(IO[bytes], source), read_size=_CHUNK, read_across_frames=True) as zr,
         ):
             capped = _CappedReader(zr, limits.max_manifest_bytes + _SLACK)
-            tar = _tar_stream(capped, "r|", tarinfo=_StrictTarInfo)
+            tar = _tar_reader(capped)
             first = tar.next()
             if first is None or first.name != MANIFEST or not first.isreg():
                 raise _Refused(f"the first member must be {MANIFEST}; this is not a repro pack")

@@ -139,6 +139,14 @@ def test_build_refuses_a_file_changed_after_add(tmp_path: Path, new_content: byt
     assert list(out.iterdir()) == []  # the temp file was removed
 
 
+def test_build_into_a_missing_folder_is_a_pack_error(tmp_path: Path) -> None:
+    with pack.PackBuilder() as b:
+        b.add_bytes("workspace/base.bundle", b"x")
+        b.add_bytes("env/pip-freeze.txt", b"x")
+        with pytest.raises(PackError, match=r"cannot write .*check the folder"):
+            b.build(make_manifest(), tmp_path / "absent" / "p.tar.zst")
+
+
 def test_real_git_bundle(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -497,3 +505,27 @@ def test_inspect_reads_only_the_manifest(small_pack: Path, tmp_path: Path) -> No
     summary = pack.inspect(damaged)
     assert summary.manifest == pack.inspect(small_pack).manifest
     assert not pack.verify(damaged).ok
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_garbled_tar_streams_only_ever_give_pack_errors(
+    small_pack: Path, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    """Random damage to the tar stream itself (under a valid zstd frame and trailer) never escapes as
+    anything but PackError, and never writes anything when refused."""
+    tar_bytes = bytearray(_tar(list(raw_members(small_pack))))
+    for _ in range(data.draw(st.integers(1, 8))):
+        pos = data.draw(st.integers(0, 4 * tarfile.BLOCKSIZE - 1) | st.integers(0, len(tar_bytes) - 1))
+        tar_bytes[pos] = data.draw(st.integers(0, 255))
+    sandbox = tmp_path_factory.mktemp("garbled")
+    garbled = sandbox / "g.tar.zst"
+    garbled.write_bytes(seal(zstandard.ZstdCompressor(write_checksum=True).compress(bytes(tar_bytes))))
+    report = pack.verify(garbled)
+    assert report.ok or (report.problem and "\n" not in report.problem)
+    try:
+        pack.unpack(garbled, sandbox / "dest")
+    except PackError:
+        assert not (sandbox / "dest").exists()
+    else:
+        assert report.ok
