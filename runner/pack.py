@@ -66,7 +66,8 @@ _CHUNK = 1 << 20
 _BLOCK = tarfile.BLOCKSIZE
 _MAX_META_HEADER = 64 * 1024  # a pax or GNU long-name header larger than this is not from a real pack
 _PER_MEMBER_OVERHEAD = 8 * _BLOCK  # header, pax header, padding
-_RACY_NS = 2_000_000_000  # files modified this recently are hashed again at build
+_FINE_TICK_NS = 100_000_000  # files modified this recently are hashed again at build ...
+_COARSE_TICK_NS = 2_000_000_000  # ... or this, where timestamps have whole seconds only
 _SLACK = 4 << 20  # directory entries and end-of-archive padding
 # The pack ends with a zstd skippable frame (ignored by zstd tools) holding the sha256 of every byte before
 # it: the compressed encoding has redundant bits that decode to the same content, and those must not pass.
@@ -95,7 +96,8 @@ class Limits:
     max_member_bytes: int = 8 << 30
     max_members: int = 100_000
     max_manifest_bytes: int = 16 << 20
-    max_window_size: int = 1 << 27  # zstd window: bounds decoder memory whatever the frame header says
+    # zstd window: bounds decoder memory whatever a frame header asks for. Levels 1..19 need at most 8 MiB.
+    max_window_size: int = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -240,8 +242,10 @@ class PackBuilder:
             raise PackError(f"cannot read {src_path} to add it to the pack: {e.strerror}") from e
         if _fingerprint(before) != _fingerprint(after) or size != after.st_size:
             raise PackError(f"{src_path} changed while it was being added to the pack; add it again")
-        # Timestamps have coarse ticks: a file modified just now could change again without them moving.
-        recent = time.time_ns() - max(after.st_mtime_ns, after.st_ctime_ns) < _RACY_NS
+        # Timestamps move in ticks (a few ms; whole seconds on some file systems): a file modified within a
+        # tick of now could change again without its timestamps moving, so build() hashes it again.
+        tick = _COARSE_TICK_NS if after.st_mtime_ns % 1_000_000_000 == 0 else _FINE_TICK_NS
+        recent = time.time_ns() - max(after.st_mtime_ns, after.st_ctime_ns) < tick
         return MemberDigest(sha256=sha.hexdigest(), size=size), _Source(
             Path(src_path), _fingerprint(after), recent
         )

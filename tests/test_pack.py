@@ -365,6 +365,12 @@ def test_unpack_into_an_existing_empty_folder_leaves_it_empty_on_refusal(
 # --- bombs ----------------------------------------------------------------------------------------
 
 
+def _zeros_frame(size: int) -> bytes:
+    """A few KB of zstd that expand to `size` zero bytes, with the small window a streaming writer uses."""
+    z = zstandard.ZstdCompressor(level=3, write_checksum=True).compressobj()
+    return z.compress(b"\0" * size) + z.flush()
+
+
 def _measure(fn: object) -> tuple[str, int, int]:
     """Run `fn`, return (problem, peak Python memory, decompressed bytes read)."""
     seen = [0]
@@ -391,13 +397,37 @@ def test_zstd_bomb_after_the_archive_stops_early_with_bounded_memory(
 ) -> None:
     tar_bytes = _tar(list(raw_members(small_pack)))
     cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
-    zeros = cctx.compress(b"\0" * (64 << 20))  # a few KB that expand to 64 MiB
+    zeros = _zeros_frame(64 << 20)
     bomb = tmp_path / "bomb.tar.zst"
     bomb.write_bytes(seal(cctx.compress(tar_bytes) + zeros * 64))  # 4 GiB once decompressed
     problem, peak, read = _measure(lambda: pack.verify(bomb))
     assert "goes past" in problem
     assert read < 8 << 20
     assert peak < 24 << 20
+
+
+# VmHWM is this process's own peak (ru_maxrss would also count the parent's peak, inherited at exec).
+BOMB_CHILD = """
+import sys
+from pathlib import Path
+from runner import pack
+report = pack.verify(Path(sys.argv[1]))
+print(report.problem)
+print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) // 1024)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak RSS from Linux /proc")
+def test_zstd_bomb_peak_rss_of_a_real_process(small_pack: Path, tmp_path: Path) -> None:
+    """tracemalloc cannot see the decoder's C memory: measure a whole process instead."""
+    cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
+    bomb = tmp_path / "bomb.tar.zst"
+    tar_bytes = _tar(list(raw_members(small_pack)))
+    bomb.write_bytes(seal(cctx.compress(tar_bytes) + _zeros_frame(64 << 20) * 64))
+    out = subprocess.run([sys.executable, "-c", BOMB_CHILD, str(bomb)], cwd=REPO, capture_output=True, text=True)
+    problem, rss_mb = out.stdout.strip().splitlines()
+    assert "goes past" in problem
+    assert int(rss_mb) < 80
 
 
 def test_huge_declared_member_is_refused_from_its_header(small_pack: Path, tmp_path: Path) -> None:
@@ -409,7 +439,7 @@ def test_huge_declared_member_is_refused_from_its_header(small_pack: Path, tmp_p
     data = first.tobuf(tarfile.PAX_FORMAT) + padded + huge.tobuf(tarfile.PAX_FORMAT)
     bomb = tmp_path / "bomb.tar.zst"
     cctx = zstandard.ZstdCompressor(write_checksum=True)
-    bomb.write_bytes(seal(cctx.compress(data) + cctx.compress(b"\0" * (64 << 20)) * 4))
+    bomb.write_bytes(seal(cctx.compress(data) + _zeros_frame(64 << 20) * 4))
     problem, peak, read = _measure(lambda: pack.verify(bomb))
     assert "differs from the" in problem and "traces.jsonl" in problem
     assert read < 8 << 20 and peak < 24 << 20
@@ -420,11 +450,20 @@ def test_oversized_manifest_and_meta_headers_are_refused(tmp_path: Path) -> None
     big.size = 1 << 33
     bomb = _write_pack(tmp_path / "m.tar.zst", [])
     cctx = zstandard.ZstdCompressor(write_checksum=True)
-    bomb.write_bytes(seal(cctx.compress(big.tobuf(tarfile.PAX_FORMAT)) + cctx.compress(b"\0" * (64 << 20))))
+    bomb.write_bytes(seal(cctx.compress(big.tobuf(tarfile.PAX_FORMAT)) + _zeros_frame(64 << 20)))
     assert "larger than the" in (pack.verify(bomb).problem or "")
     pax = tarfile.TarInfo("manifest.yaml")
     pax.pax_headers = {"comment": "x" * (1 << 20)}
     assert "meta header" in (pack.verify(_write_pack(tmp_path / "p.tar.zst", [pax])).problem or "")
+
+
+def test_a_frame_asking_for_a_huge_window_is_refused(small_pack: Path, tmp_path: Path) -> None:
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=28)
+    big_window = zstandard.ZstdCompressor(compression_params=params).compressobj()
+    frame = big_window.compress(_tar(list(raw_members(small_pack)))) + big_window.flush()
+    bomb = tmp_path / "window.tar.zst"
+    bomb.write_bytes(seal(frame))
+    assert "corrupt or truncated" in (pack.verify(bomb).problem or "")
 
 
 def test_integrity_sizes_over_the_limits_are_refused_before_reading(small_pack: Path) -> None:
