@@ -78,7 +78,7 @@ def _root(
 )
 @handles_errors
 def inspect_cmd(
-    pack: Annotated[Path, typer.Argument(help="The .tar.zst repro pack.")],
+    pack: Annotated[Path, typer.Argument(metavar="PACK", help="The .tar.zst repro pack.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     summary = pack_stage.inspect(pack)
@@ -94,7 +94,7 @@ def inspect_cmd(
     "Example: runner verify session.tar.zst",
 )
 @handles_errors
-def verify_cmd(pack: Annotated[Path, typer.Argument(help="The .tar.zst repro pack.")]) -> None:
+def verify_cmd(pack: Annotated[Path, typer.Argument(metavar="PACK", help="The .tar.zst repro pack.")]) -> None:
     report = pack_stage.verify(pack)
     if not report.ok:
         raise fail(report.problem or f"{pack}: not a valid repro pack")

@@ -31,6 +31,8 @@ import yaml
 from runner.errors import PackError
 
 __all__ = [
+    "BASELINE_PATH",
+    "BUNDLE_PATH",
     "FORMAT_VERSION",
     "NORMALISERS",
     "OUTPUT_RULES",

@@ -798,7 +798,7 @@ def render_summary(summary: PackSummary) -> RenderableType:
                 + "  ".join(f"{k}={getattr(m.llm, k)}" for k in params if getattr(m.llm, k) is not None),
             )
         )
-    rows.append(("cassettes", ", ".join(f"{c.path} ({c.count} exchanges)" for c in m.cassettes) or "none"))
+    rows.append(("cassettes", ", ".join(f"{c.path} ({c.count} recorded)" for c in m.cassettes) or "none"))
     rows.append(
         (
             "size",
@@ -806,7 +806,7 @@ def render_summary(summary: PackSummary) -> RenderableType:
         )
     )
     for label, value in rows:
-        head.add_row(label, Text(value))
+        head.add_row(label, Text(value, overflow="fold"))
     steps = Table(title="steps", title_justify="left", expand=False)
     for col in ("#", "id", "kind", "what", "expect"):
         steps.add_column(col)
