@@ -470,6 +470,8 @@ class _TrailedReader:
         f.seek(0)
         head = _trailer(b"\0" * 32)[: 8 + len(_TRAILER_TAG)]
         if trailer[: len(head)] != head:
+            if _TRAILER_TAG[:3] in trailer:
+                raise _Refused("this pack's container is a newer version; use a runner release that reads it")
             raise _Refused("no pack trailer at the end: the file is truncated or was not written by runner")
         self.expected = trailer[len(head) :]
 

@@ -217,6 +217,15 @@ def test_verify_refuses_an_unknown_format_version(tmp_path: Path) -> None:
     assert "format_version 7 is not supported" in (report.problem or "")
 
 
+def test_a_newer_container_version_says_so(small_pack: Path, tmp_path: Path) -> None:
+    newer = tmp_path / "newer.tar.zst"
+    newer.write_bytes(small_pack.read_bytes().replace(b"RPK1sha256", b"RPK2sha256"))
+    assert "newer version" in (pack.verify(newer).problem or "")
+    truncated = tmp_path / "truncated.tar.zst"
+    truncated.write_bytes(small_pack.read_bytes()[:-10])
+    assert "truncated" in (pack.verify(truncated).problem or "")
+
+
 def test_every_single_byte_mutation_is_caught(small_pack: Path, tmp_path: Path) -> None:
     data = small_pack.read_bytes()
     rng = random.Random(20251125)
