@@ -12,6 +12,7 @@ import sys
 import tarfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -178,10 +179,11 @@ def test_verify_accepts_an_intact_pack(small_pack: Path) -> None:
     assert report.members_checked == len(raw_members(small_pack))
 
 
-def _repack(src: Path, dst: Path, edit: object) -> Path:
-    members = raw_members(src)
-    members = edit(members)  # type: ignore[operator]
-    return _write_pack(dst, members)
+Members = list[tuple[str, bytes]]
+
+
+def _repack(src: Path, dst: Path, edit: Callable[[Members], Members]) -> Path:
+    return _write_pack(dst, list(edit(raw_members(src))))
 
 
 def test_verify_detects_an_edited_manifest_field(small_pack: Path, tmp_path: Path) -> None:
@@ -380,7 +382,7 @@ def _zeros_frame(size: int) -> bytes:
     return z.compress(b"\0" * size) + z.flush()
 
 
-def _measure(fn: object) -> tuple[str, int, int]:
+def _measure(monkeypatch: pytest.MonkeyPatch, fn: Callable[[], pack.VerifyReport]) -> tuple[str, int, int]:
     """Run `fn`, return (problem, peak Python memory, decompressed bytes read)."""
     seen = [0]
     original = pack._CappedReader.read
@@ -390,26 +392,25 @@ def _measure(fn: object) -> tuple[str, int, int]:
         seen[0] = max(seen[0], self.count)
         return data
 
-    pack._CappedReader.read = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(pack._CappedReader, "read", counting)
     tracemalloc.start()
     try:
-        report = fn()  # type: ignore[operator]
+        report = fn()
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-        pack._CappedReader.read = original  # type: ignore[method-assign]
     return report.problem or "", peak, seen[0]
 
 
 def test_zstd_bomb_after_the_archive_stops_early_with_bounded_memory(
-    small_pack: Path, tmp_path: Path
+    small_pack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tar_bytes = _tar(list(raw_members(small_pack)))
     cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
     zeros = _zeros_frame(64 << 20)
     bomb = tmp_path / "bomb.tar.zst"
     bomb.write_bytes(seal(cctx.compress(tar_bytes) + zeros * 64))  # 4 GiB once decompressed
-    problem, peak, read = _measure(lambda: pack.verify(bomb))
+    problem, peak, read = _measure(monkeypatch, lambda: pack.verify(bomb))
     assert "goes past" in problem
     assert read < 8 << 20
     assert peak < 24 << 20
@@ -433,13 +434,17 @@ def test_zstd_bomb_peak_rss_of_a_real_process(small_pack: Path, tmp_path: Path) 
     bomb = tmp_path / "bomb.tar.zst"
     tar_bytes = _tar(list(raw_members(small_pack)))
     bomb.write_bytes(seal(cctx.compress(tar_bytes) + _zeros_frame(64 << 20) * 64))
-    out = subprocess.run([sys.executable, "-c", BOMB_CHILD, str(bomb)], cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", BOMB_CHILD, str(bomb)], cwd=REPO, capture_output=True, text=True
+    )
     problem, rss_mb = out.stdout.strip().splitlines()
     assert "goes past" in problem
     assert int(rss_mb) < 80
 
 
-def test_huge_declared_member_is_refused_from_its_header(small_pack: Path, tmp_path: Path) -> None:
+def test_huge_declared_member_is_refused_from_its_header(
+    small_pack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     huge = _ti(tarfile.REGTYPE, "traces.jsonl", 0, "")
     huge.size = 1 << 40
     name, text = raw_members(small_pack)[0]
@@ -449,7 +454,7 @@ def test_huge_declared_member_is_refused_from_its_header(small_pack: Path, tmp_p
     bomb = tmp_path / "bomb.tar.zst"
     cctx = zstandard.ZstdCompressor(write_checksum=True)
     bomb.write_bytes(seal(cctx.compress(data) + _zeros_frame(64 << 20) * 4))
-    problem, peak, read = _measure(lambda: pack.verify(bomb))
+    problem, peak, read = _measure(monkeypatch, lambda: pack.verify(bomb))
     assert "differs from the" in problem and "traces.jsonl" in problem
     assert read < 8 << 20 and peak < 24 << 20
 
