@@ -24,12 +24,14 @@ import contextlib
 import hashlib
 import os
 import posixpath
+import queue
 import re
 import shlex
 import shutil
 import struct
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -581,7 +583,7 @@ class _Scanner:
                 raise _Refused(
                     f"{first.size} bytes is larger than the {limits.max_manifest_bytes} byte limit"
                 )
-            text = self._read_member(tar, first, writer, None)
+            text = self._read_manifest(tar, first, writer)
             manifest = mf.load(text, source=f"{self.pack}: {MANIFEST}")
             members = self._check_manifest(manifest)
             self.content_bytes += len(text)
@@ -594,28 +596,20 @@ class _Scanner:
                 + _SLACK
             )
             seen: dict[str, str] = {MANIFEST: MANIFEST}
-            count = 1
-            while (ti := tar.next()) is not None:
-                cast(
-                    Any, tar
-                ).members.clear()  # stream mode would keep every TarInfo (getmembers() reads all)
-                self.member = ti.name
-                count += 1
-                if count > limits.max_members:
-                    raise _Refused(f"more than {limits.max_members} members")
-                self._check_entry(ti, seen)
-                if ti.isdir():
-                    if writer:
-                        writer.mkdir(ti.name)
-                    continue
-                expected = members.get(ti.name)
-                if expected is None:
-                    raise _Refused("member is not listed in the manifest's integrity section")
-                if ti.size != expected.size:
-                    raise _Refused(
-                        f"size {ti.size} differs from the {expected.size} bytes the manifest declares"
-                    )
-                self._read_member(tar, ti, writer, expected)
+            digester = _Digester()
+            try:
+                self._members_loop(tar, writer, members, seen, digester)
+            except BaseException as e:
+                failure = digester.close()
+                if failure and not isinstance(e, KeyboardInterrupt):
+                    self.member = failure[0]  # an earlier member went bad first: that is the one to name
+                    raise _Refused(failure[1]) from e
+                raise
+            failure = digester.close()
+            self.checked += digester.checked
+            if failure:
+                self.member = failure[0]
+                raise _Refused(failure[1])
             self.member = "(end of archive)"
             tail = tar.fileobj
             while chunk := tail.read(_CHUNK):
@@ -629,6 +623,40 @@ class _Scanner:
             if source.finish() != source.expected:
                 raise _Refused("sha256 of the compressed stream does not match: the pack file was altered")
         return manifest
+
+    def _members_loop(
+        self,
+        tar: tarfile.TarFile,
+        writer: _DirWriter | None,
+        members: dict[str, MemberDigest],
+        seen: dict[str, str],
+        digester: _Digester,
+    ) -> None:
+        count = 1
+        while (ti := tar.next()) is not None:
+            # Stream mode would otherwise keep every TarInfo (and getmembers() would read the whole pack).
+            cast(Any, tar).members.clear()
+            self.member = ti.name
+            count += 1
+            if count > self.limits.max_members:
+                raise _Refused(f"more than {self.limits.max_members} members")
+            self._check_entry(ti, seen)
+            if ti.isdir():
+                if writer:
+                    writer.mkdir(ti.name)
+                continue
+            expected = members.get(ti.name)
+            if expected is None:
+                raise _Refused("member is not listed in the manifest's integrity section")
+            if ti.size != expected.size:
+                raise _Refused(f"size {ti.size} differs from the {expected.size} bytes the manifest declares")
+            dst = writer.create(ti.name) if writer else None
+            sha = hashlib.sha256()
+            for chunk in self._chunks(tar, ti):
+                digester.put(ti.name, sha, dst, chunk)
+            digester.end(ti.name, sha, dst, expected)
+            if digester.failure:
+                return  # the caller reports it
 
     def _check_manifest(self, manifest: Manifest) -> dict[str, MemberDigest]:
         limits = self.limits
@@ -678,38 +706,75 @@ class _Scanner:
             raise _Refused(f"duplicate of {seen[folded]}")
         seen[folded] = ti.name
 
-    def _read_member(
-        self,
-        tar: tarfile.TarFile,
-        ti: tarfile.TarInfo,
-        writer: _DirWriter | None,
-        expected: MemberDigest | None,
-    ) -> bytes:
-        """Stream one member through sha256 (and into `writer`); return its bytes only for the manifest."""
-        # Read the data straight from the tar stream (what extractfile does, without two more buffers);
-        # tarfile skips the block padding itself when asked for the next member.
-        stream = tar.fileobj
-        sha = hashlib.sha256()
-        keep = expected is None
-        kept: list[bytes] = []
+    def _chunks(self, tar: tarfile.TarFile, ti: tarfile.TarInfo) -> Iterator[bytes]:
+        """A member's data, straight from the tar stream (what extractfile does, without two more buffers);
+        tarfile skips the block padding itself when asked for the next member."""
         left = ti.size
-        with contextlib.ExitStack() as stack:
-            dst = stack.enter_context(writer.create(ti.name)) if writer else None
-            while left:
-                chunk = stream.read(min(left, _CHUNK))
-                if not chunk:
-                    raise _Refused(f"truncated: {left} of {ti.size} bytes missing")
-                left -= len(chunk)
-                sha.update(chunk)
+        while left:
+            chunk = tar.fileobj.read(min(left, _CHUNK))
+            if not chunk:
+                raise _Refused(f"truncated: {left} of {ti.size} bytes missing")
+            left -= len(chunk)
+            yield chunk
+
+    def _read_manifest(self, tar: tarfile.TarFile, ti: tarfile.TarInfo, writer: _DirWriter | None) -> bytes:
+        text = b"".join(self._chunks(tar, ti))
+        if writer:
+            with writer.create(ti.name) as dst:
+                dst.write(text)
+        return text
+
+
+class _Digester:
+    """Hashes and writes member data on a worker thread, in order, while the caller decompresses.
+
+    At most a few chunks are in flight. The first member whose hash does not match (or whose file cannot
+    be written) is kept in `failure`; after that the worker only drains the queue.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=4)
+        self.failure: tuple[str, str] | None = None
+        self.checked = 0
+        self._unfinished: IO[bytes] | None = None  # a file whose member was cut short by an error
+        self._thread = threading.Thread(target=self._work, name="pack-digest", daemon=True)
+        self._thread.start()
+
+    def put(self, name: str, sha: Any, dst: IO[bytes] | None, chunk: bytes) -> None:
+        self._unfinished = dst
+        self._queue.put((name, sha, dst, chunk, None))
+
+    def end(self, name: str, sha: Any, dst: IO[bytes] | None, expected: MemberDigest) -> None:
+        self._unfinished = None
+        self._queue.put((name, sha, dst, None, expected))
+
+    def close(self) -> tuple[str, str] | None:
+        """Wait for the worker; close what it did not; return the first failure."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._unfinished:
+            self._unfinished.close()
+        return self.failure
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            name, sha, dst, chunk, expected = item
+            if self.failure:
+                continue
+            try:
+                if chunk is not None:
+                    sha.update(chunk)
+                    if dst:
+                        dst.write(chunk)
+                    continue
                 if dst:
-                    dst.write(chunk)
-                if keep:
-                    kept.append(chunk)
-        if expected is not None:
-            if sha.hexdigest() != expected.sha256:
-                raise _Refused("sha256 does not match the manifest: the member was altered")
-            self.checked += 1
-        return b"".join(kept)
+                    dst.close()
+                if sha.hexdigest() != expected.sha256:
+                    self.failure = (name, "sha256 does not match the manifest: the member was altered")
+                else:
+                    self.checked += 1
+            except OSError as e:
+                self.failure = (name, f"cannot write the member: {e}")
 
 
 def verify(pack_path: Path, limits: Limits = Limits()) -> VerifyReport:
