@@ -47,7 +47,10 @@ lint: install ## ruff and mypy --strict on the package
 	$(BIN)/ruff check runner proxy tests
 	$(BIN)/mypy
 
+BENCH_SCRIPTS ?= $(sort $(wildcard bench/*_bench.py))
+
 bench: images ## Run the benchmarks and print side-by-side ratios
+	@for script in $(BENCH_SCRIPTS); do $(BIN)/python $$script || exit 1; done
 
 clean: ## Remove the virtualenv and caches (images stay; `docker image prune` removes them)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -13,13 +13,14 @@ import time
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from runner import __version__, doctor, engine, images
+from runner import pack as pack_stage
 from runner.doctor import render_checkup
 from runner.errors import RunnerError
 from runner.host import BuildTrust
@@ -172,6 +173,37 @@ def images_list_command(
             ", ".join(info.tags),
         )  # fmt: skip
     console.print(table)
+# --- pack: inspect and verify ---------------------------------------------------------------------
+
+
+@app.command(
+    "inspect",
+    help="Summarise a repro pack: session, agent, model parameters, steps, artifacts, sizes.\n\n"
+    "Example: runner inspect session.tar.zst --json",
+)
+@handles_errors
+def inspect_cmd(
+    pack: Annotated[Path, typer.Argument(metavar="PACK", help="The .tar.zst repro pack.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    summary = pack_stage.inspect(pack)
+    if as_json:
+        print(json.dumps(pack_stage.summary_dict(summary), indent=2))
+    else:
+        console.print(pack_stage.render_summary(summary))
+
+
+@app.command(
+    "verify",
+    help="Check every member hash and the manifest's root digest; exit 0 when intact, 2 otherwise.\n\n"
+    "Example: runner verify session.tar.zst",
+)
+@handles_errors
+def verify_cmd(pack: Annotated[Path, typer.Argument(metavar="PACK", help="The .tar.zst repro pack.")]) -> None:
+    report = pack_stage.verify(pack)
+    if not report.ok:
+        raise fail(report.problem or f"{pack}: not a valid repro pack")
+    console.print(f"ok {pack}: {report.members_checked} members, {report.content_bytes} bytes", highlight=False)
 
 
 def main() -> None:
@@ -180,3 +212,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+

@@ -1,0 +1,567 @@
+"""The repro pack manifest, format version 1: typed model, JSON Schema validation and YAML (de)serialisation.
+
+Inputs: the text of `manifest.yaml` (untrusted). Outputs: a frozen `Manifest`, or YAML text from one.
+Rules:
+- YAML is read with `yaml.safe_load` only; the parsed tree must be plain JSON data (no aliases, no
+  non-finite numbers) before anything else looks at it.
+- An unknown `format_version` is refused before schema validation, so a newer pack gets a clear message.
+- The shipped schema (`manifest.schema.json`) is the single source of structural truth; errors name the
+  field as a path, e.g. `steps[2].timeout: -1 is less than the minimum of 1`.
+- Checks the schema cannot express (unique step ids, artifact paths matching their hashes, expectations
+  pointing at indexed artifacts) run right after it, with the same kind of message.
+- `root_digest` binds the manifest body (everything but `integrity`) to the member hashes, so editing any
+  field of a packed manifest is detected by `pack.verify`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+import jsonschema
+import yaml
+
+from runner.errors import PackError
+
+__all__ = [
+    "BASELINE_PATH",
+    "BUNDLE_PATH",
+    "FORMAT_VERSION",
+    "NORMALISERS",
+    "OUTPUT_RULES",
+    "Agent",
+    "Artifact",
+    "CassetteIndex",
+    "CommandStep",
+    "Comparison",
+    "DockerfileRef",
+    "EnvSnapshot",
+    "Environment",
+    "Expectation",
+    "GitInputs",
+    "ImageRef",
+    "Integrity",
+    "LlmDefaults",
+    "Manifest",
+    "MemberDigest",
+    "PatchStep",
+    "Privacy",
+    "Session",
+    "Step",
+    "dump",
+    "load",
+    "root_digest",
+    "schema",
+    "to_dict",
+    "validate",
+]
+
+FORMAT_VERSION = 1
+
+# Names of the output normalisers a command step may ask the compare stage to apply before diffing.
+# The schema lists the same names (a test keeps them equal); the compare stage implements each one.
+NORMALISERS: frozenset[str] = frozenset(
+    {"addresses", "durations", "ports", "timestamps", "tmp_paths", "uuids"}
+)
+
+# How a declared output file is compared: byte for byte, as text after normalisers, or as JUnit XML results.
+OUTPUT_RULES: frozenset[str] = frozenset({"exact", "text", "junit"})
+
+BUNDLE_PATH = "workspace/base.bundle"
+BASELINE_PATH = "workspace/baseline.diff"
+
+_MAX_DEPTH = 32
+_MAX_MESSAGE = 240
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    created_at: str  # RFC 3339, kept as text so it round-trips exactly
+
+
+@dataclass(frozen=True)
+class Agent:
+    name: str
+    commit: str | None = None
+    config_version: str | None = None
+
+
+@dataclass(frozen=True)
+class GitInputs:
+    base_commit: str
+    remote: str | None = None
+    branch: str | None = None
+    dirty: bool = False
+    baseline_patch: str | None = None  # BASELINE_PATH when dirty: uncommitted changes at session start
+    bundle: str = BUNDLE_PATH
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    reference: str  # name@sha256:<digest>
+    id: str | None = None  # local image id (sha256:<hex>), when known
+
+
+@dataclass(frozen=True)
+class DockerfileRef:
+    path: str  # env/... member holding the Dockerfile
+    base_digest: str  # its FROM image, name@sha256:<digest>
+
+
+@dataclass(frozen=True)
+class EnvSnapshot:
+    python: str
+    packages: str  # env/... member, `pip freeze` output
+    os: str
+    arch: str | None = None
+
+
+EnvKind = Literal["image", "dockerfile", "snapshot"]
+
+
+@dataclass(frozen=True)
+class Environment:
+    kind: EnvKind
+    image: ImageRef | None = None
+    dockerfile: DockerfileRef | None = None
+    snapshot: EnvSnapshot | None = None
+    lockfiles: tuple[str, ...] = ()
+    runtimes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LlmDefaults:
+    provider: str
+    model: str
+    revision: str | None = None
+    seed: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class PatchStep:
+    id: str
+    patch: str  # patches/NNNN.diff
+    span_id: str | None = None
+    reason: str | None = None
+    kind: Literal["patch"] = "patch"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    exit_code: int = 0
+    stdout: str | None = None  # sha256 of an indexed artifact
+    stderr: str | None = None
+    outputs: Mapping[str, str] = field(default_factory=dict)  # workspace-relative path -> sha256
+
+
+@dataclass(frozen=True)
+class Comparison:
+    stdout: tuple[str, ...] = ()  # normaliser names, from NORMALISERS
+    stderr: tuple[str, ...] = ()
+    outputs: Mapping[str, str] = field(default_factory=dict)  # path -> rule, from OUTPUT_RULES
+
+
+@dataclass(frozen=True)
+class CommandStep:
+    id: str
+    argv: tuple[str, ...]
+    timeout: float  # seconds
+    expect: Expectation
+    cwd: str = "."  # relative to the workspace root
+    env: Mapping[str, str] = field(default_factory=dict)
+    compare: Comparison = field(default_factory=Comparison)
+    span_id: str | None = None
+    kind: Literal["command"] = "command"
+
+
+Step = PatchStep | CommandStep
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: str  # artifacts/sha256/<sha256>
+    sha256: str
+    size: int
+    media_type: str
+    span_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class CassetteIndex:
+    path: str  # cassettes/<name>.jsonl
+    format_version: int
+    count: int
+
+
+@dataclass(frozen=True)
+class Privacy:
+    redaction_policy: str | None = None
+    encrypted_payloads: bool = False
+    key_ids: tuple[str, ...] = ()
+    # Fields this version does not know yet; kept, written back and covered by the root digest.
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MemberDigest:
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Integrity:
+    root: str
+    members: Mapping[str, MemberDigest]
+    algorithm: str = "sha256"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    session: Session
+    agent: Agent
+    git: GitInputs
+    environment: Environment
+    steps: tuple[Step, ...] = ()
+    llm: LlmDefaults | None = None
+    artifacts: tuple[Artifact, ...] = ()
+    cassettes: tuple[CassetteIndex, ...] = ()
+    privacy: Privacy = field(default_factory=Privacy)
+    integrity: Integrity | None = None  # filled by pack.PackBuilder.build
+    format_version: int = FORMAT_VERSION
+
+    def referenced_members(self) -> set[str]:
+        """Every pack member this manifest points at (all must exist in the pack)."""
+        refs = {self.git.bundle, *(a.path for a in self.artifacts), *(c.path for c in self.cassettes)}
+        refs.update(self.environment.lockfiles)
+        if self.git.baseline_patch:
+            refs.add(self.git.baseline_patch)
+        if self.environment.dockerfile:
+            refs.add(self.environment.dockerfile.path)
+        if self.environment.snapshot:
+            refs.add(self.environment.snapshot.packages)
+        refs.update(s.patch for s in self.steps if isinstance(s, PatchStep))
+        return refs
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The JSON Schema of format version 1, as shipped in the package."""
+    text = resources.files("runner").joinpath("manifest.schema.json").read_text(encoding="utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+@cache
+def _validator() -> Any:
+    return jsonschema.Draft202012Validator(schema())
+
+
+def load(text: str | bytes, source: str = "manifest.yaml") -> Manifest:
+    """Parse and validate manifest text. Raises PackError naming `source` and the offending field."""
+    try:
+        data = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError, UnicodeDecodeError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise PackError(f"{source}: not valid YAML ({first_line})") from e
+    if not isinstance(data, dict):
+        raise PackError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    version = data.get("format_version")
+    if type(version) is not int:
+        raise PackError(f"{source}: format_version is missing or not an integer; is this a repro pack?")
+    if version != FORMAT_VERSION:
+        raise PackError(
+            f"{source}: format_version {version} is not supported (this runner reads {FORMAT_VERSION}); "
+            "use a runner release that supports it"
+        )
+    data = _plain(data, "", 0, set())
+    _check_schema(data, source)
+    manifest = _from_dict(data)
+    _check_semantics(manifest, source)
+    return manifest
+
+
+def validate(manifest: Manifest, source: str = "manifest") -> None:
+    """Check a manifest built in code against the schema and the cross-field rules (PackError if not)."""
+    _check_schema(to_dict(manifest), source)
+    _check_semantics(manifest, source)
+
+
+def dump(manifest: Manifest) -> str:
+    """YAML text for a manifest; `load(dump(m)) == m` for every valid manifest."""
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: large indexes dump fast
+    text: str = yaml.dump(to_dict(manifest), Dumper=dumper, sort_keys=False, allow_unicode=True, width=100)
+    return text
+
+
+def root_digest(manifest: Manifest, members: Mapping[str, MemberDigest]) -> str:
+    """sha256 over the manifest body (all but `integrity`) and every member's name, size and hash."""
+    body = to_dict(replace(manifest, integrity=None))
+    h = hashlib.sha256(b"repro-pack/1\n")
+    h.update(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+    h.update(b"\n")
+    for name in sorted(members):
+        h.update(f"{members[name].sha256} {members[name].size} {name}\n".encode())
+    return h.hexdigest()
+
+
+# --- validation helpers -------------------------------------------------------------------------
+
+
+def _where(path: Iterable[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _short(message: str) -> str:
+    return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
+
+
+def _plain(value: Any, where: str, depth: int, seen: set[int]) -> Any:
+    """Check the YAML tree is plain JSON data; YAML timestamps become their RFC 3339 text."""
+    if depth > _MAX_DEPTH:
+        raise PackError(f"manifest.yaml: {where or '(top level)'}: nested deeper than {_MAX_DEPTH} levels")
+    if isinstance(value, dict | list):
+        # A container seen twice came from a YAML alias: refused, so a tiny file cannot expand into a huge tree.
+        if id(value) in seen:
+            raise PackError(f"manifest.yaml: {where or '(top level)'}: YAML aliases are not allowed")
+        seen.add(id(value))
+        if isinstance(value, list):
+            return [_plain(v, f"{where}[{i}]", depth + 1, seen) for i, v in enumerate(value)]
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise PackError(f"manifest.yaml: {where or '(top level)'}: key {k!r} is not a string")
+            out[k] = _plain(v, f"{where}.{k}" if where else k, depth + 1, seen)
+        return out
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PackError(f"manifest.yaml: {where}: {value} is not a finite number")
+    if isinstance(value, _dt.datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise PackError(f"manifest.yaml: {where}: values of type {type(value).__name__} are not allowed")
+
+
+def _check_schema(data: dict[str, Any], source: str) -> None:
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
+    if error is not None:
+        raise PackError(f"{source}: {_where(error.absolute_path)}: {_short(error.message)}")
+
+
+def _check_semantics(m: Manifest, source: str) -> None:
+    problem = _semantic_problem(m)
+    if problem:
+        raise PackError(f"{source}: {problem}")
+
+
+def _semantic_problem(m: Manifest) -> str | None:
+    seen_ids: dict[str, int] = {}
+    for i, step in enumerate(m.steps):
+        if step.id in seen_ids:
+            return f"steps[{i}].id: {step.id!r} is already used by steps[{seen_ids[step.id]}]"
+        seen_ids[step.id] = i
+    indexed = set()
+    for i, art in enumerate(m.artifacts):
+        if art.path != f"artifacts/sha256/{art.sha256}":
+            return f"artifacts[{i}].path: {art.path!r} does not match its sha256 {art.sha256}"
+        indexed.add(art.sha256)
+    for i, step in enumerate(m.steps):
+        if not isinstance(step, CommandStep):
+            continue
+        wanted = [("stdout", step.expect.stdout), ("stderr", step.expect.stderr)]
+        wanted += [(f"outputs.{p}", h) for p, h in step.expect.outputs.items()]
+        for name, digest in wanted:
+            if digest is not None and digest not in indexed:
+                return f"steps[{i}].expect.{name}: no artifact with sha256 {digest} in artifacts"
+        for path in step.compare.outputs:
+            if path not in step.expect.outputs:
+                return f"steps[{i}].compare.outputs.{path}: not a declared output in expect.outputs"
+    return None
+
+
+# --- dict <-> dataclasses -----------------------------------------------------------------------
+# The schema has already checked shapes and types, so these only map names.
+
+
+def _from_dict(d: dict[str, Any]) -> Manifest:
+    env = d["environment"]
+    g = d["inputs"]["git"]
+    llm = d.get("llm")
+    privacy = dict(d.get("privacy") or {})
+    integ = d.get("integrity")
+    config_version = d["agent"].get("config_version")
+    return Manifest(
+        format_version=d["format_version"],
+        session=Session(id=d["session"]["id"], created_at=d["session"]["created_at"]),
+        agent=Agent(
+            name=d["agent"]["name"],
+            commit=d["agent"].get("commit"),
+            config_version=None if config_version is None else str(config_version),
+        ),
+        git=GitInputs(
+            base_commit=g["base_commit"],
+            remote=g.get("remote"),
+            branch=g.get("branch"),
+            dirty=g["dirty"],
+            baseline_patch=g.get("baseline_patch"),
+            bundle=g["bundle"],
+        ),
+        environment=Environment(
+            kind=env["kind"],
+            image=ImageRef(**env["image"]) if env.get("image") else None,
+            dockerfile=DockerfileRef(**env["dockerfile"]) if env.get("dockerfile") else None,
+            snapshot=EnvSnapshot(**env["snapshot"]) if env.get("snapshot") else None,
+            lockfiles=tuple(env.get("lockfiles", ())),
+            runtimes=dict(env.get("runtimes", {})),
+        ),
+        llm=LlmDefaults(**llm) if llm else None,
+        steps=tuple(_step_from_dict(s) for s in d["steps"]),
+        artifacts=tuple(Artifact(**a) for a in d.get("artifacts", ())),
+        cassettes=tuple(CassetteIndex(**c) for c in d.get("cassettes", ())),
+        privacy=Privacy(
+            redaction_policy=privacy.pop("redaction_policy", None),
+            encrypted_payloads=privacy.pop("encrypted_payloads", False),
+            key_ids=tuple(privacy.pop("key_ids", ())),
+            extra=privacy,
+        ),
+        integrity=Integrity(
+            algorithm=integ["algorithm"],
+            root=integ["root"],
+            members={k: MemberDigest(**v) for k, v in integ["members"].items()},
+        )
+        if integ
+        else None,
+    )
+
+
+def _step_from_dict(s: dict[str, Any]) -> Step:
+    if s["kind"] == "patch":
+        return PatchStep(id=s["id"], patch=s["patch"], span_id=s.get("span_id"), reason=s.get("reason"))
+    expect = s["expect"]
+    compare = s.get("compare", {})
+    return CommandStep(
+        id=s["id"],
+        argv=tuple(s["argv"]),
+        cwd=s.get("cwd", "."),
+        env=dict(s.get("env", {})),
+        timeout=s["timeout"],
+        expect=Expectation(
+            exit_code=expect["exit_code"],
+            stdout=expect.get("stdout"),
+            stderr=expect.get("stderr"),
+            outputs=dict(expect.get("outputs", {})),
+        ),
+        compare=Comparison(
+            stdout=tuple(compare.get("stdout", ())),
+            stderr=tuple(compare.get("stderr", ())),
+            outputs=dict(compare.get("outputs", {})),
+        ),
+        span_id=s.get("span_id"),
+    )
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def to_dict(m: Manifest) -> dict[str, Any]:
+    """Plain JSON-compatible data for a manifest, in the documented key order (optional empties omitted)."""
+    env = m.environment
+    out: dict[str, Any] = {
+        "format_version": m.format_version,
+        "session": {"id": m.session.id, "created_at": m.session.created_at},
+        "agent": _drop_none(
+            {"name": m.agent.name, "commit": m.agent.commit, "config_version": m.agent.config_version}
+        ),
+        "inputs": {
+            "git": _drop_none(
+                {
+                    "remote": m.git.remote,
+                    "base_commit": m.git.base_commit,
+                    "branch": m.git.branch,
+                    "dirty": m.git.dirty,
+                    "baseline_patch": m.git.baseline_patch,
+                    "bundle": m.git.bundle,
+                }
+            )
+        },
+        "environment": _drop_none(
+            {
+                "kind": env.kind,
+                "image": _drop_none(vars(env.image)) if env.image else None,
+                "dockerfile": dict(vars(env.dockerfile)) if env.dockerfile else None,
+                "snapshot": _drop_none(vars(env.snapshot)) if env.snapshot else None,
+                "lockfiles": list(env.lockfiles) or None,
+                "runtimes": dict(env.runtimes) or None,
+            }
+        ),
+    }
+    if m.llm is not None:
+        out["llm"] = _drop_none(vars(m.llm))
+    out["steps"] = [_step_to_dict(s) for s in m.steps]
+    out["artifacts"] = [_drop_none(vars(a)) for a in m.artifacts]
+    out["cassettes"] = [dict(vars(c)) for c in m.cassettes]
+    out["privacy"] = {
+        **_drop_none({"redaction_policy": m.privacy.redaction_policy}),
+        "encrypted_payloads": m.privacy.encrypted_payloads,
+        "key_ids": list(m.privacy.key_ids),
+        **m.privacy.extra,
+    }
+    if m.integrity is not None:
+        out["integrity"] = {
+            "algorithm": m.integrity.algorithm,
+            "root": m.integrity.root,
+            "members": {
+                k: {"sha256": v.sha256, "size": v.size} for k, v in sorted(m.integrity.members.items())
+            },
+        }
+    return out
+
+
+def _step_to_dict(s: Step) -> dict[str, Any]:
+    if isinstance(s, PatchStep):
+        return _drop_none(
+            {"id": s.id, "kind": s.kind, "patch": s.patch, "span_id": s.span_id, "reason": s.reason}
+        )
+    expect = _drop_none(
+        {
+            "exit_code": s.expect.exit_code,
+            "stdout": s.expect.stdout,
+            "stderr": s.expect.stderr,
+            "outputs": dict(s.expect.outputs) or None,
+        }
+    )
+    compare = _drop_none(
+        {
+            "stdout": list(s.compare.stdout) or None,
+            "stderr": list(s.compare.stderr) or None,
+            "outputs": dict(s.compare.outputs) or None,
+        }
+    )
+    return _drop_none(
+        {
+            "id": s.id,
+            "kind": s.kind,
+            "argv": list(s.argv),
+            "cwd": s.cwd,
+            "env": dict(s.env) or None,
+            "timeout": s.timeout,
+            "expect": expect,
+            "compare": compare or None,
+            "span_id": s.span_id,
+        }
+    )

@@ -1,0 +1,192 @@
+"""The manifest model: round trips, schema errors that name the field, refusals before validation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from runner import manifest as mf
+from runner.errors import PackError
+from tests.packfactory import make_manifest
+
+SHA = "b" * 64
+
+
+def _command(**kw: object) -> mf.CommandStep:
+    fields: dict[str, object] = {
+        "id": "c1",
+        "argv": ("pytest", "-q"),
+        "timeout": 60,
+        "expect": mf.Expectation(exit_code=1, stdout=SHA, stderr=SHA, outputs={"junit.xml": SHA}),
+        "compare": mf.Comparison(stdout=("durations", "tmp_paths"), outputs={"junit.xml": "junit"}),
+        "span_id": "051581bf3cb55c13",
+    }
+    fields.update(kw)
+    return mf.CommandStep(**fields)  # type: ignore[arg-type]
+
+
+def _full() -> mf.Manifest:
+    return make_manifest(
+        steps=(mf.PatchStep("p1", "patches/0001.diff", reason="fix the off-by-one"), _command()),
+        artifacts=(mf.Artifact(f"artifacts/sha256/{SHA}", SHA, 3, "text/plain", name="pytest.log"),),
+        cassettes=(mf.CassetteIndex("cassettes/http.jsonl", 1, 12),),
+        privacy=mf.Privacy("default-v3", True, ("k1",), extra={"signature": {"alg": "ed25519"}}),
+        integrity=mf.Integrity(root="c" * 64, members={"traces.jsonl": mf.MemberDigest("d" * 64, 10)}),
+    )
+
+
+def test_round_trip_keeps_every_field() -> None:
+    m = _full()
+    assert mf.load(mf.dump(m)) == m
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        mf.Environment(
+            kind="image", image=mf.ImageRef("ghcr.io/org/base@sha256:" + "a" * 64, "sha256:" + "e" * 64)
+        ),
+        mf.Environment(
+            kind="dockerfile", dockerfile=mf.DockerfileRef("env/Dockerfile", "debian@sha256:" + "a" * 64)
+        ),
+        mf.Environment(
+            kind="snapshot",
+            snapshot=mf.EnvSnapshot("3.12.1", "env/pip-freeze.txt", "Debian 12", arch="x86_64"),
+            lockfiles=("env/requirements.lock", "env/frontend/package-lock.json"),
+            runtimes={"node": "20.11.0"},
+        ),
+    ],
+)
+def test_each_environment_kind_round_trips(environment: mf.Environment) -> None:
+    m = replace(_full(), environment=environment)
+    assert mf.load(mf.dump(m)) == m
+
+
+def test_schema_lists_the_same_normalisers_and_rules_as_the_module() -> None:
+    defs = mf.schema()["$defs"]
+    assert set(defs["normalisers"]["items"]["enum"]) == mf.NORMALISERS
+    rules = defs["command_step"]["properties"]["compare"]["properties"]["outputs"]["additionalProperties"][
+        "enum"
+    ]
+    assert set(rules) == mf.OUTPUT_RULES
+
+
+def _broken(old: str, new: str) -> str:
+    text = mf.dump(_full())
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("timeout: 60", "timeout: -1", "steps[1].timeout: -1 is less than the minimum of 1"),
+        ("  - durations", "  - jitter", "steps[1].compare.stdout[0]: 'jitter' is not one of"),
+        ("kind: snapshot", "kind: vm", "environment.kind: 'vm' is not one of"),
+        ("kind: snapshot", "kind: image", "environment: 'image' is a required property"),
+        ("dirty: false", "dirty: true", "inputs.git: 'baseline_patch' is a required property"),
+        (
+            "patch: patches/0001.diff",
+            "patch: ../../etc/passwd",
+            "steps[0].patch: '../../etc/passwd' does not match",
+        ),
+        ("  argv:\n  - pytest\n  - -q\n", "  argv: []\n", "steps[1].argv: [] should be non-empty"),
+        (
+            "bundle: workspace/base.bundle",
+            "bundle: /tmp/x",
+            "inputs.git.bundle: 'workspace/base.bundle' was expected",
+        ),
+        ("seed: 424242", "seed: lots", "llm.seed: 'lots' is not of type 'integer', 'null'"),
+        (
+            "size: 3",
+            "size: 3\n  colour: red",
+            "artifacts[0]: Additional properties are not allowed ('colour'",
+        ),
+    ],
+)
+def test_schema_errors_name_the_field(old: str, new: str, message: str) -> None:
+    with pytest.raises(PackError) as e:
+        mf.load(_broken(old, new))
+    assert message in str(e.value)
+    assert str(e.value).startswith("manifest.yaml: ")
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("id: p1", "id: c1", "steps[1].id: 'c1' is already used by steps[0]"),
+        (f"path: artifacts/sha256/{SHA}", f"path: artifacts/sha256/{'a' * 64}", "artifacts[0].path"),
+        (
+            f"    stdout: {SHA}",
+            f"    stdout: {'f' * 64}",
+            f"steps[1].expect.stdout: no artifact with sha256 {'f' * 64}",
+        ),
+        (
+            "      junit.xml: junit",
+            "      other.xml: junit",
+            "steps[1].compare.outputs.other.xml: not a declared output",
+        ),
+    ],
+)
+def test_cross_field_checks_name_the_field(old: str, new: str, message: str) -> None:
+    with pytest.raises(PackError, match=None) as e:
+        mf.load(_broken(old, new))
+    assert message in str(e.value)
+
+
+def test_unknown_format_version_is_refused_before_schema_validation() -> None:
+    with pytest.raises(PackError, match=r"format_version 2 is not supported .* reads 1"):
+        mf.load("format_version: 2\nsomething_new: [1, 2]\n")
+
+
+@pytest.mark.parametrize(
+    "text", ["format_version: '1'\n", "format_version: true\n", "session: {}\n", "[]\n", "42\n"]
+)
+def test_missing_or_odd_format_version_is_refused(text: str) -> None:
+    with pytest.raises(PackError, match=r"manifest\.yaml: "):
+        mf.load(text)
+
+
+def test_yaml_aliases_are_refused() -> None:
+    bomb = "format_version: 1\na: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\nc: [*b, *b, *b, *b]\n"
+    with pytest.raises(PackError, match="aliases are not allowed"):
+        mf.load(bomb)
+
+
+def test_python_tags_are_refused_by_safe_load() -> None:
+    with pytest.raises(PackError, match="not valid YAML"):
+        mf.load("format_version: 1\nx: !!python/object/apply:os.system ['true']\n")
+
+
+def test_non_finite_numbers_are_refused() -> None:
+    with pytest.raises(PackError, match=r"llm\.temperature: nan is not a finite number"):
+        mf.load(_broken("temperature: 0.0", "temperature: .nan"))
+
+
+def test_unquoted_timestamp_is_read_as_text() -> None:
+    text = _broken("created_at: '2025-11-24T13:42:17Z'", "created_at: 2025-11-24T13:42:17Z")
+    assert mf.load(text).session.created_at == "2025-11-24T13:42:17Z"
+
+
+def test_root_digest_covers_manifest_body_and_members() -> None:
+    m = _full()
+    members = {"traces.jsonl": mf.MemberDigest("d" * 64, 10)}
+    root = mf.root_digest(m, members)
+    assert root == mf.root_digest(replace(m, integrity=None), members)  # integrity itself is not covered
+    image = mf.Environment(kind="image", image=mf.ImageRef("x@sha256:" + "1" * 64))
+    assert mf.root_digest(replace(m, environment=image), members) != root
+    assert mf.root_digest(m, {"traces.jsonl": mf.MemberDigest("d" * 64, 11)}) != root
+    assert mf.root_digest(replace(m, privacy=replace(m.privacy, extra={})), members) != root
+
+
+def test_referenced_members_lists_what_replay_needs() -> None:
+    refs = _full().referenced_members()
+    assert {
+        "patches/0001.diff",
+        "workspace/base.bundle",
+        "env/pip-freeze.txt",
+        f"artifacts/sha256/{SHA}",
+    } <= refs
+    assert "cassettes/http.jsonl" in refs

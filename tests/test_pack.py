@@ -1,0 +1,584 @@
+"""Pack build, unpack, verify and inspect, including hostile packs, bombs, mutations and crashes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from runner import manifest as mf
+from runner import pack
+from runner.cli import app
+from runner.errors import PackError
+from tests.packfactory import command, make_manifest, make_pack, patch, raw_members, seal
+
+DIFF = "--- a/calc.py\n+++ b/calc.py\n@@ -1 +1 @@\n-x = 1\n+x = 2\n"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def small_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    steps = [
+        patch("p1", DIFF, reason="fix"),
+        command(
+            "c1", ["pytest", "-q"], stdout=b"1 passed in 0.01s\n", outputs={"junit.xml": b"<testsuite/>"}
+        ),
+    ]
+    return make_pack(
+        tmp_path_factory.mktemp("small"), steps=steps, files={"prompts/0001-user.txt": b"fix it"}
+    )
+
+
+def _tar(entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for entry in entries:
+            if isinstance(entry, tarfile.TarInfo):
+                tar.addfile(entry, io.BytesIO(b"\0" * entry.size) if entry.isreg() else None)
+            else:
+                name, data = entry
+                ti = tarfile.TarInfo(name)
+                ti.size = len(data)
+                tar.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _write_pack(path: Path, entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> Path:
+    path.write_bytes(seal(zstandard.ZstdCompressor(write_checksum=True).compress(_tar(entries))))
+    return path
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# --- build and round trip ------------------------------------------------------------------------
+
+
+def test_round_trip(small_pack: Path, tmp_path: Path) -> None:
+    out = pack.unpack(small_pack, tmp_path / "out")
+    files = _tree(tmp_path / "out")
+    assert dict(raw_members(small_pack)) == files
+    assert files["patches/0001.diff"] == DIFF.encode()
+    assert mf.load(files["manifest.yaml"]) == out.manifest
+    step = out.manifest.steps[1]
+    assert isinstance(step, mf.CommandStep) and step.expect.stdout
+    assert out.artifact(step.expect.stdout).read_bytes() == b"1 passed in 0.01s\n"
+    with pytest.raises(PackError, match="no artifact"):
+        out.artifact("0" * 64)
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+
+def test_manifest_is_the_first_member_and_zstd_carries_a_checksum(small_pack: Path) -> None:
+    assert raw_members(small_pack)[0][0] == "manifest.yaml"
+    assert zstandard.get_frame_parameters(small_pack.read_bytes()).has_checksum
+
+
+def test_artifacts_are_stored_once_however_often_added(tmp_path: Path) -> None:
+    with pack.PackBuilder() as b:
+        first = b.add_artifact(b"same log\n", media_type="text/plain", name="a.log")
+        src = tmp_path / "b.log"
+        src.write_bytes(b"same log\n")
+        second = b.add_artifact(src, media_type="text/plain", name="b.log")
+        assert first == second
+        assert [a.name for a in b.artifacts] == ["a.log", "b.log"]
+        assert list(b.members) == [f"artifacts/sha256/{first}"]
+        assert len(list((b.staging / "artifacts/sha256").iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    "member", ["../x", "/etc/passwd", "manifest.yaml", "env/../x", "notes.txt", "env/a//b"]
+)
+def test_builder_refuses_names_outside_the_layout(member: str) -> None:
+    with pack.PackBuilder() as b, pytest.raises(PackError, match="cannot add member"):
+        b.add_bytes(member, b"x")
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), [("env/A.txt", "env/a.txt"), ("env/sub", "env/sub/x"), ("env/sub/x", "env/SUB")]
+)
+def test_builder_refuses_names_that_clash(first: str, second: str) -> None:
+    with pack.PackBuilder() as b:
+        b.add_bytes(first, b"x")
+        with pytest.raises(PackError, match="clashes"):
+            b.add_bytes(second, b"x")
+
+
+def test_build_refuses_a_manifest_pointing_at_a_missing_member(tmp_path: Path) -> None:
+    with pack.PackBuilder() as b, pytest.raises(PackError, match=r"points at .* not added"):
+        b.build(make_manifest(), tmp_path / "p.tar.zst")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("new_content", [b"y", b"longer"])
+def test_build_refuses_a_file_changed_after_add(tmp_path: Path, new_content: bytes) -> None:
+    src = tmp_path / "pip-freeze.txt"
+    src.write_bytes(b"x")
+    out = tmp_path / "out"
+    out.mkdir()
+    with pack.PackBuilder() as b:
+        b.add_bytes("workspace/base.bundle", b"x")
+        b.add_file("env/pip-freeze.txt", src)
+        src.write_bytes(new_content)  # same size and, likely, the same timestamp tick: the hash decides
+        with pytest.raises(PackError, match="changed after it was added"):
+            b.build(make_manifest(), out / "p.tar.zst")
+    assert list(out.iterdir()) == []  # the temp file was removed
+
+
+def test_build_into_a_missing_folder_is_a_pack_error(tmp_path: Path) -> None:
+    with pack.PackBuilder() as b:
+        b.add_bytes("workspace/base.bundle", b"x")
+        b.add_bytes("env/pip-freeze.txt", b"x")
+        with pytest.raises(PackError, match=r"cannot write .*check the folder"):
+            b.build(make_manifest(), tmp_path / "absent" / "p.tar.zst")
+
+
+def test_real_git_bundle(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e",
+    }
+    for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "base"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, env=env)
+    out = pack.unpack(make_pack(tmp_path, repo=repo), tmp_path / "out")
+    verified = subprocess.run(
+        ["git", "bundle", "verify", str(tmp_path / "out/workspace/base.bundle")],
+        cwd=repo,
+        capture_output=True,
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert len(out.manifest.git.base_commit) == 40
+
+
+# --- verify ---------------------------------------------------------------------------------------
+
+
+def test_verify_accepts_an_intact_pack(small_pack: Path) -> None:
+    report = pack.verify(small_pack)
+    assert report.ok and report.problem is None
+    assert report.members_checked == len(raw_members(small_pack))
+
+
+Members = list[tuple[str, bytes]]
+
+
+def _repack(src: Path, dst: Path, edit: Callable[[Members], Members]) -> Path:
+    return _write_pack(dst, list(edit(raw_members(src))))
+
+
+def test_verify_detects_an_edited_manifest_field(small_pack: Path, tmp_path: Path) -> None:
+    def edit(members: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        text = members[0][1].replace(b"model: gpt-4o-mini", b"model: gpt-4o")
+        assert text != members[0][1]
+        return [("manifest.yaml", text), *members[1:]]
+
+    report = pack.verify(_repack(small_pack, tmp_path / "p.tar.zst", edit))
+    assert not report.ok and report.member == "manifest.yaml"
+    assert "root digest does not match" in (report.problem or "")
+
+
+def test_verify_names_the_first_altered_member(small_pack: Path, tmp_path: Path) -> None:
+    def edit(members: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        return [(n, d + b"!" if n.startswith("patches/") else d) for n, d in members]
+
+    report = pack.verify(_repack(small_pack, tmp_path / "p.tar.zst", edit))
+    assert report.member == "patches/0001.diff"
+
+
+def test_verify_names_a_missing_and_an_extra_member(small_pack: Path, tmp_path: Path) -> None:
+    missing = pack.verify(
+        _repack(small_pack, tmp_path / "a.tar.zst", lambda m: [x for x in m if x[0] != "traces.jsonl"])
+    )
+    assert missing.member == "traces.jsonl" and "missing" in (missing.problem or "")
+    extra = pack.verify(_repack(small_pack, tmp_path / "b.tar.zst", lambda m: [*m, ("env/extra.txt", b"x")]))
+    assert extra.member == "env/extra.txt" and "not listed" in (extra.problem or "")
+
+
+def test_verify_refuses_an_unknown_format_version(tmp_path: Path) -> None:
+    report = pack.verify(_write_pack(tmp_path / "p.tar.zst", [("manifest.yaml", b"format_version: 7\n")]))
+    assert "format_version 7 is not supported" in (report.problem or "")
+
+
+def test_a_newer_container_version_says_so(small_pack: Path, tmp_path: Path) -> None:
+    newer = tmp_path / "newer.tar.zst"
+    newer.write_bytes(small_pack.read_bytes().replace(b"RPK1sha256", b"RPK2sha256"))
+    assert "newer version" in (pack.verify(newer).problem or "")
+    truncated = tmp_path / "truncated.tar.zst"
+    truncated.write_bytes(small_pack.read_bytes()[:-10])
+    assert "truncated" in (pack.verify(truncated).problem or "")
+
+
+def test_every_single_byte_mutation_is_caught(small_pack: Path, tmp_path: Path) -> None:
+    data = small_pack.read_bytes()
+    rng = random.Random(20251125)
+    target = tmp_path / "mutant.tar.zst"
+    missed = []
+    for _ in range(1000):
+        pos = rng.randrange(len(data))
+        mutant = bytearray(data)
+        mutant[pos] ^= rng.randrange(1, 256)
+        target.write_bytes(mutant)
+        if pack.verify(target).ok:
+            missed.append(pos)
+    assert missed == []
+
+
+# --- hostile packs --------------------------------------------------------------------------------
+
+EVIL_NAMES = [
+    "/etc/passwd", "../escape", "env/../../escape", "./env/x", "env//x", "env/./x", "env/x/", "C:/x",
+    "env\\..\\x", "env/\x01", "..", ".", "unknown.txt", "ENV/PIP-FREEZE.TXT", "env/pip-freeze.txt",
+    "manifest.yaml", "traces.jsonl", "env/ok.txt", "env/" + "a" * 2000, "artifacts/sha256/abc",
+    "prompts/0001-user.txt", "workspace/base.bundle", "workspace", "env/sub",
+]  # fmt: skip
+TYPES = [
+    tarfile.REGTYPE,
+    tarfile.DIRTYPE,
+    tarfile.SYMTYPE,
+    tarfile.LNKTYPE,
+    tarfile.CHRTYPE,
+    tarfile.BLKTYPE,
+    tarfile.FIFOTYPE,
+    tarfile.CONTTYPE,
+]
+
+
+@st.composite
+def hostile_entries(draw: st.DrawFn) -> list[tuple[str, bytes, str]]:
+    """(type, name, link target) triples, plus a few huge members."""
+    n = draw(st.integers(1, 6))
+    out = []
+    for _ in range(n):
+        kind = draw(st.sampled_from(TYPES))
+        name = draw(st.sampled_from(EVIL_NAMES) | st.text(min_size=1, max_size=30))
+        size = draw(st.sampled_from([0, 5, 3 << 20]))
+        out.append(
+            (kind, name, size, draw(st.sampled_from(["/etc/passwd", "../../outside", "env/pip-freeze.txt"])))
+        )
+    return out
+
+
+def _ti(kind: bytes, name: str, size: int, link: str) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.type = kind
+    ti.size = size if kind in (tarfile.REGTYPE, tarfile.CONTTYPE) else 0
+    ti.linkname = link
+    ti.mode = 0o4777
+    return ti
+
+
+def _snapshot(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entries=hostile_entries(), with_manifest=st.booleans(), position=st.integers(0, 20))
+def test_hostile_packs_never_write_outside_and_nothing_on_refusal(
+    small_pack: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    entries: list,
+    with_manifest: bool,
+    position: int,
+) -> None:
+    sandbox = tmp_path_factory.mktemp("sandbox")
+    outside = sandbox / "outside"
+    outside.mkdir()
+    members: list[tarfile.TarInfo | tuple[str, bytes]] = (
+        list(raw_members(small_pack)) if with_manifest else []
+    )
+    evil = [_ti(*e) for e in entries]
+    for i, ti in enumerate(evil):
+        members.insert(min(position + i, len(members)), ti)
+    hostile = _write_pack(sandbox / "hostile.tar.zst", members)
+    before = _snapshot(sandbox)
+    limits = pack.Limits(max_total_bytes=1 << 20, max_member_bytes=1 << 20)
+    try:
+        pack.unpack(hostile, sandbox / "new" / "dest", limits)
+    except PackError as e:
+        assert str(hostile) in str(e) and "\n" not in str(e)
+        assert _snapshot(sandbox) == before  # nothing at all was written
+    else:
+        # Only accepted when every injected entry is a plain file or folder inside the layout
+        # (tar readers drop the trailing slash of a folder's name).
+        def plain(ti: tarfile.TarInfo) -> bool:
+            name = ti.name.rstrip("/") if ti.isdir() else ti.name
+            return (
+                ti.type in (tarfile.REGTYPE, tarfile.DIRTYPE)
+                and pack.layout_problem(name, ti.isdir()) is None
+            )
+
+        assert all(plain(ti) for ti in evil)
+        dest = sandbox / "new" / "dest"
+        assert _snapshot(sandbox) - before <= {"new", "new/dest", *(f"new/dest/{p}" for p in _snapshot(dest))}
+    assert list(outside.iterdir()) == []
+    assert not any(p.is_symlink() for p in sandbox.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        (_ti(tarfile.SYMTYPE, "env/link", 0, "/etc/passwd"), "links are not allowed"),
+        (_ti(tarfile.LNKTYPE, "env/hard", 0, "env/pip-freeze.txt"), "links are not allowed"),
+        (_ti(tarfile.CHRTYPE, "env/tty", 0, ""), "devices and fifos"),
+        (_ti(tarfile.FIFOTYPE, "env/fifo", 0, ""), "devices and fifos"),
+        (_ti(tarfile.REGTYPE, "../escape", 5, ""), "'..' component"),
+        (_ti(tarfile.REGTYPE, "/abs", 5, ""), "absolute path"),
+        (_ti(tarfile.REGTYPE, "env//x", 5, ""), "not in normal form"),
+        (_ti(tarfile.REGTYPE, "ENV/PIP-FREEZE.TXT", 5, ""), "not part of the pack layout"),
+        (_ti(tarfile.REGTYPE, "traces.jsonl", 5, ""), "duplicate of traces.jsonl"),
+        (_ti(tarfile.REGTYPE, "env/extra", 5, ""), "not listed in the manifest"),
+    ],
+)
+def test_each_hostile_entry_has_a_clear_reason(
+    small_pack: Path, tmp_path: Path, entry: tarfile.TarInfo, reason: str
+) -> None:
+    members: list[tarfile.TarInfo | tuple[str, bytes]] = [*raw_members(small_pack), entry]
+    hostile = _write_pack(tmp_path / "h.tar.zst", members)
+    with pytest.raises(PackError, match=reason):
+        pack.unpack(hostile, tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
+
+
+def test_unpack_into_an_existing_empty_folder_leaves_it_empty_on_refusal(
+    small_pack: Path, tmp_path: Path
+) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    hostile = _repack(small_pack, tmp_path / "h.tar.zst", lambda m: [*m, ("env/extra.txt", b"x")])
+    with pytest.raises(PackError):
+        pack.unpack(hostile, dest)
+    assert list(dest.iterdir()) == []
+    pack.unpack(small_pack, dest)
+    with pytest.raises(PackError, match="not an empty folder"):
+        pack.unpack(small_pack, dest)
+
+
+# --- bombs ----------------------------------------------------------------------------------------
+
+
+def _zeros_frame(size: int) -> bytes:
+    """A few KB of zstd that expand to `size` zero bytes, with the small window a streaming writer uses."""
+    z = zstandard.ZstdCompressor(level=3, write_checksum=True).compressobj()
+    return z.compress(b"\0" * size) + z.flush()
+
+
+def _measure(monkeypatch: pytest.MonkeyPatch, fn: Callable[[], pack.VerifyReport]) -> tuple[str, int, int]:
+    """Run `fn`, return (problem, peak Python memory, decompressed bytes read)."""
+    seen = [0]
+    original = pack._CappedReader.read
+
+    def counting(self: pack._CappedReader, n: int = -1) -> bytes:
+        data = original(self, n)
+        seen[0] = max(seen[0], self.count)
+        return data
+
+    monkeypatch.setattr(pack._CappedReader, "read", counting)
+    tracemalloc.start()
+    try:
+        report = fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return report.problem or "", peak, seen[0]
+
+
+def test_zstd_bomb_after_the_archive_stops_early_with_bounded_memory(
+    small_pack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tar_bytes = _tar(list(raw_members(small_pack)))
+    cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
+    zeros = _zeros_frame(64 << 20)
+    bomb = tmp_path / "bomb.tar.zst"
+    bomb.write_bytes(seal(cctx.compress(tar_bytes) + zeros * 64))  # 4 GiB once decompressed
+    problem, peak, read = _measure(monkeypatch, lambda: pack.verify(bomb))
+    assert "goes past" in problem
+    assert read < 8 << 20
+    assert peak < 24 << 20
+
+
+# VmHWM is this process's own peak (ru_maxrss would also count the parent's peak, inherited at exec).
+BOMB_CHILD = """
+import sys
+from pathlib import Path
+from runner import pack
+report = pack.verify(Path(sys.argv[1]))
+print(report.problem)
+print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) // 1024)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak RSS from Linux /proc")
+def test_zstd_bomb_peak_rss_of_a_real_process(small_pack: Path, tmp_path: Path) -> None:
+    """tracemalloc cannot see the decoder's C memory: measure a whole process instead."""
+    cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
+    bomb = tmp_path / "bomb.tar.zst"
+    tar_bytes = _tar(list(raw_members(small_pack)))
+    bomb.write_bytes(seal(cctx.compress(tar_bytes) + _zeros_frame(64 << 20) * 64))
+    out = subprocess.run(
+        [sys.executable, "-c", BOMB_CHILD, str(bomb)], cwd=REPO, capture_output=True, text=True
+    )
+    problem, rss_mb = out.stdout.strip().splitlines()
+    assert "goes past" in problem
+    assert int(rss_mb) < 80
+
+
+def test_huge_declared_member_is_refused_from_its_header(
+    small_pack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    huge = _ti(tarfile.REGTYPE, "traces.jsonl", 0, "")
+    huge.size = 1 << 40
+    name, text = raw_members(small_pack)[0]
+    first = _ti(tarfile.REGTYPE, name, len(text), "")
+    padded = text + b"\0" * (-len(text) % tarfile.BLOCKSIZE)
+    data = first.tobuf(tarfile.PAX_FORMAT) + padded + huge.tobuf(tarfile.PAX_FORMAT)
+    bomb = tmp_path / "bomb.tar.zst"
+    cctx = zstandard.ZstdCompressor(write_checksum=True)
+    bomb.write_bytes(seal(cctx.compress(data) + _zeros_frame(64 << 20) * 4))
+    problem, peak, read = _measure(monkeypatch, lambda: pack.verify(bomb))
+    assert "differs from the" in problem and "traces.jsonl" in problem
+    assert read < 8 << 20 and peak < 24 << 20
+
+
+def test_oversized_manifest_and_meta_headers_are_refused(tmp_path: Path) -> None:
+    big = tarfile.TarInfo("manifest.yaml")
+    big.size = 1 << 33
+    bomb = _write_pack(tmp_path / "m.tar.zst", [])
+    cctx = zstandard.ZstdCompressor(write_checksum=True)
+    bomb.write_bytes(seal(cctx.compress(big.tobuf(tarfile.PAX_FORMAT)) + _zeros_frame(64 << 20)))
+    assert "larger than the" in (pack.verify(bomb).problem or "")
+    pax = tarfile.TarInfo("manifest.yaml")
+    pax.pax_headers = {"comment": "x" * (1 << 20)}
+    assert "meta header" in (pack.verify(_write_pack(tmp_path / "p.tar.zst", [pax])).problem or "")
+
+
+def test_a_frame_asking_for_a_huge_window_is_refused(small_pack: Path, tmp_path: Path) -> None:
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=28)
+    big_window = zstandard.ZstdCompressor(compression_params=params).compressobj()
+    frame = big_window.compress(_tar(list(raw_members(small_pack)))) + big_window.flush()
+    bomb = tmp_path / "window.tar.zst"
+    bomb.write_bytes(seal(frame))
+    assert "corrupt or truncated" in (pack.verify(bomb).problem or "")
+
+
+def test_integrity_sizes_over_the_limits_are_refused_before_reading(small_pack: Path) -> None:
+    report = pack.verify(small_pack, pack.Limits(max_total_bytes=100))
+    assert "over the 100 byte limit" in (report.problem or "")
+
+
+# --- crash safety ---------------------------------------------------------------------------------
+
+KILLED_BUILDER = """
+import random, sys, time
+from pathlib import Path
+from runner import manifest as mf
+from runner.pack import PackBuilder
+from tests.packfactory import make_manifest
+rng = random.Random(1)
+with PackBuilder() as b:
+    b.add_bytes("workspace/base.bundle", b"x")
+    b.add_bytes("env/pip-freeze.txt", b"x")
+    for i in range(64):
+        b.add_artifact(rng.randbytes(1 << 20), media_type="application/octet-stream")
+    b.build(make_manifest(), Path(sys.argv[1]), progress=lambda done, total: time.sleep(0.05))
+"""
+
+
+def test_a_builder_killed_mid_write_leaves_no_pack(tmp_path: Path) -> None:
+    out = tmp_path / "big.tar.zst"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_BUILDER, str(out)], cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            partial = [p for p in tmp_path.iterdir() if p.name.endswith(".partial") and p.stat().st_size > 0]
+            if partial:
+                break
+            time.sleep(0.01)
+        assert partial, "the builder never started writing"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists()
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+
+def test_cli_verify_and_inspect(small_pack: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(app, ["verify", str(small_pack)])
+    assert ok.exit_code == 0 and ok.stdout.startswith("ok ")
+    shown = runner.invoke(app, ["inspect", str(small_pack)])
+    assert shown.exit_code == 0 and "pytest -q" in shown.stdout and "patches/0001.diff" in shown.stdout
+    data = json.loads(runner.invoke(app, ["inspect", str(small_pack), "--json"]).stdout)
+    assert data["manifest"]["session"]["id"] == make_manifest().session.id
+    assert data["compression_ratio"] > 1 and data["content_bytes"] > data["pack_bytes"]
+
+
+@pytest.mark.parametrize("command_name", ["verify", "inspect"])
+def test_cli_bad_pack_exits_2_with_one_line(tmp_path: Path, command_name: str) -> None:
+    bad = tmp_path / "bad.tar.zst"
+    bad.write_bytes(b"not a pack at all" * 10)
+    result = CliRunner().invoke(app, [command_name, str(bad)])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad) in lines[0]
+
+
+def test_builder_output_is_deterministic(tmp_path: Path) -> None:
+    a = make_pack(tmp_path, name="a.tar.zst", steps=[patch("p1", DIFF)])
+    b = make_pack(tmp_path, name="b.tar.zst", steps=[patch("p1", DIFF)])
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_inspect_reads_only_the_manifest(small_pack: Path, tmp_path: Path) -> None:
+    # A pack whose later members are damaged still inspects: inspect stops after the first member.
+    damaged = _repack(small_pack, tmp_path / "d.tar.zst", lambda m: [*m[:2], (m[2][0], b"changed")])
+    summary = pack.inspect(damaged)
+    assert summary.manifest == pack.inspect(small_pack).manifest
+    assert not pack.verify(damaged).ok
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_garbled_tar_streams_only_ever_give_pack_errors(
+    small_pack: Path, tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    """Random damage to the tar stream itself (under a valid zstd frame and trailer) never escapes as
+    anything but PackError, and never writes anything when refused."""
+    tar_bytes = bytearray(_tar(list(raw_members(small_pack))))
+    for _ in range(data.draw(st.integers(1, 8))):
+        pos = data.draw(st.integers(0, 4 * tarfile.BLOCKSIZE - 1) | st.integers(0, len(tar_bytes) - 1))
+        tar_bytes[pos] = data.draw(st.integers(0, 255))
+    sandbox = tmp_path_factory.mktemp("garbled")
+    garbled = sandbox / "g.tar.zst"
+    garbled.write_bytes(seal(zstandard.ZstdCompressor(write_checksum=True).compress(bytes(tar_bytes))))
+    report = pack.verify(garbled)
+    assert report.ok or (report.problem and "\n" not in report.problem)
+    try:
+        pack.unpack(garbled, sandbox / "dest")
+    except PackError:
+        assert not (sandbox / "dest").exists()
+    else:
+        assert report.ok
