@@ -120,12 +120,8 @@ class CassetteProxy:
         if not any(name.startswith("cassette_") for name in updated):
             return
         opts = ctx.options
-        if not opts.cassette_path:
-            raise exceptions.OptionsError(
-                "cassette_path is not set; give the cassette file to record or replay"
-            )
         self.mode = opts.cassette_mode
-        self.cassette = Path(opts.cassette_path)
+        self.cassette = Path(opts.cassette_path) if opts.cassette_path else None
         self.report_path = Path(opts.cassette_report) if opts.cassette_report else None
         self.redactor = Redactor(_key(opts.cassette_redact_key))
         self.normaliser = Normaliser(opts.cassette_ignore_fields)
@@ -138,19 +134,27 @@ class CassetteProxy:
                 f"cassette_pace must be a number, 0 or more, not {opts.cassette_pace!r}"
             )
         self._close_writer()
+        self.index = None
         if self.mode == "record":
-            self.index = None
+            if self.cassette is None:
+                logger.warning("cassette record: cassette_path is not set, nothing will be recorded")
+                return
             try:
                 self.writer = CassetteWriter(self.cassette)
             except CassetteError as e:
                 raise exceptions.OptionsError(str(e)) from e
             return
-        if not self.cassette.is_file():
+        exchanges: list[Exchange] = []
+        if self.cassette is None:
+            # Still replay: with nothing to serve every request gets a local miss, and none goes out.
+            logger.warning("cassette replay: cassette_path is not set, every request will miss")
+        elif not self.cassette.is_file():
             raise exceptions.OptionsError(f"cassette {self.cassette} does not exist; record one first")
-        try:
-            exchanges = read_exchanges(self.cassette)
-        except CassetteError as e:
-            raise exceptions.OptionsError(str(e)) from e
+        else:
+            try:
+                exchanges = read_exchanges(self.cassette)
+            except CassetteError as e:
+                raise exceptions.OptionsError(str(e)) from e
         self.index = CassetteIndex(exchanges, self.normaliser)
         self.stream = StreamEndpoint(pace)
         # The promise of replay: no connection is ever opened on the client's behalf.
