@@ -65,7 +65,7 @@ from proxy.cassette import (  # noqa: E402
     read_exchanges,
 )
 from proxy.match import DEFAULT_IGNORE_FIELDS, CassetteIndex, Normalised, Normaliser  # noqa: E402
-from proxy.redact import Redactor  # noqa: E402
+from proxy.redact import Redactor, key_from_text  # noqa: E402
 from proxy.report import Miss, Report, Unused  # noqa: E402
 from proxy.stream import TOKEN_HEADER, StreamEndpoint  # noqa: E402
 
@@ -123,7 +123,9 @@ class CassetteProxy:
         self.mode = opts.cassette_mode
         self.cassette = Path(opts.cassette_path) if opts.cassette_path else None
         self.report_path = Path(opts.cassette_report) if opts.cassette_report else None
-        self.redactor = Redactor(_key(opts.cassette_redact_key))
+        if not opts.cassette_redact_key:
+            logger.warning("cassette_redact_key is empty: secret placeholders are stable for this run only")
+        self.redactor = Redactor(key_from_text(opts.cassette_redact_key))
         self.normaliser = Normaliser(opts.cassette_ignore_fields)
         try:
             pace = float(opts.cassette_pace)
@@ -394,16 +396,6 @@ def _is_stream(response: http.Response) -> bool:
     if "content-length" in response.headers:
         return False
     return "chunked" in response.headers.get("transfer-encoding", "").lower() or response.is_http2
-
-
-def _key(text: str) -> bytes:
-    if not text:
-        logger.warning("cassette_redact_key is empty: secret placeholders are stable for this run only")
-        return secrets.token_bytes(32)
-    try:
-        return bytes.fromhex(text) if len(text) >= 32 else text.encode()
-    except ValueError:
-        return text.encode()
 
 
 addons = [CassetteProxy()]

@@ -19,9 +19,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
 from collections.abc import Iterable
 
-__all__ = ["PLACEHOLDER_RE", "SENSITIVE_HEADERS", "SENSITIVE_PARAMS", "TOKEN_PATTERNS", "Redactor"]
+__all__ = [
+    "PLACEHOLDER_RE",
+    "SENSITIVE_HEADERS",
+    "SENSITIVE_PARAMS",
+    "TOKEN_PATTERNS",
+    "Redactor",
+    "key_from_text",
+]
 
 SENSITIVE_HEADERS = frozenset(
     {
@@ -125,3 +133,13 @@ class Redactor:
 def is_sensitive_header(name: str) -> bool:
     lowered = name.lower()
     return lowered in SENSITIVE_HEADERS or bool(_SENSITIVE_HEADER_RE.search(lowered))
+
+
+def key_from_text(text: str) -> bytes:
+    """The key given as an option: hex when it is 32+ hex digits, else the text itself; random when empty."""
+    if not text:
+        return secrets.token_bytes(32)
+    try:
+        return bytes.fromhex(text) if len(text) >= 32 else text.encode()
+    except ValueError:
+        return text.encode()

@@ -7,8 +7,10 @@ Only this module prints errors and chooses exit codes (see runner.errors for the
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import typer
@@ -64,6 +66,31 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Record AI coding-agent sessions into repro packs and replay them hermetically in Docker."""
+
+
+# --- cassette proxy -------------------------------------------------------------------------------
+
+cassette_app = typer.Typer(help="Work with HTTP cassettes (cassettes/http.jsonl).", no_args_is_help=True)
+app.add_typer(cassette_app, name="cassette")
+
+
+@cassette_app.command("import")
+@handles_errors
+def cassette_import(
+    source: Path = typer.Argument(..., help="A vcrpy cassette (.yaml/.yml) or a HAR file (.har/.json)."),
+    out: Path = typer.Option(Path("cassettes/http.jsonl"), "--out", "-o", help="The cassette to create."),
+    redact_key: str = typer.Option(
+        "", "--redact-key", envvar="RUNNER_REDACT_KEY", help="Key of the secret placeholders (hex or text)."
+    ),
+) -> None:
+    """Import a vcrpy cassette or a HAR file as a replayable cassette, secrets redacted.
+
+    Example: runner cassette import tests/cassettes/test_chat.yaml --out cassettes/http.jsonl
+    """
+    from runner.cassette_import import import_recording
+
+    count = import_recording(source, out, redact_key)
+    console.print_json(json.dumps({"imported": count, "out": str(out)}))
 
 
 def main() -> None:
