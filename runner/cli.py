@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -77,11 +77,11 @@ app.add_typer(cassette_app, name="cassette")
 @cassette_app.command("import")
 @handles_errors
 def cassette_import(
-    source: Path = typer.Argument(..., help="A vcrpy cassette (.yaml/.yml) or a HAR file (.har/.json)."),
-    out: Path = typer.Option(Path("cassettes/http.jsonl"), "--out", "-o", help="The cassette to create."),
-    redact_key: str = typer.Option(
-        "", "--redact-key", envvar="RUNNER_REDACT_KEY", help="Key of the secret placeholders (hex or text)."
-    ),
+    source: Annotated[Path, typer.Argument(help="A vcrpy cassette (.yaml/.yml) or a HAR file (.har/.json).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The cassette to create.")] = Path("cassettes/http.jsonl"),
+    redact_key: Annotated[
+        str, typer.Option("--redact-key", envvar="RUNNER_REDACT_KEY", help="Key of the secret placeholders (hex or text).")
+    ] = "",
 ) -> None:
     """Import a vcrpy cassette or a HAR file as a replayable cassette, secrets redacted.
 

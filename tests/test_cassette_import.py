@@ -105,32 +105,35 @@ def test_cli_import_prints_json(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_vcrpy_cassette_imports_and_replays_byte_identical(tmp_path: Path) -> None:
     source = tmp_path / "vcr.yaml"
-    with https_server(tmp_path) as server:
-        with vcr.use_cassette(str(source), record_mode="all"), requests.Session() as s:
-            s.trust_env = False
-            s.verify = str(server.ca.cert_path)
-            recorded = [
-                s.get(f"{server.base}/binary").content,
-                s.get(f"{server.base}/gzip").content,
-                s.post(
-                    f"{server.base}/v1/chat/completions",
-                    json={"model": "m", "messages": [{"role": "user", "content": "vcr"}]},
-                ).content,
-            ]
+    with (
+        https_server(tmp_path) as server,
+        vcr.use_cassette(str(source), record_mode="all"),
+        requests.Session() as s,
+    ):
+        s.trust_env = False
+        s.verify = str(server.ca.cert_path)
+        recorded = [
+            s.get(f"{server.base}/binary").content,
+            s.get(f"{server.base}/gzip").content,
+            s.post(
+                f"{server.base}/v1/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": "vcr"}]},
+            ).content,
+        ]
     out = tmp_path / "http.jsonl"
     assert import_recording(source, out, "cd" * 16) == 3
-    with ProxyProcess(ProxySettings("replay", out, tmp_path / "replay", redact_key="cd" * 16)) as proxy:
-        with requests.Session() as s:
-            s.trust_env = False
-            s.proxies = {"https": proxy.url}
-            s.verify = str(proxy.ca.cert_path if proxy.ca else "")
-            replayed = [
-                s.get(f"{server.base}/binary").content,
-                s.get(f"{server.base}/gzip").content,
-                s.post(
-                    f"{server.base}/v1/chat/completions",
-                    json={"model": "m", "messages": [{"role": "user", "content": "vcr"}]},
-                ).content,
-            ]
+    settings = ProxySettings("replay", out, tmp_path / "replay", redact_key="cd" * 16)
+    with ProxyProcess(settings) as proxy, requests.Session() as s:
+        s.trust_env = False
+        s.proxies = {"https": proxy.url}
+        s.verify = str(proxy.ca.cert_path if proxy.ca else "")
+        replayed = [
+            s.get(f"{server.base}/binary").content,
+            s.get(f"{server.base}/gzip").content,
+            s.post(
+                f"{server.base}/v1/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": "vcr"}]},
+            ).content,
+        ]
     assert replayed == recorded
     assert proxy.report is not None and proxy.report.served == 3 and proxy.report.misses == ()
