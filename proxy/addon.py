@@ -158,7 +158,9 @@ class CassetteProxy:
             except CassetteError as e:
                 raise exceptions.OptionsError(str(e)) from e
         self.index = CassetteIndex(exchanges, self.normaliser)
-        self.stream = StreamEndpoint(pace)
+        if self.stream is None:
+            self.stream = StreamEndpoint(pace)  # started by `running`, in mitmproxy's event loop
+        self.stream.pace = pace
         # The promise of replay: no connection is ever opened on the client's behalf.
         if opts.connection_strategy != "lazy" or opts.upstream_cert:
             opts.update(connection_strategy="lazy", upstream_cert=False)
@@ -166,39 +168,42 @@ class CassetteProxy:
 
     # --- hooks ---------------------------------------------------------------------------------------
 
-    def running(self) -> None:
+    async def running(self) -> None:
+        if self.mode == "replay" and self.stream is not None:
+            await self.stream.start()
         # Launchers wait for this line: it comes only once the addon loaded and the proxy listens.
         proxyserver = ctx.master.addons.get("proxyserver")
         addresses = proxyserver.listen_addrs() if proxyserver is not None else []
         where = ", ".join(f"{a[0]}:{a[1]}" for a in addresses) or "(no listener)"
         logger.info(f"cassette proxy ready ({self.mode}) at {where}")
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> None:
         if self.mode != "replay" or self.index is None or flow.response is not None:
             return
         try:
-            await self._replay(flow)
+            self._replay(flow)
         except Exception as e:  # an answer must come from here, or the request would look for a server
             logger.exception(f"cassette replay failed for {flow.request.method} {flow.request.url}")
             flow.response = _local_error(
                 f"cassette replay failed: {type(e).__name__}: {e}", {"error": str(e)}
             )
 
-    async def _replay(self, flow: http.HTTPFlow) -> None:
+    def _replay(self, flow: http.HTTPFlow) -> None:
         assert self.index is not None
-        live = self.normaliser(request_from_flow(flow).redacted(self.redactor))
+        # Matching ignores headers: leave them out rather than redact them on every request.
+        live = self.normaliser(request_from_flow(flow, headers=False).redacted(self.redactor))
         found = self.index.take(live)
         if found is None:
             self._miss(flow, live)
             return
         self.served += 1
         recorded = self.index.exchanges[found].response
-        if recorded.chunks is None:
+        if recorded.chunks is None or self.stream is None or self.stream.address is None:
+            # Without a running stream endpoint (mitmproxy's test harness) a stream goes out in one piece.
             flow.response = response_from_recording(recorded)
             flow.is_replay = "response"
             return
-        assert self.stream is not None
-        host, port = await self.stream.start()
+        host, port = self.stream.address
         flow.metadata[_STREAM_MARK] = live.url
         flow.request.scheme, flow.request.host, flow.request.port = "http", host, port
         flow.request.headers[TOKEN_HEADER] = self.stream.register(recorded)
@@ -323,7 +328,7 @@ def _local_error(reason: str, detail: dict[str, Any]) -> http.Response:
     )
 
 
-def request_from_flow(flow: http.HTTPFlow) -> RecordedRequest:
+def request_from_flow(flow: http.HTTPFlow, headers: bool = True) -> RecordedRequest:
     req = flow.request
     path = req.path.split("?", 1)[0]
     return RecordedRequest(
@@ -333,7 +338,7 @@ def request_from_flow(flow: http.HTTPFlow) -> RecordedRequest:
         port=req.port,
         path=path,
         query=tuple(req.query.items(multi=True)),
-        headers=tuple(req.headers.items(multi=True)),
+        headers=tuple(req.headers.items(multi=True)) if headers else (),
         body=req.get_content(strict=False) or b"",
         http_version=req.http_version,
     )
@@ -364,24 +369,26 @@ def exchange_from_flow(flow: http.HTTPFlow, chunks: list[Chunk] | None) -> Excha
 def response_from_recording(recorded: RecordedResponse) -> http.Response:
     """A plain HTTP/1.1 response (mitmproxy translates it for HTTP/2 clients) with the recorded body."""
     now = time.time()
-    headers = http.Headers(
-        [
-            (k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
-            for k, v in recorded.headers
-            if k.lower() not in _DROP_ON_SERVE
-        ]
-    )
+    fields = [
+        (k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
+        for k, v in recorded.headers
+        if k.lower() not in _DROP_ON_SERVE
+    ]
+    encoded = any(k.lower() == b"content-encoding" for k, _ in fields)
+    if not encoded:  # the common case: the body goes out as stored, only its length is set here
+        fields = [f for f in fields if f[0].lower() != b"content-length"]
+        fields.append((b"content-length", str(len(recorded.body)).encode()))
     response = http.Response(
         http_version=b"HTTP/1.1",
         status_code=recorded.status,
         reason=recorded.reason.encode("utf-8", "surrogateescape"),
-        headers=headers,
-        content=b"",
+        headers=http.Headers(fields),
+        content=recorded.body if not encoded else b"",
         trailers=None,
         timestamp_start=now,
         timestamp_end=now,
     )
-    if recorded.body:
+    if encoded and recorded.body:
         try:
             response.content = recorded.body  # applies the recorded content-encoding again
         except ValueError:

@@ -46,19 +46,44 @@ class Outcome:
     stream_deltas: list[str]
     raw_stream_chunks: int
     report: Report | None
+    http_versions: list[str]
 
 
 def _exercise(proxy: ProxyProcess, base: str) -> Outcome:
     ca = str(proxy.ca.cert_path) if proxy.ca else ""
     bodies: dict[str, bytes] = {}
     env = {**os.environ, "NO_PROXY": "", "no_proxy": ""}
+    curl = ["curl", "-sS", "--fail", "--proxy", proxy.url, "--cacert", ca]
     bodies["curl"] = subprocess.run(
-        ["curl", "-sS", "--fail", "--proxy", proxy.url, "--cacert", ca, f"{base}/hello?from=curl"],
+        [*curl, f"{base}/hello?from=curl"], capture_output=True, check=True, env=env, timeout=30
+    ).stdout
+    # curl prefers HTTP/2: without an upstream to mirror, replay speaks it to the client.
+    stream_request = json.dumps(
+        {"model": "m", "stream": True, "messages": [{"role": "user", "content": "curl"}]}
+    )
+    out = proxy.settings.workdir / "curl-body"
+    versions = subprocess.run(
+        [
+            *curl,
+            "--http2",
+            "-N",
+            "-o",
+            str(out),
+            "-w",
+            "%{http_version}",
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            stream_request,
+            f"{base}/v1/chat/completions",
+        ],
         capture_output=True,
         check=True,
         env=env,
         timeout=30,
-    ).stdout
+        text=True,
+    ).stdout.split()
+    bodies["curl-h2-stream"] = out.read_bytes()
     with requests.Session() as session:
         session.trust_env = False
         session.proxies = {"https": proxy.url}
@@ -82,11 +107,17 @@ def _exercise(proxy: ProxyProcess, base: str) -> Outcome:
                 raw_chunks += 1
                 bodies["httpx-stream"] = bodies.get("httpx-stream", b"") + chunk
 
-    async def with_async() -> bytes:
+    async def with_async() -> tuple[bytes, bytes]:
         async with httpx.AsyncClient(**via(proxy.url), verify=ca, trust_env=False, http2=True) as client:
-            return (await client.get(f"{base}/hello?from=httpx-async")).content
+            plain = (await client.get(f"{base}/hello?from=httpx-async")).content
+            streamed = b""
+            request = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "h2"}]}
+            async with client.stream("POST", f"{base}/v1/chat/completions", json=request) as response:
+                async for chunk in response.aiter_raw():
+                    streamed += chunk
+            return plain, streamed
 
-    bodies["httpx-async-h2"] = asyncio.run(with_async())
+    bodies["httpx-async-h2"], bodies["httpx-async-h2-stream"] = asyncio.run(with_async())
 
     http_client = httpx.Client(**via(proxy.url), verify=ca, trust_env=False)
     sdk = openai.OpenAI(base_url=f"{base}/v1", api_key=API_KEY, http_client=http_client, max_retries=0)
@@ -101,7 +132,7 @@ def _exercise(proxy: ProxyProcess, base: str) -> Outcome:
     ]
     http_client.close()
     report = proxy.stop()
-    return Outcome(bodies, deltas, raw_chunks, report)
+    return Outcome(bodies, deltas, raw_chunks, report, versions)
 
 
 @dataclass
@@ -173,9 +204,10 @@ def test_streams_replay_as_several_chunks_in_order(session: Session) -> None:
     assert session.record.stream_deltas == STREAM_WORDS
     assert session.replay.stream_deltas == STREAM_WORDS
     assert session.replay.raw_stream_chunks > 1
+    assert session.replay.http_versions == ["2"]
     exchanges = read_exchanges(session.cassette)
     streamed = [e for e in exchanges if e.response.chunks is not None]
-    assert len(streamed) == 2
+    assert len(streamed) == 4
     assert all(len(e.response.chunks or ()) == len(STREAM_WORDS) + 1 for e in streamed)
 
 
@@ -185,7 +217,9 @@ def test_replay_opens_no_socket_but_the_proxy(session: Session) -> None:
     assert report is not None
     assert report.refused_upstream == ()
     assert report.misses == ()
-    assert report.served == report.exchanges == len(session.record.bodies) + 1
+    assert (
+        report.served == report.exchanges == len(session.record.bodies) + 1
+    )  # the SDK stream is not in `bodies`
     assert report.unused == ()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import subprocess
@@ -63,7 +62,7 @@ def live_flow(request: RecordedRequest) -> http.HTTPFlow:
 
 def replay(addon: CassetteProxy, request: RecordedRequest) -> http.Response:
     flow = live_flow(request)
-    asyncio.run(addon.request(flow))
+    addon.request(flow)
     assert flow.response is not None
     return flow.response
 
