@@ -43,6 +43,7 @@ lint: install ## ruff and mypy --strict on the package
 	$(BIN)/mypy
 
 bench: images ## Run the benchmarks and print side-by-side ratios
+	$(BIN)/python bench/proxy_bench.py
 
 clean: ## Remove the virtualenv and caches (images stay; `docker image prune` removes them)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -268,7 +268,7 @@ def main() -> None:
             f"{r['ratio_p50']:.2f}x",
             f"{r['ratio_p95']:.2f}x",
         )
-    Console().print(table)
+    Console(width=140).print(table)
     out = Path(__file__).resolve().parent / "out" / "proxy_bench.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
