@@ -237,7 +237,6 @@ class CassetteWriter:
             self._handle = path.open("ab")
         except OSError as e:
             raise CassetteError(f"cannot open cassette {path} for writing: {e.strerror}") from e
-        self.count = 0
 
     def write(self, exchange: Exchange) -> None:
         line = json.dumps(exchange.to_json(), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -247,7 +246,6 @@ class CassetteWriter:
             os.fsync(self._handle.fileno())
         except OSError as e:
             raise CassetteError(f"cannot write to cassette {self.path}: {e.strerror}") from e
-        self.count += 1
 
     def close(self) -> None:
         self._handle.close()

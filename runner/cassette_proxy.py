@@ -24,7 +24,7 @@ from typing import Literal
 import proxy
 from proxy.report import Report, read_report
 from runner.errors import ProxyError
-from runner.tls import CertificateAuthority, make_ca
+from runner.tls import CertificateAuthority, default_bundle, make_ca
 
 __all__ = ["ADDON_PATH", "ProxyProcess", "ProxySettings"]
 
@@ -40,7 +40,7 @@ class ProxySettings:
     redact_key: str = ""
     ignore_fields: tuple[str, ...] | None = None  # None: the addon's defaults
     pace: float = 0.0
-    upstream_ca: Path | None = None  # record: the CA bundle that verifies real servers
+    upstream_ca: Path | None = None  # record: the CA bundle verifying real servers (default: the system's)
     ca: CertificateAuthority | None = None  # None: a fresh CA in workdir/confdir
     start_timeout: float = 30.0
     stop_timeout: float = 15.0
@@ -77,8 +77,10 @@ class ProxyProcess:
             "termlog_verbosity": "info",
             "flow_detail": "0",
         }
-        if s.upstream_ca is not None:
-            sets["ssl_verify_upstream_trusted_ca"] = str(s.upstream_ca)
+        # Recording verifies real servers against this machine's bundle (corporate TLS proxies included).
+        upstream_ca = s.upstream_ca or (default_bundle() if s.mode == "record" else None)
+        if upstream_ca is not None:
+            sets["ssl_verify_upstream_trusted_ca"] = str(upstream_ca)
         argv = [sys.executable, "-c", "from mitmproxy.tools.main import mitmdump; mitmdump()"]
         argv += ["--listen-host", "127.0.0.1", "--listen-port", "0", "-s", str(ADDON_PATH)]
         for name, value in sets.items():

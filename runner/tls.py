@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 
 from runner.errors import ProxyError
 
-__all__ = ["CertificateAuthority", "client_trust_env", "make_ca", "write_trust_bundle"]
+__all__ = ["CertificateAuthority", "client_trust_env", "default_bundle", "make_ca", "write_trust_bundle"]
 
 LOOPBACK = "localhost,127.0.0.1,::1"
 
@@ -98,7 +98,7 @@ def make_ca(
 
 def write_trust_bundle(ca: CertificateAuthority, out: Path, system_bundle: Path | None = None) -> Path:
     """Write the system CAs (or `system_bundle`) followed by our CA to `out`, for recording on the host."""
-    source = system_bundle or _system_bundle()
+    source = system_bundle or default_bundle()
     system = source.read_bytes() if source is not None and source.is_file() else b""
     out.parent.mkdir(parents=True, exist_ok=True)
     _write(out, system.rstrip(b"\n") + b"\n" + ca.cert_pem if system else ca.cert_pem, 0o644)
@@ -125,7 +125,8 @@ def client_trust_env(ca_bundle_path: Path, proxy_url: str | None = None) -> dict
     return env
 
 
-def _system_bundle() -> Path | None:
+def default_bundle() -> Path | None:
+    """The CA bundle this machine trusts: $SSL_CERT_FILE when set, else OpenSSL's default file."""
     for candidate in (os.environ.get("SSL_CERT_FILE"), ssl.get_default_verify_paths().cafile):
         if candidate and Path(candidate).is_file():
             return Path(candidate)
