@@ -183,10 +183,11 @@ class CassetteProxy:
         try:
             self._replay(flow)
         except Exception as e:  # an answer must come from here, or the request would look for a server
-            logger.exception(f"cassette replay failed for {flow.request.method} {flow.request.url}")
-            flow.response = _local_error(
-                f"cassette replay failed: {type(e).__name__}: {e}", {"error": str(e)}
-            )
+            url = self.redactor.text(flow.request.pretty_url)
+            logger.exception(f"cassette replay failed for {flow.request.method} {url}")
+            reason = f"cassette replay failed: {type(e).__name__}: {e}"
+            self.misses.append(Miss(flow.request.method, url, reason, ()))
+            flow.response = _local_error(reason, {"message": reason})
 
     def _replay(self, flow: http.HTTPFlow) -> None:
         assert self.index is not None
@@ -243,7 +244,7 @@ class CassetteProxy:
     def error(self, flow: http.HTTPFlow) -> None:
         if self.mode == "record" and flow.error is not None:
             logger.warning(
-                f"cassette record: {flow.request.method} {flow.request.url} failed ({flow.error.msg})"
+                f"cassette record: {flow.request.method} {self.redactor.text(flow.request.pretty_url)} failed ({flow.error.msg})"
             )
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
