@@ -376,8 +376,7 @@ def response_from_recording(recorded: RecordedResponse) -> http.Response:
     now = time.time()
     fields = [
         (k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape"))
-        for k, v in recorded.headers
-        if k.lower() not in _DROP_ON_SERVE
+        for k, v in recorded.headers_to_serve(_DROP_ON_SERVE)
     ]
     encoded = any(k.lower() == b"content-encoding" for k, _ in fields)
     if not encoded:  # the common case: the body goes out as stored, only its length is set here
@@ -386,7 +385,7 @@ def response_from_recording(recorded: RecordedResponse) -> http.Response:
     response = http.Response(
         http_version=b"HTTP/1.1",
         status_code=recorded.status,
-        reason=recorded.reason.encode("utf-8", "surrogateescape"),
+        reason=recorded.reason.replace("\r", "").replace("\n", "").encode("utf-8", "surrogateescape"),
         headers=http.Headers(fields),
         content=recorded.body if not encoded else b"",
         trailers=None,

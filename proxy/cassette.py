@@ -98,6 +98,15 @@ class RecordedResponse:
     chunks: tuple[Chunk, ...] | None = None  # set for streamed responses (SSE, chunked)
     http_version: str = "HTTP/1.1"
 
+    def headers_to_serve(self, drop: frozenset[str]) -> list[tuple[str, str]]:
+        """The recorded headers minus those named in `drop` (lower case) and any holding a line break:
+        a hostile cassette must not split a response or inject headers."""
+        return [
+            (k, v)
+            for k, v in self.headers
+            if k.lower() not in drop and not any(c in k or c in v for c in "\r\n") and k.strip()
+        ]
+
 
 @dataclass(frozen=True)
 class Exchange:

@@ -74,13 +74,9 @@ class StreamEndpoint:
                 writer.close()
 
     async def _write(self, writer: asyncio.StreamWriter, response: RecordedResponse) -> None:
-        reason = _clean(response.reason) or "OK"
+        reason = response.reason.replace("\r", "").replace("\n", "") or "OK"
         head = [f"HTTP/1.1 {response.status} {reason}"]
-        head += [
-            f"{_clean(k)}: {_clean(v)}"
-            for k, v in response.headers
-            if k.lower() not in _HOP_BY_HOP and _clean(k)
-        ]
+        head += [f"{k}: {v}" for k, v in response.headers_to_serve(_HOP_BY_HOP)]
         head.append("transfer-encoding: chunked")
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("utf-8", "surrogateescape"))
         previous = 0.0
@@ -102,8 +98,3 @@ def _parse_head(head: bytes) -> dict[str, str]:
         if sep:
             fields[name.strip().lower()] = value.strip()
     return fields
-
-
-def _clean(text: str) -> str:
-    """A header name, value or reason without line breaks: a hostile cassette must not inject headers."""
-    return text.replace("\r", "").replace("\n", "")

@@ -216,3 +216,14 @@ def test_addon_loads_as_a_script_from_a_plain_directory(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["CassetteProxy", str(folder / "__init__.py")]
+
+
+def test_hostile_headers_cannot_split_the_served_response(replaying) -> None:  # type: ignore[no-untyped-def]
+    hostile = RecordedResponse(
+        200, "OK\r\nX-Evil: 1", (("x-ok", "1"), ("x-bad", "a\r\nSet-Cookie: s=1")), b"{}"
+    )
+    addon, _ = replaying(Exchange(chat_request("h"), hostile))
+    served = replay(addon, chat_request("h"))
+    assert served.headers.get("x-ok") == "1"
+    assert "x-bad" not in served.headers and "set-cookie" not in served.headers
+    assert "\n" not in served.reason
