@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from types import TracebackType
 from typing import Literal
 
@@ -26,7 +26,7 @@ from proxy.report import Report, read_report
 from runner.errors import ProxyError
 from runner.tls import CertificateAuthority, default_bundle, make_ca
 
-__all__ = ["ADDON_PATH", "ProxyProcess", "ProxySettings"]
+__all__ = ["ADDON_PATH", "ProxyProcess", "ProxySettings", "mitmdump_args"]
 
 ADDON_PATH = Path(proxy.__file__).resolve().parent / "addon.py"
 _READY = re.compile(r"cassette proxy ready \(\w+\) at [^ ]*?:(\d+)")
@@ -44,6 +44,39 @@ class ProxySettings:
     ca: CertificateAuthority | None = None  # None: a fresh CA in workdir/confdir
     start_timeout: float = 30.0
     stop_timeout: float = 15.0
+
+
+def mitmdump_args(
+    settings: ProxySettings,
+    *,
+    addon: PurePath,
+    confdir: PurePath,
+    cassette: PurePath,
+    report: PurePath,
+    upstream_ca: PurePath | None = None,
+    listen_host: str = "127.0.0.1",
+    listen_port: int = 0,
+) -> list[str]:
+    """The mitmdump arguments running the addon with `settings`, with every path as the proxy process
+    sees it: the local process passes host paths, the sidecar container its own (/opt/proxy/addon.py...)."""
+    sets = {
+        "confdir": str(confdir),
+        "cassette_mode": settings.mode,
+        "cassette_path": str(cassette),
+        "cassette_report": str(report),
+        "cassette_pace": str(settings.pace),
+        "cassette_redact_key": settings.redact_key,
+        "termlog_verbosity": "info",
+        "flow_detail": "0",
+    }
+    if upstream_ca is not None:
+        sets["ssl_verify_upstream_trusted_ca"] = str(upstream_ca)
+    argv = ["--listen-host", listen_host, "--listen-port", str(listen_port), "-s", str(addon)]
+    for name, value in sets.items():
+        argv += ["--set", f"{name}={value}"]
+    for field in settings.ignore_fields or ():
+        argv += ["--set", f"cassette_ignore_fields={field}"]
+    return argv
 
 
 class ProxyProcess:
@@ -65,29 +98,19 @@ class ProxyProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        s = self.settings
         assert self.ca is not None
-        sets = {
-            "confdir": str(self.ca.confdir),
-            "cassette_mode": s.mode,
-            "cassette_path": str(s.cassette),
-            "cassette_report": str(self.report_path),
-            "cassette_pace": str(s.pace),
-            "cassette_redact_key": s.redact_key,
-            "termlog_verbosity": "info",
-            "flow_detail": "0",
-        }
+        s = self.settings
         # Recording verifies real servers against this machine's bundle (corporate TLS proxies included).
         upstream_ca = s.upstream_ca or (default_bundle() if s.mode == "record" else None)
-        if upstream_ca is not None:
-            sets["ssl_verify_upstream_trusted_ca"] = str(upstream_ca)
-        argv = [sys.executable, "-c", "from mitmproxy.tools.main import mitmdump; mitmdump()"]
-        argv += ["--listen-host", "127.0.0.1", "--listen-port", "0", "-s", str(ADDON_PATH)]
-        for name, value in sets.items():
-            argv += ["--set", f"{name}={value}"]
-        for field in s.ignore_fields or ():
-            argv += ["--set", f"cassette_ignore_fields={field}"]
-        return argv
+        program = [sys.executable, "-c", "from mitmproxy.tools.main import mitmdump; mitmdump()"]
+        return program + mitmdump_args(
+            s,
+            addon=ADDON_PATH,
+            confdir=self.ca.confdir,
+            cassette=s.cassette,
+            report=self.report_path,
+            upstream_ca=upstream_ca,
+        )
 
     def start(self) -> None:
         s = self.settings

@@ -27,6 +27,7 @@ import requests
 from proxy.cassette import read_exchanges
 from proxy.report import Report
 from runner.cassette_proxy import ProxyProcess, ProxySettings
+from runner.errors import ProxyError
 from tests.helpers.https_server import BINARY, STREAM_WORDS, https_server
 
 pytestmark = pytest.mark.slow
@@ -240,8 +241,6 @@ def test_a_miss_answers_locally_and_lists_the_nearest(tmp_path: Path, session: S
             **via(proxy.url), verify=str(proxy.ca.cert_path if proxy.ca else ""), trust_env=False
         ) as client,
     ):
-        url = session.record_url if hasattr(session, "record_url") else None
-        del url
         exchanges = read_exchanges(session.cassette)
         post = next(e for e in exchanges if e.request.method == "POST")
         target = f"https://{post.request.host}:{post.request.port}{post.request.path}"
@@ -258,3 +257,10 @@ def test_a_miss_answers_locally_and_lists_the_nearest(tmp_path: Path, session: S
     assert nearest.url.endswith("/v1/chat/completions")
     assert [f.matcher for f in nearest.failed] == ["body"]
     assert '"content": "other"' in nearest.failed[0].difference
+
+
+def test_a_proxy_that_cannot_start_says_why(tmp_path: Path) -> None:
+    settings = ProxySettings("replay", tmp_path / "missing.jsonl", tmp_path / "work", start_timeout=60)
+    with pytest.raises(ProxyError, match="exited with code") as caught:
+        ProxyProcess(settings).__enter__()
+    assert "does not exist" in "\n".join(caught.value.__notes__)
