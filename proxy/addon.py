@@ -205,9 +205,9 @@ class CassetteProxy:
             flow.response = response_from_recording(recorded)
             flow.is_replay = "response"
             return
-        host, port = self.stream.address
-        flow.metadata[_STREAM_MARK] = live.url
-        flow.request.scheme, flow.request.host, flow.request.port = "http", host, port
+        req = flow.request
+        flow.metadata[_STREAM_MARK] = (req.scheme, req.host, req.port)
+        req.scheme, (req.host, req.port) = "http", self.stream.address
         # The endpoint needs only the token: a body (maybe chunked) would just have to be skipped there.
         flow.request.headers.pop("transfer-encoding", None)
         flow.request.content = b""
@@ -216,8 +216,12 @@ class CassetteProxy:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         assert flow.response is not None
         if self.mode == "replay":
-            if flow.metadata.get(_STREAM_MARK):
+            if _STREAM_MARK in flow.metadata:
                 flow.response.stream = True
+                # The request went to the stream endpoint; show it as the client sent it.
+                req = flow.request
+                req.scheme, req.host, req.port = flow.metadata.pop(_STREAM_MARK)
+                req.headers.pop(TOKEN_HEADER, None)
             return
         if _is_stream(flow.response):
             chunks: list[Chunk] = []
