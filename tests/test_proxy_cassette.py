@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy.cassette import (
     FORMAT_VERSION,
@@ -82,3 +84,35 @@ def test_bad_base64_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps(obj))
     with pytest.raises(CassetteError, match="not valid base64"):
         read_exchanges(path)
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+
+
+@given(
+    request_body=st.binary(max_size=200),
+    response_body=st.binary(max_size=200),
+    headers=st.lists(st.tuples(_text, _text), max_size=4),
+    query=st.lists(st.tuples(_text, _text), max_size=3),
+    chunks=st.none() | st.lists(st.tuples(st.floats(0, 100), st.binary(max_size=50)), max_size=4),
+)
+@settings(max_examples=60, deadline=None)
+def test_any_exchange_round_trips_exactly(
+    request_body: bytes,
+    response_body: bytes,
+    headers: list[tuple[str, str]],
+    query: list[tuple[str, str]],
+    chunks: list[tuple[float, bytes]] | None,
+) -> None:
+    streamed = tuple(Chunk(round(t, 6), data) for t, data in chunks) if chunks is not None else None
+    original = Exchange(
+        RecordedRequest("PUT", "http", "h", 80, "/", tuple(query), tuple(headers), request_body),
+        RecordedResponse(
+            201,
+            "Created",
+            tuple(headers),
+            b"".join(c.data for c in streamed) if streamed is not None else response_body,
+            streamed,
+        ),
+    )
+    assert Exchange.from_json(json.loads(json.dumps(original.to_json()))) == original
