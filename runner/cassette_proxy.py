@@ -37,7 +37,7 @@ class ProxySettings:
     mode: Literal["record", "replay"]
     cassette: Path
     workdir: Path  # holds confdir/, proxy.log and report.json
-    redact_key: str = ""
+    redact_key: str = ""  # the pack's key; empty: random, so placeholders hold for this run only
     ignore_fields: tuple[str, ...] | None = None  # None: the addon's defaults
     pace: float = 0.0
     upstream_ca: Path | None = None  # record: the CA bundle verifying real servers (default: the system's)
