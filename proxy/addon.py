@@ -202,7 +202,7 @@ class CassetteProxy:
         streamable = recorded.chunks is not None and flow.request.method != "HEAD"
         if not streamable or self.stream is None or self.stream.address is None:
             # Without a running stream endpoint (mitmproxy's test harness) a stream goes out in one piece.
-            flow.response = response_from_recording(recorded)
+            flow.response = response_from_recording(recorded, head=flow.request.method == "HEAD")
             flow.is_replay = "response"
             return
         req = flow.request
@@ -237,6 +237,13 @@ class CassetteProxy:
 
     def response(self, flow: http.HTTPFlow) -> None:
         if self.mode != "record" or self.writer is None or flow.response is None:
+            return
+        if flow.response.status_code == 101:
+            # A protocol switch (WebSocket) cannot be replayed from a cassette: leave it out, so replay
+            # answers it with a clear miss instead of an upgrade that never speaks.
+            logger.warning(
+                f"cassette record: not recording the protocol upgrade of {flow.request.pretty_url}"
+            )
             return
         exchange = exchange_from_flow(flow, flow.metadata.get(_CHUNKS))
         try:
@@ -375,7 +382,7 @@ def exchange_from_flow(flow: http.HTTPFlow, chunks: list[Chunk] | None) -> Excha
     )
 
 
-def response_from_recording(recorded: RecordedResponse) -> http.Response:
+def response_from_recording(recorded: RecordedResponse, head: bool = False) -> http.Response:
     """A plain HTTP/1.1 response (mitmproxy translates it for HTTP/2 clients) with the recorded body."""
     now = time.time()
     fields = [
@@ -383,7 +390,10 @@ def response_from_recording(recorded: RecordedResponse) -> http.Response:
         for k, v in recorded.headers_to_serve(_DROP_ON_SERVE)
     ]
     encoded = any(k.lower() == b"content-encoding" for k, _ in fields)
-    if not encoded:  # the common case: the body goes out as stored, only its length is set here
+    had_length = any(k.lower() == b"content-length" for k, _ in fields)
+    # The common case: the body goes out as stored, only its length is set here. A HEAD answer keeps
+    # the recorded length of the body it does not carry; an empty 204/304 gets no length it never had.
+    if not encoded and not head and (recorded.body or had_length):
         fields = [f for f in fields if f[0].lower() != b"content-length"]
         fields.append((b"content-length", str(len(recorded.body)).encode()))
     response = http.Response(
@@ -391,12 +401,12 @@ def response_from_recording(recorded: RecordedResponse) -> http.Response:
         status_code=recorded.status,
         reason=recorded.reason.replace("\r", "").replace("\n", "").encode("utf-8", "surrogateescape"),
         headers=http.Headers(fields),
-        content=recorded.body if not encoded else b"",
+        content=b"" if encoded or head else recorded.body,
         trailers=None,
         timestamp_start=now,
         timestamp_end=now,
     )
-    if encoded and recorded.body:
+    if encoded and recorded.body and not head:
         try:
             response.content = recorded.body  # applies the recorded content-encoding again
         except ValueError:

@@ -227,3 +227,15 @@ def test_hostile_headers_cannot_split_the_served_response(replaying) -> None:  #
     assert served.headers.get("x-ok") == "1"
     assert "x-bad" not in served.headers and "set-cookie" not in served.headers
     assert "\n" not in served.reason
+
+
+def test_head_keeps_the_recorded_length_and_204_gets_none(replaying) -> None:  # type: ignore[no-untyped-def]
+    head = RecordedRequest("HEAD", "https", "api.example.com", 443, "/file", (), (), b"")
+    empty = RecordedRequest("DELETE", "https", "api.example.com", 443, "/file", (), (), b"")
+    addon, _ = replaying(
+        Exchange(head, RecordedResponse(200, "OK", (("content-length", "1234"),), b"")),
+        Exchange(empty, RecordedResponse(204, "No Content", (), b"")),
+    )
+    served_head = replay(addon, head)
+    assert served_head.headers["content-length"] == "1234" and served_head.raw_content == b""
+    assert "content-length" not in replay(addon, empty).headers
