@@ -242,7 +242,7 @@ class CassetteProxy:
             # A protocol switch (WebSocket) cannot be replayed from a cassette: leave it out, so replay
             # answers it with a clear miss instead of an upgrade that never speaks.
             logger.warning(
-                f"cassette record: not recording the protocol upgrade of {flow.request.pretty_url}"
+                f"cassette record: not recording the protocol upgrade of {self.redactor.text(flow.request.pretty_url)}"
             )
             return
         exchange = exchange_from_flow(flow, flow.metadata.get(_CHUNKS))
