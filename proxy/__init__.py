@@ -1,0 +1,7 @@
+"""The cassette proxy: a mitmproxy addon recording HTTP(S) exchanges to a cassette and replaying them.
+
+Modules: `addon` (the mitmproxy addon, loadable with `mitmdump -s proxy/addon.py` from any directory),
+`cassette` (the versioned JSONL format and its one writer), `match` (normalisation, matchers, the
+replay index), `redact` (keyed placeholders for secrets), `report` (the JSON report), `stream`
+(serving recorded streams chunk by chunk). Imports only the standard library and mitmproxy.
+"""

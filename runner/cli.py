@@ -204,6 +204,29 @@ def verify_cmd(pack: Annotated[Path, typer.Argument(metavar="PACK", help="The .t
     if not report.ok:
         raise fail(report.problem or f"{pack}: not a valid repro pack")
     console.print(f"ok {pack}: {report.members_checked} members, {report.content_bytes} bytes", highlight=False)
+# --- cassette proxy -------------------------------------------------------------------------------
+
+cassette_app = typer.Typer(help="Work with HTTP cassettes (cassettes/http.jsonl).", no_args_is_help=True)
+app.add_typer(cassette_app, name="cassette")
+
+
+@cassette_app.command("import")
+@handles_errors
+def cassette_import(
+    source: Annotated[Path, typer.Argument(help="A vcrpy cassette (.yaml/.yml) or a HAR file (.har/.json).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The cassette to create.")] = Path("cassettes/http.jsonl"),
+    redact_key: Annotated[
+        str, typer.Option("--redact-key", envvar="RUNNER_REDACT_KEY", help="Key of the secret placeholders (hex or text).")
+    ] = "",
+) -> None:
+    """Import a vcrpy cassette or a HAR file as a replayable cassette, secrets redacted.
+
+    Example: runner cassette import tests/cassettes/test_chat.yaml --out cassettes/http.jsonl
+    """
+    from runner.cassette_import import import_recording
+
+    count = import_recording(source, out, redact_key)
+    console.print_json(json.dumps({"imported": count, "out": str(out)}))
 
 
 def main() -> None:

@@ -1,0 +1,279 @@
+"""Replay latency of the cassette proxy next to mitmproxy's own server playback, by cassette size.
+
+For cassettes of 10, 1,000 and 10,000 LLM-like exchanges (POST JSON to /v1/chat/completions), both
+proxies run as local mitmdump processes with the same CA, and one keep-alive requests.Session sends
+the same distinct requests (at most 200 per size, in rounds for small cassettes) through each.
+Prints p50/p95 per request and the ratio ours / server_replay; writes bench/out/proxy_bench.json.
+Goal: a ratio near or below 1, flat as the cassette grows.
+
+    python bench/proxy_bench.py [--sizes 10,1000,10000] [--requests 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+from mitmproxy import http, io
+from mitmproxy.test import tflow
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from proxy.cassette import CassetteWriter, Exchange, RecordedRequest, RecordedResponse
+from runner.cassette_proxy import ProxyProcess, ProxySettings
+from runner.tls import CertificateAuthority, make_ca
+
+HOST, PORT = "api.example.com", 443
+HTTP2 = os.environ.get("BENCH_HTTP2") == "1"
+console = Console(stderr=True)
+
+
+def request_body(i: int) -> bytes:
+    history = [
+        {"role": "user" if j % 2 == 0 else "assistant", "content": f"turn {j} " + "lorem ipsum " * 20}
+        for j in range(4)
+    ]
+    return json.dumps(
+        {
+            "model": "gpt-4o-mini",
+            "temperature": 0,
+            "messages": [*history, {"role": "user", "content": f"question {i}"}],
+        }
+    ).encode()
+
+
+def response_body(i: int) -> bytes:
+    return json.dumps(
+        {
+            "id": f"chatcmpl-{i}",
+            "object": "chat.completion",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": f"answer {i} " + "dolor sit amet " * 30},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 120, "completion_tokens": 60},
+        }
+    ).encode()
+
+
+def write_cassette(path: Path, size: int) -> None:
+    with CassetteWriter(path) as writer:
+        for i in range(size):
+            writer.write(
+                Exchange(
+                    RecordedRequest(
+                        "POST",
+                        "https",
+                        HOST,
+                        PORT,
+                        "/v1/chat/completions",
+                        (),
+                        (("content-type", "application/json"),),
+                        request_body(i),
+                    ),
+                    RecordedResponse(200, "OK", (("content-type", "application/json"),), response_body(i)),
+                )
+            )
+
+
+def write_flows(path: Path, size: int) -> None:
+    with path.open("wb") as handle:
+        writer = io.FlowWriter(handle)
+        for i in range(size):
+            req = http.Request.make(
+                "POST",
+                f"https://{HOST}/v1/chat/completions",
+                request_body(i),
+                {"content-type": "application/json"},
+            )
+            resp = http.Response.make(200, response_body(i), {"content-type": "application/json"})
+            writer.add(tflow.tflow(req=req, resp=resp))
+
+
+@contextmanager
+def server_replay(flows: Path, ca: CertificateAuthority, workdir: Path) -> Iterator[str]:
+    argv = [
+        sys.executable,
+        "-c",
+        "from mitmproxy.tools.main import mitmdump; mitmdump()",
+        "--listen-host",
+        "127.0.0.1",
+        "--listen-port",
+        "0",
+        "--server-replay",
+        str(flows),
+        "--set",
+        f"confdir={ca.confdir}",
+        "--set",
+        "server_replay_extra=404",
+        "--set",
+        "connection_strategy=lazy",
+        "--set",
+        "upstream_cert=false",
+        "--set",
+        "flow_detail=0",
+        "--set",
+        "termlog_verbosity=info",
+    ]
+    log = (workdir / "server_replay.log").open("wb")
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
+    port: list[int] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            found = re.search(rb"proxy listening at .*?:(\d+)", line)
+            if found and not port:
+                port.append(int(found.group(1)))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        if not ready.wait(120) or not port:
+            raise RuntimeError(f"server_replay did not start; see {workdir / 'server_replay.log'}")
+        yield f"http://127.0.0.1:{port[0]}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def measure(proxy_url: str, ca: Path, indices: list[int]) -> list[float]:
+    latencies = []
+    # httpx 0.26 renamed `proxies` to `proxy`; accept both.
+    key = "proxy" if "proxy" in inspect.signature(httpx.Client).parameters else "proxies"
+    with httpx.Client(**{key: proxy_url}, verify=str(ca), trust_env=False, http2=HTTP2) as client:  # type: ignore[arg-type]
+        client.get(f"https://{HOST}/warm-up")  # CONNECT and TLS once, outside the measurement
+        for i in indices:
+            start = time.perf_counter()
+            response = client.post(
+                f"https://{HOST}/v1/chat/completions",
+                content=request_body(i),
+                headers={"content-type": "application/json"},
+            )
+            latencies.append(time.perf_counter() - start)
+            if response.status_code != 200 or response.content != response_body(i):
+                raise RuntimeError(f"request {i} was not replayed ({response.status_code})")
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+def run_rounds(size: int, count: int, start: Callable[[], Iterator[str]], ca: Path) -> list[float]:
+    per_round = min(size, count)
+    rounds = min(5, math.ceil(count / per_round))
+    step = max(1, size // per_round)
+    indices = [k * step for k in range(per_round)]
+    samples: list[float] = []
+    for _ in range(rounds):
+        with contextmanager(start)() as url:
+            samples += measure(url, ca, indices)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="10,1000,10000")
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="proxy-bench-") as tmp:
+        work = Path(tmp)
+        ca = make_ca(work / "confdir")
+        for size in sizes:
+            console.log(f"cassette of {size} exchanges")
+            cassette, flows = work / f"http-{size}.jsonl", work / f"flows-{size}.mitm"
+            write_cassette(cassette, size)
+            write_flows(flows, size)
+
+            def ours(cassette: Path = cassette, size: int = size) -> Iterator[str]:
+                with ProxyProcess(
+                    ProxySettings("replay", cassette, work / f"ours-{size}", ca=ca, start_timeout=120)
+                ) as p:
+                    yield p.url
+
+            def theirs(flows: Path = flows, size: int = size) -> Iterator[str]:
+                with server_replay(flows, ca, work) as url:
+                    yield url
+
+            a = run_rounds(size, args.requests, ours, ca.cert_path)
+            b = run_rounds(size, args.requests, theirs, ca.cert_path)
+            results.append(
+                {
+                    "exchanges": size,
+                    "requests": len(a),
+                    "cassette_p50_ms": statistics.median(a) * 1e3,
+                    "cassette_p95_ms": percentile(a, 0.95) * 1e3,
+                    "server_replay_p50_ms": statistics.median(b) * 1e3,
+                    "server_replay_p95_ms": percentile(b, 0.95) * 1e3,
+                }
+            )
+    table = Table(title="replay latency per request (keep-alive, HTTPS through the proxy)")
+    for column in (
+        "exchanges",
+        "requests",
+        "ours p50",
+        "ours p95",
+        "server_replay p50",
+        "server_replay p95",
+        "ratio p50",
+        "ratio p95",
+    ):
+        table.add_column(column, justify="right")
+    for r in results:
+        r["ratio_p50"] = r["cassette_p50_ms"] / r["server_replay_p50_ms"]
+        r["ratio_p95"] = r["cassette_p95_ms"] / r["server_replay_p95_ms"]
+        table.add_row(
+            str(r["exchanges"]),
+            str(r["requests"]),
+            f"{r['cassette_p50_ms']:.2f} ms",
+            f"{r['cassette_p95_ms']:.2f} ms",
+            f"{r['server_replay_p50_ms']:.2f} ms",
+            f"{r['server_replay_p95_ms']:.2f} ms",
+            f"{r['ratio_p50']:.2f}x",
+            f"{r['ratio_p95']:.2f}x",
+        )
+    Console(width=140).print(table)
+    out = Path(__file__).resolve().parent / "out" / "proxy_bench.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    console.log(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

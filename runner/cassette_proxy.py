@@ -1,0 +1,201 @@
+"""Runs the cassette proxy addon as a local `mitmdump` process on 127.0.0.1, in record or replay mode.
+
+Input: ProxySettings (mode, cassette, a work folder for the CA, logs and report). Output: a running
+proxy (URL, port, CA) inside a `with` block, and its Report once stopped. The same addon file runs here,
+in the sidecar container and in mitmproxy's test harness.
+Rules: listens on loopback only, on a free port chosen by the OS; waits until it listens; stops with
+SIGTERM so the addon writes its report, kills it after a timeout; cleans up even when start fails, and
+a start failure carries the tail of the proxy's log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from types import TracebackType
+from typing import Literal
+
+import proxy
+from proxy.report import Report, read_report
+from runner.errors import ProxyError
+from runner.tls import CertificateAuthority, default_bundle, make_ca
+
+__all__ = ["ADDON_PATH", "ProxyProcess", "ProxySettings", "mitmdump_args"]
+
+ADDON_PATH = Path(proxy.__file__).resolve().parent / "addon.py"
+_READY = re.compile(r"cassette proxy ready \(\w+\) at [^ ]*?:(\d+)")
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    mode: Literal["record", "replay"]
+    cassette: Path
+    workdir: Path  # holds confdir/, proxy.log and report.json
+    redact_key: str = ""  # the pack's key; empty: random, so placeholders hold for this run only
+    ignore_fields: tuple[str, ...] | None = None  # None: the addon's defaults
+    pace: float = 0.0
+    upstream_ca: Path | None = None  # record: the CA bundle verifying real servers (default: the system's)
+    ca: CertificateAuthority | None = None  # None: a fresh CA in workdir/confdir
+    start_timeout: float = 30.0
+    stop_timeout: float = 15.0
+
+
+def mitmdump_args(
+    settings: ProxySettings,
+    *,
+    addon: PurePath,
+    confdir: PurePath,
+    cassette: PurePath,
+    report: PurePath,
+    upstream_ca: PurePath | None = None,
+    listen_host: str = "127.0.0.1",
+    listen_port: int = 0,
+) -> list[str]:
+    """The mitmdump arguments running the addon with `settings`, with every path as the proxy process
+    sees it: the local process passes host paths, the sidecar container its own (/opt/proxy/addon.py...)."""
+    sets = {
+        "confdir": str(confdir),
+        "cassette_mode": settings.mode,
+        "cassette_path": str(cassette),
+        "cassette_report": str(report),
+        "cassette_pace": str(settings.pace),
+        "cassette_redact_key": settings.redact_key,
+        "termlog_verbosity": "info",
+        "flow_detail": "0",
+    }
+    if upstream_ca is not None:
+        sets["ssl_verify_upstream_trusted_ca"] = str(upstream_ca)
+    argv = ["--listen-host", listen_host, "--listen-port", str(listen_port), "-s", str(addon)]
+    for name, value in sets.items():
+        argv += ["--set", f"{name}={value}"]
+    for field in settings.ignore_fields or ():
+        argv += ["--set", f"cassette_ignore_fields={field}"]
+    return argv
+
+
+class ProxyProcess:
+    """`with ProxyProcess(settings) as p:` point clients at `p.url`, trusting `p.ca.cert_path`."""
+
+    def __init__(self, settings: ProxySettings) -> None:
+        self.settings = settings
+        self.log_path = settings.workdir / "proxy.log"
+        self.report_path = settings.workdir / "report.json"
+        self.ca = settings.ca
+        self.port = 0
+        self.report: Report | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
+        self._listening = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        assert self.ca is not None
+        s = self.settings
+        # Recording verifies real servers against this machine's bundle (corporate TLS proxies included).
+        upstream_ca = s.upstream_ca or (default_bundle() if s.mode == "record" else None)
+        program = [sys.executable, "-c", "from mitmproxy.tools.main import mitmdump; mitmdump()"]
+        return program + mitmdump_args(
+            s,
+            addon=ADDON_PATH,
+            confdir=self.ca.confdir,
+            cassette=s.cassette,
+            report=self.report_path,
+            upstream_ca=upstream_ca,
+        )
+
+    def start(self) -> None:
+        s = self.settings
+        s.workdir.mkdir(parents=True, exist_ok=True)
+        if self.ca is None:
+            self.ca = make_ca(s.workdir / "confdir")
+        self.report_path.unlink(missing_ok=True)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+            env.pop(name, None)  # the proxy itself must never chain to another proxy
+        try:
+            self._proc = subprocess.Popen(
+                self.command(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        except OSError as e:
+            raise ProxyError(f"cannot start mitmdump ({e.strerror}); is mitmproxy installed?") from e
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+        if not self._listening.wait(s.start_timeout) or self.port == 0:
+            code = self._proc.poll()
+            why = (
+                f"exited with code {code}"
+                if code is not None
+                else f"did not listen within {s.start_timeout:.0f}s"
+            )
+            error = ProxyError(f"the cassette proxy {why}; see {self.log_path}")
+            error.add_note(self._log_tail())
+            raise error
+
+    def stop(self) -> Report | None:
+        """Stop the proxy (SIGTERM, then kill after the timeout) and return its report."""
+        proc = self._proc
+        if proc is None:
+            return None
+        self._proc = None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(self.settings.stop_timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._reader is not None:
+            self._reader.join(5)
+        if self.report_path.is_file():
+            try:
+                self.report = read_report(self.report_path)
+            except (OSError, ValueError) as e:
+                raise ProxyError(
+                    f"the cassette proxy wrote an unreadable report {self.report_path}: {e}"
+                ) from e
+        return self.report
+
+    def _pump(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        with self.log_path.open("ab") as log:
+            for line in self._proc.stdout:
+                log.write(line)
+                log.flush()
+                if not self._listening.is_set():
+                    found = _READY.search(line.decode("utf-8", "replace"))
+                    if found:
+                        self.port = int(found.group(1))
+                        self._listening.set()
+        self._listening.set()  # the process ended: stop waiting
+
+    def _log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no proxy log)"
+
+    def __enter__(self) -> ProxyProcess:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,104 @@
+"""The addon in the proxy sidecar image, network `none`, serving a workload container that joins it.
+
+This is the replay topology: the workload's only way out is the proxy on 127.0.0.1:8080 of the shared
+network namespace, and the proxy itself has no route anywhere. The current `proxy/` folder is mounted
+over /opt/proxy so the test exercises this checkout, loaded by path as in the image.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from proxy.cassette import CassetteWriter, Chunk, Exchange, RecordedRequest, RecordedResponse
+from proxy.report import read_report
+from runner.cassette_proxy import ProxySettings, mitmdump_args
+from runner.tls import make_ca
+
+pytestmark = pytest.mark.docker
+PROXY_DIR = Path(__file__).parents[2] / "proxy"
+SSE = (Chunk(0.0, b"data: one\n\n"), Chunk(0.05, b"data: two\n\n"), Chunk(0.1, b"data: [DONE]\n\n"))
+
+
+def sidecar_image(client: Any) -> str:
+    for image in client.images.list():
+        for tag in image.tags:
+            if tag.startswith("runner-proxy:"):
+                return str(tag)
+    message = "no runner-proxy image; build it with `make images`"
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def test_sidecar_replays_with_no_network(docker_client: Any, tmp_path: Path) -> None:
+    image = sidecar_image(docker_client)
+    make_ca(tmp_path / "confdir")
+    with CassetteWriter(tmp_path / "http.jsonl") as writer:
+        writer.write(
+            Exchange(
+                RecordedRequest("GET", "https", "api.example.com", 443, "/hello", (), (), b""),
+                RecordedResponse(200, "OK", (("content-type", "text/plain"),), b"hello from the cassette\n"),
+            )
+        )
+        writer.write(
+            Exchange(
+                RecordedRequest(
+                    "POST", "https", "api.example.com", 443, "/v1/chat", (), (), b'{"stream": true}'
+                ),
+                RecordedResponse(200, "OK", (("content-type", "text/event-stream"),), b"", SSE),
+            )
+        )
+    tmp_path.chmod(0o777)
+    settings = ProxySettings("replay", tmp_path / "http.jsonl", tmp_path)
+    args = mitmdump_args(
+        settings,
+        addon=Path("/opt/proxy/addon.py"),
+        confdir=Path("/data/confdir"),
+        cassette=Path("/data/http.jsonl"),
+        report=Path("/data/report.json"),
+        listen_port=8080,
+    )
+    name = f"proxy-test-{uuid.uuid4().hex[:8]}"
+    sidecar = docker_client.containers.run(
+        image,
+        ["mitmdump", *args],
+        name=name,
+        detach=True,
+        network_mode="none",
+        environment={"PYTHONUNBUFFERED": "1"},  # the readiness line must reach the log at once
+        volumes={str(PROXY_DIR): {"bind": "/opt/proxy", "mode": "ro"}, str(tmp_path): {"bind": "/data"}},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while b"cassette proxy ready" not in sidecar.logs():
+            assert time.monotonic() < deadline, sidecar.logs().decode(errors="replace")
+            time.sleep(0.2)
+        curl = "curl -sS --fail-with-body https://api.example.com"
+        script = (
+            f"{curl}/hello && {curl}/v1/chat -d '{{\"stream\": true}}' && {curl}/not-recorded; echo rc=$?"
+        )
+        out = docker_client.containers.run(
+            image,
+            ["sh", "-c", script],
+            network_mode=f"container:{sidecar.id}",
+            environment={
+                "HTTPS_PROXY": "http://127.0.0.1:8080",
+                "SSL_CERT_FILE": "/data/confdir/mitmproxy-ca-cert.pem",
+            },
+            volumes={str(tmp_path): {"bind": "/data", "mode": "ro"}},
+            remove=True,
+        ).decode()
+        sidecar.stop(timeout=15)
+        logs = sidecar.logs().decode(errors="replace")
+    finally:
+        sidecar.remove(force=True)
+    assert out.startswith("hello from the cassette\ndata: one\n\ndata: two\n\ndata: [DONE]\n\n"), logs
+    assert '"type": "cassette_miss"' in out and out.rstrip().endswith("rc=22")
+    report = read_report(tmp_path / "report.json")
+    assert (report.served, len(report.misses), report.refused_upstream) == (2, 1, ())
