@@ -19,6 +19,10 @@ def call_llm(prompt: str) -> str:
     return f"Answer to: {prompt}"
 
 
+def search_web(query: str) -> list[str]:
+    return [f"https://example.org/?q={query}"]
+
+
 class ResearchAgent:
     def __init__(self) -> None:
         self.memory: list[dict[str, Any]] = []
@@ -40,6 +44,9 @@ class ResearchAgent:
 
     def call_llm(self, prompt: str) -> str:
         return call_llm(prompt)
+
+    def survey(self, queries: list[str]) -> list[str]:
+        return [self.research(q) for q in queries]
 
     def noisy(self) -> dict[str, Any]:
         """Everything a replay must make repeatable."""

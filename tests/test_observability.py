@@ -15,8 +15,8 @@ from runner.observability import (
     SPAN_OUTPUT,
     SPAN_TYPE,
     Span,
-    TraceStore,
     TracerProvider,
+    TraceStore,
     export_jsonl,
     load_trace_jsonl,
 )
