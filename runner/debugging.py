@@ -798,10 +798,18 @@ class ReplayEngine:
             agent = cls()
         except (TypeError, ValueError):  # the constructor needs arguments: rebuild without calling it
             agent = cast(Any, cls).__new__(cls)
+        if ck.agent_state is None:  # no state was captured: a fresh agent
+            return agent
         state = copy.deepcopy(ck.agent_state)
         load_state = getattr(agent, "load_state", None)
         if callable(load_state):
-            load_state(state)
+            try:
+                load_state(state)
+            except Exception as e:  # the agent's own code: any error means the state does not fit it
+                raise DebugError(
+                    f"{cls.__qualname__}.load_state() failed on checkpoint {ck.checkpoint_id}: "
+                    f"{type(e).__name__}: {e}; does the state belong to this class and version?"
+                ) from e
         elif isinstance(state, dict):
             agent.__dict__.update(state)
         else:
@@ -856,12 +864,10 @@ class ReplayEngine:
     ) -> Any:
         out, ck = self.stdout, self.checkpoint
         rule = "-" * 72
-        span = (
-            self.trace.get_span(ck.span_id)
-            if ck.span_id in {s.span_id for s in self.trace.spans}
-            else ck.span
-        )
+        span = ck.span
         agent = f"{ck.agent_module}.{ck.agent_class_name}" if ck.agent_class_name else "none (plain function)"
+        if ck.agent_class_name and ck.agent_state is None:
+            agent += " (fresh instance: no state given)"
         print("--- runner time-travel debugger ---", file=out)
         print(f"  Trace ID:    {ck.trace.trace_id}", file=out)
         print(f"  Checkpoint:  {ck.checkpoint_id} at span {span.name!r} ({span.span_id})", file=out)
@@ -1010,7 +1016,7 @@ def debug_pack(
     """Replay the code behind one recorded span under pdb.
 
     `function` is ``module:function`` or ``module:Class.method``; a method runs on an instance of Class
-    rebuilt from `state_file` (a checkpoint or a typed JSON object). The call gets the span's recorded
+    rebuilt from `state_file` (a checkpoint or a typed JSON object; without it, a fresh instance). The call gets the span's recorded
     input; the clock starts at the span's start; mocked paths serve the outputs recorded from that span on.
     """
     trace = _read_pack_trace(Path(source), span_id)
@@ -1023,7 +1029,7 @@ def debug_pack(
     owner_name, _, method = qualname.rpartition(".")
     owner = _import_attr(module_name, owner_name, "--function") if owner_name else None
     if isinstance(owner, type):
-        state = _read_state_file(Path(state_file)) if state_file else {}
+        state = _read_state_file(Path(state_file)) if state_file else None
         target: str | Callable[..., Any] = method
         agent_module, agent_class = module_name, owner_name
     else:
@@ -1032,7 +1038,7 @@ def debug_pack(
                 "--state needs --function module:Class.method (state rebuilds an instance of Class)"
             )
         target = _import_attr(module_name, qualname, "--function")
-        state, agent_module, agent_class = {}, None, None
+        state, agent_module, agent_class = None, None, None
     checkpoint = Checkpoint(
         checkpoint_id=f"ckpt_{hashlib.sha256(f'{source}/{span_id}'.encode()).hexdigest()[:12]}",
         agent_class_name=agent_class,
