@@ -23,6 +23,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import bdb
 import copy
 import dataclasses
@@ -842,7 +843,7 @@ class ReplayEngine:
         """Call `function_name` on a rehydrated agent (or call a function) deterministically; return its result."""
         with DeterministicExecutionContext(self.checkpoint, responders=self._responders(mock_config or {})):
             fn, _ = self._callable(function_name)
-            return fn(*args, **kwargs)
+            return _call(fn, args, kwargs)
 
     def start_debugging_session(
         self,
@@ -889,7 +890,7 @@ class ReplayEngine:
             out.flush()
             debugger = pdb.Pdb(stdin=self.stdin, stdout=self._stdout, skip=[__name__])
             try:
-                result = debugger.runcall(fn, *args, **kwargs)
+                result = _runcall(debugger, fn, args, kwargs)
             except bdb.BdbQuit:
                 print(f"{rule}\n--- Replay abandoned from the debugger ---", file=out)
                 return None
@@ -942,8 +943,37 @@ class ReplayEngine:
         responders = {path: responder(t, path) for t, path in mock_config.items()}
         with DeterministicExecutionContext(self.checkpoint, responders=responders):
             fn, _ = self._callable(function_name)
-            result = fn(*args, **dict(kwargs or {}))
+            result = _call(fn, args, dict(kwargs or {}))
         return CounterfactualReport(result, tuple(calls))
+
+
+def _call(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    """Call `fn`; a coroutine it returns is run to completion in a new event loop."""
+    result = fn(*args, **kwargs)
+    return asyncio.run(result) if inspect.iscoroutine(result) else result
+
+
+def _runcall(
+    debugger: pdb.Pdb, fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> Any:
+    """Run `fn` under `debugger`, stopped at its first line (for a coroutine function too)."""
+    code = getattr(inspect.unwrap(fn), "__code__", None)
+    if code is None or not inspect.iscoroutinefunction(inspect.unwrap(fn)):
+        return debugger.runcall(fn, *args, **kwargs)
+    # Stepping from the call would stop inside asyncio first: break on the coroutine's first line instead,
+    # the way `b function` does, and let everything before it run untraced by the prompt.
+    debugger.reset()
+    debugger.set_break(code.co_filename, code.co_firstlineno, temporary=True, funcname=code.co_name)
+    debugger.botframe = sys._getframe()
+    debugger.set_continue()
+    sys.settrace(debugger.trace_dispatch)
+    try:
+        return asyncio.run(fn(*args, **kwargs))
+    except bdb.BdbQuit:
+        return None
+    finally:
+        debugger.quitting = True
+        sys.settrace(None)
 
 
 # ---------------------------------------------------------------------------------------------- packs

@@ -74,3 +74,10 @@ class Notebook:
         return isinstance(other, Notebook) and other.pages == self.pages
 
     __hash__ = None  # type: ignore[assignment]
+
+
+class AsyncResearchAgent(ResearchAgent):
+    async def aresearch(self, query: str) -> str:
+        self.memory.append({"query": query})
+        result = call_llm(query)
+        return result

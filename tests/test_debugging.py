@@ -523,3 +523,40 @@ def test_counterfactual_replays_diverge_at_a_span() -> None:
     live = engine.counterfactual("survey", mock, diverge_at=rec.spans["query_2"], args=queries)
     assert [c.source for c in live.calls] == ["recorded", "live", "live"]
     assert live.result[1] == "Answer to: What are the risks?"
+
+
+def test_a_coroutine_method_stops_at_its_own_first_line() -> None:
+    import research_agent
+
+    rec = record_research()
+    checkpoint = CheckpointManager().create_checkpoint(
+        research_agent.AsyncResearchAgent(), rec.trace, rec.spans["query_2"]
+    )
+    out = io.StringIO()
+    engine = ReplayEngine(checkpoint, stdin=io.StringIO("p query\nn\nn\np result\nc\n"), stdout=out)
+    result = engine.start_debugging_session("aresearch", {"llm": "research_agent.call_llm"}, "async?")
+    assert result == "recorded: WHAT ARE THE RISKS?"
+    text = out.getvalue()
+    assert "aresearch()\n-> self.memory.append" in text  # inside the coroutine, not in asyncio
+    assert "(Pdb) 'async?'" in text and "(Pdb) 'recorded: WHAT ARE THE RISKS?'" in text
+    plain = ReplayEngine(checkpoint).replay_from_checkpoint(
+        "aresearch", "x", mock_config={"llm": "research_agent.call_llm"}
+    )
+    assert plain == "recorded: WHAT ARE THE RISKS?"
+
+
+def test_debug_pack_replays_a_plain_function_with_the_spans_recorded_input(tmp_path: Path) -> None:
+    from runner.debugging import debug_pack
+
+    rec = record_research()
+    traces = export_jsonl(rec.trace, tmp_path / "traces.jsonl")
+    out = io.StringIO()
+    # The LLM span's input was {"args": ["What are the risks?"], "kwargs": {}}; the real function runs.
+    result = debug_pack(
+        traces, rec.spans["llm_1"], "research_agent:call_llm", stdin=io.StringIO("p prompt\nc\n"), stdout=out
+    )
+    assert result == "Answer to: What are the risks?"
+    assert "(Pdb) 'What are the risks?'" in out.getvalue()
+    assert "Agent state: none (plain function)" in out.getvalue()
+    with pytest.raises(DebugError, match=r"--state needs --function module:Class\.method"):
+        debug_pack(traces, rec.spans["llm_1"], "research_agent:call_llm", state_file=traces)
