@@ -392,7 +392,8 @@ def _checkpoint_from_document(document: dict[str, Any], file: Path, allow_pickle
         spans = tuple(Span.from_dict(s, f"{file}: trace") for s in trace_doc["spans"])
         if any(s.trace_id != trace_id for s in spans):
             raise DebugError(f"{file}: a span of the checkpoint trace belongs to another trace")
-        workspace = document.get("workspace")
+        w = document.get("workspace")
+        workspace = WorkspaceState(_str(w["repo"]), _opt_str(w.get("head")), _str(w["tree"])) if w else None
         checkpoint = Checkpoint(
             checkpoint_id=_str(document["checkpoint_id"]),
             agent_class_name=_opt_str(document.get("agent_class_name")),
@@ -405,7 +406,7 @@ def _checkpoint_from_document(document: dict[str, Any], file: Path, allow_pickle
             timestamp=float(document["timestamp"]),
             version=_str(document.get("version", "")),
             metadata=typedjson.decode(document.get("metadata") or {}, path="metadata"),
-            workspace=WorkspaceState(**workspace) if workspace else None,
+            workspace=workspace,
         )
         checkpoint.trace.get_span(checkpoint.span_id)
     except DebugError as e:
@@ -515,6 +516,18 @@ def _fake_datetime(clock: Callable[[], int]) -> type:
 
     datetime.__module__ = "datetime"
     return datetime
+
+
+def _swap_in_modules(swaps: Mapping[int, tuple[object, object]]) -> None:
+    """In every plain module namespace, replace each value that is `old` (keyed by id) with `new`."""
+    for module in list(sys.modules.values()):
+        if type(module) is not types.ModuleType:  # lazy modules would load on attribute access
+            continue
+        namespace = module.__dict__
+        for name, value in list(namespace.items()):
+            pair = swaps.get(id(value))
+            if pair is not None and value is pair[0]:
+                namespace[name] = pair[1]
 
 
 class _Patch:
@@ -627,6 +640,7 @@ class DeterministicExecutionContext:
         self.responders.update(responders or {})
         self.calls: dict[str, int] = {}
         self._undo: list[Callable[[], None]] = []
+        self._module_mocks: list[tuple[object, object]] = []
         self._lock = threading.Lock()
         self._now_ns = int(checkpoint.timestamp * 1e9)
 
@@ -672,32 +686,26 @@ class DeterministicExecutionContext:
 
         patch = _Patch(path, owner, attr, make)
         self._undo.append(patch.undo)
+        if not isinstance(owner, type):
+            self._module_mocks.append((patch.old, patch.installed))
 
     def _swap_globals(self) -> None:
+        """Swap the real functions for fakes in every imported module's namespace, and back on exit.
+
+        Covers names bound with ``from time import time`` and ``from agent.llm import invoke`` (a mocked
+        module function), not only attribute look-ups. The undo scans again, so a module imported while
+        the context was active does not keep a fake.
+        """
         uuid_rng = random.Random(self.checkpoint.seed("uuid4"))
-        fakes: dict[int, tuple[object, object]] = {
-            id(_REAL["time"]): (_REAL["time"], lambda: self._clock() / 1e9),
-            id(_REAL["time_ns"]): (_REAL["time_ns"], self._clock),
-            id(_REAL["datetime"]): (_REAL["datetime"], _fake_datetime(self._clock)),
-            id(_REAL["uuid4"]): (_REAL["uuid4"], lambda: uuid.UUID(bytes=uuid_rng.randbytes(16), version=4)),
-        }
-        swapped: list[tuple[dict[str, Any], str, object, object]] = []
-        for module in list(sys.modules.values()):
-            if type(module) is not types.ModuleType:  # lazy modules would load on attribute access
-                continue
-            namespace = module.__dict__
-            for name, value in list(namespace.items()):
-                pair = fakes.get(id(value))
-                if pair is not None and value is pair[0]:
-                    namespace[name] = pair[1]
-                    swapped.append((namespace, name, value, pair[1]))
-
-        def undo() -> None:
-            for namespace, name, real, fake in swapped:
-                if namespace.get(name) is fake:
-                    namespace[name] = real
-
-        self._undo.append(undo)
+        pairs = [
+            (_REAL["time"], lambda: self._clock() / 1e9),
+            (_REAL["time_ns"], self._clock),
+            (_REAL["datetime"], _fake_datetime(self._clock)),
+            (_REAL["uuid4"], lambda: uuid.UUID(bytes=uuid_rng.randbytes(16), version=4)),
+            *self._module_mocks,
+        ]
+        _swap_in_modules({id(real): (real, fake) for real, fake in pairs})
+        self._undo.append(lambda: _swap_in_modules({id(fake): (fake, real) for real, fake in pairs}))
 
 
 # ---------------------------------------------------------------------------------------------- replay

@@ -409,6 +409,11 @@ def test_the_context_restores_everything_even_on_errors(monkeypatch: pytest.Monk
     user = types.ModuleType("user_module_with_bound_names")
     user.time = time.time  # type: ignore[attr-defined]  # as `from time import time` leaves it
     user.datetime = datetime.datetime  # type: ignore[attr-defined]
+    import research_agent
+
+    user.call_llm = research_agent.call_llm  # type: ignore[attr-defined]  # `from research_agent import call_llm`
+    late = types.ModuleType("module_imported_during_the_replay")
+    monkeypatch.setitem(sys.modules, late.__name__, late)
     monkeypatch.setitem(sys.modules, user.__name__, user)
     real = (time.time, time.time_ns, datetime.datetime, uuid.uuid4)
     random.seed(1234)
@@ -418,13 +423,12 @@ def test_the_context_restores_everything_even_on_errors(monkeypatch: pytest.Monk
         pytest.raises(RuntimeError),
         DeterministicExecutionContext(checkpoint, {"research_agent.call_llm": ["r1"]}),
     ):
-        import research_agent
-
         assert user.time() == checkpoint.timestamp
         assert user.datetime.now().timestamp() == pytest.approx(checkpoint.timestamp + 0.001)
         assert isinstance(datetime.datetime(2020, 1, 1), user.datetime)
         assert datetime.datetime.utcnow().tzinfo is None
-        assert research_agent.call_llm("x") == "r1"
+        assert user.call_llm("x") == "r1"  # a copy of the name bound elsewhere is mocked too
+        late.time = time.time  # type: ignore[attr-defined]  # bound while the fake is in place
         with pytest.raises(
             DebugError, match=r"called 2 time\(s\) but mock_targets\['research_agent.call_llm'\] holds 1"
         ):
@@ -433,9 +437,9 @@ def test_the_context_restores_everything_even_on_errors(monkeypatch: pytest.Monk
         raise RuntimeError("the replayed code failed")
     assert (time.time, time.time_ns, datetime.datetime, uuid.uuid4) == real
     assert user.time is time.time and user.datetime is datetime.datetime  # type: ignore[attr-defined]
+    assert late.time is time.time  # type: ignore[attr-defined]
+    assert user.call_llm is research_agent.call_llm  # type: ignore[attr-defined]
     assert random.random() == expected  # the global random state is put back as it was
-    import research_agent
-
     assert research_agent.call_llm("x") == "Answer to: x"
     assert abs(time.time() - checkpoint.timestamp) < 60 and time.time() != checkpoint.timestamp
 
