@@ -332,7 +332,8 @@ class CheckpointManager:
             },
         }
         try:
-            write_atomic(path, json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+            # One span or top-level field per line keeps files diffable; the C encoder keeps saving fast.
+            write_atomic(path, _document_text(document))
         except OSError as e:
             raise DebugError(f"cannot write checkpoint {path}: {e}") from e
         return path
@@ -344,6 +345,16 @@ class CheckpointManager:
             file = self.checkpoint_dir / file
         document = _read_checkpoint_document(file)
         return _checkpoint_from_document(document, file, allow_pickle)
+
+
+def _document_text(document: dict[str, Any]) -> str:
+    lines = [
+        f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in document.items() if k != "trace"
+    ]
+    trace = document["trace"]
+    spans = ",\n  ".join(json.dumps(s, ensure_ascii=False) for s in trace["spans"])
+    lines.append(f'"trace": {{"trace_id": {json.dumps(trace["trace_id"])}, "spans": [\n  {spans}]}}')
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def _read_checkpoint_document(file: Path) -> dict[str, Any]:

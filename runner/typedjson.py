@@ -29,6 +29,7 @@ import pickle
 import pickletools
 import sys
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from runner.errors import DebugError
@@ -38,6 +39,7 @@ __all__ = ["Json", "Unrepresentable", "decode", "dumps", "encode", "find_pickles
 Json = None | bool | int | float | str | list["Json"] | dict[str, "Json"]
 
 _PICKLE_PROTOCOL = 4  # readable by every Python the runner supports
+_PLAIN = frozenset({str, int, bool, type(None)})  # JSON values that encode and decode as themselves
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,12 +88,14 @@ class _Encoder:
 
     def _container(self, v: object, path: str) -> Json:
         if type(v) is list:
-            return [self.run(x, f"{path}[{i}]") for i, x in enumerate(v)]
+            return [x if type(x) in _PLAIN else self.run(x, f"{path}[{i}]") for i, x in enumerate(v)]
         if type(v) is tuple:
-            return {"$tuple": [self.run(x, f"{path}[{i}]") for i, x in enumerate(v)]}
+            return {
+                "$tuple": [x if type(x) in _PLAIN else self.run(x, f"{path}[{i}]") for i, x in enumerate(v)]
+            }
         if type(v) is dict:
             if all(type(k) is str for k in v) and not _is_tag_like(v):
-                return {k: self.run(x, f"{path}[{k!r}]") for k, x in v.items()}
+                return {k: x if type(x) in _PLAIN else self.run(x, f"{path}[{k!r}]") for k, x in v.items()}
             return {
                 "$dict": [[self.run(k, f"{path}.key"), self.run(x, f"{path}[{k!r}]")] for k, x in v.items()]
             }
@@ -156,7 +160,7 @@ def find_pickles(data: Json, path: str = "state") -> list[tuple[str, bytes]]:
     while stack:
         where, node = stack.pop()
         if isinstance(node, list):
-            stack.extend((f"{where}[{i}]", x) for i, x in enumerate(node))
+            stack.extend((f"{where}[{i}]", x) for i, x in enumerate(node) if isinstance(x, list | dict))
         elif isinstance(node, dict):
             if set(node) == {"$pickle"}:
                 raw = node["$pickle"]
@@ -167,7 +171,7 @@ def find_pickles(data: Json, path: str = "state") -> list[tuple[str, bytes]]:
                 except ValueError:
                     found.append((where, b""))
             else:
-                stack.extend((f"{where}.{k}", x) for k, x in node.items())
+                stack.extend((f"{where}.{k}", x) for k, x in node.items() if isinstance(x, list | dict))
     return found
 
 
@@ -198,11 +202,13 @@ def decode(data: Json, *, allow_pickle: bool = False, path: str = "state") -> An
 
 def _decode(d: Json, allow_pickle: bool, path: str) -> Any:
     if isinstance(d, list):
-        return [_decode(x, allow_pickle, f"{path}[{i}]") for i, x in enumerate(d)]
+        return [x if type(x) in _PLAIN else _decode(x, allow_pickle, f"{path}[{i}]") for i, x in enumerate(d)]
     if not isinstance(d, dict):
         return d
     if not _is_tag_like(d):
-        return {k: _decode(x, allow_pickle, f"{path}[{k!r}]") for k, x in d.items()}
+        return {
+            k: x if type(x) in _PLAIN else _decode(x, allow_pickle, f"{path}[{k!r}]") for k, x in d.items()
+        }
     tag, arg = next(iter(d.items()))
     try:
         return _decode_tag(tag, arg, allow_pickle, path)
@@ -215,24 +221,26 @@ def _decode(d: Json, allow_pickle: bool, path: str) -> Any:
 def _items(arg: Json, allow_pickle: bool, path: str) -> list[Any]:
     if not isinstance(arg, list):
         raise TypeError("expected a list")
-    return [_decode(x, allow_pickle, f"{path}[{i}]") for i, x in enumerate(arg)]
+    return [x if type(x) in _PLAIN else _decode(x, allow_pickle, f"{path}[{i}]") for i, x in enumerate(arg)]
+
+
+_SIMPLE_TAGS: dict[str, Callable[[str], Any]] = {
+    "$bytes": lambda a: base64.b64decode(a, validate=True),
+    "$bytearray": lambda a: bytearray(base64.b64decode(a, validate=True)),
+    "$datetime": dt.datetime.fromisoformat,
+    "$date": dt.date.fromisoformat,
+    "$time": dt.time.fromisoformat,
+    "$decimal": decimal.Decimal,
+    "$uuid": uuid.UUID,
+    "$path": pathlib.Path,
+}
 
 
 def _decode_tag(tag: str, arg: Json, allow_pickle: bool, path: str) -> Any:
-    simple = {
-        "$bytes": lambda a: base64.b64decode(a, validate=True),
-        "$bytearray": lambda a: bytearray(base64.b64decode(a, validate=True)),
-        "$datetime": dt.datetime.fromisoformat,
-        "$date": dt.date.fromisoformat,
-        "$time": dt.time.fromisoformat,
-        "$decimal": decimal.Decimal,
-        "$uuid": uuid.UUID,
-        "$path": pathlib.Path,
-    }
-    if tag in simple:
+    if tag in _SIMPLE_TAGS:
         if not isinstance(arg, str):
             raise TypeError("expected a string")
-        return simple[tag](arg)
+        return _SIMPLE_TAGS[tag](arg)
     if tag == "$float":
         if arg not in ("nan", "inf", "-inf"):
             raise ValueError(f"not a special float: {arg!r}")
