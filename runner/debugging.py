@@ -196,9 +196,12 @@ class CounterfactualReport:
 
 
 def _git(root: str, *args: str, env: Mapping[str, str] | None = None) -> str:
-    result = subprocess.run(
-        ["git", "-C", root, *args], capture_output=True, text=True, timeout=120, env=env, check=False
-    )
+    try:
+        result = subprocess.run(
+            ["git", "-C", root, *args], capture_output=True, text=True, timeout=120, env=env, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise DebugError(f"git {' '.join(args)} could not run in {root}: {e}") from e
     if result.returncode != 0:
         raise DebugError(f"git {' '.join(args)} failed in {root}: {result.stderr.strip()[:300]}")
     return result.stdout.strip()
@@ -223,12 +226,10 @@ def capture_workspace(repo: str | os.PathLike[str] | None = None) -> WorkspaceSt
         if repo is not None:
             raise
         return None
-    head = subprocess.run(
-        ["git", "-C", root, "rev-parse", "--verify", "-q", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+    try:
+        head: str | None = _git(root, "rev-parse", "--verify", "-q", "HEAD")
+    except DebugError:  # a repository without commits yet
+        head = None
     real_index = Path(root, _git(root, "rev-parse", "--git-path", "index"))
     with tempfile.TemporaryDirectory(prefix="runner-index-") as tmp:
         index = Path(tmp, "index")
@@ -237,7 +238,7 @@ def capture_workspace(repo: str | os.PathLike[str] | None = None) -> WorkspaceSt
         env = {**os.environ, "GIT_INDEX_FILE": str(index)}
         _git(root, "add", "-A", env=env)
         tree = _git(root, "write-tree", env=env)
-    return WorkspaceState(repo=root, head=head or None, tree=tree)
+    return WorkspaceState(repo=root, head=head, tree=tree)
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -650,6 +651,7 @@ class DeterministicExecutionContext:
         }
         self.responders.update(responders or {})
         self.calls: dict[str, int] = {}
+        self.errors: list[DebugError] = []
         self._undo: list[Callable[[], None]] = []
         self._module_mocks: list[tuple[object, object]] = []
         self._lock = threading.Lock()
@@ -677,6 +679,11 @@ class DeterministicExecutionContext:
     def __exit__(self, *exc: object) -> None:
         self._restore()
 
+    def check(self) -> None:
+        """Raise the first mock error, even if the replayed code caught it and went on."""
+        if self.errors:
+            raise DebugError(f"{self.errors[0]} (raised during the replay, caught by the replayed code)")
+
     def _restore(self) -> None:
         while self._undo:
             self._undo.pop()()
@@ -690,7 +697,11 @@ class DeterministicExecutionContext:
                 with self._lock:
                     index = self.calls[path]
                     self.calls[path] = index + 1
-                return responder(MockCall(path, index, args, kwargs, live))
+                try:
+                    return responder(MockCall(path, index, args, kwargs, live))
+                except DebugError as e:
+                    self.errors.append(e)  # kept in case the replayed code catches it and carries on
+                    raise
 
             recorded.__name__ = recorded.__qualname__ = f"recorded_{attr}"
             return recorded
@@ -860,9 +871,13 @@ class ReplayEngine:
         **kwargs: Any,
     ) -> Any:
         """Call `function_name` on a rehydrated agent (or call a function) deterministically; return its result."""
-        with DeterministicExecutionContext(self.checkpoint, responders=self._responders(mock_config or {})):
+        with DeterministicExecutionContext(
+            self.checkpoint, responders=self._responders(mock_config or {})
+        ) as ctx:
             fn, _ = self._callable(function_name)
-            return _call(fn, args, kwargs)
+            result = _call(fn, args, kwargs)
+            ctx.check()
+            return result
 
     def start_debugging_session(
         self,
@@ -903,13 +918,14 @@ class ReplayEngine:
         )
         print(rule, file=out)
         responders = self._responders(mock_config)
-        with DeterministicExecutionContext(ck, responders=responders):
+        with DeterministicExecutionContext(ck, responders=responders) as ctx:
             fn, label = self._callable(function)
             print(f"Stopping at the start of {label}(); 'c' continues, 'q' abandons the replay.", file=out)
             out.flush()
             debugger = pdb.Pdb(stdin=self.stdin, stdout=self._stdout, skip=[__name__])
             try:
                 result = _runcall(debugger, fn, args, kwargs)
+                ctx.check()
             except bdb.BdbQuit:
                 print(f"{rule}\n--- Replay abandoned from the debugger ---", file=out)
                 return None
@@ -960,9 +976,10 @@ class ReplayEngine:
 
         self._responders(mock_config)  # same validation as the other replays
         responders = {path: responder(t, path) for t, path in mock_config.items()}
-        with DeterministicExecutionContext(self.checkpoint, responders=responders):
+        with DeterministicExecutionContext(self.checkpoint, responders=responders) as ctx:
             fn, _ = self._callable(function_name)
             result = _call(fn, args, dict(kwargs or {}))
+            ctx.check()
         return CounterfactualReport(result, tuple(calls))
 
 

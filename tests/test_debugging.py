@@ -564,3 +564,19 @@ def test_debug_pack_replays_a_plain_function_with_the_spans_recorded_input(tmp_p
     assert "Agent state: none (plain function)" in out.getvalue()
     with pytest.raises(DebugError, match=r"--state needs --function module:Class\.method"):
         debug_pack(traces, rec.spans["llm_1"], "research_agent:call_llm", state_file=traces)
+
+
+def test_a_mock_error_swallowed_by_the_replayed_code_still_fails_the_replay() -> None:
+    import research_agent
+
+    rec = record_research()
+    checkpoint = CheckpointManager().create_checkpoint(rec.agent, rec.trace, rec.spans["query_2"])
+    engine = ReplayEngine(checkpoint)
+    agent = research_agent.ResearchAgent()
+    with pytest.raises(DebugError, match=r"called 2 time\(s\).*caught by the replayed code"):
+        engine.replay_from_checkpoint(
+            research_agent.forgiving_research,
+            agent,
+            ["a", "b"],
+            mock_config={"llm": "research_agent.call_llm"},
+        )
