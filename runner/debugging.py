@@ -66,11 +66,14 @@ __all__ = [
     "DeterministicExecutionContext",
     "MockCall",
     "ReplayEngine",
+    "Responder",
     "StateChange",
+    "TraceLookup",
     "WorkspaceState",
     "capture_workspace",
     "compare_checkpoints",
     "debug_pack",
+    "serve_in_order",
 ]
 
 CHECKPOINT_FORMAT = "runner.checkpoint"
