@@ -485,20 +485,34 @@ class TracerProvider:
     def __init__(self, db_path: str | os.PathLike[str] = "traces.db") -> None:
         self.trace_store = TraceStore(db_path)
         self._accepting = True
+        self._open: dict[str, LiveSpan] = {}
+        self._lock = threading.Lock()
 
     def get_tracer(self, name: str, version: str | None = None) -> Tracer:
         return Tracer(self, name, version)
 
+    def force_flush(self) -> None:
+        """Write the current attributes and status of the spans still open (they stay open)."""
+        with self._lock:  # held while writing, so a span ending meanwhile is not written back as open
+            self.trace_store.add_spans([s.to_span() for s in self._open.values()])
+
     def shutdown(self) -> None:
-        """Stop recording new spans. Spans already open are still closed in the store; reading goes on."""
+        """Flush open spans and stop recording new ones. Open spans are still closed in the store when
+        they end, and the store stays readable."""
+        self.force_flush()
         self._accepting = False
 
     def _record(self, span: LiveSpan) -> None:
         # A span opened before shutdown is still closed in the store; one opened after is never stored.
-        if span.end_time_unix_nano is None:
-            span.stored = self._accepting
-        if span.stored:
-            self.trace_store.add_spans([span.to_span()])
+        with self._lock:
+            if span.end_time_unix_nano is None:
+                span.stored = self._accepting
+                if span.stored:
+                    self._open[span.span_id] = span
+            else:
+                self._open.pop(span.span_id, None)
+            if span.stored:
+                self.trace_store.add_spans([span.to_span()])
 
     def __enter__(self) -> TracerProvider:
         return self

@@ -580,3 +580,28 @@ def test_a_mock_error_swallowed_by_the_replayed_code_still_fails_the_replay() ->
             ["a", "b"],
             mock_config={"llm": "research_agent.call_llm"},
         )
+
+
+def test_a_checkpoint_can_be_taken_inside_a_span_that_is_still_open() -> None:
+    """The guide's conditional checkpoint: on an error, inside the failing span, after shutdown."""
+    import research_agent
+
+    provider = TracerProvider(db_path="bug_trace.db")
+    tracer = provider.get_tracer("agent")
+    manager = CheckpointManager()
+    agent = research_agent.ResearchAgent()
+    saved: list[Path] = []
+    with pytest.raises(ZeroDivisionError), tracer.span("risky_operation") as span:
+        try:
+            agent.total_cost = 1 / 0
+        except ZeroDivisionError:
+            span.set_status("ERROR")
+            provider.shutdown()
+            trace = provider.trace_store.get_trace(span.trace_id)
+            checkpoint = manager.create_checkpoint(agent, trace, span.span_id)
+            saved.append(manager.save_checkpoint(checkpoint))
+            raise
+    loaded = manager.load_checkpoint(saved[0])
+    assert loaded.span.name == "risky_operation" and loaded.span.is_open
+    assert loaded.span.status.code == "ERROR"
+    assert provider.trace_store.get_trace(span.trace_id).spans[0].end_time is not None  # closed afterwards
