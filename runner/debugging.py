@@ -44,6 +44,7 @@ import tarfile
 import tempfile
 import threading
 import time
+import traceback
 import types
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -900,6 +901,7 @@ class ReplayEngine:
         kwargs: Mapping[str, Any],
         mock_config: Mapping[str, str],
     ) -> Any:
+        """`start_debugging_session` with the call's positional arguments given as a sequence."""
         out, ck = self.stdout, self.checkpoint
         rule = "-" * 72
         span = ck.span
@@ -933,6 +935,8 @@ class ReplayEngine:
                 print(f"{rule}\n--- Replay abandoned from the debugger ---", file=out)
                 return None
             except BaseException as e:
+                if not isinstance(e, DebugError | KeyboardInterrupt):
+                    traceback.print_exc(file=out)  # the replayed code failed: where is the point
                 print(f"{rule}\n--- Replay failed: {type(e).__name__}: {e} ---", file=out)
                 raise
         print(f"{rule}\n--- Replay finished. Final result: {result!r} ---", file=out)
@@ -1125,4 +1129,9 @@ def debug_pack(
     finally:
         store.close()
     args, kwargs = _recorded_call(span)
-    return engine.debug(target, args, kwargs, dict(mock_config or {}))
+    try:
+        return engine.debug(target, args, kwargs, dict(mock_config or {}))
+    except DebugError:
+        raise
+    except Exception as e:  # the replayed code's own failure, already shown with its traceback
+        raise DebugError(f"{function} raised {type(e).__name__}: {e} (traceback above)") from e
