@@ -457,8 +457,11 @@ class Tracer:
             span.end_time_unix_nano = time.time_ns()
             self.provider._record(span)
 
-    def traced(self, span_type: str, name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
-        """Decorate a function so each call is a span of `span_type` with its arguments and result recorded."""
+    def traced(
+        self, span_type: str, name: str | None = None, attributes: Mapping[str, AttributeValue] | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorate a function so each call is a span of `span_type` with its arguments and result recorded
+        (plus fixed `attributes`, e.g. ``{"gen_ai.request.model": "gpt-4o"}``)."""
 
         def decorate(fn: Callable[P, R]) -> Callable[P, R]:
             params = list(inspect.signature(fn).parameters)
@@ -466,7 +469,7 @@ class Tracer:
 
             @functools.wraps(fn)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-                with self.span(name or fn.__qualname__, span_type=span_type) as span:
+                with self.span(name or fn.__qualname__, span_type=span_type, attributes=attributes) as span:
                     # The receiver of a method is not input worth recording (and rarely encodable).
                     recorded = args[1:] if args and takes_receiver else args
                     span.set_input({"args": list(recorded), "kwargs": dict(kwargs)})

@@ -137,6 +137,9 @@ def test_a_method_of_a_class_can_be_mocked_and_is_restored() -> None:
     rec = record_research()
     checkpoint = CheckpointManager().create_checkpoint(rec.agent, rec.trace, rec.spans["query_1"])
     engine = ReplayEngine(checkpoint, trace_store=rec.provider.trace_store)
+    # The checkpoint keeps the spans up to query_1; the store holds the rest of the trace.
+    assert len(ReplayEngine(checkpoint).recorded_responses("llm")) == 1
+    assert len(engine.recorded_responses("llm")) == 2
     original = research_agent.ResearchAgent.__dict__["call_llm"]
     mock = {"llm": "research_agent.ResearchAgent.call_llm"}
     assert engine.replay_from_checkpoint("survey", ["a", "b"], mock_config=mock) == [

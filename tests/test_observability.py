@@ -112,14 +112,14 @@ def test_traced_records_arguments_and_result_without_self(tmp_path: Path) -> Non
     tracer = provider.get_tracer("t")
 
     class Tool:
-        @tracer.traced("tool")
+        @tracer.traced("tool", attributes={"gen_ai.tool.name": "run"})
         def run(self, command: str, *, timeout: int = 1) -> dict[str, int]:
             return {"exit": len(command) + timeout}
 
     with tracer.span("root") as root:
         assert Tool().run("ls", timeout=2) == {"exit": 4}
     span = provider.trace_store.get_trace(root.trace_id).spans[1]
-    assert span.span_type == "tool"
+    assert span.span_type == "tool" and span.attributes["gen_ai.tool.name"] == "run"
     assert span.input == {"args": ["ls"], "kwargs": {"timeout": 2}}
     assert span.output == {"exit": 4}
 
