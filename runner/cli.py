@@ -22,7 +22,7 @@ from rich.table import Table
 from runner import __version__, doctor, engine, images
 from runner import pack as pack_stage
 from runner.doctor import render_checkup
-from runner.errors import RunnerError
+from runner.errors import RunnerError, UsageError
 from runner.host import BuildTrust
 from runner.progress import LiveLog
 
@@ -227,6 +227,43 @@ def cassette_import(
 
     count = import_recording(source, out, redact_key)
     console.print_json(json.dumps({"imported": count, "out": str(out)}))
+# ---------------------------------------------------------------------------------------------- debug
+
+
+@app.command("debug")
+@handles_errors
+def debug_command(
+    pack: Annotated[Path, typer.Argument(help="A repro pack (.tar.zst) or a plain traces.jsonl file.")],
+    span: Annotated[str, typer.Option("--span", help="Id of the span to replay (16 hex digits).")],
+    function: Annotated[
+        str, typer.Option("--function", help="Code behind the span: module:function or module:Class.method.")
+    ],
+    mock: Annotated[
+        list[str] | None,
+        typer.Option("--mock", help="span_type=import.path: serve that type's recorded outputs. Repeatable."),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option("--state", help="Agent state for a Class.method: a checkpoint file or a typed JSON object."),
+    ] = None,
+) -> None:
+    """Replay the code behind one recorded span under pdb, with recorded responses served back.
+
+    The function gets the span's recorded input, the clock starts at the span, random and uuid4 are seeded,
+    and each --mock path returns the outputs recorded for its span type from that span on.
+
+    Example: runner debug session.tar.zst --span 3f2a9c0d1e4b5a6f --function agent:Agent.step
+    --mock llm=agent.llm.invoke --state before_step.ckpt
+    """
+    from runner.debugging import debug_pack
+
+    mock_config: dict[str, str] = {}
+    for item in mock or []:
+        span_type, sep, path = item.partition("=")
+        if not sep or not span_type or not path:
+            raise UsageError(f"--mock {item!r} must look like span_type=import.path (e.g. llm=agent.call_llm)")
+        mock_config[span_type] = path
+    debug_pack(pack, span, function, mock_config=mock_config, state_file=state)
 
 
 def main() -> None:

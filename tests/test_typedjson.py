@@ -1,0 +1,82 @@
+"""Typed JSON: any mix of supported values survives a trip through a JSON file; pickles never load unasked."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from runner import typedjson
+from runner.errors import DebugError
+from runner.observability import SPAN_OUTPUT, Span
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text()
+    | st.binary()
+    | st.datetimes()
+    | st.decimals(allow_nan=False)
+    | st.uuids()
+)
+hashables = st.recursive(scalars, lambda inner: st.tuples(inner, inner) | st.frozensets(inner), max_leaves=8)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(), inner)
+        | st.dictionaries(hashables, inner)
+        | st.sets(hashables)
+    ),
+    max_leaves=25,
+)
+
+
+@given(values)
+def test_round_trip_through_json_text(value: Any) -> None:
+    text = json.dumps(typedjson.encode(value))
+    assert typedjson.decode(json.loads(text)) == value
+
+
+@given(st.dictionaries(st.text(), st.integers(), max_size=3))
+def test_dicts_that_look_like_tags_stay_dicts(value: dict[str, int]) -> None:
+    tagged = {f"${k}": v for k, v in value.items()}
+    assert typedjson.decode(json.loads(json.dumps(typedjson.encode(tagged)))) == tagged
+
+
+class _Touch:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_in_a_recorded_span_output_is_never_loaded(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    payload = base64.b64encode(pickle.dumps(_Touch(marker))).decode()
+    span = Span(
+        "a" * 32, "b" * 16, None, "llm", 1, 2, attributes={SPAN_OUTPUT: json.dumps({"$pickle": payload})}
+    )
+    with pytest.raises(DebugError, match=r"pickle payload \(would import posix.system\)"):
+        _ = span.output
+    assert typedjson.find_pickles(json.loads(str(span.attributes[SPAN_OUTPUT])))[0][0] == "state"
+    assert not marker.exists()
+
+
+def test_lenient_encoding_keeps_a_repr_that_cannot_be_mistaken_for_the_value() -> None:
+    value = typedjson.loads(typedjson.dumps({"client": object()}))
+    assert isinstance(value["client"], typedjson.Unrepresentable)
+    assert value["client"].type_name == "builtins:object"
+    with pytest.raises(DebugError, match="typed JSON cannot hold"):
+        typedjson.encode(object())
