@@ -11,6 +11,7 @@ from here (a remote engine), the container itself is killed, since nothing else 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -57,10 +58,8 @@ def _kill_tree(container: Any, exec_id: str) -> None:
     pid = int(container.client.api.exec_inspect(exec_id).get("Pid") or 0)
     if pid > 0 and Path(f"/proc/{pid}").exists():
         for p in reversed(_descendants(pid)):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         return
     container.kill()
 
