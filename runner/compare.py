@@ -1,0 +1,185 @@
+"""Compare stage: recorded outputs against replayed ones.
+
+Inputs: the expected and actual bytes of a stream or output file, and the named rules the manifest gives
+for it. Output: a `Difference` (empty when they agree after normalisation) carrying a unified diff.
+
+Rules: exit codes compare exactly. Text streams compare after named normalisers that blank out what
+legitimately changes between runs (durations, timestamps, temporary paths, memory addresses, ports).
+JUnit XML compares by test outcomes, never by text. Normalisers are applied in a fixed order so two
+rules never race on the same text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+__all__ = [
+    "FILE_RULES",
+    "NORMALISERS",
+    "Difference",
+    "compare_exit_code",
+    "compare_file",
+    "compare_text",
+    "junit_outcomes",
+    "normalise",
+]
+
+_Sub = tuple[re.Pattern[str], str]
+
+
+def _subs(*pairs: tuple[str, str]) -> tuple[_Sub, ...]:
+    return tuple((re.compile(p), r) for p, r in pairs)
+
+
+# Order matters: timestamps before durations (a time of day contains digits and colons).
+_RULES: dict[str, tuple[_Sub, ...]] = {
+    "timestamps": _subs(
+        (r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?", "<TIMESTAMP>"),
+        (r"\b\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\b", "<TIME>"),
+        (r"\b1[5-9]\d{8}(?:\.\d+|\d{3,9})?\b", "<EPOCH>"),
+    ),
+    "durations": _subs(
+        (r"\b\d+(?:\.\d+)?\s?(?:ns|us|µs|ms|s|sec|secs|seconds?|m|min|minutes?|h)\b", "<DURATION>"),
+        (r"\bin \d+(?:\.\d+)?s\b", "in <DURATION>"),
+    ),
+    "tmp_paths": _subs(
+        (r"/(?:private/)?(?:tmp|var/tmp|var/folders)/[^\s'\":]+", "<TMP>"),
+        (r"/pytest-of-[^/\s]+/pytest-\d+", "<TMP>"),
+    ),
+    "addresses": _subs((r"\b0x[0-9a-fA-F]{6,16}\b", "<ADDR>"),),
+    "ports": _subs(
+        (r"((?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\]|::1)):\d{2,5}\b", r"\1:<PORT>"),
+        (r"\bport \d{2,5}\b", "port <PORT>"),
+    ),
+    "trailing_whitespace": _subs((r"(?m)[ \t]+$", ""),),
+}
+
+NORMALISERS: tuple[str, ...] = tuple(_RULES)
+"""Valid normaliser names, in the order they are applied."""
+
+FILE_RULES: tuple[str, ...] = ("exact", "text", "junit")
+"""How a declared output file is compared: bytes, normalised text, or JUnit outcomes."""
+
+
+@dataclass(frozen=True)
+class Difference:
+    """What differs between recorded and replayed; `diff` is a unified diff, `summary` one line."""
+
+    subject: str
+    summary: str
+    diff: str = ""
+
+
+def normalise(text: str, rules: Iterable[str]) -> str:
+    wanted = set(rules)
+    unknown = wanted - set(_RULES)
+    if unknown:
+        raise ValueError(f"unknown normaliser(s) {sorted(unknown)}; valid: {', '.join(NORMALISERS)}")
+    for name in NORMALISERS:  # fixed order, whatever order the manifest lists them in
+        if name in wanted:
+            for pattern, repl in _RULES[name]:
+                text = pattern.sub(repl, text)
+    return text
+
+
+def _unified(subject: str, expected: str, actual: str, limit: int = 200) -> str:
+    lines = list(
+        difflib.unified_diff(
+            expected.splitlines(keepends=True),
+            actual.splitlines(keepends=True),
+            fromfile=f"recorded/{subject}",
+            tofile=f"replayed/{subject}",
+        )
+    )
+    if len(lines) > limit:
+        lines = [*lines[:limit], f"... {len(lines) - limit} more diff lines\n"]
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def compare_exit_code(expected: int, actual: int) -> Difference | None:
+    if expected == actual:
+        return None
+    return Difference("exit code", f"exit code {actual}, recorded {expected}")
+
+
+def compare_text(subject: str, expected: bytes, actual: bytes, rules: Iterable[str]) -> Difference | None:
+    if expected == actual:
+        return None
+    rules = tuple(rules)
+    exp = normalise(expected.decode("utf-8", "replace"), rules)
+    act = normalise(actual.decode("utf-8", "replace"), rules)
+    if exp == act:
+        return None
+    changed = sum(1 for a, b in zip(exp.splitlines(), act.splitlines(), strict=False) if a != b)
+    changed += abs(len(exp.splitlines()) - len(act.splitlines()))
+    return Difference(subject, f"{subject} differs ({changed} line(s))", _unified(subject, exp, act))
+
+
+def junit_outcomes(data: bytes) -> dict[str, str]:
+    """Map `classname::name` to passed | failed | error | skipped; a parse error raises ValueError."""
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as e:
+        raise ValueError(f"not JUnit XML ({e})") from e
+    outcomes: dict[str, str] = {}
+    for case in root.iter("testcase"):
+        key = f"{case.get('classname', '')}::{case.get('name', '')}"
+        outcome = "passed"
+        for child in case:
+            if child.tag in {"failure", "error", "skipped"}:
+                outcome = {"failure": "failed"}.get(child.tag, child.tag)
+                break
+        outcomes[key] = outcome
+    return outcomes
+
+
+def _compare_junit(subject: str, expected: bytes, actual: bytes) -> Difference | None:
+    try:
+        exp = junit_outcomes(expected)
+    except ValueError as e:
+        return Difference(subject, f"{subject}: recorded file is {e}")
+    try:
+        act = junit_outcomes(actual)
+    except ValueError as e:
+        return Difference(subject, f"{subject}: replayed file is {e}")
+    if exp == act:
+        return None
+    lines_exp = "".join(f"{k}: {v}\n" for k, v in sorted(exp.items()))
+    lines_act = "".join(f"{k}: {v}\n" for k, v in sorted(act.items()))
+    changed = sorted(k for k in exp.keys() | act.keys() if exp.get(k) != act.get(k))
+    return Difference(
+        subject,
+        f"{subject}: {len(changed)} test outcome(s) differ, first {changed[0]}",
+        _unified(subject, lines_exp, lines_act),
+    )
+
+
+def _compare_exact(subject: str, expected: bytes, actual: bytes) -> Difference | None:
+    if expected == actual:
+        return None
+    return Difference(subject, f"{subject} differs ({len(expected)} bytes recorded, {len(actual)} replayed)")
+
+
+_FILE_COMPARERS: Mapping[str, Callable[[str, bytes, bytes], Difference | None]] = {
+    "exact": _compare_exact,
+    "junit": _compare_junit,
+}
+
+
+def compare_file(
+    subject: str, rule: str, expected: bytes, actual: bytes | None, text_rules: Iterable[str] = NORMALISERS
+) -> Difference | None:
+    """Compare a declared output file by its rule; a missing replayed file is always a difference."""
+    if actual is None:
+        return Difference(subject, f"{subject} was not produced")
+    if rule == "text":
+        return compare_text(subject, expected, actual, text_rules)
+    try:
+        comparer = _FILE_COMPARERS[rule]
+    except KeyError:
+        raise ValueError(f"unknown file rule {rule!r}; valid: {', '.join(FILE_RULES)}") from None
+    return comparer(subject, expected, actual)

@@ -1,0 +1,139 @@
+"""Workspace stage: turn a pack's git bundle and patches back into a working tree.
+
+Inputs: the bundle holding the base commit, the base commit id, an optional dirty-baseline patch, and later
+the ordered patch steps. Output: a `Workspace` (a folder on the host, later bind-mounted into the workload
+container) and, per patch, which tier of the fallback chain applied it.
+
+Rules: the bundle and the patches come from strangers. Git runs with hooks disabled and no global or
+system configuration; patches go through `git apply` (which refuses paths outside the tree and writes
+through no symlink), then `git apply --3way`, then `patch --fuzz`, and the first tier that applies wins.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import WorkspaceError
+
+__all__ = ["PatchResult", "Workspace", "apply_patch", "restore"]
+
+# Each tier is (name, argv prefix). `git apply --check` runs first so a failing tier writes nothing.
+_GIT_TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("git-apply", ("apply", "--whitespace=nowarn")),
+    ("git-apply-3way", ("apply", "--3way", "--whitespace=nowarn")),
+)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    path: Path
+    base_commit: str
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    patch: str
+    tier: str  # "git-apply" | "git-apply-3way" | "patch-fuzz" | "empty"
+
+    @property
+    def exact(self) -> bool:
+        return self.tier in {"git-apply", "empty"}
+
+
+def _git_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_TERMINAL_PROMPT="0",
+        GIT_AUTHOR_NAME="runner",
+        GIT_AUTHOR_EMAIL="runner@localhost",
+        GIT_COMMITTER_NAME="runner",
+        GIT_COMMITTER_EMAIL="runner@localhost",
+        LC_ALL="C",
+    )
+    return env
+
+
+def _git(cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["git", "-c", "core.hooksPath=/dev/null", "-c", "protocol.allow=never",
+         "-c", "protocol.file.allow=always", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        env=_git_env(),
+        check=False,
+    )
+
+
+def _first_line(proc: subprocess.CompletedProcess[bytes]) -> str:
+    text = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip()
+    return text.splitlines()[0] if text else f"exit {proc.returncode}"
+
+
+def restore(bundle: Path, base_commit: str, dest: Path, baseline: Path | None = None) -> Workspace:
+    """Clone `bundle` into the empty folder `dest`, check out `base_commit`, apply the dirty baseline."""
+    if not bundle.is_file():
+        raise WorkspaceError(f"{bundle}: the pack has no git bundle; re-record with a git repository")
+    if dest.exists() and any(dest.iterdir()):
+        raise WorkspaceError(f"{dest}: workspace folder is not empty; pass an empty folder")
+    dest.mkdir(parents=True, exist_ok=True)
+    source = str(bundle.resolve())
+    for args in (("init", "-q", "."), ("bundle", "verify", "-q", source)):
+        proc = _git(dest, *args)
+        if proc.returncode != 0:
+            raise WorkspaceError(f"{bundle}: not a usable git bundle ({_first_line(proc)})")
+    heads = _git(dest, "bundle", "list-heads", source).stdout.decode("utf-8", "replace").split()[1::2]
+    # Fetch every ref the bundle advertises (a bundle made from `HEAD` alone has no refs/ name).
+    refspecs = [f"+{ref}:refs/bundle/{i}" for i, ref in enumerate(heads)]
+    fetch = _git(dest, "fetch", "-q", "--no-tags", source, *refspecs)
+    if fetch.returncode != 0 or not refspecs:
+        raise WorkspaceError(f"{bundle}: not a usable git bundle (fetch: {_first_line(fetch)})")
+    checkout = _git(dest, "-c", "advice.detachedHead=false", "checkout", "-q", "--detach", base_commit)
+    if checkout.returncode != 0:
+        raise WorkspaceError(
+            f"{bundle}: base commit {base_commit} is not in the bundle ({_first_line(checkout)}); "
+            "re-record so the bundle holds the base commit"
+        )
+    head = _git(dest, "rev-parse", "HEAD").stdout.decode().strip()
+    if not head.startswith(base_commit) and head != base_commit:
+        raise WorkspaceError(f"{bundle}: checked out {head}, expected {base_commit}")
+    workspace = Workspace(path=dest, base_commit=head)
+    if baseline is not None:
+        apply_patch(workspace, baseline)
+    return workspace
+
+
+def apply_patch(workspace: Workspace, patch: Path) -> PatchResult:
+    """Apply one unified diff with the fallback chain; say which tier applied it, or why none did."""
+    data = patch.read_bytes()
+    if not data.strip():
+        return PatchResult(patch=patch.name, tier="empty")
+    reasons: list[str] = []
+    for name, args in _GIT_TIERS:
+        if "--3way" in args:
+            # --3way implies --index: stage the current tree (earlier patches, command outputs) first.
+            _git(workspace.path, "add", "-A")
+        check = _git(workspace.path, *args, "--check", "-", stdin=data)
+        if check.returncode == 0:
+            proc = _git(workspace.path, *args, "-", stdin=data)
+            if proc.returncode == 0:
+                return PatchResult(patch=patch.name, tier=name)
+            check = proc
+        reasons.append(f"{name}: {_first_line(check)}")
+    patch_bin = shutil.which("patch")
+    if patch_bin is not None:
+        base = [patch_bin, "-p1", "--fuzz=3", "--forward", "--batch", "--no-backup-if-mismatch", "-s"]
+        dry = subprocess.run([*base, "--dry-run"], cwd=workspace.path, input=data, capture_output=True, check=False)
+        if dry.returncode == 0:
+            subprocess.run(base, cwd=workspace.path, input=data, capture_output=True, check=True)
+            return PatchResult(patch=patch.name, tier="patch-fuzz")
+        reasons.append(f"patch-fuzz: {_first_line(dry)}")
+    else:
+        reasons.append("patch-fuzz: `patch` is not installed")
+    raise WorkspaceError(f"{patch.name} does not apply to the workspace: " + "; ".join(reasons))

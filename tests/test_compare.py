@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import pytest
+
+from runner.compare import (
+    NORMALISERS,
+    compare_exit_code,
+    compare_file,
+    compare_text,
+    junit_outcomes,
+    normalise,
+)
+
+PYTEST_RUN_A = b"""============ test session starts ============
+platform linux -- Python 3.11.2, pytest-8.3.3
+rootdir: /tmp/pytest-of-root/pytest-3/ws0
+tests/test_calc.py ..                        [100%]
+============ 2 passed in 0.12s ============
+"""
+PYTEST_RUN_B = PYTEST_RUN_A.replace(b"0.12s", b"0.31s").replace(b"pytest-3", b"pytest-9")
+
+
+def test_equal_after_normalisers() -> None:
+    assert compare_text("stdout", PYTEST_RUN_A, PYTEST_RUN_B, ["durations", "tmp_paths"]) is None
+
+
+def test_difference_without_normalisers_has_readable_diff() -> None:
+    diff = compare_text("stdout", PYTEST_RUN_A, PYTEST_RUN_B, [])
+    assert diff is not None
+    assert diff.summary == "stdout differs (2 line(s))"
+    assert "-============ 2 passed in 0.12s" in diff.diff
+    assert "+============ 2 passed in 0.31s" in diff.diff
+
+
+def test_real_change_survives_normalisers() -> None:
+    failed = PYTEST_RUN_A.replace(b"2 passed", b"1 failed, 1 passed")
+    diff = compare_text("stdout", PYTEST_RUN_A, failed, NORMALISERS)
+    assert diff is not None and "1 failed" in diff.diff
+
+
+@pytest.mark.parametrize(
+    ("rule", "a", "b"),
+    [
+        ("timestamps", "at 2024-05-01T10:11:12.123Z ok", "at 2026-11-25T01:02:03Z ok"),
+        ("timestamps", "started 10:11:12", "started 23:59:01"),
+        ("durations", "took 15ms", "took 230ms"),
+        ("addresses", "<obj at 0x7f3a2b1c9d00>", "<obj at 0x7f00aa11bb22>"),
+        ("ports", "listening on 127.0.0.1:43121", "listening on 127.0.0.1:8080"),
+        ("tmp_paths", "wrote /tmp/tmpa1b2c3/out.txt", "wrote /tmp/tmpzz9/out.txt"),
+        ("trailing_whitespace", "a  \nb\t\n", "a\nb\n"),
+    ],
+)
+def test_each_normaliser(rule: str, a: str, b: str) -> None:
+    assert a != b
+    assert normalise(a, [rule]) == normalise(b, [rule])
+    assert normalise(a, []) != normalise(b, [])
+
+
+def test_unknown_normaliser_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown normaliser"):
+        normalise("x", ["nope"])
+
+
+def test_exit_code() -> None:
+    assert compare_exit_code(0, 0) is None
+    diff = compare_exit_code(0, 1)
+    assert diff is not None and diff.summary == "exit code 1, recorded 0"
+
+
+JUNIT = """<?xml version="1.0"?><testsuites><testsuite name="pytest" time="{t}">
+<testcase classname="tests.test_calc" name="test_add" time="{t}"/>
+<testcase classname="tests.test_calc" name="test_div" time="0.1">{fail}</testcase>
+</testsuite></testsuites>"""
+
+
+def test_junit_compares_outcomes_not_text() -> None:
+    a = JUNIT.format(t="0.01", fail="").encode()
+    b = JUNIT.format(t="0.93", fail="").encode()
+    assert compare_file("junit.xml", "junit", a, b) is None
+    c = JUNIT.format(t="0.01", fail='<failure message="boom"/>').encode()
+    diff = compare_file("junit.xml", "junit", a, c)
+    assert diff is not None
+    assert "tests.test_calc::test_div" in diff.summary
+    assert "+tests.test_calc::test_div: failed" in diff.diff
+    assert junit_outcomes(c)["tests.test_calc::test_div"] == "failed"
+
+
+def test_file_rules() -> None:
+    assert compare_file("out.bin", "exact", b"a", b"a") is None
+    assert compare_file("out.bin", "exact", b"a", b"b") is not None
+    missing = compare_file("cov.xml", "exact", b"a", None)
+    assert missing is not None and missing.summary == "cov.xml was not produced"
+    broken = compare_file("junit.xml", "junit", JUNIT.format(t="1", fail="").encode(), b"<oops")
+    assert broken is not None and "replayed file is not JUnit XML" in broken.summary
+    with pytest.raises(ValueError, match="unknown file rule"):
+        compare_file("x", "fuzzy", b"", b"")

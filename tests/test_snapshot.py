@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from runner import snapshot
+from runner.snapshot import EnvSnapshot, PythonPackage, pip_requirements
+
+
+def _fake_tool(bindir: Path, name: str, output: str) -> None:
+    tool = bindir / name
+    tool.write_text(f"#!/bin/sh\necho '{output}'\n")
+    tool.chmod(0o755)
+
+
+def test_snapshot_uses_the_agents_path_and_hashes_unlisted_env(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    _fake_tool(bindir, "git", "git version 9.9.9")
+    (bindir / "python3").symlink_to(sys.executable)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "uv.lock").write_text("lock\n")
+    environ = {"PATH": str(bindir), "LANG": "C.UTF-8", "OPENAI_API_KEY": "sk-planted-secret-value"}
+    snap = snapshot.take(environ, key=b"k1", repo=repo)
+    assert snap.tools["git"] == "git version 9.9.9"
+    assert snap.tools["gcc"] is None  # not on the agent's PATH, even if the host has it
+    assert snap.python is not None and snap.python["version"] == sys.version.split()[0]
+    assert any(p.name.lower() == "pytest" for p in snap.packages)
+    assert snap.env["LANG"] == "C.UTF-8"
+    assert snap.env["OPENAI_API_KEY"].startswith("hmac-sha256:")
+    assert snap.lockfiles == ("uv.lock",)
+    # Same value and key give the same hash; another key gives another.
+    again = snapshot.take(environ, key=b"k1", repo=repo)
+    other = snapshot.take(environ, key=b"k2", repo=repo)
+    assert again.env["OPENAI_API_KEY"] == snap.env["OPENAI_API_KEY"] != other.env["OPENAI_API_KEY"]
+
+    written = snapshot.write(snap, tmp_path / "env", repo=repo)
+    assert written == ["snapshot.json", "pip-freeze.txt", "lockfiles/uv.lock"]
+    raw = (tmp_path / "env" / "snapshot.json").read_text()
+    assert "sk-planted-secret-value" not in raw
+    assert json.loads(raw)["tools"]["git"] == "git version 9.9.9"
+
+
+def test_no_python_on_path(tmp_path: Path) -> None:
+    snap = snapshot.take({"PATH": str(tmp_path)}, key=b"k")
+    assert snap.python is None and snap.packages == ()
+
+
+def test_requirements_leave_out_what_an_index_cannot_reinstall() -> None:
+    snap = EnvSnapshot(
+        os={}, python=None, tools={}, container=None, gpu=None, env={},
+        packages=(
+            PythonPackage("pytest", "8.3.3"),
+            PythonPackage("mytool", "0.1", editable=True, direct_url="file:///src/mytool"),
+            PythonPackage("fork", "1.0", direct_url="git+https://example.invalid/fork"),
+        ),
+    )
+    assert pip_requirements(snap) == "pytest==8.3.3\n"
