@@ -17,8 +17,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from runner.manifest import OUTPUT_RULES
+
 __all__ = [
-    "FILE_RULES",
     "NORMALISERS",
     "Difference",
     "compare_exit_code",
@@ -35,8 +36,9 @@ def _subs(*pairs: tuple[str, str]) -> tuple[_Sub, ...]:
     return tuple((re.compile(p), r) for p, r in pairs)
 
 
-# Order matters: timestamps before durations (a time of day contains digits and colons).
+# Order matters: uuids and timestamps before durations (a time of day contains digits and colons).
 _RULES: dict[str, tuple[_Sub, ...]] = {
+    "uuids": _subs((r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "<UUID>"),),
     "timestamps": _subs(
         (r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?", "<TIMESTAMP>"),
         (r"\b\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\b", "<TIME>"),
@@ -55,14 +57,10 @@ _RULES: dict[str, tuple[_Sub, ...]] = {
         (r"((?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\]|::1)):\d{2,5}\b", r"\1:<PORT>"),
         (r"\bport \d{2,5}\b", "port <PORT>"),
     ),
-    "trailing_whitespace": _subs((r"(?m)[ \t]+$", ""),),
 }
 
 NORMALISERS: tuple[str, ...] = tuple(_RULES)
-"""Valid normaliser names, in the order they are applied."""
-
-FILE_RULES: tuple[str, ...] = ("exact", "text", "junit")
-"""How a declared output file is compared: bytes, normalised text, or JUnit outcomes."""
+"""The normalisers in the order they are applied; the same names as `runner.manifest.NORMALISERS`."""
 
 
 @dataclass(frozen=True)
@@ -181,5 +179,5 @@ def compare_file(
     try:
         comparer = _FILE_COMPARERS[rule]
     except KeyError:
-        raise ValueError(f"unknown file rule {rule!r}; valid: {', '.join(FILE_RULES)}") from None
+        raise ValueError(f"unknown file rule {rule!r}; valid: {', '.join(sorted(OUTPUT_RULES))}") from None
     return comparer(subject, expected, actual)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from runner import manifest
 from runner.compare import (
     NORMALISERS,
     compare_exit_code,
@@ -47,13 +48,17 @@ def test_real_change_survives_normalisers() -> None:
         ("addresses", "<obj at 0x7f3a2b1c9d00>", "<obj at 0x7f00aa11bb22>"),
         ("ports", "listening on 127.0.0.1:43121", "listening on 127.0.0.1:8080"),
         ("tmp_paths", "wrote /tmp/tmpa1b2c3/out.txt", "wrote /tmp/tmpzz9/out.txt"),
-        ("trailing_whitespace", "a  \nb\t\n", "a\nb\n"),
+        ("uuids", "request 1b4e28ba-2fa1-11d2-883f-0016d3cca427 done", "request 9f0c1d2e-aaaa-4bbb-8ccc-123456789abc done"),
     ],
 )
 def test_each_normaliser(rule: str, a: str, b: str) -> None:
     assert a != b
     assert normalise(a, [rule]) == normalise(b, [rule])
     assert normalise(a, []) != normalise(b, [])
+
+
+def test_normaliser_names_match_the_manifest() -> None:
+    assert set(NORMALISERS) == manifest.NORMALISERS
 
 
 def test_unknown_normaliser_is_refused() -> None:
