@@ -1,7 +1,8 @@
 """Request matching for replay: normalise, index, take in recorded order, explain misses.
 
-Input: the recorded exchanges and each live request (both already redacted with the same key, so secrets
-compare by placeholder). Output: the exchange to serve, or the nearest recorded requests with the matcher
+Input: the recorded exchanges and each live request (both already redacted, so secrets compare by
+placeholder; placeholders compare by kind, so a pack redacted under the tenant's key still matches live
+requests redacted under the proxy's own key). Output: the exchange to serve, or the nearest recorded requests with the matcher
 that failed for each.
 
 Rules:
@@ -26,6 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .cassette import Exchange, RecordedRequest
+from .redact import collapse
 
 __all__ = [
     "DEFAULT_IGNORE_FIELDS",
@@ -95,14 +97,16 @@ class Normaliser:
             scheme=request.scheme.lower(),
             host=request.host.lower().rstrip("."),
             port=request.port,
-            path=request.path or "/",
-            query=tuple(sorted(q for q in request.query if q[0] not in self._anywhere)),
+            path=collapse(request.path or "/"),
+            query=tuple(sorted((k, collapse(v)) for k, v in request.query if k not in self._anywhere)),
             body=body,
             is_json=is_json,
             url=request.url,
         )
 
     def _body(self, body: bytes) -> tuple[bytes, bool]:
+        if b"REDACTED_" in body:
+            body = collapse(body.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
         stripped = body.lstrip()
         if stripped[:1] not in (b"{", b"["):
             return body, False

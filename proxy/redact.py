@@ -1,16 +1,19 @@
-"""Secrets out, stable placeholders in: the redaction policy of the cassette proxy.
+"""Secrets out, stable placeholders in: the detectors and the redactor shared by the proxy and the packer.
 
-Input: text (URLs, bodies), header lists and query pairs. Output: the same with every secret replaced
-by `REDACTED_<16 hex>`, where the hex is an HMAC-SHA256 of the secret under a per-pack key. The same
-secret always gives the same placeholder under the same key, so a replayed request carrying the live
-secret matches the recorded one carrying its placeholder, while the secret itself never reaches disk.
+Input: text (URLs, bodies, logs, prompts), header lists and query pairs. Output: the same with every
+secret replaced by `REDACTED_<kind>_<16 hex>`, where the hex is an HMAC-SHA256 of the secret under a key
+(the tenant's redaction key when packs are built, the pack's key in the proxy). The same secret always
+gives the same placeholder under the same key, so joins across a pack still work, while the secret itself
+never reaches disk. `collapse` maps every placeholder to `REDACTED_<kind>`, so a request or an output
+carrying one placeholder matches another of the same kind whatever key made it.
 
 Rules:
 - headers named in SENSITIVE_HEADERS (or whose name looks like a credential) lose their whole value;
   an `Authorization: <scheme> <credentials>` keeps its scheme so the cassette stays readable;
 - query parameters named in SENSITIVE_PARAMS lose their value;
-- anything matching TOKEN_PATTERNS in any text (API keys, GitHub tokens, AWS key ids, JWTs, Bearer
-  credentials) is replaced wherever it appears.
+- every `Detector` in DETECTORS (provider keys, cloud and forge tokens, JWTs, private key blocks,
+  Bearer/Basic credentials, user:pass@ in URLs, `password=`-style assignments, emails, phone numbers)
+  is replaced wherever it matches; text that already is a placeholder is never touched again.
 Standard library only: this module runs inside the proxy sidecar.
 """
 
@@ -20,14 +23,19 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 __all__ = [
+    "DETECTORS",
     "PLACEHOLDER_RE",
     "SENSITIVE_HEADERS",
     "SENSITIVE_PARAMS",
-    "TOKEN_PATTERNS",
+    "Detector",
     "Redactor",
+    "collapse",
+    "detectors_by_kind",
+    "is_sensitive_header",
     "key_from_text",
 ]
 
@@ -71,53 +79,145 @@ SENSITIVE_PARAMS = frozenset(
     }
 )
 
-# Each pattern with the literals one of which any match contains: a substring test (fast, in C) skips
-# the regular expression for the usual text that holds no token at all.
-TOKEN_PATTERNS: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
-    # Bearer first so the whole credential, whatever its shape, becomes one placeholder.
-    (("Bearer ",), re.compile(r"(?<=\bBearer )[A-Za-z0-9._~+/=-]{8,}")),
-    (("sk-",), re.compile(r"\bsk-[A-Za-z0-9_-]{16,}")),  # OpenAI, Anthropic (sk-ant-...), compatible hosts
-    (("gh",), re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}")),  # GitHub tokens
-    (("github_pat_",), re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,}")),
-    (("AKIA", "ASIA"), re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),  # AWS access key ids
-    (("eyJ",), re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),  # JWT
-    (("AIza",), re.compile(r"\bAIza[0-9A-Za-z_-]{35}")),  # Google API keys
-    (("xox",), re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}")),  # Slack
-    (("hf_",), re.compile(r"\bhf_[A-Za-z0-9]{30,}")),  # Hugging Face
-    (("glpat-",), re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}")),  # GitLab
+
+@dataclass(frozen=True)
+class Detector:
+    """One kind of secret. `literals`: one of them is in every match, a cheap test that skips the regular
+    expression for text that cannot hold one (empty: always run). The secret is the group `s` when the
+    pattern has one (the value of `password=...`), else the whole match."""
+
+    kind: str
+    pattern: re.Pattern[str]
+    literals: tuple[str, ...] = ()
+
+    def finds(self, text: str) -> bool:
+        return not self.literals or any(literal in text for literal in self.literals)
+
+
+def _d(kind: str, pattern: str, *literals: str, flags: int = 0) -> Detector:
+    return Detector(kind, re.compile(pattern, flags), literals)
+
+
+# Names that end a key whose value is a credential: GITHUB_TOKEN=, "password": , client_secret: ...
+_KEY_WORDS = r"(?:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
+
+# Order matters: the most specific shapes first, so a Bearer JWT or a PEM block becomes one placeholder.
+DETECTORS: tuple[Detector, ...] = (
+    _d("private-key", r"-----BEGIN [A-Z ]*PRIVATE KEY( BLOCK)?-----.*?-----END [A-Z ]*PRIVATE KEY( BLOCK)?-----",
+       "PRIVATE KEY", flags=re.S),
+    _d("bearer", r"(?<=\bBearer )(?P<s>[A-Za-z0-9._~+/=-]{8,})", "Bearer "),
+    _d("basic-auth", r"(?<=\bBasic )(?P<s>[A-Za-z0-9+/]{8,}={0,2})", "Basic "),
+    _d("url-credentials", r"(?<=://)[^/\s:@\"'<>]{1,256}:(?P<s>[^/\s@\"'<>]{1,256})(?=@)", "://"),
+    _d("anthropic-key", r"\bsk-ant-[A-Za-z0-9_-]{16,}", "sk-ant-"),
+    _d("openai-key", r"\bsk-[A-Za-z0-9_-]{16,}", "sk-"),
+    _d("github-token", r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})", "gh", "github_pat_"),
+    _d("gitlab-token", r"\bgl(?:pat|dt|rt|ptt|cbt)-[A-Za-z0-9_-]{20,}", "gl"),
+    _d("aws-access-key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", "AKIA", "ASIA"),
+    _d("aws-secret-key",
+       r"(?i)aws_?secret_?access_?key[\"']?\s*[=:]\s*[\"']?(?P<s>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
+       "ecret", "ECRET"),
+    _d("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", "eyJ"),
+    _d("gcp-api-key", r"\bAIza[0-9A-Za-z_-]{35}", "AIza"),
+    _d("slack-token", r"\bxox[abprse]-[A-Za-z0-9-]{10,}", "xox"),
+    _d("slack-webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]{20,}", "hooks.slack.com"),
+    _d("huggingface-token", r"\bhf_[A-Za-z0-9]{30,}", "hf_"),
+    _d("stripe-key", r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{20,}", "k_live_", "k_test_"),
+    _d("assignment",
+       rf"(?i)(?<![A-Za-z0-9]){_KEY_WORDS}[\"']?\s*[=:]\s*[\"']?(?!(?:null|none|true|false)\b)"
+       r"(?P<s>[^\s\"'\\&,;<>(){}\[\]]{3,})"),
+    _d("email", r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b", "@"),
+    _d("phone", r"(?<![\w+])\+[1-9]\d{0,2}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\w)", "+"),
+    _d("phone", r"(?<![\w-])\(?\d{3}\)?[ .-]\d{3}-\d{4}(?![\w-])", "-"),
 )
 
-PLACEHOLDER_RE = re.compile(r"REDACTED_[0-9a-f]{16}")
+# Kinds only the strict policies use: noisy in logs, but personal data in some jurisdictions.
+EXTRA_DETECTORS: tuple[Detector, ...] = (
+    _d("ip-address", r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])", "."),
+)
+
+# `REDACTED_<16 hex>` is the form of cassettes written before placeholders carried their kind.
+PLACEHOLDER_RE = re.compile(r"REDACTED_(?:([a-z][a-z0-9-]*)_)?([0-9a-f]{16})")
+
+
+def detectors_by_kind(kinds: Iterable[str]) -> tuple[Detector, ...]:
+    wanted = set(kinds)
+    return tuple(d for d in (*DETECTORS, *EXTRA_DETECTORS) if d.kind in wanted)
+
+
+def collapse(text: str) -> str:
+    """Every placeholder as `REDACTED_<kind>`: equal for any two secrets of one kind, whatever the key."""
+    return PLACEHOLDER_RE.sub(lambda m: f"REDACTED_{m.group(1) or 'secret'}", text)
 
 
 class Redactor:
-    """Replaces secrets by keyed placeholders. One instance per pack key; cheap to call per exchange."""
+    """Replaces secrets by keyed placeholders. One instance per key; cheap to call per exchange.
 
-    def __init__(self, key: bytes) -> None:
+    `found(kind, secret, placeholder)` is called for every replacement (the packer keeps the originals
+    to seal them and counts them for the audit); `keep(secret)` can spare a value (allow lists).
+    """
+
+    def __init__(
+        self,
+        key: bytes,
+        detectors: tuple[Detector, ...] = DETECTORS,
+        found: Callable[[str, str, str], None] | None = None,
+    ) -> None:
         if not key:
             raise ValueError("the redaction key must not be empty")
         self._key = key
+        self._detectors = detectors
+        self._found = found
 
-    def placeholder(self, secret: str) -> str:
+    def placeholder(self, secret: str, kind: str = "secret") -> str:
         """The stable stand-in for `secret`; a placeholder maps to itself so redaction is idempotent."""
         if PLACEHOLDER_RE.fullmatch(secret):
             return secret
         digest = hmac.new(self._key, secret.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
-        return f"REDACTED_{digest[:16]}"
+        token = f"REDACTED_{kind}_{digest[:16]}"
+        if self._found:
+            self._found(kind, secret, token)
+        return token
 
     def text(self, text: str) -> str:
-        """`text` with every token pattern replaced."""
-        for literals, pattern in TOKEN_PATTERNS:
-            if any(literal in text for literal in literals):
-                text = pattern.sub(lambda m: self.placeholder(m.group(0)), text)
+        """`text` with every detector's matches replaced; existing placeholders are left as they are."""
+        if "REDACTED_" not in text:
+            return self._plain(text)
+        out, pos = [], 0
+        for m in PLACEHOLDER_RE.finditer(text):
+            out += [self._plain(text[pos : m.start()]), m.group(0)]
+            pos = m.end()
+        out.append(self._plain(text[pos:]))
+        return "".join(out)
+
+    def _plain(self, text: str) -> str:
+        for detector in self._detectors:
+            if detector.finds(text):
+                text = detector.pattern.sub(lambda m, k=detector.kind: self._replace(m, k), text)
         return text
+
+    def _replace(self, m: re.Match[str], kind: str) -> str:
+        if "s" not in m.re.groupindex:
+            return self.placeholder(m.group(0), kind)
+        start, end = m.span("s")
+        whole = m.group(0)
+        secret = self.placeholder(m.group("s"), self.kind_of(m.group("s"), kind))
+        return whole[: start - m.start()] + secret + whole[end - m.start() :]
+
+    def kind_of(self, value: str, default: str) -> str:
+        """The kind of a credential found by its context (`Bearer x`, `token=x`): its own shape's kind when
+        it has one, so one secret gets one placeholder in a header, a body and a log alike."""
+        for detector in self._detectors:
+            if "s" not in detector.pattern.groupindex and detector.pattern.fullmatch(value):
+                return detector.kind
+        return default
 
     def header_value(self, name: str, value: str) -> str:
         if is_sensitive_header(name):
             scheme, sep, credentials = value.partition(" ")
             if name.lower() in {"authorization", "proxy-authorization"} and sep and credentials:
-                return f"{scheme} {self.placeholder(credentials)}"
-            return self.placeholder(value)
+                kind = {"bearer": "bearer", "basic": "basic-auth"}.get(scheme.lower(), "credential")
+                return f"{scheme} {self.placeholder(credentials, self.kind_of(credentials, kind))}"
+            return self.placeholder(value, self.kind_of(value, "credential"))
         return self.text(value)
 
     def headers(self, fields: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -127,7 +227,9 @@ class Redactor:
         return [
             (
                 name,
-                self.placeholder(value) if value and name.lower() in SENSITIVE_PARAMS else self.text(value),
+                self.placeholder(value, self.kind_of(value, "credential"))
+                if value and name.lower() in SENSITIVE_PARAMS
+                else self.text(value),
             )
             for name, value in pairs
         ]

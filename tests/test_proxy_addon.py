@@ -189,7 +189,7 @@ def test_record_writes_redacted_exchanges_and_stream_chunks(tmp_path: Path) -> N
     text = cassette.read_text()
     assert SECRET not in text
     first, second = read_exchanges(cassette)
-    placeholder = Redactor(bytes.fromhex(KEY)).placeholder(SECRET)
+    placeholder = Redactor(bytes.fromhex(KEY)).text(SECRET)
     assert first.request.header("authorization") == f"Bearer {placeholder}"
     assert json.loads(first.request.body) == {"api_key": placeholder}
     assert second.response.chunks is not None

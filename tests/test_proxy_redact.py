@@ -49,19 +49,19 @@ def test_sensitive_headers_lose_their_value_authorization_keeps_its_scheme() -> 
             ]
         )
     )
-    assert headers["Authorization"] == f"Bearer {r.placeholder('opaque-token-value')}"
-    assert headers["x-api-key"] == r.placeholder("plain")
-    assert headers["Cookie"] == r.placeholder("a=b")
-    assert headers["X-Custom-Api-Key"] == r.placeholder("k")
+    assert headers["Authorization"] == f"Bearer {r.placeholder('opaque-token-value', 'bearer')}"
+    assert headers["x-api-key"] == r.placeholder("plain", "credential")
+    assert headers["Cookie"] == r.placeholder("a=b", "credential")
+    assert headers["X-Custom-Api-Key"] == r.placeholder("k", "credential")
     assert headers["content-type"] == "application/json"
     assert headers["anthropic-ratelimit-tokens-limit"] == "1000"
 
 
 def test_query_secrets_and_bearer_in_text() -> None:
     r = Redactor(KEY)
-    assert r.query([("key", "abc"), ("q", "hello")]) == [("key", r.placeholder("abc")), ("q", "hello")]
+    assert r.query([("key", "abc"), ("q", "hello")]) == [("key", r.placeholder("abc", "credential")), ("q", "hello")]
     assert (
-        r.text("Authorization: Bearer abc.def-ghi") == f"Authorization: Bearer {r.placeholder('abc.def-ghi')}"
+        r.text("Authorization: Bearer abc.def-ghi") == f"Authorization: Bearer {r.placeholder('abc.def-ghi', 'bearer')}"
     )
 
 
