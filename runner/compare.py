@@ -4,7 +4,9 @@ Inputs: the expected and actual bytes of a stream or output file, and the named 
 for it. Output: a `Difference` (empty when they agree after normalisation) carrying a unified diff.
 
 Rules: exit codes compare exactly. Text streams compare after named normalisers that blank out what
-legitimately changes between runs (durations, timestamps, temporary paths, memory addresses, ports).
+legitimately changes between runs (durations, timestamps, temporary paths, memory addresses, ports) and
+the secrets a redacted pack replaced by placeholders (`secrets`, added by the packer to the steps whose
+recorded output it redacted).
 JUnit XML compares by test outcomes, never by text. Normalisers are applied in a fixed order so two
 rules never race on the same text.
 """
@@ -17,6 +19,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from proxy.redact import DETECTORS, EXTRA_DETECTORS, Redactor, collapse
 from runner.manifest import OUTPUT_RULES
 
 __all__ = [
@@ -29,15 +32,34 @@ __all__ = [
     "normalise",
 ]
 
-_Sub = tuple[re.Pattern[str], str]
+_Rule = Callable[[str], str]
 
 
-def _subs(*pairs: tuple[str, str]) -> tuple[_Sub, ...]:
-    return tuple((re.compile(p), r) for p, r in pairs)
+def _subs(*pairs: tuple[str, str]) -> _Rule:
+    compiled = tuple((re.compile(p), r) for p, r in pairs)
+
+    def apply(text: str) -> str:
+        for pattern, repl in compiled:
+            text = pattern.sub(repl, text)
+        return text
+
+    return apply
 
 
-# Order matters: uuids and timestamps before durations (a time of day contains digits and colons).
-_RULES: dict[str, tuple[_Sub, ...]] = {
+# Any key will do: only the kind survives `collapse`.
+_SECRETS = Redactor(b"compare", DETECTORS + EXTRA_DETECTORS)
+
+
+def _secrets(text: str) -> str:
+    """Placeholders of a redacted pack and live secrets alike become `REDACTED_<kind>`, so a recorded
+    output masked at packing time equals a replayed one holding any secret of the same kind."""
+    return collapse(_SECRETS.text(text))
+
+
+# Order matters: secrets first (their text holds digits and dashes the others would rewrite), uuids and
+# timestamps before durations (a time of day contains digits and colons).
+_RULES: dict[str, _Rule] = {
+    "secrets": _secrets,
     "uuids": _subs((r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "<UUID>"),),
     "timestamps": _subs(
         (r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?", "<TIMESTAMP>"),
@@ -79,8 +101,7 @@ def normalise(text: str, rules: Iterable[str]) -> str:
         raise ValueError(f"unknown normaliser(s) {sorted(unknown)}; valid: {', '.join(NORMALISERS)}")
     for name in NORMALISERS:  # fixed order, whatever order the manifest lists them in
         if name in wanted:
-            for pattern, repl in _RULES[name]:
-                text = pattern.sub(repl, text)
+            text = _RULES[name](text)
     return text
 
 

@@ -68,7 +68,7 @@ FORMAT_VERSION = 1
 # Names of the output normalisers a command step may ask the compare stage to apply before diffing.
 # The schema lists the same names (a test keeps them equal); the compare stage implements each one.
 NORMALISERS: frozenset[str] = frozenset(
-    {"addresses", "durations", "ports", "timestamps", "tmp_paths", "uuids"}
+    {"addresses", "durations", "ports", "secrets", "timestamps", "tmp_paths", "uuids"}
 )
 
 # How a declared output file is compared: byte for byte, as text after normalisers, or as JUnit XML results.

@@ -21,6 +21,7 @@ Rules:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import posixpath
@@ -46,9 +47,13 @@ from rich.text import Text
 from runner import manifest as mf
 from runner.errors import PackError
 from runner.manifest import Artifact, Integrity, Manifest, MemberDigest
+from runner.privacy.crypto import Keyring
+from runner.privacy.mask import PrivacyOptions, open_payloads, protect
+from runner.privacy.sign import sign_manifest
 
 __all__ = [
     "DEFAULT_LEVEL",
+    "SIGNATURE",
     "Limits",
     "PackBuilder",
     "PackSummary",
@@ -57,6 +62,7 @@ __all__ = [
     "inspect",
     "layout_problem",
     "render_summary",
+    "resign",
     "summary_dict",
     "unpack",
     "verify",
@@ -64,6 +70,8 @@ __all__ = [
 
 DEFAULT_LEVEL = 3
 MANIFEST = "manifest.yaml"
+SIGNATURE = "signature.json"  # signs the root digest, so it cannot be one of the members the root covers
+_MAX_SIGNATURE = 64 * 1024
 _CHUNK = 1 << 20
 _BLOCK = tarfile.BLOCKSIZE
 _MAX_META_HEADER = 64 * 1024  # a pax or GNU long-name header larger than this is not from a real pack
@@ -79,15 +87,16 @@ _TRAILER_SIZE = 8 + len(_TRAILER_TAG) + 32
 
 _SEG = r"(?!\.\.?(?:/|$))[A-Za-z0-9_.+=@-]+"
 _FILE_LAYOUT = re.compile(
-    r"manifest\.yaml|traces\.jsonl"
+    r"manifest\.yaml|signature\.json|traces\.jsonl"
     r"|prompts/[0-9]{4,}-[A-Za-z0-9_.-]+\.(?:txt|json)"
     r"|patches/[0-9]{4,}\.diff"
     r"|artifacts/sha256/[0-9a-f]{64}"
     rf"|env/(?:{_SEG}/)*{_SEG}"
     r"|cassettes/[A-Za-z0-9_.-]+\.jsonl"
     r"|workspace/base\.bundle|workspace/baseline\.diff"
+    r"|privacy/[a-z0-9_-]+\.(?:bin|json)"
 )
-_DIR_LAYOUT = re.compile(rf"prompts|patches|artifacts|artifacts/sha256|cassettes|workspace|env(?:/{_SEG})*")
+_DIR_LAYOUT = re.compile(rf"prompts|patches|artifacts|artifacts/sha256|cassettes|workspace|privacy|env(?:/{_SEG})*")
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,7 @@ class VerifyReport:
     member: str | None = None
     members_checked: int = 0
     content_bytes: int = 0
+    signature: bytes | None = None  # the content of signature.json, checked by runner.privacy.sign
 
 
 @dataclass(frozen=True)
@@ -209,7 +219,7 @@ class PackBuilder:
         return tuple(self._artifacts)
 
     def _claim(self, member: str) -> None:
-        problem = layout_problem(member) or ("written by build()" if member == MANIFEST else None)
+        problem = layout_problem(member) or ("written by build()" if member in (MANIFEST, SIGNATURE) else None)
         if problem:
             raise PackError(f"cannot add member {member!r}: {problem}")
         if member in self._members:
@@ -256,6 +266,35 @@ class PackBuilder:
         self._claim(member)
         return self._stage(member, data)
 
+    def member_bytes(self, member: str) -> bytes:
+        """The current content of a member added to this builder."""
+        source = self._sources[member]
+        try:
+            data = source.path.read_bytes()
+        except OSError as e:
+            raise PackError(f"cannot read {source.path} ({member}): {e.strerror}") from e
+        if hashlib.sha256(data).hexdigest() != self._members[member].sha256:
+            raise PackError(f"{source.path} ({member}) changed after it was added; add it again")
+        return data
+
+    def rewrite_in_place(self, member: str, data: bytes) -> None:
+        """Replace a member's content keeping its name (sealing a payload)."""
+        self._stage(member, data)
+
+    def rewrite(self, member: str, data: bytes) -> str:
+        """Replace a member's content (the redaction pass) and return its name: an artifact moves to the name
+        of its new hash (joining an existing blob with that content); other members keep theirs."""
+        if not member.startswith("artifacts/sha256/"):
+            self._stage(member, data)
+            return member
+        del self._members[member], self._sources[member]
+        self._folded.discard(member.casefold())
+        new = f"artifacts/sha256/{hashlib.sha256(data).hexdigest()}"
+        if new not in self._members:
+            self._claim(new)
+            self._stage(new, data)
+        return new
+
     def add_file(self, member: str, src_path: Path) -> MemberDigest:
         """Add `src_path` as `member` without copying it. It is hashed now and read again by `build`,
         which refuses it if it changed in between (stat fingerprint; hash again when recently modified)."""
@@ -292,15 +331,28 @@ class PackBuilder:
         return digest.sha256
 
     def build(
-        self, manifest: Manifest, out_path: Path, progress: Callable[[int, int], None] | None = None
+        self,
+        manifest: Manifest,
+        out_path: Path,
+        progress: Callable[[int, int], None] | None = None,
+        privacy: PrivacyOptions | None = None,
+        signer: Callable[[Manifest], bytes] | None = None,
     ) -> Manifest:
         """Write the pack to `out_path` atomically and return the manifest as written (with integrity).
 
-        An empty `manifest.artifacts` is filled from this builder's artifact index. `progress(done, total)`
-        is called with content bytes as they are written.
+        An empty `manifest.artifacts` is filled from this builder's artifact index. Then the privacy pass
+        runs (`runner.privacy.mask.protect`): by default the `default-v1` redaction policy, with the keyring
+        named by $RUNNER_KEYRING when set; `privacy=PrivacyOptions(policy=None)` turns it off. Hashes are
+        computed after it. `signer(final manifest)` (or `privacy.sign` with a keyring) gives the bytes of
+        `signature.json`, written last and outside `integrity`. `progress(done, total)` is called with
+        content bytes as they are written.
         """
         if not manifest.artifacts:
             manifest = replace(manifest, artifacts=self.artifacts)
+        options = PrivacyOptions.from_env() if privacy is None else privacy
+        manifest = protect(self, manifest, options)
+        if signer is None and options.sign and options.keyring is not None:
+            signer = functools.partial(sign_manifest, keyring=options.keyring)
         missing = sorted(manifest.referenced_members() - set(self._members))
         if missing:
             raise PackError(f"the manifest points at {missing[0]}, which was not added to the pack")
@@ -311,12 +363,13 @@ class PackBuilder:
         # The recorder's mistakes surface here, not at replay on someone else's machine.
         mf.validate(final, source=f"{out_path}: {MANIFEST}")
         text = mf.dump(final).encode()
+        signature = signer(final) if signer else None
         total = len(text) + sum(d.size for d in members.values())
         tmp: str | None = None
         try:
             fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".partial")
             with os.fdopen(fd, "wb") as raw:
-                self._write(raw, text, members, total, progress)
+                self._write(raw, text, members, total, progress, signature)
                 raw.flush()
                 os.fsync(raw.fileno())
             os.replace(tmp, out_path)
@@ -343,6 +396,7 @@ class PackBuilder:
         members: dict[str, MemberDigest],
         total: int,
         progress: Callable[[int, int], None] | None,
+        signature: bytes | None = None,
     ) -> None:
         # Tar headers are written directly: tarfile's stream writer re-slices its buffer on every write.
         cctx = zstandard.ZstdCompressor(level=self.level, threads=-1, write_checksum=True)
@@ -373,6 +427,8 @@ class PackBuilder:
                 done += size
                 if progress:
                     progress(done, total)
+            if signature is not None:
+                zw.write(_tar_header(SIGNATURE, len(signature)) + signature + _padding(len(signature)))
             zw.write(b"\0" * (2 * _BLOCK))
         raw.write(_trailer(hashed.sha.digest()))
 
@@ -539,6 +595,7 @@ class _Scanner:
         self.member = MANIFEST
         self.checked = 0
         self.content_bytes = 0
+        self.signature: bytes | None = None
 
     @property
     def where(self) -> str:
@@ -646,6 +703,14 @@ class _Scanner:
                     writer.mkdir(ti.name)
                 continue
             expected = members.get(ti.name)
+            if expected is None and ti.name == SIGNATURE:
+                if ti.size > _MAX_SIGNATURE:
+                    raise _Refused(f"{ti.size} bytes is larger than the {_MAX_SIGNATURE} byte limit")
+                self.signature = b"".join(self._chunks(tar, ti))
+                if writer:
+                    with writer.create(ti.name) as dst:
+                        dst.write(self.signature)
+                continue
             if expected is None:
                 raise _Refused("member is not listed in the manifest's integrity section")
             if ti.size != expected.size:
@@ -785,11 +850,16 @@ def verify(pack_path: Path, limits: Limits = Limits()) -> VerifyReport:
         scanner.run(None)
     except PackError as e:
         return VerifyReport(pack_path, False, str(e), scanner.member, scanner.checked, scanner.content_bytes)
-    return VerifyReport(pack_path, True, None, None, scanner.checked, scanner.content_bytes)
+    return VerifyReport(pack_path, True, None, None, scanner.checked, scanner.content_bytes, scanner.signature)
 
 
-def unpack(pack_path: Path, dest_dir: Path, limits: Limits = Limits()) -> UnpackedPack:
-    """Extract a pack into `dest_dir` (absent or empty) after checking all of it; leave it untouched on failure."""
+def unpack(
+    pack_path: Path, dest_dir: Path, limits: Limits = Limits(), keyring: Keyring | None = None
+) -> UnpackedPack:
+    """Extract a pack into `dest_dir` (absent or empty) after checking all of it; leave it untouched on failure.
+
+    A pack with encrypted payloads needs the tenant's `keyring`: its members are decrypted (and their
+    authentication checked) before anything is moved into place; without one, PrivacyError."""
     pack_path, dest_dir = Path(pack_path), Path(dest_dir)
     if dest_dir.is_symlink() or (dest_dir.exists() and (not dest_dir.is_dir() or any(dest_dir.iterdir()))):
         raise PackError(f"cannot unpack {pack_path} into {dest_dir}: it exists and is not an empty folder")
@@ -799,6 +869,7 @@ def unpack(pack_path: Path, dest_dir: Path, limits: Limits = Limits()) -> Unpack
     partial = Path(tempfile.mkdtemp(dir=dest_dir, prefix=".unpacking-"))
     try:
         manifest = _Scanner(pack_path, limits).run(_DirWriter(partial))
+        open_payloads(partial, manifest, keyring)
         for entry in partial.iterdir():
             os.rename(entry, dest_dir / entry.name)
         partial.rmdir()
@@ -917,3 +988,22 @@ def summary_dict(summary: PackSummary) -> dict[str, Any]:
         "compression_ratio": round(summary.ratio, 3),
         "manifest": mf.to_dict(summary.manifest),
     }
+
+
+def resign(pack_path: Path, signer: Callable[[Manifest], bytes], limits: Limits = Limits()) -> Manifest:
+    """Write `pack_path` again with a new `signature.json` (made by `signer` from its checked manifest).
+
+    Members are copied as they are (encrypted ones stay encrypted); the root digest does not change.
+    """
+    pack_path = Path(pack_path)
+    with tempfile.TemporaryDirectory(dir=pack_path.parent, prefix=f".{pack_path.name}.") as tmp:
+        folder = Path(tmp) / "pack"
+        folder.mkdir()
+        manifest = _Scanner(pack_path, limits).run(_DirWriter(folder))
+        assert manifest.integrity is not None  # the scanner refuses a pack without one
+        with PackBuilder(staging_dir=Path(tmp)) as builder:
+            for name in manifest.integrity.members:
+                builder.add_file(name, folder / name)
+            return builder.build(
+                manifest, pack_path, privacy=PrivacyOptions(policy=None), signer=signer
+            )

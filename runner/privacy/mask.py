@@ -1,0 +1,338 @@
+"""The redaction pass run when a pack is built, and the privileged way back (reveal).
+
+Inputs: the builder's staged members and the manifest, `PrivacyOptions` (policy name, tenant keyring,
+whether to encrypt payloads, principal). Output: the manifest to write (artifacts renamed after their new
+hashes, expectations pointing at them, a `privacy` section with policy, key ids, sealed member and audit);
+the builder's members rewritten in place.
+Rules:
+- Every text member is redacted: prompts, traces, cassettes (headers, URLs, bodies), env snapshot files,
+  patches, the dirty baseline and artifacts (tool output, logs, files). JSON members are redacted value by
+  value so they stay valid JSON. A member that is not UTF-8 text (it holds NUL bytes or invalid UTF-8) is
+  left alone: the git bundle is a compressed packfile whose object ids and checksums would break under
+  any edit, so secrets already committed to the base commit's history stay in it (rewrite history, or
+  record from a clean clone, to keep them out).
+- The manifest's own secrets go too: command arguments, step environment values (whole values for keys
+  the policy denies) and the git remote's URL credentials.
+- Each secret becomes `REDACTED_<kind>_<hex>`, the hex an HMAC under the tenant's redaction key (random
+  per pack without a keyring: stable inside the pack only). Originals are kept only when a keyring is
+  given, sealed (AES-256-GCM) in `privacy/sealed.bin`; without one they are gone.
+- Steps whose expected output was redacted compare through the `secrets` normaliser, so a replay that
+  prints the live secret (or another of the same kind) still reproduces.
+- With `encrypt_payloads`, prompts/, cassettes/, artifacts/ and traces.jsonl are sealed member by member
+  after redaction; `open_payloads` (called by `pack.unpack` with a keyring) opens them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as _secrets
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from proxy.redact import PLACEHOLDER_RE, Redactor
+from runner.errors import PrivacyError
+from runner.manifest import BUNDLE_PATH, Artifact, CommandStep, Comparison, Expectation, Manifest, MemberDigest, Privacy
+from runner.privacy import audit, crypto
+from runner.privacy.crypto import Keyring
+from runner.privacy.policy import DEFAULT_POLICY, Policy, get
+
+__all__ = [
+    "ENCRYPTED_PREFIXES",
+    "SEALED_MEMBER",
+    "Builder",
+    "PrivacyOptions",
+    "Secret",
+    "open_payloads",
+    "protect",
+    "reveal_text",
+    "sealed_secrets",
+]
+
+SEALED_MEMBER = "privacy/sealed.bin"
+ENCRYPTED_PREFIXES = ("prompts/", "cassettes/", "artifacts/", "traces.jsonl")
+_SEALED_FORMAT = "runner-sealed/1"
+_ARTIFACT = "artifacts/sha256/"
+
+
+class Builder(Protocol):
+    """What the pass needs from `runner.pack.PackBuilder`."""
+
+    @property
+    def members(self) -> dict[str, MemberDigest]: ...
+
+    def member_bytes(self, member: str) -> bytes: ...
+
+    def rewrite(self, member: str, data: bytes) -> str: ...
+
+    def rewrite_in_place(self, member: str, data: bytes) -> None: ...
+
+    def add_bytes(self, member: str, data: bytes) -> MemberDigest: ...
+
+
+@dataclass(frozen=True)
+class PrivacyOptions:
+    """How a pack is protected when it is built. The default is redaction with `default-v1`."""
+
+    policy: str | None = DEFAULT_POLICY  # None: no redaction at all (an explicit choice)
+    keyring: Keyring | None = None  # seals the originals; without it they are dropped
+    encrypt_payloads: bool = False
+    sign: bool = False  # write signature.json with the keyring's newest key
+    principal: str | None = None  # who recorded; default $RUNNER_PRINCIPAL, else user@host
+    now: Callable[[], str] | None = None  # stamps the audit's packed_at (off by default: packs stay deterministic)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> PrivacyOptions:
+        """$RUNNER_REDACTION_POLICY (a name, or `off`), $RUNNER_KEYRING (a keyring file),
+        $RUNNER_ENCRYPT_PAYLOADS and $RUNNER_SIGN (1/true), $RUNNER_PRINCIPAL."""
+        name = environ.get("RUNNER_REDACTION_POLICY", DEFAULT_POLICY)
+        ring = environ.get("RUNNER_KEYRING")
+        return cls(
+            policy=None if name.lower() in {"off", "none"} else name,
+            keyring=crypto.load_keyring(Path(ring)) if ring else None,
+            encrypt_payloads=environ.get("RUNNER_ENCRYPT_PAYLOADS", "").lower() in {"1", "true", "yes"},
+            sign=environ.get("RUNNER_SIGN", "").lower() in {"1", "true", "yes"},
+            principal=environ.get("RUNNER_PRINCIPAL") or None,
+        )
+
+
+@dataclass(frozen=True)
+class Secret:
+    token: str
+    kind: str
+    value: str
+
+
+@dataclass
+class _Pass:
+    """One redaction pass: the redactor and what it found."""
+
+    policy: Policy
+    key: bytes
+    found: dict[str, Secret] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.redactor = Redactor(self.key, self.policy.detectors, self._note)
+
+    def _note(self, kind: str, value: str, token: str) -> None:
+        self.counts[kind] += 1
+        self.found[token] = Secret(token, kind, value)
+
+    def text(self, text: str) -> str:
+        return self.redactor.text(text)
+
+    def value_of(self, key: str, value: str) -> str:
+        if self.policy.masks_key(key) and value and not PLACEHOLDER_RE.fullmatch(value):
+            return self.redactor.placeholder(value, self.redactor.kind_of(value, "credential"))
+        return self.text(value)
+
+    def json(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.json(v) for v in value]
+        if isinstance(value, dict):
+            return {
+                k: self.value_of(k, v) if isinstance(v, str) else self.json(v) for k, v in value.items()
+            }
+        return value
+
+    def member(self, name: str, data: bytes) -> bytes | None:
+        """The redacted content, or None when the member is binary or holds nothing to redact."""
+        if b"\0" in data:
+            return None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if name.endswith(".jsonl"):
+            new = "".join(self._json_line(line) for line in text.splitlines(keepends=True))
+        elif name.endswith(".json"):
+            new = self._json_line(text)
+        else:
+            new = self.text(text)
+        return new.encode("utf-8") if new != text else None
+
+    def _json_line(self, line: str) -> str:
+        if not line.strip():
+            return line
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            return self.text(line)
+        cleaned = self.json(parsed)
+        if cleaned == parsed:
+            return line
+        end = line[len(line.rstrip("\r\n")) :]
+        return json.dumps(cleaned, ensure_ascii=False, separators=(",", ":")) + end
+
+
+def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Manifest:
+    """Redact every text member and the manifest, seal originals and payloads, add the audit summary."""
+    if options.policy is None:
+        if options.encrypt_payloads:
+            raise PrivacyError("encrypted payloads need redaction on: pick a policy (e.g. default-v1)")
+        return manifest
+    if options.encrypt_payloads and options.keyring is None:
+        raise PrivacyError("encrypted payloads need a keyring: pass --key FILE (see `runner keys new`)")
+    run = _Pass(get(options.policy), options.keyring.redaction_key if options.keyring else _secrets.token_bytes(32))
+    renamed: dict[str, str] = {}  # old sha256 -> new, for artifacts whose content changed
+    changed: set[str] = set()
+    for name in sorted(builder.members):
+        if name == BUNDLE_PATH or name.startswith("privacy/"):
+            continue
+        new = run.member(name, builder.member_bytes(name))
+        if new is None:
+            continue
+        changed.add(name)
+        moved = builder.rewrite(name, new)
+        if moved != name:
+            renamed[name.removeprefix(_ARTIFACT)] = moved.removeprefix(_ARTIFACT)
+    manifest = _redact_manifest(manifest, run, renamed, builder.members)
+    summary = _audit(builder, manifest, run, changed, options)
+    extra: dict[str, Any] = {"audit": summary.to_dict()}
+    key_ids: tuple[str, ...] = ()
+    if options.keyring is not None:
+        key_ids = (options.keyring.newest.id,)
+        extra["tenant"] = options.keyring.tenant
+        extra["sealed"] = SEALED_MEMBER
+        body = {
+            "format": _SEALED_FORMAT,
+            "secrets": [vars(s) for s in sorted(run.found.values(), key=lambda s: s.token)],
+        }
+        builder.add_bytes(SEALED_MEMBER, crypto.seal(options.keyring, json.dumps(body).encode(), SEALED_MEMBER))
+        if options.encrypt_payloads:
+            sealed = [n for n in sorted(builder.members) if n.startswith(ENCRYPTED_PREFIXES)]
+            for name in sealed:
+                builder.rewrite_in_place(name, crypto.seal(options.keyring, builder.member_bytes(name), name))
+            extra["encrypted_members"] = sealed
+    privacy = Privacy(
+        redaction_policy=run.policy.name,
+        encrypted_payloads=options.encrypt_payloads,
+        key_ids=key_ids,
+        extra={**manifest.privacy.extra, **extra},
+    )
+    return replace(manifest, privacy=privacy)
+
+
+def _redact_manifest(
+    m: Manifest, run: _Pass, renamed: Mapping[str, str], members: Mapping[str, MemberDigest]
+) -> Manifest:
+    def sha(h: str | None) -> str | None:
+        return None if h is None else renamed.get(h, h)
+
+    def artifact(a: Artifact) -> Artifact:
+        new = renamed.get(a.sha256)
+        if new is None:
+            return replace(a, name=a.name and run.text(a.name))
+        path = _ARTIFACT + new
+        return replace(a, path=path, sha256=new, size=members[path].size, name=a.name and run.text(a.name))
+
+    steps = []
+    for step in m.steps:
+        if not isinstance(step, CommandStep):
+            steps.append(step)
+            continue
+        e = step.expect
+        outputs = {p: renamed.get(h, h) for p, h in e.outputs.items()}
+        compare = step.compare
+        redacted_outputs = {p for p, h in e.outputs.items() if h in renamed}
+        compare = Comparison(
+            stdout=_with_secrets(compare.stdout, e.stdout in renamed),
+            stderr=_with_secrets(compare.stderr, e.stderr in renamed),
+            # A redacted file can no longer equal the replayed one byte for byte: compare it as text.
+            outputs={
+                **{p: "text" for p in redacted_outputs},
+                **{p: r for p, r in compare.outputs.items() if not (p in redacted_outputs and r == "exact")},
+            },
+        )
+        steps.append(
+            replace(
+                step,
+                argv=tuple(run.text(a) for a in step.argv),
+                env={k: run.value_of(k, v) for k, v in step.env.items()},
+                expect=Expectation(e.exit_code, sha(e.stdout), sha(e.stderr), outputs),
+                compare=compare,
+            )
+        )
+    artifacts = tuple(dict.fromkeys(artifact(a) for a in m.artifacts))
+    git = replace(m.git, remote=m.git.remote and run.text(m.git.remote))
+    return replace(m, steps=tuple(steps), artifacts=artifacts, git=git)
+
+
+def _with_secrets(rules: tuple[str, ...], redacted: bool) -> tuple[str, ...]:
+    return (*rules, "secrets") if redacted and "secrets" not in rules else rules
+
+
+def _audit(builder: Builder, m: Manifest, run: _Pass, changed: set[str], options: PrivacyOptions) -> audit.Audit:
+    commands = [(f"steps[{s.id}]", " ".join(s.argv)) for s in m.steps if isinstance(s, CommandStep)]
+    texts = [
+        (name, builder.member_bytes(name).decode("utf-8", "replace"))
+        for name in sorted(builder.members)
+        if name == "traces.jsonl" or name.startswith("prompts/")
+    ]
+    hosts: list[str] = []
+    for c in m.cassettes:
+        for line in builder.member_bytes(c.path).decode("utf-8", "replace").splitlines():
+            try:
+                hosts.append(str(json.loads(line)["request"]["host"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+    written = sorted(n for n in changed if n.startswith("patches/") or n == m.git.baseline_patch)
+    return audit.summarise(
+        who=audit.principal(options.principal),
+        session_created_at=m.session.created_at,
+        redactions=run.counts,
+        commands=commands,
+        texts=texts,
+        secret_files=written,
+        hosts=hosts,
+        traces=dict(texts).get("traces.jsonl", ""),
+        now=options.now,
+    )
+
+
+# --- the privileged side -------------------------------------------------------------------------
+
+
+def sealed_secrets(folder: Path, manifest: Manifest, keyring: Keyring) -> tuple[Secret, ...]:
+    """The original values of an unpacked pack's placeholders; PrivacyError without the right key."""
+    if not manifest.privacy.extra.get("sealed"):
+        raise PrivacyError(
+            "this pack keeps no sealed originals (it was built without a keyring); nothing to reveal"
+        )
+    data = crypto.open_sealed(keyring, (folder / SEALED_MEMBER).read_bytes(), SEALED_MEMBER)
+    try:
+        body = json.loads(data)
+        if body.get("format") != _SEALED_FORMAT:
+            raise ValueError(f"format {body.get('format')!r}")
+        return tuple(Secret(str(s["token"]), str(s["kind"]), str(s["value"])) for s in body["secrets"])
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise PrivacyError(f"{SEALED_MEMBER}: unreadable sealed secrets ({e}); the pack is damaged") from e
+
+
+def reveal_text(text: str, secrets: Iterable[Secret]) -> str:
+    """`text` with every known placeholder back to its original value."""
+    table = {s.token: s.value for s in secrets}
+    return PLACEHOLDER_RE.sub(lambda m: table.get(m.group(0), m.group(0)), text)
+
+
+def open_payloads(folder: Path, manifest: Manifest, keyring: Keyring | None) -> None:
+    """Decrypt an unpacked pack's sealed payload members in place; PrivacyError without a usable key."""
+    names = manifest.privacy.extra.get("encrypted_members") or []
+    if not manifest.privacy.encrypted_payloads or not names:
+        return
+    if keyring is None:
+        raise PrivacyError(
+            "this pack's payloads are encrypted; pass the tenant keyring with --key FILE "
+            f"(key id {', '.join(manifest.privacy.key_ids) or 'unknown'})"
+        )
+    for name in names:
+        if not isinstance(name, str) or name not in (manifest.integrity.members if manifest.integrity else {}):
+            raise PrivacyError(f"privacy.encrypted_members lists {name!r}, which is not a member of the pack")
+        path = folder / name
+        path.write_bytes(crypto.open_sealed(keyring, path.read_bytes(), name))
