@@ -19,6 +19,7 @@ Standard library only: this module runs inside the proxy sidecar.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -99,12 +100,18 @@ def _d(kind: str, pattern: str, *literals: str, flags: int = 0) -> Detector:
 
 
 # Names that end a key whose value is a credential: GITHUB_TOKEN=, "password": , client_secret: ...
-_KEY_WORDS = r"(?:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
+_KEY_WORDS = (
+    r"(?:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
+)
 
 # Order matters: the most specific shapes first, so a Bearer JWT or a PEM block becomes one placeholder.
 DETECTORS: tuple[Detector, ...] = (
-    _d("private-key", r"-----BEGIN [A-Z ]*PRIVATE KEY( BLOCK)?-----.*?-----END [A-Z ]*PRIVATE KEY( BLOCK)?-----",
-       "PRIVATE KEY", flags=re.S),
+    _d(
+        "private-key",
+        r"-----BEGIN [A-Z ]*PRIVATE KEY( BLOCK)?-----.*?-----END [A-Z ]*PRIVATE KEY( BLOCK)?-----",
+        "PRIVATE KEY",
+        flags=re.S,
+    ),
     _d("bearer", r"(?<=\bBearer )(?P<s>[A-Za-z0-9._~+/=-]{8,})", "Bearer "),
     _d("basic-auth", r"(?<=\bBasic )(?P<s>[A-Za-z0-9+/]{8,}={0,2})", "Basic "),
     _d("url-credentials", r"(?<=://)[^/\s:@\"'<>]{1,256}:(?P<s>[^/\s@\"'<>]{1,256})(?=@)", "://"),
@@ -113,18 +120,23 @@ DETECTORS: tuple[Detector, ...] = (
     _d("github-token", r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})", "gh", "github_pat_"),
     _d("gitlab-token", r"\bgl(?:pat|dt|rt|ptt|cbt)-[A-Za-z0-9_-]{20,}", "gl"),
     _d("aws-access-key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", "AKIA", "ASIA"),
-    _d("aws-secret-key",
-       r"(?i)aws_?secret_?access_?key[\"']?\s*[=:]\s*[\"']?(?P<s>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
-       "ecret", "ECRET"),
+    _d(
+        "aws-secret-key",
+        r"(?i)aws_?secret_?access_?key[\"']?\s*[=:]\s*[\"']?(?P<s>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
+        "ecret",
+        "ECRET",
+    ),
     _d("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", "eyJ"),
     _d("gcp-api-key", r"\bAIza[0-9A-Za-z_-]{35}", "AIza"),
     _d("slack-token", r"\bxox[abprse]-[A-Za-z0-9-]{10,}", "xox"),
     _d("slack-webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]{20,}", "hooks.slack.com"),
     _d("huggingface-token", r"\bhf_[A-Za-z0-9]{30,}", "hf_"),
     _d("stripe-key", r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{20,}", "k_live_", "k_test_"),
-    _d("assignment",
-       rf"(?i)(?<![A-Za-z0-9]){_KEY_WORDS}[\"']?\s*[=:]\s*[\"']?(?!(?:null|none|true|false)\b)"
-       r"(?P<s>[^\s\"'\\&,;<>(){}\[\]]{3,})"),
+    _d(
+        "assignment",
+        rf"(?i)(?<![A-Za-z0-9]){_KEY_WORDS}[\"']?\s*[=:]\s*[\"']?(?!(?:null|none|true|false)\b)"
+        r"(?P<s>[^\s\"'\\&,;<>(){}\[\]]{3,})",
+    ),
     _d("email", r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b", "@"),
     _d("phone", r"(?<![\w+])\+[1-9]\d{0,2}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\w)", "+"),
     _d("phone", r"(?<![\w-])\(?\d{3}\)?[ .-]\d{3}-\d{4}(?![\w-])", "-"),
@@ -132,7 +144,11 @@ DETECTORS: tuple[Detector, ...] = (
 
 # Kinds only the strict policies use: noisy in logs, but personal data in some jurisdictions.
 EXTRA_DETECTORS: tuple[Detector, ...] = (
-    _d("ip-address", r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])", "."),
+    _d(
+        "ip-address",
+        r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])",
+        ".",
+    ),
 )
 
 # `REDACTED_<16 hex>` is the form of cassettes written before placeholders carried their kind.
@@ -179,21 +195,23 @@ class Redactor:
         return token
 
     def text(self, text: str) -> str:
-        """`text` with every detector's matches replaced; existing placeholders are left as they are."""
-        if "REDACTED_" not in text:
-            return self._plain(text)
-        out, pos = [], 0
-        for m in PLACEHOLDER_RE.finditer(text):
-            out += [self._plain(text[pos : m.start()]), m.group(0)]
-            pos = m.end()
-        out.append(self._plain(text[pos:]))
-        return "".join(out)
-
-    def _plain(self, text: str) -> str:
+        """`text` with every detector's matches replaced; placeholders (already there, or made by an earlier
+        detector) are never matched again, so `deploy:REDACTED_..@host` does not turn into an email."""
         for detector in self._detectors:
             if detector.finds(text):
-                text = detector.pattern.sub(lambda m, k=detector.kind: self._replace(m, k), text)
+                text = self._outside_placeholders(text, detector)
         return text
+
+    def _outside_placeholders(self, text: str, detector: Detector) -> str:
+        replace = functools.partial(self._replace, kind=detector.kind)
+        if "REDACTED_" not in text:
+            return detector.pattern.sub(replace, text)
+        out, pos = [], 0
+        for m in PLACEHOLDER_RE.finditer(text):
+            out += [detector.pattern.sub(replace, text[pos : m.start()]), m.group(0)]
+            pos = m.end()
+        out.append(detector.pattern.sub(replace, text[pos:]))
+        return "".join(out)
 
     def _replace(self, m: re.Match[str], kind: str) -> str:
         if "s" not in m.re.groupindex:

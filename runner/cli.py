@@ -185,7 +185,18 @@ def images_list_command(
 def inspect_cmd(
     pack: Annotated[Path, typer.Argument(metavar="PACK", help="The .tar.zst repro pack.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    reveal: Annotated[
+        bool, typer.Option("--reveal", help="Privileged view: show the original value of every placeholder.")
+    ] = False,
+    key: Annotated[Path | None, typer.Option("--key", help="The tenant keyring (needed by --reveal).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="With --reveal: write the members here, decrypted, placeholders restored."),
+    ] = None,
 ) -> None:
+    if reveal:
+        _reveal(pack, key, out, as_json)
+        return
     summary = pack_stage.inspect(pack)
     if as_json:
         print(json.dumps(pack_stage.summary_dict(summary), indent=2))
@@ -199,11 +210,26 @@ def inspect_cmd(
     "Example: runner verify session.tar.zst",
 )
 @handles_errors
-def verify_cmd(pack: Annotated[Path, typer.Argument(metavar="PACK", help="The .tar.zst repro pack.")]) -> None:
+def verify_cmd(
+    pack: Annotated[Path, typer.Argument(metavar="PACK", help="The .tar.zst repro pack.")],
+    pubkey: Annotated[
+        Path | None,
+        typer.Option("--pubkey", help="Also check signature.json against these public keys (KEYRING.pub)."),
+    ] = None,
+) -> None:
     report = pack_stage.verify(pack)
     if not report.ok:
         raise fail(report.problem or f"{pack}: not a valid repro pack")
     console.print(f"ok {pack}: {report.members_checked} members, {report.content_bytes} bytes", highlight=False)
+    if pubkey is not None:
+        from runner.privacy import access, crypto
+
+        check = access.verify_pack(pack, crypto.load_public_keys(pubkey))
+        console.print(
+            f"signature ok: key {check.key_id} (tenant {check.tenant}), root {check.root[:16]}..., "
+            f"{check.subjects} members, signed {check.signed_at}",
+            highlight=False,
+        )
 # --- cassette proxy -------------------------------------------------------------------------------
 
 cassette_app = typer.Typer(help="Work with HTTP cassettes (cassettes/http.jsonl).", no_args_is_help=True)
@@ -264,6 +290,174 @@ def debug_command(
             raise UsageError(f"--mock {item!r} must look like span_type=import.path (e.g. llm=agent.call_llm)")
         mock_config[span_type] = path
     debug_pack(pack, span, function, mock_config=mock_config, state_file=state)
+
+
+# ---------------------------------------------------------------------------- privacy: keys, sign, store
+
+keys_app = typer.Typer(help="Tenant keyrings: redaction, encryption and signing keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+store_app = typer.Typer(help="A local pack store with retention tiers and legal holds.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+KEY_OPTION = typer.Option("--key", help="The tenant keyring file (from `runner keys new`).")
+STORE_OPTION = typer.Option("--store", envvar="RUNNER_STORE", help="The store folder.")
+
+
+def _reveal(pack: Path, key: Path | None, out: Path | None, as_json: bool) -> None:
+    from runner.privacy import access, crypto
+
+    if key is None:
+        raise UsageError("--reveal needs the tenant keyring: --key FILE")
+    found = access.reveal(pack, crypto.load_keyring(key), out)
+    if as_json:
+        print(json.dumps({"pack": str(pack), "out": str(out) if out else None, "secrets": [vars(s) for s in found]}))
+        return
+    table = Table("placeholder", "kind", "original value", title=f"{len(found)} redacted value(s)")
+    for s in found:
+        table.add_row(s.token, s.kind, s.value)
+    console.print(table)
+    if out:
+        console.print(f"members decrypted and restored in {out}", highlight=False)
+
+
+@keys_app.command("new")
+@handles_errors
+def keys_new(
+    tenant: Annotated[str, typer.Option("--tenant", help="The tenant the keys belong to.")],
+    out: Annotated[Path, typer.Option("--out", help="Keyring file to create (0600); FILE.pub is written too.")],
+) -> None:
+    """Create a tenant keyring: a redaction key, and an encryption + signing key pair.
+
+    Example: runner keys new --tenant acme --out acme.keys
+    """
+    from runner.privacy import crypto
+
+    if out.exists():
+        raise UsageError(f"{out} exists; use `runner keys rotate {out}` to add a key")
+    ring = crypto.new_keyring(tenant)
+    pub = crypto.save_keyring(ring, out)
+    console.print_json(json.dumps({"keyring": str(out), "public": str(pub), "key_id": ring.newest.id}))
+
+
+@keys_app.command("rotate")
+@handles_errors
+def keys_rotate(keyring: Annotated[Path, typer.Argument(metavar="FILE", help="The keyring to rotate.")]) -> None:
+    """Add a new key that new packs use; old keys stay so old packs still open and verify.
+
+    Example: runner keys rotate acme.keys
+    """
+    from runner.privacy import crypto
+
+    ring = crypto.rotate(crypto.load_keyring(keyring))
+    crypto.save_keyring(ring, keyring)
+    console.print_json(json.dumps({"keyring": str(keyring), "key_ids": [k.id for k in ring.keys]}))
+
+
+@app.command("sign")
+@handles_errors
+def sign_cmd(
+    pack: Annotated[Path, typer.Argument(metavar="PACK", help="The .tar.zst repro pack to sign in place.")],
+    key: Annotated[Path, KEY_OPTION],
+) -> None:
+    """Sign a pack's root digest (Ed25519, in-toto statement) into its signature.json.
+
+    Example: runner sign session.tar.zst --key acme.keys && runner verify session.tar.zst --pubkey acme.keys.pub
+    """
+    from runner.privacy import access, crypto
+
+    ring = crypto.load_keyring(key)
+    signed = access.sign_pack(pack, ring)
+    root = signed.integrity.root if signed.integrity else ""
+    console.print(f"signed {pack}: root {root[:16]}... with key {ring.newest.id}", highlight=False)
+
+
+@store_app.command("put")
+@handles_errors
+def store_put(
+    packs: Annotated[list[Path], typer.Argument(metavar="PACK...", help="Packs to store.")],
+    store: Annotated[Path, STORE_OPTION] = Path("pack-store"),
+) -> None:
+    """Verify and store packs under their root digest (storing one twice keeps one copy).
+
+    Example: runner store put session.tar.zst --store /srv/packs
+    """
+    from runner.privacy.store import Store
+
+    s = Store(store)
+    print(json.dumps([s.put(p).to_dict() for p in packs], indent=2))
+
+
+@store_app.command("list")
+@handles_errors
+def store_list(
+    store: Annotated[Path, STORE_OPTION] = Path("pack-store"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON.")] = False,
+) -> None:
+    """List stored packs with their tier and hold.
+
+    Example: runner store list --store /srv/packs --json
+    """
+    from runner.privacy.store import Store
+
+    entries = Store(store).entries()
+    if as_json:
+        print(json.dumps([e.to_dict() for e in entries], indent=2))
+        return
+    table = Table("id", "session", "added", "tier", "hold", box=None)
+    for e in entries:
+        table.add_row(e.id[:16], e.session, e.added_at, e.tier, e.hold.reason if e.hold else "")
+    console.print(table)
+
+
+@store_app.command("hold")
+@handles_errors
+def store_hold(
+    id: Annotated[str, typer.Argument(metavar="ID", help="Root digest (or a unique prefix) of a stored pack.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it must be kept (ticket, case).")],
+    store: Annotated[Path, STORE_OPTION] = Path("pack-store"),
+) -> None:
+    """Put a stored pack under legal hold: gc never deletes or downgrades it until released.
+
+    Example: runner store hold 3f2a9c0d --reason "incident 42" --store /srv/packs
+    """
+    from runner.privacy.audit import principal
+    from runner.privacy.store import Store
+
+    print(json.dumps(Store(store).hold(id, reason, principal()).to_dict(), indent=2))
+
+
+@store_app.command("release")
+@handles_errors
+def store_release(
+    id: Annotated[str, typer.Argument(metavar="ID", help="Root digest (or a unique prefix) of a stored pack.")],
+    store: Annotated[Path, STORE_OPTION] = Path("pack-store"),
+) -> None:
+    """Release a legal hold; retention applies again from the next gc.
+
+    Example: runner store release 3f2a9c0d --store /srv/packs
+    """
+    from runner.privacy.store import Store
+
+    print(json.dumps(Store(store).release(id).to_dict(), indent=2))
+
+
+@store_app.command("gc")
+@handles_errors
+def store_gc(
+    store: Annotated[Path, STORE_OPTION] = Path("pack-store"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be dropped; change nothing.")] = False,
+    full_days: Annotated[float, typer.Option("--full-days", help="Keep whole packs this long.")] = 7,
+    traces_days: Annotated[float, typer.Option("--traces-days", help="Keep manifest + traces this long.")] = 90,
+    audit_days: Annotated[float, typer.Option("--audit-days", help="Keep the audit summary this long.")] = 365,
+) -> None:
+    """Apply retention: whole pack, then manifest + traces, then audit summary only, then nothing.
+
+    Example: runner store gc --store /srv/packs --dry-run
+    """
+    from runner.privacy.store import Retention, Store
+
+    actions = Store(store).gc(Retention.from_days(full_days, traces_days, audit_days), dry_run=dry_run)
+    print(json.dumps({"dry_run": dry_run, "actions": [vars(a) for a in actions]}, indent=2))
 
 
 def main() -> None:

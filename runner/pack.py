@@ -59,6 +59,7 @@ __all__ = [
     "PackSummary",
     "UnpackedPack",
     "VerifyReport",
+    "extract",
     "inspect",
     "layout_problem",
     "render_summary",
@@ -708,8 +709,8 @@ class _Scanner:
                     raise _Refused(f"{ti.size} bytes is larger than the {_MAX_SIGNATURE} byte limit")
                 self.signature = b"".join(self._chunks(tar, ti))
                 if writer:
-                    with writer.create(ti.name) as dst:
-                        dst.write(self.signature)
+                    with writer.create(ti.name) as out:
+                        out.write(self.signature)
                 continue
             if expected is None:
                 raise _Refused("member is not listed in the manifest's integrity section")
@@ -860,6 +861,17 @@ def unpack(
 
     A pack with encrypted payloads needs the tenant's `keyring`: its members are decrypted (and their
     authentication checked) before anything is moved into place; without one, PrivacyError."""
+    return _extract(pack_path, dest_dir, limits, lambda folder, m: open_payloads(folder, m, keyring))
+
+
+def extract(pack_path: Path, dest_dir: Path, limits: Limits = Limits()) -> UnpackedPack:
+    """`unpack` leaving every member as stored: encrypted payloads stay encrypted (archiving, re-signing)."""
+    return _extract(pack_path, dest_dir, limits, None)
+
+
+def _extract(
+    pack_path: Path, dest_dir: Path, limits: Limits, finish: Callable[[Path, Manifest], None] | None
+) -> UnpackedPack:
     pack_path, dest_dir = Path(pack_path), Path(dest_dir)
     if dest_dir.is_symlink() or (dest_dir.exists() and (not dest_dir.is_dir() or any(dest_dir.iterdir()))):
         raise PackError(f"cannot unpack {pack_path} into {dest_dir}: it exists and is not an empty folder")
@@ -869,7 +881,8 @@ def unpack(
     partial = Path(tempfile.mkdtemp(dir=dest_dir, prefix=".unpacking-"))
     try:
         manifest = _Scanner(pack_path, limits).run(_DirWriter(partial))
-        open_payloads(partial, manifest, keyring)
+        if finish:
+            finish(partial, manifest)
         for entry in partial.iterdir():
             os.rename(entry, dest_dir / entry.name)
         partial.rmdir()
@@ -998,8 +1011,7 @@ def resign(pack_path: Path, signer: Callable[[Manifest], bytes], limits: Limits 
     pack_path = Path(pack_path)
     with tempfile.TemporaryDirectory(dir=pack_path.parent, prefix=f".{pack_path.name}.") as tmp:
         folder = Path(tmp) / "pack"
-        folder.mkdir()
-        manifest = _Scanner(pack_path, limits).run(_DirWriter(folder))
+        manifest = extract(pack_path, folder, limits).manifest
         assert manifest.integrity is not None  # the scanner refuses a pack without one
         with PackBuilder(staging_dir=Path(tmp)) as builder:
             for name in manifest.integrity.members:

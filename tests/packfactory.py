@@ -19,6 +19,7 @@ from typing import Any
 
 from runner import manifest as mf
 from runner.pack import PackBuilder
+from runner.privacy.mask import PrivacyOptions
 from runner.traces import Span, span_line
 
 StepRecipe = Callable[[PackBuilder, int], mf.Step]
@@ -120,9 +121,11 @@ def make_pack(
     files: Mapping[str, bytes] | None = None,
     repo: Path | None = None,
     name: str = "session.tar.zst",
+    privacy: PrivacyOptions | None = None,
     **manifest_fields: Any,
 ) -> Path:
-    """Build `tmp_path/name` and return its path. `files` adds or replaces members (member -> bytes)."""
+    """Build `tmp_path/name` and return its path. `files` adds or replaces members (member -> bytes);
+    `privacy` is passed to `PackBuilder.build` (default: redaction with default-v1, no keyring)."""
     files = dict(files or {})
     defaults = {
         "traces.jsonl": (span_line(root_span()) + "\n").encode(),
@@ -142,7 +145,7 @@ def make_pack(
             s if isinstance(s, mf.PatchStep | mf.CommandStep) else s(builder, i)
             for i, s in enumerate(steps, 1)
         )
-        builder.build(make_manifest(steps=built, **manifest_fields), out)
+        builder.build(make_manifest(steps=built, **manifest_fields), out, privacy=privacy)
     if repo is not None:
         bundle.unlink()
     return out

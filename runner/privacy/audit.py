@@ -133,4 +133,6 @@ def summarise(
     findings += [Finding("network-host", "cassettes", host) for host in sorted(set(hosts))]
     unique = list(dict.fromkeys(findings))
     first, last = span_times(traces)
-    return Audit(who, session_created_at, first, last, now() if now else None, dict(redactions), tuple(unique))
+    return Audit(
+        who, session_created_at, first, last, now() if now else None, dict(redactions), tuple(unique)
+    )

@@ -158,7 +158,12 @@ def save_keyring(keyring: Keyring, path: Path) -> Path:
             "tenant": keyring.tenant,
             "redaction_key": _b64(keyring.redaction_key),
             "keys": [
-                {"id": k.id, "created_at": k.created_at, "aead": _b64(k.aead), "signing_seed": _b64(k.signing_seed)}
+                {
+                    "id": k.id,
+                    "created_at": k.created_at,
+                    "aead": _b64(k.aead),
+                    "signing_seed": _b64(k.signing_seed),
+                }
                 for k in keyring.keys
             ],
         },

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets as _secrets
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -35,7 +36,17 @@ from typing import Any, Protocol
 
 from proxy.redact import PLACEHOLDER_RE, Redactor
 from runner.errors import PrivacyError
-from runner.manifest import BUNDLE_PATH, Artifact, CommandStep, Comparison, Expectation, Manifest, MemberDigest, Privacy
+from runner.manifest import (
+    BUNDLE_PATH,
+    Artifact,
+    CommandStep,
+    Comparison,
+    Expectation,
+    Manifest,
+    MemberDigest,
+    Privacy,
+    Step,
+)
 from runner.privacy import audit, crypto
 from runner.privacy.crypto import Keyring
 from runner.privacy.policy import DEFAULT_POLICY, Policy, get
@@ -49,6 +60,7 @@ __all__ = [
     "open_payloads",
     "protect",
     "reveal_text",
+    "rewrite_text",
     "sealed_secrets",
 ]
 
@@ -82,7 +94,9 @@ class PrivacyOptions:
     encrypt_payloads: bool = False
     sign: bool = False  # write signature.json with the keyring's newest key
     principal: str | None = None  # who recorded; default $RUNNER_PRINCIPAL, else user@host
-    now: Callable[[], str] | None = None  # stamps the audit's packed_at (off by default: packs stay deterministic)
+    now: Callable[[], str] | None = (
+        None  # stamps the audit's packed_at (off by default: packs stay deterministic)
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> PrivacyOptions:
@@ -130,45 +144,59 @@ class _Pass:
             return self.redactor.placeholder(value, self.redactor.kind_of(value, "credential"))
         return self.text(value)
 
-    def json(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, list):
-            return [self.json(v) for v in value]
-        if isinstance(value, dict):
-            return {
-                k: self.value_of(k, v) if isinstance(v, str) else self.json(v) for k, v in value.items()
-            }
-        return value
-
     def member(self, name: str, data: bytes) -> bytes | None:
         """The redacted content, or None when the member is binary or holds nothing to redact."""
-        if b"\0" in data:
+        text = _text_of(data)
+        if text is None:
             return None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        if name.endswith(".jsonl"):
-            new = "".join(self._json_line(line) for line in text.splitlines(keepends=True))
-        elif name.endswith(".json"):
-            new = self._json_line(text)
-        else:
-            new = self.text(text)
+        new = rewrite_text(name, text, self.text, self.value_of)
         return new.encode("utf-8") if new != text else None
 
-    def _json_line(self, line: str) -> str:
+
+def _text_of(data: bytes) -> str | None:
+    """A member's text, or None when it is binary (NUL bytes or not UTF-8)."""
+    if b"\0" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def rewrite_text(
+    name: str, text: str, on_text: Callable[[str], str], on_value: Callable[[str, str], str]
+) -> str:
+    """Apply `on_text` to a member's text; JSON members (.json, .jsonl lines) value by value instead, with
+    `on_value(key, value)` for string values under a key, so the result stays valid JSON."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return on_text(value)
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, dict):
+            return {k: on_value(k, v) if isinstance(v, str) else walk(v) for k, v in value.items()}
+        return value
+
+    def json_text(line: str) -> str:
         if not line.strip():
             return line
         try:
             parsed = json.loads(line)
         except ValueError:
-            return self.text(line)
-        cleaned = self.json(parsed)
+            return on_text(line)
+        cleaned = walk(parsed)
         if cleaned == parsed:
             return line
         end = line[len(line.rstrip("\r\n")) :]
         return json.dumps(cleaned, ensure_ascii=False, separators=(",", ":")) + end
+
+    if name.endswith(".jsonl"):
+        # Split on \n only: str.splitlines would also split on characters JSON strings may hold raw.
+        return "".join(json_text(line) for line in re.findall(r"[^\n]*\n|[^\n]+\Z", text))
+    if name.endswith(".json"):
+        return json_text(text)
+    return on_text(text)
 
 
 def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Manifest:
@@ -179,7 +207,9 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
         return manifest
     if options.encrypt_payloads and options.keyring is None:
         raise PrivacyError("encrypted payloads need a keyring: pass --key FILE (see `runner keys new`)")
-    run = _Pass(get(options.policy), options.keyring.redaction_key if options.keyring else _secrets.token_bytes(32))
+    run = _Pass(
+        get(options.policy), options.keyring.redaction_key if options.keyring else _secrets.token_bytes(32)
+    )
     renamed: dict[str, str] = {}  # old sha256 -> new, for artifacts whose content changed
     changed: set[str] = set()
     for name in sorted(builder.members):
@@ -204,7 +234,9 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
             "format": _SEALED_FORMAT,
             "secrets": [vars(s) for s in sorted(run.found.values(), key=lambda s: s.token)],
         }
-        builder.add_bytes(SEALED_MEMBER, crypto.seal(options.keyring, json.dumps(body).encode(), SEALED_MEMBER))
+        builder.add_bytes(
+            SEALED_MEMBER, crypto.seal(options.keyring, json.dumps(body).encode(), SEALED_MEMBER)
+        )
         if options.encrypt_payloads:
             sealed = [n for n in sorted(builder.members) if n.startswith(ENCRYPTED_PREFIXES)]
             for name in sealed:
@@ -232,7 +264,7 @@ def _redact_manifest(
         path = _ARTIFACT + new
         return replace(a, path=path, sha256=new, size=members[path].size, name=a.name and run.text(a.name))
 
-    steps = []
+    steps: list[Step] = []
     for step in m.steps:
         if not isinstance(step, CommandStep):
             steps.append(step)
@@ -268,7 +300,9 @@ def _with_secrets(rules: tuple[str, ...], redacted: bool) -> tuple[str, ...]:
     return (*rules, "secrets") if redacted and "secrets" not in rules else rules
 
 
-def _audit(builder: Builder, m: Manifest, run: _Pass, changed: set[str], options: PrivacyOptions) -> audit.Audit:
+def _audit(
+    builder: Builder, m: Manifest, run: _Pass, changed: set[str], options: PrivacyOptions
+) -> audit.Audit:
     commands = [(f"steps[{s.id}]", " ".join(s.argv)) for s in m.steps if isinstance(s, CommandStep)]
     texts = [
         (name, builder.member_bytes(name).decode("utf-8", "replace"))
@@ -315,10 +349,14 @@ def sealed_secrets(folder: Path, manifest: Manifest, keyring: Keyring) -> tuple[
         raise PrivacyError(f"{SEALED_MEMBER}: unreadable sealed secrets ({e}); the pack is damaged") from e
 
 
-def reveal_text(text: str, secrets: Iterable[Secret]) -> str:
-    """`text` with every known placeholder back to its original value."""
+def reveal_text(name: str, text: str, secrets: Iterable[Secret]) -> str:
+    """A member's text with every known placeholder back to its original value (JSON stays JSON)."""
     table = {s.token: s.value for s in secrets}
-    return PLACEHOLDER_RE.sub(lambda m: table.get(m.group(0), m.group(0)), text)
+
+    def back(t: str) -> str:
+        return PLACEHOLDER_RE.sub(lambda m: table.get(m.group(0), m.group(0)), t)
+
+    return rewrite_text(name, text, back, lambda _, v: back(v))
 
 
 def open_payloads(folder: Path, manifest: Manifest, keyring: Keyring | None) -> None:
@@ -332,7 +370,9 @@ def open_payloads(folder: Path, manifest: Manifest, keyring: Keyring | None) -> 
             f"(key id {', '.join(manifest.privacy.key_ids) or 'unknown'})"
         )
     for name in names:
-        if not isinstance(name, str) or name not in (manifest.integrity.members if manifest.integrity else {}):
+        if not isinstance(name, str) or name not in (
+            manifest.integrity.members if manifest.integrity else {}
+        ):
             raise PrivacyError(f"privacy.encrypted_members lists {name!r}, which is not a member of the pack")
         path = folder / name
         path.write_bytes(crypto.open_sealed(keyring, path.read_bytes(), name))

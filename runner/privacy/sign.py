@@ -26,7 +26,14 @@ from runner.errors import PrivacyError
 from runner.manifest import Manifest
 from runner.privacy.crypto import Keyring, PublicKeys
 
-__all__ = ["PAYLOAD_TYPE", "PREDICATE_TYPE", "SignatureCheck", "check_signature", "sign_manifest", "statement"]
+__all__ = [
+    "PAYLOAD_TYPE",
+    "PREDICATE_TYPE",
+    "SignatureCheck",
+    "check_signature",
+    "sign_manifest",
+    "statement",
+]
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -53,7 +60,8 @@ def statement(manifest: Manifest, signed_at: str) -> dict[str, Any]:
     return {
         "_type": STATEMENT_TYPE,
         "subject": [
-            {"name": name, "digest": {"sha256": d.sha256}} for name, d in sorted(manifest.integrity.members.items())
+            {"name": name, "digest": {"sha256": d.sha256}}
+            for name, d in sorted(manifest.integrity.members.items())
         ],
         "predicateType": PREDICATE_TYPE,
         "predicate": {
@@ -81,7 +89,9 @@ def sign_manifest(manifest: Manifest, keyring: Keyring, signed_at: str | None = 
 def check_signature(data: bytes | None, manifest: Manifest, keys: PublicKeys) -> SignatureCheck:
     """Check `signature.json` against the pack's (already verified) manifest; PrivacyError if it fails."""
     if data is None:
-        raise PrivacyError("the pack is not signed (no signature.json); sign it with `runner sign PACK --key FILE`")
+        raise PrivacyError(
+            "the pack is not signed (no signature.json); sign it with `runner sign PACK --key FILE`"
+        )
     if manifest.integrity is None:
         raise PrivacyError("the manifest has no integrity section; nothing to check the signature against")
     try:
@@ -100,7 +110,9 @@ def check_signature(data: bytes | None, manifest: Manifest, keys: PublicKeys) ->
         if verifier is None:
             continue
         try:
-            verifier.verify(base64.b64decode(str(entry.get("sig")), validate=True), _pae(PAYLOAD_TYPE, payload))
+            verifier.verify(
+                base64.b64decode(str(entry.get("sig")), validate=True), _pae(PAYLOAD_TYPE, payload)
+            )
         except (InvalidSignature, ValueError) as e:
             raise PrivacyError(
                 f"signature by key {key_id} does not verify: signature.json was altered or forged"
@@ -127,5 +139,7 @@ def _check_statement(payload: bytes, manifest: Manifest, key_id: str, tenant: st
         )
     members = {name: d.sha256 for name, d in manifest.integrity.members.items()}
     if subjects != members:
-        raise PrivacyError("the signed member list differs from the pack's: the pack was changed after signing")
+        raise PrivacyError(
+            "the signed member list differs from the pack's: the pack was changed after signing"
+        )
     return SignatureCheck(key_id, tenant, root, signed_at, len(subjects))

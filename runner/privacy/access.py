@@ -1,0 +1,58 @@
+"""Whole-pack verbs of the privileged side: sign, check a signature, reveal the originals.
+
+Inputs: a pack file and a keyring (sign, reveal) or public keys (check). Outputs: the signed manifest, a
+`SignatureCheck`, the revealed secrets (and, on request, a folder with the pack's members decrypted and
+every placeholder put back). Rules: the pack is fully verified before anything is signed, checked or
+revealed; a revealed folder is written with 0700 permissions.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from pathlib import Path
+
+from runner import pack as pack_stage
+from runner.errors import PrivacyError
+from runner.manifest import Manifest
+from runner.privacy.crypto import Keyring, PublicKeys
+from runner.privacy.mask import Secret, reveal_text, sealed_secrets
+from runner.privacy.sign import SignatureCheck, check_signature, sign_manifest
+
+__all__ = ["reveal", "sign_pack", "verify_pack"]
+
+
+def sign_pack(pack: Path, keyring: Keyring) -> Manifest:
+    """Add (or replace) `signature.json` in `pack`, signed with the keyring's newest key."""
+    return pack_stage.resign(pack, functools.partial(sign_manifest, keyring=keyring))
+
+
+def verify_pack(pack: Path, keys: PublicKeys) -> SignatureCheck:
+    """Check every member and the root, then the signature over that root; PackError/PrivacyError if not."""
+    report = pack_stage.verify(pack)
+    if not report.ok:
+        raise PrivacyError(report.problem or f"{pack}: not a valid repro pack")
+    return check_signature(report.signature, pack_stage.inspect(pack).manifest, keys)
+
+
+def reveal(pack: Path, keyring: Keyring, out: Path | None = None) -> tuple[Secret, ...]:
+    """The original value of every placeholder in `pack`. With `out` (absent or empty), also write the
+    members there decrypted, with placeholders replaced by the originals: the privileged view."""
+    with tempfile.TemporaryDirectory(prefix="runner-reveal-") as tmp:
+        dest = Path(tmp) / "pack" if out is None else Path(out)
+        unpacked = pack_stage.unpack(pack, dest, keyring=keyring)
+        found = sealed_secrets(unpacked.path, unpacked.manifest, keyring)
+        if out is None:
+            return found
+        os.chmod(dest, 0o700)
+        for path in sorted(p for p in dest.rglob("*") if p.is_file()):
+            data = path.read_bytes()
+            if b"REDACTED_" not in data or b"\0" in data:
+                continue
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            path.write_text(reveal_text(path.relative_to(dest).as_posix(), text, found), encoding="utf-8")
+        return found

@@ -1,0 +1,80 @@
+"""Planted secrets of every kind the default policy must catch, built from a seeded generator.
+
+`corpus()` returns `Planted(kind, value, context)` values: `value` is exactly what must never be readable
+in a pack and must come back with the key; `context` is how it appears in a file, header or prompt.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import string
+from dataclasses import dataclass
+
+ALNUM = string.ascii_letters + string.digits
+
+
+@dataclass(frozen=True)
+class Planted:
+    kind: str
+    value: str
+    context: str  # the line it is planted in
+
+
+def corpus(seed: int = 7) -> list[Planted]:
+    rnd = random.Random(seed)
+
+    def r(n: int, alphabet: str = ALNUM) -> str:
+        return "".join(rnd.choice(alphabet) for _ in range(n))
+
+    out: list[Planted] = []
+
+    def add(kind: str, value: str, context: str | None = None) -> None:
+        out.append(Planted(kind, value, context or value))
+
+    for _ in range(4):
+        add("openai-key", "sk-proj-" + r(40))
+    for _ in range(3):
+        add("anthropic-key", "sk-ant-api03-" + r(60, ALNUM + "-_"))
+    for prefix in ("ghp_", "gho_", "ghs_"):
+        add("github-token", prefix + r(36))
+    for _ in range(2):
+        add("github-token", "github_pat_" + r(22) + "_" + r(59))
+    for _ in range(3):
+        add("gitlab-token", "glpat-" + r(20))
+    for _ in range(3):
+        add("aws-access-key", "AKIA" + r(16, string.ascii_uppercase + string.digits))
+    for _ in range(3):
+        secret = r(40, ALNUM + "/+")
+        add("aws-secret-key", secret, f"aws_secret_access_key = {secret}")
+    for _ in range(3):
+        add("gcp-api-key", "AIza" + r(35, ALNUM + "_-"))
+    for kind in ("xoxb", "xoxp", "xoxa"):
+        add("slack-token", f"{kind}-{r(12, string.digits)}-{r(12, string.digits)}-{r(24)}")
+    for _ in range(2):
+        head = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').decode().rstrip("=")
+        body = base64.urlsafe_b64encode(f'{{"sub":"{r(8)}","admin":true}}'.encode()).decode().rstrip("=")
+        add("jwt", f"{head}.{body}.{r(43, ALNUM + '-_')}")
+    for label in ("RSA PRIVATE KEY", "OPENSSH PRIVATE KEY"):
+        lines = "\n".join(r(64, ALNUM + "+/") for _ in range(4))
+        add("private-key", f"-----BEGIN {label}-----\n{lines}\n-----END {label}-----")
+    for _ in range(3):
+        token = r(32, ALNUM + "._-")
+        add("bearer", token, f"Authorization: Bearer {token}")
+    for _ in range(2):
+        creds = base64.b64encode(f"{r(6)}:{r(14)}".encode()).decode()
+        add("basic-auth", creds, f"Authorization: Basic {creds}")
+    for _ in range(3):
+        password = r(16)
+        add("url-credentials", password, f"git clone https://deploy:{password}@git.example.com/acme/app.git")
+    for key in ("password", "DB_PASSWORD", "secret", "client_secret", "token", "SESSION_TOKEN"):
+        value = r(18)
+        add("assignment", value, f"{key}={value}")
+    for _ in range(3):
+        add("email", f"{r(8, string.ascii_lowercase)}.{r(6, string.ascii_lowercase)}@example-corp.com")
+    add("phone", "+1 415 555 0134")
+    add("phone", "+44 20 7946 0958")
+    add("phone", "(415) 555-0199")
+    add("huggingface-token", "hf_" + r(34))
+    add("stripe-key", "sk_live_" + r(24))
+    return out

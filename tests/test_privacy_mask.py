@@ -1,0 +1,230 @@
+"""The redaction pass at pack build: planted secrets never readable, all recovered with the key, replays
+still compare equal, cassette requests still match."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from proxy.cassette import Exchange, RecordedRequest, RecordedResponse
+from proxy.match import Normaliser
+from proxy.redact import PLACEHOLDER_RE, Redactor
+from runner import compare, pack, traces
+from runner.errors import PrivacyError
+from runner.privacy import access, crypto
+from runner.privacy.mask import PrivacyOptions
+from tests.helpers.secret_corpus import Planted, corpus
+from tests.packfactory import ROOT_SPAN, TRACE_ID, command, make_pack, patch
+
+SECRETS = corpus()
+
+
+def decompressed(path: Path) -> bytes:
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(path.read_bytes()), read_across_frames=True)
+    return reader.read()
+
+
+def forms(value: str) -> list[str]:
+    """Every way a secret could be spelled in a member: as is, JSON-escaped, line by line."""
+    found = [value, json.dumps(value)[1:-1]]
+    found += [line for line in value.splitlines() if len(line) >= 12 and "-----" not in line]
+    return found
+
+
+def exchange(body: dict[str, object], headers: list[tuple[str, str]], answer: str) -> Exchange:
+    return Exchange(
+        RecordedRequest(
+            "POST", "https", "api.openai.com", 443, "/v1/chat/completions", (), tuple(headers),
+            json.dumps(body).encode(),
+        ),
+        RecordedResponse(200, "OK", (("content-type", "application/json"),), json.dumps({"answer": answer}).encode()),
+    )  # fmt: skip
+
+
+def planted_members(secrets: list[Planted]) -> tuple[dict[str, bytes], dict[str, str], list[str]]:
+    """Spread the corpus over env, prompts, traces, cassettes, step env and tool output."""
+    slots: dict[str, list[str]] = {k: [] for k in ("env", "prompt", "json", "trace", "cassette", "stdout", "file")}
+    for i, p in enumerate(secrets):
+        slots[list(slots)[i % len(slots)]].append(p.context)
+    span = {
+        "trace_id": TRACE_ID, "span_id": ROOT_SPAN, "parent_span_id": None, "name": "tool.call",
+        "kind": "INTERNAL", "start_time_unix_nano": 1_764_000_000_000_000_000,
+        "end_time_unix_nano": 1_764_000_001_000_000_000,
+        "attributes": {"tool.output": "\n".join(slots["trace"]), "tool.name": "shell"},
+        "events": [], "status": {"code": "OK", "description": None},
+    }  # fmt: skip
+    bearer = [p.value for p in secrets if p.kind == "bearer"]
+    cassette = [
+        exchange({"messages": [{"role": "user", "content": c}]}, [("Authorization", f"Bearer {bearer[0]}")], c)
+        for c in slots["cassette"]
+    ]
+    files = {
+        "env/environment.txt": "".join(f"VAR_{i}={c}\n" for i, c in enumerate(slots["env"])).encode(),
+        "prompts/0001-user.txt": "\n".join(slots["prompt"]).encode(),
+        "prompts/0002-assistant.json": json.dumps({"role": "assistant", "content": slots["json"]}).encode(),
+        "traces.jsonl": (json.dumps(span) + "\n").encode(),
+        "cassettes/http.jsonl": b"".join(json.dumps(x.to_json()).encode() + b"\n" for x in cassette),
+    }
+    env = {"OPENAI_API_KEY": secrets[0].value, "GITHUB_TOKEN": secrets[8].value, "LANG": "C.UTF-8"}
+    return files, env, ["\n".join(slots["stdout"]) + "\n", "\n".join(slots["file"]) + "\n"]
+
+
+@pytest.fixture()
+def keyring() -> crypto.Keyring:
+    return crypto.new_keyring("acme")
+
+
+@pytest.fixture()
+def corpus_pack(tmp_path: Path, keyring: crypto.Keyring) -> Path:
+    files, env, (stdout, written) = planted_members(SECRETS)
+    from runner import manifest as mf
+
+    return make_pack(
+        tmp_path,
+        files=files,
+        steps=[
+            patch("p1", f"--- a/config.py\n+++ b/config.py\n@@ -1 +1 @@\n-KEY = None\n+KEY = '{SECRETS[1].value}'\n"),
+            command("c1", ["./tool", f"--token={SECRETS[2].value}"], stdout=stdout.encode(),
+                    outputs={"out/report.txt": written.encode()}, env=env,
+                    compare=mf.Comparison(outputs={"out/report.txt": "exact"})),
+        ],
+        cassettes=(mf.CassetteIndex("cassettes/http.jsonl", 1, len(files["cassettes/http.jsonl"].splitlines())),),
+        privacy=PrivacyOptions(keyring=keyring),
+    )  # fmt: skip
+
+
+def test_corpus_has_every_kind_and_enough_values() -> None:
+    assert len(SECRETS) >= 50
+    assert {p.kind for p in SECRETS} >= {
+        "openai-key", "anthropic-key", "aws-access-key", "aws-secret-key", "gcp-api-key", "github-token",
+        "gitlab-token", "slack-token", "jwt", "private-key", "bearer", "basic-auth", "url-credentials",
+        "assignment", "email", "phone",
+    }  # fmt: skip
+
+
+def test_no_planted_secret_is_readable_anywhere_in_the_pack(corpus_pack: Path) -> None:
+    raw = decompressed(corpus_pack).decode("utf-8", "replace")
+    leaked = [(p.kind, form) for p in SECRETS for form in forms(p.value) if form in raw]
+    assert leaked == []
+    assert pack.verify(corpus_pack).ok
+
+
+def test_every_secret_comes_back_exactly_with_the_key(corpus_pack: Path, keyring: crypto.Keyring) -> None:
+    revealed = {s.value: s for s in access.reveal(corpus_pack, keyring)}
+    missing = [p for p in SECRETS if p.value not in revealed]
+    assert missing == []
+    assert all(PLACEHOLDER_RE.fullmatch(s.token) for s in revealed.values())
+
+
+def test_reveal_out_restores_the_original_members(
+    corpus_pack: Path, keyring: crypto.Keyring, tmp_path: Path
+) -> None:
+    files, _, (stdout, _) = planted_members(SECRETS)
+    out = tmp_path / "revealed"
+    access.reveal(corpus_pack, keyring, out)
+    assert (out / "prompts/0001-user.txt").read_bytes() == files["prompts/0001-user.txt"]
+    assert (out / "env/environment.txt").read_bytes() == files["env/environment.txt"]
+    assert json.loads((out / "prompts/0002-assistant.json").read_bytes()) == json.loads(
+        files["prompts/0002-assistant.json"]
+    )
+    manifest = (out / "manifest.yaml").read_text()
+    assert SECRETS[0].value in manifest and SECRETS[2].value in manifest
+
+
+def test_the_manifest_records_policy_key_and_audit(corpus_pack: Path, keyring: crypto.Keyring) -> None:
+    m = pack.inspect(corpus_pack).manifest
+    assert m.privacy.redaction_policy == "default-v1"
+    assert m.privacy.key_ids == (keyring.newest.id,)
+    counts = m.privacy.extra["audit"]["redactions"]
+    assert counts["email"] >= 3 and counts["private-key"] >= 2
+    codes = {f["code"] for f in m.privacy.extra["audit"]["findings"]}
+    assert {"secret-in-file", "network-host"} <= codes
+
+
+def test_json_members_stay_valid_and_traces_readable(corpus_pack: Path, tmp_path: Path, keyring: crypto.Keyring) -> None:
+    u = pack.unpack(corpus_pack, tmp_path / "u", keyring=keyring)
+    spans = traces.read_spans(u.path / "traces.jsonl")
+    assert "REDACTED_" in str(spans[0].attributes["tool.output"])
+    json.loads((u.path / "prompts/0002-assistant.json").read_bytes())
+
+
+def test_redacted_outputs_compare_equal_to_the_live_run(corpus_pack: Path, tmp_path: Path, keyring: crypto.Keyring) -> None:
+    _, _, (stdout, written) = planted_members(SECRETS)
+    u = pack.unpack(corpus_pack, tmp_path / "u")
+    (step,) = [s for s in u.manifest.steps if s.kind == "command"]
+    assert "secrets" in step.compare.stdout and step.compare.outputs["out/report.txt"] == "text"
+    recorded = u.artifact(step.expect.stdout).read_bytes()
+    assert recorded != stdout.encode()
+    assert compare.compare_text("stdout", recorded, stdout.encode(), step.compare.stdout) is None
+    out_hash = step.expect.outputs["out/report.txt"]
+    assert compare.compare_file("out/report.txt", "text", u.artifact(out_hash).read_bytes(), written.encode()) is None
+    # Another secret of the same kind still matches; a different kind or a changed line does not.
+    victim = next(p.value for p in SECRETS if p.kind == "anthropic-key" and p.value in stdout)
+    other = stdout.replace(victim, "sk-ant-api03-" + "Q" * 40)
+    assert compare.compare_text("stdout", recorded, other.encode(), step.compare.stdout) is None
+    worse = stdout.replace(victim, "not a secret at all")
+    assert compare.compare_text("stdout", recorded, worse.encode(), step.compare.stdout) is not None
+
+
+def test_cassette_requests_still_match_live_ones_redacted_by_the_proxy(corpus_pack: Path, tmp_path: Path) -> None:
+    from proxy.cassette import read_exchanges
+
+    u = pack.unpack(corpus_pack, tmp_path / "u")
+    recorded = read_exchanges(u.path / "cassettes/http.jsonl")
+    files, _, _ = planted_members(SECRETS)
+    originals = [Exchange.from_json(json.loads(line)) for line in files["cassettes/http.jsonl"].splitlines()]
+    proxy = Redactor(b"the proxy's own key")  # replay redacts live requests under its own key
+    norm = Normaliser()
+    for live, rec in zip(originals, recorded, strict=True):
+        assert live.request.body != rec.request.body
+        assert norm(live.request.redacted(proxy)) == norm(rec.request)
+
+
+def test_redaction_can_be_turned_off_explicitly(tmp_path: Path) -> None:
+    p = make_pack(tmp_path, files={"prompts/0001-user.txt": SECRETS[0].value.encode()}, privacy=PrivacyOptions(policy=None))
+    assert SECRETS[0].value in decompressed(p).decode()
+    assert pack.inspect(p).manifest.privacy.redaction_policy is None
+
+
+def test_without_a_keyring_secrets_are_masked_and_originals_dropped(tmp_path: Path, keyring: crypto.Keyring) -> None:
+    p = make_pack(tmp_path, files={"prompts/0001-user.txt": SECRETS[0].value.encode()})
+    assert SECRETS[0].value not in decompressed(p).decode()
+    m = pack.inspect(p).manifest
+    assert m.privacy.redaction_policy == "default-v1" and m.privacy.key_ids == ()
+    with pytest.raises(PrivacyError, match="no sealed originals"):
+        access.reveal(p, keyring)
+
+
+def test_unknown_policy_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(PrivacyError, match="unknown redaction policy"):
+        make_pack(tmp_path, privacy=PrivacyOptions(policy="default-v9"))
+
+
+def test_strict_policy_also_masks_ip_addresses(tmp_path: Path) -> None:
+    text = b"connected to 203.0.113.42 as deploy\n"
+    default = make_pack(tmp_path, name="d.tar.zst", files={"prompts/0001-user.txt": text})
+    strict = make_pack(tmp_path, name="s.tar.zst", files={"prompts/0001-user.txt": text}, privacy=PrivacyOptions(policy="strict-v1"))
+    assert b"203.0.113.42" in decompressed(default)
+    assert b"203.0.113.42" not in decompressed(strict)
+    assert pack.inspect(strict).manifest.privacy.redaction_policy == "strict-v1"
+
+
+def test_binary_members_are_left_alone(tmp_path: Path) -> None:
+    blob = b"\x00\x01binary " + SECRETS[0].value.encode()
+    p = make_pack(tmp_path, files={"env/blob.bin": blob})
+    u = pack.unpack(p, tmp_path / "u")
+    assert (u.path / "env/blob.bin").read_bytes() == blob
+
+
+def test_allowed_keys_are_kept_and_denied_keys_masked_whatever_their_value(tmp_path: Path) -> None:
+    p = make_pack(
+        tmp_path,
+        steps=[command("c1", ["true"], env={"LANG": "C.UTF-8", "MY_SERVICE_TOKEN": "plainword", "PWD": "/w"})],
+    )
+    env = dict(pack.inspect(p).manifest.steps[0].env)  # type: ignore[union-attr]
+    assert env["LANG"] == "C.UTF-8" and env["PWD"] == "/w"
+    assert env["MY_SERVICE_TOKEN"].startswith("REDACTED_")
