@@ -123,7 +123,7 @@ def test_every_secret_comes_back_exactly_with_the_key(corpus_pack: Path, keyring
 def test_reveal_out_restores_the_original_members(
     corpus_pack: Path, keyring: crypto.Keyring, tmp_path: Path
 ) -> None:
-    files, _, (stdout, _) = planted_members(SECRETS)
+    files, _, _ = planted_members(SECRETS)
     out = tmp_path / "revealed"
     access.reveal(corpus_pack, keyring, out)
     assert (out / "prompts/0001-user.txt").read_bytes() == files["prompts/0001-user.txt"]

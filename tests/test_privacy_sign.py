@@ -1,0 +1,152 @@
+"""Signing and offline verification through the CLI: any change to a signed pack fails `verify --pubkey`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from runner import pack
+from runner.cli import app
+from runner.privacy import crypto
+from runner.privacy.mask import PrivacyOptions
+from tests.packfactory import command, make_pack, raw_members
+
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture()
+def signed(tmp_path: Path) -> tuple[Path, Path, Path]:
+    keys = tmp_path / "acme.keys"
+    code, out = run("keys", "new", "--tenant", "acme", "--out", keys)
+    assert code == 0, out
+    p = make_pack(tmp_path, steps=[command("c1", ["pytest"], stdout=b"1 passed\n")])
+    code, out = run("sign", p, "--key", keys)
+    assert code == 0, out
+    return p, keys, Path(f"{keys}.pub")
+
+
+def test_a_signed_pack_verifies_offline(signed: tuple[Path, Path, Path]) -> None:
+    p, _, pub = signed
+    code, out = run("verify", p, "--pubkey", pub)
+    assert code == 0, out
+    assert "signature ok" in out
+    names = [n for n, _ in raw_members(p)]
+    assert names[0] == "manifest.yaml" and names[-1] == "signature.json"
+    statement = json.loads(dict(raw_members(p))["signature.json"])
+    assert statement["payloadType"] == "application/vnd.in-toto+json"
+
+
+def test_an_unsigned_pack_fails_verify_with_pubkey(tmp_path: Path, signed: tuple[Path, Path, Path]) -> None:
+    _, _, pub = signed
+    plain = make_pack(tmp_path, name="plain.tar.zst")
+    code, out = run("verify", plain, "--pubkey", pub)
+    assert code == 2 and "not signed" in out
+
+
+def test_another_tenants_key_is_refused(tmp_path: Path, signed: tuple[Path, Path, Path]) -> None:
+    p, _, _ = signed
+    other = tmp_path / "other.keys"
+    crypto.save_keyring(crypto.new_keyring("other"), other)
+    code, out = run("verify", p, "--pubkey", f"{other}.pub")
+    assert code == 2 and "does not hold" in out
+
+
+def rebuild(p: Path, out: Path, edit: dict[str, bytes], manifest_edit: object = None) -> None:
+    """A copy of `p` with members replaced and the old signature.json carried over, hashes all consistent."""
+    members = dict(raw_members(p))
+    signature = members.pop("signature.json")
+    m = pack.inspect(p).manifest
+    if manifest_edit is not None:
+        m = manifest_edit(m)  # type: ignore[operator]
+    with pack.PackBuilder() as b:
+        for name, data in members.items():
+            if name != "manifest.yaml":
+                b.add_bytes(name, edit.get(name, data))
+        b.build(m, out, privacy=PrivacyOptions(policy=None), signer=lambda _: signature)
+
+
+def test_changing_a_member_and_resealing_the_hashes_fails(tmp_path: Path, signed: tuple[Path, Path, Path]) -> None:
+    p, _, pub = signed
+    forged = tmp_path / "forged.tar.zst"
+    rebuild(p, forged, {"traces.jsonl": b""})
+    assert pack.verify(forged).ok  # a consistent pack ...
+    code, out = run("verify", forged, "--pubkey", pub)
+    assert code == 2 and "changed after it was signed" in out  # ... that is not the one signed
+
+
+def test_changing_the_manifest_fails(tmp_path: Path, signed: tuple[Path, Path, Path]) -> None:
+    from dataclasses import replace
+
+    p, _, pub = signed
+    forged = tmp_path / "forged.tar.zst"
+    rebuild(p, forged, {}, lambda m: replace(m, agent=replace(m.agent, name="someone-else")))
+    code, out = run("verify", forged, "--pubkey", pub)
+    assert code == 2 and "changed after it was signed" in out
+
+
+def test_changing_the_signature_fails(tmp_path: Path, signed: tuple[Path, Path, Path]) -> None:
+    p, _, pub = signed
+    envelope = json.loads(dict(raw_members(p))["signature.json"])
+    sig = bytearray(__import__("base64").b64decode(envelope["signatures"][0]["sig"]))
+    sig[0] ^= 1
+    envelope["signatures"][0]["sig"] = __import__("base64").b64encode(bytes(sig)).decode()
+    forged = tmp_path / "forged.tar.zst"
+    members = dict(raw_members(p))
+    members.pop("signature.json")
+    with pack.PackBuilder() as b:
+        for name, data in members.items():
+            if name != "manifest.yaml":
+                b.add_bytes(name, data)
+        b.build(pack.inspect(p).manifest, forged, privacy=PrivacyOptions(policy=None),
+                signer=lambda _: json.dumps(envelope).encode())  # fmt: skip
+    code, out = run("verify", forged, "--pubkey", pub)
+    assert code == 2 and "does not verify" in out
+
+
+def test_flipping_any_byte_of_the_file_fails(signed: tuple[Path, Path, Path]) -> None:
+    p, _, pub = signed
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    p.write_bytes(bytes(data))
+    code, _ = run("verify", p, "--pubkey", pub)
+    assert code == 2
+
+
+def test_rotation_keeps_old_signatures_valid(tmp_path: Path, signed: tuple[Path, Path, Path]) -> None:
+    p, keys, pub = signed
+    code, out = run("keys", "rotate", keys)
+    assert code == 0 and len(json.loads(out)["key_ids"]) == 2
+    assert run("verify", p, "--pubkey", pub)[0] == 0
+    assert run("sign", p, "--key", keys)[0] == 0  # re-signing replaces the signature, with the newest key
+    code, out = run("verify", p, "--pubkey", pub)
+    assert code == 0 and crypto.load_keyring(keys).newest.id in out
+
+
+def test_signing_at_build_time(tmp_path: Path) -> None:
+    ring = crypto.new_keyring("acme")
+    crypto.save_keyring(ring, tmp_path / "k")
+    p = make_pack(tmp_path, privacy=PrivacyOptions(keyring=ring, sign=True))
+    code, out = run("verify", p, "--pubkey", tmp_path / "k.pub")
+    assert code == 0, out
+
+
+def test_inspect_reveal_through_the_cli(tmp_path: Path) -> None:
+    keys = tmp_path / "acme.keys"
+    crypto.save_keyring(ring := crypto.new_keyring("acme"), keys)
+    secret = "ghp_" + "Z9" * 18
+    p = make_pack(tmp_path, files={"prompts/0001-user.txt": f"push with {secret}\n".encode()}, privacy=PrivacyOptions(keyring=ring))
+    code, out = run("inspect", p, "--json")
+    assert code == 0 and secret not in out
+    code, out = run("inspect", p, "--reveal", "--key", keys, "--json")
+    assert code == 0
+    assert [s["value"] for s in json.loads(out)["secrets"]] == [secret]
+    code, out = run("inspect", p, "--reveal")
+    assert code == 2 and "--key" in out

@@ -1,0 +1,133 @@
+"""The pack store: write once, retention tiers over a fake clock, legal holds that gc never touches."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from runner import pack
+from runner.errors import PrivacyError, UsageError
+from runner.privacy.store import Retention, Store
+from tests.packfactory import command, make_pack
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.t
+
+    def advance(self, days: float) -> None:
+        self.t += dt.timedelta(days=days)
+
+
+@pytest.fixture()
+def clock() -> Clock:
+    return Clock()
+
+
+def two_packs(tmp_path: Path) -> tuple[Path, Path]:
+    a = make_pack(tmp_path, name="a.tar.zst", steps=[command("c1", ["true"], stdout=b"a\n")])
+    b = make_pack(tmp_path, name="b.tar.zst", steps=[command("c1", ["true"], stdout=b"b\n")])
+    return a, b
+
+
+def files(store: Path) -> set[str]:
+    return {p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file()}
+
+
+def test_put_is_content_addressed_and_write_once(tmp_path: Path, clock: Clock) -> None:
+    a, _ = two_packs(tmp_path)
+    store = Store(tmp_path / "store", now=clock)
+    first = store.put(a)
+    assert first.id == pack.inspect(a).manifest.integrity.root  # type: ignore[union-attr]
+    clock.advance(1)
+    assert store.put(a) == first  # the same pack again: nothing changes, not even the date
+    stored = store.pack_path(first.id[:12])
+    assert stored.read_bytes() == a.read_bytes()
+    assert pack.verify(stored).ok
+    assert stored.stat().st_mode & 0o777 == 0o444  # read-only on disk
+    assert len(store.entries()) == 1
+
+
+def test_a_damaged_pack_is_not_stored(tmp_path: Path, clock: Clock) -> None:
+    a, _ = two_packs(tmp_path)
+    data = bytearray(a.read_bytes())
+    data[100] ^= 1
+    a.write_bytes(bytes(data))
+    with pytest.raises(PrivacyError, match="not storing"):
+        Store(tmp_path / "store", now=clock).put(a)
+
+
+def test_gc_walks_the_tiers_with_the_clock(tmp_path: Path, clock: Clock) -> None:
+    a, _ = two_packs(tmp_path)
+    root = tmp_path / "store"
+    store = Store(root, now=clock)
+    id = store.put(a).id
+    assert store.gc() == []
+    assert f"objects/{id}.tar.zst" in files(root)
+
+    clock.advance(6.9)
+    assert store.gc() == []
+    clock.advance(0.2)  # 7.1 days
+    dry = store.gc(dry_run=True)
+    assert [x.action for x in dry] == ["drop-pack"] and f"objects/{id}.tar.zst" in files(root)
+    assert [x.action for x in store.gc()] == ["drop-pack"]
+    assert f"objects/{id}.tar.zst" not in files(root)
+    assert {f"traces/{id}/manifest.yaml", f"traces/{id}/traces.jsonl", f"audit/{id}.json"} <= files(root)
+    assert store.get(id).tier == "traces"
+    with pytest.raises(UsageError, match="expired"):
+        store.pack_path(id)
+
+    clock.advance(83)  # 90.1 days
+    assert [x.action for x in store.gc()] == ["drop-traces"]
+    assert files(root) == {f"audit/{id}.json", f"index/{id}.json"}
+
+    clock.advance(275)  # 365.1 days
+    assert [x.action for x in store.gc()] == ["drop-entry"]
+    assert files(root) == set() and store.entries() == []
+
+
+def test_a_late_gc_drops_several_tiers_at_once(tmp_path: Path, clock: Clock) -> None:
+    a, _ = two_packs(tmp_path)
+    store = Store(tmp_path / "store", now=clock)
+    store.put(a)
+    clock.advance(100)
+    assert [x.action for x in store.gc()] == ["drop-pack", "drop-traces"]
+
+
+def test_holds_keep_everything_until_released(tmp_path: Path, clock: Clock) -> None:
+    a, b = two_packs(tmp_path)
+    root = tmp_path / "store"
+    store = Store(root, now=clock)
+    held = store.put(a).id
+    free = store.put(b).id
+    store.hold(held[:10], "incident 42", "sre@host")
+    before = {p: (root / p).read_bytes() for p in files(root) if held in p}
+    clock.advance(400)
+    actions = store.gc()
+    assert {(x.id, x.action) for x in actions} >= {(held, "keep-held"), (free, "drop-entry")}
+    assert {p: (root / p).read_bytes() for p in files(root) if held in p} == before  # not even modified
+    assert store.get(held).tier == "full" and store.get(held).hold.reason == "incident 42"  # type: ignore[union-attr]
+    store.release(held)
+    assert [x.action for x in store.gc()] == ["drop-pack", "drop-traces", "drop-entry"]
+    assert store.entries() == []
+
+
+def test_custom_retention_and_bad_input(tmp_path: Path, clock: Clock) -> None:
+    a, _ = two_packs(tmp_path)
+    store = Store(tmp_path / "store", now=clock)
+    id = store.put(a).id
+    clock.advance(2)
+    assert [x.action for x in store.gc(Retention.from_days(1, 30, 60))] == ["drop-pack"]
+    with pytest.raises(UsageError):
+        Retention.from_days(10, 5, 60)
+    with pytest.raises(UsageError, match="reason"):
+        store.hold(id, "  ", "me")
+    with pytest.raises(UsageError, match="no entry"):
+        store.get("ffff")
+    with pytest.raises(UsageError, match="not under hold"):
+        store.release(id)
