@@ -83,72 +83,74 @@ SENSITIVE_PARAMS = frozenset(
 
 @dataclass(frozen=True)
 class Detector:
-    """One kind of secret. `literals`: one of them is in every match, a cheap test that skips the regular
-    expression for text that cannot hold one (empty: always run). The secret is the group `s` when the
-    pattern has one (the value of `password=...`), else the whole match."""
+    """One kind of secret. The secret is the group `s` when the pattern has one (the value of
+    `password=...`), else the whole match.
+
+    Speed: Python's regex engine scans fast for a pattern that starts with a literal, so patterns start
+    with their literal prefix and check the word boundary just after it (`sk-(?<![A-Za-z0-9_]sk-)`).
+    `literals`: one of them is in every match, a substring test that skips the pattern for text that
+    cannot hold one. A pattern with no literal prefix has an `anchor` (a fast pattern every match's line
+    holds; searched in the lower-cased text when `fold`): only lines with an anchor hit are searched.
+    """
 
     kind: str
     pattern: re.Pattern[str]
     literals: tuple[str, ...] = ()
+    anchor: re.Pattern[str] | None = None
+    fold: bool = False
 
     def finds(self, text: str) -> bool:
         return not self.literals or any(literal in text for literal in self.literals)
 
 
-def _d(kind: str, pattern: str, *literals: str, flags: int = 0) -> Detector:
-    return Detector(kind, re.compile(pattern, flags), literals)
+def _d(kind: str, pattern: str, *literals: str, flags: int = 0, anchor: str | None = None, fold: bool = False) -> Detector:
+    return Detector(kind, re.compile(pattern, flags), literals, re.compile(anchor) if anchor else None, fold)
+
+
+def _word(prefix: str) -> str:
+    """`prefix` not preceded by a word character, in a form that keeps the literal prefix first."""
+    return f"{re.escape(prefix)}(?<![A-Za-z0-9_]{re.escape(prefix)})"
 
 
 # Names that end a key whose value is a credential: GITHUB_TOKEN=, "password": , client_secret: ...
-_KEY_WORDS = (
-    r"(?:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
-)
+_KEY_WORDS = r"(?:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
 
 # Order matters: the most specific shapes first, so a Bearer JWT or a PEM block becomes one placeholder.
 DETECTORS: tuple[Detector, ...] = (
-    _d(
-        "private-key",
-        r"-----BEGIN [A-Z ]*PRIVATE KEY( BLOCK)?-----.*?-----END [A-Z ]*PRIVATE KEY( BLOCK)?-----",
-        "PRIVATE KEY",
-        flags=re.S,
-    ),
-    _d("bearer", r"(?<=\bBearer )(?P<s>[A-Za-z0-9._~+/=-]{8,})", "Bearer "),
-    _d("basic-auth", r"(?<=\bBasic )(?P<s>[A-Za-z0-9+/]{8,}={0,2})", "Basic "),
-    _d("url-credentials", r"(?<=://)[^/\s:@\"'<>]{1,256}:(?P<s>[^/\s@\"'<>]{1,256})(?=@)", "://"),
-    _d("anthropic-key", r"\bsk-ant-[A-Za-z0-9_-]{16,}", "sk-ant-"),
-    _d("openai-key", r"\bsk-[A-Za-z0-9_-]{16,}", "sk-"),
-    _d("github-token", r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})", "gh", "github_pat_"),
-    _d("gitlab-token", r"\bgl(?:pat|dt|rt|ptt|cbt)-[A-Za-z0-9_-]{20,}", "gl"),
-    _d("aws-access-key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", "AKIA", "ASIA"),
-    _d(
-        "aws-secret-key",
-        r"(?i)aws_?secret_?access_?key[\"']?\s*[=:]\s*[\"']?(?P<s>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
-        "ecret",
-        "ECRET",
-    ),
-    _d("jwt", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", "eyJ"),
-    _d("gcp-api-key", r"\bAIza[0-9A-Za-z_-]{35}", "AIza"),
-    _d("slack-token", r"\bxox[abprse]-[A-Za-z0-9-]{10,}", "xox"),
+    _d("private-key", r"-----BEGIN [A-Z ]*PRIVATE KEY( BLOCK)?-----.*?-----END [A-Z ]*PRIVATE KEY( BLOCK)?-----",
+       "PRIVATE KEY", flags=re.S),
+    _d("bearer", _word("Bearer ") + r"(?P<s>[A-Za-z0-9._~+/=-]{8,})", "Bearer "),
+    _d("basic-auth", _word("Basic ") + r"(?P<s>[A-Za-z0-9+/]{8,}={0,2})", "Basic "),
+    _d("url-credentials", r"://[^/\s:@\"'<>]{1,256}:(?P<s>[^/\s@\"'<>]{1,256})(?=@)", "://"),
+    _d("anthropic-key", _word("sk-ant-") + r"[A-Za-z0-9_-]{16,}", "sk-ant-"),
+    _d("openai-key", _word("sk-") + r"[A-Za-z0-9_-]{16,}", "sk-"),
+    _d("github-token", _word("gh") + r"[pousr]_[A-Za-z0-9]{30,}", "gh"),
+    _d("github-token", _word("github_pat_") + r"[A-Za-z0-9_]{22,}", "github_pat_"),
+    _d("gitlab-token", _word("gl") + r"(?:pat|dt|rt|ptt|cbt)-[A-Za-z0-9_-]{20,}", "gl"),
+    _d("aws-access-key", r"(?:AKIA|ASIA)(?<![A-Za-z0-9_]AKIA)(?<![A-Za-z0-9_]ASIA)[0-9A-Z]{16}\b", "AKIA", "ASIA"),
+    _d("aws-secret-key",
+       r"(?i)aws_?secret_?access_?key[\"']?\s*[=:]\s*[\"']?(?P<s>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
+       anchor="secret", fold=True),
+    _d("jwt", r"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", "eyJ"),
+    _d("gcp-api-key", _word("AIza") + r"[0-9A-Za-z_-]{35}", "AIza"),
+    _d("slack-token", _word("xox") + r"[abprse]-[A-Za-z0-9-]{10,}", "xox"),
     _d("slack-webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]{20,}", "hooks.slack.com"),
-    _d("huggingface-token", r"\bhf_[A-Za-z0-9]{30,}", "hf_"),
-    _d("stripe-key", r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{20,}", "k_live_", "k_test_"),
-    _d(
-        "assignment",
-        rf"(?i)(?<![A-Za-z0-9]){_KEY_WORDS}[\"']?\s*[=:]\s*[\"']?(?!(?:null|none|true|false)\b)"
-        r"(?P<s>[^\s\"'\\&,;<>(){}\[\]]{3,})",
-    ),
-    _d("email", r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b", "@"),
-    _d("phone", r"(?<![\w+])\+[1-9]\d{0,2}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\w)", "+"),
-    _d("phone", r"(?<![\w-])\(?\d{3}\)?[ .-]\d{3}-\d{4}(?![\w-])", "-"),
+    _d("huggingface-token", _word("hf_") + r"[A-Za-z0-9]{30,}", "hf_"),
+    _d("stripe-key", r"(?:sk|rk)_(?<![A-Za-z0-9_]sk_)(?<![A-Za-z0-9_]rk_)(?:live|test)_[A-Za-z0-9]{20,}", "k_live_", "k_test_"),
+    _d("assignment",
+       rf"(?i)(?<![A-Za-z0-9]){_KEY_WORDS}[\"']?\s*[=:]\s*[\"']?(?!(?:null|none|true|false)\b)"
+       r"(?P<s>[^\s\"'\\&,;<>(){}\[\]]{3,})",
+       anchor=r"(?:pass(?:word|wd|phrase)?|secret|token|key|credentials?)[\"']?\s*[=:]", fold=True),
+    _d("email", r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b", "@",
+       anchor=r"@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b"),
+    _d("phone", r"\+(?<![\w+]\+)[1-9]\d{0,2}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\w)", "+"),
+    _d("phone", r"(?<![\w-])\(?\d{3}\)?[ .-]\d{3}-\d{4}(?![\w-])", "-", anchor=r"-\d{4}(?![\w-])"),
 )
 
 # Kinds only the strict policies use: noisy in logs, but personal data in some jurisdictions.
 EXTRA_DETECTORS: tuple[Detector, ...] = (
-    _d(
-        "ip-address",
-        r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])",
-        ".",
-    ),
+    _d("ip-address", r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])", ".",
+       anchor=r"\d\.\d{1,3}\.\d"),
 )
 
 # `REDACTED_<16 hex>` is the form of cassettes written before placeholders carried their kind.
@@ -198,9 +200,33 @@ class Redactor:
         """`text` with every detector's matches replaced; placeholders (already there, or made by an earlier
         detector) are never matched again, so `deploy:REDACTED_..@host` does not turn into an email."""
         for detector in self._detectors:
-            if detector.finds(text):
+            if not detector.finds(text):
+                continue
+            if detector.anchor is None:
                 text = self._outside_placeholders(text, detector)
+                continue
+            text = self._anchored(text, detector, detector.anchor)
         return text
+
+    def _anchored(self, text: str, detector: Detector, anchor: re.Pattern[str]) -> str:
+        """Apply `detector` to the lines holding an anchor hit, and only to those."""
+        probe = text.lower() if detector.fold else text
+        if len(probe) != len(text):  # lower-casing changed some lengths: offsets do not carry over
+            return "\n".join(
+                self._outside_placeholders(line, detector) if anchor.search(line.lower()) else line
+                for line in text.split("\n")
+            )
+        out, done = [], 0
+        for m in anchor.finditer(probe):
+            if m.start() < done:
+                continue  # same line as the previous hit
+            start = text.rfind("\n", 0, m.start()) + 1
+            end = text.find("\n", m.end())
+            end = len(text) if end < 0 else end
+            out += [text[done:start], self._outside_placeholders(text[start:end], detector)]
+            done = end
+        out.append(text[done:])
+        return "".join(out)
 
     def _outside_placeholders(self, text: str, detector: Detector) -> str:
         replace = functools.partial(self._replace, kind=detector.kind)

@@ -116,7 +116,7 @@ def test_a_flipped_ciphertext_bit_in_a_pack_is_reported_as_such(tmp_path: Path) 
         for name in u.manifest.integrity.members:
             b.add_file(name, staged / name)
         b.build(u.manifest, tmp_path / "forged.tar.zst", privacy=PrivacyOptions(policy=None))
-    with pytest.raises(PrivacyError, match="prompts/0001-user.txt: decryption failed"):
+    with pytest.raises(PrivacyError, match=r"prompts/0001-user\.txt: decryption failed"):
         pack.unpack(tmp_path / "forged.tar.zst", tmp_path / "u", keyring=ring)
 
 

@@ -1,0 +1,65 @@
+"""Cost of the privacy pass: building the same pack with redaction (default-v1) and without, side by side.
+
+Generates deterministic log-like text (20 MB by default, one planted secret per ~4 KiB) in a temp folder,
+builds a pack from it both ways, prints the times, throughputs and their ratio.
+
+    PYTHONPATH=. python bench/redaction_bench.py [--mb 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from runner.pack import PackBuilder
+from runner.privacy.mask import PrivacyOptions
+from tests.packfactory import make_manifest
+
+WORDS = "test passed failed collecting module import error warning session request response cache".split()
+
+
+def make_text(mb: int, seed: int = 3) -> bytes:
+    rnd = random.Random(seed)
+    lines, size, n = [], 0, 0
+    while size < mb << 20:
+        n += 1
+        line = f"2026-01-01T00:00:{n % 60:02d}Z INFO " + " ".join(rnd.choice(WORDS) for _ in range(12))
+        if n % 50 == 0:
+            line += f" Authorization: Bearer sk-proj-{rnd.getrandbits(160):040x} user=dev{n}@example.com"
+        lines.append(line)
+        size += len(line) + 1
+    return ("\n".join(lines) + "\n").encode()
+
+
+def build(data: bytes, folder: Path, options: PrivacyOptions, name: str) -> float:
+    start = time.perf_counter()
+    with PackBuilder() as b:
+        for i in range(0, len(data), 4 << 20):
+            b.add_artifact(data[i : i + (4 << 20)], media_type="text/plain", name=f"log{i}")
+        b.add_bytes("traces.jsonl", b"")
+        b.add_bytes("env/pip-freeze.txt", b"")
+        b.add_bytes("workspace/base.bundle", b"x")
+        b.build(make_manifest(), folder / name, privacy=options)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mb", type=int, default=20)
+    args = parser.parse_args()
+    data = make_text(args.mb)
+    with tempfile.TemporaryDirectory() as tmp:
+        off = build(data, Path(tmp), PrivacyOptions(policy=None), "off.tar.zst")
+        on = build(data, Path(tmp), PrivacyOptions(), "on.tar.zst")
+    mb = len(data) / 1e6
+    print(f"{'build':<24}{'seconds':>10}{'MB/s':>10}")
+    print(f"{'redaction off':<24}{off:>10.2f}{mb / off:>10.1f}")
+    print(f"{'redaction default-v1':<24}{on:>10.2f}{mb / on:>10.1f}")
+    print(f"ratio on/off: {on / off:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
