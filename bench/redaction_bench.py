@@ -18,7 +18,7 @@ from runner.pack import PackBuilder
 from runner.privacy.mask import PrivacyOptions
 from tests.packfactory import make_manifest
 
-WORDS = "test passed failed collecting module import error warning session request response cache".split()
+WORDS = ["test", "passed", "failed", "collecting", "module", "import", "error", "warning", "session", "request", "response", "cache"]
 
 
 def make_text(mb: int, seed: int = 3) -> bytes:
