@@ -21,10 +21,6 @@ class Verdict(StrEnum):
     DIVERGED = "diverged"
     ERROR = "error"
 
-    @property
-    def exit_code(self) -> int:
-        return {Verdict.REPRODUCED: 0, Verdict.DIVERGED: 1, Verdict.ERROR: 3}[self]
-
 
 class Cause(StrEnum):
     """The likely reason a replay diverged, from what the run observed (best first)."""
@@ -62,6 +58,7 @@ class PackOutcome:
     steps: tuple[StepOutcome, ...] = ()
     cause: Cause | None = None
     error: str | None = None
+    error_code: int = 3  # with ERROR: 2 for a bad pack (unsafe, invalid, tampered), 3 for the environment
     warnings: tuple[str, ...] = ()
     cassettes: CassetteUsage = field(default_factory=CassetteUsage)
     run_dir: str | None = None

@@ -27,11 +27,11 @@ _STYLE = {Verdict.REPRODUCED: "green", Verdict.DIVERGED: "yellow", Verdict.ERROR
 
 
 def exit_code(outcomes: Sequence[PackOutcome]) -> int:
-    """0 when every pack reproduced, 3 when any hit an infrastructure error, else 1."""
-    verdicts = {o.verdict for o in outcomes}
-    if Verdict.ERROR in verdicts:
-        return Verdict.ERROR.exit_code
-    return Verdict.DIVERGED.exit_code if Verdict.DIVERGED in verdicts else 0
+    """0 when every pack reproduced; else the gravest: 3 environment, 2 bad pack, 1 diverged."""
+    errors = {o.error_code for o in outcomes if o.verdict is Verdict.ERROR}
+    if errors:
+        return max(errors)
+    return 1 if any(o.verdict is Verdict.DIVERGED for o in outcomes) else 0
 
 
 def _as_dict(outcome: PackOutcome) -> dict[str, Any]:
