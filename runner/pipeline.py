@@ -68,6 +68,7 @@ class StepEvent:
 class _Run:
     pack: str
     run_dir: Path
+    image: str | None = None
     steps: list[StepOutcome] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     inexact_patches: list[str] = field(default_factory=list)
@@ -101,7 +102,7 @@ def replay(
     def ended(verdict: Verdict, **kw: Any) -> PackOutcome:
         return PackOutcome(
             pack=run.pack, verdict=verdict, steps=tuple(run.steps), warnings=tuple(run.warnings),
-            run_dir=str(run.run_dir), duration_s=time.monotonic() - started_at, **kw,
+            run_dir=str(run.run_dir), image=run.image, duration_s=time.monotonic() - started_at, **kw,
         )  # fmt: skip
 
     try:
@@ -146,6 +147,7 @@ def _replay(
         allow_mismatch=options.allow_image_mismatch, progress=progress,
     )  # fmt: skip
     run.warnings.extend(env.warnings)
+    run.image = f"{env.image} ({env.how})"
 
     notify(StepEvent(run.pack, 0, total, "restoring the workspace"))
     baseline = unpacked.path / m.git.baseline_patch if m.git.baseline_patch else None

@@ -139,6 +139,8 @@ def render_terminal(outcomes: Sequence[PackOutcome], console: Console) -> None:
     console.print(table)
     for o in outcomes:
         parts: list[RenderableType] = [Text(f"warning: {w}", style="yellow") for w in o.warnings]
+        if o.error:
+            parts.insert(0, Text(o.error, style="red"))
         first = o.first_divergence
         if first is not None:
             for d in first.differences:
@@ -147,5 +149,5 @@ def render_terminal(outcomes: Sequence[PackOutcome], console: Console) -> None:
                     parts.append(Syntax(d.diff, "diff", theme="ansi_dark", word_wrap=True))
         if o.run_dir:
             parts.append(Text(f"logs and outputs: {o.run_dir}", style="dim"))
-        if parts and (first is not None or o.warnings):
+        if parts and (first is not None or o.warnings or o.error):
             console.print(Panel(Group(*parts), title=o.pack, border_style=_STYLE[o.verdict]))
