@@ -297,6 +297,9 @@ def replay_cmd(
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where per-run folders go.")] = Path("runs"),
     keep: Annotated[bool, typer.Option("--keep", help="Keep containers and the workspace for a shell.")] = False,
     keep_going: Annotated[bool, typer.Option("--keep-going", help="Run the steps after a divergence.")] = False,
+    rerun_agent: Annotated[
+        bool, typer.Option("--rerun-agent", help="Re-run the recorded agent against the cassettes; compare its patch.")
+    ] = False,
     allow_image_mismatch: Annotated[
         bool, typer.Option("--allow-image-mismatch", help="Replay even when the image differs from the pack's.")
     ] = False,
@@ -312,7 +315,7 @@ def replay_cmd(
             own = images.ensure(client, base_from=base_from, trust=trust, progress=live)
         options = pipeline.ReplayOptions(
             base_image=own.base.tag, proxy_image=own.proxy.tag, runs_dir=runs_dir, keep=keep,
-            keep_going=keep_going, allow_image_mismatch=allow_image_mismatch, trust=trust,
+            keep_going=keep_going, allow_image_mismatch=allow_image_mismatch, trust=trust, rerun_agent=rerun_agent,
         )  # fmt: skip
         with _live() as live:
             def on_step(event: pipeline.StepEvent) -> None:

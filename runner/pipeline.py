@@ -33,7 +33,7 @@ from runner.compare import Difference, compare_exit_code, compare_file, compare_
 from runner.containers import started
 from runner.errors import PackError, RunnerError, UsageError, WorkspaceError
 from runner.host import BuildTrust
-from runner.manifest import CommandStep, Manifest, PatchStep
+from runner.manifest import AgentCommand, CommandStep, Manifest, PatchStep
 from runner.outcome import CassetteUsage, Cause, PackOutcome, StepOutcome, Verdict
 from runner.progress import Progress, Silent
 
@@ -52,6 +52,7 @@ class ReplayOptions:
     allow_image_mismatch: bool = False
     trust: BuildTrust | None = None
     timeout_scale: float = 1.0
+    rerun_agent: bool = False  # run the recorded agent command instead of applying the patch it produced
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,11 @@ def _replay(
     unpacked = pack_stage.unpack(pack_path, scratch / "pack")
     m = unpacked.manifest
     total = len(m.steps)
+    if options.rerun_agent and (m.agent.command is None or m.agent.patch is None):
+        raise PackError(
+            f"{pack_path.name}: the pack records no agent command; replay it without --rerun-agent "
+            "(packs made by `runner record -- CMD` have one)"
+        )
 
     notify(StepEvent(run.pack, 0, total, "resolving the environment image"))
     env = environment.resolve(
@@ -176,7 +182,10 @@ def _replay(
         run.warnings.extend(_environment_drift(workload, m))
         for index, step in enumerate(m.steps, start=1):
             notify(StepEvent(run.pack, index, total, _describe(step)))
-            if isinstance(step, PatchStep):
+            if isinstance(step, PatchStep) and options.rerun_agent and step.id == m.agent.patch:
+                assert m.agent.command is not None
+                outcome = _rerun_agent(workload, ws, unpacked.path / step.patch, step, m.agent.command, run)
+            elif isinstance(step, PatchStep):
                 outcome = _apply(ws, unpacked.path / step.patch, step, run)
             else:
                 outcome = _command(workload, ws.path, unpacked, step, run, options)
@@ -211,6 +220,44 @@ def _apply(ws: workspace_stage.Workspace, patch: Path, step: PatchStep, run: _Ru
         run.inexact_patches.append(step.id)
         run.warnings.append(f"{step.patch} applied only with {result.tier}: the tree differs from the recording")
     return StepOutcome(step.id, "patch", True, f"applied ({result.tier})", (), time.monotonic() - started_at)
+
+
+# Clients refuse to start without an API key; the proxy answers from the cassette whatever key is sent.
+_PLACEHOLDER_KEYS = {"OPENAI_API_KEY": "sk-replay-placeholder", "ANTHROPIC_API_KEY": "sk-ant-replay-placeholder"}
+
+
+def _rerun_agent(
+    workload: Any,
+    ws: workspace_stage.Workspace,
+    patch: Path,
+    step: PatchStep,
+    command: AgentCommand,
+    run: _Run,
+) -> StepOutcome:
+    """Run the recorded agent again (answered by the cassettes) and compare the tree it leaves with the
+    tree the recorded patch makes."""
+    cwd = PurePosixPath(command.cwd)
+    if cwd.is_absolute() or ".." in cwd.parts:
+        raise PackError(f"agent.command.cwd {command.cwd!r} leaves the workspace")
+    before = workspace_stage.tree(ws)
+    recorded = workspace_stage.tree_with_patch(ws, before, patch)
+    result = execute.run_command(
+        workload, list(command.argv), workdir=str(WORKSPACE / cwd),
+        env={**_PLACEHOLDER_KEYS, **command.env}, timeout=command.timeout or 3600,
+        log_dir=run.run_dir / "steps", name=f"{step.id}.agent",
+    )  # fmt: skip
+    replayed = workspace_stage.tree(ws)
+    diff = workspace_stage.diff_trees(ws, recorded, replayed)
+    if result.timed_out:
+        return StepOutcome(step.id, "patch", False, "the re-run agent was killed at its timeout",
+                           (Difference("timeout", "killed after its timeout"),), result.duration_s)  # fmt: skip
+    if diff:
+        changed = sum(1 for line in diff.splitlines() if line.startswith("diff --git"))
+        summary = f"the re-run agent's patch differs from the recorded one in {changed} file(s)"
+        return StepOutcome(step.id, "patch", False, summary, (Difference("patch", summary, diff),), result.duration_s)
+    return StepOutcome(
+        step.id, "patch", True, f"re-run agent reproduced the patch (exit {result.exit_code})", (), result.duration_s
+    )
 
 
 def _command(
@@ -298,12 +345,12 @@ _VOLATILE = re.compile(r"0x[0-9a-fA-F]+|[0-9a-fA-F]{8,}|\d+")
 
 
 def _likely_cause(first: StepOutcome, run: _Run, usage: CassetteUsage) -> Cause:
-    if first.kind == "patch":
-        return Cause.PATCH
     if any(d.subject == "timeout" for d in first.differences):
         return Cause.TIMEOUT
     if usage.misses:
         return Cause.CASSETTE_MISS
+    if first.kind == "patch":
+        return Cause.PATCH
     if run.inexact_patches:
         return Cause.PATCH
     if _only_volatile(first.differences):

@@ -20,7 +20,7 @@ from runner import images
 from runner import manifest as mf
 from runner.containers import owned
 from tests.gitrepo import make_repo
-from tests.packfactory import command, make_pack, repack
+from tests.packfactory import command, make_pack, patch, repack
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,3 +170,40 @@ def test_ctrl_c_leaves_nothing_behind(own_images: Any, docker_client: Any, tmp_p
     assert "interrupted" in err
     assert not [c.name for c in owned(docker_client) if c.id not in before]
     assert set(Path(tempfile.gettempdir()).glob("runner-replay-*")) <= scratch_before
+
+
+def _agent_pack(tmp_path: Path, agent_writes: str) -> Path:
+    repo = tmp_path / "repo"
+    make_repo(repo, {"notes.txt": "one\n"})
+    recorded = "diff --git a/notes.txt b/notes.txt\n--- a/notes.txt\n+++ b/notes.txt\n@@ -1 +1,2 @@\n one\n+two\n"
+    script = f"import pathlib; pathlib.Path('notes.txt').write_text({agent_writes!r})"
+    agent = mf.Agent(
+        name="scripted-agent", command=mf.AgentCommand(argv=("python3", "-c", script), timeout=60), patch="agent"
+    )
+    return make_pack(
+        tmp_path, repo=repo, agent=agent, files={"env/pip-freeze.txt": b""},
+        steps=[patch("agent", recorded), command("check", ["cat", "notes.txt"], stdout=b"one\ntwo\n")],
+    )  # fmt: skip
+
+
+def test_rerun_agent_reproduces_its_patch(own_images: Any, tmp_path: Path, no_leaks: None) -> None:
+    good = _agent_pack(tmp_path / "good", "one\ntwo\n")
+    proc = runner("replay", str(good), "--rerun-agent", "--json", "-", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "re-run agent reproduced the patch" in json.loads(proc.stdout)["packs"][0]["steps"][0]["summary"]
+
+    bad = _agent_pack(tmp_path / "bad", "one\nthree\n")
+    proc = runner("replay", str(bad), "--rerun-agent", "--json", "-", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    pack = json.loads(proc.stdout)["packs"][0]
+    assert pack["first_divergence"] == "agent"
+    diff = pack["steps"][0]["differences"][0]["diff"]
+    assert "-two" in diff and "+three" in diff
+    # Without the flag the recorded patch is applied, and the pack reproduces.
+    assert runner("replay", str(bad), cwd=tmp_path).returncode == 0
+
+
+def test_rerun_agent_needs_a_recorded_command(example_packs: dict[str, Path], tmp_path: Path) -> None:
+    proc = runner("replay", str(example_packs["demo-fix"]), "--rerun-agent", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "records no agent command" in proc.stdout
