@@ -207,3 +207,14 @@ def test_rerun_agent_needs_a_recorded_command(example_packs: dict[str, Path], tm
     proc = runner("replay", str(example_packs["demo-fix"]), "--rerun-agent", cwd=tmp_path)
     assert proc.returncode == 2
     assert "records no agent command" in proc.stdout
+
+
+def test_bad_input_is_exit_2_with_one_line(own_images: Any, tmp_path: Path) -> None:
+    missing = runner("replay", "nowhere.tar.zst", cwd=tmp_path)
+    assert missing.returncode == 2 and "nowhere.tar.zst: no such pack or folder" in missing.stderr
+    junk = tmp_path / "junk.tar.zst"
+    junk.write_bytes(b"this is not a pack at all\n" * 10)
+    proc = runner("replay", str(junk), "--json", "-", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    error = json.loads(proc.stdout)["packs"][0]["error"]
+    assert "junk.tar.zst" in error and "\n" not in error and "Traceback" not in proc.stderr
