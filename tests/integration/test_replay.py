@@ -218,3 +218,18 @@ def test_bad_input_is_exit_2_with_one_line(own_images: Any, tmp_path: Path) -> N
     assert proc.returncode == 2, proc.stdout + proc.stderr
     error = json.loads(proc.stdout)["packs"][0]["error"]
     assert "junk.tar.zst" in error and "\n" not in error and "Traceback" not in proc.stderr
+
+
+def test_several_packs_in_parallel(example_packs: dict[str, Path], own_images: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "golden"
+    folder.mkdir()
+    for path in example_packs.values():
+        (folder / path.name).write_bytes(path.read_bytes())
+    proc = runner("replay", str(folder), "--jobs", "2", "--markdown", "r.md", "--json", "-", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["summary"] == {"reproduced": 1, "diverged": 1, "error": 0}
+    assert [p["pack"] for p in doc["packs"]] == ["demo-diverge.tar.zst", "demo-fix.tar.zst"]
+    assert "| `demo-diverge.tar.zst` | diverged |" in (tmp_path / "r.md").read_text()
+    only_first = runner("replay", str(folder), "--shard", "2/2", "--json", "-", cwd=tmp_path)
+    assert only_first.returncode == 0 and len(json.loads(only_first.stdout)["packs"]) == 1
