@@ -499,10 +499,15 @@ def replay_cmd(
     ] = False,
     base_from: str | None = BASE_FROM_OPTION,
     ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    key: Annotated[
+        Path | None, typer.Option("--key", help="Tenant keyring: needed for packs with encrypted payloads.")
+    ] = None,
 ) -> None:
     from runner import pipeline, report
+    from runner.privacy import crypto
 
     selected = pipeline.select_packs(packs, shard)
+    keyring = crypto.load_keyring(key) if key else None
     trust = BuildTrust.from_host(ca_bundle)
     with closing(engine.connect()) as client:
         with _live() as live:
@@ -510,6 +515,7 @@ def replay_cmd(
         options = pipeline.ReplayOptions(
             base_image=own.base.tag, proxy_image=own.proxy.tag, runs_dir=runs_dir, keep=keep,
             keep_going=keep_going, allow_image_mismatch=allow_image_mismatch, trust=trust, rerun_agent=rerun_agent,
+            keyring=keyring,
         )  # fmt: skip
         with _live() as live:
             def on_step(event: pipeline.StepEvent) -> None:

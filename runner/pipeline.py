@@ -35,6 +35,7 @@ from runner.errors import PackError, RunnerError, UsageError, WorkspaceError
 from runner.host import BuildTrust
 from runner.manifest import AgentCommand, CommandStep, Manifest, PatchStep
 from runner.outcome import CassetteUsage, Cause, PackOutcome, StepOutcome, Verdict
+from runner.privacy.crypto import Keyring
 from runner.progress import Progress, Silent
 
 __all__ = ["ReplayOptions", "StepEvent", "replay", "replay_all", "select_packs"]
@@ -53,6 +54,7 @@ class ReplayOptions:
     trust: BuildTrust | None = None
     timeout_scale: float = 1.0
     rerun_agent: bool = False  # run the recorded agent command instead of applying the patch it produced
+    keyring: Keyring | None = None  # opens packs whose payloads are encrypted (runner.privacy)
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def _replay(
     ended: Callable[..., PackOutcome],
 ) -> PackOutcome:
     notify(StepEvent(run.pack, 0, 0, "unpacking and verifying"))
-    unpacked = pack_stage.unpack(pack_path, scratch / "pack")
+    unpacked = pack_stage.unpack(pack_path, scratch / "pack", keyring=options.keyring)
     m = unpacked.manifest
     total = len(m.steps)
     if options.rerun_agent and (m.agent.command is None or m.agent.patch is None):
