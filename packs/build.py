@@ -90,6 +90,7 @@ def build(src: Path, out: Path) -> Path:
                 steps.append(
                     mf.CommandStep(
                         id=step["id"], argv=tuple(step["run"]), timeout=float(step.get("timeout", 120)),
+                        env=dict(step.get("env", {})),
                         expect=mf.Expectation(
                             exit_code=step.get("exit_code", 0),
                             stdout=artifact(step["stdout"], f"{step['id']}.stdout"),
