@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "DETECTORS",
+    "EXTRA_DETECTORS",
     "PLACEHOLDER_RE",
     "SENSITIVE_HEADERS",
     "SENSITIVE_PARAMS",

@@ -13,6 +13,9 @@ Rules:
   O_CREAT|O_EXCL|O_NOFOLLOW under folders this module created; tarfile's extraction code is never used.
 - `unpack` extracts into a private folder inside the destination and moves the result into place only
   when every member checked out; on any failure the destination is left as it was found.
+- `build` first runs the privacy pass (runner.privacy.mask.protect: redaction on by default, sealing,
+  encryption, audit), so the hashes are those of what is written; `signature.json`, if any, is written
+  last and is the one member outside `integrity` (it signs the root digest).
 - The builder hashes what is added at once and does not copy files: `build` reads them again, refusing
   any that changed, and writes to a temp file next to the destination, fsyncs it, renames it, fsyncs
   the folder: a crash never leaves a half-written pack under the final name.
@@ -949,6 +952,13 @@ def render_summary(summary: PackSummary) -> RenderableType:
                 + "  ".join(f"{k}={getattr(m.llm, k)}" for k in params if getattr(m.llm, k) is not None),
             )
         )
+    p = m.privacy
+    privacy = f"redacted with {p.redaction_policy}" if p.redaction_policy else "not redacted"
+    if p.key_ids:
+        privacy += f", originals sealed with key {', '.join(p.key_ids)}"
+    if p.encrypted_payloads:
+        privacy += ", payloads encrypted"
+    rows.append(("privacy", privacy))
     rows.append(("cassettes", ", ".join(f"{c.path} ({c.count} recorded)" for c in m.cassettes) or "none"))
     rows.append(
         (

@@ -339,7 +339,10 @@ def sealed_secrets(folder: Path, manifest: Manifest, keyring: Keyring) -> tuple[
         raise PrivacyError(
             "this pack keeps no sealed originals (it was built without a keyring); nothing to reveal"
         )
-    data = crypto.open_sealed(keyring, (folder / SEALED_MEMBER).read_bytes(), SEALED_MEMBER)
+    sealed = folder / SEALED_MEMBER
+    if not sealed.is_file():
+        raise PrivacyError(f"privacy.sealed names {SEALED_MEMBER}, which the pack does not hold; it is damaged")
+    data = crypto.open_sealed(keyring, sealed.read_bytes(), SEALED_MEMBER)
     try:
         body = json.loads(data)
         if body.get("format") != _SEALED_FORMAT:
