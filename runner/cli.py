@@ -312,7 +312,9 @@ def _reveal(pack: Path, key: Path | None, out: Path | None, as_json: bool) -> No
     if as_json:
         print(json.dumps({"pack": str(pack), "out": str(out) if out else None, "secrets": [vars(s) for s in found]}))
         return
-    table = Table("placeholder", "kind", "original value", title=f"{len(found)} redacted value(s)")
+    table = Table(title=f"{len(found)} redacted value(s)")
+    for column in ("placeholder", "kind", "original value"):
+        table.add_column(column, overflow="fold")
     for s in found:
         table.add_row(s.token, s.kind, s.value)
     console.print(table)

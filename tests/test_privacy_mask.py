@@ -228,3 +228,21 @@ def test_allowed_keys_are_kept_and_denied_keys_masked_whatever_their_value(tmp_p
     env = dict(pack.inspect(p).manifest.steps[0].env)  # type: ignore[union-attr]
     assert env["LANG"] == "C.UTF-8" and env["PWD"] == "/w"
     assert env["MY_SERVICE_TOKEN"].startswith("REDACTED_")
+
+
+def test_cassette_headers_and_query_parameters_are_masked_by_name(tmp_path: Path) -> None:
+    from runner import manifest as mf
+
+    x = Exchange(
+        RecordedRequest("GET", "https", "maps.example.com", 443, "/v1/geo", (("key", "plainvalue1"), ("q", "paris")),
+                        (("x-api-key", "opaquevalue2"), ("accept", "*/*")), b""),
+        RecordedResponse(200, "OK", (("set-cookie", "sid=opaquevalue3"),), b"{}"),
+    )  # fmt: skip
+    p = make_pack(
+        tmp_path,
+        files={"cassettes/http.jsonl": json.dumps(x.to_json()).encode() + b"\n"},
+        cassettes=(mf.CassetteIndex("cassettes/http.jsonl", 1, 1),),
+    )
+    raw = decompressed(p)
+    assert not any(v in raw for v in (b"plainvalue1", b"opaquevalue2", b"opaquevalue3"))
+    assert b"paris" in raw and b"*/*" in raw

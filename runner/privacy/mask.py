@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from proxy.cassette import Exchange
 from proxy.redact import PLACEHOLDER_RE, Redactor
 from runner.errors import PrivacyError
 from runner.manifest import (
@@ -149,8 +150,24 @@ class _Pass:
         text = _text_of(data)
         if text is None:
             return None
-        new = rewrite_text(name, text, self.text, self.value_of)
+        if name.startswith("cassettes/"):
+            new = "".join(self._exchange(line) for line in _lines(text))
+        else:
+            new = rewrite_text(name, text, self.text, self.value_of)
         return new.encode("utf-8") if new != text else None
+
+    def _exchange(self, line: str) -> str:
+        """A cassette line through the proxy's own redaction of an exchange (sensitive headers and query
+        parameters lose their whole value); a line that is not an exchange is redacted as JSON."""
+        try:
+            exchange = Exchange.from_json(json.loads(line))
+        except (ValueError, RecursionError):
+            return rewrite_text(".jsonl", line, self.text, self.value_of)
+        redacted = exchange.redacted(self.redactor)
+        if redacted == exchange:
+            return line
+        end = line[len(line.rstrip("\r\n")) :]
+        return json.dumps(redacted.to_json(), ensure_ascii=False, separators=(",", ":")) + end
 
 
 def _text_of(data: bytes) -> str | None:
@@ -161,6 +178,11 @@ def _text_of(data: bytes) -> str | None:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def _lines(text: str) -> list[str]:
+    """Lines with their `\n`; str.splitlines would also split on characters JSON strings may hold raw."""
+    return re.findall(r"[^\n]*\n|[^\n]+\Z", text)
 
 
 def rewrite_text(
@@ -192,8 +214,7 @@ def rewrite_text(
         return json.dumps(cleaned, ensure_ascii=False, separators=(",", ":")) + end
 
     if name.endswith(".jsonl"):
-        # Split on \n only: str.splitlines would also split on characters JSON strings may hold raw.
-        return "".join(json_text(line) for line in re.findall(r"[^\n]*\n|[^\n]+\Z", text))
+        return "".join(json_text(line) for line in _lines(text))
     if name.endswith(".json"):
         return json_text(text)
     return on_text(text)
