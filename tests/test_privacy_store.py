@@ -131,3 +131,29 @@ def test_custom_retention_and_bad_input(tmp_path: Path, clock: Clock) -> None:
         store.get("ffff")
     with pytest.raises(UsageError, match="not under hold"):
         store.release(id)
+
+
+def test_store_commands(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from runner.cli import app
+
+    a, _ = two_packs(tmp_path)
+    store = str(tmp_path / "store")
+    cli = CliRunner()
+    put = cli.invoke(app, ["store", "put", str(a), "--store", store])
+    assert put.exit_code == 0, put.output
+    id = json.loads(put.output)[0]["id"]
+    held = cli.invoke(app, ["store", "hold", id[:12], "--reason", "case 7", "--store", store])
+    assert held.exit_code == 0 and json.loads(held.output)["hold"]["reason"] == "case 7"
+    gc = cli.invoke(app, ["store", "gc", "--store", store, "--full-days", "0", "--dry-run"])
+    assert json.loads(gc.output)["actions"] == [{"id": id, "action": "keep-held", "reason": "held: case 7"}]
+    assert cli.invoke(app, ["store", "release", id[:12], "--store", store]).exit_code == 0
+    gc = cli.invoke(app, ["store", "gc", "--store", store, "--full-days", "0"])
+    assert [x["action"] for x in json.loads(gc.output)["actions"]] == ["drop-pack"]
+    listed = cli.invoke(app, ["store", "list", "--store", store, "--json"])
+    assert json.loads(listed.output)[0]["tier"] == "traces"
+    bad = cli.invoke(app, ["store", "hold", "zzzz", "--reason", "x", "--store", store])
+    assert bad.exit_code == 2 and "no entry" in bad.output
