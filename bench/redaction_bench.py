@@ -3,20 +3,24 @@
 Generates deterministic log-like text (20 MB by default, one planted secret per ~4 KiB) in a temp folder,
 builds a pack from it both ways, prints the times, throughputs and their ratio.
 
-    PYTHONPATH=. python bench/redaction_bench.py [--mb 20]
+    python bench/redaction_bench.py [--mb 20]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from runner.pack import PackBuilder
-from runner.privacy.mask import PrivacyOptions
-from tests.packfactory import make_manifest
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from runner.pack import PackBuilder  # noqa: E402
+from runner.privacy.mask import PrivacyOptions  # noqa: E402
+from tests.packfactory import make_manifest  # noqa: E402
 
 WORDS = ["test", "passed", "failed", "collecting", "module", "import", "error", "warning", "session", "request", "response", "cache"]
 
