@@ -246,3 +246,17 @@ def test_cassette_headers_and_query_parameters_are_masked_by_name(tmp_path: Path
     raw = decompressed(p)
     assert not any(v in raw for v in (b"plainvalue1", b"opaquevalue2", b"opaquevalue3"))
     assert b"paris" in raw and b"*/*" in raw
+
+
+def test_with_the_key_unpack_restores_the_patches_so_they_apply_to_the_base(
+    tmp_path: Path, keyring: crypto.Keyring
+) -> None:
+    key = SECRETS[0].value
+    diff = f"--- a/settings.py\n+++ b/settings.py\n@@ -1,2 +1,2 @@\n API_KEY = '{key}'\n-DEBUG = True\n+DEBUG = False\n"
+    p = make_pack(tmp_path, steps=[patch("p1", diff)], privacy=PrivacyOptions(keyring=keyring))
+    masked = pack.unpack(p, tmp_path / "masked")
+    assert key not in (masked.path / "patches/0001.diff").read_text()
+    keyed = pack.unpack(p, tmp_path / "keyed", keyring=keyring)
+    assert (keyed.path / "patches/0001.diff").read_text() == diff
+    codes = {f["code"] for f in keyed.manifest.privacy.extra["audit"]["findings"]}
+    assert "secret-in-file" in codes

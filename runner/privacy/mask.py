@@ -20,6 +20,10 @@ Rules:
   prints the live secret (or another of the same kind) still reproduces.
 - With `encrypt_payloads`, prompts/, cassettes/, artifacts/ and traces.jsonl are sealed member by member
   after redaction; `open_payloads` (called by `pack.unpack` with a keyring) opens them.
+- Patches are redacted too (they are source code, where secrets hide), so a patch whose lines hold a
+  secret no longer applies to the unredacted base commit. With the keyring, `open_payloads` also puts
+  the original values back into the patches (and the dirty baseline), so a privileged replay applies
+  exactly what was recorded.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from runner.manifest import (
     Expectation,
     Manifest,
     MemberDigest,
+    PatchStep,
     Privacy,
     Step,
 )
@@ -384,7 +389,21 @@ def reveal_text(name: str, text: str, secrets: Iterable[Secret]) -> str:
 
 
 def open_payloads(folder: Path, manifest: Manifest, keyring: Keyring | None) -> None:
-    """Decrypt an unpacked pack's sealed payload members in place; PrivacyError without a usable key."""
+    """Decrypt an unpacked pack's sealed payload members in place (PrivacyError without a usable key);
+    with a keyring, also put the original values back into its patches."""
+    _decrypt(folder, manifest, keyring)
+    if keyring is None or not manifest.privacy.extra.get("sealed"):
+        return
+    found = sealed_secrets(folder, manifest, keyring)
+    patches = [s.patch for s in manifest.steps if isinstance(s, PatchStep)]
+    for name in [*patches, *([manifest.git.baseline_patch] if manifest.git.baseline_patch else [])]:
+        path = folder / name
+        text = _text_of(path.read_bytes())
+        if text is not None and "REDACTED_" in text:
+            path.write_text(reveal_text(name, text, found), encoding="utf-8")
+
+
+def _decrypt(folder: Path, manifest: Manifest, keyring: Keyring | None) -> None:
     names = manifest.privacy.extra.get("encrypted_members") or []
     if not manifest.privacy.encrypted_payloads or not names:
         return
