@@ -37,6 +37,7 @@ __all__ = [
     "NORMALISERS",
     "OUTPUT_RULES",
     "Agent",
+    "AgentCommand",
     "Artifact",
     "CassetteIndex",
     "CommandStep",
@@ -88,10 +89,22 @@ class Session:
 
 
 @dataclass(frozen=True)
+class AgentCommand:
+    """How the recorded agent process was started, so replay can run it again against the cassettes."""
+
+    argv: tuple[str, ...]
+    cwd: str = "."  # relative to the workspace root
+    env: Mapping[str, str] = field(default_factory=dict)  # allowlisted variables only
+    timeout: float | None = None  # seconds; None: no limit was set when recording
+
+
+@dataclass(frozen=True)
 class Agent:
     name: str
     commit: str | None = None
     config_version: str | None = None
+    command: AgentCommand | None = None
+    patch: str | None = None  # id of the patch step holding what the agent changed
 
 
 @dataclass(frozen=True)
@@ -374,6 +387,10 @@ def _semantic_problem(m: Manifest) -> str | None:
         if step.id in seen_ids:
             return f"steps[{i}].id: {step.id!r} is already used by steps[{seen_ids[step.id]}]"
         seen_ids[step.id] = i
+    if m.agent.patch is not None and not isinstance(
+        m.steps[seen_ids[m.agent.patch]] if m.agent.patch in seen_ids else None, PatchStep
+    ):
+        return f"agent.patch: {m.agent.patch!r} is not the id of a patch step"
     indexed = set()
     for i, art in enumerate(m.artifacts):
         if art.path != f"artifacts/sha256/{art.sha256}":
@@ -404,6 +421,7 @@ def _from_dict(d: dict[str, Any]) -> Manifest:
     privacy = dict(d.get("privacy") or {})
     integ = d.get("integrity")
     config_version = d["agent"].get("config_version")
+    command = d["agent"].get("command")
     return Manifest(
         format_version=d["format_version"],
         session=Session(id=d["session"]["id"], created_at=d["session"]["created_at"]),
@@ -411,6 +429,15 @@ def _from_dict(d: dict[str, Any]) -> Manifest:
             name=d["agent"]["name"],
             commit=d["agent"].get("commit"),
             config_version=None if config_version is None else str(config_version),
+            command=AgentCommand(
+                argv=tuple(command["argv"]),
+                cwd=command.get("cwd", "."),
+                env=dict(command.get("env", {})),
+                timeout=command.get("timeout"),
+            )
+            if command
+            else None,
+            patch=d["agent"].get("patch"),
         ),
         git=GitInputs(
             base_commit=g["base_commit"],
@@ -485,7 +512,13 @@ def to_dict(m: Manifest) -> dict[str, Any]:
         "format_version": m.format_version,
         "session": {"id": m.session.id, "created_at": m.session.created_at},
         "agent": _drop_none(
-            {"name": m.agent.name, "commit": m.agent.commit, "config_version": m.agent.config_version}
+            {
+                "name": m.agent.name,
+                "commit": m.agent.commit,
+                "config_version": m.agent.config_version,
+                "command": _command_to_dict(m.agent.command) if m.agent.command else None,
+                "patch": m.agent.patch,
+            }
         ),
         "inputs": {
             "git": _drop_none(
@@ -530,6 +563,10 @@ def to_dict(m: Manifest) -> dict[str, Any]:
             },
         }
     return out
+
+
+def _command_to_dict(c: AgentCommand) -> dict[str, Any]:
+    return _drop_none({"argv": list(c.argv), "cwd": c.cwd, "env": dict(c.env) or None, "timeout": c.timeout})
 
 
 def _step_to_dict(s: Step) -> dict[str, Any]:

@@ -190,3 +190,34 @@ def test_referenced_members_lists_what_replay_needs() -> None:
         f"artifacts/sha256/{SHA}",
     } <= refs
     assert "cassettes/http.jsonl" in refs
+
+
+def _with_agent_command(patch: str | None = "p1") -> mf.Manifest:
+    command = mf.AgentCommand(argv=("python", "agent.py"), cwd="src", env={"LANG": "C.UTF-8"}, timeout=900)
+    return replace(_full(), agent=mf.Agent("my-agent", command=command, patch=patch))
+
+
+def test_agent_command_and_patch_round_trip() -> None:
+    m = _with_agent_command()
+    loaded = mf.load(mf.dump(m))
+    assert loaded == m
+    assert loaded.agent.command is not None and loaded.agent.command.argv == ("python", "agent.py")
+    assert mf.to_dict(m)["agent"]["command"] == {
+        "argv": ["python", "agent.py"], "cwd": "src", "env": {"LANG": "C.UTF-8"}, "timeout": 900
+    }
+
+
+def test_agent_patch_must_name_a_patch_step() -> None:
+    with pytest.raises(PackError, match="agent.patch: 'c1' is not the id of a patch step"):
+        mf.validate(_with_agent_command(patch="c1"))
+    with pytest.raises(PackError, match="agent.patch: 'nope'"):
+        mf.validate(_with_agent_command(patch="nope"))
+
+
+def test_agent_command_needs_a_relative_cwd_and_an_argv() -> None:
+    text = mf.dump(_with_agent_command()).replace("cwd: src", "cwd: /etc")
+    with pytest.raises(PackError, match="agent.command.cwd"):
+        mf.load(text)
+    bad = replace(_with_agent_command(), agent=mf.Agent("a", command=mf.AgentCommand(argv=())))
+    with pytest.raises(PackError, match="agent.command.argv"):
+        mf.validate(bad)
