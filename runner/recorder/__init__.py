@@ -15,5 +15,16 @@ from runner.recorder.session import (
     ToolResult,
     record,
 )
+from runner.recorder.wrap import WrapResult, record_command
 
-__all__ = ["PatchCapture", "RecordOptions", "RecordSummary", "Session", "TaskHandle", "ToolResult", "record"]
+__all__ = [
+    "PatchCapture",
+    "RecordOptions",
+    "RecordSummary",
+    "Session",
+    "TaskHandle",
+    "ToolResult",
+    "WrapResult",
+    "record",
+    "record_command",
+]
