@@ -34,13 +34,16 @@ HOST_ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['P
 def members(pack_path: Path) -> dict[str, bytes]:
     """Every member of a pack, decompressed."""
     out = {}
-    with open(pack_path, "rb") as f, zstandard.ZstdDecompressor().stream_reader(f) as raw:
-        with tarfile.open(fileobj=raw, mode="r|") as tar:
-            for member in tar:
-                if member.isreg():
-                    handle = tar.extractfile(member)
-                    assert handle is not None
-                    out[member.name] = handle.read()
+    with (
+        open(pack_path, "rb") as f,
+        zstandard.ZstdDecompressor().stream_reader(f) as raw,
+        tarfile.open(fileobj=raw, mode="r|") as tar,
+    ):
+        for member in tar:
+            if member.isreg():
+                handle = tar.extractfile(member)
+                assert handle is not None
+                out[member.name] = handle.read()
     return out
 
 
@@ -224,10 +227,12 @@ def test_a_recorded_pack_can_be_debugged_at_a_task_span(tmp_path: Path, monkeypa
     repo = tmp_path / "repo"
     make_repo(repo, {"a.txt": "one\n"})
     out = tmp_path / "debug.tar.zst"
-    with record(out=out, repo=repo, http=False) as s:
-        with s.task("solve", input={"args": ["why?"], "kwargs": {}}) as task:
-            answer = s.llm_call(lambda **p: {"text": "recorded answer"}, model="m", temperature=0, prompt="why?")
-            task.set_output(answer["text"].upper())
+    with (
+        record(out=out, repo=repo, http=False) as s,
+        s.task("solve", input={"args": ["why?"], "kwargs": {}}) as task,
+    ):
+        answer = s.llm_call(lambda **p: {"text": "recorded answer"}, model="m", temperature=0, prompt="why?")
+        task.set_output(answer["text"].upper())
     result = debug_pack(
         out, task.span_id, "rec_agent_mod:solve", mock_config={"llm": "rec_agent_mod.model"},
         stdin=io.StringIO("c\n"), stdout=io.StringIO(),
