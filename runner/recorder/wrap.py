@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,6 +128,10 @@ def record_command(
             "no agent command: put it after --, e.g. runner record --out s.tar.zst -- python agent.py"
         )
     cwd = Path.cwd()
+    if shutil.which(argv[0], path=os.environ.get("PATH")) is None:
+        raise UsageError(
+            f"cannot start the agent {argv[0]!r}: not found or not executable; check the command after --"
+        )
     session = Session(
         out, repo, RecordOptions(**{**vars(options), "set_environ": False}), environ=dict(os.environ)
     )
