@@ -28,7 +28,7 @@ SECRETS = {
 HEADER_TOKEN = "ghp_plantedHeaderToken0123456789abcdefAB"
 COOKIE = "planted-cookie-value-77"
 
-AGENT = f"""
+AGENT = """
 import os, subprocess
 import openai
 base = os.environ["MODEL_BASE"]
@@ -38,7 +38,7 @@ hello = subprocess.run(
 print("curl said", hello.strip(), flush=True)
 client = openai.OpenAI(base_url=base + "/v1")
 stream = client.chat.completions.create(model="gpt-4o-mini", temperature=0, seed=7, stream=True,
-                                        messages=[{{"role": "user", "content": "fix the greeting"}}])
+                                        messages=[{"role": "user", "content": "fix the greeting"}])
 text = "".join(c.choices[0].delta.content or "" for c in stream)
 with open("greet.py", "w") as f:
     f.write("def greet():\\n    return " + repr(text) + "\\n")
