@@ -42,12 +42,12 @@ class _Namespace:
     pass
 
 
-def _recorder(policy: LlmPolicy = LlmPolicy()) -> tuple[LlmRecorder, dict[str, bytes], InMemorySpanExporter]:
+def _recorder(policy: LlmPolicy | None = None) -> tuple[LlmRecorder, dict[str, bytes], InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     store: dict[str, bytes] = {}
-    return LlmRecorder(provider.get_tracer("t"), store.__setitem__, policy), store, exporter
+    return LlmRecorder(provider.get_tracer("t"), store.__setitem__, policy or LlmPolicy()), store, exporter
 
 
 def _only(exporter: InMemorySpanExporter) -> ReadableSpan:
@@ -148,5 +148,5 @@ def test_instrument_wraps_openai_and_anthropic_shaped_clients_and_refuses_others
     assert create.calls[0]["seed"] == 424242 and len(exporter.get_finished_spans()) == 1
     with pytest.raises(RecordError, match="keyword arguments only"):
         client.chat.completions.create("positional")  # type: ignore[attr-defined]
-    with pytest.raises(RecordError, match="use session.llm_call"):
+    with pytest.raises(RecordError, match=r"use session\.llm_call"):
         instrument(object(), rec)

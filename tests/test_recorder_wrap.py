@@ -141,7 +141,7 @@ def test_ctrl_c_stops_the_agent_and_still_writes_what_was_captured(tmp_path: Pat
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and str(out) in stderr
     m = pack.inspect(out).manifest
