@@ -36,7 +36,10 @@ from runner.observability import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
 __all__ = ["LlmPolicy", "LlmRecorder", "instrument", "plain"]
 
 TemperaturePolicy = Literal["refuse", "warn"]
-_SECRET_NAME = re.compile(r"(?i)(authorization|api[-_]?key|token|secret|password|cookie|credential)")
+# Credential-like parameter names (`max_tokens` is not one: a name ending in "token", not "tokens").
+_SECRET_NAME = re.compile(
+    r"(?i)^(.*authorization|.*cookie|.*api[-_]?key|(.*[-_])?token|.*secret.*|.*passw(or)?d.*|.*credential.*)$"
+)
 _NO_SEED = {"anthropic.messages", "openai.responses"}
 
 
@@ -66,7 +69,7 @@ def plain(value: Any) -> Any:
 
 
 def _scrub(value: Any, key: str = "") -> Any:
-    if key and _SECRET_NAME.search(key) and value is not None:
+    if key and _SECRET_NAME.match(key) and value is not None:
         return "<redacted>"
     if isinstance(value, dict):
         return {k: _scrub(v, k) for k, v in value.items()}
@@ -132,14 +135,20 @@ def _stream_text(chunks: list[Any]) -> str:
 
 
 class LlmRecorder:
-    """Wraps model calls for one session. `store(name, data)` receives prompt files (prompts/<name>)."""
+    """Wraps model calls for one session. `store(name, data)` receives prompt files (prompts/<name>);
+    `defer(work)` runs the serialising part later (the session runs it on a background thread)."""
 
     def __init__(
-        self, tracer: otel_trace.Tracer, store: Callable[[str, bytes], None], policy: LlmPolicy
+        self,
+        tracer: otel_trace.Tracer,
+        store: Callable[[str, bytes], None],
+        policy: LlmPolicy,
+        defer: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         self.tracer = tracer
         self.store = store
         self.policy = policy
+        self.defer = defer or (lambda work: work())
         self.count = 0
         self.first: dict[str, Any] | None = None  # the first call's parameters: the session's llm defaults
         self._lock = threading.Lock()
@@ -162,13 +171,48 @@ class LlmRecorder:
         with self._lock:
             self.count += 1
             number = self.count
-            if self.first is None:
-                self.first = {"provider": provider.split(".")[0], **params}
-        recorded = _scrub(plain(params))
-        inputs = _input_messages(provider, recorded)
+        # Agents append to their message list after a call: keep the lists as they were sent.
+        sent = {k: list(v) if isinstance(v, list) else v for k, v in params.items()}
+        snippets = list(retrieval) if retrieval is not None else None
         span = self.tracer.start_span(
             f"chat {params.get('model', '')}".strip(), kind=otel_trace.SpanKind.CLIENT
         )
+        self.defer(lambda: self._request(span, number, provider, sent, snippets, warning))
+        try:
+            with otel_trace.use_span(span, end_on_exit=False):
+                result = fn(**params)
+        except BaseException as e:
+            error, end = e, time.time_ns()  # `e` is unbound after the except block; the lambda runs later
+            self.defer(lambda: self._failed(span, error, end))
+            raise
+        if (
+            params.get("stream")
+            and hasattr(result, "__iter__")
+            and not isinstance(result, dict | str | bytes)
+        ):
+
+            def streamed(chunks: list[Any]) -> None:
+                end = time.time_ns()
+                self.defer(lambda: self._finish(span, number, chunks, end, streamed=True))
+
+            return _RecordedStream(result, streamed)
+        end = time.time_ns()
+        self.defer(lambda: self._finish(span, number, result, end))
+        return result
+
+    def _request(
+        self,
+        span: otel_trace.Span,
+        number: int,
+        provider: str,
+        sent: dict[str, Any],
+        retrieval: list[Any] | None,
+        warning: str | None,
+    ) -> None:
+        recorded = _scrub(plain(sent))
+        if self.first is None:
+            self.first = {"provider": provider.split(".")[0], **recorded}
+        inputs = _input_messages(provider, recorded)
         attrs: dict[str, Any] = {
             SPAN_TYPE: "llm",
             SPAN_INPUT: typedjson.dumps({"args": [], "kwargs": recorded}, lenient=True),
@@ -178,47 +222,35 @@ class LlmRecorder:
             "gen_ai.input.messages": json.dumps(inputs, ensure_ascii=False),
             "runner.llm.api": provider,
             "runner.llm.call": number,
-            "runner.llm.seed_supported": seeded,
+            "runner.llm.seed_supported": provider not in _NO_SEED,
         }
         for name in ("model", "seed", "temperature", "top_p", "max_tokens", "max_output_tokens", "stop"):
-            value = params.get(name)
+            value = recorded.get(name)
             if isinstance(value, str | int | float) and not isinstance(value, bool):
                 key = "max_tokens" if name == "max_output_tokens" else name
                 attrs[f"gen_ai.request.{key}"] = value
-        if params.get("tools") is not None:
+        if recorded.get("tools") is not None:
             attrs["gen_ai.tool.definitions"] = json.dumps(recorded["tools"], ensure_ascii=False)
         if retrieval is not None:
             snippets = [plain(s) for s in retrieval]
             digests = [hashlib.sha256(_text(s).encode()).hexdigest() for s in snippets]
             attrs["runner.llm.retrieval.sha256"] = digests
-            recorded = {**recorded, "retrieval": [{"order": i, "sha256": d, "content": s}
-                                                  for i, (s, d) in enumerate(zip(snippets, digests, strict=True))]}  # fmt: skip
+            recorded = {
+                **recorded,
+                "retrieval": [
+                    {"order": i, "sha256": d, "content": s}
+                    for i, (s, d) in enumerate(zip(snippets, digests, strict=True))
+                ],
+            }
         if warning:
             attrs["runner.llm.warning"] = warning
         span.set_attributes(attrs)
         self._store_request(number, recorded, inputs)
-        try:
-            with otel_trace.use_span(span, end_on_exit=False):
-                result = fn(**params)
-        except BaseException as e:
-            span.set_status(Status(StatusCode.ERROR, f"{type(e).__name__}: {e}"))
-            span.record_exception(e)
-            span.end()
-            raise
-        if (
-            params.get("stream")
-            and hasattr(result, "__iter__")
-            and not isinstance(result, dict | str | bytes)
-        ):
-            return _RecordedStream(
-                result,
-                lambda chunks: self._finish(
-                    span, number, {"stream": chunks, "text": _stream_text(chunks)}, chunks
-                ),
-            )
-        response = plain(result)
-        self._finish(span, number, response, response)
-        return result
+
+    def _failed(self, span: otel_trace.Span, error: BaseException, end: int) -> None:
+        span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        span.record_exception(error)
+        span.end(end_time=end)
 
     def _store_request(self, number: int, recorded: dict[str, Any], inputs: list[dict[str, Any]]) -> None:
         self.store(f"{number:04d}-request.json", json.dumps(recorded, indent=2, ensure_ascii=False).encode())
@@ -229,7 +261,11 @@ class LlmRecorder:
         for role, texts in by_role.items():
             self.store(f"{number:04d}-{role}.txt", "\n\n".join(texts).encode())
 
-    def _finish(self, span: otel_trace.Span, number: int, response: Any, output: Any) -> None:
+    def _finish(
+        self, span: otel_trace.Span, number: int, result: Any, end: int, streamed: bool = False
+    ) -> None:
+        output = plain(result)
+        response = {"stream": output, "text": _stream_text(output)} if streamed else output
         outputs = _output_messages(response)
         attrs: dict[str, Any] = {
             SPAN_OUTPUT: typedjson.dumps(output, lenient=True),
@@ -256,7 +292,7 @@ class LlmRecorder:
         texts = [_text(m.get("content")) if isinstance(m, dict) else str(m) for m in outputs]
         self.store(f"{number:04d}-assistant.txt", "\n\n".join(texts).encode())
         span.set_status(Status(StatusCode.OK))
-        span.end()
+        span.end(end_time=end)
 
 
 class _RecordedStream:
@@ -280,7 +316,7 @@ class _RecordedStream:
         except StopIteration:
             self._finish()
             raise
-        self._chunks.append(plain(chunk))
+        self._chunks.append(chunk)
         return chunk
 
     def _finish(self) -> None:

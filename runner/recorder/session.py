@@ -27,6 +27,8 @@ import os
 import platform
 import re
 import secrets
+import select
+import selectors
 import shutil
 import signal
 import subprocess
@@ -53,7 +55,8 @@ from runner.observability import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
 from runner.pack import PackBuilder
 from runner.recorder import gitstate
 from runner.recorder.llm import LlmPolicy, LlmRecorder, TemperaturePolicy, instrument
-from runner.recorder.spans import Tracing
+from runner.recorder.spans import Tracing, otlp_configured
+from runner.recorder.worker import Deferred
 
 __all__ = ["PatchCapture", "RecordOptions", "RecordSummary", "Session", "TaskHandle", "ToolResult", "record"]
 
@@ -77,6 +80,9 @@ class RecordOptions:
     default_timeout: float = 600.0
     upstream_ca: Path | None = None  # the CA bundle verifying real servers (default: this machine's)
     record_loopback: bool = False  # also send requests to localhost through the proxy (local model servers)
+    # Finish spans on a background thread as the session goes (on when an OTLP endpoint is set), rather
+    # than all at the end, which keeps the agent's own thread free of recording work.
+    live_spans: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,7 +141,8 @@ class _Blob:
 
 @dataclass
 class _Command:
-    step: mf.CommandStep
+    id: str
+    step: mf.CommandStep | None = None  # filled in on the background thread
     blobs: list[_Blob] = field(default_factory=list)
 
 
@@ -184,6 +191,8 @@ class Session:
         self.proxy_env: dict[str, str] = {}
         self._started = 0.0
         self._builder: PackBuilder | None = None
+        self._deferred = Deferred(background=options.live_spans or otlp_configured())
+        self._commands = 0
 
     # --- start and end ---------------------------------------------------------------------------
 
@@ -227,7 +236,10 @@ class Session:
         )
         self._ctx_token = otel_context.attach(otel_trace.set_span_in_context(self.session_span))
         self.llm = LlmRecorder(
-            self.tracer, self._store_prompt, LlmPolicy(self.options.seed, self.options.temperature_policy)
+            self.tracer,
+            self._store_prompt,
+            LlmPolicy(self.options.seed, self.options.temperature_policy),
+            defer=self._deferred.submit,
         )
         return self
 
@@ -269,10 +281,17 @@ class Session:
         base = self._given_environ if self._given_environ is not None else dict(os.environ)
         return {**base, **self.proxy_env}
 
+    def _command_env(self, extra: Mapping[str, str]) -> Mapping[str, str] | None:
+        # None: the child inherits os.environ (proxy variables included) without copying it on every call.
+        if self._given_environ is None and self.options.set_environ and not extra:
+            return None
+        return {**self.base_env(), **extra}
+
     def close(self, exc: BaseException | None = None) -> RecordSummary:
         """End the session and write the pack (atomically). On error nothing is left under `out`."""
         assert self._workdir is not None and self._builder is not None
         try:
+            self._deferred.drain()
             with contextlib.suppress(RunnerError):
                 self.capture_patch(reason="end of session")
             exchanges = self._stop_proxy()
@@ -319,6 +338,7 @@ class Session:
             )
         finally:
             self._stop_proxy()
+            self._deferred.close()
             self._builder.close()
             shutil.rmtree(self._workdir, ignore_errors=True)
 
@@ -404,6 +424,8 @@ class Session:
         return blob
 
     def _relative_cwd(self, cwd: Path) -> str:
+        if cwd == self.git.root:
+            return "."
         try:
             rel = cwd.resolve().relative_to(self.git.root.resolve())
         except ValueError:
@@ -435,29 +457,36 @@ class Session:
         rel_cwd = self._relative_cwd(where)
         limit = timeout if timeout is not None else self.options.default_timeout
         extra = dict(env or {})
-        with self.tracer.start_as_current_span(
-            name or f"tool {Path(argv[0]).name}",
-            attributes={
-                SPAN_TYPE: "tool",
-                SPAN_INPUT: typedjson.dumps({"args": [list(argv)], "kwargs": {"cwd": rel_cwd}}),
-                "runner.tool.argv": list(argv),
-                "runner.tool.cwd": rel_cwd,
-            },
-        ) as span:
-            span_id = _span_hex(span)
-            started = time.monotonic()
-            code, out, err = _run(argv, where, {**self.base_env(), **extra}, limit)
-            duration = time.monotonic() - started
-            produced: dict[str, bytes] = {}
-            for rel in outputs:
-                path = where / rel
-                if path.is_file():
-                    produced[rel] = path.read_bytes()
-            blobs = [self._blob(out, "text/plain", f"{span_id}.stdout", span_id),
-                     self._blob(err, "text/plain", f"{span_id}.stderr", span_id)]  # fmt: skip
+        span = self.tracer.start_span(name or f"tool {Path(argv[0]).name}")
+        span_id = _span_hex(span)
+        started = time.monotonic()
+        code, out, err = _run(argv, where, self._command_env(extra), limit)
+        duration = time.monotonic() - started
+        end = time.time_ns()
+        produced: dict[str, bytes] = {}
+        for rel in outputs:  # read now: the next command may overwrite them
+            path = where / rel
+            if path.is_file():
+                produced[rel] = path.read_bytes()
+        step_id = None
+        holder = None
+        if code is not None:
+            with self._lock:
+                self._commands += 1
+                step_id = f"c{self._commands}"
+                holder = _Command(step_id)
+                self._steps.append(holder)
+
+        def finish() -> None:
+            blobs = [self._blob(out, "text/plain", f"{step_id or span_id}.stdout", span_id),
+                     self._blob(err, "text/plain", f"{step_id or span_id}.stderr", span_id)]  # fmt: skip
             blobs += [self._blob(d, _media(p, d), p, span_id) for p, d in produced.items()]
             span.set_attributes(
                 {
+                    SPAN_TYPE: "tool",
+                    SPAN_INPUT: typedjson.dumps({"args": [list(argv)], "kwargs": {"cwd": rel_cwd}}),
+                    "runner.tool.argv": list(argv),
+                    "runner.tool.cwd": rel_cwd,
                     "runner.tool.exit_code": -1 if code is None else code,
                     "runner.tool.duration_s": duration,
                     "runner.tool.stdout.sha256": blobs[0].sha256,
@@ -474,18 +503,18 @@ class Session:
                     ),
                 }
             )
-            step_id = None
-            if code is None:
+            if holder is None:
                 span.set_status(Status(StatusCode.ERROR, f"killed after its {limit:g}s timeout"))
             else:
-                step = mf.CommandStep(
-                    id="c",
+                holder.blobs = blobs
+                holder.step = mf.CommandStep(
+                    id=holder.id,
                     argv=argv,
                     cwd=rel_cwd,
                     env={k: v for k, v in extra.items() if not _SECRET_NAME.search(k)},
                     timeout=max(1.0, float(limit)),
                     expect=mf.Expectation(
-                        exit_code=code,
+                        exit_code=code if code is not None else -1,
                         stdout=blobs[0].sha256,
                         stderr=blobs[1].sha256,
                         outputs={p: b.sha256 for p, b in zip(produced, blobs[2:], strict=True)},
@@ -497,11 +526,9 @@ class Session:
                     ),
                     span_id=span_id,
                 )
-                with self._lock:
-                    number = sum(1 for s in self._steps if isinstance(s, _Command)) + 1
-                    step = dataclasses.replace(step, id=f"c{number}")
-                    self._steps.append(_Command(step, blobs))
-                step_id = step.id
+            span.end(end_time=end)
+
+        self._deferred.submit(finish)
         return ToolResult(argv, code, out, err, duration, produced, span_id, step_id)
 
     def capture_patch(self, reason: str = "") -> PatchCapture | None:
@@ -577,6 +604,7 @@ class Session:
             if isinstance(item, mf.PatchStep):
                 steps.append(item)
                 continue
+            assert item.step is not None  # the background work was drained
             if keep:
                 steps.append(item.step)
                 blobs += item.blobs
@@ -679,6 +707,7 @@ class Session:
 
     def _abort(self) -> None:
         self._stop_proxy()
+        self._deferred.close()
         if self._builder is not None:
             self._builder.close()
         if self._workdir is not None:
@@ -714,8 +743,9 @@ def _rule(path: str, data: bytes) -> str:
 
 
 def _run(
-    argv: tuple[str, ...], cwd: Path, env: dict[str, str], timeout: float
+    argv: tuple[str, ...], cwd: Path, env: Mapping[str, str] | None, timeout: float
 ) -> tuple[int | None, bytes, bytes]:
+    """Run a command to its end or its timeout (then its process group is killed): exit code or None, output."""
     try:
         proc = subprocess.Popen(
             argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -724,18 +754,63 @@ def _run(
     except OSError as e:
         raise RecordError(f"cannot run {argv[0]!r} in {cwd}: {e.strerror}; check the command exists") from e
     try:
-        out, err = proc.communicate(timeout=timeout)
-        return proc.returncode, out, err
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        return None, out, err
+        result = _communicate(proc, time.monotonic() + timeout)
     except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        result = None
         raise
+    finally:
+        if result is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+    if result is None:
+        return None, b"", b""
+    return proc.returncode, result[0], result[1]
+
+
+def _communicate(proc: subprocess.Popen[bytes], deadline: float) -> tuple[bytes, bytes] | None:
+    """Read both pipes and reap the process by `deadline`; None when it passed. Unlike
+    `Popen.communicate(timeout=...)`, waiting for the exit blocks on a pidfd instead of polling with sleeps."""
+    assert proc.stdout is not None and proc.stderr is not None
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    chunks: dict[int, list[bytes]] = {out_fd: [], err_fd: []}
+    with selectors.DefaultSelector() as sel:
+        for fd in chunks:
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            for key, _ in sel.select(remaining):
+                data = os.read(key.fd, 1 << 16)
+                if data:
+                    chunks[key.fd].append(data)
+                else:
+                    sel.unregister(key.fd)
+    proc.stdout.close()
+    proc.stderr.close()
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return None
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(remaining)
+        except subprocess.TimeoutExpired:
+            return None
+    else:
+        try:
+            ready, _, _ = select.select([pidfd], [], [], remaining)
+        finally:
+            os.close(pidfd)
+        if not ready:
+            return None
+        proc.wait()
+    return b"".join(chunks[out_fd]), b"".join(chunks[err_fd])
 
 
 @contextlib.contextmanager

@@ -6,11 +6,13 @@ when OTEL_EXPORTER_OTLP_ENDPOINT is set.
 Rules: the file writer is a synchronous SpanProcessor writing to a buffered file under a lock: a span
 is never dropped (the SDK's batch processor drops on a full queue; OTLP export, an extra, may). Every
 span gets the session's common attributes when it starts. Attribute values are OpenTelemetry
-primitives; structured values are JSON strings.
+primitives; structured values are JSON strings. The common attributes are written on every line of the
+file, and sent over OTLP as resource attributes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -27,7 +29,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from runner import traces
 from runner.errors import RecordError
 
-__all__ = ["JsonlSpanWriter", "Tracing", "to_span"]
+__all__ = ["JsonlSpanWriter", "Tracing", "otlp_configured", "to_span"]
 
 AttrMap = Mapping[str, str | bool | int | float]
 
@@ -73,7 +75,7 @@ def to_span(span: ReadableSpan) -> traces.Span:
 
 
 class JsonlSpanWriter(SpanProcessor):
-    """Writes every ended span as one line, at once, to a buffered file; sets common attributes at start."""
+    """Writes every ended span, with the common attributes, as one line to a buffered file, at once."""
 
     def __init__(self, path: Path, common: AttrMap) -> None:
         self.path = path
@@ -87,12 +89,15 @@ class JsonlSpanWriter(SpanProcessor):
             raise RecordError(f"cannot write spans to {path}: {e.strerror}") from e
 
     def on_start(self, span: SdkSpan, parent_context: Context | None = None) -> None:
-        span.set_attributes(self.common)
         if self.dynamic is not None:
             span.set_attributes(self.dynamic())
 
     def on_end(self, span: ReadableSpan) -> None:
-        line = traces.span_line(to_span(span)) + "\n"
+        # The common attributes join each line here rather than each span at start: cheaper on the agent's
+        # path, and OTLP receivers get them once per batch as resource attributes.
+        pack_span = to_span(span)
+        pack_span = dataclasses.replace(pack_span, attributes={**self.common, **pack_span.attributes})
+        line = traces.span_line(pack_span) + "\n"
         with self._lock:
             if self._file is not None:
                 self._file.write(line)
@@ -111,6 +116,12 @@ class JsonlSpanWriter(SpanProcessor):
                 self._file = None
 
 
+def otlp_configured() -> bool:
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
 class Tracing:
     """A private TracerProvider for one session (the process-wide provider is left alone)."""
 
@@ -118,13 +129,11 @@ class Tracing:
         self.writer = JsonlSpanWriter(path, common)
         # No limit on attribute count or length: a recorded prompt must not be cut.
         self.provider = TracerProvider(
-            resource=Resource.create({"service.name": service_name}),
+            resource=Resource.create({"service.name": service_name, **common}),
             span_limits=SpanLimits(max_attributes=1024, max_events=1024, max_span_attributes=1024),
         )
         self.provider.add_span_processor(self.writer)
-        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-        ):
+        if otlp_configured():
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
             self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
