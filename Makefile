@@ -32,19 +32,21 @@ engine: install ## Make sure Docker answers (installs/starts it on Debian as roo
 images: engine ## Build the offline base and proxy sidecar images (quick when the recipes are unchanged)
 	$(RUNNER) images build
 
-packs: images ## Build the example packs in packs/ from their sources
+packs: install ## Build the example packs packs/*.tar.zst from their sources in packs/src/
+	$(BIN)/python packs/build.py
 
-demo: packs ## Replay the bundled example pack
+demo: images packs ## Replay the bundled example pack (exit 0: reproduced)
+	$(RUNNER) replay packs/demo-fix.tar.zst
 
 unit: install ## Run the tests that need no Docker engine
 	$(BIN)/python -m pytest -m 'not docker' $(PYTEST_ARGS)
 
-test: images ## Run the whole suite: lint, type checks, unit and Docker integration tests
+test: images packs ## Run the whole suite: lint, type checks, unit and Docker integration tests
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install ## ruff and mypy --strict on the package
-	$(BIN)/ruff check runner proxy tests
+	$(BIN)/ruff check runner proxy tests packs bench
 	$(BIN)/mypy
 
 BENCH_SCRIPTS ?= $(sort $(wildcard bench/*_bench.py))

@@ -31,7 +31,6 @@ import datetime as dt
 import hashlib
 import importlib
 import inspect
-import io
 import json
 import os
 import pdb
@@ -40,7 +39,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -51,9 +49,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol, cast
 
-import zstandard
-
 from runner import __version__, typedjson
+from runner import pack as pack_stage
 from runner.errors import DebugError, PackError
 from runner.observability import Span, Trace, TraceStore, load_trace_jsonl, write_atomic
 
@@ -1023,37 +1020,17 @@ def _runcall(
 
 
 def _read_pack_trace(source: Path, span_id: str) -> Trace:
-    """The trace holding `span_id`, from a traces.jsonl file or from the traces.jsonl member of a pack."""
+    """The trace holding `span_id`, from a traces.jsonl file or from a pack (unpacked safely and verified)."""
     try:
         with open(source, "rb") as f:
-            if f.read(4) != _ZSTD_MAGIC:
-                f.seek(0)
-                return load_trace_jsonl(f, span_id=span_id)
-            f.seek(0)
-            with (
-                zstandard.ZstdDecompressor().stream_reader(f) as raw,
-                tarfile.open(fileobj=raw, mode="r|") as tar,
-            ):
-                scanned = 0
-                for member in tar:
-                    scanned += member.size
-                    if scanned > MAX_TRACES_BYTES * 8:
-                        raise PackError(
-                            f"{source}: more than {MAX_TRACES_BYTES * 8} bytes before traces.jsonl"
-                        )
-                    if member.name.removeprefix("./") != "traces.jsonl":
-                        continue
-                    if not member.isreg() or member.size > MAX_TRACES_BYTES:
-                        raise PackError(
-                            f"{source}: traces.jsonl is not a regular file under {MAX_TRACES_BYTES} bytes"
-                        )
-                    stream = tar.extractfile(member)
-                    assert stream is not None  # a regular member always has a stream
-                    data = io.BytesIO(stream.read(MAX_TRACES_BYTES + 1))
-                    return load_trace_jsonl(data, span_id=span_id)
-    except (OSError, tarfile.TarError, zstandard.ZstdError) as e:
-        raise PackError(f"cannot read traces from {source}: {e}; check the file is a repro pack") from e
-    raise PackError(f"{source} holds no traces.jsonl; it is not a repro pack")
+            is_pack = f.read(4) == _ZSTD_MAGIC
+    except OSError as e:
+        raise PackError(f"cannot read {source}: {e.strerror}; give a repro pack or a traces.jsonl") from e
+    if not is_pack:
+        return load_trace_jsonl(source, span_id=span_id)
+    with tempfile.TemporaryDirectory(prefix="runner-debug-") as tmp:
+        unpacked = pack_stage.unpack(source, Path(tmp) / "pack")
+        return load_trace_jsonl(unpacked.path / "traces.jsonl", span_id=span_id)
 
 
 def _recorded_call(span: Span) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -21,10 +21,6 @@ class Verdict(StrEnum):
     DIVERGED = "diverged"
     ERROR = "error"
 
-    @property
-    def exit_code(self) -> int:
-        return {Verdict.REPRODUCED: 0, Verdict.DIVERGED: 1, Verdict.ERROR: 3}[self]
-
 
 class Cause(StrEnum):
     """The likely reason a replay diverged, from what the run observed (best first)."""
@@ -62,9 +58,11 @@ class PackOutcome:
     steps: tuple[StepOutcome, ...] = ()
     cause: Cause | None = None
     error: str | None = None
+    error_code: int = 3  # with ERROR: 2 for a bad pack (unsafe, invalid, tampered), 3 for the environment
     warnings: tuple[str, ...] = ()
     cassettes: CassetteUsage = field(default_factory=CassetteUsage)
     run_dir: str | None = None
+    image: str | None = None  # the image the steps ran in, and how it was had: "<ref> (built|cached|local|pulled)"
     duration_s: float = 0.0
 
     @property

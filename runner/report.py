@@ -27,11 +27,11 @@ _STYLE = {Verdict.REPRODUCED: "green", Verdict.DIVERGED: "yellow", Verdict.ERROR
 
 
 def exit_code(outcomes: Sequence[PackOutcome]) -> int:
-    """0 when every pack reproduced, 3 when any hit an infrastructure error, else 1."""
-    verdicts = {o.verdict for o in outcomes}
-    if Verdict.ERROR in verdicts:
-        return Verdict.ERROR.exit_code
-    return Verdict.DIVERGED.exit_code if Verdict.DIVERGED in verdicts else 0
+    """0 when every pack reproduced; else the gravest: 3 environment, 2 bad pack, 1 diverged."""
+    errors = {o.error_code for o in outcomes if o.verdict is Verdict.ERROR}
+    if errors:
+        return max(errors)
+    return 1 if any(o.verdict is Verdict.DIVERGED for o in outcomes) else 0
 
 
 def _as_dict(outcome: PackOutcome) -> dict[str, Any]:
@@ -139,6 +139,8 @@ def render_terminal(outcomes: Sequence[PackOutcome], console: Console) -> None:
     console.print(table)
     for o in outcomes:
         parts: list[RenderableType] = [Text(f"warning: {w}", style="yellow") for w in o.warnings]
+        if o.error:
+            parts.insert(0, Text(o.error, style="red"))
         first = o.first_divergence
         if first is not None:
             for d in first.differences:
@@ -147,5 +149,5 @@ def render_terminal(outcomes: Sequence[PackOutcome], console: Console) -> None:
                     parts.append(Syntax(d.diff, "diff", theme="ansi_dark", word_wrap=True))
         if o.run_dir:
             parts.append(Text(f"logs and outputs: {o.run_dir}", style="dim"))
-        if parts and (first is not None or o.warnings):
+        if parts and (first is not None or o.warnings or o.error):
             console.print(Panel(Group(*parts), title=o.pack, border_style=_STYLE[o.verdict]))

@@ -14,7 +14,7 @@ import datetime
 import os
 import ssl
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -105,7 +105,7 @@ def write_trust_bundle(ca: CertificateAuthority, out: Path, system_bundle: Path 
     return out
 
 
-def client_trust_env(ca_bundle_path: Path, proxy_url: str | None = None) -> dict[str, str]:
+def client_trust_env(ca_bundle_path: PurePath, proxy_url: str | None = None) -> dict[str, str]:
     """Environment making common clients trust `ca_bundle_path` and, when given, use the proxy."""
     bundle = str(ca_bundle_path)
     env = {

@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import WorkspaceError
 
-__all__ = ["PatchResult", "Workspace", "apply_patch", "restore"]
+__all__ = ["PatchResult", "Workspace", "apply_patch", "diff_trees", "restore", "tree", "tree_with_patch"]
 
 # Each tier is (name, argv prefix). `git apply --check` runs first so a failing tier writes nothing.
 _GIT_TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -137,3 +138,39 @@ def apply_patch(workspace: Workspace, patch: Path) -> PatchResult:
     else:
         reasons.append("patch-fuzz: `patch` is not installed")
     raise WorkspaceError(f"{patch.name} does not apply to the workspace: " + "; ".join(reasons))
+
+
+def _with_index(workspace: Workspace, index: Path, *args: str, stdin: bytes | None = None) -> str:
+    env = {**_git_env(), "GIT_INDEX_FILE": str(index)}
+    proc = subprocess.run(
+        ["git", "-c", "core.hooksPath=/dev/null", *args], cwd=workspace.path, input=stdin,
+        capture_output=True, env=env, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise WorkspaceError(f"git {args[0]} in {workspace.path} failed ({_first_line(proc)})")
+    return proc.stdout.decode("utf-8", "replace")
+
+
+def tree(workspace: Workspace) -> str:
+    """The git tree id of the working tree as it is now (untracked files included), via a private index."""
+    with tempfile.TemporaryDirectory(prefix="runner-index-") as tmp:
+        index = Path(tmp) / "index"
+        _with_index(workspace, index, "add", "-A", ".")
+        return _with_index(workspace, index, "write-tree").strip()
+
+
+def tree_with_patch(workspace: Workspace, base_tree: str, patch: Path) -> str:
+    """The tree `patch` makes of `base_tree`, computed in a private index: the working tree is not touched."""
+    with tempfile.TemporaryDirectory(prefix="runner-index-") as tmp:
+        index = Path(tmp) / "index"
+        _with_index(workspace, index, "read-tree", base_tree)
+        if patch.read_bytes().strip():
+            _with_index(workspace, index, "apply", "--cached", "--whitespace=nowarn", "-", stdin=patch.read_bytes())
+        return _with_index(workspace, index, "write-tree").strip()
+
+
+def diff_trees(workspace: Workspace, recorded: str, replayed: str) -> str:
+    """A unified diff from the recorded result to the replayed one (empty when the trees are equal)."""
+    if recorded == replayed:
+        return ""
+    return _git(workspace.path, "diff", "--binary", recorded, replayed).stdout.decode("utf-8", "replace")

@@ -11,11 +11,16 @@ without it the bundle is a placeholder and the base commit a fixed fake.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import subprocess
+import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import zstandard
 
 from runner import manifest as mf
 from runner.pack import PackBuilder
@@ -150,8 +155,6 @@ def make_pack(
 
 def seal(compressed_frames: bytes) -> bytes:
     """Append the pack trailer to zstd data, as `PackBuilder.build` does, to craft hand-made packs."""
-    import hashlib
-
     from runner.pack import _trailer
 
     return compressed_frames + _trailer(hashlib.sha256(compressed_frames).digest())
@@ -159,16 +162,39 @@ def seal(compressed_frames: bytes) -> bytes:
 
 def raw_members(pack: Path) -> list[tuple[str, bytes]]:
     """The (name, data) members of a pack, in order, read with no checks (for crafting variants)."""
-    import io
-    import tarfile
-
-    import zstandard
-
     data = pack.read_bytes()
-    tar_bytes = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=False).read()
+    raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=False).read()
     out = []
-    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
         for ti in tar:
             f = tar.extractfile(ti)
             out.append((ti.name, f.read() if f else b""))
     return out
+
+
+Members = list[tuple[str, bytes]]
+
+
+def tar_bytes(entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for entry in entries:
+            if isinstance(entry, tarfile.TarInfo):
+                tar.addfile(entry, io.BytesIO(b"\0" * entry.size) if entry.isreg() else None)
+            else:
+                name, data = entry
+                ti = tarfile.TarInfo(name)
+                ti.size = len(data)
+                tar.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def write_pack(path: Path, entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> Path:
+    path.write_bytes(seal(zstandard.ZstdCompressor(write_checksum=True).compress(tar_bytes(entries))))
+    return path
+
+
+def repack(src: Path, dst: Path, edit: Callable[[Members], Members]) -> Path:
+    return write_pack(dst, list(edit(raw_members(src))))
+
+

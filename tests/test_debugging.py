@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import zstandard
 
 from runner import typedjson
 from runner.debugging import (
@@ -35,6 +34,7 @@ from runner.debugging import (
 )
 from runner.errors import DebugError
 from runner.observability import Trace, TracerProvider, export_jsonl
+from tests.packfactory import make_pack, raw_members, write_pack
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
@@ -185,15 +185,7 @@ def test_unknown_mock_path_and_method_are_clear_errors() -> None:
 
 
 def _pack(tmp: Path, traces: Path) -> Path:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in [("manifest.yaml", b"format_version: 1\n"), ("traces.jsonl", traces.read_bytes())]:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    pack = tmp / "session.tar.zst"
-    pack.write_bytes(zstandard.ZstdCompressor().compress(buf.getvalue()))
-    return pack
+    return make_pack(tmp, files={"traces.jsonl": traces.read_bytes()})
 
 
 def _runner(*args: str, stdin: str = "", cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -240,16 +232,13 @@ def test_cli_refuses_bad_input_with_exit_2(tmp_path: Path) -> None:
                        "research_agent:call_llm", "--mock", "llm", cwd=tmp_path)  # fmt: skip
     assert bad_mock.returncode == 2 and "span_type=import.path" in bad_mock.stderr
 
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        link = tarfile.TarInfo("traces.jsonl")
-        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
-        tar.addfile(link)
-    odd = tmp_path / "odd.tar.zst"
-    odd.write_bytes(zstandard.ZstdCompressor().compress(buf.getvalue()))
+    link = tarfile.TarInfo("traces.jsonl")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    valid = raw_members(make_pack(tmp_path))
+    odd = write_pack(tmp_path / "odd.tar.zst", [link if name == "traces.jsonl" else (name, data) for name, data in valid])
     refused = _runner("debug", str(odd), "--span", "1" * 16, "--function", "research_agent:call_llm",
                       cwd=tmp_path)  # fmt: skip
-    assert refused.returncode == 2 and "not a regular file" in refused.stderr
+    assert refused.returncode == 2 and "traces.jsonl" in refused.stderr, refused.stderr
 
 
 # ---------------------------------------------------------------------------------------------- safety

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
@@ -25,7 +24,17 @@ from runner import manifest as mf
 from runner import pack
 from runner.cli import app
 from runner.errors import PackError
-from tests.packfactory import command, make_manifest, make_pack, patch, raw_members, seal
+from tests.packfactory import (
+    command,
+    make_manifest,
+    make_pack,
+    patch,
+    raw_members,
+    repack,
+    seal,
+    tar_bytes,
+    write_pack,
+)
 
 DIFF = "--- a/calc.py\n+++ b/calc.py\n@@ -1 +1 @@\n-x = 1\n+x = 2\n"
 REPO = Path(__file__).resolve().parents[1]
@@ -42,25 +51,6 @@ def small_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_pack(
         tmp_path_factory.mktemp("small"), steps=steps, files={"prompts/0001-user.txt": b"fix it"}
     )
-
-
-def _tar(entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for entry in entries:
-            if isinstance(entry, tarfile.TarInfo):
-                tar.addfile(entry, io.BytesIO(b"\0" * entry.size) if entry.isreg() else None)
-            else:
-                name, data = entry
-                ti = tarfile.TarInfo(name)
-                ti.size = len(data)
-                tar.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _write_pack(path: Path, entries: list[tarfile.TarInfo | tuple[str, bytes]]) -> Path:
-    path.write_bytes(seal(zstandard.ZstdCompressor(write_checksum=True).compress(_tar(entries))))
-    return path
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -182,17 +172,13 @@ def test_verify_accepts_an_intact_pack(small_pack: Path) -> None:
 Members = list[tuple[str, bytes]]
 
 
-def _repack(src: Path, dst: Path, edit: Callable[[Members], Members]) -> Path:
-    return _write_pack(dst, list(edit(raw_members(src))))
-
-
 def test_verify_detects_an_edited_manifest_field(small_pack: Path, tmp_path: Path) -> None:
     def edit(members: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
         text = members[0][1].replace(b"model: gpt-4o-mini", b"model: gpt-4o")
         assert text != members[0][1]
         return [("manifest.yaml", text), *members[1:]]
 
-    report = pack.verify(_repack(small_pack, tmp_path / "p.tar.zst", edit))
+    report = pack.verify(repack(small_pack, tmp_path / "p.tar.zst", edit))
     assert not report.ok and report.member == "manifest.yaml"
     assert "root digest does not match" in (report.problem or "")
 
@@ -201,21 +187,21 @@ def test_verify_names_the_first_altered_member(small_pack: Path, tmp_path: Path)
     def edit(members: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
         return [(n, d + b"!" if n.startswith("patches/") else d) for n, d in members]
 
-    report = pack.verify(_repack(small_pack, tmp_path / "p.tar.zst", edit))
+    report = pack.verify(repack(small_pack, tmp_path / "p.tar.zst", edit))
     assert report.member == "patches/0001.diff"
 
 
 def test_verify_names_a_missing_and_an_extra_member(small_pack: Path, tmp_path: Path) -> None:
     missing = pack.verify(
-        _repack(small_pack, tmp_path / "a.tar.zst", lambda m: [x for x in m if x[0] != "traces.jsonl"])
+        repack(small_pack, tmp_path / "a.tar.zst", lambda m: [x for x in m if x[0] != "traces.jsonl"])
     )
     assert missing.member == "traces.jsonl" and "missing" in (missing.problem or "")
-    extra = pack.verify(_repack(small_pack, tmp_path / "b.tar.zst", lambda m: [*m, ("env/extra.txt", b"x")]))
+    extra = pack.verify(repack(small_pack, tmp_path / "b.tar.zst", lambda m: [*m, ("env/extra.txt", b"x")]))
     assert extra.member == "env/extra.txt" and "not listed" in (extra.problem or "")
 
 
 def test_verify_refuses_an_unknown_format_version(tmp_path: Path) -> None:
-    report = pack.verify(_write_pack(tmp_path / "p.tar.zst", [("manifest.yaml", b"format_version: 7\n")]))
+    report = pack.verify(write_pack(tmp_path / "p.tar.zst", [("manifest.yaml", b"format_version: 7\n")]))
     assert "format_version 7 is not supported" in (report.problem or "")
 
 
@@ -309,7 +295,7 @@ def test_hostile_packs_never_write_outside_and_nothing_on_refusal(
     evil = [_ti(*e) for e in entries]
     for i, ti in enumerate(evil):
         members.insert(min(position + i, len(members)), ti)
-    hostile = _write_pack(sandbox / "hostile.tar.zst", members)
+    hostile = write_pack(sandbox / "hostile.tar.zst", members)
     before = _snapshot(sandbox)
     limits = pack.Limits(max_total_bytes=1 << 20, max_member_bytes=1 << 20)
     try:
@@ -353,7 +339,7 @@ def test_each_hostile_entry_has_a_clear_reason(
     small_pack: Path, tmp_path: Path, entry: tarfile.TarInfo, reason: str
 ) -> None:
     members: list[tarfile.TarInfo | tuple[str, bytes]] = [*raw_members(small_pack), entry]
-    hostile = _write_pack(tmp_path / "h.tar.zst", members)
+    hostile = write_pack(tmp_path / "h.tar.zst", members)
     with pytest.raises(PackError, match=reason):
         pack.unpack(hostile, tmp_path / "dest")
     assert not (tmp_path / "dest").exists()
@@ -364,7 +350,7 @@ def test_unpack_into_an_existing_empty_folder_leaves_it_empty_on_refusal(
 ) -> None:
     dest = tmp_path / "dest"
     dest.mkdir()
-    hostile = _repack(small_pack, tmp_path / "h.tar.zst", lambda m: [*m, ("env/extra.txt", b"x")])
+    hostile = repack(small_pack, tmp_path / "h.tar.zst", lambda m: [*m, ("env/extra.txt", b"x")])
     with pytest.raises(PackError):
         pack.unpack(hostile, dest)
     assert list(dest.iterdir()) == []
@@ -405,11 +391,11 @@ def _measure(monkeypatch: pytest.MonkeyPatch, fn: Callable[[], pack.VerifyReport
 def test_zstd_bomb_after_the_archive_stops_early_with_bounded_memory(
     small_pack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tar_bytes = _tar(list(raw_members(small_pack)))
+    raw_tar = tar_bytes(list(raw_members(small_pack)))
     cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
     zeros = _zeros_frame(64 << 20)
     bomb = tmp_path / "bomb.tar.zst"
-    bomb.write_bytes(seal(cctx.compress(tar_bytes) + zeros * 64))  # 4 GiB once decompressed
+    bomb.write_bytes(seal(cctx.compress(raw_tar) + zeros * 64))  # 4 GiB once decompressed
     problem, peak, read = _measure(monkeypatch, lambda: pack.verify(bomb))
     assert "goes past" in problem
     assert read < 8 << 20
@@ -432,8 +418,8 @@ def test_zstd_bomb_peak_rss_of_a_real_process(small_pack: Path, tmp_path: Path) 
     """tracemalloc cannot see the decoder's C memory: measure a whole process instead."""
     cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
     bomb = tmp_path / "bomb.tar.zst"
-    tar_bytes = _tar(list(raw_members(small_pack)))
-    bomb.write_bytes(seal(cctx.compress(tar_bytes) + _zeros_frame(64 << 20) * 64))
+    raw_tar = tar_bytes(list(raw_members(small_pack)))
+    bomb.write_bytes(seal(cctx.compress(raw_tar) + _zeros_frame(64 << 20) * 64))
     out = subprocess.run(
         [sys.executable, "-c", BOMB_CHILD, str(bomb)], cwd=REPO, capture_output=True, text=True
     )
@@ -462,19 +448,19 @@ def test_huge_declared_member_is_refused_from_its_header(
 def test_oversized_manifest_and_meta_headers_are_refused(tmp_path: Path) -> None:
     big = tarfile.TarInfo("manifest.yaml")
     big.size = 1 << 33
-    bomb = _write_pack(tmp_path / "m.tar.zst", [])
+    bomb = write_pack(tmp_path / "m.tar.zst", [])
     cctx = zstandard.ZstdCompressor(write_checksum=True)
     bomb.write_bytes(seal(cctx.compress(big.tobuf(tarfile.PAX_FORMAT)) + _zeros_frame(64 << 20)))
     assert "larger than the" in (pack.verify(bomb).problem or "")
     pax = tarfile.TarInfo("manifest.yaml")
     pax.pax_headers = {"comment": "x" * (1 << 20)}
-    assert "meta header" in (pack.verify(_write_pack(tmp_path / "p.tar.zst", [pax])).problem or "")
+    assert "meta header" in (pack.verify(write_pack(tmp_path / "p.tar.zst", [pax])).problem or "")
 
 
 def test_a_frame_asking_for_a_huge_window_is_refused(small_pack: Path, tmp_path: Path) -> None:
     params = zstandard.ZstdCompressionParameters.from_level(3, window_log=28)
     big_window = zstandard.ZstdCompressor(compression_params=params).compressobj()
-    frame = big_window.compress(_tar(list(raw_members(small_pack)))) + big_window.flush()
+    frame = big_window.compress(tar_bytes(list(raw_members(small_pack)))) + big_window.flush()
     bomb = tmp_path / "window.tar.zst"
     bomb.write_bytes(seal(frame))
     assert "corrupt or truncated" in (pack.verify(bomb).problem or "")
@@ -554,7 +540,7 @@ def test_builder_output_is_deterministic(tmp_path: Path) -> None:
 
 def test_inspect_reads_only_the_manifest(small_pack: Path, tmp_path: Path) -> None:
     # A pack whose later members are damaged still inspects: inspect stops after the first member.
-    damaged = _repack(small_pack, tmp_path / "d.tar.zst", lambda m: [*m[:2], (m[2][0], b"changed")])
+    damaged = repack(small_pack, tmp_path / "d.tar.zst", lambda m: [*m[:2], (m[2][0], b"changed")])
     summary = pack.inspect(damaged)
     assert summary.manifest == pack.inspect(small_pack).manifest
     assert not pack.verify(damaged).ok
@@ -567,13 +553,13 @@ def test_garbled_tar_streams_only_ever_give_pack_errors(
 ) -> None:
     """Random damage to the tar stream itself (under a valid zstd frame and trailer) never escapes as
     anything but PackError, and never writes anything when refused."""
-    tar_bytes = bytearray(_tar(list(raw_members(small_pack))))
+    raw_tar = bytearray(tar_bytes(list(raw_members(small_pack))))
     for _ in range(data.draw(st.integers(1, 8))):
-        pos = data.draw(st.integers(0, 4 * tarfile.BLOCKSIZE - 1) | st.integers(0, len(tar_bytes) - 1))
-        tar_bytes[pos] = data.draw(st.integers(0, 255))
+        pos = data.draw(st.integers(0, 4 * tarfile.BLOCKSIZE - 1) | st.integers(0, len(raw_tar) - 1))
+        raw_tar[pos] = data.draw(st.integers(0, 255))
     sandbox = tmp_path_factory.mktemp("garbled")
     garbled = sandbox / "g.tar.zst"
-    garbled.write_bytes(seal(zstandard.ZstdCompressor(write_checksum=True).compress(bytes(tar_bytes))))
+    garbled.write_bytes(seal(zstandard.ZstdCompressor(write_checksum=True).compress(bytes(raw_tar))))
     report = pack.verify(garbled)
     assert report.ok or (report.problem and "\n" not in report.problem)
     try:

@@ -9,7 +9,8 @@ URL = os.environ.get("MODEL_URL", "https://api.openai.com/v1/chat/completions")
 
 
 def main() -> None:
-    prompt = open(sys.argv[1], encoding="utf-8").read()
+    with open(sys.argv[1], encoding="utf-8") as f:
+        prompt = f.read()
     body = {
         "model": "gpt-4o-mini",
         "seed": 424242,

@@ -1,0 +1,212 @@
+"""Environment stage: the Docker image a pack's commands run in.
+
+Input: a docker client, an unpacked pack, the runner's base image and build trust. Output: a
+`ResolvedEnvironment` naming the image, how it was obtained, and environment warnings.
+
+Three kinds, as the manifest says:
+- `image`: a local image whose id or repo digest matches, else a pull of `name@sha256:...`; an image
+  whose id disagrees with the manifest is refused unless the caller allows the mismatch (then it is a
+  warning in the report).
+- `dockerfile`: the pack's Dockerfile, built with the pack's `env/` folder as context; every FROM must be
+  digest-pinned.
+- `snapshot` (a session recorded on a plain host): the base image plus the recorded Python packages at
+  their exact versions in /opt/agent-env. Lines that are not plain `name==version` are never handed to pip
+  (packs are hostile: no options, URLs or paths); packages that no longer install are warnings.
+Every built image is tagged by the hash of its recipe, so the second replay of an environment builds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from runner.errors import ImageError, PackError
+from runner.host import BuildTrust
+from runner.images import TRUST_DOCKERFILE, build_image
+from runner.manifest import Manifest
+from runner.pack import UnpackedPack
+from runner.progress import Progress, Silent
+
+__all__ = ["AGENT_ENV", "ResolvedEnvironment", "requirements", "resolve"]
+
+AGENT_ENV = "/opt/agent-env"
+FAILED_LIST = f"{AGENT_ENV}/.runner-failed"
+ENV_PREFIX = "runner-env"
+_REQUIREMENT = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,200}[A-Za-z0-9])?==[A-Za-z0-9][A-Za-z0-9.+!_-]{0,100}$")
+_FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE | re.MULTILINE)
+
+# Exact versions, no dependency resolution (the freeze lists them all); on failure, one at a time so a
+# package that no longer installs costs only itself, and is written down for the report.
+_SNAPSHOT_DOCKERFILE = f"""\
+ARG BASE_IMAGE
+FROM ${{BASE_IMAGE}} AS build
+{TRUST_DOCKERFILE}COPY requirements.txt /tmp/requirements.txt
+RUN python3 -m venv {AGENT_ENV} && touch {FAILED_LIST} \\
+ && ( {AGENT_ENV}/bin/pip install --no-deps --no-cache-dir --disable-pip-version-check -q -r /tmp/requirements.txt \\
+   || while read -r req; do \\
+        {AGENT_ENV}/bin/pip install --no-deps --no-cache-dir --disable-pip-version-check -q "$req" \\
+          || echo "$req" >> {FAILED_LIST}; \\
+      done < /tmp/requirements.txt )
+
+FROM ${{BASE_IMAGE}}
+COPY --from=build {AGENT_ENV} {AGENT_ENV}
+ENV PATH={AGENT_ENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
+    VIRTUAL_ENV={AGENT_ENV}
+"""
+
+
+@dataclass(frozen=True)
+class ResolvedEnvironment:
+    image: str  # what `docker run` takes: a tag or an id
+    image_id: str
+    how: str  # "local" | "pulled" | "built" | "cached"
+    warnings: tuple[str, ...] = ()
+
+
+def requirements(freeze: str) -> tuple[list[str], list[str]]:
+    """Split a recorded `pip freeze` into installable `name==version` lines and warnings for the rest."""
+    keep: list[str] = []
+    warnings: list[str] = []
+    for raw in freeze.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if _REQUIREMENT.match(line):
+            keep.append(line)
+        else:
+            warnings.append(f"recorded package line {line[:80]!r} is not `name==version`; not installed")
+    return sorted(set(keep), key=str.lower), warnings
+
+
+def _snapshot_warnings(root: Path) -> list[str]:
+    """Editable and URL installs the recorder saw: they cannot come from an index."""
+    path = root / "env" / "snapshot.json"
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        packages = data.get("packages") or []
+        return [
+            f"{p['name']} {p['version']} was installed {'editable' if p.get('editable') else 'from a URL'}; "
+            "not in the replay image"
+            for p in packages
+            if isinstance(p, dict) and (p.get("editable") or p.get("direct_url"))
+        ]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ["env/snapshot.json is not readable; environment differences may be missing from this report"]
+
+
+def _from_snapshot(
+    client: docker.DockerClient, pack: UnpackedPack, base: str, trust: BuildTrust, progress: Progress
+) -> ResolvedEnvironment:
+    snap = pack.manifest.environment.snapshot
+    assert snap is not None
+    freeze = (pack.path / snap.packages).read_text(encoding="utf-8", errors="replace")
+    keep, warnings = requirements(freeze)
+    ref = build_image(
+        client,
+        _SNAPSHOT_DOCKERFILE,
+        tag_prefix=ENV_PREFIX,
+        build_args={"BASE_IMAGE": base},
+        extra={"requirements.txt": _text_file(pack.path / ".runner-requirements.txt", keep)},
+        trust=trust,
+        progress=progress,
+    )
+    warnings += _snapshot_warnings(pack.path)
+    return ResolvedEnvironment(ref.tag, ref.id, "built" if ref.built else "cached", tuple(warnings))
+
+
+def _text_file(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def _from_dockerfile(
+    client: docker.DockerClient, pack: UnpackedPack, trust: BuildTrust, progress: Progress
+) -> ResolvedEnvironment:
+    ref = pack.manifest.environment.dockerfile
+    assert ref is not None
+    dockerfile = pack.path / ref.path
+    if dockerfile.parent.name != "env" or not dockerfile.is_file():
+        raise PackError(f"{ref.path}: the Dockerfile must be a file directly under env/ in the pack")
+    text = dockerfile.read_text(encoding="utf-8", errors="replace")
+    stages: set[str] = set()
+    for match in _FROM.finditer(text):
+        image, alias = match.group(1), match.group(2)
+        if image not in stages and "@sha256:" not in image and not image.startswith("$"):
+            raise PackError(f"{ref.path}: FROM {image} is not pinned by digest; pin it as name@sha256:...")
+        if alias:
+            stages.add(alias)
+    built = build_image(
+        client, dockerfile.parent, tag_prefix=ENV_PREFIX,
+        build_args={"BASE_DIGEST": ref.base_digest}, trust=trust, progress=progress,
+    )  # fmt: skip
+    return ResolvedEnvironment(built.tag, built.id, "built" if built.built else "cached")
+
+
+def _local(client: docker.DockerClient, key: str) -> Any | None:
+    try:
+        return client.images.get(key)
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.DockerException as e:
+        raise ImageError(f"cannot look up image {key}: {e}") from e
+
+
+def _from_image(
+    client: docker.DockerClient, manifest: Manifest, allow_mismatch: bool, progress: Progress
+) -> ResolvedEnvironment:
+    ref = manifest.environment.image
+    assert ref is not None
+    how = "local"
+    image = (_local(client, ref.id) if ref.id else None) or _local(client, ref.reference)
+    if image is None:
+        progress.step(f"pulling {ref.reference}")
+        try:
+            image = client.images.pull(ref.reference)
+        except docker.errors.DockerException as e:
+            raise ImageError(
+                f"image {ref.reference} is not here and cannot be pulled ({str(e).strip()[:200]}); "
+                "load it with `docker load` or give the engine access to its registry"
+            ) from e
+        how = "pulled"
+    digest = ref.reference.split("@", 1)[1]
+    digests = [d.split("@", 1)[-1] for d in image.attrs.get("RepoDigests", [])]
+    problems = []
+    if ref.id and image.id != ref.id:
+        problems.append(f"image id {image.id} differs from the recorded {ref.id}")
+    if how == "pulled" and digest not in digests:
+        problems.append(f"the registry served digests {digests or 'none'}, not {digest}")
+    if problems and not allow_mismatch:
+        raise ImageError(
+            f"{ref.reference}: {'; '.join(problems)}; refusing to replay in another image "
+            "(pass --allow-image-mismatch to replay anyway)"
+        )
+    warnings = tuple(f"image mismatch allowed by --allow-image-mismatch: {p}" for p in problems)
+    return ResolvedEnvironment(image.id, image.id, how, warnings)
+
+
+def resolve(
+    client: docker.DockerClient,
+    pack: UnpackedPack,
+    *,
+    base_image: str,
+    trust: BuildTrust | None = None,
+    allow_mismatch: bool = False,
+    progress: Progress | None = None,
+) -> ResolvedEnvironment:
+    """The image to replay `pack` in, obtained the way its manifest says."""
+    progress = progress or Silent()
+    trust = trust or BuildTrust.from_host()
+    kind = pack.manifest.environment.kind
+    if kind == "image":
+        return _from_image(client, pack.manifest, allow_mismatch, progress)
+    if kind == "dockerfile":
+        return _from_dockerfile(client, pack, trust, progress)
+    return _from_snapshot(client, pack, base_image, trust, progress)

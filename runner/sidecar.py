@@ -1,0 +1,119 @@
+"""Network stage: the proxy sidecar that serves a pack's cassettes to the workload, with no way out.
+
+Input: a docker client, the proxy image, the pack's cassette (or none) and a folder for the proxy's files.
+Output: a running `Sidecar` whose network namespace the workload joins (`network_mode=container:<id>`);
+`finish()` stops it and returns the addon's report (served, misses, unused).
+
+Rules: the sidecar runs with network `none`, so its only interface is loopback and replay cannot reach
+anything even if the addon wanted to. The cassette is mounted read-only. The CA is made fresh per run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import docker
+import docker.errors
+
+from proxy.report import Report, read_report
+from runner.cassette_proxy import ProxySettings, mitmdump_args
+from runner.containers import started
+from runner.errors import ProxyError
+from runner.tls import client_trust_env, make_ca
+
+__all__ = ["PROXY_PORT", "Sidecar", "serve_cassettes"]
+
+PROXY_PORT = 8080
+_DATA = PurePosixPath("/data")
+_CASSETTE = PurePosixPath("/cassette/http.jsonl")
+_CA_IN_WORKLOAD = PurePosixPath("/runner/ca/ca.pem")
+
+
+@dataclass
+class Sidecar:
+    container: Any
+    workdir: Path
+    ca_cert: Path  # on the host; mount it where `workload_env` says
+
+    @property
+    def network_mode(self) -> str:
+        return f"container:{self.container.id}"
+
+    def workload_env(self) -> dict[str, str]:
+        """Proxy and trust variables for a container that joins this sidecar's namespace."""
+        return client_trust_env(_CA_IN_WORKLOAD, f"http://127.0.0.1:{PROXY_PORT}")
+
+    def workload_volumes(self) -> dict[str, dict[str, str]]:
+        return {str(self.ca_cert): {"bind": str(_CA_IN_WORKLOAD), "mode": "ro"}}
+
+    def finish(self, timeout: float = 15) -> Report:
+        """Stop the proxy (it writes its report on the way out) and read the report."""
+        try:
+            self.container.stop(timeout=int(timeout))
+        except docker.errors.DockerException as e:
+            raise ProxyError(f"could not stop the proxy sidecar: {e}") from e
+        path = self.workdir / "report.json"
+        if not path.is_file():
+            raise ProxyError(f"the proxy sidecar wrote no report; its log:\n{self.logs()}")
+        return read_report(path)
+
+    def logs(self, tail: int = 30) -> str:
+        try:
+            data: bytes = self.container.logs(tail=tail)
+        except docker.errors.DockerException as e:
+            return f"(logs unavailable: {e})"
+        return data.decode("utf-8", "replace").rstrip()
+
+
+@contextmanager
+def serve_cassettes(
+    client: docker.DockerClient,
+    proxy_image: str,
+    cassette: Path | None,
+    workdir: Path,
+    *,
+    ignore_fields: tuple[str, ...] | None = None,
+    pace: float = 0.0,
+    start_timeout: float = 60.0,
+) -> Iterator[Sidecar]:
+    """Run the replaying proxy in its own container; removed when the block ends, whatever happens."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.chmod(0o777)  # the addon writes its report here, whatever user the image runs as
+    ca = make_ca(workdir / "confdir")
+    if cassette is None:  # no recording: every request is a miss, and still nothing leaves
+        cassette = workdir / "empty.jsonl"
+        cassette.touch()
+    settings = ProxySettings("replay", cassette, workdir, ignore_fields=ignore_fields, pace=pace)
+    args = mitmdump_args(
+        settings,
+        addon=PurePosixPath("/opt/proxy/addon.py"),
+        confdir=_DATA / "confdir",
+        cassette=_CASSETTE,
+        report=_DATA / "report.json",
+        listen_port=PROXY_PORT,
+    )
+    with started(
+        client,
+        proxy_image,
+        name_prefix="runner-proxy",
+        command=["mitmdump", *args],
+        environment={"PYTHONUNBUFFERED": "1"},
+        volumes={
+            str(workdir): {"bind": str(_DATA), "mode": "rw"},
+            str(cassette.resolve()): {"bind": str(_CASSETTE), "mode": "ro"},
+        },
+        extra_labels={"runner.role": "proxy"},
+    ) as container:
+        deadline = time.monotonic() + start_timeout
+        while b"cassette proxy ready" not in container.logs():
+            container.reload()
+            if container.status not in {"created", "running"} or time.monotonic() > deadline:
+                logs = container.logs(tail=30).decode("utf-8", "replace")
+                raise ProxyError(f"the proxy sidecar did not become ready; its log:\n{logs}")
+            time.sleep(0.05)
+        yield Sidecar(container, workdir, ca.cert_path)
