@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from runner import images
+from runner import images, pack
 from runner import manifest as mf
-from runner import pack
 from tests.gitrepo import make_repo
 from tests.helpers.https_server import https_server
 from tests.test_recorder_session import copy_repo
