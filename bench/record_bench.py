@@ -7,7 +7,7 @@ agent down. Runs alternate plain/recorded; medians are printed with the overhead
 JSON goes to bench/out/record_bench.json. Goal: <= 2% wall time during the session. The recording proxy is
 off (`http=False`): its start-up is a fixed cost measured separately.
 
-    python bench/record_bench.py [--runs 5] [--calls 50]
+    python bench/record_bench.py [--runs 9] [--calls 50]
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def make_repo(path: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--calls", type=int, default=50)
     args = parser.parse_args()
     plain: list[float] = []
@@ -104,12 +104,15 @@ def main() -> None:
             proxy_setup = time.perf_counter() - t0
     p, b = statistics.median(plain), statistics.median(body)
     overhead = (b / p - 1) * 100
+    # The fastest run of each side is the least disturbed by other work on a shared machine.
+    best = (min(body) / min(plain) - 1) * 100
     result = {
         "calls": args.calls,
         "runs": args.runs,
         "plain_s": p,
         "recorded_s": b,
         "overhead_pct": overhead,
+        "overhead_best_runs_pct": best,
         "per_call_overhead_us": (b - p) / (2 * args.calls) * 1e6,
         "session_start_s": statistics.median(setup),
         "session_start_with_proxy_s": proxy_setup,
@@ -121,7 +124,8 @@ def main() -> None:
     table.add_column("plain", justify="right")
     table.add_column("recorded", justify="right")
     table.add_column("ratio", justify="right")
-    table.add_row("during the session", f"{p:.3f} s", f"{b:.3f} s", f"{b / p:.3f}x ({overhead:+.1f}%, goal <= 2%)")
+    table.add_row("during the session (median)", f"{p:.3f} s", f"{b:.3f} s", f"{overhead:+.1f}% (goal <= 2%)")
+    table.add_row("during the session (best run)", f"{min(plain):.3f} s", f"{min(body):.3f} s", f"{best:+.1f}%")
     table.add_row("session start (git, env snapshot)", "-", f"{result['session_start_s']:.3f} s", "")
     table.add_row("session start with the proxy", "-", f"{proxy_setup:.3f} s", "")
     table.add_row("end (final patch, pack build)", "-", f"{result['pack_build_s']:.3f} s", "")
