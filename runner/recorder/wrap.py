@@ -168,7 +168,13 @@ def record_command(
             session.artifact(stdout, name="agent.stdout", media_type="text/plain")
             session.artifact(stderr, name="agent.stderr", media_type="text/plain")
             if agent_code != 0:
-                why = "interrupted" if interrupted else f"agent exited with code {agent_code}"
+                why = (
+                    "interrupted"
+                    if interrupted
+                    else f"agent killed after its {timeout:g}s timeout"
+                    if agent_code is None
+                    else f"agent exited with code {agent_code}"
+                )
                 span.set_status(Status(StatusCode.ERROR, why))
                 session.mark_failed(why)
             patch = session.capture_patch(reason="changes made by the agent")
