@@ -324,7 +324,12 @@ def record_cmd(
     )
     result = record_command(argv, out, repo=repo, checks=check or [], timeout=timeout, options=options)
     summary = result.summary
-    code = "interrupted" if result.interrupted else f"exit {result.agent_exit_code}"
+    if result.interrupted:
+        code = "interrupted"
+    elif result.agent_exit_code is None:
+        code = "killed at its --timeout"
+    else:
+        code = f"exit {result.agent_exit_code}"
     console.print(f"wrote {summary.line()}; agent {code}", highlight=False, soft_wrap=True)
     if result.interrupted:
         raise fail(f"interrupted: {summary.path} holds what was captured before Ctrl-C", 130)

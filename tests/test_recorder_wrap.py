@@ -148,3 +148,19 @@ def test_ctrl_c_stops_the_agent_and_still_writes_what_was_captured(tmp_path: Pat
     assert [s.kind for s in m.steps] == ["patch"]  # checks do not run after Ctrl-C
     assert b"partial" in members(out)["patches/0001.diff"]
     assert os.path.getsize(out) > 0
+
+
+def test_an_agent_past_its_timeout_is_stopped_and_the_pack_says_so(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    make_repo(repo, {"a.txt": "one\n"})
+    out = tmp_path / "slow.tar.zst"
+    agent = "import time; open('a.txt', 'w').write('late\\n'); time.sleep(60)"
+    started = time.monotonic()
+    proc = _record(repo, out, "--no-http", "--timeout", "1", "--", "python", "-c", agent, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - started < 30
+    assert "agent killed at its --timeout" in proc.stdout
+    files = members(out)
+    agent_span = next(json.loads(line) for line in files["traces.jsonl"].splitlines() if b'"name":"agent"' in line)
+    assert agent_span["status"]["description"] == "agent killed after its 1s timeout"
+    assert b"late" in files["patches/0001.diff"]
