@@ -203,7 +203,7 @@ class Span:
                     for e in _typed(data.get("events") or [], list, "events")
                 ),
                 status=SpanStatus(
-                    code=code, description=_typed(status.get("description", ""), str, "status")
+                    code=code, description=_typed(status.get("description") or "", str, "status")
                 ),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:

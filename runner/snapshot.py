@@ -76,6 +76,7 @@ class EnvSnapshot:
     env: dict[str, str]  # allowlisted values verbatim, the rest as "hmac-sha256:<hex>"
     lockfiles: tuple[str, ...] = ()
     git: dict[str, str] = field(default_factory=dict)
+    cpu: dict[str, str] = field(default_factory=dict)  # model, logical count, flags that change numerics
 
     @property
     def snapshot_id(self) -> str:
@@ -131,6 +132,24 @@ def _container() -> dict[str, str] | None:
     return markers or None
 
 
+def _cpu() -> dict[str, str]:
+    info = {"count": str(os.cpu_count() or 0), "arch": platform.machine()}
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return info
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        name = name.strip()
+        if name in ("model name", "Model") and "model" not in info:
+            info["model"] = value.strip()
+        elif name == "flags" and "simd" not in info:
+            # Vector extensions decide which kernels numeric libraries pick, and so their rounding.
+            flags = set(value.split())
+            info["simd"] = " ".join(f for f in ("sse4_2", "avx", "avx2", "avx512f", "fma", "neon") if f in flags)
+    return info
+
+
 def _keyed(key: bytes, value: str) -> str:
     return "hmac-sha256:" + hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
@@ -158,6 +177,7 @@ def take(environ: dict[str, str], key: bytes, repo: Path | None = None, allow: f
         tools={name: _probe(argv, path) for name, argv in sorted(_TOOLS.items())},
         container=_container(),
         gpu=_probe(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"], path),
+        cpu=_cpu(),
         env={k: (v if k in allow else _keyed(key, v)) for k, v in sorted(environ.items())},
         lockfiles=lockfiles,
     )

@@ -208,16 +208,16 @@ def test_agent_command_and_patch_round_trip() -> None:
 
 
 def test_agent_patch_must_name_a_patch_step() -> None:
-    with pytest.raises(PackError, match=r"agent.patch: 'c1' is not the id of a patch step"):
+    with pytest.raises(PackError, match=r"agent\.patch: 'c1' is not the id of a patch step"):
         mf.validate(_with_agent_command(patch="c1"))
-    with pytest.raises(PackError, match=r"agent.patch: 'nope'"):
+    with pytest.raises(PackError, match=r"agent\.patch: 'nope'"):
         mf.validate(_with_agent_command(patch="nope"))
 
 
 def test_agent_command_needs_a_relative_cwd_and_an_argv() -> None:
     text = mf.dump(_with_agent_command()).replace("cwd: src", "cwd: /etc")
-    with pytest.raises(PackError, match=r"agent.command.cwd"):
+    with pytest.raises(PackError, match=r"agent\.command\.cwd"):
         mf.load(text)
     bad = replace(_with_agent_command(), agent=mf.Agent("a", command=mf.AgentCommand(argv=())))
-    with pytest.raises(PackError, match=r"agent.command.argv"):
+    with pytest.raises(PackError, match=r"agent\.command\.argv"):
         mf.validate(bad)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import sys
 from pathlib import Path
 
@@ -58,3 +60,11 @@ def test_requirements_leave_out_what_an_index_cannot_reinstall() -> None:
         ),
     )
     assert pip_requirements(snap) == "pytest==8.3.3\n"
+
+
+def test_snapshot_names_the_cpu(tmp_path: Path) -> None:
+    snap = snapshot.take({"PATH": str(tmp_path)}, key=b"k")
+    assert snap.cpu["count"] == str(os.cpu_count())
+    assert snap.cpu["arch"] == platform.machine()
+    if Path("/proc/cpuinfo").is_file() and "model name" in Path("/proc/cpuinfo").read_text():
+        assert snap.cpu["model"]

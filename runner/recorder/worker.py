@@ -1,0 +1,83 @@
+"""Deferred work: keeps serialising and hashing off the agent's path.
+
+Input: closures to run later (serialising a model call, hashing a command's output, ending its span).
+Output: the closures run in submission order, either when the session drains them (the default: nothing
+competes with the agent for the interpreter while it works) or on a background thread (`background=True`,
+so spans reach an OTLP collector while the session runs).
+Rules: nothing is dropped: the pending list is bounded by running the work inline once it holds
+`max_pending` closures, and the background queue blocks when full. `drain` runs or waits for all of it
+and re-raises the first error a closure raised.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+
+__all__ = ["Deferred"]
+
+Work = Callable[[], None]
+
+
+class Deferred:
+    def __init__(self, background: bool = False, max_pending: int = 10_000) -> None:
+        self.background = background
+        self._max_pending = max_pending
+        self._pending: list[Work] = []
+        self._queue: queue.Queue[Work | None] = queue.Queue(max_pending)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, work: Work) -> None:
+        if not self.background:
+            with self._lock:
+                self._pending.append(work)
+                full = len(self._pending) >= self._max_pending
+            if full:
+                self._run_pending()
+            return
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._loop, name="runner-record", daemon=True)
+                    self._thread.start()
+        self._queue.put(work)  # blocks when full: slower, never lossy
+
+    def drain(self) -> None:
+        """Run (or wait for) everything submitted; re-raise the first error one of them raised."""
+        self._run_pending()
+        self._queue.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(30)
+            self._thread = None
+
+    def _run_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for work in pending:
+            self._guarded(work)
+
+    def _guarded(self, work: Work) -> None:
+        try:
+            work()
+        except BaseException as e:  # kept for drain(): the remaining work must still run
+            if self._error is None:
+                self._error = e
+
+    def _loop(self) -> None:
+        while True:
+            work = self._queue.get()
+            try:
+                if work is None:
+                    return
+                self._guarded(work)
+            finally:
+                self._queue.task_done()

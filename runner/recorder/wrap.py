@@ -1,0 +1,194 @@
+"""`runner record -- CMD`: record any agent process, in any language, from the outside.
+
+Inputs: the agent's argv, the repository it works in, `--check` shell commands, recording options.
+Output: a pack (see runner.recorder.session) whose steps are the agent's patch (`agent.patch`) then one
+command step per check, whose manifest says how the agent was started (`agent.command`), and a
+`WrapResult` with the agent's exit code.
+Rules: the agent runs with the recording proxy's variables and CA trust in its environment (the runner's
+own os.environ is left alone); its output streams through to ours as it comes and is kept as an
+artifact; the environment snapshot is of the agent's environment (its PATH). Ctrl-C stops the agent
+(SIGINT, then SIGTERM, then SIGKILL to its process group) and the pack still holds what was captured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from opentelemetry import trace as otel_trace
+from opentelemetry.trace import Status, StatusCode
+
+from runner import manifest as mf
+from runner import typedjson
+from runner.errors import RecordError, UsageError
+from runner.observability import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
+from runner.recorder.session import RecordOptions, RecordSummary, Session
+
+__all__ = ["AGENT_ENV", "WrapResult", "record_command"]
+
+# Variables worth setting again when the agent is re-run elsewhere; host paths (PATH, HOME) are not.
+AGENT_ENV = frozenset(
+    {"LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "NODE_ENV", "CI",
+     "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES"}
+)  # fmt: skip
+_GRACE = 5.0
+
+
+@dataclass(frozen=True)
+class WrapResult:
+    summary: RecordSummary
+    agent_exit_code: int | None  # None when the agent was stopped by Ctrl-C or its timeout
+    interrupted: bool
+    checks: tuple[int | None, ...]  # exit codes of the --check commands, in order
+
+
+def _pump(src: IO[bytes], dst: IO[bytes], keep: bytearray) -> None:
+    for chunk in iter(lambda: src.read1(65536), b""):  # type: ignore[attr-defined]
+        keep += chunk
+        with contextlib.suppress(OSError, ValueError):
+            dst.write(chunk)
+            dst.flush()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGINT, _GRACE), (signal.SIGTERM, _GRACE), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _run_agent(
+    session: Session, argv: Sequence[str], cwd: Path, timeout: float | None
+) -> tuple[int | None, bool, bytes, bytes]:
+    """Run the agent with its output streamed through; return (exit code, interrupted, stdout, stderr)."""
+    try:
+        proc = subprocess.Popen(
+            list(argv), cwd=cwd, env=session.base_env(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )  # fmt: skip
+    except OSError as e:
+        raise UsageError(
+            f"cannot start the agent {argv[0]!r}: {e.strerror}; check the command after --"
+        ) from e
+    out, err = bytearray(), bytearray()
+    assert proc.stdout is not None and proc.stderr is not None
+    pumps = [
+        threading.Thread(target=_pump, args=(proc.stdout, sys.stdout.buffer, out), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, sys.stderr.buffer, err), daemon=True),
+    ]
+    for t in pumps:
+        t.start()
+    interrupted = False
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+    except KeyboardInterrupt:
+        interrupted = True
+        _stop(proc)
+    finally:
+        if proc.poll() is None:
+            _stop(proc)
+        for t in pumps:
+            t.join(5)
+    code = (
+        None
+        if interrupted or proc.returncode is None or (timeout and proc.returncode < 0)
+        else proc.returncode
+    )
+    return code, interrupted, bytes(out), bytes(err)
+
+
+def record_command(
+    argv: Sequence[str],
+    out: Path,
+    *,
+    repo: Path = Path("."),
+    checks: Sequence[str] = (),
+    timeout: float | None = None,
+    options: RecordOptions | None = None,
+) -> WrapResult:
+    """Record `argv` as an agent session into the pack `out`; see the module docstring."""
+    if not argv:
+        raise UsageError(
+            "no agent command: put it after --, e.g. runner record --out s.tar.zst -- python agent.py"
+        )
+    cwd = Path.cwd()
+    if shutil.which(argv[0], path=os.environ.get("PATH")) is None:
+        raise UsageError(
+            f"cannot start the agent {argv[0]!r}: not found or not executable; check the command after --"
+        )
+    session = Session(
+        out, repo, RecordOptions(**{**vars(options), "set_environ": False}), environ=dict(os.environ)
+    )
+    interrupted = False
+    agent_code: int | None = None
+    check_codes: list[int | None] = []
+    with session:
+        try:
+            rel_cwd = cwd.resolve().relative_to(session.git.root.resolve()).as_posix() or "."
+        except ValueError:
+            raise RecordError(
+                f"the agent would run in {cwd}, outside the repository {session.git.root}; "
+                "run `runner record` from inside it or pass the right --repo"
+            ) from None
+        with session.tracer.start_as_current_span(
+            "agent",
+            kind=otel_trace.SpanKind.INTERNAL,
+            attributes={
+                SPAN_TYPE: "task",
+                SPAN_INPUT: typedjson.dumps({"args": [list(argv)], "kwargs": {"cwd": rel_cwd}}),
+                "runner.agent.argv": list(argv),
+            },
+        ) as span:
+            started = time.monotonic()
+            agent_code, interrupted, stdout, stderr = _run_agent(session, argv, cwd, timeout)
+            span.set_attributes(
+                {
+                    "runner.agent.exit_code": -1 if agent_code is None else agent_code,
+                    "runner.agent.duration_s": time.monotonic() - started,
+                    "runner.agent.interrupted": interrupted,
+                    SPAN_OUTPUT: typedjson.dumps({"exit_code": agent_code}),
+                }
+            )
+            session.artifact(stdout, name="agent.stdout", media_type="text/plain")
+            session.artifact(stderr, name="agent.stderr", media_type="text/plain")
+            if agent_code != 0:
+                why = (
+                    "interrupted"
+                    if interrupted
+                    else f"agent killed after its {timeout:g}s timeout"
+                    if agent_code is None
+                    else f"agent exited with code {agent_code}"
+                )
+                span.set_status(Status(StatusCode.ERROR, why))
+                session.mark_failed(why)
+            patch = session.capture_patch(reason="changes made by the agent")
+        session.agent_command = mf.AgentCommand(
+            argv=tuple(argv),
+            cwd=rel_cwd,
+            env={k: v for k, v in os.environ.items() if k in AGENT_ENV},
+            timeout=timeout,
+        )
+        session.agent_patch = patch.step_id if patch is not None else None
+        if not interrupted:
+            for check in checks:
+                result = session.run_tool(
+                    ["/bin/sh", "-c", check], cwd=session.git.root, name=f"check {check}"
+                )
+                check_codes.append(result.exit_code)
+    return WrapResult(session.summary, agent_code, interrupted, tuple(check_codes))

@@ -1,0 +1,48 @@
+"""Re-run a pack's steps on this machine (no Docker): restore the workspace from the bundle and baseline,
+apply the patches in order, run the commands, and compare with what was recorded. Tests use it to check
+that recorded packs reproduce; `runner replay` does the same inside containers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from runner import compare, pack, workspace
+from runner.manifest import CommandStep, PatchStep
+
+
+def rerun(pack_path: Path, work: Path, env: dict[str, str] | None = None) -> list[str]:
+    """The differences found, one line each (empty: the pack reproduced)."""
+    unpacked = pack.unpack(pack_path, work / "pack")
+    m = unpacked.manifest
+    baseline = unpacked.path / m.git.baseline_patch if m.git.baseline_patch else None
+    ws = workspace.restore(unpacked.path / m.git.bundle, m.git.base_commit, work / "ws", baseline)
+    problems: list[str] = []
+    for step in m.steps:
+        if isinstance(step, PatchStep):
+            workspace.apply_patch(ws, unpacked.path / step.patch)
+            continue
+        assert isinstance(step, CommandStep)
+        proc = subprocess.run(
+            list(step.argv), cwd=ws.path / step.cwd, env={**(env or os.environ), **step.env},
+            capture_output=True, timeout=step.timeout, check=False,
+        )  # fmt: skip
+        found = [compare.compare_exit_code(step.expect.exit_code, proc.returncode)]
+        for name, actual in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            digest = getattr(step.expect, name)
+            if digest is not None:
+                expected = unpacked.artifact(digest).read_bytes()
+                found.append(compare.compare_text(name, expected, actual, getattr(step.compare, name)))
+        for rel, digest in step.expect.outputs.items():
+            produced = ws.path / step.cwd / rel
+            found.append(
+                compare.compare_file(
+                    rel,
+                    step.compare.outputs.get(rel, "exact"),
+                    unpacked.artifact(digest).read_bytes(),
+                    produced.read_bytes() if produced.is_file() else None,
+                )
+            )
+        problems += [f"{step.id}: {d.summary}" for d in found if d is not None]
+    return problems
