@@ -134,7 +134,10 @@ class ProxyProcess:
         self._reader = threading.Thread(target=self._pump, daemon=True)
         self._reader.start()
         if not self._listening.wait(s.start_timeout) or self.port == 0:
-            code = self._proc.poll()
+            try:  # its output ended: give the process a moment to exit, so its code can be reported
+                code: int | None = self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                code = None
             why = (
                 f"exited with code {code}"
                 if code is not None
