@@ -20,10 +20,11 @@ from typing import Any
 import docker
 import docker.errors
 
+from proxy.cassette import iter_exchanges
 from proxy.report import Report, read_report
 from runner.cassette_proxy import ProxySettings, mitmdump_args
 from runner.containers import started
-from runner.errors import ProxyError
+from runner.errors import PackError, ProxyError
 from runner.tls import client_trust_env, make_ca
 
 __all__ = ["PROXY_PORT", "Sidecar", "serve_cassettes"]
@@ -32,6 +33,7 @@ PROXY_PORT = 8080
 _DATA = PurePosixPath("/data")
 _CASSETTE = PurePosixPath("/cassette/http.jsonl")
 _CA_IN_WORKLOAD = PurePosixPath("/runner/ca/ca.pem")
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 
 @dataclass
@@ -39,14 +41,22 @@ class Sidecar:
     container: Any
     workdir: Path
     ca_cert: Path  # on the host; mount it where `workload_env` says
+    route_loopback: bool = False  # the cassette holds loopback exchanges: send those to the proxy too
 
     @property
     def network_mode(self) -> str:
         return f"container:{self.container.id}"
 
     def workload_env(self) -> dict[str, str]:
-        """Proxy and trust variables for a container that joins this sidecar's namespace."""
-        return client_trust_env(_CA_IN_WORKLOAD, f"http://127.0.0.1:{PROXY_PORT}")
+        """Proxy and trust variables for a container that joins this sidecar's namespace.
+
+        Loopback bypasses the proxy (a test may start its own local server), unless the recording holds
+        requests to loopback (a local model server, recorded with --record-loopback): then those go to
+        the proxy like everything else."""
+        env = client_trust_env(_CA_IN_WORKLOAD, f"http://127.0.0.1:{PROXY_PORT}")
+        if self.route_loopback:
+            env["NO_PROXY"] = env["no_proxy"] = ""
+        return env
 
     def workload_volumes(self) -> dict[str, dict[str, str]]:
         return {str(self.ca_cert): {"bind": str(_CA_IN_WORKLOAD), "mode": "ro"}}
@@ -116,4 +126,11 @@ def serve_cassettes(
                 logs = container.logs(tail=30).decode("utf-8", "replace")
                 raise ProxyError(f"the proxy sidecar did not become ready; its log:\n{logs}")
             time.sleep(0.05)
-        yield Sidecar(container, workdir, ca.cert_path)
+        yield Sidecar(container, workdir, ca.cert_path, _has_loopback(cassette))
+
+
+def _has_loopback(cassette: Path) -> bool:
+    try:
+        return any(e.request.host in _LOOPBACK for e in iter_exchanges(cassette))
+    except (OSError, ValueError) as e:
+        raise PackError(f"{cassette.name}: unreadable cassette ({e})") from e

@@ -22,13 +22,21 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["ENV_ALLOWLIST", "LOCKFILES", "EnvSnapshot", "PythonPackage", "pip_requirements", "take", "write"]
+__all__ = ["ENV_ALLOWLIST", "LOCKFILES", "REPLAYED_ENV", "EnvSnapshot", "PythonPackage", "pip_requirements", "take", "write"]
 
 ENV_ALLOWLIST = frozenset(
     {
         "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PATH", "SHELL", "TERM", "CI", "PYTHONHASHSEED", "PYTHONPATH",
         "PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV", "NODE_ENV", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
         "PIP_INDEX_URL", "UV_INDEX_URL", "HOME", "USER",
+    }
+)
+# Variables that change what a program prints or does, and mean the same on any machine: recorded with every
+# command (and the agent's own command) so replay sets them again. Host paths (PATH, HOME) are left out.
+REPLAYED_ENV = frozenset(
+    {
+        "LANG", "LC_ALL", "LC_CTYPE", "TZ", "CI", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING",
+        "PYTHONUTF8", "NODE_ENV", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "COLUMNS", "NO_COLOR", "FORCE_COLOR",
     }
 )
 LOCKFILES = (

@@ -57,6 +57,7 @@ from runner.recorder import gitstate
 from runner.recorder.llm import LlmPolicy, LlmRecorder, TemperaturePolicy, instrument
 from runner.recorder.spans import Tracing, otlp_configured
 from runner.recorder.worker import Deferred
+from runner.snapshot import REPLAYED_ENV
 
 __all__ = ["PatchCapture", "RecordOptions", "RecordSummary", "Session", "TaskHandle", "ToolResult", "record"]
 
@@ -280,6 +281,14 @@ class Session:
         """The environment the agent's processes see: the given or current one, plus the proxy's."""
         base = self._given_environ if self._given_environ is not None else dict(os.environ)
         return {**base, **self.proxy_env}
+
+    def _replayed_env(self, extra: Mapping[str, str]) -> dict[str, str]:
+        """What a command step records of its environment: the portable variables that change output
+        (REPLAYED_ENV) as the session had them, and the command's own, never a credential."""
+        base = self._given_environ if self._given_environ is not None else os.environ
+        env = {k: v for k, v in base.items() if k in REPLAYED_ENV}
+        env.update({k: v for k, v in extra.items() if not _SECRET_NAME.search(k)})
+        return env
 
     def _command_env(self, extra: Mapping[str, str]) -> Mapping[str, str] | None:
         # None: the child inherits os.environ (proxy variables included) without copying it on every call.
@@ -511,7 +520,7 @@ class Session:
                     id=holder.id,
                     argv=argv,
                     cwd=rel_cwd,
-                    env={k: v for k, v in extra.items() if not _SECRET_NAME.search(k)},
+                    env=self._replayed_env(extra),
                     timeout=max(1.0, float(limit)),
                     expect=mf.Expectation(
                         exit_code=code if code is not None else -1,

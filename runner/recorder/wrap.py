@@ -33,14 +33,10 @@ from runner import typedjson
 from runner.errors import RecordError, UsageError
 from runner.observability import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
 from runner.recorder.session import RecordOptions, RecordSummary, Session
+from runner.snapshot import REPLAYED_ENV
 
-__all__ = ["AGENT_ENV", "WrapResult", "record_command"]
+__all__ = ["WrapResult", "record_command"]
 
-# Variables worth setting again when the agent is re-run elsewhere; host paths (PATH, HOME) are not.
-AGENT_ENV = frozenset(
-    {"LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "NODE_ENV", "CI",
-     "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES"}
-)  # fmt: skip
 _GRACE = 5.0
 
 
@@ -181,7 +177,7 @@ def record_command(
         session.agent_command = mf.AgentCommand(
             argv=tuple(argv),
             cwd=rel_cwd,
-            env={k: v for k, v in os.environ.items() if k in AGENT_ENV},
+            env={k: v for k, v in os.environ.items() if k in REPLAYED_ENV},
             timeout=timeout,
         )
         session.agent_patch = patch.step_id if patch is not None else None
