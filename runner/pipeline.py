@@ -164,15 +164,17 @@ def _replay(
 
     with ExitStack() as stack:
         notify(StepEvent(run.pack, 0, total, "starting the proxy sidecar"))
+        # Every container of this run carries its folder, so a run's containers can be found (and counted).
+        run_label = {"runner.run": str(run.run_dir.resolve())}
         proxy = stack.enter_context(
-            sidecar.serve_cassettes(client, options.proxy_image, cassette, scratch / "proxy")
+            sidecar.serve_cassettes(client, options.proxy_image, cassette, scratch / "proxy", labels=run_label)
         )
         workload = stack.enter_context(
             started(
                 client, env.image, name_prefix="runner-workload", command=["sleep", "infinity"], init=True,
                 network_mode=proxy.network_mode, environment=proxy.workload_env(), working_dir=str(WORKSPACE),
                 volumes={str(ws.path.resolve()): {"bind": str(WORKSPACE), "mode": "rw"}, **proxy.workload_volumes()},
-                extra_labels={"runner.role": "workload", "runner.pack": run.pack},
+                extra_labels={**run_label, "runner.role": "workload", "runner.pack": run.pack},
             )
         )
         if options.keep:

@@ -90,6 +90,7 @@ def serve_cassettes(
     ignore_fields: tuple[str, ...] | None = None,
     pace: float = 0.0,
     start_timeout: float = 60.0,
+    labels: dict[str, str] | None = None,
 ) -> Iterator[Sidecar]:
     """Run the replaying proxy in its own container; removed when the block ends, whatever happens."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -117,7 +118,7 @@ def serve_cassettes(
             str(workdir): {"bind": str(_DATA), "mode": "rw"},
             str(cassette.resolve()): {"bind": str(_CASSETTE), "mode": "ro"},
         },
-        extra_labels={"runner.role": "proxy"},
+        extra_labels={**(labels or {}), "runner.role": "proxy"},
     ) as container:
         deadline = time.monotonic() + start_timeout
         while b"cassette proxy ready" not in container.logs():

@@ -37,11 +37,16 @@ def own_images(docker_client: Any) -> images.ImageSet:
     return images.ensure(docker_client)
 
 
+def ours(docker_client: Any, folder: Path) -> list[str]:
+    """Names of the runner's containers from runs under `folder` (others may share the engine)."""
+    prefix = str(folder.resolve())
+    return [c.name for c in owned(docker_client) if c.labels.get("runner.run", "").startswith(prefix)]
+
+
 @pytest.fixture()
-def no_leaks(docker_client: Any) -> Iterator[None]:
-    before = {c.id for c in owned(docker_client)}
+def no_leaks(docker_client: Any, tmp_path: Path) -> Iterator[None]:
     yield
-    left = [c.name for c in owned(docker_client) if c.id not in before]
+    left = ours(docker_client, tmp_path)
     assert not left, f"containers left behind: {left}"
 
 
@@ -152,7 +157,6 @@ def test_ctrl_c_leaves_nothing_behind(own_images: Any, docker_client: Any, tmp_p
         tmp_path, repo=repo, files={"env/pip-freeze.txt": b""},
         steps=[command("slow", ["sleep", "120"], timeout=300)],
     )  # fmt: skip
-    before = {c.id for c in owned(docker_client)}
     scratch_before = set(Path(tempfile.gettempdir()).glob("runner-replay-*"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
@@ -160,7 +164,7 @@ def test_ctrl_c_leaves_nothing_behind(own_images: Any, docker_client: Any, tmp_p
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 120
-    while not any(c.id not in before and "workload" in c.name for c in owned(docker_client)):
+    while not any("workload" in name for name in ours(docker_client, tmp_path)):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.2)
     time.sleep(1)
@@ -168,7 +172,7 @@ def test_ctrl_c_leaves_nothing_behind(own_images: Any, docker_client: Any, tmp_p
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err
-    assert not [c.name for c in owned(docker_client) if c.id not in before]
+    assert not ours(docker_client, tmp_path)
     assert set(Path(tempfile.gettempdir()).glob("runner-replay-*")) <= scratch_before
 
 
