@@ -198,7 +198,7 @@ def _replay(
                 break
         # With --keep the proxy stays up for the kept workload, so its report is not written yet.
         usage = CassetteUsage() if options.keep else _usage(proxy.finish())
-    _save_proxy_files(scratch / "proxy", run.run_dir)
+    _save_proxy_report(scratch / "proxy", run.run_dir)
     first = next((s for s in run.steps if not s.ok), None)
     if first is None:
         return ended(Verdict.REPRODUCED, cassettes=usage)
@@ -226,6 +226,14 @@ def _apply(ws: workspace_stage.Workspace, patch: Path, step: PatchStep, run: _Ru
     return StepOutcome(step.id, "patch", True, f"applied ({result.tier})", (), time.monotonic() - started_at)
 
 
+def _workdir(cwd: str, field: str) -> str:
+    """The container path of a recorded working directory; one that leaves the workspace is a bad pack."""
+    rel = PurePosixPath(cwd)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise PackError(f"{field} {cwd!r} leaves the workspace")
+    return str(WORKSPACE / rel)
+
+
 # Clients refuse to start without an API key; the proxy answers from the cassette whatever key is sent.
 _PLACEHOLDER_KEYS = {"OPENAI_API_KEY": "sk-replay-placeholder", "ANTHROPIC_API_KEY": "sk-ant-replay-placeholder"}
 
@@ -240,13 +248,11 @@ def _rerun_agent(
 ) -> StepOutcome:
     """Run the recorded agent again (answered by the cassettes) and compare the tree it leaves with the
     tree the recorded patch makes."""
-    cwd = PurePosixPath(command.cwd)
-    if cwd.is_absolute() or ".." in cwd.parts:
-        raise PackError(f"agent.command.cwd {command.cwd!r} leaves the workspace")
+    workdir = _workdir(command.cwd, "agent.command.cwd")
     before = workspace_stage.tree(ws)
     recorded = workspace_stage.tree_with_patch(ws, before, patch)
     result = execute.run_command(
-        workload, list(command.argv), workdir=str(WORKSPACE / cwd),
+        workload, list(command.argv), workdir=workdir,
         env={**_PLACEHOLDER_KEYS, **command.env}, timeout=command.timeout or 3600,
         log_dir=run.run_dir / "steps", name=f"{step.id}.agent",
     )  # fmt: skip
@@ -272,11 +278,8 @@ def _command(
     run: _Run,
     options: ReplayOptions,
 ) -> StepOutcome:
-    cwd = PurePosixPath(step.cwd)
-    if cwd.is_absolute() or ".." in cwd.parts:
-        raise PackError(f"steps {step.id}: cwd {step.cwd!r} leaves the workspace")
     result = execute.run_command(
-        workload, list(step.argv), workdir=str(WORKSPACE / cwd), env=dict(step.env),
+        workload, list(step.argv), workdir=_workdir(step.cwd, f"steps {step.id}: cwd"), env=dict(step.env),
         timeout=step.timeout * options.timeout_scale, log_dir=run.run_dir / "steps", name=step.id,
     )  # fmt: skip
     diffs: list[Difference] = []
@@ -334,10 +337,9 @@ def _environment_drift(workload: Any, manifest: Manifest) -> list[str]:
     return warnings
 
 
-def _save_proxy_files(proxy_dir: Path, run_dir: Path) -> None:
-    for name in ("report.json",):
-        if (proxy_dir / name).is_file():
-            shutil.copyfile(proxy_dir / name, run_dir / f"proxy-{name}")
+def _save_proxy_report(proxy_dir: Path, run_dir: Path) -> None:
+    if (proxy_dir / "report.json").is_file():
+        shutil.copyfile(proxy_dir / "report.json", run_dir / "proxy-report.json")
 
 
 def _usage(report: Report) -> CassetteUsage:

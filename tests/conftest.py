@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from tests.helpers.prerequisites import unavailable
+
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 @pytest.fixture(scope="session")
@@ -23,9 +22,14 @@ def docker_client() -> Iterator[object]:
         client = docker.from_env()
         client.ping()
     except Exception as e:  # any failure to reach the engine means the same thing here
-        message = f"no Docker engine answers ({e}); run `make engine`"
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"no Docker engine answers ({e}); run `make engine`")
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def own_images(docker_client: Any) -> Any:
+    """The runner's base and proxy images (runner.images.ImageSet), built when missing."""
+    from runner import images
+
+    return images.ensure(docker_client)

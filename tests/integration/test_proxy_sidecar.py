@@ -7,7 +7,6 @@ over /opt/proxy so the test exercises this checkout, loaded by path as in the im
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 
 from proxy.cassette import CassetteWriter, Chunk, Exchange, RecordedRequest, RecordedResponse
 from proxy.report import read_report
+from runner import images
 from runner.cassette_proxy import ProxySettings, mitmdump_args
 from runner.tls import make_ca
 
@@ -25,19 +25,8 @@ PROXY_DIR = Path(__file__).parents[2] / "proxy"
 SSE = (Chunk(0.0, b"data: one\n\n"), Chunk(0.05, b"data: two\n\n"), Chunk(0.1, b"data: [DONE]\n\n"))
 
 
-def sidecar_image(client: Any) -> str:
-    for image in client.images.list():
-        for tag in image.tags:
-            if tag.startswith("runner-proxy:"):
-                return str(tag)
-    message = "no runner-proxy image; build it with `make images`"
-    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def test_sidecar_replays_with_no_network(docker_client: Any, tmp_path: Path) -> None:
-    image = sidecar_image(docker_client)
+    image = images.ensure(docker_client).proxy.tag  # built when missing, never skipped
     make_ca(tmp_path / "confdir")
     with CassetteWriter(tmp_path / "http.jsonl") as writer:
         writer.write(

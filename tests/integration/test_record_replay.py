@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from runner import images, pack
 from runner import manifest as mf
+from runner import pack
 from tests.gitrepo import make_repo
 from tests.helpers.https_server import https_server
+from tests.integration.test_replay import runner
 from tests.test_recorder_session import copy_repo
 
 pytestmark = pytest.mark.docker
@@ -42,11 +43,6 @@ with open("greet.py", "w") as f:
 
 
 @pytest.fixture(scope="module")
-def own_images(docker_client: Any) -> images.ImageSet:
-    return images.ensure(docker_client)
-
-
-@pytest.fixture(scope="module")
 def agent_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     """PATH for the recorded agent: a small virtualenv (openai, pytest) first, so the environment snapshot,
     and the image replay builds from it, hold those packages only."""
@@ -59,14 +55,6 @@ def agent_path(tmp_path_factory: pytest.TempPathFactory) -> str:
         check=True, capture_output=True, timeout=600,
     )  # fmt: skip
     return f"{venv / 'bin'}:{os.environ['PATH']}"
-
-
-def runner(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args], cwd=cwd, env=full, capture_output=True, text=True,
-        timeout=900, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
 
 
 def replay_json(pack_path: Path, tmp_path: Path, *extra: str) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from packs.build import build
-from runner import images
 from runner import manifest as mf
 from runner.containers import owned
 from tests.gitrepo import make_repo
@@ -32,11 +31,6 @@ def example_packs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {name: build(ROOT / "packs" / "src" / name, out) for name in ("demo-fix", "demo-diverge")}
 
 
-@pytest.fixture(scope="module")
-def own_images(docker_client: Any) -> images.ImageSet:
-    return images.ensure(docker_client)
-
-
 def ours(docker_client: Any, folder: Path) -> list[str]:
     """Names of the runner's containers from runs under `folder` (others may share the engine)."""
     prefix = str(folder.resolve())
@@ -50,11 +44,12 @@ def no_leaks(docker_client: Any, tmp_path: Path) -> Iterator[None]:
     assert not left, f"containers left behind: {left}"
 
 
-def runner(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160"}
+def runner(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`runner ARGS` in a subprocess, as a user runs it (no stdin, a wide terminal for readable tables)."""
+    full = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "runner", *args], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=timeout, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "runner", *args], cwd=cwd, env=full, capture_output=True, text=True,
+        timeout=900, stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
 
