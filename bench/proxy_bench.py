@@ -37,8 +37,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from proxy.cassette import CassetteWriter, Exchange, RecordedRequest, RecordedResponse
-from runner.cassette_proxy import ProxyProcess, ProxySettings
-from runner.tls import CertificateAuthority, make_ca
+from runner.cassettes.process import ProxyProcess, ProxySettings
+from runner.cassettes.tls import CertificateAuthority, make_ca
 
 HOST, PORT = "api.example.com", 443
 HTTP2 = os.environ.get("BENCH_HTTP2") == "1"

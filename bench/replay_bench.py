@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runner import engine, images  # noqa: E402
+from runner.engine import daemon as engine  # noqa: E402
+from runner.engine import images  # noqa: E402
 from tests.gitrepo import make_repo  # noqa: E402
 from tests.packfactory import command, make_pack  # noqa: E402
 
@@ -74,8 +75,8 @@ def main() -> None:
             steps=[command(f"c{i:02d}", argv, stdout=_expected(argv)) for i, argv in enumerate(COMMANDS)],
         )  # fmt: skip
         replay(pack, work / "runs")  # warm: builds the (empty) environment image once
-        from runner import environment
-        from runner.pack import unpack
+        from runner.pack.archive import unpack
+        from runner.replay import environment
 
         own = images.ensure(client)
         image = environment.resolve(client, unpack(pack, work / "unpacked"), base_image=own.base.tag).image

@@ -25,9 +25,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from runner import manifest as mf  # noqa: E402
-from runner.pack import PackBuilder  # noqa: E402
-from runner.traces import Span, span_line  # noqa: E402
+from runner.pack import manifest as mf  # noqa: E402
+from runner.pack.archive import PackBuilder  # noqa: E402
+from runner.pack.traces import Span, span_line  # noqa: E402
 
 _GIT_ENV = {
     "GIT_AUTHOR_NAME": "demo", "GIT_AUTHOR_EMAIL": "demo@example.invalid",

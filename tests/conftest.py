@@ -30,6 +30,6 @@ def docker_client() -> Iterator[object]:
 @pytest.fixture(scope="session")
 def own_images(docker_client: Any) -> Any:
     """The runner's base and proxy images (runner.images.ImageSet), built when missing."""
-    from runner import images
+    from runner.engine import images
 
     return images.ensure(docker_client)

@@ -8,8 +8,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from runner import compare, pack, workspace
-from runner.manifest import CommandStep, PatchStep
+from runner.pack import archive as pack
+from runner.pack.manifest import CommandStep, PatchStep
+from runner.replay import compare, workspace
 
 
 def rerun(pack_path: Path, work: Path, env: dict[str, str] | None = None) -> list[str]:

@@ -22,10 +22,10 @@ from typing import Any
 
 import zstandard
 
-from runner import manifest as mf
-from runner.pack import PackBuilder
+from runner.pack import manifest as mf
+from runner.pack.archive import PackBuilder
+from runner.pack.traces import Span, span_line
 from runner.privacy.mask import PrivacyOptions
-from runner.traces import Span, span_line
 
 StepRecipe = Callable[[PackBuilder, int], mf.Step]
 
@@ -158,7 +158,7 @@ def make_pack(
 
 def seal(compressed_frames: bytes) -> bytes:
     """Append the pack trailer to zstd data, as `PackBuilder.build` does, to craft hand-made packs."""
-    from runner.pack import _trailer
+    from runner.pack.archive import _trailer
 
     return compressed_frames + _trailer(hashlib.sha256(compressed_frames).digest())
 

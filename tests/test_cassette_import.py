@@ -12,8 +12,8 @@ import vcr
 from typer.testing import CliRunner
 
 from proxy.cassette import read_exchanges
-from runner.cassette_import import import_recording
-from runner.cassette_proxy import ProxyProcess, ProxySettings
+from runner.cassettes.importers import import_recording
+from runner.cassettes.process import ProxyProcess, ProxySettings
 from runner.cli import app
 from runner.errors import UsageError
 from tests.helpers.https_server import BINARY, https_server

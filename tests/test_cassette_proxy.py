@@ -26,7 +26,7 @@ import requests
 
 from proxy.cassette import read_exchanges
 from proxy.report import Report
-from runner.cassette_proxy import ProxyProcess, ProxySettings
+from runner.cassettes.process import ProxyProcess, ProxySettings
 from runner.errors import ProxyError
 from tests.helpers.https_server import BINARY, STREAM_WORDS, https_server
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from runner import manifest
-from runner.compare import (
+from runner.pack import manifest
+from runner.replay.compare import (
     NORMALISERS,
     compare_exit_code,
     compare_file,

@@ -8,8 +8,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from runner import doctor
 from runner.cli import app
+from runner.engine import doctor
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from runner import engine
+from runner.engine import daemon as engine
+from runner.engine.host import OsRelease
 from runner.errors import EngineError
-from runner.host import OsRelease
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runner.environment import _snapshot_warnings, requirements
+from runner.replay.environment import _snapshot_warnings, requirements
 
 
 def test_only_plain_pins_reach_pip() -> None:

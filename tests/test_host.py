@@ -4,8 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import ImageError
-from runner.host import (
+from runner.engine.host import (
     AptEntry,
     BuildTrust,
     OsRelease,
@@ -15,6 +14,7 @@ from runner.host import (
     parse_deb822,
     parse_one_line,
 )
+from runner.errors import ImageError
 
 ORIGIN = Path("/etc/apt/sources.list")
 BOOKWORM = OsRelease(id="debian", id_like=(), codename="bookworm")

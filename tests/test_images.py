@@ -7,9 +7,9 @@ from typing import Any
 import docker.errors
 import pytest
 
-from runner import images
+from runner.engine import images
+from runner.engine.host import BuildTrust
 from runner.errors import ImageError, UsageError
-from runner.host import BuildTrust
 
 
 def test_recipe_hash_ignores_order_and_sees_every_part() -> None:

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from runner import manifest as mf
 from runner.errors import PackError
+from runner.pack import manifest as mf
 from tests.packfactory import make_manifest
 
 SHA = "b" * 64

@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from runner import manifest as mf
-from runner import pack
 from runner.cli import app
 from runner.errors import PackError
+from runner.pack import archive as pack
+from runner.pack import manifest as mf
 from tests.packfactory import (
     command,
     make_manifest,
@@ -406,7 +406,7 @@ def test_zstd_bomb_after_the_archive_stops_early_with_bounded_memory(
 BOMB_CHILD = """
 import sys
 from pathlib import Path
-from runner import pack
+from runner.pack import archive as pack
 report = pack.verify(Path(sys.argv[1]))
 print(report.problem)
 print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) // 1024)
@@ -476,8 +476,8 @@ def test_integrity_sizes_over_the_limits_are_refused_before_reading(small_pack: 
 KILLED_BUILDER = """
 import random, sys, time
 from pathlib import Path
-from runner import manifest as mf
-from runner.pack import PackBuilder
+from runner.pack import manifest as mf
+from runner.pack.archive import PackBuilder
 from tests.packfactory import make_manifest
 rng = random.Random(1)
 with PackBuilder() as b:

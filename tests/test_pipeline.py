@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from runner.compare import Difference
 from runner.errors import UsageError
-from runner.outcome import CassetteUsage, Cause, StepOutcome
-from runner.pipeline import _likely_cause, _Run, select_packs
+from runner.replay.compare import Difference
+from runner.replay.outcome import CassetteUsage, Cause, StepOutcome
+from runner.replay.pipeline import _likely_cause, _Run, select_packs
 
 
 def _packs(tmp_path: Path, names: list[str]) -> list[Path]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import pack
+from runner.pack import archive as pack
 from runner.privacy import audit
 from runner.privacy.mask import PrivacyOptions
 from tests.packfactory import command, make_pack
@@ -74,7 +74,7 @@ def test_principal_defaults_to_env_then_user_at_host() -> None:
 @pytest.mark.parametrize(
     "module",
     ["runner.privacy.access", "runner.privacy.audit", "runner.privacy.crypto", "runner.privacy.mask",
-     "runner.privacy.policy", "runner.privacy.sign", "runner.privacy.store"],
+     "runner.privacy.policy", "runner.privacy.sign", "runner.store.local"],
 )  # fmt: skip
 def test_public_surface_is_a_sorted_all_of_existing_names(module: str) -> None:
     import importlib

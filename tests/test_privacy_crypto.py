@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from runner import pack
 from runner.errors import PrivacyError
+from runner.pack import archive as pack
 from runner.privacy import access, crypto
 from runner.privacy.mask import PrivacyOptions
 from tests.packfactory import command, make_pack, raw_members

@@ -13,10 +13,12 @@ import zstandard
 from proxy.cassette import Exchange, RecordedRequest, RecordedResponse
 from proxy.match import Normaliser
 from proxy.redact import PLACEHOLDER_RE, Redactor
-from runner import compare, pack, traces
 from runner.errors import PrivacyError
+from runner.pack import archive as pack
+from runner.pack import traces
 from runner.privacy import access, crypto
 from runner.privacy.mask import PrivacyOptions
+from runner.replay import compare
 from tests.helpers.secret_corpus import Planted, corpus
 from tests.packfactory import ROOT_SPAN, TRACE_ID, command, make_pack, patch
 
@@ -81,7 +83,7 @@ def keyring() -> crypto.Keyring:
 @pytest.fixture()
 def corpus_pack(tmp_path: Path, keyring: crypto.Keyring) -> Path:
     files, env, (stdout, written) = planted_members(SECRETS)
-    from runner import manifest as mf
+    from runner.pack import manifest as mf
 
     return make_pack(
         tmp_path,
@@ -231,7 +233,7 @@ def test_allowed_keys_are_kept_and_denied_keys_masked_whatever_their_value(tmp_p
 
 
 def test_cassette_headers_and_query_parameters_are_masked_by_name(tmp_path: Path) -> None:
-    from runner import manifest as mf
+    from runner.pack import manifest as mf
 
     x = Exchange(
         RecordedRequest("GET", "https", "maps.example.com", 443, "/v1/geo", (("key", "plainvalue1"), ("q", "paris")),

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from runner import pack
 from runner.cli import app
+from runner.pack import archive as pack
 from runner.privacy import crypto
 from runner.privacy.mask import PrivacyOptions
 from tests.packfactory import command, make_pack, raw_members

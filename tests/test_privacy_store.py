@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from runner import pack
 from runner.errors import PrivacyError, UsageError
-from runner.privacy.store import Retention, Store
+from runner.pack import archive as pack
+from runner.store.local import Retention, Store
 from tests.packfactory import command, make_pack
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from runner import manifest as mf
-from runner import pack, traces
 from runner.errors import RecordError
+from runner.pack import archive as pack
+from runner.pack import manifest as mf
+from runner.pack import traces
+from runner.pack.snapshot import REPLAYED_ENV
 from runner.recorder import record
-from runner.snapshot import REPLAYED_ENV
 from tests.gitrepo import git, make_repo, write
 from tests.helpers.https_server import https_server
 from tests.hostreplay import rerun

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import traces
+from runner.pack import traces
 from runner.recorder.spans import Tracing
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import manifest as mf
-from runner import pack
+from runner.pack import archive as pack
+from runner.pack import manifest as mf
 from tests.gitrepo import make_repo
 from tests.helpers.https_server import STREAM_WORDS, https_server
 from tests.hostreplay import rerun

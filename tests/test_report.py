@@ -6,9 +6,9 @@ import xml.etree.ElementTree as ET
 
 from rich.console import Console
 
-from runner.compare import Difference
-from runner.outcome import Cause, PackOutcome, StepOutcome, Verdict
-from runner.report import exit_code, render_terminal, to_html, to_json, to_junit, to_markdown
+from runner.replay.compare import Difference
+from runner.replay.outcome import Cause, PackOutcome, StepOutcome, Verdict
+from runner.replay.report import exit_code, render_terminal, to_html, to_json, to_junit, to_markdown
 
 OK = PackOutcome(
     pack="good.tar.zst",

@@ -6,7 +6,7 @@ import pytest
 
 from proxy.cassette import CassetteWriter, Exchange, RecordedRequest, RecordedResponse
 from runner.errors import PackError
-from runner.sidecar import Sidecar, _has_loopback
+from runner.replay.sidecar import Sidecar, _has_loopback
 
 
 def _cassette(path: Path, *hosts: str) -> Path:

@@ -6,8 +6,8 @@ import platform
 import sys
 from pathlib import Path
 
-from runner import snapshot
-from runner.snapshot import EnvSnapshot, PythonPackage, pip_requirements
+from runner.pack import snapshot
+from runner.pack.snapshot import EnvSnapshot, PythonPackage, pip_requirements
 
 
 def _fake_tool(bindir: Path, name: str, output: str) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from cryptography import x509
 from mitmproxy import certs
 
-from runner.tls import client_trust_env, make_ca, write_trust_bundle
+from runner.cassettes.tls import client_trust_env, make_ca, write_trust_bundle
 
 
 def test_ca_is_laid_out_for_mitmproxy_and_loads_there(tmp_path: Path) -> None:

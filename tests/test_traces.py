@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from runner.errors import PackError
-from runner.traces import Span, SpanEvent, SpanStatus, iter_spans, read_spans, span_line
+from runner.pack.traces import Span, SpanEvent, SpanStatus, iter_spans, read_spans, span_line
 from tests.packfactory import root_span
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import WorkspaceError
-from runner.workspace import apply_patch, restore
+from runner.replay.workspace import apply_patch, restore
 from tests.gitrepo import bundle, diff_of, git, make_repo
 
 LINES = "".join(f"line {i}\n" for i in range(1, 30))

@@ -13,9 +13,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from runner import pack as pack_stage
 from runner.errors import PrivacyError
-from runner.manifest import Manifest
+from runner.pack import archive as pack_stage
+from runner.pack.manifest import Manifest
 from runner.privacy.crypto import Keyring, PublicKeys
 from runner.privacy.mask import Secret, reveal_text, sealed_secrets
 from runner.privacy.sign import SignatureCheck, check_signature, sign_manifest

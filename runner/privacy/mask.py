@@ -41,7 +41,7 @@ from typing import Any, Protocol
 from proxy.cassette import Exchange
 from proxy.redact import PLACEHOLDER_RE, Redactor
 from runner.errors import PrivacyError
-from runner.manifest import (
+from runner.pack.manifest import (
     BUNDLE_PATH,
     Artifact,
     CommandStep,

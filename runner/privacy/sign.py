@@ -23,7 +23,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 
 from runner.errors import PrivacyError
-from runner.manifest import Manifest
+from runner.pack.manifest import Manifest
 from runner.privacy.crypto import Keyring, PublicKeys
 
 __all__ = [

@@ -47,17 +47,18 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode
 
-from runner import manifest as mf
-from runner import snapshot, typedjson
+from runner import typedjson
 from runner.errors import RecordError, RunnerError
-from runner.manifest import NORMALISERS
 from runner.observability import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
-from runner.pack import PackBuilder
+from runner.pack import manifest as mf
+from runner.pack import snapshot
+from runner.pack.archive import PackBuilder
+from runner.pack.manifest import NORMALISERS
+from runner.pack.snapshot import REPLAYED_ENV
 from runner.recorder import gitstate
 from runner.recorder.llm import LlmPolicy, LlmRecorder, TemperaturePolicy, instrument
 from runner.recorder.spans import Tracing, otlp_configured
 from runner.recorder.worker import Deferred
-from runner.snapshot import REPLAYED_ENV
 
 __all__ = ["PatchCapture", "RecordOptions", "RecordSummary", "Session", "TaskHandle", "ToolResult", "record"]
 
@@ -249,8 +250,8 @@ class Session:
         return {"runner.task.id": task} if task else {}
 
     def _start_proxy(self) -> None:
-        from runner.cassette_proxy import ProxyProcess, ProxySettings
-        from runner.tls import client_trust_env, write_trust_bundle
+        from runner.cassettes.process import ProxyProcess, ProxySettings
+        from runner.cassettes.tls import client_trust_env, write_trust_bundle
 
         assert self._workdir is not None
         settings = ProxySettings(

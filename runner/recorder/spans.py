@@ -26,8 +26,8 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, Tra
 from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from runner import traces
 from runner.errors import RecordError
+from runner.pack import traces
 
 __all__ = ["JsonlSpanWriter", "Tracing", "otlp_configured", "to_span"]
 

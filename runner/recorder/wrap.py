@@ -28,12 +28,12 @@ from typing import IO
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode
 
-from runner import manifest as mf
 from runner import typedjson
 from runner.errors import RecordError, UsageError
 from runner.observability import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
+from runner.pack import manifest as mf
+from runner.pack.snapshot import REPLAYED_ENV
 from runner.recorder.session import RecordOptions, RecordSummary, Session
-from runner.snapshot import REPLAYED_ENV
 
 __all__ = ["WrapResult", "record_command"]
 

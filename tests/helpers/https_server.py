@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from runner.tls import CertificateAuthority, make_ca
+from runner.cassettes.tls import CertificateAuthority, make_ca
 
 STREAM_WORDS = ["Hello", " from", " the", " recorded", " stream", "!"]
 BINARY = bytes(range(256)) * 4

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from runner import containers, images
+from runner.engine import containers, images
 from runner.errors import ExecuteError
 
 pytestmark = pytest.mark.docker

@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from runner import images
 from runner.cli import app
+from runner.engine import images
 
 pytestmark = pytest.mark.docker
 

@@ -15,7 +15,7 @@ from typing import Any
 import docker
 import pytest
 
-from runner import engine
+from runner.engine import daemon as engine
 from tests.helpers.prerequisites import unavailable
 
 pytestmark = pytest.mark.docker

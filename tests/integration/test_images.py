@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from runner import containers, images
+from runner.engine import containers, images
 
 pytestmark = pytest.mark.docker
 

@@ -18,7 +18,8 @@ import yaml
 import zstandard
 
 from packs.build import build
-from runner import images, pack
+from runner.engine import images
+from runner.pack import archive as pack
 from runner.privacy import crypto
 from tests.integration.test_replay import ROOT, runner
 

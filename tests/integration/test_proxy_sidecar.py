@@ -16,9 +16,9 @@ import pytest
 
 from proxy.cassette import CassetteWriter, Chunk, Exchange, RecordedRequest, RecordedResponse
 from proxy.report import read_report
-from runner import images
-from runner.cassette_proxy import ProxySettings, mitmdump_args
-from runner.tls import make_ca
+from runner.cassettes.process import ProxySettings, mitmdump_args
+from runner.cassettes.tls import make_ca
+from runner.engine import images
 
 pytestmark = pytest.mark.docker
 PROXY_DIR = Path(__file__).parents[2] / "proxy"

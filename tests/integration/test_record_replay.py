@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from runner import manifest as mf
-from runner import pack
+from runner.pack import archive as pack
+from runner.pack import manifest as mf
 from tests.gitrepo import make_repo
 from tests.helpers.https_server import https_server
 from tests.integration.test_replay import runner

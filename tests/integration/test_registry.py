@@ -14,8 +14,8 @@ from typing import Any
 import docker.errors
 import pytest
 
-from runner import images
-from runner import manifest as mf
+from runner.engine import images
+from runner.pack import manifest as mf
 from tests.gitrepo import make_repo
 from tests.integration.test_replay import runner
 from tests.packfactory import command, make_pack

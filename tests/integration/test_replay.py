@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from packs.build import build
-from runner import manifest as mf
-from runner.containers import owned
+from runner.engine.containers import owned
+from runner.pack import manifest as mf
 from tests.gitrepo import make_repo
 from tests.packfactory import command, make_pack, patch, repack
 

@@ -28,9 +28,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from runner import manifest as mf
-from runner import pack as pack_stage
 from runner.errors import PrivacyError, UsageError
+from runner.pack import archive as pack_stage
+from runner.pack import manifest as mf
 
 __all__ = ["Action", "Entry", "Hold", "Retention", "Store", "utc_now"]
 

@@ -23,8 +23,8 @@ from typing import Literal
 
 import proxy
 from proxy.report import Report, read_report
+from runner.cassettes.tls import CertificateAuthority, default_bundle, make_ca
 from runner.errors import ProxyError
-from runner.tls import CertificateAuthority, default_bundle, make_ca
 
 __all__ = ["ADDON_PATH", "ProxyProcess", "ProxySettings", "mitmdump_args"]
 

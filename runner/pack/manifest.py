@@ -271,7 +271,7 @@ class Manifest:
 @cache
 def schema() -> dict[str, Any]:
     """The JSON Schema of format version 1, as shipped in the package."""
-    text = resources.files("runner").joinpath("manifest.schema.json").read_text(encoding="utf-8")
+    text = resources.files(__package__).joinpath("manifest.schema.json").read_text(encoding="utf-8")
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 

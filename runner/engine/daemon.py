@@ -23,8 +23,8 @@ import docker
 import docker.errors
 import requests
 
+from runner.engine.host import os_release
 from runner.errors import EngineError
-from runner.host import os_release
 from runner.progress import Progress, Silent, run_logged, tail
 
 __all__ = [

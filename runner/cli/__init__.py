@@ -19,11 +19,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from runner import __version__, doctor, engine, images
-from runner import pack as pack_stage
-from runner.doctor import render_checkup
+from runner import __version__
+from runner.engine import daemon as engine
+from runner.engine import doctor, images
+from runner.engine.doctor import render_checkup
+from runner.engine.host import BuildTrust
 from runner.errors import RunnerError, UsageError
-from runner.host import BuildTrust
+from runner.pack import archive as pack_stage
 from runner.progress import LiveLog
 
 P = ParamSpec("P")
@@ -249,7 +251,7 @@ def cassette_import(
 
     Example: runner cassette import tests/cassettes/test_chat.yaml --out cassettes/http.jsonl
     """
-    from runner.cassette_import import import_recording
+    from runner.cassettes.importers import import_recording
 
     count = import_recording(source, out, redact_key)
     console.print_json(json.dumps({"imported": count, "out": str(out)}))
@@ -383,7 +385,7 @@ def store_put(
 
     Example: runner store put session.tar.zst --store /srv/packs
     """
-    from runner.privacy.store import Store
+    from runner.store.local import Store
 
     s = Store(store)
     print(json.dumps([s.put(p).to_dict() for p in packs], indent=2))
@@ -399,7 +401,7 @@ def store_list(
 
     Example: runner store list --store /srv/packs --json
     """
-    from runner.privacy.store import Store
+    from runner.store.local import Store
 
     entries = Store(store).entries()
     if as_json:
@@ -423,7 +425,7 @@ def store_hold(
     Example: runner store hold 3f2a9c0d --reason "incident 42" --store /srv/packs
     """
     from runner.privacy.audit import principal
-    from runner.privacy.store import Store
+    from runner.store.local import Store
 
     print(json.dumps(Store(store).hold(id, reason, principal()).to_dict(), indent=2))
 
@@ -438,7 +440,7 @@ def store_release(
 
     Example: runner store release 3f2a9c0d --store /srv/packs
     """
-    from runner.privacy.store import Store
+    from runner.store.local import Store
 
     print(json.dumps(Store(store).release(id).to_dict(), indent=2))
 
@@ -456,7 +458,7 @@ def store_gc(
 
     Example: runner store gc --store /srv/packs --dry-run
     """
-    from runner.privacy.store import Retention, Store
+    from runner.store.local import Retention, Store
 
     actions = Store(store).gc(Retention.from_days(full_days, traces_days, audit_days), dry_run=dry_run)
     print(json.dumps({"dry_run": dry_run, "actions": [vars(a) for a in actions]}, indent=2))
@@ -565,8 +567,8 @@ def replay_cmd(
         Path | None, typer.Option("--key", help="Tenant keyring: needed for packs with encrypted payloads.")
     ] = None,
 ) -> None:
-    from runner import pipeline, report
     from runner.privacy import crypto
+    from runner.replay import pipeline, report
 
     selected = pipeline.select_packs(packs, shard)
     keyring = crypto.load_keyring(key) if key else None

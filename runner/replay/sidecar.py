@@ -22,10 +22,10 @@ import docker.errors
 
 from proxy.cassette import iter_exchanges
 from proxy.report import Report, read_report
-from runner.cassette_proxy import ProxySettings, mitmdump_args
-from runner.containers import started
+from runner.cassettes.process import ProxySettings, mitmdump_args
+from runner.cassettes.tls import client_trust_env, make_ca
+from runner.engine.containers import started
 from runner.errors import PackError, ProxyError
-from runner.tls import client_trust_env, make_ca
 
 __all__ = ["PROXY_PORT", "Sidecar", "serve_cassettes"]
 

@@ -26,11 +26,11 @@ from typing import Any
 import docker
 import docker.errors
 
+from runner.engine.host import BuildTrust
+from runner.engine.images import TRUST_DOCKERFILE, build_image
 from runner.errors import ImageError, PackError
-from runner.host import BuildTrust
-from runner.images import TRUST_DOCKERFILE, build_image
-from runner.manifest import Manifest
-from runner.pack import UnpackedPack
+from runner.pack.archive import UnpackedPack
+from runner.pack.manifest import Manifest
 from runner.progress import Progress, Silent
 
 __all__ = ["AGENT_ENV", "ResolvedEnvironment", "requirements", "resolve"]

@@ -19,9 +19,10 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from runner import engine, images
+from runner.engine import daemon as engine
+from runner.engine import images
+from runner.engine.host import BuildTrust
 from runner.errors import EnvironmentProblem, RunnerError
-from runner.host import BuildTrust
 from runner.progress import Progress, Silent
 
 __all__ = ["LIBRARIES", "Checkup", "ImageCheck", "Problem", "check", "render_checkup"]

@@ -47,9 +47,9 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from runner import manifest as mf
 from runner.errors import PackError
-from runner.manifest import Artifact, Integrity, Manifest, MemberDigest
+from runner.pack import manifest as mf
+from runner.pack.manifest import Artifact, Integrity, Manifest, MemberDigest
 from runner.privacy.crypto import Keyring
 from runner.privacy.mask import PrivacyOptions, open_payloads, protect
 from runner.privacy.sign import sign_manifest

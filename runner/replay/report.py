@@ -18,7 +18,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from runner.outcome import PackOutcome, Verdict
+from runner.replay.outcome import PackOutcome, Verdict
 
 __all__ = ["exit_code", "render_terminal", "to_html", "to_json", "to_junit", "to_markdown"]
 

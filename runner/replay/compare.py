@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from proxy.redact import DETECTORS, EXTRA_DETECTORS, Redactor, collapse
-from runner.manifest import OUTPUT_RULES
+from runner.pack.manifest import OUTPUT_RULES
 
 __all__ = [
     "NORMALISERS",

@@ -26,17 +26,17 @@ from typing import Any
 import docker
 
 from proxy.report import Report
-from runner import environment, execute, sidecar
-from runner import pack as pack_stage
-from runner import workspace as workspace_stage
-from runner.compare import Difference, compare_exit_code, compare_file, compare_text
-from runner.containers import started
+from runner.engine.containers import started
+from runner.engine.host import BuildTrust
 from runner.errors import PackError, RunnerError, UsageError, WorkspaceError
-from runner.host import BuildTrust
-from runner.manifest import AgentCommand, CommandStep, Manifest, PatchStep
-from runner.outcome import CassetteUsage, Cause, PackOutcome, StepOutcome, Verdict
+from runner.pack import archive as pack_stage
+from runner.pack.manifest import AgentCommand, CommandStep, Manifest, PatchStep
 from runner.privacy.crypto import Keyring
 from runner.progress import Progress, Silent
+from runner.replay import environment, execute, sidecar
+from runner.replay import workspace as workspace_stage
+from runner.replay.compare import Difference, compare_exit_code, compare_file, compare_text
+from runner.replay.outcome import CassetteUsage, Cause, PackOutcome, StepOutcome, Verdict
 
 __all__ = ["ReplayOptions", "StepEvent", "replay", "replay_all", "select_packs"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from runner.compare import Difference
+from runner.replay.compare import Difference
 
 __all__ = ["CassetteUsage", "Cause", "PackOutcome", "StepOutcome", "Verdict"]
 

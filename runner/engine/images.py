@@ -27,15 +27,17 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
 
-from runner.containers import labels
+import proxy
+from runner.engine.containers import labels
+from runner.engine.host import BuildTrust, apt_entries, debian_mirror, os_release
 from runner.errors import ImageError, UsageError
-from runner.host import BuildTrust, apt_entries, debian_mirror, os_release
 from runner.progress import Progress, Silent, run_logged, tail
 
 __all__ = [
@@ -55,9 +57,9 @@ __all__ = [
     "recipe_hash",
 ]
 
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
-RECIPES = SOURCE_ROOT / "images"
-PROXY_SOURCE = SOURCE_ROOT / "proxy"
+# Both ship in the wheel (images/ as runner._images), so an installed runner builds from any directory.
+RECIPES = Path(str(resources.files("runner._images")))
+PROXY_SOURCE = Path(proxy.__file__).resolve().parent
 BASE_PREFIX = "runner-base"
 PROXY_PREFIX = "runner-proxy"
 TRUST_DIR = ".runner-build"

@@ -1,0 +1,1 @@
+"""The container engine: daemon start, images, host facts, containers, doctor."""
