@@ -18,7 +18,7 @@ from runner.pack import manifest as mf
 from tests.gitrepo import make_repo
 from tests.helpers.https_server import https_server
 from tests.integration.test_replay import runner
-from tests.test_recorder_session import copy_repo
+from tests.recorder.test_session import copy_repo
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,7 +24,7 @@ from tests.gitrepo import git, make_repo, write
 from tests.helpers.https_server import https_server
 from tests.hostreplay import rerun
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "packs" / "src" / "sdk-agent"
 PLANTED = {
     "OPENAI_API_KEY": "sk-proj-plantedOpenAIkey0123456789abcdefXYZ",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-PROXY = Path(__file__).parents[1] / "proxy"
+PROXY = Path(__file__).parents[2] / "proxy"
 MODULES = sorted(p.stem for p in PROXY.glob("*.py") if p.stem != "__init__")
 
 

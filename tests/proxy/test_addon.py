@@ -205,7 +205,7 @@ def test_replay_refuses_a_missing_cassette(tmp_path: Path) -> None:
 
 def test_addon_loads_as_a_script_from_a_plain_directory(tmp_path: Path) -> None:
     folder = tmp_path / "opt" / "cassette-proxy"
-    shutil.copytree(Path(__file__).parents[1] / "proxy", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(__file__).parents[2] / "proxy", folder, ignore=shutil.ignore_patterns("__pycache__"))
     probe = (
         "import sys; from mitmproxy.addons.script import load_script\n"
         f"m = load_script({str(folder / 'addon.py')!r})\n"

@@ -36,7 +36,7 @@ from runner.errors import DebugError
 from runner.observability import Trace, TracerProvider, export_jsonl
 from tests.packfactory import make_pack, raw_members, write_pack
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
 
 

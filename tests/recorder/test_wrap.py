@@ -18,9 +18,9 @@ from runner.pack import manifest as mf
 from tests.gitrepo import make_repo
 from tests.helpers.https_server import STREAM_WORDS, https_server
 from tests.hostreplay import rerun
-from tests.test_recorder_session import HOST_ENV, members
+from tests.recorder.test_session import HOST_ENV, members
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {
     "OPENAI_API_KEY": "sk-proj-plantedOpenAIkey0123456789abcdefXYZ",
     "GITHUB_TOKEN": "ghp_plantedGitHubToken0123456789abcdefXY",
