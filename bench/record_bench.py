@@ -74,7 +74,9 @@ def make_repo(path: Path) -> Path:
     (path / "a.py").write_text("x = 1\n")
     subprocess.run(["git", "add", "-A"], cwd=path, check=True)
     subprocess.run(
-        ["git", "-c", "user.name=b", "-c", "user.email=b@localhost", "commit", "-qm", "base"], cwd=path, check=True
+        ["git", "-c", "user.name=b", "-c", "user.email=b@localhost", "commit", "-qm", "base"],
+        cwd=path,
+        check=True,
     )
     return path
 
@@ -119,13 +121,17 @@ def main() -> None:
         "pack_build_s": statistics.median(build),
         "goal_pct": 2.0,
     }
-    table = Table(title=f"recording overhead: {args.calls} tool calls + {args.calls} model calls, median of {args.runs}")
+    table = Table(
+        title=f"recording overhead: {args.calls} tool calls + {args.calls} model calls, median of {args.runs}"
+    )
     table.add_column("measure")
     table.add_column("plain", justify="right")
     table.add_column("recorded", justify="right")
     table.add_column("ratio", justify="right")
     table.add_row("during the session (median)", f"{p:.3f} s", f"{b:.3f} s", f"{overhead:+.1f}% (goal <= 2%)")
-    table.add_row("during the session (best run)", f"{min(plain):.3f} s", f"{min(body):.3f} s", f"{best:+.1f}%")
+    table.add_row(
+        "during the session (best run)", f"{min(plain):.3f} s", f"{min(body):.3f} s", f"{best:+.1f}%"
+    )
     table.add_row("session start (git, env snapshot)", "-", f"{result['session_start_s']:.3f} s", "")
     table.add_row("session start with the proxy", "-", f"{proxy_setup:.3f} s", "")
     table.add_row("end (final patch, pack build)", "-", f"{result['pack_build_s']:.3f} s", "")

@@ -22,7 +22,20 @@ from runner.pack.archive import PackBuilder  # noqa: E402
 from runner.privacy.mask import PrivacyOptions  # noqa: E402
 from tests.packfactory import make_manifest  # noqa: E402
 
-WORDS = ["test", "passed", "failed", "collecting", "module", "import", "error", "warning", "session", "request", "response", "cache"]
+WORDS = [
+    "test",
+    "passed",
+    "failed",
+    "collecting",
+    "module",
+    "import",
+    "error",
+    "warning",
+    "session",
+    "request",
+    "response",
+    "cache",
+]
 
 
 def make_text(mb: int, seed: int = 3) -> bytes:

@@ -39,7 +39,9 @@ TEXT_RULES = ("durations", "timestamps", "tmp_paths", "addresses", "ports")
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, env=_GIT_ENV, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=_GIT_ENV, check=True, capture_output=True, text=True
+    ).stdout
 
 
 def _bundle(source: Path, work: Path) -> tuple[Path, str]:
@@ -79,17 +81,23 @@ def build(src: Path, out: Path) -> Path:
                 span = _span(step["id"], index, "patch", root.span_id, trace_id)
                 member = f"patches/{len(steps) + 1:04d}.diff"
                 builder.add_file(member, src / step["patch"])
-                steps.append(mf.PatchStep(id=step["id"], patch=member, span_id=span.span_id, reason=step.get("reason")))
+                steps.append(
+                    mf.PatchStep(id=step["id"], patch=member, span_id=span.span_id, reason=step.get("reason"))
+                )
             else:
                 span = _span(step["id"], index, "tool", root.span_id, trace_id)
 
                 def artifact(path: str, name: str, span_id: str = span.span_id) -> str:
-                    return builder.add_artifact(src / path, media_type="text/plain", name=name, span_id=span_id)
+                    return builder.add_artifact(
+                        src / path, media_type="text/plain", name=name, span_id=span_id
+                    )
 
                 outputs = step.get("outputs", {})
                 steps.append(
                     mf.CommandStep(
-                        id=step["id"], argv=tuple(step["run"]), timeout=float(step.get("timeout", 120)),
+                        id=step["id"],
+                        argv=tuple(step["run"]),
+                        timeout=float(step.get("timeout", 120)),
                         env=dict(step.get("env", {})),
                         expect=mf.Expectation(
                             exit_code=step.get("exit_code", 0),
@@ -130,7 +138,9 @@ def build(src: Path, out: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("names", nargs="*", help="source folders under packs/src (default: all)")
     parser.add_argument("--out", type=Path, default=ROOT, help="where the packs go (default: packs/)")
     args = parser.parse_args()

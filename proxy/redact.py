@@ -104,7 +104,9 @@ class Detector:
         return not self.literals or any(literal in text for literal in self.literals)
 
 
-def _d(kind: str, pattern: str, *literals: str, flags: int = 0, anchor: str | None = None, fold: bool = False) -> Detector:
+def _d(
+    kind: str, pattern: str, *literals: str, flags: int = 0, anchor: str | None = None, fold: bool = False
+) -> Detector:
     return Detector(kind, re.compile(pattern, flags), literals, re.compile(anchor) if anchor else None, fold)
 
 
@@ -114,12 +116,18 @@ def _word(prefix: str) -> str:
 
 
 # Names that end a key whose value is a credential: GITHUB_TOKEN=, "password": , client_secret: ...
-_KEY_WORDS = r"(?:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
+_KEY_WORDS = (
+    r"(?:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
+)
 
 # Order matters: the most specific shapes first, so a Bearer JWT or a PEM block becomes one placeholder.
 DETECTORS: tuple[Detector, ...] = (
-    _d("private-key", r"-----BEGIN [A-Z ]*PRIVATE KEY( BLOCK)?-----.*?-----END [A-Z ]*PRIVATE KEY( BLOCK)?-----",
-       "PRIVATE KEY", flags=re.S),
+    _d(
+        "private-key",
+        r"-----BEGIN [A-Z ]*PRIVATE KEY( BLOCK)?-----.*?-----END [A-Z ]*PRIVATE KEY( BLOCK)?-----",
+        "PRIVATE KEY",
+        flags=re.S,
+    ),
     _d("bearer", _word("Bearer ") + r"(?P<s>[A-Za-z0-9._~+/=-]{8,})", "Bearer "),
     _d("basic-auth", _word("Basic ") + r"(?P<s>[A-Za-z0-9+/]{8,}={0,2})", "Basic "),
     _d("url-credentials", r"://[^/\s:@\"'<>]{1,256}:(?P<s>[^/\s@\"'<>]{1,256})(?=@)", "://"),
@@ -128,30 +136,54 @@ DETECTORS: tuple[Detector, ...] = (
     _d("github-token", _word("gh") + r"[pousr]_[A-Za-z0-9]{30,}", "gh"),
     _d("github-token", _word("github_pat_") + r"[A-Za-z0-9_]{22,}", "github_pat_"),
     _d("gitlab-token", _word("gl") + r"(?:pat|dt|rt|ptt|cbt)-[A-Za-z0-9_-]{20,}", "gl"),
-    _d("aws-access-key", r"(?:AKIA|ASIA)(?<![A-Za-z0-9_]AKIA)(?<![A-Za-z0-9_]ASIA)[0-9A-Z]{16}\b", "AKIA", "ASIA"),
-    _d("aws-secret-key",
-       r"(?i)aws_?secret_?access_?key[\"']?\s*[=:]\s*[\"']?(?P<s>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
-       anchor="secret", fold=True),
+    _d(
+        "aws-access-key",
+        r"(?:AKIA|ASIA)(?<![A-Za-z0-9_]AKIA)(?<![A-Za-z0-9_]ASIA)[0-9A-Z]{16}\b",
+        "AKIA",
+        "ASIA",
+    ),
+    _d(
+        "aws-secret-key",
+        r"(?i)aws_?secret_?access_?key[\"']?\s*[=:]\s*[\"']?(?P<s>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
+        anchor="secret",
+        fold=True,
+    ),
     _d("jwt", r"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", "eyJ"),
     _d("gcp-api-key", _word("AIza") + r"[0-9A-Za-z_-]{35}", "AIza"),
     _d("slack-token", _word("xox") + r"[abprse]-[A-Za-z0-9-]{10,}", "xox"),
     _d("slack-webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]{20,}", "hooks.slack.com"),
     _d("huggingface-token", _word("hf_") + r"[A-Za-z0-9]{30,}", "hf_"),
-    _d("stripe-key", r"(?:sk|rk)_(?<![A-Za-z0-9_]sk_)(?<![A-Za-z0-9_]rk_)(?:live|test)_[A-Za-z0-9]{20,}", "k_live_", "k_test_"),
-    _d("assignment",
-       rf"(?i)(?<![A-Za-z0-9]){_KEY_WORDS}[\"']?\s*[=:]\s*[\"']?(?!(?:null|none|true|false)\b)"
-       r"(?P<s>[^\s\"'\\&,;<>(){}\[\]]{3,})",
-       anchor=r"(?:pass(?:word|wd|phrase)?|secret|token|key|credentials?)[\"']?\s*[=:]", fold=True),
-    _d("email", r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b", "@",
-       anchor=r"@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b"),
+    _d(
+        "stripe-key",
+        r"(?:sk|rk)_(?<![A-Za-z0-9_]sk_)(?<![A-Za-z0-9_]rk_)(?:live|test)_[A-Za-z0-9]{20,}",
+        "k_live_",
+        "k_test_",
+    ),
+    _d(
+        "assignment",
+        rf"(?i)(?<![A-Za-z0-9]){_KEY_WORDS}[\"']?\s*[=:]\s*[\"']?(?!(?:null|none|true|false)\b)"
+        r"(?P<s>[^\s\"'\\&,;<>(){}\[\]]{3,})",
+        anchor=r"(?:pass(?:word|wd|phrase)?|secret|token|key|credentials?)[\"']?\s*[=:]",
+        fold=True,
+    ),
+    _d(
+        "email",
+        r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b",
+        "@",
+        anchor=r"@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b",
+    ),
     _d("phone", r"\+(?<![\w+]\+)[1-9]\d{0,2}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\w)", "+"),
     _d("phone", r"(?<![\w-])\(?\d{3}\)?[ .-]\d{3}-\d{4}(?![\w-])", "-", anchor=r"-\d{4}(?![\w-])"),
 )
 
 # Kinds only the strict policies use: noisy in logs, but personal data in some jurisdictions.
 EXTRA_DETECTORS: tuple[Detector, ...] = (
-    _d("ip-address", r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])", ".",
-       anchor=r"\d\.\d{1,3}\.\d"),
+    _d(
+        "ip-address",
+        r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])",
+        ".",
+        anchor=r"\d\.\d{1,3}\.\d",
+    ),
 )
 
 # `REDACTED_<16 hex>` is the form of cassettes written before placeholders carried their kind.

@@ -199,5 +199,3 @@ def write_pack(path: Path, entries: list[tarfile.TarInfo | tuple[str, bytes]]) -
 
 def repack(src: Path, dst: Path, edit: Callable[[Members], Members]) -> Path:
     return write_pack(dst, list(edit(raw_members(src))))
-
-

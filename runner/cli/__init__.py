@@ -73,7 +73,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
 ) -> None:
     """Record AI coding-agent sessions into repro packs and replay them hermetically in Docker."""
 
@@ -175,6 +177,8 @@ def images_list_command(
             ", ".join(info.tags),
         )  # fmt: skip
     console.print(table)
+
+
 # --- pack: inspect and verify ---------------------------------------------------------------------
 
 
@@ -190,10 +194,14 @@ def inspect_cmd(
     reveal: Annotated[
         bool, typer.Option("--reveal", help="Privileged view: show the original value of every placeholder.")
     ] = False,
-    key: Annotated[Path | None, typer.Option("--key", help="The tenant keyring (needed by --reveal).")] = None,
+    key: Annotated[
+        Path | None, typer.Option("--key", help="The tenant keyring (needed by --reveal).")
+    ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="With --reveal: write the members here, decrypted, placeholders restored."),
+        typer.Option(
+            "--out", help="With --reveal: write the members here, decrypted, placeholders restored."
+        ),
     ] = None,
 ) -> None:
     if reveal:
@@ -222,7 +230,9 @@ def verify_cmd(
     report = pack_stage.verify(pack)
     if not report.ok:
         raise fail(report.problem or f"{pack}: not a valid repro pack")
-    console.print(f"ok {pack}: {report.members_checked} members, {report.content_bytes} bytes", highlight=False)
+    console.print(
+        f"ok {pack}: {report.members_checked} members, {report.content_bytes} bytes", highlight=False
+    )
     if pubkey is not None:
         from runner.privacy import access, crypto
 
@@ -232,6 +242,8 @@ def verify_cmd(
             f"{check.subjects} members, signed {check.signed_at}",
             highlight=False,
         )
+
+
 # --- cassette proxy -------------------------------------------------------------------------------
 
 cassette_app = typer.Typer(help="Work with HTTP cassettes (cassettes/http.jsonl).", no_args_is_help=True)
@@ -242,9 +254,14 @@ app.add_typer(cassette_app, name="cassette")
 @handles_errors
 def cassette_import(
     source: Annotated[Path, typer.Argument(help="A vcrpy cassette (.yaml/.yml) or a HAR file (.har/.json).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The cassette to create.")] = Path("cassettes/http.jsonl"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="The cassette to create.")] = Path(
+        "cassettes/http.jsonl"
+    ),
     redact_key: Annotated[
-        str, typer.Option("--redact-key", envvar="RUNNER_REDACT_KEY", help="Key of the secret placeholders (hex or text).")
+        str,
+        typer.Option(
+            "--redact-key", envvar="RUNNER_REDACT_KEY", help="Key of the secret placeholders (hex or text)."
+        ),
     ] = "",
 ) -> None:
     """Import a vcrpy cassette or a HAR file as a replayable cassette, secrets redacted.
@@ -255,6 +272,8 @@ def cassette_import(
 
     count = import_recording(source, out, redact_key)
     console.print_json(json.dumps({"imported": count, "out": str(out)}))
+
+
 # ---------------------------------------------------------------------------------------------- debug
 
 
@@ -272,7 +291,9 @@ def debug_command(
     ] = None,
     state: Annotated[
         Path | None,
-        typer.Option("--state", help="Agent state for a Class.method: a checkpoint file or a typed JSON object."),
+        typer.Option(
+            "--state", help="Agent state for a Class.method: a checkpoint file or a typed JSON object."
+        ),
     ] = None,
 ) -> None:
     """Replay the code behind one recorded span under pdb, with recorded responses served back.
@@ -289,7 +310,9 @@ def debug_command(
     for item in mock or []:
         span_type, sep, path = item.partition("=")
         if not sep or not span_type or not path:
-            raise UsageError(f"--mock {item!r} must look like span_type=import.path (e.g. llm=agent.call_llm)")
+            raise UsageError(
+                f"--mock {item!r} must look like span_type=import.path (e.g. llm=agent.call_llm)"
+            )
         mock_config[span_type] = path
     debug_pack(pack, span, function, mock_config=mock_config, state_file=state)
 
@@ -312,7 +335,11 @@ def _reveal(pack: Path, key: Path | None, out: Path | None, as_json: bool) -> No
         raise UsageError("--reveal needs the tenant keyring: --key FILE")
     found = access.reveal(pack, crypto.load_keyring(key), out)
     if as_json:
-        print(json.dumps({"pack": str(pack), "out": str(out) if out else None, "secrets": [vars(s) for s in found]}))
+        print(
+            json.dumps(
+                {"pack": str(pack), "out": str(out) if out else None, "secrets": [vars(s) for s in found]}
+            )
+        )
         return
     table = Table(title=f"{len(found)} redacted value(s)")
     for column in ("placeholder", "kind", "original value"):
@@ -328,7 +355,9 @@ def _reveal(pack: Path, key: Path | None, out: Path | None, as_json: bool) -> No
 @handles_errors
 def keys_new(
     tenant: Annotated[str, typer.Option("--tenant", help="The tenant the keys belong to.")],
-    out: Annotated[Path, typer.Option("--out", help="Keyring file to create (0600); FILE.pub is written too.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Keyring file to create (0600); FILE.pub is written too.")
+    ],
 ) -> None:
     """Create a tenant keyring: a redaction key, and an encryption + signing key pair.
 
@@ -345,7 +374,9 @@ def keys_new(
 
 @keys_app.command("rotate")
 @handles_errors
-def keys_rotate(keyring: Annotated[Path, typer.Argument(metavar="FILE", help="The keyring to rotate.")]) -> None:
+def keys_rotate(
+    keyring: Annotated[Path, typer.Argument(metavar="FILE", help="The keyring to rotate.")],
+) -> None:
     """Add a new key that new packs use; old keys stay so old packs still open and verify.
 
     Example: runner keys rotate acme.keys
@@ -416,7 +447,9 @@ def store_list(
 @store_app.command("hold")
 @handles_errors
 def store_hold(
-    id: Annotated[str, typer.Argument(metavar="ID", help="Root digest (or a unique prefix) of a stored pack.")],
+    id: Annotated[
+        str, typer.Argument(metavar="ID", help="Root digest (or a unique prefix) of a stored pack.")
+    ],
     reason: Annotated[str, typer.Option("--reason", help="Why it must be kept (ticket, case).")],
     store: Annotated[Path, STORE_OPTION] = Path("pack-store"),
 ) -> None:
@@ -433,7 +466,9 @@ def store_hold(
 @store_app.command("release")
 @handles_errors
 def store_release(
-    id: Annotated[str, typer.Argument(metavar="ID", help="Root digest (or a unique prefix) of a stored pack.")],
+    id: Annotated[
+        str, typer.Argument(metavar="ID", help="Root digest (or a unique prefix) of a stored pack.")
+    ],
     store: Annotated[Path, STORE_OPTION] = Path("pack-store"),
 ) -> None:
     """Release a legal hold; retention applies again from the next gc.
@@ -449,10 +484,16 @@ def store_release(
 @handles_errors
 def store_gc(
     store: Annotated[Path, STORE_OPTION] = Path("pack-store"),
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be dropped; change nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be dropped; change nothing.")
+    ] = False,
     full_days: Annotated[float, typer.Option("--full-days", help="Keep whole packs this long.")] = 7,
-    traces_days: Annotated[float, typer.Option("--traces-days", help="Keep manifest + traces this long.")] = 90,
-    audit_days: Annotated[float, typer.Option("--audit-days", help="Keep the audit summary this long.")] = 365,
+    traces_days: Annotated[
+        float, typer.Option("--traces-days", help="Keep manifest + traces this long.")
+    ] = 90,
+    audit_days: Annotated[
+        float, typer.Option("--audit-days", help="Keep the audit summary this long.")
+    ] = 365,
 ) -> None:
     """Apply retention: whole pack, then manifest + traces, then audit summary only, then nothing.
 
@@ -462,6 +503,8 @@ def store_gc(
 
     actions = Store(store).gc(Retention.from_days(full_days, traces_days, audit_days), dry_run=dry_run)
     print(json.dumps({"dry_run": dry_run, "actions": [vars(a) for a in actions]}, indent=2))
+
+
 # --------------------------------------------------------------------------------------------- record
 
 
@@ -472,27 +515,39 @@ def store_gc(
 @handles_errors
 def record_cmd(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option("--out", "-o", metavar="PACK", help="Where to write the pack (.tar.zst).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", metavar="PACK", help="Where to write the pack (.tar.zst).")
+    ],
     repo: Annotated[Path, typer.Option("--repo", help="The git repository the agent works in.")] = Path("."),
     check: Annotated[
         list[str] | None,
-        typer.Option("--check", help="A shell command run after the agent and recorded as a step. Repeatable."),
+        typer.Option(
+            "--check", help="A shell command run after the agent and recorded as a step. Repeatable."
+        ),
     ] = None,
     timeout: Annotated[
         float | None, typer.Option("--timeout", min=1, help="Stop the agent after this many seconds.")
     ] = None,
     artifacts: Annotated[
-        str, typer.Option("--artifacts", help="all, or failing-only: keep blobs only for failing or slow sessions.")
+        str,
+        typer.Option(
+            "--artifacts", help="all, or failing-only: keep blobs only for failing or slow sessions."
+        ),
     ] = "all",
     slow_threshold: Annotated[
-        float | None, typer.Option("--slow-threshold", metavar="S", help="A session slower than S seconds keeps its artifacts.")
+        float | None,
+        typer.Option(
+            "--slow-threshold", metavar="S", help="A session slower than S seconds keeps its artifacts."
+        ),
     ] = None,
     no_http: Annotated[bool, typer.Option("--no-http", help="Do not start the recording proxy.")] = False,
     record_loopback: Annotated[
-        bool, typer.Option("--record-loopback", help="Also record requests to localhost (local model servers).")
+        bool,
+        typer.Option("--record-loopback", help="Also record requests to localhost (local model servers)."),
     ] = False,
     upstream_ca: Annotated[
-        Path | None, typer.Option("--upstream-ca", help="CA bundle verifying real servers (default: this machine's).")
+        Path | None,
+        typer.Option("--upstream-ca", help="CA bundle verifying real servers (default: this machine's)."),
     ] = None,
     agent: Annotated[str, typer.Option("--agent", help="The agent's name in the manifest.")] = "agent",
 ) -> None:
@@ -507,7 +562,9 @@ def record_cmd(
     if argv and argv[0] == "--":
         argv = argv[1:]
     if not argv:
-        raise UsageError("no agent command: put it after --, e.g. runner record --out s.tar.zst -- python agent.py")
+        raise UsageError(
+            "no agent command: put it after --, e.g. runner record --out s.tar.zst -- python agent.py"
+        )
     if artifacts not in ("all", "failing-only"):
         raise UsageError(f"--artifacts {artifacts!r}: use all or failing-only")
     options = RecordOptions(
@@ -531,8 +588,6 @@ def record_cmd(
         raise fail(f"interrupted: {summary.path} holds what was captured before Ctrl-C", 130)
 
 
-
-
 # --- replay -----------------------------------------------------------------------------------------------
 
 
@@ -547,19 +602,33 @@ def record_cmd(
 def replay_cmd(
     packs: Annotated[list[Path], typer.Argument(metavar="PACK...", help="Packs, or folders of *.tar.zst.")],
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Packs replayed at once.")] = 1,
-    shard: Annotated[str | None, typer.Option("--shard", metavar="I/N", help="Replay only shard I of N.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here (- for stdout).")] = None,
+    shard: Annotated[
+        str | None, typer.Option("--shard", metavar="I/N", help="Replay only shard I of N.")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the JSON report here (- for stdout).")
+    ] = None,
     junit_out: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report here.")] = None,
-    markdown_out: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown report here.")] = None,
+    markdown_out: Annotated[
+        Path | None, typer.Option("--markdown", help="Write a Markdown report here.")
+    ] = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Write an HTML report here.")] = None,
     runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where per-run folders go.")] = Path("runs"),
-    keep: Annotated[bool, typer.Option("--keep", help="Keep containers and the workspace for a shell.")] = False,
-    keep_going: Annotated[bool, typer.Option("--keep-going", help="Run the steps after a divergence.")] = False,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep containers and the workspace for a shell.")
+    ] = False,
+    keep_going: Annotated[
+        bool, typer.Option("--keep-going", help="Run the steps after a divergence.")
+    ] = False,
     rerun_agent: Annotated[
-        bool, typer.Option("--rerun-agent", help="Re-run the recorded agent against the cassettes; compare its patch.")
+        bool,
+        typer.Option(
+            "--rerun-agent", help="Re-run the recorded agent against the cassettes; compare its patch."
+        ),
     ] = False,
     allow_image_mismatch: Annotated[
-        bool, typer.Option("--allow-image-mismatch", help="Replay even when the image differs from the pack's.")
+        bool,
+        typer.Option("--allow-image-mismatch", help="Replay even when the image differs from the pack's."),
     ] = False,
     base_from: str | None = BASE_FROM_OPTION,
     ca_bundle: Path | None = CA_BUNDLE_OPTION,
@@ -582,11 +651,14 @@ def replay_cmd(
             keyring=keyring,
         )  # fmt: skip
         with _live() as live:
+
             def on_step(event: pipeline.StepEvent) -> None:
                 where = f"[{event.index}/{event.total}] " if event.total else ""
                 live.step(f"{event.pack}: {where}{event.text}")
 
-            outcomes = pipeline.replay_all(client, selected, options, jobs=jobs, progress=live, on_step=on_step)
+            outcomes = pipeline.replay_all(
+                client, selected, options, jobs=jobs, progress=live, on_step=on_step
+            )
     for outcome in outcomes:
         if outcome.run_dir:
             Path(outcome.run_dir, "report.json").write_text(report.to_json([outcome]), encoding="utf-8")

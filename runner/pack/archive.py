@@ -100,7 +100,9 @@ _FILE_LAYOUT = re.compile(
     r"|workspace/base\.bundle|workspace/baseline\.diff"
     r"|privacy/[a-z0-9_-]+\.(?:bin|json)"
 )
-_DIR_LAYOUT = re.compile(rf"prompts|patches|artifacts|artifacts/sha256|cassettes|workspace|privacy|env(?:/{_SEG})*")
+_DIR_LAYOUT = re.compile(
+    rf"prompts|patches|artifacts|artifacts/sha256|cassettes|workspace|privacy|env(?:/{_SEG})*"
+)
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,9 @@ class PackBuilder:
         return tuple(self._artifacts)
 
     def _claim(self, member: str) -> None:
-        problem = layout_problem(member) or ("written by build()" if member in (MANIFEST, SIGNATURE) else None)
+        problem = layout_problem(member) or (
+            "written by build()" if member in (MANIFEST, SIGNATURE) else None
+        )
         if problem:
             raise PackError(f"cannot add member {member!r}: {problem}")
         if member in self._members:
@@ -854,7 +858,9 @@ def verify(pack_path: Path, limits: Limits = Limits()) -> VerifyReport:
         scanner.run(None)
     except PackError as e:
         return VerifyReport(pack_path, False, str(e), scanner.member, scanner.checked, scanner.content_bytes)
-    return VerifyReport(pack_path, True, None, None, scanner.checked, scanner.content_bytes, scanner.signature)
+    return VerifyReport(
+        pack_path, True, None, None, scanner.checked, scanner.content_bytes, scanner.signature
+    )
 
 
 def unpack(
@@ -1026,6 +1032,4 @@ def resign(pack_path: Path, signer: Callable[[Manifest], bytes], limits: Limits 
         with PackBuilder(staging_dir=Path(tmp)) as builder:
             for name in manifest.integrity.members:
                 builder.add_file(name, folder / name)
-            return builder.build(
-                manifest, pack_path, privacy=PrivacyOptions(policy=None), signer=signer
-            )
+            return builder.build(manifest, pack_path, privacy=PrivacyOptions(policy=None), signer=signer)

@@ -22,33 +22,92 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["ENV_ALLOWLIST", "LOCKFILES", "REPLAYED_ENV", "EnvSnapshot", "PythonPackage", "pip_requirements", "take", "write"]
+__all__ = [
+    "ENV_ALLOWLIST",
+    "LOCKFILES",
+    "REPLAYED_ENV",
+    "EnvSnapshot",
+    "PythonPackage",
+    "pip_requirements",
+    "take",
+    "write",
+]
 
 ENV_ALLOWLIST = frozenset(
     {
-        "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PATH", "SHELL", "TERM", "CI", "PYTHONHASHSEED", "PYTHONPATH",
-        "PYTHONDONTWRITEBYTECODE", "VIRTUAL_ENV", "NODE_ENV", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
-        "PIP_INDEX_URL", "UV_INDEX_URL", "HOME", "USER",
+        "LANG",
+        "LC_ALL",
+        "LC_CTYPE",
+        "TZ",
+        "PATH",
+        "SHELL",
+        "TERM",
+        "CI",
+        "PYTHONHASHSEED",
+        "PYTHONPATH",
+        "PYTHONDONTWRITEBYTECODE",
+        "VIRTUAL_ENV",
+        "NODE_ENV",
+        "CUDA_VISIBLE_DEVICES",
+        "OMP_NUM_THREADS",
+        "PIP_INDEX_URL",
+        "UV_INDEX_URL",
+        "HOME",
+        "USER",
     }
 )
 # Variables that change what a program prints or does, and mean the same on any machine: recorded with every
 # command (and the agent's own command) so replay sets them again. Host paths (PATH, HOME) are left out.
 REPLAYED_ENV = frozenset(
     {
-        "LANG", "LC_ALL", "LC_CTYPE", "TZ", "CI", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING",
-        "PYTHONUTF8", "NODE_ENV", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "COLUMNS", "NO_COLOR", "FORCE_COLOR",
+        "LANG",
+        "LC_ALL",
+        "LC_CTYPE",
+        "TZ",
+        "CI",
+        "PYTHONHASHSEED",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONIOENCODING",
+        "PYTHONUTF8",
+        "NODE_ENV",
+        "OMP_NUM_THREADS",
+        "CUDA_VISIBLE_DEVICES",
+        "COLUMNS",
+        "NO_COLOR",
+        "FORCE_COLOR",
     }
 )
 LOCKFILES = (
-    "requirements.txt", "requirements.lock", "requirements-dev.txt", "constraints.txt", "poetry.lock",
-    "uv.lock", "Pipfile.lock", "pdm.lock", "conda-lock.yml", "environment.yml", "pyproject.toml",
-    "package-lock.json", "pnpm-lock.yaml", "yarn.lock", "Cargo.lock", "go.sum", "flake.lock",
+    "requirements.txt",
+    "requirements.lock",
+    "requirements-dev.txt",
+    "constraints.txt",
+    "poetry.lock",
+    "uv.lock",
+    "Pipfile.lock",
+    "pdm.lock",
+    "conda-lock.yml",
+    "environment.yml",
+    "pyproject.toml",
+    "package-lock.json",
+    "pnpm-lock.yaml",
+    "yarn.lock",
+    "Cargo.lock",
+    "go.sum",
+    "flake.lock",
 )
 _TOOLS = {
-    "git": ["git", "--version"], "make": ["make", "--version"], "gcc": ["gcc", "--version"],
-    "clang": ["clang", "--version"], "rustc": ["rustc", "--version"], "node": ["node", "--version"],
-    "npm": ["npm", "--version"], "go": ["go", "version"], "java": ["java", "-version"],
-    "nvcc": ["nvcc", "--version"], "docker": ["docker", "--version"],
+    "git": ["git", "--version"],
+    "make": ["make", "--version"],
+    "gcc": ["gcc", "--version"],
+    "clang": ["clang", "--version"],
+    "rustc": ["rustc", "--version"],
+    "node": ["node", "--version"],
+    "npm": ["npm", "--version"],
+    "go": ["go", "version"],
+    "java": ["java", "-version"],
+    "nvcc": ["nvcc", "--version"],
+    "docker": ["docker", "--version"],
 }
 _PIP_INSPECT = (
     "import json, importlib.metadata as m, hashlib, sys\n"
@@ -109,7 +168,9 @@ def _python(path: str | None) -> tuple[dict[str, str] | None, tuple[PythonPackag
     if exe is None:
         return None, ()
     try:
-        proc = subprocess.run([exe, "-c", _PIP_INSPECT], capture_output=True, text=True, timeout=60, check=True)
+        proc = subprocess.run(
+            [exe, "-c", _PIP_INSPECT], capture_output=True, text=True, timeout=60, check=True
+        )
         data = json.loads(proc.stdout)
     except (OSError, subprocess.SubprocessError, ValueError):
         return {"executable": exe, "version": "unknown"}, ()
@@ -154,7 +215,9 @@ def _cpu() -> dict[str, str]:
         elif name == "flags" and "simd" not in info:
             # Vector extensions decide which kernels numeric libraries pick, and so their rounding.
             flags = set(value.split())
-            info["simd"] = " ".join(f for f in ("sse4_2", "avx", "avx2", "avx512f", "fma", "neon") if f in flags)
+            info["simd"] = " ".join(
+                f for f in ("sse4_2", "avx", "avx2", "avx512f", "fma", "neon") if f in flags
+            )
     return info
 
 
@@ -162,7 +225,9 @@ def _keyed(key: bytes, value: str) -> str:
     return "hmac-sha256:" + hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
 
-def take(environ: dict[str, str], key: bytes, repo: Path | None = None, allow: frozenset[str] = ENV_ALLOWLIST) -> EnvSnapshot:
+def take(
+    environ: dict[str, str], key: bytes, repo: Path | None = None, allow: frozenset[str] = ENV_ALLOWLIST
+) -> EnvSnapshot:
     """Snapshot the environment a command would see when started with `environ`."""
     path = environ.get("PATH")
     python, packages = _python(path)
@@ -193,11 +258,7 @@ def take(environ: dict[str, str], key: bytes, repo: Path | None = None, allow: f
 
 def pip_requirements(snapshot: EnvSnapshot) -> str:
     """`pip freeze`-style lines for what an index can reinstall; editable and URL installs are left out."""
-    lines = [
-        f"{p.name}=={p.version}"
-        for p in snapshot.packages
-        if not p.editable and p.direct_url is None
-    ]
+    lines = [f"{p.name}=={p.version}" for p in snapshot.packages if not p.editable and p.direct_url is None]
     return "".join(f"{line}\n" for line in lines)
 
 

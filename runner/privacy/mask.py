@@ -367,7 +367,9 @@ def sealed_secrets(folder: Path, manifest: Manifest, keyring: Keyring) -> tuple[
         )
     sealed = folder / SEALED_MEMBER
     if not sealed.is_file():
-        raise PrivacyError(f"privacy.sealed names {SEALED_MEMBER}, which the pack does not hold; it is damaged")
+        raise PrivacyError(
+            f"privacy.sealed names {SEALED_MEMBER}, which the pack does not hold; it is damaged"
+        )
     data = crypto.open_sealed(keyring, sealed.read_bytes(), SEALED_MEMBER)
     try:
         body = json.loads(data)

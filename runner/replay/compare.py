@@ -60,7 +60,9 @@ def _secrets(text: str) -> str:
 # timestamps before durations (a time of day contains digits and colons).
 _RULES: dict[str, _Rule] = {
     "secrets": _secrets,
-    "uuids": _subs((r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "<UUID>"),),
+    "uuids": _subs(
+        (r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "<UUID>"),
+    ),
     "timestamps": _subs(
         (r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?", "<TIMESTAMP>"),
         (r"\b\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\b", "<TIME>"),
@@ -74,7 +76,9 @@ _RULES: dict[str, _Rule] = {
         (r"/(?:private/)?(?:tmp|var/tmp|var/folders)/[^\s'\":]+", "<TMP>"),
         (r"/pytest-of-[^/\s]+/pytest-\d+", "<TMP>"),
     ),
-    "addresses": _subs((r"\b0x[0-9a-fA-F]{6,16}\b", "<ADDR>"),),
+    "addresses": _subs(
+        (r"\b0x[0-9a-fA-F]{6,16}\b", "<ADDR>"),
+    ),
     "ports": _subs(
         (r"((?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\]|::1)):\d{2,5}\b", r"\1:<PORT>"),
         (r"\bport \d{2,5}\b", "port <PORT>"),

@@ -38,7 +38,9 @@ __all__ = ["AGENT_ENV", "ResolvedEnvironment", "requirements", "resolve"]
 AGENT_ENV = "/opt/agent-env"
 FAILED_LIST = f"{AGENT_ENV}/.runner-failed"
 ENV_PREFIX = "runner-env"
-_REQUIREMENT = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,200}[A-Za-z0-9])?==[A-Za-z0-9][A-Za-z0-9.+!_-]{0,100}$")
+_REQUIREMENT = re.compile(
+    r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,200}[A-Za-z0-9])?==[A-Za-z0-9][A-Za-z0-9.+!_-]{0,100}$"
+)
 _FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE | re.MULTILINE)
 
 # Exact versions, no dependency resolution (the freeze lists them all); on failure, one at a time so a

@@ -62,7 +62,9 @@ class PackOutcome:
     warnings: tuple[str, ...] = ()
     cassettes: CassetteUsage = field(default_factory=CassetteUsage)
     run_dir: str | None = None
-    image: str | None = None  # the image the steps ran in, and how it was had: "<ref> (built|cached|local|pulled)"
+    image: str | None = (
+        None  # the image the steps ran in, and how it was had: "<ref> (built|cached|local|pulled)"
+    )
     duration_s: float = 0.0
 
     @property

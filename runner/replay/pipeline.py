@@ -159,7 +159,9 @@ def _replay(
 
     notify(StepEvent(run.pack, 0, total, "restoring the workspace"))
     baseline = unpacked.path / m.git.baseline_patch if m.git.baseline_patch else None
-    ws = workspace_stage.restore(unpacked.path / m.git.bundle, m.git.base_commit, scratch / "workspace", baseline)
+    ws = workspace_stage.restore(
+        unpacked.path / m.git.bundle, m.git.base_commit, scratch / "workspace", baseline
+    )
     cassette = unpacked.path / m.cassettes[0].path if m.cassettes else None
 
     with ExitStack() as stack:
@@ -167,13 +169,24 @@ def _replay(
         # Every container of this run carries its folder, so a run's containers can be found (and counted).
         run_label = {"runner.run": str(run.run_dir.resolve())}
         proxy = stack.enter_context(
-            sidecar.serve_cassettes(client, options.proxy_image, cassette, scratch / "proxy", labels=run_label)
+            sidecar.serve_cassettes(
+                client, options.proxy_image, cassette, scratch / "proxy", labels=run_label
+            )
         )
         workload = stack.enter_context(
             started(
-                client, env.image, name_prefix="runner-workload", command=["sleep", "infinity"], init=True,
-                network_mode=proxy.network_mode, environment=proxy.workload_env(), working_dir=str(WORKSPACE),
-                volumes={str(ws.path.resolve()): {"bind": str(WORKSPACE), "mode": "rw"}, **proxy.workload_volumes()},
+                client,
+                env.image,
+                name_prefix="runner-workload",
+                command=["sleep", "infinity"],
+                init=True,
+                network_mode=proxy.network_mode,
+                environment=proxy.workload_env(),
+                working_dir=str(WORKSPACE),
+                volumes={
+                    str(ws.path.resolve()): {"bind": str(WORKSPACE), "mode": "rw"},
+                    **proxy.workload_volumes(),
+                },
                 extra_labels={**run_label, "runner.role": "workload", "runner.pack": run.pack},
             )
         )
@@ -222,7 +235,9 @@ def _apply(ws: workspace_stage.Workspace, patch: Path, step: PatchStep, run: _Ru
         )  # fmt: skip
     if not result.exact:
         run.inexact_patches.append(step.id)
-        run.warnings.append(f"{step.patch} applied only with {result.tier}: the tree differs from the recording")
+        run.warnings.append(
+            f"{step.patch} applied only with {result.tier}: the tree differs from the recording"
+        )
     return StepOutcome(step.id, "patch", True, f"applied ({result.tier})", (), time.monotonic() - started_at)
 
 
@@ -235,7 +250,10 @@ def _workdir(cwd: str, field: str) -> str:
 
 
 # Clients refuse to start without an API key; the proxy answers from the cassette whatever key is sent.
-_PLACEHOLDER_KEYS = {"OPENAI_API_KEY": "sk-replay-placeholder", "ANTHROPIC_API_KEY": "sk-ant-replay-placeholder"}
+_PLACEHOLDER_KEYS = {
+    "OPENAI_API_KEY": "sk-replay-placeholder",
+    "ANTHROPIC_API_KEY": "sk-ant-replay-placeholder",
+}
 
 
 def _rerun_agent(
@@ -264,9 +282,16 @@ def _rerun_agent(
     if diff:
         changed = sum(1 for line in diff.splitlines() if line.startswith("diff --git"))
         summary = f"the re-run agent's patch differs from the recorded one in {changed} file(s)"
-        return StepOutcome(step.id, "patch", False, summary, (Difference("patch", summary, diff),), result.duration_s)
+        return StepOutcome(
+            step.id, "patch", False, summary, (Difference("patch", summary, diff),), result.duration_s
+        )
     return StepOutcome(
-        step.id, "patch", True, f"re-run agent reproduced the patch (exit {result.exit_code})", (), result.duration_s
+        step.id,
+        "patch",
+        True,
+        f"re-run agent reproduced the patch (exit {result.exit_code})",
+        (),
+        result.duration_s,
     )
 
 
@@ -307,7 +332,9 @@ def _command(
                 diffs.append(d)
     code = "timeout" if result.timed_out else f"exit {result.exit_code}"
     summary = diffs[0].summary if diffs else f"{code}, outputs match"
-    return StepOutcome(step.id, "command", not diffs, summary, tuple(diffs), result.duration_s, str(run.run_dir / "steps"))
+    return StepOutcome(
+        step.id, "command", not diffs, summary, tuple(diffs), result.duration_s, str(run.run_dir / "steps")
+    )
 
 
 def _copy_output(target: Path, data: bytes) -> None:
@@ -373,12 +400,15 @@ def _only_volatile(diffs: tuple[Difference, ...]) -> bool:
         return False
     for d in text_diffs:
         lines = d.diff.splitlines()
-        removed = [_VOLATILE.sub("#", ln[1:]) for ln in lines if ln.startswith("-") and not ln.startswith("---")]
-        added = [_VOLATILE.sub("#", ln[1:]) for ln in lines if ln.startswith("+") and not ln.startswith("+++")]
+        removed = [
+            _VOLATILE.sub("#", ln[1:]) for ln in lines if ln.startswith("-") and not ln.startswith("---")
+        ]
+        added = [
+            _VOLATILE.sub("#", ln[1:]) for ln in lines if ln.startswith("+") and not ln.startswith("+++")
+        ]
         if removed != added:
             return False
     return True
-
 
 
 def select_packs(paths: list[Path], shard: str | None = None) -> list[Path]:

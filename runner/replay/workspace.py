@@ -62,8 +62,16 @@ def _git_env() -> dict[str, str]:
 
 def _git(cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        ["git", "-c", "core.hooksPath=/dev/null", "-c", "protocol.allow=never",
-         "-c", "protocol.file.allow=always", *args],
+        [
+            "git",
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "protocol.allow=never",
+            "-c",
+            "protocol.file.allow=always",
+            *args,
+        ],
         cwd=cwd,
         input=stdin,
         capture_output=True,
@@ -130,7 +138,9 @@ def apply_patch(workspace: Workspace, patch: Path) -> PatchResult:
     patch_bin = shutil.which("patch")
     if patch_bin is not None:
         base = [patch_bin, "-p1", "--fuzz=3", "--forward", "--batch", "--no-backup-if-mismatch", "-s"]
-        dry = subprocess.run([*base, "--dry-run"], cwd=workspace.path, input=data, capture_output=True, check=False)
+        dry = subprocess.run(
+            [*base, "--dry-run"], cwd=workspace.path, input=data, capture_output=True, check=False
+        )
         if dry.returncode == 0:
             subprocess.run(base, cwd=workspace.path, input=data, capture_output=True, check=True)
             return PatchResult(patch=patch.name, tier="patch-fuzz")
@@ -165,7 +175,9 @@ def tree_with_patch(workspace: Workspace, base_tree: str, patch: Path) -> str:
         index = Path(tmp) / "index"
         _with_index(workspace, index, "read-tree", base_tree)
         if patch.read_bytes().strip():
-            _with_index(workspace, index, "apply", "--cached", "--whitespace=nowarn", "-", stdin=patch.read_bytes())
+            _with_index(
+                workspace, index, "apply", "--cached", "--whitespace=nowarn", "-", stdin=patch.read_bytes()
+            )
         return _with_index(workspace, index, "write-tree").strip()
 
 

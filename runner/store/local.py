@@ -215,13 +215,19 @@ class Store:
             tier = entry.tier
             steps: list[tuple[Tier | None, Action]] = []
             if tier == "full" and age >= retention.full:
-                steps.append(("traces", Action(entry.id, "drop-pack", f"older than {retention.full.days} days")))
+                steps.append(
+                    ("traces", Action(entry.id, "drop-pack", f"older than {retention.full.days} days"))
+                )
                 tier = "traces"
             if tier == "traces" and age >= retention.traces:
-                steps.append(("audit", Action(entry.id, "drop-traces", f"older than {retention.traces.days} days")))
+                steps.append(
+                    ("audit", Action(entry.id, "drop-traces", f"older than {retention.traces.days} days"))
+                )
                 tier = "audit"
             if tier == "audit" and age >= retention.audit:
-                steps.append((None, Action(entry.id, "drop-entry", f"older than {retention.audit.days} days")))
+                steps.append(
+                    (None, Action(entry.id, "drop-entry", f"older than {retention.audit.days} days"))
+                )
             for new_tier, action in steps:
                 actions.append(action)
                 if not dry_run:

@@ -235,7 +235,9 @@ def test_cli_refuses_bad_input_with_exit_2(tmp_path: Path) -> None:
     link = tarfile.TarInfo("traces.jsonl")
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
     valid = raw_members(make_pack(tmp_path))
-    odd = write_pack(tmp_path / "odd.tar.zst", [link if name == "traces.jsonl" else (name, data) for name, data in valid])
+    odd = write_pack(
+        tmp_path / "odd.tar.zst", [link if name == "traces.jsonl" else (name, data) for name, data in valid]
+    )
     refused = _runner("debug", str(odd), "--span", "1" * 16, "--function", "research_agent:call_llm",
                       cwd=tmp_path)  # fmt: skip
     assert refused.returncode == 2 and "traces.jsonl" in refused.stderr, refused.stderr

@@ -54,7 +54,9 @@ def _plant(src: Path) -> None:
          "env": {"OPENAI_API_KEY": API_KEY}, "stdout": "expected/show-key.stdout"},
         {"id": "mint", "run": ["python3", "-c", f"print('minted', {LIVE_TOKEN!r})"], "stdout": "expected/mint.stdout"},
     ]  # fmt: skip
-    spec["steps"] = [{**s, "env": {"OPENAI_API_KEY": API_KEY}} if s["id"] == "ask-model" else s for s in spec["steps"]]
+    spec["steps"] = [
+        {**s, "env": {"OPENAI_API_KEY": API_KEY}} if s["id"] == "ask-model" else s for s in spec["steps"]
+    ]
     spec["steps"][1:1] = extra
     (src / "session.yaml").write_text(yaml.safe_dump(spec))
 
@@ -77,7 +79,9 @@ def secret_packs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
     return masked, encrypted, keys
 
 
-def test_planted_secrets_are_not_readable_outside_the_git_bundle(secret_packs: tuple[Path, Path, Path]) -> None:
+def test_planted_secrets_are_not_readable_outside_the_git_bundle(
+    secret_packs: tuple[Path, Path, Path],
+) -> None:
     masked, _, _ = secret_packs
     for name, data in _members(masked):
         if name != "workspace/base.bundle":
@@ -87,7 +91,11 @@ def test_planted_secrets_are_not_readable_outside_the_git_bundle(secret_packs: t
 def _members(path: Path) -> list[tuple[str, bytes]]:
     from tests.packfactory import raw_members
 
-    assert zstandard.ZstdDecompressor().stream_reader(io.BytesIO(path.read_bytes()), read_across_frames=True).read()
+    assert (
+        zstandard.ZstdDecompressor()
+        .stream_reader(io.BytesIO(path.read_bytes()), read_across_frames=True)
+        .read()
+    )
     return raw_members(path)
 
 

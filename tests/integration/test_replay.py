@@ -100,7 +100,12 @@ def _edit_member(name: str, change: Any) -> Any:
     ],
 )
 def test_tampered_pack_is_refused(
-    example_packs: dict[str, Path], own_images: Any, tmp_path: Path, member: str, change: Any, message: str,
+    example_packs: dict[str, Path],
+    own_images: Any,
+    tmp_path: Path,
+    member: str,
+    change: Any,
+    message: str,
     no_leaks: None,
 ) -> None:
     tampered = repack(example_packs["demo-fix"], tmp_path / "tampered.tar.zst", _edit_member(member, change))
@@ -116,10 +121,17 @@ def _image_pack(tmp_path: Path, reference: str, image_id: str | None, steps: lis
     return make_pack(tmp_path, repo=repo, steps=steps, environment=env)
 
 
-def test_image_by_id_and_mismatch(own_images: Any, docker_client: Any, tmp_path: Path, no_leaks: None) -> None:
+def test_image_by_id_and_mismatch(
+    own_images: Any, docker_client: Any, tmp_path: Path, no_leaks: None
+) -> None:
     base = docker_client.images.get(own_images.base.tag)
     fake_digest = "runner-base@sha256:" + "ab" * 32
-    good = _image_pack(tmp_path / "a", fake_digest, base.id, [command("c1", ["cat", "hello.txt"], stdout=b"hello from the workspace\n")])
+    good = _image_pack(
+        tmp_path / "a",
+        fake_digest,
+        base.id,
+        [command("c1", ["cat", "hello.txt"], stdout=b"hello from the workspace\n")],
+    )
     proc = runner("replay", str(good), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -174,10 +186,14 @@ def test_ctrl_c_leaves_nothing_behind(own_images: Any, docker_client: Any, tmp_p
 def _agent_pack(tmp_path: Path, agent_writes: str) -> Path:
     repo = tmp_path / "repo"
     make_repo(repo, {"notes.txt": "one\n"})
-    recorded = "diff --git a/notes.txt b/notes.txt\n--- a/notes.txt\n+++ b/notes.txt\n@@ -1 +1,2 @@\n one\n+two\n"
+    recorded = (
+        "diff --git a/notes.txt b/notes.txt\n--- a/notes.txt\n+++ b/notes.txt\n@@ -1 +1,2 @@\n one\n+two\n"
+    )
     script = f"import pathlib; pathlib.Path('notes.txt').write_text({agent_writes!r})"
     agent = mf.Agent(
-        name="scripted-agent", command=mf.AgentCommand(argv=("python3", "-c", script), timeout=60), patch="agent"
+        name="scripted-agent",
+        command=mf.AgentCommand(argv=("python3", "-c", script), timeout=60),
+        patch="agent",
     )
     return make_pack(
         tmp_path, repo=repo, agent=agent, files={"env/pip-freeze.txt": b""},

@@ -203,7 +203,10 @@ def test_agent_command_and_patch_round_trip() -> None:
     assert loaded == m
     assert loaded.agent.command is not None and loaded.agent.command.argv == ("python", "agent.py")
     assert mf.to_dict(m)["agent"]["command"] == {
-        "argv": ["python", "agent.py"], "cwd": "src", "env": {"LANG": "C.UTF-8"}, "timeout": 900
+        "argv": ["python", "agent.py"],
+        "cwd": "src",
+        "env": {"LANG": "C.UTF-8"},
+        "timeout": 900,
     }
 
 

@@ -52,7 +52,12 @@ def test_no_python_on_path(tmp_path: Path) -> None:
 
 def test_requirements_leave_out_what_an_index_cannot_reinstall() -> None:
     snap = EnvSnapshot(
-        os={}, python=None, tools={}, container=None, gpu=None, env={},
+        os={},
+        python=None,
+        tools={},
+        container=None,
+        gpu=None,
+        env={},
         packages=(
             PythonPackage("pytest", "8.3.3"),
             PythonPackage("mytool", "0.1", editable=True, direct_url="file:///src/mytool"),

@@ -32,7 +32,9 @@ def test_risky_commands_get_their_reason_code(line: str, code: str) -> None:
     assert code in {f.code for f in audit.risks_in(line, "steps[c1]")}
 
 
-@pytest.mark.parametrize("line", ["git push origin main", "rm -rf build/", "rm -rf /tmp/x", "chmod 755 x", "curl -o x https://a"])
+@pytest.mark.parametrize(
+    "line", ["git push origin main", "rm -rf build/", "rm -rf /tmp/x", "chmod 755 x", "curl -o x https://a"]
+)
 def test_ordinary_commands_are_not_flagged(line: str) -> None:
     assert audit.risks_in(line, "steps[c1]") == []
 
@@ -52,7 +54,11 @@ def test_the_pack_audit_names_principal_steps_traces_and_counts(tmp_path: Path) 
     p = make_pack(
         tmp_path,
         files={"traces.jsonl": (json.dumps(span) + "\n").encode()},
-        steps=[command("c1", ["git", "push", "--force", "origin", "main"], stdout=b"mail me at a.b@example.org\n")],
+        steps=[
+            command(
+                "c1", ["git", "push", "--force", "origin", "main"], stdout=b"mail me at a.b@example.org\n"
+            )
+        ],
         privacy=PrivacyOptions(principal="alice@ci", now=lambda: "2026-01-01T00:00:00Z"),
     )
     summary = pack.inspect(p).manifest.privacy.extra["audit"]

@@ -58,9 +58,19 @@ def test_keyring_files_round_trip_private_and_public(tmp_path: Path) -> None:
 
 def test_rotation_new_packs_use_the_newest_key_and_old_packs_still_open(tmp_path: Path) -> None:
     ring = crypto.new_keyring("acme")
-    old = make_pack(tmp_path, name="old.tar.zst", files={"prompts/0001-user.txt": PROMPT}, privacy=PrivacyOptions(keyring=ring))
+    old = make_pack(
+        tmp_path,
+        name="old.tar.zst",
+        files={"prompts/0001-user.txt": PROMPT},
+        privacy=PrivacyOptions(keyring=ring),
+    )
     rotated = crypto.rotate(ring)
-    new = make_pack(tmp_path, name="new.tar.zst", files={"prompts/0001-user.txt": PROMPT}, privacy=PrivacyOptions(keyring=rotated))
+    new = make_pack(
+        tmp_path,
+        name="new.tar.zst",
+        files={"prompts/0001-user.txt": PROMPT},
+        privacy=PrivacyOptions(keyring=rotated),
+    )
     assert pack.inspect(old).manifest.privacy.key_ids == (ring.keys[0].id,)
     assert pack.inspect(new).manifest.privacy.key_ids == (rotated.keys[1].id,)
     assert [s.value for s in access.reveal(old, rotated)] == [SECRET]
@@ -84,7 +94,11 @@ def test_encrypted_payloads_are_ciphertext_and_open_with_the_key(tmp_path: Path)
     ring = crypto.new_keyring("acme")
     p = encrypted_pack(tmp_path, ring)
     members = dict(raw_members(p))
-    for name in ("prompts/0001-user.txt", "traces.jsonl", *[n for n in members if n.startswith("artifacts/")]):
+    for name in (
+        "prompts/0001-user.txt",
+        "traces.jsonl",
+        *[n for n in members if n.startswith("artifacts/")],
+    ):
         assert crypto.is_sealed(members[name]), name
     assert b"3 passed" not in zstandard.ZstdDecompressor().stream_reader(io.BytesIO(p.read_bytes())).read()
     m = pack.inspect(p).manifest

@@ -26,7 +26,9 @@ SECRETS = corpus()
 
 
 def decompressed(path: Path) -> bytes:
-    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(path.read_bytes()), read_across_frames=True)
+    reader = zstandard.ZstdDecompressor().stream_reader(
+        io.BytesIO(path.read_bytes()), read_across_frames=True
+    )
     return reader.read()
 
 
@@ -49,7 +51,9 @@ def exchange(body: dict[str, object], headers: list[tuple[str, str]], answer: st
 
 def planted_members(secrets: list[Planted]) -> tuple[dict[str, bytes], dict[str, str], list[str]]:
     """Spread the corpus over env, prompts, traces, cassettes, step env and tool output."""
-    slots: dict[str, list[str]] = {k: [] for k in ("env", "prompt", "json", "trace", "cassette", "stdout", "file")}
+    slots: dict[str, list[str]] = {
+        k: [] for k in ("env", "prompt", "json", "trace", "cassette", "stdout", "file")
+    }
     for i, p in enumerate(secrets):
         slots[list(slots)[i % len(slots)]].append(p.context)
     span = {
@@ -61,7 +65,9 @@ def planted_members(secrets: list[Planted]) -> tuple[dict[str, bytes], dict[str,
     }  # fmt: skip
     bearer = [p.value for p in secrets if p.kind == "bearer"]
     cassette = [
-        exchange({"messages": [{"role": "user", "content": c}]}, [("Authorization", f"Bearer {bearer[0]}")], c)
+        exchange(
+            {"messages": [{"role": "user", "content": c}]}, [("Authorization", f"Bearer {bearer[0]}")], c
+        )
         for c in slots["cassette"]
     ]
     files = {
@@ -147,14 +153,18 @@ def test_the_manifest_records_policy_key_and_audit(corpus_pack: Path, keyring: c
     assert {"secret-in-file", "network-host"} <= codes
 
 
-def test_json_members_stay_valid_and_traces_readable(corpus_pack: Path, tmp_path: Path, keyring: crypto.Keyring) -> None:
+def test_json_members_stay_valid_and_traces_readable(
+    corpus_pack: Path, tmp_path: Path, keyring: crypto.Keyring
+) -> None:
     u = pack.unpack(corpus_pack, tmp_path / "u", keyring=keyring)
     spans = traces.read_spans(u.path / "traces.jsonl")
     assert "REDACTED_" in str(spans[0].attributes["tool.output"])
     json.loads((u.path / "prompts/0002-assistant.json").read_bytes())
 
 
-def test_redacted_outputs_compare_equal_to_the_live_run(corpus_pack: Path, tmp_path: Path, keyring: crypto.Keyring) -> None:
+def test_redacted_outputs_compare_equal_to_the_live_run(
+    corpus_pack: Path, tmp_path: Path, keyring: crypto.Keyring
+) -> None:
     _, _, (stdout, written) = planted_members(SECRETS)
     u = pack.unpack(corpus_pack, tmp_path / "u")
     (step,) = [s for s in u.manifest.steps if s.kind == "command"]
@@ -163,7 +173,10 @@ def test_redacted_outputs_compare_equal_to_the_live_run(corpus_pack: Path, tmp_p
     assert recorded != stdout.encode()
     assert compare.compare_text("stdout", recorded, stdout.encode(), step.compare.stdout) is None
     out_hash = step.expect.outputs["out/report.txt"]
-    assert compare.compare_file("out/report.txt", "text", u.artifact(out_hash).read_bytes(), written.encode()) is None
+    assert (
+        compare.compare_file("out/report.txt", "text", u.artifact(out_hash).read_bytes(), written.encode())
+        is None
+    )
     # Another secret of the same kind still matches; a different kind or a changed line does not.
     victim = next(p.value for p in SECRETS if p.kind == "anthropic-key" and p.value in stdout)
     other = stdout.replace(victim, "sk-ant-api03-" + "Q" * 40)
@@ -172,7 +185,9 @@ def test_redacted_outputs_compare_equal_to_the_live_run(corpus_pack: Path, tmp_p
     assert compare.compare_text("stdout", recorded, worse.encode(), step.compare.stdout) is not None
 
 
-def test_cassette_requests_still_match_live_ones_redacted_by_the_proxy(corpus_pack: Path, tmp_path: Path) -> None:
+def test_cassette_requests_still_match_live_ones_redacted_by_the_proxy(
+    corpus_pack: Path, tmp_path: Path
+) -> None:
     from proxy.cassette import read_exchanges
 
     u = pack.unpack(corpus_pack, tmp_path / "u")
@@ -187,12 +202,18 @@ def test_cassette_requests_still_match_live_ones_redacted_by_the_proxy(corpus_pa
 
 
 def test_redaction_can_be_turned_off_explicitly(tmp_path: Path) -> None:
-    p = make_pack(tmp_path, files={"prompts/0001-user.txt": SECRETS[0].value.encode()}, privacy=PrivacyOptions(policy=None))
+    p = make_pack(
+        tmp_path,
+        files={"prompts/0001-user.txt": SECRETS[0].value.encode()},
+        privacy=PrivacyOptions(policy=None),
+    )
     assert SECRETS[0].value in decompressed(p).decode()
     assert pack.inspect(p).manifest.privacy.redaction_policy is None
 
 
-def test_without_a_keyring_secrets_are_masked_and_originals_dropped(tmp_path: Path, keyring: crypto.Keyring) -> None:
+def test_without_a_keyring_secrets_are_masked_and_originals_dropped(
+    tmp_path: Path, keyring: crypto.Keyring
+) -> None:
     p = make_pack(tmp_path, files={"prompts/0001-user.txt": SECRETS[0].value.encode()})
     assert SECRETS[0].value not in decompressed(p).decode()
     m = pack.inspect(p).manifest
@@ -209,7 +230,12 @@ def test_unknown_policy_is_refused(tmp_path: Path) -> None:
 def test_strict_policy_also_masks_ip_addresses(tmp_path: Path) -> None:
     text = b"connected to 203.0.113.42 as deploy\n"
     default = make_pack(tmp_path, name="d.tar.zst", files={"prompts/0001-user.txt": text})
-    strict = make_pack(tmp_path, name="s.tar.zst", files={"prompts/0001-user.txt": text}, privacy=PrivacyOptions(policy="strict-v1"))
+    strict = make_pack(
+        tmp_path,
+        name="s.tar.zst",
+        files={"prompts/0001-user.txt": text},
+        privacy=PrivacyOptions(policy="strict-v1"),
+    )
     assert b"203.0.113.42" in decompressed(default)
     assert b"203.0.113.42" not in decompressed(strict)
     assert pack.inspect(strict).manifest.privacy.redaction_policy == "strict-v1"
@@ -225,7 +251,9 @@ def test_binary_members_are_left_alone(tmp_path: Path) -> None:
 def test_allowed_keys_are_kept_and_denied_keys_masked_whatever_their_value(tmp_path: Path) -> None:
     p = make_pack(
         tmp_path,
-        steps=[command("c1", ["true"], env={"LANG": "C.UTF-8", "MY_SERVICE_TOKEN": "plainword", "PWD": "/w"})],
+        steps=[
+            command("c1", ["true"], env={"LANG": "C.UTF-8", "MY_SERVICE_TOKEN": "plainword", "PWD": "/w"})
+        ],
     )
     env = dict(pack.inspect(p).manifest.steps[0].env)  # type: ignore[union-attr]
     assert env["LANG"] == "C.UTF-8" and env["PWD"] == "/w"

@@ -73,7 +73,9 @@ def rebuild(p: Path, out: Path, edit: dict[str, bytes], manifest_edit: object = 
         b.build(m, out, privacy=PrivacyOptions(policy=None), signer=lambda _: signature)
 
 
-def test_changing_a_member_and_resealing_the_hashes_fails(tmp_path: Path, signed: tuple[Path, Path, Path]) -> None:
+def test_changing_a_member_and_resealing_the_hashes_fails(
+    tmp_path: Path, signed: tuple[Path, Path, Path]
+) -> None:
     p, _, pub = signed
     forged = tmp_path / "forged.tar.zst"
     rebuild(p, forged, {"traces.jsonl": b""})
@@ -142,7 +144,11 @@ def test_inspect_reveal_through_the_cli(tmp_path: Path) -> None:
     keys = tmp_path / "acme.keys"
     crypto.save_keyring(ring := crypto.new_keyring("acme"), keys)
     secret = "ghp_" + "Z9" * 18
-    p = make_pack(tmp_path, files={"prompts/0001-user.txt": f"push with {secret}\n".encode()}, privacy=PrivacyOptions(keyring=ring))
+    p = make_pack(
+        tmp_path,
+        files={"prompts/0001-user.txt": f"push with {secret}\n".encode()},
+        privacy=PrivacyOptions(keyring=ring),
+    )
     code, out = run("inspect", p, "--json")
     assert code == 0 and secret not in out
     code, out = run("inspect", p, "--reveal", "--key", keys, "--json")

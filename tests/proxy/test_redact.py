@@ -59,9 +59,13 @@ def test_sensitive_headers_lose_their_value_authorization_keeps_its_scheme() -> 
 
 def test_query_secrets_and_bearer_in_text() -> None:
     r = Redactor(KEY)
-    assert r.query([("key", "abc"), ("q", "hello")]) == [("key", r.placeholder("abc", "credential")), ("q", "hello")]
+    assert r.query([("key", "abc"), ("q", "hello")]) == [
+        ("key", r.placeholder("abc", "credential")),
+        ("q", "hello"),
+    ]
     assert (
-        r.text("Authorization: Bearer abc.def-ghi") == f"Authorization: Bearer {r.placeholder('abc.def-ghi', 'bearer')}"
+        r.text("Authorization: Bearer abc.def-ghi")
+        == f"Authorization: Bearer {r.placeholder('abc.def-ghi', 'bearer')}"
     )
 
 

@@ -79,7 +79,10 @@ def test_apis_without_a_seed_get_none_and_the_span_says_so() -> None:
     assert "seed" not in create.calls[0]
     span = _only(exporter)
     assert span.attributes["runner.llm.seed_supported"] is False
-    assert json.loads(str(span.attributes["gen_ai.input.messages"]))[0] == {"role": "system", "content": "be brief"}
+    assert json.loads(str(span.attributes["gen_ai.input.messages"]))[0] == {
+        "role": "system",
+        "content": "be brief",
+    }
 
 
 def test_a_call_without_temperature_is_refused_before_it_goes_out_or_warned_about() -> None:
@@ -106,7 +109,11 @@ def test_the_request_messages_response_and_usage_are_recorded_exactly() -> None:
     assert store["0001-system.txt"] == b"sys  text\n" and store["0001-user.txt"] == b"question"
     assert json.loads(store["0001-response.json"]) == CHAT.data and store["0001-assistant.txt"] == b"hi"
     a = _only(exporter).attributes
-    assert (a["gen_ai.request.temperature"], a["gen_ai.request.top_p"], a["gen_ai.request.max_tokens"]) == (0.2, 0.9, 64)
+    assert (a["gen_ai.request.temperature"], a["gen_ai.request.top_p"], a["gen_ai.request.max_tokens"]) == (
+        0.2,
+        0.9,
+        64,
+    )
     assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (5, 2)
     assert a["gen_ai.response.id"] == "chatcmpl-1" and a["runner.span.type"] == "llm"
     assert json.loads(str(a["gen_ai.tool.definitions"])) == tools

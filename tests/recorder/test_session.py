@@ -146,7 +146,9 @@ def test_dirty_baseline_holds_untracked_and_binary_files_and_leaves_the_index_al
         assert session.capture_patch(reason="nothing new") is None
     assert (repo / ".git" / "index").read_bytes() == index_before
     status_after = git(repo, "status", "--porcelain")
-    assert status_after.replace(" M b.txt\n", "").replace("?? img.bin\n", "") == status_before.replace(" M b.txt\n", "")
+    assert status_after.replace(" M b.txt\n", "").replace("?? img.bin\n", "") == status_before.replace(
+        " M b.txt\n", ""
+    )
     m = pack.inspect(out).manifest
     assert m.git.dirty and m.git.baseline_patch == mf.BASELINE_PATH
     files = members(out)
@@ -214,7 +216,9 @@ def test_run_tool_records_timeouts_secret_free_env_and_refuses_a_cwd_outside_the
     assert b"tok-secret-123" not in b"".join(members(out).values())
 
 
-def test_a_recorded_pack_can_be_debugged_at_a_task_span(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_recorded_pack_can_be_debugged_at_a_task_span(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from runner.debugging import debug_pack
 
     module = tmp_path / "mods" / "rec_agent_mod.py"
@@ -264,8 +268,14 @@ def test_the_cli_debug_command_reads_a_recorded_pack(tmp_path: Path) -> None:
 def test_bad_inputs_are_refused_before_anything_is_written(tmp_path: Path) -> None:
     plain_folder = tmp_path / "plain"
     plain_folder.mkdir()
-    with pytest.raises(RecordError, match="not a git repository"), record(out=tmp_path / "x.tar.zst", repo=plain_folder, http=False):
+    with (
+        pytest.raises(RecordError, match="not a git repository"),
+        record(out=tmp_path / "x.tar.zst", repo=plain_folder, http=False),
+    ):
         pass
-    with pytest.raises(RecordError, match="no such folder"), record(out=tmp_path / "nope" / "x.tar.zst", repo=plain_folder):
+    with (
+        pytest.raises(RecordError, match="no such folder"),
+        record(out=tmp_path / "nope" / "x.tar.zst", repo=plain_folder),
+    ):
         pass
     assert not list(tmp_path.glob("*.tar.zst*"))

@@ -19,7 +19,10 @@ def test_thousands_of_spans_from_threads_are_all_written_with_common_attributes(
 
     def burst() -> None:
         for i in range(2500):
-            with tracing.tracer.start_as_current_span(f"s{i}") as span, tracing.tracer.start_as_current_span("child"):
+            with (
+                tracing.tracer.start_as_current_span(f"s{i}") as span,
+                tracing.tracer.start_as_current_span("child"),
+            ):
                 span.set_attribute("i", i)
 
     threads = [threading.Thread(target=burst) for _ in range(4)]

@@ -62,7 +62,7 @@ def test_record_curl_and_streaming_openai_makes_a_pack_that_verifies_and_reprodu
     make_repo(repo, {"greet.py": "def greet():\n    return 'hi'\n", ".gitignore": "__pycache__/\n"})
     (repo / "agent.py").write_text(AGENT)  # untracked at start: part of the dirty baseline
     out = tmp_path / "wrapped.tar.zst"
-    check = "python -c \"import greet; print(greet.greet())\""
+    check = 'python -c "import greet; print(greet.greet())"'
     with https_server(tmp_path) as server:
         proc = _record(
             repo, out, "--record-loopback", "--upstream-ca", str(server.ca.cert_path), "--check", check,
@@ -115,7 +115,9 @@ def test_a_failing_agent_is_recorded_with_its_exit_code(tmp_path: Path) -> None:
     make_repo(repo, {"a.txt": "one\n"})
     out = tmp_path / "failing.tar.zst"
     agent = "open('a.txt', 'w').write('two\\n'); raise SystemExit(3)"
-    proc = _record(repo, out, "--no-http", "--artifacts", "failing-only", "--", "python", "-c", agent, env=_env())
+    proc = _record(
+        repo, out, "--no-http", "--artifacts", "failing-only", "--", "python", "-c", agent, env=_env()
+    )
     assert proc.returncode == 0, proc.stderr
     assert "agent exit 3" in proc.stdout and "session failed" in proc.stdout
     files = members(out)
@@ -161,6 +163,8 @@ def test_an_agent_past_its_timeout_is_stopped_and_the_pack_says_so(tmp_path: Pat
     assert time.monotonic() - started < 30
     assert "agent killed at its --timeout" in proc.stdout
     files = members(out)
-    agent_span = next(json.loads(line) for line in files["traces.jsonl"].splitlines() if b'"name":"agent"' in line)
+    agent_span = next(
+        json.loads(line) for line in files["traces.jsonl"].splitlines() if b'"name":"agent"' in line
+    )
     assert agent_span["status"]["description"] == "agent killed after its 1s timeout"
     assert b"late" in files["patches/0001.diff"]

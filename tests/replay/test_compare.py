@@ -48,7 +48,11 @@ def test_real_change_survives_normalisers() -> None:
         ("addresses", "<obj at 0x7f3a2b1c9d00>", "<obj at 0x7f00aa11bb22>"),
         ("ports", "listening on 127.0.0.1:43121", "listening on 127.0.0.1:8080"),
         ("tmp_paths", "wrote /tmp/tmpa1b2c3/out.txt", "wrote /tmp/tmpzz9/out.txt"),
-        ("uuids", "request 1b4e28ba-2fa1-11d2-883f-0016d3cca427 done", "request 9f0c1d2e-aaaa-4bbb-8ccc-123456789abc done"),
+        (
+            "uuids",
+            "request 1b4e28ba-2fa1-11d2-883f-0016d3cca427 done",
+            "request 9f0c1d2e-aaaa-4bbb-8ccc-123456789abc done",
+        ),
     ],
 )
 def test_each_normaliser(rule: str, a: str, b: str) -> None:

@@ -34,7 +34,9 @@ def test_select_packs_expands_folders_and_shards(tmp_path: Path) -> None:
 
 
 def _diff(expected: str, actual: str) -> Difference:
-    return Difference("stdout", "stdout differs", f"--- recorded/stdout\n+++ replayed/stdout\n-{expected}\n+{actual}\n")
+    return Difference(
+        "stdout", "stdout differs", f"--- recorded/stdout\n+++ replayed/stdout\n-{expected}\n+{actual}\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -43,23 +45,33 @@ def _diff(expected: str, actual: str) -> Difference:
         (StepOutcome("p", "patch", False, "x"), _Run("a", Path(".")), CassetteUsage(), Cause.PATCH),
         (
             StepOutcome("c", "command", False, "t", (Difference("timeout", "killed"),)),
-            _Run("a", Path(".")), CassetteUsage(), Cause.TIMEOUT,
+            _Run("a", Path(".")),
+            CassetteUsage(),
+            Cause.TIMEOUT,
         ),
         (
             StepOutcome("c", "command", False, "d", (_diff("ok", "boom"),)),
-            _Run("a", Path(".")), CassetteUsage(misses=("GET https://x/: no match",)), Cause.CASSETTE_MISS,
+            _Run("a", Path(".")),
+            CassetteUsage(misses=("GET https://x/: no match",)),
+            Cause.CASSETTE_MISS,
         ),
         (
             StepOutcome("c", "command", False, "d", (_diff("id 4711 at 0x7fa1", "id 4712 at 0x7fb2"),)),
-            _Run("a", Path(".")), CassetteUsage(), Cause.NONDETERMINISTIC,
+            _Run("a", Path(".")),
+            CassetteUsage(),
+            Cause.NONDETERMINISTIC,
         ),
         (
             StepOutcome("c", "command", False, "d", (_diff("2 passed", "1 failed"),)),
-            _Run("a", Path("."), warnings=["Python 3.11.7 was recorded"]), CassetteUsage(), Cause.ENVIRONMENT,
+            _Run("a", Path("."), warnings=["Python 3.11.7 was recorded"]),
+            CassetteUsage(),
+            Cause.ENVIRONMENT,
         ),
         (
             StepOutcome("c", "command", False, "d", (_diff("2 passed", "1 failed"),)),
-            _Run("a", Path(".")), CassetteUsage(), Cause.BEHAVIOUR,
+            _Run("a", Path(".")),
+            CassetteUsage(),
+            Cause.BEHAVIOUR,
         ),
     ],
 )

@@ -18,7 +18,9 @@ def origin(tmp_path: Path) -> tuple[Path, str]:
     return repo, commit
 
 
-def test_restore_checks_out_base_commit_and_applies_baseline(tmp_path: Path, origin: tuple[Path, str]) -> None:
+def test_restore_checks_out_base_commit_and_applies_baseline(
+    tmp_path: Path, origin: tuple[Path, str]
+) -> None:
     repo, commit = origin
     baseline = tmp_path / "baseline.diff"
     baseline.write_text(diff_of(repo, {"README": "hello, dirty\n"}))
