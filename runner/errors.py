@@ -1,4 +1,4 @@
-"""Every error the runner raises on purpose, one subclass per pipeline stage.
+"""Every error the runner raises on purpose, one subclass per pipeline stage, and the exit codes.
 
 The CLI is the only place that prints them and picks the exit code; everything else raises.
 Each message says what failed, on which file or request, and what to try next.
@@ -19,11 +19,14 @@ Each message says what failed, on which file or request, and what to try next.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 __all__ = [
     "DebugError",
     "EngineError",
     "EnvironmentProblem",
     "ExecuteError",
+    "ExitCode",
     "ImageError",
     "PackError",
     "PrivacyError",
@@ -35,22 +38,32 @@ __all__ = [
 ]
 
 
+class ExitCode(IntEnum):
+    """The command line's exit codes, named once (README, "Exit codes")."""
+
+    OK = 0  # every pack reproduced; the command did what was asked
+    DIVERGED = 1  # a replay diverged, an expectation failed
+    BAD_INPUT = 2  # unreadable, unsafe or invalid input; a usage error
+    ENVIRONMENT = 3  # the machine cannot run the work (no engine, image unavailable)
+    INTERRUPTED = 130  # Ctrl-C
+
+
 class RunnerError(Exception):
     """Base of every error the runner raises on purpose."""
 
-    exit_code: int = 2
+    exit_code: int = ExitCode.BAD_INPUT
 
 
 class UsageError(RunnerError):
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
 
 class PackError(RunnerError):
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
 
 class EnvironmentProblem(RunnerError):
-    exit_code = 3
+    exit_code = ExitCode.ENVIRONMENT
 
 
 class EngineError(EnvironmentProblem):
@@ -62,24 +75,24 @@ class ImageError(EnvironmentProblem):
 
 
 class WorkspaceError(RunnerError):
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
 
 class ProxyError(RunnerError):
-    exit_code = 3
+    exit_code = ExitCode.ENVIRONMENT
 
 
 class ExecuteError(RunnerError):
-    exit_code = 3
+    exit_code = ExitCode.ENVIRONMENT
 
 
 class RecordError(RunnerError):
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
 
 class PrivacyError(RunnerError):
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
 
 
 class DebugError(RunnerError):
-    exit_code = 2
+    exit_code = ExitCode.BAD_INPUT
