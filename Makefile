@@ -45,8 +45,9 @@ test: images packs ## Run the whole suite: lint, type checks, unit and Docker in
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: install ## ruff and mypy --strict on the package
-	$(BIN)/ruff check runner proxy tests packs bench
+lint: install ## ruff (lint and format), mypy --strict on runner/ and proxy/
+	$(BIN)/ruff check runner proxy tests packs bench images
+	$(BIN)/ruff format --check runner proxy tests packs bench images
 	$(BIN)/mypy
 
 BENCH_SCRIPTS ?= $(sort $(wildcard bench/*_bench.py))
