@@ -27,9 +27,9 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 
 def _register_package() -> None:
@@ -53,6 +53,9 @@ if __package__ != "proxy":
     _register_package()
 
 from mitmproxy import ctx, exceptions, http  # noqa: E402
+from mitmproxy.addons.proxyserver import Proxyserver  # noqa: E402
+from mitmproxy.connection import Address  # noqa: E402
+from mitmproxy.coretypes.multidict import MultiDictView  # noqa: E402
 from mitmproxy.proxy import server_hooks  # noqa: E402
 
 from proxy.cassette import (  # noqa: E402
@@ -65,6 +68,7 @@ from proxy.cassette import (  # noqa: E402
     read_exchanges,
 )
 from proxy.match import DEFAULT_IGNORE_FIELDS, CassetteIndex, Normalised, Normaliser  # noqa: E402
+from proxy.ready import MODES, Mode, ready_line  # noqa: E402
 from proxy.redact import Redactor, key_from_text  # noqa: E402
 from proxy.report import Miss, Report, Unused  # noqa: E402
 from proxy.stream import TOKEN_HEADER, StreamEndpoint  # noqa: E402
@@ -82,7 +86,7 @@ _DROP_ON_SERVE = frozenset({"transfer-encoding", "connection", "keep-alive", "pr
 
 class CassetteProxy:
     def __init__(self) -> None:
-        self.mode = "replay"
+        self.mode: Mode = "replay"
         self.cassette: Path | None = None
         self.report_path: Path | None = None
         self.redactor = Redactor(secrets.token_bytes(32))
@@ -96,7 +100,7 @@ class CassetteProxy:
         self.refused: list[str] = []
 
     def load(self, loader: Any) -> None:
-        loader.add_option("cassette_mode", str, "replay", "record or replay.", choices=["record", "replay"])
+        loader.add_option("cassette_mode", str, "replay", "record or replay.", choices=list(MODES))
         loader.add_option("cassette_path", str, "", "The JSONL cassette to record to or replay from.")
         loader.add_option("cassette_report", str, "", "Write a JSON report here when the proxy stops.")
         loader.add_option(
@@ -132,9 +136,7 @@ class CassetteProxy:
         except ValueError:
             pace = -1.0
         if not pace >= 0:
-            raise exceptions.OptionsError(
-                f"cassette_pace must be a number, 0 or more, not {opts.cassette_pace!r}"
-            )
+            raise _options_error(f"cassette_pace must be a number, 0 or more, not {opts.cassette_pace!r}")
         self._close_writer()
         self.index = None
         if self.mode == "record":
@@ -144,26 +146,26 @@ class CassetteProxy:
             try:
                 self.writer = CassetteWriter(self.cassette)
             except CassetteError as e:
-                raise exceptions.OptionsError(str(e)) from e
+                raise _options_error(str(e)) from e
             return
         exchanges: list[Exchange] = []
         if self.cassette is None:
             # Still replay: with nothing to serve every request gets a local miss, and none goes out.
             logger.warning("cassette replay: cassette_path is not set, every request will miss")
         elif not self.cassette.is_file():
-            raise exceptions.OptionsError(f"cassette {self.cassette} does not exist; record one first")
+            raise _options_error(f"cassette {self.cassette} does not exist; record one first")
         else:
             try:
                 exchanges = read_exchanges(self.cassette)
             except CassetteError as e:
-                raise exceptions.OptionsError(str(e)) from e
+                raise _options_error(str(e)) from e
         self.index = CassetteIndex(exchanges, self.normaliser)
         if self.stream is None:
             self.stream = StreamEndpoint(pace)  # started by `running`, in mitmproxy's event loop
         self.stream.pace = pace
         # The promise of replay: no connection is ever opened on the client's behalf.
         if opts.connection_strategy != "lazy" or opts.upstream_cert:
-            opts.update(connection_strategy="lazy", upstream_cert=False)
+            _update_options(connection_strategy="lazy", upstream_cert=False)
         logger.info(f"cassette replay: {len(exchanges)} exchanges from {self.cassette}")
 
     # --- hooks ---------------------------------------------------------------------------------------
@@ -172,10 +174,7 @@ class CassetteProxy:
         if self.mode == "replay" and self.stream is not None:
             await self.stream.start()
         # Launchers wait for this line: it comes only once the addon loaded and the proxy listens.
-        proxyserver = ctx.master.addons.get("proxyserver")
-        addresses = proxyserver.listen_addrs() if proxyserver is not None else []
-        where = ", ".join(f"{a[0]}:{a[1]}" for a in addresses) or "(no listener)"
-        logger.info(f"cassette proxy ready ({self.mode}) at {where}")
+        logger.info(ready_line(self.mode, _listen_addrs()))
 
     def request(self, flow: http.HTTPFlow) -> None:
         if self.mode != "replay" or self.index is None or flow.response is not None:
@@ -353,8 +352,8 @@ def request_from_flow(flow: http.HTTPFlow, headers: bool = True) -> RecordedRequ
         host=req.pretty_host,
         port=req.port,
         path=path,
-        query=tuple(req.query.items(multi=True)),
-        headers=tuple(req.headers.items(multi=True)) if headers else (),
+        query=_pairs(req.query),
+        headers=_pairs(req.headers) if headers else (),
         body=req.get_content(strict=False) or b"",
         http_version=req.http_version,
     )
@@ -370,7 +369,7 @@ def exchange_from_flow(flow: http.HTTPFlow, chunks: list[Chunk] | None) -> Excha
         response=RecordedResponse(
             status=resp.status_code,
             reason=resp.reason,
-            headers=tuple(resp.headers.items(multi=True)),
+            headers=_pairs(resp.headers),
             body=b"".join(c.data for c in chunks)
             if chunks is not None
             else resp.get_content(strict=False) or b"",
@@ -421,6 +420,33 @@ def _is_stream(response: http.Response) -> bool:
     if "content-length" in response.headers:
         return False
     return "chunked" in response.headers.get("transfer-encoding", "").lower() or response.is_http2
+
+
+# --- typed doors: mitmproxy ships py.typed but leaves these few callables unannotated -----------------
+
+# MitmproxyException.__init__(self, message=None): mitmproxy shows the message and rejects the options.
+_options_error = cast("Callable[[str], exceptions.OptionsError]", exceptions.OptionsError)
+
+
+def _update_options(**values: object) -> None:
+    """`ctx.options.update(**values)`, one update (and one `configure` round) for all of them."""
+    update = cast("Callable[..., None]", ctx.options.update)  # OptManager.update(self, **kwargs)
+    update(**values)
+
+
+def _listen_addrs() -> list[Address]:
+    """Where the proxy listens; empty without a proxyserver addon (mitmproxy's test harness)."""
+    # AddonManager.get(self, name) returns the addon of that name, or None.
+    get = cast("Callable[[str], Proxyserver | None]", ctx.master.addons.get)
+    server = get("proxyserver")
+    return server.listen_addrs() if server is not None else []
+
+
+def _pairs(fields: http.Headers | MultiDictView[str, str]) -> tuple[tuple[str, str], ...]:
+    """Every (name, value) pair in order, repeated names kept."""
+    # _MultiDict.items(self, multi=False); with multi=True both give str pairs (Headers decodes its bytes).
+    items = cast("Callable[..., Iterable[tuple[str, str]]]", fields.items)
+    return tuple(items(multi=True))
 
 
 addons = [CassetteProxy()]

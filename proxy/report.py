@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .match import Failure, Nearest
+from .ready import MODES, Mode
 
 __all__ = ["REPORT_VERSION", "Miss", "Report", "Unused", "read_report"]
 
@@ -39,7 +40,7 @@ class Unused:
 
 @dataclass(frozen=True)
 class Report:
-    mode: str
+    mode: Mode
     cassette: str
     exchanges: int  # in the cassette (replay) or written to it (record)
     served: int
@@ -65,8 +66,10 @@ class Report:
     def from_json(cls, obj: dict[str, Any]) -> Report:
         if obj.get("v") != REPORT_VERSION:
             raise ValueError(f"proxy report version {obj.get('v')!r} is not supported")
+        if obj["mode"] not in MODES:
+            raise ValueError(f"proxy report mode {obj['mode']!r} is neither record nor replay")
         return cls(
-            mode=str(obj["mode"]),
+            mode=obj["mode"],
             cassette=str(obj["cassette"]),
             exchanges=int(obj["exchanges"]),
             served=int(obj["served"]),

@@ -11,7 +11,6 @@ a start failure carries the tail of the proxy's log.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -19,9 +18,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from types import TracebackType
-from typing import Literal
 
 import proxy
+from proxy.ready import Mode, find_ready
 from proxy.report import Report, read_report
 from runner.cassettes.tls import CertificateAuthority, default_bundle, make_ca
 from runner.errors import ProxyError
@@ -29,12 +28,11 @@ from runner.errors import ProxyError
 __all__ = ["ADDON_PATH", "ProxyProcess", "ProxySettings", "mitmdump_args"]
 
 ADDON_PATH = Path(proxy.__file__).resolve().parent / "addon.py"
-_READY = re.compile(r"cassette proxy ready \(\w+\) at [^ ]*?:(\d+)")
 
 
 @dataclass(frozen=True)
 class ProxySettings:
-    mode: Literal["record", "replay"]
+    mode: Mode
     cassette: Path
     workdir: Path  # holds confdir/, proxy.log and report.json
     redact_key: str = ""  # the pack's key; empty: random, so placeholders hold for this run only
@@ -178,9 +176,9 @@ class ProxyProcess:
                 log.write(line)
                 log.flush()
                 if not self._listening.is_set():
-                    found = _READY.search(line.decode("utf-8", "replace"))
-                    if found:
-                        self.port = int(found.group(1))
+                    ready = find_ready(line.decode("utf-8", "replace"))
+                    if ready is not None:
+                        self.port = ready.port
                         self._listening.set()
         self._listening.set()  # the process ended: stop waiting
 

@@ -21,6 +21,7 @@ import docker
 import docker.errors
 
 from proxy.cassette import iter_exchanges
+from proxy.ready import find_ready
 from proxy.report import Report, read_report
 from runner.cassettes.process import ProxySettings, mitmdump_args
 from runner.cassettes.tls import client_trust_env, make_ca
@@ -121,7 +122,7 @@ def serve_cassettes(
         extra_labels={**(labels or {}), "runner.role": "proxy"},
     ) as container:
         deadline = time.monotonic() + start_timeout
-        while b"cassette proxy ready" not in container.logs():
+        while find_ready(container.logs().decode("utf-8", "replace")) is None:
             container.reload()
             if container.status not in {"created", "running"} or time.monotonic() > deadline:
                 logs = container.logs(tail=30).decode("utf-8", "replace")
