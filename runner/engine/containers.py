@@ -12,17 +12,19 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, Literal
 
 import docker
 import docker.errors
 from docker.models.containers import Container
+from docker.models.resource import Model
 
 from runner.errors import ExecuteError
 
-__all__ = ["OWNER_LABEL", "labels", "owned", "started"]
+__all__ = ["OWNER_LABEL", "Kind", "labels", "owned", "started"]
 
 OWNER_LABEL = ("runner.owner", "runner")
+Kind = Literal["containers", "images", "networks", "volumes"]  # the docker SDK's collections that take labels
 
 
 def labels(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -30,8 +32,8 @@ def labels(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return {OWNER_LABEL[0]: OWNER_LABEL[1], **(extra or {})}
 
 
-def owned(client: docker.DockerClient, kind: str = "containers") -> list[Any]:
-    """Objects (`containers`, `images`, `networks`, `volumes`) labelled as the runner's, for leak checks."""
+def owned(client: docker.DockerClient, kind: Kind = "containers") -> list[Model]:
+    """The objects of one kind labelled as the runner's (Container, Image, ... models), for leak checks."""
     collection = getattr(client, kind)
     selector = f"{OWNER_LABEL[0]}={OWNER_LABEL[1]}"
     if kind == "containers":

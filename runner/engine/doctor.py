@@ -41,7 +41,7 @@ class Problem:
 
 @dataclass(frozen=True)
 class ImageCheck:
-    name: str
+    name: images.ImageRole
     tag: str
     present: bool
     id: str | None

@@ -29,7 +29,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import docker
 import docker.errors
@@ -46,6 +46,7 @@ __all__ = [
     "TRUST_DOCKERFILE",
     "ImageInfo",
     "ImageRef",
+    "ImageRole",
     "ImageSet",
     "Planned",
     "build_image",
@@ -77,6 +78,8 @@ IMPORT_CHANGES = (
 _SKIP = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".git"}
 _DIGEST_REF = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 
+ImageRole = Literal["base", "proxy"]  # the runner's own images; environment images have none
+
 
 @dataclass(frozen=True)
 class ImageRef:
@@ -95,7 +98,7 @@ class ImageSet:
 class Planned:
     """An image the current recipes call for, by tag, before anything is built."""
 
-    name: str
+    name: ImageRole
     tag: str
 
 
