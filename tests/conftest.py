@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.helpers.prerequisites import unavailable
 
+if TYPE_CHECKING:
+    from runner.engine.images import ImageSet
+
+# Ryuk (testcontainers' reaper) is an image from Docker Hub, and no registry is reachable here; every
+# testcontainers container is removed by its own `with` block instead.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 
@@ -28,8 +33,8 @@ def docker_client() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def own_images(docker_client: Any) -> Any:
-    """The runner's base and proxy images (runner.images.ImageSet), built when missing."""
+def own_images(docker_client: Any) -> ImageSet:
+    """The runner's base and proxy images, built when missing: the only images tests start containers from."""
     from runner.engine import images
 
     return images.ensure(docker_client)

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from runner.engine import containers, images
+from tests.helpers.containers import isolated, output
 
 pytestmark = pytest.mark.docker
 
@@ -17,17 +18,15 @@ def built(docker_client: Any) -> images.ImageSet:
     return images.ensure(docker_client)
 
 
-def _run(client: Any, image: str, command: list[str]) -> str:
-    with containers.started(client, image, name_prefix="engine-test", command=command) as container:
-        result = container.wait(timeout=60)
-        output = container.logs().decode()
-    assert result["StatusCode"] == 0, output
-    return str(output)
+def _run(image: str, command: list[str]) -> str:
+    """What `command` prints in a throwaway container of `image` (network none)."""
+    with isolated(image, command) as container:
+        return output(container)
 
 
 def test_base_has_the_tools_replay_needs(docker_client: Any, built: images.ImageSet) -> None:
     out = _run(
-        docker_client, built.base.tag,
+        built.base.tag,
         ["sh", "-c", "python3 --version && python3 -m venv --help >/dev/null && git --version && "
                      "patch --version && curl --version && echo LANG=$LANG"],
     )  # fmt: skip
@@ -45,15 +44,19 @@ def test_a_second_ensure_builds_nothing(docker_client: Any, built: images.ImageS
 
 
 def test_workload_containers_have_only_loopback(docker_client: Any, built: images.ImageSet) -> None:
-    assert _run(docker_client, built.base.tag, ["ls", "/sys/class/net"]).split() == ["lo"]
+    # Workloads start through the runner's own container code: its defaults are what is checked here.
+    command = ["ls", "/sys/class/net"]
+    with containers.started(docker_client, built.base.tag, name_prefix="engine-test", command=command) as c:
+        result = c.wait(timeout=60)
+        listing = c.logs().decode()
+    assert result["StatusCode"] == 0, listing
+    assert listing.split() == ["lo"]
 
 
-def test_proxy_image_runs_the_hosts_mitmproxy_version(docker_client: Any, built: images.ImageSet) -> None:
-    out = _run(docker_client, built.proxy.tag, ["mitmdump", "--version"])
+def test_proxy_image_runs_the_hosts_mitmproxy_version(built: images.ImageSet) -> None:
+    out = _run(built.proxy.tag, ["mitmdump", "--version"])
     assert f"Mitmproxy: {importlib.metadata.version('mitmproxy')}" in out
-    listing = _run(
-        docker_client, built.proxy.tag, ["sh", "-c", "ls /opt/proxy; ls /tmp; echo PIP_CERT=$PIP_CERT"]
-    )
+    listing = _run(built.proxy.tag, ["sh", "-c", "ls /opt/proxy; ls /tmp; echo PIP_CERT=$PIP_CERT"])
     assert "__init__.py" in listing
     assert "runner-build" not in listing and "PIP_CERT=\n" in listing
 
@@ -64,6 +67,6 @@ def test_build_image_builds_from_dockerfile_text_once(docker_client: Any, built:
     try:
         second = images.build_image(docker_client, text, tag_prefix="runner-test-env")
         assert (second.tag, second.id, second.built) == (first.tag, first.id, False)
-        assert _run(docker_client, first.tag, ["cat", "/answer"]).strip() == "42"
+        assert _run(first.tag, ["cat", "/answer"]).strip() == "42"
     finally:
         docker_client.images.remove(first.tag)

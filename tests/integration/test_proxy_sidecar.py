@@ -7,26 +7,26 @@ over /opt/proxy so the test exercises this checkout, loaded by path as in the im
 
 from __future__ import annotations
 
-import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
+from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
 from proxy.cassette import CassetteWriter, Chunk, Exchange, RecordedRequest, RecordedResponse
+from proxy.ready import READY_PATTERN
 from proxy.report import read_report
 from runner.cassettes.process import ProxySettings, mitmdump_args
 from runner.cassettes.tls import make_ca
 from runner.engine import images
+from tests.helpers.containers import isolated, output
 
 pytestmark = pytest.mark.docker
 PROXY_DIR = Path(__file__).parents[2] / "proxy"
 SSE = (Chunk(0.0, b"data: one\n\n"), Chunk(0.05, b"data: two\n\n"), Chunk(0.1, b"data: [DONE]\n\n"))
 
 
-def test_sidecar_replays_with_no_network(docker_client: Any, tmp_path: Path) -> None:
-    image = images.ensure(docker_client).proxy.tag  # built when missing, never skipped
+def test_sidecar_replays_with_no_network(own_images: images.ImageSet, tmp_path: Path) -> None:
+    image = own_images.proxy.tag  # built when missing, never skipped
     make_ca(tmp_path / "confdir")
     with CassetteWriter(tmp_path / "http.jsonl") as writer:
         writer.write(
@@ -53,40 +53,26 @@ def test_sidecar_replays_with_no_network(docker_client: Any, tmp_path: Path) -> 
         report=Path("/data/report.json"),
         listen_port=8080,
     )
-    name = f"proxy-test-{uuid.uuid4().hex[:8]}"
-    sidecar = docker_client.containers.run(
-        image,
-        ["mitmdump", *args],
-        name=name,
-        detach=True,
-        network_mode="none",
-        environment={"PYTHONUNBUFFERED": "1"},  # the readiness line must reach the log at once
-        volumes={str(PROXY_DIR): {"bind": "/opt/proxy", "mode": "ro"}, str(tmp_path): {"bind": "/data"}},
+    sidecar = (
+        isolated(image, ["mitmdump", *args])
+        .with_env("PYTHONUNBUFFERED", "1")  # the readiness line must reach the log at once
+        .with_volume_mapping(PROXY_DIR, "/opt/proxy", "ro")
+        .with_volume_mapping(tmp_path, "/data", "rw")
+        .waiting_for(LogMessageWaitStrategy(READY_PATTERN).with_startup_timeout(60))
     )
-    try:
-        deadline = time.monotonic() + 60
-        while b"cassette proxy ready" not in sidecar.logs():
-            assert time.monotonic() < deadline, sidecar.logs().decode(errors="replace")
-            time.sleep(0.2)
-        curl = "curl -sS --fail-with-body https://api.example.com"
-        script = (
-            f"{curl}/hello && {curl}/v1/chat -d '{{\"stream\": true}}' && {curl}/not-recorded; echo rc=$?"
+    curl = "curl -sS --fail-with-body https://api.example.com"
+    script = f"{curl}/hello && {curl}/v1/chat -d '{{\"stream\": true}}' && {curl}/not-recorded; echo rc=$?"
+    with sidecar:
+        workload = (
+            isolated(image, ["sh", "-c", script], network_mode=f"container:{sidecar.get_container_id()}")
+            .with_env("HTTPS_PROXY", "http://127.0.0.1:8080")
+            .with_env("SSL_CERT_FILE", "/data/confdir/mitmproxy-ca-cert.pem")
+            .with_volume_mapping(tmp_path, "/data", "ro")
         )
-        out = docker_client.containers.run(
-            image,
-            ["sh", "-c", script],
-            network_mode=f"container:{sidecar.id}",
-            environment={
-                "HTTPS_PROXY": "http://127.0.0.1:8080",
-                "SSL_CERT_FILE": "/data/confdir/mitmproxy-ca-cert.pem",
-            },
-            volumes={str(tmp_path): {"bind": "/data", "mode": "ro"}},
-            remove=True,
-        ).decode()
-        sidecar.stop(timeout=15)
-        logs = sidecar.logs().decode(errors="replace")
-    finally:
-        sidecar.remove(force=True)
+        with workload:
+            out = output(workload)
+        sidecar.get_wrapped_container().stop(timeout=15)  # SIGTERM: the addon writes its report
+        logs = b"".join(sidecar.get_logs()).decode(errors="replace")
     assert out.startswith("hello from the cassette\ndata: one\n\ndata: two\n\ndata: [DONE]\n\n"), logs
     assert '"type": "cassette_miss"' in out and out.rstrip().endswith("rc=22")
     report = read_report(tmp_path / "report.json")
