@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 from pathlib import Path
 
@@ -157,3 +158,14 @@ def test_a_coroutine_method_stops_at_its_own_first_line() -> None:
         "aresearch", "x", mock_config={"llm": "research_agent.call_llm"}
     )
     assert plain == "recorded: WHAT ARE THE RISKS?"
+
+
+def test_stepping_into_a_mocked_call_never_stops_in_the_debuggers_own_frames() -> None:
+    rec = record_research()
+    checkpoint = CheckpointManager().create_checkpoint(rec.agent, rec.trace, rec.spans["query_2"])
+    out = io.StringIO()
+    engine = ReplayEngine(checkpoint, stdin=io.StringIO("n\ns\nn\ns\nc\n"), stdout=out)
+    assert engine.start_debugging_session("research", {"llm": "research_agent.call_llm"}, "q")
+    stops = [line for line in out.getvalue().splitlines() if line.lstrip("(Pdb) ").startswith("> ")]
+    assert any("research_agent.py(46)call_llm()" in s for s in stops)  # `s` reached the mocked call
+    assert not any(f"runner{os.sep}debugging" in s for s in stops), stops
