@@ -1,0 +1,94 @@
+"""debug_pack and `runner debug`: replaying a span of a pack or traces.jsonl under pdb."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from runner.debugging import CheckpointManager
+from runner.errors import DebugError
+from runner.observability import export_jsonl
+from tests.debugging.recording import ROOT, TESTS, record_research
+from tests.packfactory import make_pack, raw_members, write_pack
+
+
+def _pack(tmp: Path, traces: Path) -> Path:
+    return make_pack(tmp, files={"traces.jsonl": traces.read_bytes()})
+
+
+def _runner(*args: str, stdin: str = "", cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]), "NO_COLOR": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args], input=stdin, capture_output=True, text=True, env=env, cwd=cwd,
+        timeout=120,
+    )  # fmt: skip
+
+
+def test_a_real_pdb_session_through_the_cli(tmp_path: Path) -> None:
+    rec = record_research()
+    traces = export_jsonl(rec.trace, tmp_path / "traces.jsonl")
+    state = CheckpointManager().save_checkpoint(rec.after_query_1, "after_q1.ckpt")
+    pack = _pack(tmp_path, traces)
+    commands = "p self.memory\nn\nn\np result\nc\n"
+    proc = _runner(
+        "debug", str(pack), "--span", rec.spans["query_2"], "--function", "research_agent:ResearchAgent.research",
+        "--mock", "llm=research_agent.call_llm", "--state", str(state), stdin=commands, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "(Pdb)" in out
+    assert '-> self.memory.append({"query": query})' in out  # stopped at the first line of research()
+    assert "[{'query': 'What is AI safety?'}, {'result': 'recorded: WHAT IS AI SAFETY?'}]" in out
+    assert "-> result = self.call_llm(query)" in out  # `n` stepped one line
+    assert "'recorded: WHAT ARE THE RISKS?'" in out  # `p result` after the mocked call
+    assert "Replay finished. Final result: 'recorded: WHAT ARE THE RISKS?'" in out
+    # The recorded input of the span was the call's argument: the plain traces.jsonl works the same way.
+    again = _runner(
+        "debug", str(traces), "--span", rec.spans["query_2"], "--function", "research_agent:ResearchAgent.research",
+        "--mock", "llm=research_agent.call_llm", "--state", str(state), stdin="c\n", cwd=tmp_path,
+    )  # fmt: skip
+    assert again.returncode == 0 and "Final result: 'recorded: WHAT ARE THE RISKS?'" in again.stdout
+
+
+def test_cli_refuses_bad_input_with_exit_2(tmp_path: Path) -> None:
+    rec = record_research()
+    traces = export_jsonl(rec.trace, tmp_path / "traces.jsonl")
+    missing = _runner("debug", str(traces), "--span", "0" * 15 + "1", "--function", "research_agent:call_llm",
+                      cwd=tmp_path)  # fmt: skip
+    assert missing.returncode == 2 and "is not in" in missing.stderr
+    bad_mock = _runner("debug", str(traces), "--span", rec.spans["query_2"], "--function",
+                       "research_agent:call_llm", "--mock", "llm", cwd=tmp_path)  # fmt: skip
+    assert bad_mock.returncode == 2 and "span_type=import.path" in bad_mock.stderr
+
+    link = tarfile.TarInfo("traces.jsonl")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    valid = raw_members(make_pack(tmp_path))
+    odd = write_pack(
+        tmp_path / "odd.tar.zst", [link if name == "traces.jsonl" else (name, data) for name, data in valid]
+    )
+    refused = _runner("debug", str(odd), "--span", "1" * 16, "--function", "research_agent:call_llm",
+                      cwd=tmp_path)  # fmt: skip
+    assert refused.returncode == 2 and "traces.jsonl" in refused.stderr, refused.stderr
+
+
+def test_debug_pack_replays_a_plain_function_with_the_spans_recorded_input(tmp_path: Path) -> None:
+    from runner.debugging import debug_pack
+
+    rec = record_research()
+    traces = export_jsonl(rec.trace, tmp_path / "traces.jsonl")
+    out = io.StringIO()
+    # The LLM span's input was {"args": ["What are the risks?"], "kwargs": {}}; the real function runs.
+    result = debug_pack(
+        traces, rec.spans["llm_1"], "research_agent:call_llm", stdin=io.StringIO("p prompt\nc\n"), stdout=out
+    )
+    assert result == "Answer to: What are the risks?"
+    assert "(Pdb) 'What are the risks?'" in out.getvalue()
+    assert "Agent state: none (plain function)" in out.getvalue()
+    with pytest.raises(DebugError, match=r"--state needs --function module:Class\.method"):
+        debug_pack(traces, rec.spans["llm_1"], "research_agent:call_llm", state_file=traces)
