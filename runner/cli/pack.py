@@ -1,0 +1,74 @@
+"""`runner inspect` and `runner verify`: read a repro pack, summarise it, check its integrity.
+
+Inputs: a pack path and options. Outputs: the summary (text or JSON) or a one-line verdict on stdout.
+Exit codes: OK, or BAD_INPUT for a pack that is not intact (errors via `handles_errors`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from runner.cli import privacy
+from runner.cli.common import console, fail, handles_errors, say
+from runner.pack import archive
+
+__all__ = ["app"]
+
+app = typer.Typer()
+
+
+@app.command(
+    "inspect",
+    help="Summarise a repro pack: session, agent, model parameters, steps, artifacts, sizes.\n\n"
+    "Example: runner inspect session.tar.zst --json",
+)
+@handles_errors
+def inspect_cmd(
+    pack: Annotated[Path, typer.Argument(metavar="PACK", help="The .tar.zst repro pack.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    reveal: Annotated[
+        bool, typer.Option("--reveal", help="Privileged view: show the original value of every placeholder.")
+    ] = False,
+    key: Annotated[
+        Path | None, typer.Option("--key", help="The tenant keyring (needed by --reveal).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="With --reveal: write the members here, decrypted, placeholders restored."
+        ),
+    ] = None,
+) -> None:
+    if reveal:
+        privacy.show_revealed(pack, key, out, as_json)
+        return
+    summary = archive.inspect(pack)
+    if as_json:
+        print(json.dumps(archive.summary_dict(summary), indent=2))
+    else:
+        console.print(archive.render_summary(summary))
+
+
+@app.command(
+    "verify",
+    help="Check every member hash and the manifest's root digest; exit 0 when intact, 2 otherwise.\n\n"
+    "Example: runner verify session.tar.zst",
+)
+@handles_errors
+def verify_cmd(
+    pack: Annotated[Path, typer.Argument(metavar="PACK", help="The .tar.zst repro pack.")],
+    pubkey: Annotated[
+        Path | None,
+        typer.Option("--pubkey", help="Also check signature.json against these public keys (KEYRING.pub)."),
+    ] = None,
+) -> None:
+    report = archive.verify(pack)
+    if not report.ok:
+        raise fail(report.problem or f"{pack}: not a valid repro pack")
+    say(f"ok {pack}: {report.members_checked} members, {report.content_bytes} bytes")
+    if pubkey is not None:
+        privacy.show_signature(pack, pubkey)

@@ -1,0 +1,109 @@
+"""`runner replay PACK...`: replay repro packs hermetically in Docker and diff every recorded output.
+
+Inputs: packs or folders and options. Outputs: progress on stderr, the terminal table on stdout, reports
+where asked (JSON, JUnit, Markdown, HTML) and report.json in each run folder. Exit codes: the gravest
+outcome, as `runner.replay.report.exit_code` grades it (OK, DIVERGED, BAD_INPUT, ENVIRONMENT).
+"""
+
+from __future__ import annotations
+
+from contextlib import closing
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from runner.cli.common import BASE_FROM_OPTION, CA_BUNDLE_OPTION, console, handles_errors, live_progress
+from runner.engine import daemon, images
+from runner.engine.host import BuildTrust
+from runner.errors import ExitCode
+from runner.privacy import crypto
+
+__all__ = ["app"]
+
+app = typer.Typer()
+
+
+@app.command(
+    "replay",
+    help="Replay repro packs hermetically in Docker and diff every recorded command's outputs.\n\n"
+    "Exit 0 when every pack reproduced, 1 when one diverged, 2 for a bad pack, 3 for an environment "
+    "problem. Logs, outputs and report.json go to RUNS_DIR/<pack>/<run>/.\n\n"
+    "Examples: runner replay session.tar.zst | runner replay packs/golden --jobs 2 --junit replay.xml",
+)
+@handles_errors
+def replay_cmd(
+    packs: Annotated[list[Path], typer.Argument(metavar="PACK...", help="Packs, or folders of *.tar.zst.")],
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Packs replayed at once.")] = 1,
+    shard: Annotated[
+        str | None, typer.Option("--shard", metavar="I/N", help="Replay only shard I of N.")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the JSON report here (- for stdout).")
+    ] = None,
+    junit_out: Annotated[Path | None, typer.Option("--junit", help="Write a JUnit XML report here.")] = None,
+    markdown_out: Annotated[
+        Path | None, typer.Option("--markdown", help="Write a Markdown report here.")
+    ] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Write an HTML report here.")] = None,
+    runs_dir: Annotated[Path, typer.Option("--runs-dir", help="Where per-run folders go.")] = Path("runs"),
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep containers and the workspace for a shell.")
+    ] = False,
+    keep_going: Annotated[
+        bool, typer.Option("--keep-going", help="Run the steps after a divergence.")
+    ] = False,
+    rerun_agent: Annotated[
+        bool,
+        typer.Option(
+            "--rerun-agent", help="Re-run the recorded agent against the cassettes; compare its patch."
+        ),
+    ] = False,
+    allow_image_mismatch: Annotated[
+        bool,
+        typer.Option("--allow-image-mismatch", help="Replay even when the image differs from the pack's."),
+    ] = False,
+    base_from: str | None = BASE_FROM_OPTION,
+    ca_bundle: Path | None = CA_BUNDLE_OPTION,
+    key: Annotated[
+        Path | None, typer.Option("--key", help="Tenant keyring: needed for packs with encrypted payloads.")
+    ] = None,
+) -> None:
+    # Imported here: the replay pipeline is slow to import and only this command needs it.
+    from runner.replay import pipeline, report
+
+    selected = pipeline.select_packs(packs, shard)
+    keyring = crypto.load_keyring(key) if key else None
+    trust = BuildTrust.from_host(ca_bundle)
+    with closing(daemon.connect()) as client:
+        with live_progress() as live:
+            own = images.ensure(client, base_from=base_from, trust=trust, progress=live)
+        options = pipeline.ReplayOptions(
+            base_image=own.base.tag, proxy_image=own.proxy.tag, runs_dir=runs_dir, keep=keep,
+            keep_going=keep_going, allow_image_mismatch=allow_image_mismatch, trust=trust, rerun_agent=rerun_agent,
+            keyring=keyring,
+        )  # fmt: skip
+        with live_progress() as live:
+
+            def on_step(event: pipeline.StepEvent) -> None:
+                where = f"[{event.index}/{event.total}] " if event.total else ""
+                live.step(f"{event.pack}: {where}{event.text}")
+
+            outcomes = pipeline.replay_all(
+                client, selected, options, jobs=jobs, progress=live, on_step=on_step
+            )
+    for outcome in outcomes:
+        if outcome.run_dir:
+            Path(outcome.run_dir, "report.json").write_text(report.to_json([outcome]), encoding="utf-8")
+    writers = ((json_out, report.to_json), (junit_out, report.to_junit), (markdown_out, report.to_markdown),
+               (html_out, report.to_html))  # fmt: skip
+    for target, render in writers:
+        if target is not None:
+            text = render(outcomes)
+            if str(target) == "-":
+                print(text, end="")
+            else:
+                target.write_text(text, encoding="utf-8")
+    if str(json_out) != "-":
+        report.render_terminal(outcomes, console)
+    raise typer.Exit(ExitCode(report.exit_code(outcomes)))

@@ -1,0 +1,77 @@
+"""The command line as a whole: every command's help and example, --version, unknown commands, and text
+from packs or errors printed verbatim (never read as Rich markup)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.core import TyperGroup
+from typer.testing import CliRunner
+
+from runner import __version__
+from runner.cli import app
+from runner.errors import ExitCode
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _commands(group: TyperGroup, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path under `group`, groups included, walked from the app itself so new groups count."""
+    found: list[tuple[str, ...]] = []
+    for name, command in group.commands.items():
+        found.append((*path, name))
+        if isinstance(command, TyperGroup):
+            found += _commands(command, (*path, name))
+    return found
+
+
+ROOT = typer.main.get_command(app)
+assert isinstance(ROOT, TyperGroup)
+COMMANDS = _commands(ROOT)
+LEAVES = [p for p in COMMANDS if not isinstance(ROOT.commands[p[0]], TyperGroup) or len(p) > 1]
+
+
+def test_the_tree_holds_every_command_group() -> None:
+    assert {p[0] for p in COMMANDS} >= {
+        "cassette", "debug", "doctor", "images", "inspect", "keys", "record", "replay", "sign", "store", "verify",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_help_exits_0_and_leaf_commands_show_their_example(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "Usage: runner " + " ".join(path) in result.output
+    if path in LEAVES:
+        assert "Example" in result.output
+        assert "runner " + " ".join(path) + " " in result.output.split("Example", 1)[1]
+
+
+def test_python_m_runner_version() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "--version"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == ExitCode.OK, done.stderr
+    assert done.stdout.strip() == f"runner {__version__}"
+
+
+def test_an_unknown_command_is_bad_input() -> None:
+    result = CliRunner().invoke(app, ["no-such-command"])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert "No such command" in result.output
+
+
+def test_error_text_is_printed_verbatim_not_as_markup(tmp_path: Path) -> None:
+    # A stray closing tag would make Rich raise MarkupError; a [bold] tag would vanish from the message.
+    folder = tmp_path / "[bold]x["
+    folder.mkdir()
+    pack = folder / "]y.tar.zst"  # the path reads .../[bold]x[/]y.tar.zst
+    pack.write_bytes(b"not a pack")
+    result = CliRunner().invoke(app, ["verify", str(pack)], env={"COLUMNS": "500"})
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
+    assert "error: " in result.output
+    assert "[bold]x[/]y.tar.zst" in result.output
