@@ -80,4 +80,4 @@ def pull_command(
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; name the pack file to write")
     pulled = oci.pull(ref.removeprefix(oci.OCI_PREFIX), out, insecure_http=insecure_http)
-    typer.echo(f"{pulled.path} {pulled.reference}")
+    typer.echo(f"wrote {pulled.path} from {pulled.reference}")
