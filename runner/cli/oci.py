@@ -1,8 +1,8 @@
 """`runner push` and `runner pull`: share repro packs through an OCI registry (see docs/oci.md).
 
 Inputs: command-line arguments. Outputs: one line on stdout (`REF@sha256:...`, or the file written).
-Rules: plain command functions, registered on the app by runner.cli; they raise runner.errors
-exceptions (UsageError, PackError, RegistryError) and never print errors or pick exit codes themselves.
+Rules: they raise runner.errors exceptions (UsageError, PackError, RegistryError); `handles_errors` turns
+them into one line and the exit code.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ from typing import Annotated
 
 import typer
 
+from runner.cli.common import handles_errors
 from runner.errors import UsageError
 from runner.store import oci
 
-__all__ = ["pull_command", "push_command"]
+__all__ = ["app", "pull_command", "push_command"]
+
+app = typer.Typer()
 
 _INSECURE_HELP = (
     "Allow plain HTTP to a registry that is not on this machine (loopback registries always use it). "
@@ -25,6 +28,8 @@ _REF_HELP = "host[:port]/repository[:tag]"
 _VERDICTS: dict[str, oci.Verdict] = {"reproduced": "reproduced", "diverged": "diverged", "error": "error"}
 
 
+@app.command("push")
+@handles_errors
 def push_command(
     pack: Annotated[
         Path, typer.Argument(metavar="PACK", help="The .tar.zst repro pack. Example: session.tar.zst")
@@ -58,6 +63,8 @@ def push_command(
     typer.echo(str(pushed.reference))
 
 
+@app.command("pull")
+@handles_errors
 def pull_command(
     ref: Annotated[
         str,

@@ -21,11 +21,9 @@ from pathlib import Path
 
 import pytest
 import requests
-import typer
 from typer.testing import CliRunner
 
-from runner.cli import handles_errors
-from runner.cli.oci import pull_command, push_command
+from runner.cli import app
 from runner.pack import archive
 from runner.store import oci
 from runner.store.ociregistry import RegistryUnavailable
@@ -34,10 +32,6 @@ from tests.packfactory import command, make_pack
 pytestmark = pytest.mark.docker
 
 USER, PASSWORD = "alice", "s3cret-pw"
-
-app = typer.Typer()
-app.command("push")(handles_errors(push_command))  # as runner.cli registers them
-app.command("pull")(handles_errors(pull_command))
 
 
 @dataclass
