@@ -133,13 +133,12 @@ def test_installed_runner_replays_a_pack_from_any_directory(
 ) -> None:
     from packs.build import build
 
-    pack = build(ROOT / "packs" / "src" / "demo-fix", tmp_path / "packs")
+    pack = build(ROOT / "packs" / "src" / "demo-fix", tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    imported = _run(
-        [venv / "bin" / "python", "-c", "import proxy, runner; print(runner.__file__, proxy.__file__)"]
-    )
-    assert all(Path(f).resolve().is_relative_to(venv.resolve()) for f in imported.split())
+    where = "import proxy, runner; print(runner.__file__, proxy.__file__)"
+    imported = _run([venv / "bin" / "python", "-c", where], cwd=elsewhere).split()
+    assert [f for f in imported if not Path(f).resolve().is_relative_to(venv.resolve())] == []
     runner = venv / "bin" / "runner"
     assert "replay" in _run([runner, "--help"], cwd=elsewhere)
     assert "runner-base" in _run([runner, "images", "list"], cwd=elsewhere)
