@@ -45,10 +45,11 @@ test: images packs ## Run the whole suite: lint, type checks, unit and Docker in
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: install ## ruff (lint and format), mypy --strict on runner/ and proxy/
+lint: install ## ruff (lint and format), mypy --strict, and the layers (import-linter, pyproject.toml)
 	$(BIN)/ruff check runner proxy tests packs bench images
 	$(BIN)/ruff format --check runner proxy tests packs bench images
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 BENCH_SCRIPTS ?= $(sort $(wildcard bench/*_bench.py))
 
@@ -56,4 +57,4 @@ bench: images ## Run the benchmarks and print side-by-side ratios
 	@for script in $(BENCH_SCRIPTS); do $(BIN)/python $$script || exit 1; done
 
 clean: ## Remove the virtualenv and caches (images stay; `docker image prune` removes them)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .grimp_cache .import_linter_cache

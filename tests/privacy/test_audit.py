@@ -75,17 +75,3 @@ def test_the_pack_audit_names_principal_steps_traces_and_counts(tmp_path: Path) 
 def test_principal_defaults_to_env_then_user_at_host() -> None:
     assert audit.principal(None, {"RUNNER_PRINCIPAL": "bot@ci"}) == "bot@ci"
     assert "@" in audit.principal(None, {})
-
-
-@pytest.mark.parametrize(
-    "module",
-    ["runner.privacy.access", "runner.privacy.audit", "runner.privacy.crypto", "runner.privacy.mask",
-     "runner.privacy.policy", "runner.privacy.sign", "runner.store.local"],
-)  # fmt: skip
-def test_public_surface_is_a_sorted_all_of_existing_names(module: str) -> None:
-    import importlib
-
-    mod = importlib.import_module(module)
-    exported = list(mod.__all__)
-    assert exported == sorted(exported, key=lambda n: (not n.isupper(), not n[0].isupper(), n))
-    assert all(hasattr(mod, name) for name in exported)
