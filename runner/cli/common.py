@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import typer
@@ -92,3 +93,10 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
 def live_progress() -> LiveLog:
     """The live progress log of a long command, on stderr so stdout stays parseable."""
     return LiveLog(err_console)
+
+
+def local_pack(arg: str) -> Path:
+    """A pack argument as a local file: a path as given, or `oci://REF` pulled (once, by digest) into the cache."""
+    from runner.store import oci
+
+    return oci.resolve_pack(arg, warn=lambda text: err_console.print(f"warning: {text}", markup=False))

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from runner.cli import privacy
-from runner.cli.common import console, fail, handles_errors, say
+from runner.cli.common import console, fail, handles_errors, local_pack, say
 from runner.pack import archive
 
 __all__ = ["app"]
@@ -28,7 +28,9 @@ app = typer.Typer()
 )
 @handles_errors
 def inspect_cmd(
-    pack: Annotated[Path, typer.Argument(metavar="PACK", help="The .tar.zst repro pack.")],
+    pack_arg: Annotated[
+        str, typer.Argument(metavar="PACK", help="The .tar.zst repro pack, or oci://REF[@sha256:DIGEST].")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     reveal: Annotated[
         bool, typer.Option("--reveal", help="Privileged view: show the original value of every placeholder.")
@@ -43,6 +45,7 @@ def inspect_cmd(
         ),
     ] = None,
 ) -> None:
+    pack = local_pack(pack_arg)
     if reveal:
         privacy.show_revealed(pack, key, out, as_json)
         return
@@ -60,12 +63,15 @@ def inspect_cmd(
 )
 @handles_errors
 def verify_cmd(
-    pack: Annotated[Path, typer.Argument(metavar="PACK", help="The .tar.zst repro pack.")],
+    pack_arg: Annotated[
+        str, typer.Argument(metavar="PACK", help="The .tar.zst repro pack, or oci://REF[@sha256:DIGEST].")
+    ],
     pubkey: Annotated[
         Path | None,
         typer.Option("--pubkey", help="Also check signature.json against these public keys (KEYRING.pub)."),
     ] = None,
 ) -> None:
+    pack = local_pack(pack_arg)
     report = archive.verify(pack)
     if not report.ok:
         raise fail(report.problem or f"{pack}: not a valid repro pack")

@@ -13,7 +13,14 @@ from typing import Annotated
 
 import typer
 
-from runner.cli.common import BASE_FROM_OPTION, CA_BUNDLE_OPTION, console, handles_errors, live_progress
+from runner.cli.common import (
+    BASE_FROM_OPTION,
+    CA_BUNDLE_OPTION,
+    console,
+    handles_errors,
+    live_progress,
+    local_pack,
+)
 from runner.engine import daemon, images
 from runner.engine.host import BuildTrust
 from runner.errors import ExitCode
@@ -33,7 +40,10 @@ app = typer.Typer()
 )
 @handles_errors
 def replay_cmd(
-    packs: Annotated[list[Path], typer.Argument(metavar="PACK...", help="Packs, or folders of *.tar.zst.")],
+    packs: Annotated[
+        list[str],
+        typer.Argument(metavar="PACK...", help="Packs, folders of *.tar.zst, or oci://REF[@sha256:DIGEST]."),
+    ],
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Packs replayed at once.")] = 1,
     shard: Annotated[
         str | None, typer.Option("--shard", metavar="I/N", help="Replay only shard I of N.")
@@ -72,7 +82,7 @@ def replay_cmd(
     # Imported here: the replay pipeline is slow to import and only this command needs it.
     from runner.replay import pipeline, report
 
-    selected = pipeline.select_packs(packs, shard)
+    selected = pipeline.select_packs([local_pack(p) for p in packs], shard)
     keyring = crypto.load_keyring(key) if key else None
     trust = BuildTrust.from_host(ca_bundle)
     with closing(daemon.connect()) as client:

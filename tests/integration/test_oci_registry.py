@@ -18,15 +18,18 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from typer.testing import CliRunner
 
+from packs.build import build
 from runner.cli import app
 from runner.pack import archive
 from runner.store import oci
 from runner.store.ociregistry import RegistryUnavailable
+from tests.integration.test_replay import ROOT, runner
 from tests.packfactory import command, make_pack
 
 pytestmark = pytest.mark.docker
@@ -244,3 +247,25 @@ def test_wrong_or_missing_credentials_are_refused_in_one_line(
         assert f"refused the credentials of '{USER}'" in out
         assert "wrong-password" not in out
     assert not (tmp_path / "x.tar.zst").exists()
+
+
+def test_replay_and_inspect_by_oci_reference_then_from_the_cache(
+    own_images: Any, tmp_path: Path, no_login: Path
+) -> None:
+    """`runner replay oci://REF@sha256:...` as a user runs it; a second replay needs no registry."""
+    (tmp_path / "packs").mkdir()
+    pack = build(ROOT / "packs" / "src" / "demo-fix", tmp_path / "packs")
+    root = tmp_path / "registry"
+    root.mkdir()
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "DOCKER_CONFIG": str(no_login)}
+    with serve(root) as registry:
+        pushed = oci.push(pack, f"{registry.host}/team/demo:v1")
+        ref = f"oci://{pushed.reference}"
+        first = runner("replay", ref, cwd=tmp_path, env=env)
+        assert first.returncode == 0, first.stdout + first.stderr
+    second = runner("replay", ref, cwd=tmp_path, env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    shown = runner("inspect", ref, "--json", cwd=tmp_path, env=env)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["manifest"]["agent"]["name"] == "demo-agent", (
+        shown.stderr
+    )
