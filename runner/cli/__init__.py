@@ -25,7 +25,8 @@ from runner.engine import doctor, images
 from runner.engine.doctor import render_checkup
 from runner.engine.host import BuildTrust
 from runner.errors import RunnerError, UsageError
-from runner.pack import archive as pack_stage
+from runner.pack import read as pack_read
+from runner.pack import summary as pack_summary
 from runner.progress import LiveLog
 
 P = ParamSpec("P")
@@ -207,11 +208,11 @@ def inspect_cmd(
     if reveal:
         _reveal(pack, key, out, as_json)
         return
-    summary = pack_stage.inspect(pack)
+    summary = pack_summary.inspect(pack)
     if as_json:
-        print(json.dumps(pack_stage.summary_dict(summary), indent=2))
+        print(json.dumps(pack_summary.summary_dict(summary), indent=2))
     else:
-        console.print(pack_stage.render_summary(summary))
+        console.print(pack_summary.render_summary(summary))
 
 
 @app.command(
@@ -227,7 +228,7 @@ def verify_cmd(
         typer.Option("--pubkey", help="Also check signature.json against these public keys (KEYRING.pub)."),
     ] = None,
 ) -> None:
-    report = pack_stage.verify(pack)
+    report = pack_read.verify(pack)
     if not report.ok:
         raise fail(report.problem or f"{pack}: not a valid repro pack")
     console.print(

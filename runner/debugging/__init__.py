@@ -52,7 +52,7 @@ from typing import IO, Any, Literal, Protocol, cast
 from runner import __version__, typedjson
 from runner.errors import DebugError, PackError
 from runner.observability import Span, Trace, TraceStore, load_trace_jsonl, write_atomic
-from runner.pack import archive as pack_stage
+from runner.pack import read as pack_stage
 
 __all__ = [
     "CHECKPOINT_FORMAT_VERSION",

@@ -52,7 +52,7 @@ from runner.errors import RecordError, RunnerError
 from runner.observability import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
 from runner.pack import manifest as mf
 from runner.pack import snapshot
-from runner.pack.archive import PackBuilder
+from runner.pack.build import PackBuilder
 from runner.pack.manifest import NORMALISERS
 from runner.pack.snapshot import REPLAYED_ENV
 from runner.recorder import gitstate
