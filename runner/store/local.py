@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from runner.errors import PrivacyError, UsageError
+from runner.pack import manifest as mf
 from runner.pack import read as pack_read
 from runner.pack import summary as pack_summary
-from runner.pack import manifest as mf
 
 __all__ = ["Action", "Entry", "Hold", "Retention", "Store", "utc_now"]
 

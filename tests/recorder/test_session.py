@@ -15,9 +15,9 @@ import pytest
 import zstandard
 
 from runner.errors import RecordError
+from runner.pack import manifest as mf
 from runner.pack import read as pack_read
 from runner.pack import summary as pack_summary
-from runner.pack import manifest as mf
 from runner.pack import traces
 from runner.pack.snapshot import REPLAYED_ENV
 from runner.recorder import record

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from runner.pack import manifest as mf
 from runner.pack import read as pack_read
 from runner.pack import summary as pack_summary
-from runner.pack import manifest as mf
 from tests.gitrepo import make_repo
 from tests.helpers.https_server import STREAM_WORDS, https_server
 from tests.hostreplay import rerun
