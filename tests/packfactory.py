@@ -102,6 +102,7 @@ def root_span() -> Span:
     return Span(
         trace_id=TRACE_ID,
         span_id=ROOT_SPAN,
+        parent_span_id=None,
         name="agent.session",
         start_time_unix_nano=1_764_000_000_000_000_000,
         end_time_unix_nano=1_764_000_005_000_000_000,
