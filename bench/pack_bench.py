@@ -99,7 +99,7 @@ def make_tree(root: Path, total_mb: int, seed: int = 7) -> int:
 
 
 def _build(tree: Path, out: Path) -> None:
-    from runner.pack.archive import PackBuilder
+    from runner.pack.build import PackBuilder
     from runner.privacy.mask import PrivacyOptions
     from tests.packfactory import make_manifest
 
@@ -116,7 +116,7 @@ def _build(tree: Path, out: Path) -> None:
 
 
 def _unpack(pack_path: Path, dest: Path) -> None:
-    from runner.pack.archive import unpack
+    from runner.pack.read import unpack
 
     start = time.perf_counter()
     unpack(pack_path, dest)

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runner.pack.archive import PackBuilder  # noqa: E402
+from runner.pack.build import PackBuilder  # noqa: E402
 from runner.privacy.mask import PrivacyOptions  # noqa: E402
 from tests.packfactory import make_manifest  # noqa: E402
 

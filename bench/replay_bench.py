@@ -77,7 +77,7 @@ def main() -> None:
             steps=[command(f"c{i:02d}", argv, stdout=_expected(argv)) for i, argv in enumerate(COMMANDS)],
         )  # fmt: skip
         replay(pack, work / "runs")  # warm: builds the (empty) environment image once
-        from runner.pack.archive import unpack
+        from runner.pack.read import unpack
         from runner.replay import environment
 
         own = images.ensure(client)

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from runner.pack import manifest as mf  # noqa: E402
-from runner.pack.archive import PackBuilder  # noqa: E402
+from runner.pack.build import PackBuilder  # noqa: E402
 from runner.pack.traces import Span, span_line  # noqa: E402
 
 _GIT_ENV = {

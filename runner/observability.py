@@ -5,8 +5,8 @@ traces.jsonl file with one OpenTelemetry-shaped span per line. Outputs: frozen `
 the same whichever way they came in, and traces.jsonl files (`export_jsonl`).
 
 Rules:
-- One span per JSON line: trace_id (32 hex), span_id (16 hex), parent_span_id (16 hex or null), name,
-  kind, start/end_time_unix_nano, attributes, events, status {code, description}.
+- The span model and the traces.jsonl reader and writer are runner.pack.traces' (one model for packs and
+  live traces); this module re-exports them and reports every problem as DebugError.
 - A span's type and its recorded input/output are attributes: ``runner.span.type`` ("llm", "tool", ...),
   ``runner.span.input`` and ``runner.span.output`` (JSON strings, typed JSON for what plain JSON loses).
 - Nested spans take their parent from a context variable, so threads and asyncio tasks nest correctly.
@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import datetime as dt
 import functools
 import inspect
 import json
 import os
-import re
 import secrets
 import sqlite3
 import tempfile
@@ -34,10 +32,25 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal, ParamSpec, TypeVar, cast
+from typing import IO, Any, ParamSpec, TypeVar, cast
 
 from runner import typedjson
 from runner.errors import DebugError
+from runner.pack.traces import (
+    SPAN_INPUT,
+    SPAN_KINDS,
+    SPAN_OUTPUT,
+    SPAN_TYPE,
+    AttrValue,
+    Span,
+    SpanEvent,
+    SpanStatus,
+    StatusCode,
+    bounded_lines,
+    check_attributes,
+    iter_spans,
+    span_line,
+)
 
 __all__ = [
     "SPAN_INPUT",
@@ -57,180 +70,20 @@ __all__ = [
     "write_atomic",
 ]
 
-SPAN_TYPE = "runner.span.type"
-SPAN_INPUT = "runner.span.input"
-SPAN_OUTPUT = "runner.span.output"
-
 Scalar = str | bool | int | float
-AttributeValue = Scalar | list[Scalar]
-StatusCode = Literal["UNSET", "OK", "ERROR"]
+AttributeValue = Scalar | list[Scalar] | tuple[Scalar, ...]  # what the live API takes; a Span holds tuples
 
-_TRACE_ID = re.compile(r"[0-9a-f]{32}")
-_SPAN_ID = re.compile(r"[0-9a-f]{16}")
 _SCHEMA_VERSION = "1"
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-@dataclasses.dataclass(frozen=True)
-class SpanEvent:
-    name: str
-    time_unix_nano: int
-    attributes: Mapping[str, AttributeValue] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True)
-class SpanStatus:
-    code: StatusCode = "UNSET"
-    description: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class Span:
-    """One finished (or still open) span, as stored and as written to traces.jsonl."""
-
-    trace_id: str
-    span_id: str
-    parent_span_id: str | None
-    name: str
-    start_time_unix_nano: int
-    end_time_unix_nano: int | None
-    kind: str = "INTERNAL"
-    attributes: Mapping[str, AttributeValue] = dataclasses.field(default_factory=dict)
-    events: tuple[SpanEvent, ...] = ()
-    status: SpanStatus = SpanStatus()
-
-    @property
-    def is_open(self) -> bool:
-        return self.end_time_unix_nano is None
-
-    @property
-    def duration_ms(self) -> float:
-        """Milliseconds from start to end; 0.0 while the span is still open."""
-        if self.end_time_unix_nano is None:
-            return 0.0
-        return (self.end_time_unix_nano - self.start_time_unix_nano) / 1e6
-
-    @property
-    def start_time(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.start_time_unix_nano / 1e9, dt.UTC)
-
-    @property
-    def end_time(self) -> dt.datetime | None:
-        if self.end_time_unix_nano is None:
-            return None
-        return dt.datetime.fromtimestamp(self.end_time_unix_nano / 1e9, dt.UTC)
-
-    @property
-    def span_type(self) -> str | None:
-        value = self.attributes.get(SPAN_TYPE)
-        return value if isinstance(value, str) else None
-
-    @property
-    def has_output(self) -> bool:
-        return isinstance(self.attributes.get(SPAN_OUTPUT), str)
-
-    @property
-    def input(self) -> Any:
-        """The recorded input, decoded (None when none was recorded)."""
-        return self._decoded(SPAN_INPUT)
-
-    @property
-    def output(self) -> Any:
-        """The recorded output, decoded (None when none was recorded; see `has_output`)."""
-        return self._decoded(SPAN_OUTPUT)
-
-    def _decoded(self, key: str) -> Any:
-        raw = self.attributes.get(key)
-        if not isinstance(raw, str):
-            return None
-        try:
-            return typedjson.loads(raw)
-        except DebugError as e:
-            raise DebugError(f"span {self.span_id} ({self.name!r}): attribute {key}: {e}") from e
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "trace_id": self.trace_id,
-            "span_id": self.span_id,
-            "parent_span_id": self.parent_span_id,
-            "name": self.name,
-            "kind": self.kind,
-            "start_time_unix_nano": self.start_time_unix_nano,
-            "end_time_unix_nano": self.end_time_unix_nano,
-            "attributes": dict(self.attributes),
-            "events": [
-                {"name": e.name, "time_unix_nano": e.time_unix_nano, "attributes": dict(e.attributes)}
-                for e in self.events
-            ],
-            "status": {"code": self.status.code, "description": self.status.description},
-        }
-
-    @classmethod
-    def from_dict(cls, data: object, where: str = "span") -> Span:
-        """Validate one span object (from a file nobody vouches for) and build the Span."""
-        if not isinstance(data, dict):
-            raise DebugError(f"{where}: a span must be a JSON object")
-        try:
-            trace_id, span_id, parent = data["trace_id"], data["span_id"], data.get("parent_span_id")
-            if not (isinstance(trace_id, str) and _TRACE_ID.fullmatch(trace_id)):
-                raise ValueError(f"trace_id {trace_id!r} is not 32 lowercase hex digits")
-            if not (isinstance(span_id, str) and _SPAN_ID.fullmatch(span_id)):
-                raise ValueError(f"span_id {span_id!r} is not 16 lowercase hex digits")
-            if parent is not None and not (isinstance(parent, str) and _SPAN_ID.fullmatch(parent)):
-                raise ValueError(f"parent_span_id {parent!r} is not 16 lowercase hex digits or null")
-            status = data.get("status") or {}
-            code = status.get("code", "UNSET")
-            if code not in ("UNSET", "OK", "ERROR"):
-                raise ValueError(f"status code {code!r} is not UNSET, OK or ERROR")
-            end = data.get("end_time_unix_nano")
-            return cls(
-                trace_id=trace_id,
-                span_id=span_id,
-                parent_span_id=parent,
-                name=_typed(data["name"], str, "name"),
-                kind=_typed(data.get("kind", "INTERNAL"), str, "kind"),
-                start_time_unix_nano=_typed(data["start_time_unix_nano"], int, "start_time_unix_nano"),
-                end_time_unix_nano=None if end is None else _typed(end, int, "end_time_unix_nano"),
-                attributes=_attributes(data.get("attributes") or {}),
-                events=tuple(
-                    SpanEvent(
-                        name=_typed(e["name"], str, "event name"),
-                        time_unix_nano=_typed(e["time_unix_nano"], int, "event time_unix_nano"),
-                        attributes=_attributes(e.get("attributes") or {}),
-                    )
-                    for e in _typed(data.get("events") or [], list, "events")
-                ),
-                status=SpanStatus(
-                    code=code, description=_typed(status.get("description") or "", str, "status")
-                ),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise DebugError(f"{where}: invalid span ({e})") from e
-
-
-T = TypeVar("T")
-
-
-def _typed(value: object, kind: type[T], what: str) -> T:
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise TypeError(f"{what} must be {kind.__name__}, got {type(value).__name__}")
-    return value
-
-
-def _attributes(raw: object) -> dict[str, AttributeValue]:
-    if not isinstance(raw, dict):
-        raise TypeError("attributes must be an object")
-    out: dict[str, AttributeValue] = {}
-    for key, value in raw.items():
-        if isinstance(value, list):
-            if not all(isinstance(x, str | bool | int | float) for x in value):
-                raise TypeError(f"attribute {key!r}: list items must be str, int, float or bool")
-        elif not isinstance(value, str | bool | int | float):
-            raise TypeError(f"attribute {key!r} must be str, int, float, bool or a list of them")
-        out[str(key)] = value
-    return out
+def _checked(attributes: Mapping[str, AttributeValue], where: str = "attributes") -> dict[str, AttrValue]:
+    try:
+        return check_attributes(dict(attributes), where)
+    except ValueError as e:
+        raise DebugError(f"span {e}") from e
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,7 +208,7 @@ class LiveSpan:
         name: str,
         parent: LiveSpan | None,
         kind: str,
-        attributes: Mapping[str, AttributeValue],
+        attributes: Mapping[str, AttrValue],
     ) -> None:
         self._tracer = tracer
         self.name = name
@@ -365,7 +218,9 @@ class LiveSpan:
         self.parent_span_id: str | None = parent.span_id if parent else None
         self.start_time_unix_nano = time.time_ns()
         self.end_time_unix_nano: int | None = None
-        self.attributes: dict[str, AttributeValue] = {
+        if not name or kind not in SPAN_KINDS:
+            raise DebugError(f"span {name!r}: needs a name and a kind in {', '.join(sorted(SPAN_KINDS))}")
+        self.attributes: dict[str, AttrValue] = {
             "otel.scope.name": tracer.name,
             **({"otel.scope.version": tracer.version} if tracer.version else {}),
             **attributes,
@@ -375,10 +230,10 @@ class LiveSpan:
         self.stored = False
 
     def set_attribute(self, key: str, value: AttributeValue) -> None:
-        self.attributes.update(_attributes({key: value}))
+        self.attributes.update(_checked({key: value}))
 
     def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
-        self.attributes.update(_attributes(dict(attributes)))
+        self.attributes.update(_checked(attributes))
 
     def set_status(self, code: str, description: str = "") -> None:
         upper = code.upper()
@@ -387,7 +242,7 @@ class LiveSpan:
         self.status = SpanStatus(cast(StatusCode, upper), description)
 
     def add_event(self, name: str, attributes: Mapping[str, AttributeValue] | None = None) -> None:
-        self.events.append(SpanEvent(name, time.time_ns(), _attributes(dict(attributes or {}))))
+        self.events.append(SpanEvent(name, time.time_ns(), _checked(attributes or {}, f"event {name!r}")))
 
     def set_span_type(self, span_type: str) -> None:
         """Mark what the span stands for ("llm", "tool", "http", "patch", ...); replay mocks by this."""
@@ -439,7 +294,7 @@ class Tracer:
         attributes: Mapping[str, AttributeValue] | None = None,
     ) -> Iterator[LiveSpan]:
         """Open a span, nested under the current one; an exception marks it ERROR and propagates."""
-        span = LiveSpan(self, name, _current.get(), kind, _attributes(dict(attributes or {})))
+        span = LiveSpan(self, name, _current.get(), kind, _checked(attributes or {}))
         if span_type is not None:
             span.set_span_type(span_type)
         if input is not _UNSET:
@@ -454,7 +309,8 @@ class Tracer:
             raise
         finally:
             _current.reset(token)
-            span.end_time_unix_nano = time.time_ns()
+            # Wall clock, so it can step back: a span never ends before it starts.
+            span.end_time_unix_nano = max(time.time_ns(), span.start_time_unix_nano)
             self.provider._record(span)
 
     def traced(
@@ -541,15 +397,7 @@ def load_trace_jsonl(
     by_trace: dict[str, list[Span]] = {}
     try:
         with _open_binary(source) as stream:
-            for number, line in enumerate(stream, 1):
-                if not line.strip():
-                    continue
-                where = f"{name}:{number}"
-                try:
-                    data = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-                    raise DebugError(f"{where}: not a JSON line ({e})") from e
-                span = Span.from_dict(data, where)
+            for span in iter_spans(bounded_lines(stream), name, allow_open=True, fail=_bad_line):
                 by_trace.setdefault(span.trace_id, []).append(span)
     except OSError as e:
         raise DebugError(f"cannot read {name}: {e}") from e
@@ -570,6 +418,12 @@ def load_trace_jsonl(
     return _sorted_trace(trace_id, by_trace[trace_id])
 
 
+def _bad_line(source: str, number: int, cause: ValueError) -> DebugError:
+    if isinstance(cause, json.JSONDecodeError | UnicodeDecodeError):
+        return DebugError(f"{source}:{number}: not a JSON line ({cause})")
+    return DebugError(f"{source}:{number}: invalid span ({cause})")
+
+
 @contextmanager
 def _open_binary(source: str | os.PathLike[str] | IO[bytes]) -> Iterator[IO[bytes]]:
     if isinstance(source, str | os.PathLike):
@@ -583,7 +437,7 @@ def export_jsonl(spans: Trace | Sequence[Span], path: str | os.PathLike[str]) ->
     """Write spans as traces.jsonl, atomically (temp file + rename); returns the path."""
     items = spans.spans if isinstance(spans, Trace) else spans
     target = Path(path)
-    write_atomic(target, "".join(json.dumps(s.to_dict(), separators=(",", ":")) + "\n" for s in items))
+    write_atomic(target, "".join(span_line(s) + "\n" for s in items))
     return target
 
 

@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from runner.pack import archive as pack
+from runner.pack import read as pack
 from runner.pack.manifest import CommandStep, PatchStep
 from runner.replay import compare, workspace
 

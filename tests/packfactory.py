@@ -23,7 +23,7 @@ from typing import Any
 import zstandard
 
 from runner.pack import manifest as mf
-from runner.pack.archive import PackBuilder
+from runner.pack.build import PackBuilder
 from runner.pack.traces import Span, span_line
 from runner.privacy.mask import PrivacyOptions
 
@@ -102,6 +102,7 @@ def root_span() -> Span:
     return Span(
         trace_id=TRACE_ID,
         span_id=ROOT_SPAN,
+        parent_span_id=None,
         name="agent.session",
         start_time_unix_nano=1_764_000_000_000_000_000,
         end_time_unix_nano=1_764_000_005_000_000_000,
@@ -158,7 +159,7 @@ def make_pack(
 
 def seal(compressed_frames: bytes) -> bytes:
     """Append the pack trailer to zstd data, as `PackBuilder.build` does, to craft hand-made packs."""
-    from runner.pack.archive import _trailer
+    from runner.pack.layout import trailer as _trailer
 
     return compressed_frames + _trailer(hashlib.sha256(compressed_frames).digest())
 

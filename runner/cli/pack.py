@@ -14,7 +14,7 @@ import typer
 
 from runner.cli import privacy
 from runner.cli.common import console, fail, handles_errors, local_pack, say
-from runner.pack import archive
+from runner.pack import read, summary
 
 __all__ = ["app"]
 
@@ -49,11 +49,11 @@ def inspect_cmd(
     if reveal:
         privacy.show_revealed(pack, key, out, as_json)
         return
-    summary = archive.inspect(pack)
+    found = summary.inspect(pack)
     if as_json:
-        print(json.dumps(archive.summary_dict(summary), indent=2))
+        print(json.dumps(summary.summary_dict(found), indent=2))
     else:
-        console.print(archive.render_summary(summary))
+        console.print(summary.render_summary(found))
 
 
 @app.command(
@@ -72,7 +72,7 @@ def verify_cmd(
     ] = None,
 ) -> None:
     pack = local_pack(pack_arg)
-    report = archive.verify(pack)
+    report = read.verify(pack)
     if not report.ok:
         raise fail(report.problem or f"{pack}: not a valid repro pack")
     say(f"ok {pack}: {report.members_checked} members, {report.content_bytes} bytes")

@@ -33,7 +33,7 @@ from runner.debugging.checkpoints import (
 from runner.debugging.engine import ReplayEngine
 from runner.errors import DebugError, PackError
 from runner.observability import Span, Trace, TraceStore, load_trace_jsonl
-from runner.pack import archive as pack_stage
+from runner.pack import read as pack_read
 
 __all__ = ["debug_pack", "read_pack_trace"]
 
@@ -50,7 +50,7 @@ def read_pack_trace(source: Path, span_id: str) -> Trace:
     if not is_pack:
         return load_trace_jsonl(source, span_id=span_id)
     with tempfile.TemporaryDirectory(prefix="runner-debug-") as tmp:
-        unpacked = pack_stage.unpack(source, Path(tmp) / "pack")
+        unpacked = pack_read.unpack(source, Path(tmp) / "pack")
         return load_trace_jsonl(unpacked.path / "traces.jsonl", span_id=span_id)
 
 

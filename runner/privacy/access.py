@@ -14,7 +14,9 @@ import tempfile
 from pathlib import Path
 
 from runner.errors import PrivacyError
-from runner.pack import archive as pack_stage
+from runner.pack import build as pack_build
+from runner.pack import read as pack_read
+from runner.pack import summary as pack_summary
 from runner.pack.manifest import Manifest
 from runner.privacy.crypto import Keyring, PublicKeys
 from runner.privacy.mask import Secret, reveal_text, sealed_secrets
@@ -25,15 +27,15 @@ __all__ = ["reveal", "sign_pack", "verify_pack"]
 
 def sign_pack(pack: Path, keyring: Keyring) -> Manifest:
     """Add (or replace) `signature.json` in `pack`, signed with the keyring's newest key."""
-    return pack_stage.resign(pack, functools.partial(sign_manifest, keyring=keyring))
+    return pack_build.resign(pack, functools.partial(sign_manifest, keyring=keyring))
 
 
 def verify_pack(pack: Path, keys: PublicKeys) -> SignatureCheck:
     """Check every member and the root, then the signature over that root; PackError/PrivacyError if not."""
-    report = pack_stage.verify(pack)
+    report = pack_read.verify(pack)
     if not report.ok:
         raise PrivacyError(report.problem or f"{pack}: not a valid repro pack")
-    return check_signature(report.signature, pack_stage.inspect(pack).manifest, keys)
+    return check_signature(report.signature, pack_summary.inspect(pack).manifest, keys)
 
 
 def reveal(pack: Path, keyring: Keyring, out: Path | None = None) -> tuple[Secret, ...]:
@@ -41,7 +43,7 @@ def reveal(pack: Path, keyring: Keyring, out: Path | None = None) -> tuple[Secre
     members there decrypted, with placeholders replaced by the originals: the privileged view."""
     with tempfile.TemporaryDirectory(prefix="runner-reveal-") as tmp:
         dest = Path(tmp) / "pack" if out is None else Path(out)
-        unpacked = pack_stage.unpack(pack, dest, keyring=keyring)
+        unpacked = pack_read.unpack(pack, dest, keyring=keyring)
         found = sealed_secrets(unpacked.path, unpacked.manifest, keyring)
         if out is None:
             return found

@@ -31,7 +31,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from runner import typedjson
 from runner.errors import RecordError
-from runner.observability import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
+from runner.pack.traces import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
 
 __all__ = ["LlmPolicy", "LlmRecorder", "instrument", "plain"]
 

@@ -49,12 +49,12 @@ from opentelemetry.trace import Status, StatusCode
 
 from runner import typedjson
 from runner.errors import RecordError, RunnerError
-from runner.observability import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
 from runner.pack import manifest as mf
 from runner.pack import snapshot
-from runner.pack.archive import PackBuilder
+from runner.pack.build import PackBuilder
 from runner.pack.manifest import NORMALISERS
 from runner.pack.snapshot import REPLAYED_ENV
+from runner.pack.traces import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
 from runner.recorder import gitstate
 from runner.recorder.llm import LlmPolicy, LlmRecorder, TemperaturePolicy, instrument
 from runner.recorder.spans import Tracing, otlp_configured

@@ -30,9 +30,9 @@ from opentelemetry.trace import Status, StatusCode
 
 from runner import typedjson
 from runner.errors import RecordError, UsageError
-from runner.observability import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
 from runner.pack import manifest as mf
 from runner.pack.snapshot import REPLAYED_ENV
+from runner.pack.traces import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
 from runner.recorder.session import RecordOptions, RecordSummary, Session
 
 __all__ = ["WrapResult", "record_command"]

@@ -29,8 +29,8 @@ import docker.errors
 from runner.engine.host import BuildTrust
 from runner.engine.images import TRUST_DOCKERFILE, build_image
 from runner.errors import ImageError, PackError
-from runner.pack.archive import UnpackedPack
 from runner.pack.manifest import Manifest
+from runner.pack.read import UnpackedPack
 from runner.progress import Progress, Silent
 
 __all__ = ["AGENT_ENV", "ResolvedEnvironment", "requirements", "resolve"]

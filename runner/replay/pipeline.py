@@ -29,7 +29,7 @@ from proxy.report import Report
 from runner.engine.containers import started
 from runner.engine.host import BuildTrust
 from runner.errors import PackError, RunnerError, UsageError, WorkspaceError
-from runner.pack import archive as pack_stage
+from runner.pack import read as pack_stage
 from runner.pack.manifest import AgentCommand, CommandStep, Manifest, PatchStep
 from runner.privacy.crypto import Keyring
 from runner.progress import Progress, Silent

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from runner.errors import PrivacyError, UsageError
-from runner.pack import archive as pack_stage
 from runner.pack import manifest as mf
+from runner.pack import read as pack_read
+from runner.pack import summary as pack_summary
 
 __all__ = ["Action", "Entry", "Hold", "Retention", "Store", "utc_now"]
 
@@ -157,17 +158,17 @@ class Store:
 
     def put(self, pack: Path) -> Entry:
         """Verify and store a pack; storing one already there returns its entry and changes nothing."""
-        report = pack_stage.verify(pack)
+        report = pack_read.verify(pack)
         if not report.ok:
             raise PrivacyError(f"not storing {pack}: {report.problem}")
-        m = pack_stage.inspect(pack).manifest
+        m = pack_summary.inspect(pack).manifest
         assert m.integrity is not None
         id = m.integrity.root
         if self._index(id).exists():
             return self._load(self._index(id))
         self.root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.root, prefix=".put-") as tmp:
-            unpacked = pack_stage.extract(pack, Path(tmp) / "pack")
+            unpacked = pack_read.extract(pack, Path(tmp) / "pack")
             traces = self._traces(id)
             traces.mkdir(parents=True, exist_ok=True)
             for name in ("manifest.yaml", "traces.jsonl"):

@@ -43,7 +43,7 @@ import oras.provider  # type: ignore[import-untyped]
 import requests
 
 from runner.errors import PackError, UsageError
-from runner.pack import archive
+from runner.pack import layout, read, summary
 from runner.pack.manifest import Manifest
 from runner.store.ociregistry import (
     Credentials,
@@ -271,10 +271,10 @@ def _client(ref: Reference, insecure_http: bool, credentials: Credentials | None
 
 
 def _checked(pack: Path) -> tuple[Manifest, bytes | None]:
-    report = archive.verify(pack)
+    report = read.verify(pack)
     if not report.ok:
         raise PackError(report.problem or f"{pack}: not a valid repro pack")
-    manifest = archive.inspect(pack).manifest
+    manifest = summary.inspect(pack).manifest
     if manifest.integrity is None:  # verify refuses such a pack; this keeps the types honest
         raise PackError(f"{pack}: the manifest has no integrity section")
     return manifest, report.signature
@@ -304,7 +304,7 @@ def push(
     with tempfile.TemporaryDirectory(prefix="runner-oci-") as tmp:
         extras = [(_EMPTY_MEDIA_TYPE, b"{}", "")]
         if signature is not None:
-            extras.append((SIGNATURE_MEDIA_TYPE, signature, archive.SIGNATURE))
+            extras.append((SIGNATURE_MEDIA_TYPE, signature, layout.SIGNATURE))
         audit = manifest.privacy.extra.get("audit")
         if audit is not None:
             extras.append((AUDIT_MEDIA_TYPE, json.dumps(audit, sort_keys=True).encode(), "audit.json"))
@@ -362,7 +362,7 @@ def _pack_layer(ref: Reference, body: bytes) -> tuple[dict[str, Any], str | None
         isinstance(layer.get("digest"), str)
         and _DIGEST.fullmatch(layer["digest"])
         and type(layer.get("size")) is int
-        and 0 < layer["size"] <= archive.Limits().max_total_bytes
+        and 0 < layer["size"] <= layout.Limits().max_total_bytes
     ):
         raise RegistryError(f"{ref}: the pack layer's digest or size is not usable")
     root = annotations.get(ANNOTATIONS["root"])

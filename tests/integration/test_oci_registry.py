@@ -26,7 +26,8 @@ from typer.testing import CliRunner
 
 from packs.build import build
 from runner.cli import app
-from runner.pack import archive
+from runner.pack import build as pack_build
+from runner.pack import summary
 from runner.store import oci
 from runner.store.ociregistry import RegistryUnavailable
 from tests.integration.test_replay import ROOT, runner
@@ -121,7 +122,9 @@ def no_login(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _pack(tmp_path: Path, text: str, signed: bool = False) -> Path:
     pack = make_pack(tmp_path, steps=[command("c1", ["echo", text], stdout=f"{text}\n".encode())])
     if signed:
-        archive.resign(pack, lambda m: json.dumps({"root": m.integrity.root if m.integrity else ""}).encode())
+        pack_build.resign(
+            pack, lambda m: json.dumps({"root": m.integrity.root if m.integrity else ""}).encode()
+        )
     return pack
 
 
@@ -144,7 +147,7 @@ def test_push_then_pull_by_digest(open_registry: Registry, tmp_path: Path) -> No
         timeout=10,
     ).json()
     assert manifest["artifactType"] == oci.ARTIFACT_TYPE
-    root = archive.inspect(pack).manifest.integrity
+    root = summary.inspect(pack).manifest.integrity
     assert root is not None
     assert manifest["annotations"][oci.ANNOTATIONS["root"]] == root.root
     assert manifest["annotations"][oci.ANNOTATIONS["session"]] == "a017c2d6-91a3-4d9c-8d2f-40e2b8cfa0ee"

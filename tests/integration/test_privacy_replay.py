@@ -19,7 +19,7 @@ import zstandard
 
 from packs.build import build
 from runner.engine import images
-from runner.pack import archive as pack
+from runner.pack import summary as pack
 from runner.privacy import crypto
 from tests.integration.test_replay import ROOT, runner
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from runner.pack import archive as pack
 from runner.pack import manifest as mf
+from runner.pack import read as pack_read
+from runner.pack import summary as pack_summary
 from tests.gitrepo import make_repo
 from tests.helpers.https_server import https_server
 from tests.integration.test_replay import runner
@@ -98,8 +99,8 @@ def test_runner_record_pack_replays_offline_and_the_agent_rerun_reproduces_its_p
             cwd=repo, env={"PATH": agent_path, "OPENAI_API_KEY": KEY},
         )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert pack.verify(out).ok
-    m = pack.inspect(out).manifest
+    assert pack_read.verify(out).ok
+    m = pack_summary.inspect(out).manifest
     assert m.cassettes[0].count == 2 and m.agent.patch == "p1"
     assert isinstance(m.steps[1], mf.CommandStep)
     replay_json(out, tmp_path)

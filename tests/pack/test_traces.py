@@ -94,3 +94,11 @@ def test_iter_spans_is_lazy_and_names_the_source() -> None:
 def test_missing_file_is_a_pack_error(tmp_path: Path) -> None:
     with pytest.raises(PackError, match="cannot read"):
         read_spans(tmp_path / "absent.jsonl")
+
+
+def test_an_open_span_is_refused_in_a_pack_and_read_where_allowed() -> None:
+    line = span_line(replace(_child(), end_time_unix_nano=None))
+    with pytest.raises(PackError, match="line 1: end_time_unix_nano must be a non-negative integer"):
+        list(iter_spans([line]))
+    (span,) = iter_spans([line], allow_open=True)
+    assert span.is_open and span.duration_ns == 0 and span.end_time is None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.pack import archive as pack
+from runner.pack import summary as pack
 from runner.privacy import audit
 from runner.privacy.mask import PrivacyOptions
 from tests.packfactory import command, make_pack

@@ -11,7 +11,9 @@ import pytest
 import zstandard
 
 from runner.errors import PrivacyError
-from runner.pack import archive as pack
+from runner.pack import build as pack_build
+from runner.pack import read as pack_read
+from runner.pack import summary as pack_summary
 from runner.privacy import access, crypto
 from runner.privacy.mask import PrivacyOptions
 from tests.packfactory import command, make_pack, raw_members
@@ -71,8 +73,8 @@ def test_rotation_new_packs_use_the_newest_key_and_old_packs_still_open(tmp_path
         files={"prompts/0001-user.txt": PROMPT},
         privacy=PrivacyOptions(keyring=rotated),
     )
-    assert pack.inspect(old).manifest.privacy.key_ids == (ring.keys[0].id,)
-    assert pack.inspect(new).manifest.privacy.key_ids == (rotated.keys[1].id,)
+    assert pack_summary.inspect(old).manifest.privacy.key_ids == (ring.keys[0].id,)
+    assert pack_summary.inspect(new).manifest.privacy.key_ids == (rotated.keys[1].id,)
     assert [s.value for s in access.reveal(old, rotated)] == [SECRET]
     assert [s.value for s in access.reveal(new, rotated)] == [SECRET]
     with pytest.raises(PrivacyError, match="holds no key"):
@@ -101,18 +103,18 @@ def test_encrypted_payloads_are_ciphertext_and_open_with_the_key(tmp_path: Path)
     ):
         assert crypto.is_sealed(members[name]), name
     assert b"3 passed" not in zstandard.ZstdDecompressor().stream_reader(io.BytesIO(p.read_bytes())).read()
-    m = pack.inspect(p).manifest
+    m = pack_summary.inspect(p).manifest
     assert m.privacy.encrypted_payloads and m.privacy.key_ids == (ring.newest.id,)
-    assert pack.verify(p).ok  # integrity covers the ciphertext: no key needed to check a pack
+    assert pack_read.verify(p).ok  # integrity covers the ciphertext: no key needed to check a pack
     with pytest.raises(PrivacyError, match="payloads are encrypted"):
-        pack.unpack(p, tmp_path / "nokey")
+        pack_read.unpack(p, tmp_path / "nokey")
     assert not (tmp_path / "nokey").exists()
-    u = pack.unpack(p, tmp_path / "u", keyring=ring)
+    u = pack_read.unpack(p, tmp_path / "u", keyring=ring)
     step = u.manifest.steps[0]
     assert u.artifact(step.expect.stdout).read_bytes() == b"3 passed\n"  # type: ignore[union-attr]
     assert SECRET not in (u.path / "prompts/0001-user.txt").read_text()
     with pytest.raises(PrivacyError, match="holds no key"):
-        pack.unpack(p, tmp_path / "wrong", keyring=crypto.new_keyring("acme"))
+        pack_read.unpack(p, tmp_path / "wrong", keyring=crypto.new_keyring("acme"))
 
 
 def test_a_flipped_ciphertext_bit_in_a_pack_is_reported_as_such(tmp_path: Path) -> None:
@@ -120,18 +122,18 @@ def test_a_flipped_ciphertext_bit_in_a_pack_is_reported_as_such(tmp_path: Path) 
     ring = crypto.new_keyring("acme")
     p = encrypted_pack(tmp_path, ring)
     staged = tmp_path / "staged"
-    u = pack.extract(p, staged)
+    u = pack_read.extract(p, staged)
     target = staged / "prompts/0001-user.txt"
     data = bytearray(target.read_bytes())
     data[-5] ^= 0x80
     target.write_bytes(bytes(data))
-    with pack.PackBuilder() as b:
+    with pack_build.PackBuilder() as b:
         assert u.manifest.integrity is not None
         for name in u.manifest.integrity.members:
             b.add_file(name, staged / name)
         b.build(u.manifest, tmp_path / "forged.tar.zst", privacy=PrivacyOptions(policy=None))
     with pytest.raises(PrivacyError, match=r"prompts/0001-user\.txt: decryption failed"):
-        pack.unpack(tmp_path / "forged.tar.zst", tmp_path / "u", keyring=ring)
+        pack_read.unpack(tmp_path / "forged.tar.zst", tmp_path / "u", keyring=ring)
 
 
 def test_encrypting_without_a_keyring_is_refused(tmp_path: Path) -> None:

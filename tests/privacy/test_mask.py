@@ -14,7 +14,8 @@ from proxy.cassette import Exchange, RecordedRequest, RecordedResponse
 from proxy.match import Normaliser
 from proxy.redact import PLACEHOLDER_RE, Redactor
 from runner.errors import PrivacyError
-from runner.pack import archive as pack
+from runner.pack import read as pack_read
+from runner.pack import summary as pack_summary
 from runner.pack import traces
 from runner.privacy import access, crypto
 from runner.privacy.mask import PrivacyOptions
@@ -118,7 +119,7 @@ def test_no_planted_secret_is_readable_anywhere_in_the_pack(corpus_pack: Path) -
     raw = decompressed(corpus_pack).decode("utf-8", "replace")
     leaked = [(p.kind, form) for p in SECRETS for form in forms(p.value) if form in raw]
     assert leaked == []
-    assert pack.verify(corpus_pack).ok
+    assert pack_read.verify(corpus_pack).ok
 
 
 def test_every_secret_comes_back_exactly_with_the_key(corpus_pack: Path, keyring: crypto.Keyring) -> None:
@@ -144,7 +145,7 @@ def test_reveal_out_restores_the_original_members(
 
 
 def test_the_manifest_records_policy_key_and_audit(corpus_pack: Path, keyring: crypto.Keyring) -> None:
-    m = pack.inspect(corpus_pack).manifest
+    m = pack_summary.inspect(corpus_pack).manifest
     assert m.privacy.redaction_policy == "default-v1"
     assert m.privacy.key_ids == (keyring.newest.id,)
     counts = m.privacy.extra["audit"]["redactions"]
@@ -156,7 +157,7 @@ def test_the_manifest_records_policy_key_and_audit(corpus_pack: Path, keyring: c
 def test_json_members_stay_valid_and_traces_readable(
     corpus_pack: Path, tmp_path: Path, keyring: crypto.Keyring
 ) -> None:
-    u = pack.unpack(corpus_pack, tmp_path / "u", keyring=keyring)
+    u = pack_read.unpack(corpus_pack, tmp_path / "u", keyring=keyring)
     spans = traces.read_spans(u.path / "traces.jsonl")
     assert "REDACTED_" in str(spans[0].attributes["tool.output"])
     json.loads((u.path / "prompts/0002-assistant.json").read_bytes())
@@ -166,7 +167,7 @@ def test_redacted_outputs_compare_equal_to_the_live_run(
     corpus_pack: Path, tmp_path: Path, keyring: crypto.Keyring
 ) -> None:
     _, _, (stdout, written) = planted_members(SECRETS)
-    u = pack.unpack(corpus_pack, tmp_path / "u")
+    u = pack_read.unpack(corpus_pack, tmp_path / "u")
     (step,) = [s for s in u.manifest.steps if s.kind == "command"]
     assert "secrets" in step.compare.stdout and step.compare.outputs["out/report.txt"] == "text"
     recorded = u.artifact(step.expect.stdout).read_bytes()
@@ -190,7 +191,7 @@ def test_cassette_requests_still_match_live_ones_redacted_by_the_proxy(
 ) -> None:
     from proxy.cassette import read_exchanges
 
-    u = pack.unpack(corpus_pack, tmp_path / "u")
+    u = pack_read.unpack(corpus_pack, tmp_path / "u")
     recorded = read_exchanges(u.path / "cassettes/http.jsonl")
     files, _, _ = planted_members(SECRETS)
     originals = [Exchange.from_json(json.loads(line)) for line in files["cassettes/http.jsonl"].splitlines()]
@@ -208,7 +209,7 @@ def test_redaction_can_be_turned_off_explicitly(tmp_path: Path) -> None:
         privacy=PrivacyOptions(policy=None),
     )
     assert SECRETS[0].value in decompressed(p).decode()
-    assert pack.inspect(p).manifest.privacy.redaction_policy is None
+    assert pack_summary.inspect(p).manifest.privacy.redaction_policy is None
 
 
 def test_without_a_keyring_secrets_are_masked_and_originals_dropped(
@@ -216,7 +217,7 @@ def test_without_a_keyring_secrets_are_masked_and_originals_dropped(
 ) -> None:
     p = make_pack(tmp_path, files={"prompts/0001-user.txt": SECRETS[0].value.encode()})
     assert SECRETS[0].value not in decompressed(p).decode()
-    m = pack.inspect(p).manifest
+    m = pack_summary.inspect(p).manifest
     assert m.privacy.redaction_policy == "default-v1" and m.privacy.key_ids == ()
     with pytest.raises(PrivacyError, match="no sealed originals"):
         access.reveal(p, keyring)
@@ -238,13 +239,13 @@ def test_strict_policy_also_masks_ip_addresses(tmp_path: Path) -> None:
     )
     assert b"203.0.113.42" in decompressed(default)
     assert b"203.0.113.42" not in decompressed(strict)
-    assert pack.inspect(strict).manifest.privacy.redaction_policy == "strict-v1"
+    assert pack_summary.inspect(strict).manifest.privacy.redaction_policy == "strict-v1"
 
 
 def test_binary_members_are_left_alone(tmp_path: Path) -> None:
     blob = b"\x00\x01binary " + SECRETS[0].value.encode()
     p = make_pack(tmp_path, files={"env/blob.bin": blob})
-    u = pack.unpack(p, tmp_path / "u")
+    u = pack_read.unpack(p, tmp_path / "u")
     assert (u.path / "env/blob.bin").read_bytes() == blob
 
 
@@ -255,7 +256,7 @@ def test_allowed_keys_are_kept_and_denied_keys_masked_whatever_their_value(tmp_p
             command("c1", ["true"], env={"LANG": "C.UTF-8", "MY_SERVICE_TOKEN": "plainword", "PWD": "/w"})
         ],
     )
-    env = dict(pack.inspect(p).manifest.steps[0].env)  # type: ignore[union-attr]
+    env = dict(pack_summary.inspect(p).manifest.steps[0].env)  # type: ignore[union-attr]
     assert env["LANG"] == "C.UTF-8" and env["PWD"] == "/w"
     assert env["MY_SERVICE_TOKEN"].startswith("REDACTED_")
 
@@ -284,9 +285,9 @@ def test_with_the_key_unpack_restores_the_patches_so_they_apply_to_the_base(
     key = SECRETS[0].value
     diff = f"--- a/settings.py\n+++ b/settings.py\n@@ -1,2 +1,2 @@\n API_KEY = '{key}'\n-DEBUG = True\n+DEBUG = False\n"
     p = make_pack(tmp_path, steps=[patch("p1", diff)], privacy=PrivacyOptions(keyring=keyring))
-    masked = pack.unpack(p, tmp_path / "masked")
+    masked = pack_read.unpack(p, tmp_path / "masked")
     assert key not in (masked.path / "patches/0001.diff").read_text()
-    keyed = pack.unpack(p, tmp_path / "keyed", keyring=keyring)
+    keyed = pack_read.unpack(p, tmp_path / "keyed", keyring=keyring)
     assert (keyed.path / "patches/0001.diff").read_text() == diff
     codes = {f["code"] for f in keyed.manifest.privacy.extra["audit"]["findings"]}
     assert "secret-in-file" in codes

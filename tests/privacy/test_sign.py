@@ -9,7 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from runner.cli import app
-from runner.pack import archive as pack
+from runner.pack import build as pack_build
+from runner.pack import read as pack_read
+from runner.pack import summary as pack_summary
 from runner.privacy import crypto
 from runner.privacy.mask import PrivacyOptions
 from tests.packfactory import command, make_pack, raw_members
@@ -63,10 +65,10 @@ def rebuild(p: Path, out: Path, edit: dict[str, bytes], manifest_edit: object = 
     """A copy of `p` with members replaced and the old signature.json carried over, hashes all consistent."""
     members = dict(raw_members(p))
     signature = members.pop("signature.json")
-    m = pack.inspect(p).manifest
+    m = pack_summary.inspect(p).manifest
     if manifest_edit is not None:
         m = manifest_edit(m)  # type: ignore[operator]
-    with pack.PackBuilder() as b:
+    with pack_build.PackBuilder() as b:
         for name, data in members.items():
             if name != "manifest.yaml":
                 b.add_bytes(name, edit.get(name, data))
@@ -79,7 +81,7 @@ def test_changing_a_member_and_resealing_the_hashes_fails(
     p, _, pub = signed
     forged = tmp_path / "forged.tar.zst"
     rebuild(p, forged, {"traces.jsonl": b""})
-    assert pack.verify(forged).ok  # a consistent pack ...
+    assert pack_read.verify(forged).ok  # a consistent pack ...
     code, out = run("verify", forged, "--pubkey", pub)
     assert code == 2 and "changed after it was signed" in out  # ... that is not the one signed
 
@@ -103,11 +105,11 @@ def test_changing_the_signature_fails(tmp_path: Path, signed: tuple[Path, Path, 
     forged = tmp_path / "forged.tar.zst"
     members = dict(raw_members(p))
     members.pop("signature.json")
-    with pack.PackBuilder() as b:
+    with pack_build.PackBuilder() as b:
         for name, data in members.items():
             if name != "manifest.yaml":
                 b.add_bytes(name, data)
-        b.build(pack.inspect(p).manifest, forged, privacy=PrivacyOptions(policy=None),
+        b.build(pack_summary.inspect(p).manifest, forged, privacy=PrivacyOptions(policy=None),
                 signer=lambda _: json.dumps(envelope).encode())  # fmt: skip
     code, out = run("verify", forged, "--pubkey", pub)
     assert code == 2 and "does not verify" in out

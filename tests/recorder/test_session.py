@@ -15,8 +15,9 @@ import pytest
 import zstandard
 
 from runner.errors import RecordError
-from runner.pack import archive as pack
 from runner.pack import manifest as mf
+from runner.pack import read as pack_read
+from runner.pack import summary as pack_summary
 from runner.pack import traces
 from runner.pack.snapshot import REPLAYED_ENV
 from runner.recorder import record
@@ -79,8 +80,8 @@ def test_sdk_agent_pack_verifies_and_reproduces_with_the_server_stopped(
         assert agent.main(repo, out, upstream_ca=server.ca.cert_path, record_loopback=True) == 0
     assert "HTTPS_PROXY" not in os.environ  # restored after the block
 
-    assert pack.verify(out).ok
-    m = pack.inspect(out).manifest
+    assert pack_read.verify(out).ok
+    m = pack_summary.inspect(out).manifest
     assert [type(s).__name__ for s in m.steps] == ["CommandStep", "PatchStep", "CommandStep"]
     first, patch, second = m.steps
     assert isinstance(first, mf.CommandStep) and first.expect.exit_code == 1
@@ -149,7 +150,7 @@ def test_dirty_baseline_holds_untracked_and_binary_files_and_leaves_the_index_al
     assert status_after.replace(" M b.txt\n", "").replace("?? img.bin\n", "") == status_before.replace(
         " M b.txt\n", ""
     )
-    m = pack.inspect(out).manifest
+    m = pack_summary.inspect(out).manifest
     assert m.git.dirty and m.git.baseline_patch == mf.BASELINE_PATH
     files = members(out)
     assert b"new/untracked.txt" in files[mf.BASELINE_PATH] and b"GIT binary patch" in files[mf.BASELINE_PATH]
@@ -168,7 +169,7 @@ def test_a_crash_inside_the_block_still_writes_a_pack_marked_failed(tmp_path: Pa
     with pytest.raises(ZeroDivisionError), record(out=out, repo=repo, http=False, artifacts="failing-only"):
         (repo / "a.txt").write_text("half done\n")
         raise ZeroDivisionError("agent bug")
-    assert pack.verify(out).ok
+    assert pack_read.verify(out).ok
     files = members(out)
     session = next(s for s in traces.iter_spans(files["traces.jsonl"].splitlines()) if s.name == "session")
     assert session.status.code == "ERROR" and "agent bug" in (session.status.description or "")
@@ -185,7 +186,7 @@ def test_failing_only_keeps_hashes_but_no_blobs_for_a_passing_session_unless_slo
         with record(out=out, repo=repo, http=False, artifacts="failing-only", **options) as s:
             result = s.run_tool(["sh", "-c", "echo hello"])
         assert result.stdout == b"hello\n"
-        return pack.inspect(out).manifest
+        return pack_summary.inspect(out).manifest
 
     lean = session_pack("lean.tar.zst")
     assert lean.artifacts == ()
@@ -208,7 +209,7 @@ def test_run_tool_records_timeouts_secret_free_env_and_refuses_a_cwd_outside_the
         assert env.stdout == b"fast\n"
         with pytest.raises(RecordError, match="inside the repository"):
             s.run_tool(["true"], cwd=tmp_path)
-    m = pack.inspect(out).manifest
+    m = pack_summary.inspect(out).manifest
     (step,) = m.steps
     # The command's own variables (no credential) and the portable ones that change output, as they were.
     portable = {k: v for k, v in os.environ.items() if k in REPLAYED_ENV}

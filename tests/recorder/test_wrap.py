@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.pack import archive as pack
 from runner.pack import manifest as mf
+from runner.pack import read as pack_read
+from runner.pack import summary as pack_summary
 from tests.gitrepo import make_repo
 from tests.helpers.https_server import STREAM_WORDS, https_server
 from tests.hostreplay import rerun
@@ -72,8 +73,8 @@ def test_record_curl_and_streaming_openai_makes_a_pack_that_verifies_and_reprodu
     assert "curl said hello /hello/agent" in proc.stdout  # the agent's output streamed through
     assert f"wrote {out}" in proc.stdout and "2 HTTP exchanges" in proc.stdout
 
-    assert pack.verify(out).ok
-    m = pack.inspect(out).manifest
+    assert pack_read.verify(out).ok
+    m = pack_summary.inspect(out).manifest
     assert m.agent.command == mf.AgentCommand(argv=("python", "agent.py"), cwd=".", env=m.agent.command.env)  # type: ignore[union-attr]
     assert not set(m.agent.command.env) - {"LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONHASHSEED",  # type: ignore[union-attr]
                                            "PYTHONDONTWRITEBYTECODE", "NODE_ENV", "CI", "OMP_NUM_THREADS",
@@ -146,7 +147,7 @@ def test_ctrl_c_stops_the_agent_and_still_writes_what_was_captured(tmp_path: Pat
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and str(out) in stderr
-    m = pack.inspect(out).manifest
+    m = pack_summary.inspect(out).manifest
     assert [s.kind for s in m.steps] == ["patch"]  # checks do not run after Ctrl-C
     assert b"partial" in members(out)["patches/0001.diff"]
     assert os.path.getsize(out) > 0

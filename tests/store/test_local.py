@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from runner.errors import PrivacyError, UsageError
-from runner.pack import archive as pack
+from runner.pack import read as pack_read
+from runner.pack import summary as pack_summary
 from runner.store.local import Retention, Store
 from tests.packfactory import command, make_pack
 
@@ -43,12 +44,12 @@ def test_put_is_content_addressed_and_write_once(tmp_path: Path, clock: Clock) -
     a, _ = two_packs(tmp_path)
     store = Store(tmp_path / "store", now=clock)
     first = store.put(a)
-    assert first.id == pack.inspect(a).manifest.integrity.root  # type: ignore[union-attr]
+    assert first.id == pack_summary.inspect(a).manifest.integrity.root  # type: ignore[union-attr]
     clock.advance(1)
     assert store.put(a) == first  # the same pack again: nothing changes, not even the date
     stored = store.pack_path(first.id[:12])
     assert stored.read_bytes() == a.read_bytes()
-    assert pack.verify(stored).ok
+    assert pack_read.verify(stored).ok
     assert stored.stat().st_mode & 0o777 == 0o444  # read-only on disk
     assert len(store.entries()) == 1
 

@@ -1,15 +1,11 @@
-"""Pack build, unpack, verify and inspect, including hostile packs, bombs, mutations and crashes."""
+"""Pack reading: verify, unpack and extract, including hostile packs, bombs, mutations and garbled streams."""
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import signal
 import subprocess
 import sys
 import tarfile
-import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -18,147 +14,12 @@ import pytest
 import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from runner.cli import app
 from runner.errors import PackError
-from runner.pack import archive as pack
-from runner.pack import manifest as mf
-from tests.packfactory import (
-    command,
-    make_manifest,
-    make_pack,
-    patch,
-    raw_members,
-    repack,
-    seal,
-    tar_bytes,
-    write_pack,
-)
-
-DIFF = "--- a/calc.py\n+++ b/calc.py\n@@ -1 +1 @@\n-x = 1\n+x = 2\n"
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def small_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    steps = [
-        patch("p1", DIFF, reason="fix"),
-        command(
-            "c1", ["pytest", "-q"], stdout=b"1 passed in 0.01s\n", outputs={"junit.xml": b"<testsuite/>"}
-        ),
-    ]
-    return make_pack(
-        tmp_path_factory.mktemp("small"), steps=steps, files={"prompts/0001-user.txt": b"fix it"}
-    )
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-# --- build and round trip ------------------------------------------------------------------------
-
-
-def test_round_trip(small_pack: Path, tmp_path: Path) -> None:
-    out = pack.unpack(small_pack, tmp_path / "out")
-    files = _tree(tmp_path / "out")
-    assert dict(raw_members(small_pack)) == files
-    assert files["patches/0001.diff"] == DIFF.encode()
-    assert mf.load(files["manifest.yaml"]) == out.manifest
-    step = out.manifest.steps[1]
-    assert isinstance(step, mf.CommandStep) and step.expect.stdout
-    assert out.artifact(step.expect.stdout).read_bytes() == b"1 passed in 0.01s\n"
-    with pytest.raises(PackError, match="no artifact"):
-        out.artifact("0" * 64)
-    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
-
-
-def test_manifest_is_the_first_member_and_zstd_carries_a_checksum(small_pack: Path) -> None:
-    assert raw_members(small_pack)[0][0] == "manifest.yaml"
-    assert zstandard.get_frame_parameters(small_pack.read_bytes()).has_checksum
-
-
-def test_artifacts_are_stored_once_however_often_added(tmp_path: Path) -> None:
-    with pack.PackBuilder() as b:
-        first = b.add_artifact(b"same log\n", media_type="text/plain", name="a.log")
-        src = tmp_path / "b.log"
-        src.write_bytes(b"same log\n")
-        second = b.add_artifact(src, media_type="text/plain", name="b.log")
-        assert first == second
-        assert [a.name for a in b.artifacts] == ["a.log", "b.log"]
-        assert list(b.members) == [f"artifacts/sha256/{first}"]
-        assert len(list((b.staging / "artifacts/sha256").iterdir())) == 1
-
-
-@pytest.mark.parametrize(
-    "member", ["../x", "/etc/passwd", "manifest.yaml", "env/../x", "notes.txt", "env/a//b"]
-)
-def test_builder_refuses_names_outside_the_layout(member: str) -> None:
-    with pack.PackBuilder() as b, pytest.raises(PackError, match="cannot add member"):
-        b.add_bytes(member, b"x")
-
-
-@pytest.mark.parametrize(
-    ("first", "second"), [("env/A.txt", "env/a.txt"), ("env/sub", "env/sub/x"), ("env/sub/x", "env/SUB")]
-)
-def test_builder_refuses_names_that_clash(first: str, second: str) -> None:
-    with pack.PackBuilder() as b:
-        b.add_bytes(first, b"x")
-        with pytest.raises(PackError, match="clashes"):
-            b.add_bytes(second, b"x")
-
-
-def test_build_refuses_a_manifest_pointing_at_a_missing_member(tmp_path: Path) -> None:
-    with pack.PackBuilder() as b, pytest.raises(PackError, match=r"points at .* not added"):
-        b.build(make_manifest(), tmp_path / "p.tar.zst")
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize("new_content", [b"y", b"longer"])
-def test_build_refuses_a_file_changed_after_add(tmp_path: Path, new_content: bytes) -> None:
-    src = tmp_path / "pip-freeze.txt"
-    src.write_bytes(b"x")
-    out = tmp_path / "out"
-    out.mkdir()
-    with pack.PackBuilder() as b:
-        b.add_bytes("workspace/base.bundle", b"x")
-        b.add_file("env/pip-freeze.txt", src)
-        src.write_bytes(new_content)  # same size and, likely, the same timestamp tick: the hash decides
-        with pytest.raises(PackError, match="changed after it was added"):
-            b.build(make_manifest(), out / "p.tar.zst")
-    assert list(out.iterdir()) == []  # the temp file was removed
-
-
-def test_build_into_a_missing_folder_is_a_pack_error(tmp_path: Path) -> None:
-    with pack.PackBuilder() as b:
-        b.add_bytes("workspace/base.bundle", b"x")
-        b.add_bytes("env/pip-freeze.txt", b"x")
-        with pytest.raises(PackError, match=r"cannot write .*check the folder"):
-            b.build(make_manifest(), tmp_path / "absent" / "p.tar.zst")
-
-
-def test_real_git_bundle(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@e",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@e",
-    }
-    for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "base"]):
-        subprocess.run(["git", "-C", str(repo), *args], check=True, env=env)
-    out = pack.unpack(make_pack(tmp_path, repo=repo), tmp_path / "out")
-    verified = subprocess.run(
-        ["git", "bundle", "verify", str(tmp_path / "out/workspace/base.bundle")],
-        cwd=repo,
-        capture_output=True,
-    )
-    assert verified.returncode == 0, verified.stderr
-    assert len(out.manifest.git.base_commit) == 40
-
+from runner.pack import layout as pack_layout
+from runner.pack import read as pack
+from tests.pack.conftest import REPO
+from tests.packfactory import raw_members, repack, seal, tar_bytes, write_pack
 
 # --- verify ---------------------------------------------------------------------------------------
 
@@ -297,7 +158,7 @@ def test_hostile_packs_never_write_outside_and_nothing_on_refusal(
         members.insert(min(position + i, len(members)), ti)
     hostile = write_pack(sandbox / "hostile.tar.zst", members)
     before = _snapshot(sandbox)
-    limits = pack.Limits(max_total_bytes=1 << 20, max_member_bytes=1 << 20)
+    limits = pack_layout.Limits(max_total_bytes=1 << 20, max_member_bytes=1 << 20)
     try:
         pack.unpack(hostile, sandbox / "new" / "dest", limits)
     except PackError as e:
@@ -310,7 +171,7 @@ def test_hostile_packs_never_write_outside_and_nothing_on_refusal(
             name = ti.name.rstrip("/") if ti.isdir() else ti.name
             return (
                 ti.type in (tarfile.REGTYPE, tarfile.DIRTYPE)
-                and pack.layout_problem(name, ti.isdir()) is None
+                and pack_layout.layout_problem(name, ti.isdir()) is None
             )
 
         assert all(plain(ti) for ti in evil)
@@ -406,7 +267,7 @@ def test_zstd_bomb_after_the_archive_stops_early_with_bounded_memory(
 BOMB_CHILD = """
 import sys
 from pathlib import Path
-from runner.pack import archive as pack
+from runner.pack import read as pack
 report = pack.verify(Path(sys.argv[1]))
 print(report.problem)
 print(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) // 1024)
@@ -467,83 +328,8 @@ def test_a_frame_asking_for_a_huge_window_is_refused(small_pack: Path, tmp_path:
 
 
 def test_integrity_sizes_over_the_limits_are_refused_before_reading(small_pack: Path) -> None:
-    report = pack.verify(small_pack, pack.Limits(max_total_bytes=100))
+    report = pack.verify(small_pack, pack_layout.Limits(max_total_bytes=100))
     assert "over the 100 byte limit" in (report.problem or "")
-
-
-# --- crash safety ---------------------------------------------------------------------------------
-
-KILLED_BUILDER = """
-import random, sys, time
-from pathlib import Path
-from runner.pack import manifest as mf
-from runner.pack.archive import PackBuilder
-from tests.packfactory import make_manifest
-rng = random.Random(1)
-with PackBuilder() as b:
-    b.add_bytes("workspace/base.bundle", b"x")
-    b.add_bytes("env/pip-freeze.txt", b"x")
-    for i in range(64):
-        b.add_artifact(rng.randbytes(1 << 20), media_type="application/octet-stream")
-    b.build(make_manifest(), Path(sys.argv[1]), progress=lambda done, total: time.sleep(0.05))
-"""
-
-
-def test_a_builder_killed_mid_write_leaves_no_pack(tmp_path: Path) -> None:
-    out = tmp_path / "big.tar.zst"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_BUILDER, str(out)], cwd=REPO)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and proc.poll() is None:
-            partial = [p for p in tmp_path.iterdir() if p.name.endswith(".partial") and p.stat().st_size > 0]
-            if partial:
-                break
-            time.sleep(0.01)
-        assert partial, "the builder never started writing"
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    assert not out.exists()
-
-
-# --- command line ---------------------------------------------------------------------------------
-
-
-def test_cli_verify_and_inspect(small_pack: Path, tmp_path: Path) -> None:
-    runner = CliRunner()
-    ok = runner.invoke(app, ["verify", str(small_pack)])
-    assert ok.exit_code == 0 and ok.stdout.startswith("ok ")
-    shown = runner.invoke(app, ["inspect", str(small_pack)])
-    assert shown.exit_code == 0 and "pytest -q" in shown.stdout and "patches/0001.diff" in shown.stdout
-    data = json.loads(runner.invoke(app, ["inspect", str(small_pack), "--json"]).stdout)
-    assert data["manifest"]["session"]["id"] == make_manifest().session.id
-    assert data["compression_ratio"] > 1 and data["content_bytes"] > data["pack_bytes"]
-
-
-@pytest.mark.parametrize("command_name", ["verify", "inspect"])
-def test_cli_bad_pack_exits_2_with_one_line(tmp_path: Path, command_name: str) -> None:
-    bad = tmp_path / "bad.tar.zst"
-    bad.write_bytes(b"not a pack at all" * 10)
-    result = CliRunner().invoke(app, [command_name, str(bad)])
-    assert result.exit_code == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad) in lines[0]
-
-
-def test_builder_output_is_deterministic(tmp_path: Path) -> None:
-    a = make_pack(tmp_path, name="a.tar.zst", steps=[patch("p1", DIFF)])
-    b = make_pack(tmp_path, name="b.tar.zst", steps=[patch("p1", DIFF)])
-    assert a.read_bytes() == b.read_bytes()
-
-
-def test_inspect_reads_only_the_manifest(small_pack: Path, tmp_path: Path) -> None:
-    # A pack whose later members are damaged still inspects: inspect stops after the first member.
-    damaged = repack(small_pack, tmp_path / "d.tar.zst", lambda m: [*m[:2], (m[2][0], b"changed")])
-    summary = pack.inspect(damaged)
-    assert summary.manifest == pack.inspect(small_pack).manifest
-    assert not pack.verify(damaged).ok
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

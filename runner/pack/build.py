@@ -1,0 +1,360 @@
+"""Build a repro pack from staged bytes and files: stream it through zstd, hash it, end it with the trailer.
+
+Inputs: bytes and files from the recorder, a `Manifest`. Outputs: a pack file and the manifest as written.
+Rules:
+- A pack is a zstd stream holding one tar stream, then the trailer (see `layout`). `manifest.yaml` is the
+  first member, so a reader learns every member's name, size and sha256 before it reads any other byte.
+  See docs/pack-format.md. Tar headers carry fixed metadata: the same content gives the same pack bytes.
+- `build` first runs the privacy pass (runner.privacy.mask.protect: redaction on by default, sealing,
+  encryption, audit), so the hashes are those of what is written; `signature.json`, if any, is written
+  last and is the one member outside `integrity` (it signs the root digest).
+- The builder hashes what is added at once and does not copy files: `build` reads them again, refusing
+  any that changed, and writes to a temp file next to the destination, fsyncs it, renames it, fsyncs
+  the folder: a crash never leaves a half-written pack under the final name.
+- `resign` writes a pack again with a new signature, members copied as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, cast
+
+import zstandard
+
+from runner.errors import PackError
+from runner.pack import manifest as mf
+from runner.pack.layout import BLOCK, CHUNK, MANIFEST, SIGNATURE, Limits, layout_problem, trailer
+from runner.pack.manifest import Artifact, Integrity, Manifest, MemberDigest
+from runner.pack.read import extract
+from runner.privacy.mask import PrivacyOptions, protect
+from runner.privacy.sign import sign_manifest
+
+__all__ = ["DEFAULT_LEVEL", "PackBuilder", "resign"]
+
+DEFAULT_LEVEL = 3
+_FINE_TICK_NS = 100_000_000  # files modified this recently are hashed again at build ...
+_COARSE_TICK_NS = 2_000_000_000  # ... or this, where timestamps have whole seconds only
+_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class _Source:
+    path: Path
+    stat: tuple[int, ...]  # _fingerprint when added
+    recheck: bool  # hash again at build: the timestamps alone cannot prove it unchanged
+
+
+def _fingerprint(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class PackBuilder:
+    """Collect members (bytes in a private staging folder, files where they are), then `build` a pack.
+
+    Use as a context manager (the staging folder is removed on exit):
+
+        with PackBuilder() as b:
+            b.add_bytes("patches/0001.diff", diff)
+            digest = b.add_artifact(log_path, media_type="text/plain", name="pytest.log", span_id=sid)
+            b.build(manifest, Path("session.tar.zst"))
+    """
+
+    def __init__(self, level: int = DEFAULT_LEVEL, staging_dir: Path | None = None) -> None:
+        if not 1 <= level <= 19:
+            raise PackError(f"zstd level {level} is out of range; use 1..19 (default {DEFAULT_LEVEL})")
+        self.level = level
+        self._own_staging = staging_dir is None
+        self.staging = Path(tempfile.mkdtemp(prefix="runner-pack-")) if staging_dir is None else staging_dir
+        self._members: dict[str, MemberDigest] = {}
+        self._sources: dict[str, _Source] = {}  # where build() reads each member from
+        self._artifacts: list[Artifact] = []
+        self._artifact_set: set[Artifact] = set()
+        self._folded: set[str] = set()  # casefolded member names
+        self._folded_dirs: set[str] = set()  # casefolded folders holding them
+
+    def __enter__(self) -> PackBuilder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._own_staging:
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+    @property
+    def members(self) -> dict[str, MemberDigest]:
+        return dict(self._members)
+
+    @property
+    def artifacts(self) -> tuple[Artifact, ...]:
+        return tuple(self._artifacts)
+
+    def _claim(self, member: str) -> None:
+        problem = layout_problem(member) or (
+            "written by build()" if member in (MANIFEST, SIGNATURE) else None
+        )
+        if problem:
+            raise PackError(f"cannot add member {member!r}: {problem}")
+        if member in self._members:
+            raise PackError(f"member {member!r} was already added to this pack")
+        # What readers refuse, the builder refuses first: names equal but for case, a file where a folder is.
+        folded = member.casefold()
+        parents = {folded.rsplit("/", i)[0] for i in range(1, folded.count("/") + 1)}
+        if folded in self._folded or folded in self._folded_dirs or parents & self._folded:
+            raise PackError(f"cannot add member {member!r}: it clashes with a member already added")
+        self._folded.add(folded)
+        self._folded_dirs.update(parents)
+
+    def _stage(self, member: str, data: bytes) -> MemberDigest:
+        path = self.staging / member
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        # Only this builder writes in its staging folder: the stat fingerprint is enough at build time.
+        self._sources[member] = _Source(path, _fingerprint(path.stat()), recheck=False)
+        self._members[member] = MemberDigest(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+        return self._members[member]
+
+    def _hash_file(self, src_path: Path) -> tuple[MemberDigest, _Source]:
+        sha, size = hashlib.sha256(), 0
+        try:
+            with open(src_path, "rb") as f:
+                before = os.fstat(f.fileno())
+                while chunk := f.read(CHUNK):
+                    sha.update(chunk)
+                    size += len(chunk)
+                after = os.fstat(f.fileno())
+        except OSError as e:
+            raise PackError(f"cannot read {src_path} to add it to the pack: {e.strerror}") from e
+        if _fingerprint(before) != _fingerprint(after) or size != after.st_size:
+            raise PackError(f"{src_path} changed while it was being added to the pack; add it again")
+        # Timestamps move in ticks (a few ms; whole seconds on some file systems): a file modified within a
+        # tick of now could change again without its timestamps moving, so build() hashes it again.
+        tick = _COARSE_TICK_NS if after.st_mtime_ns % 1_000_000_000 == 0 else _FINE_TICK_NS
+        recent = time.time_ns() - max(after.st_mtime_ns, after.st_ctime_ns) < tick
+        return MemberDigest(sha256=sha.hexdigest(), size=size), _Source(
+            Path(src_path), _fingerprint(after), recent
+        )
+
+    def add_bytes(self, member: str, data: bytes) -> MemberDigest:
+        self._claim(member)
+        return self._stage(member, data)
+
+    def member_bytes(self, member: str) -> bytes:
+        """The current content of a member added to this builder."""
+        source = self._sources[member]
+        try:
+            data = source.path.read_bytes()
+        except OSError as e:
+            raise PackError(f"cannot read {source.path} ({member}): {e.strerror}") from e
+        if hashlib.sha256(data).hexdigest() != self._members[member].sha256:
+            raise PackError(f"{source.path} ({member}) changed after it was added; add it again")
+        return data
+
+    def rewrite_in_place(self, member: str, data: bytes) -> None:
+        """Replace a member's content keeping its name (sealing a payload)."""
+        self._stage(member, data)
+
+    def rewrite(self, member: str, data: bytes) -> str:
+        """Replace a member's content (the redaction pass) and return its name: an artifact moves to the name
+        of its new hash (joining an existing blob with that content); other members keep theirs."""
+        if not member.startswith("artifacts/sha256/"):
+            self._stage(member, data)
+            return member
+        del self._members[member], self._sources[member]
+        self._folded.discard(member.casefold())
+        new = f"artifacts/sha256/{hashlib.sha256(data).hexdigest()}"
+        if new not in self._members:
+            self._claim(new)
+            self._stage(new, data)
+        return new
+
+    def add_file(self, member: str, src_path: Path) -> MemberDigest:
+        """Add `src_path` as `member` without copying it. It is hashed now and read again by `build`,
+        which refuses it if it changed in between (stat fingerprint; hash again when recently modified)."""
+        self._claim(member)
+        digest, source = self._hash_file(src_path)
+        self._sources[member] = source
+        self._members[member] = digest
+        return digest
+
+    def add_artifact(
+        self,
+        data_or_path: bytes | Path,
+        *,
+        media_type: str = "application/octet-stream",
+        name: str | None = None,
+        span_id: str | None = None,
+    ) -> str:
+        """Store a blob once under artifacts/sha256/<hex>, index it, and return its sha256."""
+        if isinstance(data_or_path, bytes):
+            digest = MemberDigest(hashlib.sha256(data_or_path).hexdigest(), len(data_or_path))
+            member = f"artifacts/sha256/{digest.sha256}"
+            if member not in self._members:
+                self._stage(member, data_or_path)
+        else:
+            digest, source = self._hash_file(data_or_path)
+            member = f"artifacts/sha256/{digest.sha256}"
+            if member not in self._members:
+                self._sources[member] = source
+                self._members[member] = digest
+        entry = Artifact(member, digest.sha256, digest.size, media_type, span_id=span_id, name=name)
+        if entry not in self._artifact_set:
+            self._artifact_set.add(entry)
+            self._artifacts.append(entry)
+        return digest.sha256
+
+    def build(
+        self,
+        manifest: Manifest,
+        out_path: Path,
+        progress: Callable[[int, int], None] | None = None,
+        privacy: PrivacyOptions | None = None,
+        signer: Callable[[Manifest], bytes] | None = None,
+    ) -> Manifest:
+        """Write the pack to `out_path` atomically and return the manifest as written (with integrity).
+
+        An empty `manifest.artifacts` is filled from this builder's artifact index. Then the privacy pass
+        runs (`runner.privacy.mask.protect`): by default the `default-v1` redaction policy, with the keyring
+        named by $RUNNER_KEYRING when set; `privacy=PrivacyOptions(policy=None)` turns it off. Hashes are
+        computed after it. `signer(final manifest)` (or `privacy.sign` with a keyring) gives the bytes of
+        `signature.json`, written last and outside `integrity`. `progress(done, total)` is called with
+        content bytes as they are written.
+        """
+        if not manifest.artifacts:
+            manifest = replace(manifest, artifacts=self.artifacts)
+        options = PrivacyOptions.from_env() if privacy is None else privacy
+        manifest = protect(self, manifest, options)
+        if signer is None and options.sign and options.keyring is not None:
+            signer = functools.partial(sign_manifest, keyring=options.keyring)
+        missing = sorted(manifest.referenced_members() - set(self._members))
+        if missing:
+            raise PackError(f"the manifest points at {missing[0]}, which was not added to the pack")
+        members = dict(sorted(self._members.items()))
+        body = replace(manifest, integrity=None)
+        final = replace(manifest, integrity=Integrity(root=mf.root_digest(body, members), members=members))
+        out_path = Path(out_path)
+        # The recorder's mistakes surface here, not at replay on someone else's machine.
+        mf.validate(final, source=f"{out_path}: {MANIFEST}")
+        text = mf.dump(final).encode()
+        signature = signer(final) if signer else None
+        total = len(text) + sum(d.size for d in members.values())
+        tmp: str | None = None
+        try:
+            fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".partial")
+            with os.fdopen(fd, "wb") as raw:
+                self._write(raw, text, members, total, progress, signature)
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.replace(tmp, out_path)
+            tmp = None
+            dir_fd = os.open(out_path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as e:
+            raise PackError(
+                f"cannot write {out_path}: {e.strerror or e}; check the folder exists and has space"
+            ) from e
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        return final
+
+    def _write(
+        self,
+        raw: IO[bytes],
+        manifest_text: bytes,
+        members: dict[str, MemberDigest],
+        total: int,
+        progress: Callable[[int, int], None] | None,
+        signature: bytes | None = None,
+    ) -> None:
+        # Tar headers are written directly: tarfile's stream writer re-slices its buffer on every write.
+        cctx = zstandard.ZstdCompressor(level=self.level, threads=-1, write_checksum=True)
+        hashed = _HashingWriter(raw)
+        with cctx.stream_writer(cast(IO[bytes], hashed), closefd=False) as zw:
+            zw.write(_tar_header(MANIFEST, len(manifest_text)))
+            zw.write(manifest_text + _padding(len(manifest_text)))
+            done = len(manifest_text)
+            for name, expected in members.items():
+                zw.write(_tar_header(name, expected.size))
+                source = self._sources[name]
+                changed = PackError(f"{source.path} ({name}) changed after it was added; add it again")
+                sha, size = hashlib.sha256() if source.recheck else None, 0
+                try:
+                    with open(source.path, "rb") as f:
+                        if _fingerprint(os.fstat(f.fileno())) != source.stat:
+                            raise changed
+                        while (chunk := f.read(CHUNK)) and size <= expected.size:
+                            if sha:
+                                sha.update(chunk)
+                            size += len(chunk)
+                            zw.write(chunk)
+                except OSError as e:
+                    raise PackError(f"cannot read {source.path} for {name}: {e.strerror}") from e
+                if size != expected.size or (sha and sha.hexdigest() != expected.sha256):
+                    raise changed
+                zw.write(_padding(size))
+                done += size
+                if progress:
+                    progress(done, total)
+            if signature is not None:
+                zw.write(_tar_header(SIGNATURE, len(signature)) + signature + _padding(len(signature)))
+            zw.write(b"\0" * (2 * BLOCK))
+        raw.write(trailer(hashed.sha.digest()))
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % BLOCK)
+
+
+class _HashingWriter:
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        return self._f.write(data)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+def _tar_header(name: str, size: int) -> bytes:
+    # Fixed metadata: the same content gives the same pack bytes.
+    ti = tarfile.TarInfo(name)
+    ti.size = size
+    ti.mode = 0o644
+    ti.mtime = 0
+    ti.uname = ti.gname = ""
+    return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
+
+
+def resign(pack_path: Path, signer: Callable[[Manifest], bytes], limits: Limits = _LIMITS) -> Manifest:
+    """Write `pack_path` again with a new `signature.json` (made by `signer` from its checked manifest).
+
+    Members are copied as they are (encrypted ones stay encrypted); the root digest does not change.
+    """
+    pack_path = Path(pack_path)
+    with tempfile.TemporaryDirectory(dir=pack_path.parent, prefix=f".{pack_path.name}.") as tmp:
+        folder = Path(tmp) / "pack"
+        manifest = extract(pack_path, folder, limits).manifest
+        assert manifest.integrity is not None  # the scanner refuses a pack without one
+        with PackBuilder(staging_dir=Path(tmp)) as builder:
+            for name in manifest.integrity.members:
+                builder.add_file(name, folder / name)
+            return builder.build(manifest, pack_path, privacy=PrivacyOptions(policy=None), signer=signer)

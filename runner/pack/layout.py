@@ -1,0 +1,95 @@
+"""What may be in a repro pack and how its container ends: the rules both the builder and the reader apply.
+
+Inputs: member names. Outputs: the reason a name cannot be a member (`layout_problem`), the reserved member
+names, the tar block and I/O chunk sizes, the trailer (`trailer`), and the `Limits` a reader applies.
+Rules: names are relative, in normal form, free of control characters and inside the layout of
+docs/pack-format.md. The pack ends with a zstd skippable frame (ignored by zstd tools) holding the sha256
+of every byte before it: the compressed encoding has redundant bits that decode to the same content, and
+those must not pass.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import struct
+import tarfile
+from dataclasses import dataclass
+
+__all__ = [
+    "BLOCK",
+    "CHUNK",
+    "MANIFEST",
+    "SIGNATURE",
+    "TRAILER_SIZE",
+    "TRAILER_TAG",
+    "Limits",
+    "layout_problem",
+    "trailer",
+    "trailer_digest",
+]
+
+MANIFEST = "manifest.yaml"
+SIGNATURE = "signature.json"  # signs the root digest, so it cannot be one of the members the root covers
+CHUNK = 1 << 20
+BLOCK = tarfile.BLOCKSIZE
+TRAILER_MAGIC = 0x184D2A5E
+TRAILER_TAG = b"RPK1sha256"
+TRAILER_SIZE = 8 + len(TRAILER_TAG) + 32
+
+_SEG = r"(?!\.\.?(?:/|$))[A-Za-z0-9_.+=@-]+"
+_FILE_LAYOUT = re.compile(
+    r"manifest\.yaml|signature\.json|traces\.jsonl"
+    r"|prompts/[0-9]{4,}-[A-Za-z0-9_.-]+\.(?:txt|json)"
+    r"|patches/[0-9]{4,}\.diff"
+    r"|artifacts/sha256/[0-9a-f]{64}"
+    rf"|env/(?:{_SEG}/)*{_SEG}"
+    r"|cassettes/[A-Za-z0-9_.-]+\.jsonl"
+    r"|workspace/base\.bundle|workspace/baseline\.diff"
+    r"|privacy/[a-z0-9_-]+\.(?:bin|json)"
+)
+_DIR_LAYOUT = re.compile(
+    rf"prompts|patches|artifacts|artifacts/sha256|cassettes|workspace|privacy|env(?:/{_SEG})*"
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps applied while reading a pack; raise them for unusually large sessions."""
+
+    max_total_bytes: int = 16 << 30
+    max_member_bytes: int = 8 << 30
+    max_members: int = 100_000
+    max_manifest_bytes: int = 16 << 20
+    # zstd window: bounds decoder memory whatever a frame header asks for. Levels 1..19 need at most 8 MiB.
+    max_window_size: int = 1 << 25
+
+
+def layout_problem(name: str, is_dir: bool = False) -> str | None:
+    """Why `name` cannot be a member of a pack, or None when it can."""
+    if not name or name.startswith("/") or re.match(r"[A-Za-z]:", name):
+        return "absolute path"
+    if ".." in name.split("/"):
+        return "'..' component"
+    if "\\" in name or any(ord(c) < 0x20 or c == "\x7f" for c in name):
+        return "backslash or control character in name"
+    if posixpath.normpath(name) != name:
+        return "name is not in normal form"
+    pattern = _DIR_LAYOUT if is_dir else _FILE_LAYOUT
+    if len(name) > 1024 or not pattern.fullmatch(name):
+        return "not part of the pack layout (see docs/pack-format.md)"
+    return None
+
+
+def trailer(digest: bytes) -> bytes:
+    return struct.pack("<II", TRAILER_MAGIC, len(TRAILER_TAG) + len(digest)) + TRAILER_TAG + digest
+
+
+def trailer_digest(tail: bytes) -> bytes:
+    """The digest held by the last TRAILER_SIZE bytes of a pack; ValueError saying why they are no trailer."""
+    head = trailer(b"\0" * 32)[: 8 + len(TRAILER_TAG)]
+    if tail[: len(head)] != head:
+        if TRAILER_TAG[:3] in tail:
+            raise ValueError("this pack's container is a newer version; use a runner release that reads it")
+        raise ValueError("no pack trailer at the end: the file is truncated or was not written by runner")
+    return tail[len(head) :]

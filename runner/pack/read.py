@@ -1,0 +1,499 @@
+"""Read a repro pack safely: unpack, extract or verify it in one streaming, bounded pass.
+
+Inputs: a `.tar.zst` from anyone. Outputs: an unpacked folder with its `Manifest`; a `VerifyReport`.
+Rules:
+- Reading is streaming and bounded: decompressed bytes are capped by `Limits` and by what the manifest
+  declares, zstd windows are capped, tar meta headers are capped, memory does not grow with the pack.
+- Nothing from a pack is trusted: links, devices, fifos, absolute or `..` names, names that normalise
+  differently, duplicates and names outside the layout are refused. Files are written with
+  O_CREAT|O_EXCL|O_NOFOLLOW under folders this module created; tarfile's extraction code is never used.
+- `unpack` extracts into a private folder inside the destination and moves the result into place only
+  when every member checked out; on any failure the destination is left as it was found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import queue
+import shutil
+import tarfile
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO, Any, cast
+
+import zstandard
+
+from runner.errors import PackError
+from runner.pack import layout
+from runner.pack import manifest as mf
+from runner.pack.layout import BLOCK, CHUNK, MANIFEST, SIGNATURE, Limits, layout_problem
+from runner.pack.manifest import Manifest, MemberDigest
+from runner.privacy.crypto import Keyring
+from runner.privacy.mask import open_payloads
+
+__all__ = ["UnpackedPack", "VerifyReport", "extract", "read_manifest", "unpack", "verify"]
+
+_MAX_SIGNATURE = 64 * 1024
+_MAX_META_HEADER = 64 * 1024  # a pax or GNU long-name header larger than this is not from a real pack
+_PER_MEMBER_OVERHEAD = 8 * BLOCK  # header, pax header, padding
+_SLACK = 4 << 20  # directory entries and end-of-archive padding
+_LIMITS = Limits()
+
+
+@dataclass(frozen=True)
+class UnpackedPack:
+    path: Path
+    manifest: Manifest
+
+    def artifact(self, sha256: str) -> Path:
+        """The file of an indexed artifact, e.g. a command step's expected stdout."""
+        if not any(a.sha256 == sha256 for a in self.manifest.artifacts):
+            raise PackError(f"{self.path}: no artifact with sha256 {sha256} in the manifest")
+        return self.path / "artifacts" / "sha256" / sha256
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    pack: Path
+    ok: bool
+    problem: str | None = None  # one line, names the pack and the first bad member
+    member: str | None = None
+    members_checked: int = 0
+    content_bytes: int = 0
+    signature: bytes | None = None  # the content of signature.json, checked by runner.privacy.sign
+
+
+class _Refused(Exception):
+    """A reason to refuse the pack; `_Scanner` turns it into a PackError naming the pack and member."""
+
+
+class _StrictTarInfo(tarfile.TarInfo):
+    """Refuses tar meta headers that would make tarfile buffer unbounded data or read sparse maps."""
+
+    _META = (tarfile.XHDTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+
+    def _proc_member(self, tf: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in self._META and self.size > _MAX_META_HEADER:
+            raise _Refused(f"tar meta header of {self.size} bytes is larger than {_MAX_META_HEADER}")
+        if self.type in (tarfile.XGLTYPE, tarfile.GNUTYPE_SPARSE):
+            raise _Refused("global pax headers and sparse members are not allowed")
+        result: tarfile.TarInfo = super()._proc_member(tf)  # type: ignore[misc]
+        return result
+
+    def _proc_gnusparse_00(self, *args: Any) -> None:
+        raise _Refused("sparse members are not allowed")
+
+    _proc_gnusparse_01 = _proc_gnusparse_10 = _proc_gnusparse_00
+
+
+class _CappedReader:
+    """Counts decompressed bytes and refuses to go past `cap`, so a bomb stops early."""
+
+    def __init__(self, f: Any, cap: int) -> None:
+        self._f = f
+        self.cap = cap
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        want = CHUNK if n is None or n < 0 else n
+        data: bytes = self._f.read(min(want, self.cap - self.count + 1))
+        self.count += len(data)
+        if self.count > self.cap:
+            raise _Refused(f"decompressed data goes past {self.cap} bytes, more than the manifest declares")
+        return data
+
+
+class _TrailedReader:
+    """Reads the compressed stream up to the trailer, hashing it; `expected` is the trailer's digest."""
+
+    def __init__(self, f: IO[bytes], size: int) -> None:
+        self._f = f
+        self._left = size - layout.TRAILER_SIZE
+        self.sha = hashlib.sha256()
+        if self._left < 0:
+            raise _Refused("too short to be a repro pack")
+        f.seek(self._left)
+        tail = f.read(layout.TRAILER_SIZE)
+        f.seek(0)
+        try:
+            self.expected = layout.trailer_digest(tail)
+        except ValueError as e:
+            raise _Refused(str(e)) from e
+
+    def __enter__(self) -> _TrailedReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(self._left if n < 0 else min(n, self._left))
+        self._left -= len(data)
+        self.sha.update(data)
+        return data
+
+    def finish(self) -> bytes:
+        """Hash whatever the decoder left unread and return the digest of the whole stream."""
+        while self.read(CHUNK):
+            pass
+        return self.sha.digest()
+
+
+class _DirWriter:
+    """Creates files under a folder it owns, never following a link."""
+
+    _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @contextlib.contextmanager
+    def _dir(self, parts: list[str]) -> Iterator[int]:
+        fd = os.open(self.root, self._DIR_FLAGS)
+        try:
+            for part in parts:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                next_fd = os.open(part, self._DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = next_fd
+            yield fd
+        finally:
+            os.close(fd)
+
+    def mkdir(self, name: str) -> None:
+        with self._dir(name.split("/")):
+            pass
+
+    def create(self, name: str) -> IO[bytes]:
+        *parents, base = name.split("/")
+        with self._dir(parents) as parent:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(base, flags, 0o644, dir_fd=parent)
+        return os.fdopen(fd, "wb")
+
+
+class _Scanner:
+    """One streaming pass over a pack; `member` names where it is, for error messages."""
+
+    def __init__(self, pack: Path, limits: Limits) -> None:
+        self.pack = pack
+        self.limits = limits
+        self.member = MANIFEST
+        self.checked = 0
+        self.content_bytes = 0
+        self.signature: bytes | None = None
+
+    @property
+    def where(self) -> str:
+        """The current member's name, safe to print on one line (names come from the pack)."""
+        name = self.member if self.member.isprintable() else repr(self.member)
+        return name if len(name) <= 120 else name[:117] + "..."
+
+    def run(self, writer: _DirWriter | None, manifest_only: bool = False) -> Manifest:
+        if not self.pack.is_file():
+            raise PackError(f"{self.pack}: no such pack file; check the path")
+        try:
+            return self._run(writer, manifest_only)
+        except _Refused as e:
+            raise PackError(
+                f"{self.pack}: {self.where}: {e}; the pack is damaged or unsafe, ask for a new one"
+            ) from e
+        except PackError:
+            raise
+        except (zstandard.ZstdError, tarfile.TarError, EOFError, UnicodeError) as e:
+            raise PackError(
+                f"{self.pack}: {self.where}: corrupt or truncated pack ({e}); ask for a new one"
+            ) from e
+        except OSError as e:
+            raise PackError(
+                f"{self.pack}: {self.where}: cannot read the pack or write the member: {e}"
+            ) from e
+
+    def _run(self, writer: _DirWriter | None, manifest_only: bool) -> Manifest:
+        limits = self.limits
+        dctx = zstandard.ZstdDecompressor(max_window_size=limits.max_window_size)
+        with (
+            open(self.pack, "rb") as raw,
+            _TrailedReader(raw, self.pack.stat().st_size) as source,
+            dctx.stream_reader(cast(IO[bytes], source), read_size=CHUNK, read_across_frames=True) as zr,
+        ):
+            capped = _CappedReader(zr, limits.max_manifest_bytes + _SLACK)
+            # tarfile in stream mode with a large buffer (typeshed wants a real file as fileobj).
+            tar: tarfile.TarFile = cast(Any, tarfile.open)(
+                fileobj=capped, mode="r|", bufsize=CHUNK, tarinfo=_StrictTarInfo
+            )
+            first = tar.next()
+            if first is None or first.name != MANIFEST or not first.isreg():
+                raise _Refused(f"the first member must be {MANIFEST}; this is not a repro pack")
+            if first.size > limits.max_manifest_bytes:
+                raise _Refused(
+                    f"{first.size} bytes is larger than the {limits.max_manifest_bytes} byte limit"
+                )
+            text = self._read_manifest(tar, first, writer)
+            manifest = mf.load(text, source=f"{self.pack}: {MANIFEST}")
+            members = self._check_manifest(manifest)
+            self.content_bytes += len(text)
+            if manifest_only:
+                return manifest
+            capped.cap = (
+                capped.count
+                + sum(d.size for d in members.values())
+                + _PER_MEMBER_OVERHEAD * len(members)
+                + _SLACK
+            )
+            seen: dict[str, str] = {MANIFEST: MANIFEST}
+            digester = _Digester()
+            try:
+                self._members_loop(tar, writer, members, seen, digester)
+            except BaseException as e:
+                failure = digester.close()
+                if failure and not isinstance(e, KeyboardInterrupt):
+                    self.member = failure[0]  # an earlier member went bad first: that is the one to name
+                    raise _Refused(failure[1]) from e
+                raise
+            failure = digester.close()
+            self.checked += digester.checked
+            if failure:
+                self.member = failure[0]
+                raise _Refused(failure[1])
+            self.member = "(end of archive)"
+            tail = tar.fileobj
+            while chunk := tail.read(CHUNK):
+                if chunk.count(0) != len(chunk):
+                    raise _Refused("data after the end of the tar archive")
+            absent = sorted(set(members) - set(seen))
+            if absent:
+                self.member = absent[0]
+                raise _Refused("listed in the manifest but missing from the pack")
+            self.member = "(pack trailer)"
+            if source.finish() != source.expected:
+                raise _Refused("sha256 of the compressed stream does not match: the pack file was altered")
+        return manifest
+
+    def _members_loop(
+        self,
+        tar: tarfile.TarFile,
+        writer: _DirWriter | None,
+        members: dict[str, MemberDigest],
+        seen: dict[str, str],
+        digester: _Digester,
+    ) -> None:
+        count = 1
+        while (ti := tar.next()) is not None:
+            # Stream mode would otherwise keep every TarInfo (and getmembers() would read the whole pack).
+            cast(Any, tar).members.clear()
+            self.member = ti.name
+            count += 1
+            if count > self.limits.max_members:
+                raise _Refused(f"more than {self.limits.max_members} members")
+            self._check_entry(ti, seen)
+            if ti.isdir():
+                if writer:
+                    writer.mkdir(ti.name)
+                continue
+            expected = members.get(ti.name)
+            if expected is None and ti.name == SIGNATURE:
+                if ti.size > _MAX_SIGNATURE:
+                    raise _Refused(f"{ti.size} bytes is larger than the {_MAX_SIGNATURE} byte limit")
+                self.signature = b"".join(self._chunks(tar, ti))
+                if writer:
+                    with writer.create(ti.name) as out:
+                        out.write(self.signature)
+                continue
+            if expected is None:
+                raise _Refused("member is not listed in the manifest's integrity section")
+            if ti.size != expected.size:
+                raise _Refused(f"size {ti.size} differs from the {expected.size} bytes the manifest declares")
+            dst = writer.create(ti.name) if writer else None
+            sha = hashlib.sha256()
+            for chunk in self._chunks(tar, ti):
+                digester.put(ti.name, sha, dst, chunk)
+            digester.end(ti.name, sha, dst, expected)
+            if digester.failure:
+                return  # the caller reports it
+
+    def _check_manifest(self, manifest: Manifest) -> dict[str, MemberDigest]:
+        limits = self.limits
+        if manifest.integrity is None:
+            raise _Refused("no integrity section; the pack was not written by a pack builder")
+        members = dict(manifest.integrity.members)
+        if mf.root_digest(replace(manifest, integrity=None), members) != manifest.integrity.root:
+            raise _Refused("root digest does not match: the manifest or its member list was edited")
+        for name, digest in members.items():
+            problem = layout_problem(name) or (
+                "the manifest cannot list itself" if name == MANIFEST else None
+            )
+            if problem:
+                raise _Refused(f"integrity lists {name!r}: {problem}")
+            if digest.size > limits.max_member_bytes:
+                raise _Refused(
+                    f"integrity lists {name} at {digest.size} bytes, over the {limits.max_member_bytes} limit"
+                )
+        if len(members) + 1 > limits.max_members:
+            raise _Refused(f"integrity lists more than {limits.max_members} members")
+        total = sum(d.size for d in members.values())
+        if total > limits.max_total_bytes:
+            raise _Refused(f"members add up to {total} bytes, over the {limits.max_total_bytes} byte limit")
+        missing = sorted(manifest.referenced_members() - set(members))
+        if missing:
+            raise _Refused(f"the manifest points at {missing[0]}, which integrity does not list")
+        self.checked = 1
+        self.content_bytes = total
+        return members
+
+    def _check_entry(self, ti: tarfile.TarInfo, seen: dict[str, str]) -> None:
+        if ti.issym() or ti.islnk():
+            raise _Refused("links are not allowed in a pack")
+        if ti.isdev():
+            raise _Refused("devices and fifos are not allowed in a pack")
+        if not (ti.isreg() or ti.isdir()) or ti.type not in (
+            tarfile.REGTYPE,
+            tarfile.AREGTYPE,
+            tarfile.DIRTYPE,
+        ):
+            raise _Refused(f"member type {ti.type!r} is not allowed; only files and folders")
+        problem = layout_problem(ti.name, is_dir=ti.isdir())
+        if problem:
+            raise _Refused(problem)
+        folded = ti.name.casefold()
+        if folded in seen:
+            raise _Refused(f"duplicate of {seen[folded]}")
+        seen[folded] = ti.name
+
+    def _chunks(self, tar: tarfile.TarFile, ti: tarfile.TarInfo) -> Iterator[bytes]:
+        """A member's data, straight from the tar stream (what extractfile does, without two more buffers);
+        tarfile skips the block padding itself when asked for the next member."""
+        left = ti.size
+        while left:
+            chunk = tar.fileobj.read(min(left, CHUNK))
+            if not chunk:
+                raise _Refused(f"truncated: {left} of {ti.size} bytes missing")
+            left -= len(chunk)
+            yield chunk
+
+    def _read_manifest(self, tar: tarfile.TarFile, ti: tarfile.TarInfo, writer: _DirWriter | None) -> bytes:
+        text = b"".join(self._chunks(tar, ti))
+        if writer:
+            with writer.create(ti.name) as dst:
+                dst.write(text)
+        return text
+
+
+class _Digester:
+    """Hashes and writes member data on a worker thread, in order, while the caller decompresses.
+
+    At most a few chunks are in flight. The first member whose hash does not match (or whose file cannot
+    be written) is kept in `failure`; after that the worker only drains the queue.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=4)
+        self.failure: tuple[str, str] | None = None
+        self.checked = 0
+        self._unfinished: IO[bytes] | None = None  # a file whose member was cut short by an error
+        self._thread = threading.Thread(target=self._work, name="pack-digest", daemon=True)
+        self._thread.start()
+
+    def put(self, name: str, sha: Any, dst: IO[bytes] | None, chunk: bytes) -> None:
+        self._unfinished = dst
+        self._queue.put((name, sha, dst, chunk, None))
+
+    def end(self, name: str, sha: Any, dst: IO[bytes] | None, expected: MemberDigest) -> None:
+        self._unfinished = None
+        self._queue.put((name, sha, dst, None, expected))
+
+    def close(self) -> tuple[str, str] | None:
+        """Wait for the worker; close what it did not; return the first failure."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._unfinished:
+            self._unfinished.close()
+        return self.failure
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            name, sha, dst, chunk, expected = item
+            if self.failure:
+                continue
+            try:
+                if chunk is not None:
+                    sha.update(chunk)
+                    if dst:
+                        dst.write(chunk)
+                    continue
+                if dst:
+                    dst.close()
+                if sha.hexdigest() != expected.sha256:
+                    self.failure = (name, "sha256 does not match the manifest: the member was altered")
+                else:
+                    self.checked += 1
+            except OSError as e:
+                self.failure = (name, f"cannot write the member: {e}")
+
+
+def verify(pack_path: Path, limits: Limits = _LIMITS) -> VerifyReport:
+    """Check every member hash, the root digest, missing and extra members; never raises for a bad pack."""
+    pack_path = Path(pack_path)
+    scanner = _Scanner(pack_path, limits)
+    try:
+        scanner.run(None)
+    except PackError as e:
+        return VerifyReport(pack_path, False, str(e), scanner.member, scanner.checked, scanner.content_bytes)
+    return VerifyReport(
+        pack_path, True, None, None, scanner.checked, scanner.content_bytes, scanner.signature
+    )
+
+
+def unpack(
+    pack_path: Path, dest_dir: Path, limits: Limits = _LIMITS, keyring: Keyring | None = None
+) -> UnpackedPack:
+    """Extract a pack into `dest_dir` (absent or empty) after checking all of it; leave it untouched on failure.
+
+    A pack with encrypted payloads needs the tenant's `keyring`: its members are decrypted (and their
+    authentication checked) before anything is moved into place; without one, PrivacyError."""
+    return _extract(pack_path, dest_dir, limits, lambda folder, m: open_payloads(folder, m, keyring))
+
+
+def extract(pack_path: Path, dest_dir: Path, limits: Limits = _LIMITS) -> UnpackedPack:
+    """`unpack` leaving every member as stored: encrypted payloads stay encrypted (archiving, re-signing)."""
+    return _extract(pack_path, dest_dir, limits, None)
+
+
+def _extract(
+    pack_path: Path, dest_dir: Path, limits: Limits, finish: Callable[[Path, Manifest], None] | None
+) -> UnpackedPack:
+    pack_path, dest_dir = Path(pack_path), Path(dest_dir)
+    if dest_dir.is_symlink() or (dest_dir.exists() and (not dest_dir.is_dir() or any(dest_dir.iterdir()))):
+        raise PackError(f"cannot unpack {pack_path} into {dest_dir}: it exists and is not an empty folder")
+    # The topmost folder this call creates: removed again on failure, so a refusal leaves no trace.
+    created = next((p for p in (*reversed(dest_dir.parents), dest_dir) if not p.exists()), None)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=dest_dir, prefix=".unpacking-"))
+    try:
+        manifest = _Scanner(pack_path, limits).run(_DirWriter(partial))
+        if finish:
+            finish(partial, manifest)
+        for entry in partial.iterdir():
+            os.rename(entry, dest_dir / entry.name)
+        partial.rmdir()
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        else:
+            for entry in dest_dir.iterdir():  # dest was empty: all of this came from the moves above
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        raise
+    return UnpackedPack(path=dest_dir, manifest=manifest)
+
+
+def read_manifest(pack_path: Path, limits: Limits = _LIMITS) -> tuple[Manifest, int]:
+    """The checked manifest (the first member) and the content bytes it declares; member hashes unchecked."""
+    scanner = _Scanner(Path(pack_path), limits)
+    return scanner.run(None, manifest_only=True), scanner.content_bytes
