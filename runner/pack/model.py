@@ -1,0 +1,241 @@
+"""The typed model of the pack manifest, format version 1: frozen values, no I/O.
+
+Inputs: none; `runner.pack.manifest` builds these from YAML and back. Outputs: the dataclasses every stage
+passes around (`Manifest`, its steps, environment, artifacts, integrity) and the format's fixed names.
+Rules: values only; validation lives in `runner.pack.manifest` (schema first, then semantic checks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "BASELINE_PATH",
+    "BUNDLE_PATH",
+    "FORMAT_VERSION",
+    "NORMALISERS",
+    "OUTPUT_RULES",
+    "Agent",
+    "AgentCommand",
+    "Artifact",
+    "CassetteIndex",
+    "CommandStep",
+    "Comparison",
+    "DockerfileRef",
+    "EnvKind",
+    "EnvSnapshot",
+    "Environment",
+    "Expectation",
+    "GitInputs",
+    "ImageRef",
+    "Integrity",
+    "LlmDefaults",
+    "Manifest",
+    "MemberDigest",
+    "PatchStep",
+    "Privacy",
+    "Session",
+    "Step",
+]
+
+FORMAT_VERSION = 1
+
+# Names of the output normalisers a command step may ask the compare stage to apply before diffing.
+# The schema lists the same names (a test keeps them equal); the compare stage implements each one.
+NORMALISERS: frozenset[str] = frozenset(
+    {"addresses", "durations", "ports", "secrets", "timestamps", "tmp_paths", "uuids"}
+)
+
+# How a declared output file is compared: byte for byte, as text after normalisers, or as JUnit XML results.
+OUTPUT_RULES: frozenset[str] = frozenset({"exact", "text", "junit"})
+
+BUNDLE_PATH = "workspace/base.bundle"
+BASELINE_PATH = "workspace/baseline.diff"
+
+
+@dataclass(frozen=True)
+class Session:
+    id: str
+    created_at: str  # RFC 3339, kept as text so it round-trips exactly
+
+
+@dataclass(frozen=True)
+class AgentCommand:
+    """How the recorded agent process was started, so replay can run it again against the cassettes."""
+
+    argv: tuple[str, ...]
+    cwd: str = "."  # relative to the workspace root
+    env: Mapping[str, str] = field(default_factory=dict)  # allowlisted variables only
+    timeout: float | None = None  # seconds; None: no limit was set when recording
+
+
+@dataclass(frozen=True)
+class Agent:
+    name: str
+    commit: str | None = None
+    config_version: str | None = None
+    command: AgentCommand | None = None
+    patch: str | None = None  # id of the patch step holding what the agent changed
+
+
+@dataclass(frozen=True)
+class GitInputs:
+    base_commit: str
+    remote: str | None = None
+    branch: str | None = None
+    dirty: bool = False
+    baseline_patch: str | None = None  # BASELINE_PATH when dirty: uncommitted changes at session start
+    bundle: str = BUNDLE_PATH
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    reference: str  # name@sha256:<digest>
+    id: str | None = None  # local image id (sha256:<hex>), when known
+
+
+@dataclass(frozen=True)
+class DockerfileRef:
+    path: str  # env/... member holding the Dockerfile
+    base_digest: str  # its FROM image, name@sha256:<digest>
+
+
+@dataclass(frozen=True)
+class EnvSnapshot:
+    python: str
+    packages: str  # env/... member, `pip freeze` output
+    os: str
+    arch: str | None = None
+
+
+EnvKind = Literal["image", "dockerfile", "snapshot"]
+
+
+@dataclass(frozen=True)
+class Environment:
+    kind: EnvKind
+    image: ImageRef | None = None
+    dockerfile: DockerfileRef | None = None
+    snapshot: EnvSnapshot | None = None
+    lockfiles: tuple[str, ...] = ()
+    runtimes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LlmDefaults:
+    provider: str
+    model: str
+    revision: str | None = None
+    seed: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class PatchStep:
+    id: str
+    patch: str  # patches/NNNN.diff
+    span_id: str | None = None
+    reason: str | None = None
+    kind: Literal["patch"] = "patch"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    exit_code: int = 0
+    stdout: str | None = None  # sha256 of an indexed artifact
+    stderr: str | None = None
+    outputs: Mapping[str, str] = field(default_factory=dict)  # workspace-relative path -> sha256
+
+
+@dataclass(frozen=True)
+class Comparison:
+    stdout: tuple[str, ...] = ()  # normaliser names, from NORMALISERS
+    stderr: tuple[str, ...] = ()
+    outputs: Mapping[str, str] = field(default_factory=dict)  # path -> rule, from OUTPUT_RULES
+
+
+@dataclass(frozen=True)
+class CommandStep:
+    id: str
+    argv: tuple[str, ...]
+    timeout: float  # seconds
+    expect: Expectation
+    cwd: str = "."  # relative to the workspace root
+    env: Mapping[str, str] = field(default_factory=dict)
+    compare: Comparison = field(default_factory=Comparison)
+    span_id: str | None = None
+    kind: Literal["command"] = "command"
+
+
+Step = PatchStep | CommandStep
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: str  # artifacts/sha256/<sha256>
+    sha256: str
+    size: int
+    media_type: str
+    span_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class CassetteIndex:
+    path: str  # cassettes/<name>.jsonl
+    format_version: int
+    count: int
+
+
+@dataclass(frozen=True)
+class Privacy:
+    redaction_policy: str | None = None
+    encrypted_payloads: bool = False
+    key_ids: tuple[str, ...] = ()
+    # Fields this version does not know yet; kept, written back and covered by the root digest.
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MemberDigest:
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Integrity:
+    root: str
+    members: Mapping[str, MemberDigest]
+    algorithm: str = "sha256"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    session: Session
+    agent: Agent
+    git: GitInputs
+    environment: Environment
+    steps: tuple[Step, ...] = ()
+    llm: LlmDefaults | None = None
+    artifacts: tuple[Artifact, ...] = ()
+    cassettes: tuple[CassetteIndex, ...] = ()
+    privacy: Privacy = field(default_factory=Privacy)
+    integrity: Integrity | None = None  # filled by pack.PackBuilder.build
+    format_version: int = FORMAT_VERSION
+
+    def referenced_members(self) -> set[str]:
+        """Every pack member this manifest points at (all must exist in the pack)."""
+        refs = {self.git.bundle, *(a.path for a in self.artifacts), *(c.path for c in self.cassettes)}
+        refs.update(self.environment.lockfiles)
+        if self.git.baseline_patch:
+            refs.add(self.git.baseline_patch)
+        if self.environment.dockerfile:
+            refs.add(self.environment.dockerfile.path)
+        if self.environment.snapshot:
+            refs.add(self.environment.snapshot.packages)
+        refs.update(s.patch for s in self.steps if isinstance(s, PatchStep))
+        return refs
