@@ -1,7 +1,9 @@
 """The one way the runner runs git.
 
 Every call gets the same environment: no terminal prompts, the C locale (messages parsed below are English),
-no hooks (a repository from a pack is a stranger's), and no transport but local files. A failure raises the
+no hooks (a repository from a pack is a stranger's), no transport but local files, and none of the caller's
+`GIT_*` variables (a GIT_DIR or GIT_INDEX_FILE inherited from a hook would point git at another repository);
+what a call needs, it passes in `env`. A failure raises the
 caller's stage error (`error=`), naming the command, the folder and git's first line of complaint.
 """
 
@@ -36,7 +38,8 @@ def run(
     error: type[RunnerError] = RunnerError,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run `git ARGS` in `cwd`. With `check`, a non-zero exit raises `error`; so does a git that cannot start."""
-    full_env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})}
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    full_env = {**inherited, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})}
     try:
         proc = subprocess.run(
             ["git", *_SAFE_CONFIG, *args],
