@@ -79,11 +79,11 @@ def run_steps(
                 assert m.agent.command is not None
                 outcome = _rerun_agent(workload, ws, pack.path / step.patch, step, m.agent.command, run_dir)
             elif isinstance(step, PatchStep):
-                outcome, tier = _apply(ws, pack.path / step.patch, step)
-                if tier is not None and not tier.exact:
+                outcome, applied = _apply(ws, pack.path / step.patch, step)
+                if applied is not None and not applied.exact:
                     inexact.append(step.id)
                     warnings.append(
-                        f"{step.patch} applied only with {tier.tier}: the tree differs from the recording"
+                        f"{step.patch} applied only with {applied.tier}: the tree differs from the recording"
                     )
             else:
                 outcome = _command(workload, ws.path, pack, step, run_dir, rules.timeout_scale)
