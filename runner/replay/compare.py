@@ -1,9 +1,9 @@
 """Compare stage: recorded outputs against replayed ones.
 
 Inputs: the expected and actual bytes of a stream or output file, and the named rules the manifest gives
-for it. Output: a `Difference` (empty when they agree after normalisation) carrying a unified diff. A whole step
-compares in one call: `compare_command` (a recorded `CommandStep` against what its replay left, `Replayed`)
-and `compare_agent` (the tree a re-run agent left against the tree its recorded patch makes).
+for it. Output: a `Difference` (empty when they agree after normalisation) carrying a unified diff. A
+whole step compares in one call: `compare_command` (a recorded `CommandStep` against what its replay
+left, `Replayed`) and `compare_agent` (the tree a re-run agent left against the tree its patch makes).
 
 Rules: exit codes compare exactly. Text streams compare after named normalisers that blank out what
 legitimately changes between runs (durations, timestamps, temporary paths, memory addresses, ports) and
