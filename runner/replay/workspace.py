@@ -4,9 +4,10 @@ Inputs: the bundle holding the base commit, the base commit id, an optional dirt
 the ordered patch steps. Output: a `Workspace` (a folder on the host, later bind-mounted into the workload
 container) and, per patch, which tier of the fallback chain applied it.
 
-Rules: the bundle and the patches come from strangers. Git runs through `runner.gitcmd` (hooks disabled, no
-transport but local files) with no global or system configuration; patches go through `git apply` (which refuses paths outside the tree and writes
-through no symlink), then `git apply --3way`, then `patch --fuzz`, and the first tier that applies wins.
+Rules: the bundle and the patches come from strangers. Git runs through `runner.gitcmd` (hooks disabled,
+no transport but local files) with no global or system configuration; patches go through `git apply`
+(which refuses paths outside the tree and writes through no symlink), then `git apply --3way`, then
+`patch --fuzz`, and the first tier that applies wins.
 """
 
 from __future__ import annotations
