@@ -29,21 +29,12 @@ def rerun(pack_path: Path, work: Path, env: dict[str, str] | None = None) -> lis
             list(step.argv), cwd=ws.path / step.cwd, env={**(env or os.environ), **step.env},
             capture_output=True, timeout=step.timeout, check=False,
         )  # fmt: skip
-        found = [compare.compare_exit_code(step.expect.exit_code, proc.returncode)]
-        for name, actual in (("stdout", proc.stdout), ("stderr", proc.stderr)):
-            digest = getattr(step.expect, name)
-            if digest is not None:
-                expected = unpacked.artifact(digest).read_bytes()
-                found.append(compare.compare_text(name, expected, actual, getattr(step.compare, name)))
-        for rel, digest in step.expect.outputs.items():
-            produced = ws.path / step.cwd / rel
-            found.append(
-                compare.compare_file(
-                    rel,
-                    step.compare.outputs.get(rel, "exact"),
-                    unpacked.artifact(digest).read_bytes(),
-                    produced.read_bytes() if produced.is_file() else None,
-                )
-            )
-        problems += [f"{step.id}: {d.summary}" for d in found if d is not None]
+        outputs = {rel: _read(ws.path / step.cwd / rel) for rel in step.expect.outputs}
+        replayed = compare.Replayed(proc.returncode, proc.stdout, proc.stderr, outputs)
+        found = compare.compare_command(step, lambda digest: unpacked.artifact(digest).read_bytes(), replayed)
+        problems += [f"{step.id}: {d.summary}" for d in found]
     return problems
+
+
+def _read(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() else None

@@ -1,7 +1,9 @@
 """Compare stage: recorded outputs against replayed ones.
 
 Inputs: the expected and actual bytes of a stream or output file, and the named rules the manifest gives
-for it. Output: a `Difference` (empty when they agree after normalisation) carrying a unified diff.
+for it. Output: a `Difference` (empty when they agree after normalisation) carrying a unified diff. A
+whole step compares in one call: `compare_command` (a recorded `CommandStep` against what its replay
+left, `Replayed`) and `compare_agent` (the tree a re-run agent left against the tree its patch makes).
 
 Rules: exit codes compare exactly. Text streams compare after named normalisers that blank out what
 legitimately changes between runs (durations, timestamps, temporary paths, memory addresses, ports) and
@@ -17,14 +19,17 @@ import difflib
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from proxy.redact import DETECTORS, EXTRA_DETECTORS, Redactor, collapse
-from runner.pack.manifest import OUTPUT_RULES
+from runner.pack.manifest import OUTPUT_RULES, CommandStep
 
 __all__ = [
     "NORMALISERS",
     "Difference",
+    "Replayed",
+    "compare_agent",
+    "compare_command",
     "compare_exit_code",
     "compare_file",
     "compare_text",
@@ -206,3 +211,47 @@ def compare_file(
     except KeyError:
         raise ValueError(f"unknown file rule {rule!r}; valid: {', '.join(sorted(OUTPUT_RULES))}") from None
     return comparer(subject, expected, actual)
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """What a replayed command left behind, read back for comparison."""
+
+    exit_code: int | None  # None: killed at its timeout
+    stdout: bytes = b""
+    stderr: bytes = b""
+    outputs: Mapping[str, bytes | None] = field(default_factory=dict)  # declared path -> bytes, None: absent
+
+
+def compare_command(
+    step: CommandStep, recorded: Callable[[str], bytes], replayed: Replayed
+) -> tuple[Difference, ...]:
+    """Every way a replayed command disagrees with its recording (empty: it reproduced); `recorded` reads
+    an artifact of the pack by its digest. A command killed at its timeout is only that difference."""
+    if replayed.exit_code is None:
+        return (Difference("timeout", f"killed after its timeout of {step.timeout:g}s"),)
+    found = [compare_exit_code(step.expect.exit_code, replayed.exit_code)]
+    for name, digest, rules, actual in (
+        ("stdout", step.expect.stdout, step.compare.stdout, replayed.stdout),
+        ("stderr", step.expect.stderr, step.compare.stderr, replayed.stderr),
+    ):
+        if digest is not None:
+            found.append(compare_text(name, recorded(digest), actual, rules))
+    for rel, digest in step.expect.outputs.items():
+        rule = step.compare.outputs.get(rel, "exact")
+        found.append(
+            compare_file(rel, rule, recorded(digest), replayed.outputs.get(rel), step.compare.stdout)
+        )
+    return tuple(d for d in found if d is not None)
+
+
+def compare_agent(git_diff: str, timed_out: bool) -> tuple[Difference, ...]:
+    """A re-run agent against its recording: `git_diff` runs from the recorded patch's tree to the tree the
+    agent left (empty when they are equal)."""
+    if timed_out:
+        return (Difference("timeout", "killed after its timeout"),)
+    if not git_diff:
+        return ()
+    changed = sum(1 for line in git_diff.splitlines() if line.startswith("diff --git"))
+    summary = f"the re-run agent's patch differs from the recorded one in {changed} file(s)"
+    return (Difference("patch", summary, git_diff),)

@@ -21,7 +21,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import docker
 import docker.errors
@@ -33,10 +33,13 @@ from runner.pack.manifest import Manifest
 from runner.pack.read import UnpackedPack
 from runner.progress import Progress, Silent
 
-__all__ = ["AGENT_ENV", "ResolvedEnvironment", "requirements", "resolve"]
+__all__ = ["AGENT_ENV", "FAILED_LIST", "Provenance", "ResolvedEnvironment", "requirements", "resolve"]
+
+Provenance = Literal["local", "pulled", "built", "cached"]
+"""How the image was had: found here, pulled by digest, built now, or built by an earlier replay."""
 
 AGENT_ENV = "/opt/agent-env"
-FAILED_LIST = f"{AGENT_ENV}/.runner-failed"
+FAILED_LIST = f"{AGENT_ENV}/.runner-failed"  # requirements that did not install, one a line
 ENV_PREFIX = "runner-env"
 _REQUIREMENT = re.compile(
     r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,200}[A-Za-z0-9])?==[A-Za-z0-9][A-Za-z0-9.+!_-]{0,100}$"
@@ -67,7 +70,7 @@ ENV PATH={AGENT_ENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
 class ResolvedEnvironment:
     image: str  # what `docker run` takes: a tag or an id
     image_id: str
-    how: str  # "local" | "pulled" | "built" | "cached"
+    how: Provenance
     warnings: tuple[str, ...] = ()
 
 
@@ -166,7 +169,7 @@ def _from_image(
 ) -> ResolvedEnvironment:
     ref = manifest.environment.image
     assert ref is not None
-    how = "local"
+    how: Provenance = "local"
     image = (_local(client, ref.id) if ref.id else None) or _local(client, ref.reference)
     if image is None:
         progress.step(f"pulling {ref.reference}")

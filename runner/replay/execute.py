@@ -18,7 +18,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+
+from docker.models.containers import Container
 
 from runner.errors import ExecuteError
 
@@ -54,7 +55,7 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _kill_tree(container: Any, exec_id: str) -> None:
+def _kill_tree(container: Container, exec_id: str) -> None:
     pid = int(container.client.api.exec_inspect(exec_id).get("Pid") or 0)
     if pid > 0 and Path(f"/proc/{pid}").exists():
         for p in reversed(_descendants(pid)):
@@ -65,7 +66,7 @@ def _kill_tree(container: Any, exec_id: str) -> None:
 
 
 def run_command(
-    container: Any,
+    container: Container,
     argv: list[str],
     *,
     workdir: str,

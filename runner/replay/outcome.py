@@ -3,17 +3,23 @@
 A pack's verdict is one of three. `reproduced`: every step agreed with the recording. `diverged`: a step
 disagreed; the first such step is named with its differences and the likely cause. `error`: the
 infrastructure failed (no engine, an image that cannot be built, a proxy that would not start); an error is
-never reported as a divergence, because it says nothing about the agent.
+never reported as a divergence, because it says nothing about the agent. `likely_cause` names the cause
+of a divergence from what the run observed.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
 
 from runner.replay.compare import Difference
 
-__all__ = ["CassetteUsage", "Cause", "PackOutcome", "StepOutcome", "Verdict"]
+__all__ = ["CassetteUsage", "Cause", "PackOutcome", "StepKind", "StepOutcome", "Verdict", "likely_cause"]
+
+StepKind = Literal["patch", "command"]
 
 
 class Verdict(StrEnum):
@@ -36,7 +42,7 @@ class Cause(StrEnum):
 @dataclass(frozen=True)
 class StepOutcome:
     step_id: str
-    kind: str  # "patch" | "command"
+    kind: StepKind
     ok: bool
     summary: str
     differences: tuple[Difference, ...] = ()
@@ -62,11 +68,48 @@ class PackOutcome:
     warnings: tuple[str, ...] = ()
     cassettes: CassetteUsage = field(default_factory=CassetteUsage)
     run_dir: str | None = None
-    image: str | None = (
-        None  # the image the steps ran in, and how it was had: "<ref> (built|cached|local|pulled)"
-    )
+    image: str | None = None  # the image the steps ran in and how it was had: "<ref> (<provenance>)"
     duration_s: float = 0.0
 
     @property
     def first_divergence(self) -> StepOutcome | None:
         return next((s for s in self.steps if not s.ok), None)
+
+
+def likely_cause(
+    first: StepOutcome, usage: CassetteUsage, *, inexact_patches: bool, warnings: Sequence[str]
+) -> Cause:
+    """The likely cause of the divergence at `first`, given the cassette usage, whether a patch applied
+    only inexactly, and the run's warnings (best evidence first)."""
+    if any(d.subject == "timeout" for d in first.differences):
+        return Cause.TIMEOUT
+    if usage.misses:
+        return Cause.CASSETTE_MISS
+    if first.kind == "patch" or inexact_patches:
+        return Cause.PATCH
+    if _only_volatile(first.differences):
+        return Cause.NONDETERMINISTIC
+    if warnings:
+        return Cause.ENVIRONMENT
+    return Cause.BEHAVIOUR
+
+
+_VOLATILE = re.compile(r"0x[0-9a-fA-F]+|[0-9a-fA-F]{8,}|\d+")
+
+
+def _only_volatile(diffs: tuple[Difference, ...]) -> bool:
+    """True when every changed line differs only in numbers or hex ids: likely nondeterminism."""
+    text_diffs = [d for d in diffs if d.diff]
+    if not text_diffs or len(text_diffs) != len(diffs):
+        return False
+    for d in text_diffs:
+        lines = d.diff.splitlines()
+        removed = [
+            _VOLATILE.sub("#", ln[1:]) for ln in lines if ln.startswith("-") and not ln.startswith("---")
+        ]
+        added = [
+            _VOLATILE.sub("#", ln[1:]) for ln in lines if ln.startswith("+") and not ln.startswith("+++")
+        ]
+        if removed != added:
+            return False
+    return True

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import docker
 import docker.errors
+from docker.models.containers import Container
 
 from proxy.cassette import iter_exchanges
 from proxy.ready import find_ready
@@ -37,9 +37,9 @@ _CA_IN_WORKLOAD = PurePosixPath("/runner/ca/ca.pem")
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 
-@dataclass
+@dataclass(frozen=True)
 class Sidecar:
-    container: Any
+    container: Container
     workdir: Path
     ca_cert: Path  # on the host; mount it where `workload_env` says
     route_loopback: bool = False  # the cassette holds loopback exchanges: send those to the proxy too

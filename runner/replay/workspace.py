@@ -4,9 +4,10 @@ Inputs: the bundle holding the base commit, the base commit id, an optional dirt
 the ordered patch steps. Output: a `Workspace` (a folder on the host, later bind-mounted into the workload
 container) and, per patch, which tier of the fallback chain applied it.
 
-Rules: the bundle and the patches come from strangers. Git runs with hooks disabled and no global or
-system configuration; patches go through `git apply` (which refuses paths outside the tree and writes
-through no symlink), then `git apply --3way`, then `patch --fuzz`, and the first tier that applies wins.
+Rules: the bundle and the patches come from strangers. Git runs through `runner.gitcmd` (hooks disabled,
+no transport but local files) with no global or system configuration; patches go through `git apply`
+(which refuses paths outside the tree and writes through no symlink), then `git apply --3way`, then
+`patch --fuzz`, and the first tier that applies wins.
 """
 
 from __future__ import annotations
@@ -17,13 +18,27 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from runner import gitcmd
 from runner.errors import WorkspaceError
 
-__all__ = ["PatchResult", "Workspace", "apply_patch", "diff_trees", "restore", "tree", "tree_with_patch"]
+__all__ = [
+    "PatchResult",
+    "Tier",
+    "Workspace",
+    "apply_patch",
+    "diff_trees",
+    "restore",
+    "tree",
+    "tree_with_patch",
+]
+
+Tier = Literal["git-apply", "git-apply-3way", "patch-fuzz", "empty"]
+"""How a patch applied: the fallback chain's tiers in order, or `empty` for a patch with nothing in it."""
 
 # Each tier is (name, argv prefix). `git apply --check` runs first so a failing tier writes nothing.
-_GIT_TIERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+_GIT_TIERS: tuple[tuple[Tier, tuple[str, ...]], ...] = (
     ("git-apply", ("apply", "--whitespace=nowarn")),
     ("git-apply-3way", ("apply", "--3way", "--whitespace=nowarn")),
 )
@@ -38,46 +53,23 @@ class Workspace:
 @dataclass(frozen=True)
 class PatchResult:
     patch: str
-    tier: str  # "git-apply" | "git-apply-3way" | "patch-fuzz" | "empty"
+    tier: Tier
 
     @property
     def exact(self) -> bool:
         return self.tier in {"git-apply", "empty"}
 
 
-def _git_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_CONFIG_GLOBAL=os.devnull,
-        GIT_TERMINAL_PROMPT="0",
-        GIT_AUTHOR_NAME="runner",
-        GIT_AUTHOR_EMAIL="runner@localhost",
-        GIT_COMMITTER_NAME="runner",
-        GIT_COMMITTER_EMAIL="runner@localhost",
-        LC_ALL="C",
-    )
-    return env
-
-
-def _git(cwd: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [
-            "git",
-            "-c",
-            "core.hooksPath=/dev/null",
-            "-c",
-            "protocol.allow=never",
-            "-c",
-            "protocol.file.allow=always",
-            *args,
-        ],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        env=_git_env(),
-        check=False,
-    )
+# No system or user configuration (a stranger's repository meets only git's defaults), and a fixed identity
+# for the commits `--3way` may need.
+_GIT_ENV = {
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_AUTHOR_NAME": "runner",
+    "GIT_AUTHOR_EMAIL": "runner@localhost",
+    "GIT_COMMITTER_NAME": "runner",
+    "GIT_COMMITTER_EMAIL": "runner@localhost",
+}
 
 
 def _first_line(proc: subprocess.CompletedProcess[bytes]) -> str:
@@ -94,22 +86,29 @@ def restore(bundle: Path, base_commit: str, dest: Path, baseline: Path | None = 
     dest.mkdir(parents=True, exist_ok=True)
     source = str(bundle.resolve())
     for args in (("init", "-q", "."), ("bundle", "verify", "-q", source)):
-        proc = _git(dest, *args)
+        proc = gitcmd.run(dest, *args, env=_GIT_ENV, check=False, error=WorkspaceError)
         if proc.returncode != 0:
             raise WorkspaceError(f"{bundle}: not a usable git bundle ({_first_line(proc)})")
-    heads = _git(dest, "bundle", "list-heads", source).stdout.decode("utf-8", "replace").split()[1::2]
+    heads = gitcmd.output(dest, "bundle", "list-heads", source, env=_GIT_ENV, error=WorkspaceError).split()[
+        1::2
+    ]
     # Fetch every ref the bundle advertises (a bundle made from `HEAD` alone has no refs/ name).
     refspecs = [f"+{ref}:refs/bundle/{i}" for i, ref in enumerate(heads)]
-    fetch = _git(dest, "fetch", "-q", "--no-tags", source, *refspecs)
+    fetch = gitcmd.run(
+        dest, "fetch", "-q", "--no-tags", source, *refspecs, env=_GIT_ENV, check=False, error=WorkspaceError
+    )
     if fetch.returncode != 0 or not refspecs:
         raise WorkspaceError(f"{bundle}: not a usable git bundle (fetch: {_first_line(fetch)})")
-    checkout = _git(dest, "-c", "advice.detachedHead=false", "checkout", "-q", "--detach", base_commit)
+    checkout = gitcmd.run(
+        dest, "-c", "advice.detachedHead=false", "checkout", "-q", "--detach", base_commit,
+        env=_GIT_ENV, check=False, error=WorkspaceError,
+    )  # fmt: skip
     if checkout.returncode != 0:
         raise WorkspaceError(
             f"{bundle}: base commit {base_commit} is not in the bundle ({_first_line(checkout)}); "
             "re-record so the bundle holds the base commit"
         )
-    head = _git(dest, "rev-parse", "HEAD").stdout.decode().strip()
+    head = gitcmd.output(dest, "rev-parse", "HEAD", env=_GIT_ENV, error=WorkspaceError).strip()
     if not head.startswith(base_commit) and head != base_commit:
         raise WorkspaceError(f"{bundle}: checked out {head}, expected {base_commit}")
     workspace = Workspace(path=dest, base_commit=head)
@@ -127,10 +126,14 @@ def apply_patch(workspace: Workspace, patch: Path) -> PatchResult:
     for name, args in _GIT_TIERS:
         if "--3way" in args:
             # --3way implies --index: stage the current tree (earlier patches, command outputs) first.
-            _git(workspace.path, "add", "-A")
-        check = _git(workspace.path, *args, "--check", "-", stdin=data)
+            gitcmd.run(workspace.path, "add", "-A", env=_GIT_ENV, check=False, error=WorkspaceError)
+        check = gitcmd.run(
+            workspace.path, *args, "--check", "-", stdin=data, env=_GIT_ENV, check=False, error=WorkspaceError
+        )
         if check.returncode == 0:
-            proc = _git(workspace.path, *args, "-", stdin=data)
+            proc = gitcmd.run(
+                workspace.path, *args, "-", stdin=data, env=_GIT_ENV, check=False, error=WorkspaceError
+            )
             if proc.returncode == 0:
                 return PatchResult(patch=patch.name, tier=name)
             check = proc
@@ -151,13 +154,8 @@ def apply_patch(workspace: Workspace, patch: Path) -> PatchResult:
 
 
 def _with_index(workspace: Workspace, index: Path, *args: str, stdin: bytes | None = None) -> str:
-    env = {**_git_env(), "GIT_INDEX_FILE": str(index)}
-    proc = subprocess.run(
-        ["git", "-c", "core.hooksPath=/dev/null", *args], cwd=workspace.path, input=stdin,
-        capture_output=True, env=env, check=False,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise WorkspaceError(f"git {args[0]} in {workspace.path} failed ({_first_line(proc)})")
+    env = {**_GIT_ENV, "GIT_INDEX_FILE": str(index)}
+    proc = gitcmd.run(workspace.path, *args, stdin=stdin, env=env, error=WorkspaceError)
     return proc.stdout.decode("utf-8", "replace")
 
 
@@ -185,4 +183,7 @@ def diff_trees(workspace: Workspace, recorded: str, replayed: str) -> str:
     """A unified diff from the recorded result to the replayed one (empty when the trees are equal)."""
     if recorded == replayed:
         return ""
-    return _git(workspace.path, "diff", "--binary", recorded, replayed).stdout.decode("utf-8", "replace")
+    proc = gitcmd.run(
+        workspace.path, "diff", "--binary", recorded, replayed, env=_GIT_ENV, error=WorkspaceError
+    )
+    return proc.stdout.decode("utf-8", "replace")

@@ -5,6 +5,9 @@ import pytest
 from runner.pack import manifest
 from runner.replay.compare import (
     NORMALISERS,
+    Replayed,
+    compare_agent,
+    compare_command,
     compare_exit_code,
     compare_file,
     compare_text,
@@ -103,3 +106,27 @@ def test_file_rules() -> None:
     assert broken is not None and "replayed file is not JUnit XML" in broken.summary
     with pytest.raises(ValueError, match="unknown file rule"):
         compare_file("x", "fuzzy", b"", b"")
+
+
+def test_compare_command_checks_exit_code_streams_and_outputs_in_order() -> None:
+    artifacts = {"out": PYTEST_RUN_A, "cov": b"<coverage/>"}
+    step = manifest.CommandStep(
+        "s2", ("pytest",), 60,
+        manifest.Expectation(exit_code=0, stdout="out", outputs={"cov.xml": "cov"}),
+        compare=manifest.Comparison(stdout=("durations", "tmp_paths")),
+    )  # fmt: skip
+    same = Replayed(0, PYTEST_RUN_B, b"", {"cov.xml": b"<coverage/>"})
+    assert compare_command(step, artifacts.__getitem__, same) == ()
+    worse = Replayed(1, PYTEST_RUN_A.replace(b"2 passed", b"1 failed"), b"", {"cov.xml": None})
+    found = compare_command(step, artifacts.__getitem__, worse)
+    assert [d.subject for d in found] == ["exit code", "stdout", "cov.xml"]
+    timed_out = compare_command(step, artifacts.__getitem__, Replayed(None))
+    assert [d.summary for d in timed_out] == ["killed after its timeout of 60s"]
+
+
+def test_compare_agent_counts_the_files_that_differ() -> None:
+    assert compare_agent("", timed_out=False) == ()
+    diff = "diff --git a/x b/x\n-1\n+2\ndiff --git a/y b/y\n"
+    (found,) = compare_agent(diff, timed_out=False)
+    assert found.subject == "patch" and "in 2 file(s)" in found.summary and found.diff == diff
+    assert [d.subject for d in compare_agent("", timed_out=True)] == ["timeout"]

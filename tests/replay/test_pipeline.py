@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import docker.errors
 import pytest
 
-from runner.errors import UsageError
+from runner.errors import ExitCode, ProxyError, UsageError
 from runner.replay.compare import Difference
-from runner.replay.outcome import CassetteUsage, Cause, StepOutcome
-from runner.replay.pipeline import _likely_cause, _Run, select_packs
+from runner.replay.outcome import CassetteUsage, Cause, StepOutcome, Verdict
+from runner.replay.pipeline import _Known, _verdict, select_packs
+from runner.replay.steps import StepsResult
 
 
 def _packs(tmp_path: Path, names: list[str]) -> list[Path]:
@@ -33,47 +36,29 @@ def test_select_packs_expands_folders_and_shards(tmp_path: Path) -> None:
         select_packs([])
 
 
-def _diff(expected: str, actual: str) -> Difference:
-    return Difference(
-        "stdout", "stdout differs", f"--- recorded/stdout\n+++ replayed/stdout\n-{expected}\n+{actual}\n"
-    )
-
-
-@pytest.mark.parametrize(
-    ("step", "run", "usage", "cause"),
-    [
-        (StepOutcome("p", "patch", False, "x"), _Run("a", Path(".")), CassetteUsage(), Cause.PATCH),
-        (
-            StepOutcome("c", "command", False, "t", (Difference("timeout", "killed"),)),
-            _Run("a", Path(".")),
-            CassetteUsage(),
-            Cause.TIMEOUT,
-        ),
-        (
-            StepOutcome("c", "command", False, "d", (_diff("ok", "boom"),)),
-            _Run("a", Path(".")),
-            CassetteUsage(misses=("GET https://x/: no match",)),
-            Cause.CASSETTE_MISS,
-        ),
-        (
-            StepOutcome("c", "command", False, "d", (_diff("id 4711 at 0x7fa1", "id 4712 at 0x7fb2"),)),
-            _Run("a", Path(".")),
-            CassetteUsage(),
-            Cause.NONDETERMINISTIC,
-        ),
-        (
-            StepOutcome("c", "command", False, "d", (_diff("2 passed", "1 failed"),)),
-            _Run("a", Path("."), warnings=["Python 3.11.7 was recorded"]),
-            CassetteUsage(),
-            Cause.ENVIRONMENT,
-        ),
-        (
-            StepOutcome("c", "command", False, "d", (_diff("2 passed", "1 failed"),)),
-            _Run("a", Path(".")),
-            CassetteUsage(),
-            Cause.BEHAVIOUR,
-        ),
-    ],
+PATCHED = StepOutcome("p1", "patch", True, "applied (patch-fuzz)")
+DIVERGED = StepOutcome(
+    "c1", "command", False, "stdout differs", (Difference("stdout", "stdout differs", "-a\n+b\n"),)
 )
-def test_likely_cause(step: StepOutcome, run: _Run, usage: CassetteUsage, cause: Cause) -> None:
-    assert _likely_cause(step, run, usage) is cause
+
+
+def test_verdict_is_decided_from_the_stages_values() -> None:
+    known = _Known("a.tar.zst", Path("runs/a"), 0.0, image="img (cached)", warnings=("w-env",))
+    ok = _verdict(known, CassetteUsage(served=2))
+    assert (ok.verdict, ok.image, ok.warnings, ok.cassettes.served) == (
+        Verdict.REPRODUCED, "img (cached)", ("w-env",), 2,
+    )  # fmt: skip
+    steps = StepsResult((PATCHED, DIVERGED), ("w-patch",), ("p1",))
+    diverged = _verdict(replace(known, steps=steps), CassetteUsage())
+    assert diverged.verdict is Verdict.DIVERGED and diverged.cause is Cause.PATCH
+    assert diverged.warnings == ("w-env", "w-patch") and diverged.first_divergence == DIVERGED
+
+
+def test_errors_keep_what_the_run_established() -> None:
+    known = _Known("a.tar.zst", Path("runs/a"), 0.0, image="img (built)", steps=StepsResult((PATCHED,)))
+    proxy = _verdict(known, error=ProxyError("the proxy sidecar wrote no report"))
+    assert (proxy.verdict, proxy.error_code, proxy.steps, proxy.image) == (
+        Verdict.ERROR, ExitCode.ENVIRONMENT, (PATCHED,), "img (built)",
+    )  # fmt: skip
+    engine = _verdict(known, error=docker.errors.APIError("gone"))
+    assert engine.error_code == 3 and (engine.error or "").startswith("Docker engine error: ")

@@ -1,0 +1,32 @@
+"""Markdown report, for a pull request comment: a table of packs, then each pack's warnings and diffs.
+
+Input: `PackOutcome`s. Output: Markdown text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from runner.replay.outcome import PackOutcome
+from runner.replay.report.summary import headline
+
+__all__ = ["to_markdown"]
+
+
+def to_markdown(outcomes: Sequence[PackOutcome]) -> str:
+    lines = ["# Replay report", "", "| pack | verdict | steps | detail |", "| --- | --- | --- | --- |"]
+    for o in outcomes:
+        detail = headline(o).replace("|", "\\|")
+        lines.append(f"| `{o.pack}` | {o.verdict.value} | {len(o.steps)} | {detail} |")
+    for o in outcomes:
+        first = o.first_divergence
+        if first is None and not o.warnings:
+            continue
+        lines += ["", f"## {o.pack}", ""]
+        lines += [f"- warning: {w}" for w in o.warnings]
+        if first is not None:
+            for d in first.differences:
+                lines += ["", f"**{d.summary}**"]
+                if d.diff:
+                    lines += ["", "```diff", d.diff.rstrip("\n"), "```"]
+    return "\n".join(lines) + "\n"

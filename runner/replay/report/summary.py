@@ -1,0 +1,30 @@
+"""What every format says of a pack in one line, and the one exit code for a set of outcomes.
+
+Input: `PackOutcome`s. Output: a headline per pack; an exit code (gravest wins) for all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from runner.replay.outcome import PackOutcome, Verdict
+
+__all__ = ["exit_code", "headline"]
+
+
+def exit_code(outcomes: Sequence[PackOutcome]) -> int:
+    """0 when every pack reproduced; else the gravest: 3 environment, 2 bad pack, 1 diverged."""
+    errors = {o.error_code for o in outcomes if o.verdict is Verdict.ERROR}
+    if errors:
+        return max(errors)
+    return 1 if any(o.verdict is Verdict.DIVERGED for o in outcomes) else 0
+
+
+def headline(o: PackOutcome) -> str:
+    first = o.first_divergence
+    if o.verdict is Verdict.REPRODUCED:
+        return f"reproduced: {len(o.steps)} step(s) agreed with the recording"
+    if o.verdict is Verdict.ERROR:
+        return f"error: {o.error}"
+    where = f"step {first.step_id}: {first.summary}" if first else "no step"
+    return f"diverged at {where} (likely cause: {o.cause})"

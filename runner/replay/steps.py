@@ -1,0 +1,184 @@
+"""Steps stage: a pack's steps, in order, against the restored workspace and the running workload container.
+
+Inputs: the workload container, the workspace, the unpacked pack, the run's folder and `StepRules` (how to
+run them). Output: a `StepsResult`: one `StepOutcome` per step that ran, the warnings they raised, the
+patches that applied only inexactly, and the infrastructure failure that stopped them, if one did.
+
+Rules: a patch step applies on the host (the workspace is bind-mounted); a command step runs in the container
+and is judged by `compare.compare_command`. With `rerun_agent`, the step holding the agent's patch re-runs the
+recorded agent instead and `compare.compare_agent` judges the tree it leaves. Steps stop at the first one
+that disagrees unless `keep_going`. A recorded working directory that leaves the workspace is a bad pack.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import docker.errors
+from docker.models.containers import Container
+
+from runner.errors import PackError, RunnerError, WorkspaceError
+from runner.pack.read import UnpackedPack
+from runner.pack.manifest import AgentCommand, CommandStep, PatchStep
+from runner.replay import execute
+from runner.replay import workspace as workspace_stage
+from runner.replay.compare import Difference, Replayed, compare_agent, compare_command
+from runner.replay.outcome import StepOutcome
+
+__all__ = ["WORKSPACE", "StepRules", "StepsResult", "run_steps"]
+
+WORKSPACE = PurePosixPath("/workspace")
+
+# Clients refuse to start without an API key; the proxy answers from the cassette whatever key is sent.
+_PLACEHOLDER_KEYS = {
+    "OPENAI_API_KEY": "sk-replay-placeholder",
+    "ANTHROPIC_API_KEY": "sk-ant-replay-placeholder",
+}
+
+
+@dataclass(frozen=True)
+class StepRules:
+    timeout_scale: float = 1.0
+    keep_going: bool = False
+    rerun_agent: bool = False  # run the recorded agent instead of applying the patch it produced
+
+
+@dataclass(frozen=True)
+class StepsResult:
+    steps: tuple[StepOutcome, ...] = ()
+    warnings: tuple[str, ...] = ()
+    inexact_patches: tuple[str, ...] = ()  # ids of patch steps that needed a fuzzy tier
+    failure: Exception | None = None  # the infrastructure error that stopped the steps
+
+    @property
+    def first_divergence(self) -> StepOutcome | None:
+        return next((s for s in self.steps if not s.ok), None)
+
+
+def run_steps(
+    workload: Container,
+    ws: workspace_stage.Workspace,
+    pack: UnpackedPack,
+    run_dir: Path,
+    rules: StepRules,
+    on_step: Callable[[int, str], None] = lambda index, text: None,
+) -> StepsResult:
+    """Run the pack's steps; an infrastructure failure ends them and comes back as `failure`, with the
+    outcomes of the steps before it."""
+    m = pack.manifest
+    steps: list[StepOutcome] = []
+    warnings: list[str] = []
+    inexact: list[str] = []
+    try:
+        for index, step in enumerate(m.steps, start=1):
+            on_step(index, _describe(step))
+            if isinstance(step, PatchStep) and rules.rerun_agent and step.id == m.agent.patch:
+                assert m.agent.command is not None
+                outcome = _rerun_agent(workload, ws, pack.path / step.patch, step, m.agent.command, run_dir)
+            elif isinstance(step, PatchStep):
+                outcome, applied = _apply(ws, pack.path / step.patch, step)
+                if applied is not None and not applied.exact:
+                    inexact.append(step.id)
+                    warnings.append(
+                        f"{step.patch} applied only with {applied.tier}: the tree differs from the recording"
+                    )
+            else:
+                outcome = _command(workload, ws.path, pack, step, run_dir, rules.timeout_scale)
+            steps.append(outcome)
+            if not outcome.ok and not rules.keep_going:
+                break
+    except (RunnerError, docker.errors.DockerException) as e:
+        return StepsResult(tuple(steps), tuple(warnings), tuple(inexact), failure=e)
+    return StepsResult(tuple(steps), tuple(warnings), tuple(inexact))
+
+
+def _describe(step: PatchStep | CommandStep) -> str:
+    if isinstance(step, PatchStep):
+        return f"{step.id}: apply {step.patch}"
+    return f"{step.id}: {' '.join(step.argv)[:80]}"
+
+
+def _apply(
+    ws: workspace_stage.Workspace, patch: Path, step: PatchStep
+) -> tuple[StepOutcome, workspace_stage.PatchResult | None]:
+    started_at = time.monotonic()
+    try:
+        result = workspace_stage.apply_patch(ws, patch)
+    except WorkspaceError as e:
+        return StepOutcome(
+            step.id, "patch", False, f"{step.patch} does not apply",
+            (Difference(step.patch, str(e)),), time.monotonic() - started_at,
+        ), None  # fmt: skip
+    took = time.monotonic() - started_at
+    return StepOutcome(step.id, "patch", True, f"applied ({result.tier})", (), took), result
+
+
+def _workdir(cwd: str, field: str) -> str:
+    """The container path of a recorded working directory; one that leaves the workspace is a bad pack."""
+    rel = PurePosixPath(cwd)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise PackError(f"{field} {cwd!r} leaves the workspace")
+    return str(WORKSPACE / rel)
+
+
+def _rerun_agent(
+    workload: Container,
+    ws: workspace_stage.Workspace,
+    patch: Path,
+    step: PatchStep,
+    command: AgentCommand,
+    run_dir: Path,
+) -> StepOutcome:
+    """Run the recorded agent again (answered by the cassettes) and compare the tree it leaves with the
+    tree the recorded patch makes."""
+    workdir = _workdir(command.cwd, "agent.command.cwd")
+    before = workspace_stage.tree(ws)
+    recorded = workspace_stage.tree_with_patch(ws, before, patch)
+    result = execute.run_command(
+        workload, list(command.argv), workdir=workdir,
+        env={**_PLACEHOLDER_KEYS, **command.env}, timeout=command.timeout or 3600,
+        log_dir=run_dir / "steps", name=f"{step.id}.agent",
+    )  # fmt: skip
+    replayed = workspace_stage.tree(ws)
+    diffs = compare_agent(workspace_stage.diff_trees(ws, recorded, replayed), result.timed_out)
+    if result.timed_out:
+        summary = "the re-run agent was killed at its timeout"
+    elif diffs:
+        summary = diffs[0].summary
+    else:
+        summary = f"re-run agent reproduced the patch (exit {result.exit_code})"
+    return StepOutcome(step.id, "patch", not diffs, summary, diffs, result.duration_s)
+
+
+def _command(
+    workload: Container,
+    workspace: Path,
+    pack: UnpackedPack,
+    step: CommandStep,
+    run_dir: Path,
+    timeout_scale: float,
+) -> StepOutcome:
+    result = execute.run_command(
+        workload, list(step.argv), workdir=_workdir(step.cwd, f"steps {step.id}: cwd"), env=dict(step.env),
+        timeout=step.timeout * timeout_scale, log_dir=run_dir / "steps", name=step.id,
+    )  # fmt: skip
+    if result.timed_out:
+        replayed = Replayed(exit_code=None)
+    else:
+        assert result.exit_code is not None
+        outputs = {rel: execute.read_output(workspace, step.cwd, rel) for rel in step.expect.outputs}
+        for rel, data in outputs.items():
+            if data is not None:  # kept beside the logs, for a look at what differed
+                target = run_dir / "outputs" / step.id / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+        replayed = Replayed(result.exit_code, result.stdout.read_bytes(), result.stderr.read_bytes(), outputs)
+    diffs = compare_command(step, lambda digest: pack.artifact(digest).read_bytes(), replayed)
+    code = "timeout" if result.timed_out else f"exit {result.exit_code}"
+    summary = diffs[0].summary if diffs else f"{code}, outputs match"
+    return StepOutcome(
+        step.id, "command", not diffs, summary, diffs, result.duration_s, str(run_dir / "steps")
+    )
