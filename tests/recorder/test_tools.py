@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from runner.pack import archive as pack
 from runner.pack import manifest as mf
 from runner.pack.snapshot import REPLAYED_ENV
 from runner.recorder import record
+from runner.recorder.tools import BlobStore, run_process
 from tests.gitrepo import make_repo
 from tests.recorder.test_session import members
 
@@ -34,3 +37,20 @@ def test_run_tool_records_timeouts_secret_free_env_and_refuses_a_cwd_outside_the
     portable = {k: v for k, v in os.environ.items() if k in REPLAYED_ENV}
     assert isinstance(step, mf.CommandStep) and step.env == {**portable, "MODE": "fast"}
     assert b"tok-secret-123" not in b"".join(members(out).values())
+
+
+def test_blobs_are_kept_by_sha256_and_large_ones_are_staged_on_disk(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path / "blobs")
+    small = store.add(b"hello", "text/plain", "s.txt", "0" * 16)
+    assert small.data == b"hello" and small.sha256 == hashlib.sha256(b"hello").hexdigest()
+    big = b"x" * ((8 << 20) + 1)
+    staged = store.add(big, "application/octet-stream", "b.bin", "0" * 16)
+    assert staged.data == tmp_path / "blobs" / staged.sha256 and staged.data.read_bytes() == big
+
+
+def test_a_killed_command_takes_its_process_group_with_it(tmp_path: Path) -> None:
+    marker = tmp_path / "late"
+    argv = ("sh", "-c", f"(sleep 2; touch {marker}) & sleep 30")
+    assert run_process(argv, tmp_path, None, 0.5) == (None, b"", b"")
+    time.sleep(2.5)
+    assert not marker.exists()
