@@ -43,7 +43,7 @@ class RecordingProxy:
         self._saved_environ: dict[str, str | None] = {}
 
     def start(self, workdir: Path) -> None:
-        # Imported here: the proxy's modules (mitmproxy addon, cryptography) load only for sessions that record HTTP.
+        # Imported here (~0.2 s) only by sessions that record HTTP, as `import runner.recorder` is the SDK's.
         from runner.cassettes.process import ProxyProcess, ProxySettings
         from runner.cassettes.tls import client_trust_env, write_trust_bundle
 
