@@ -11,11 +11,11 @@ caches that tools write while a session runs (__pycache__, .pytest_cache) and pa
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner import gitcmd
 from runner.errors import RecordError
 
 __all__ = ["GitState", "bundle", "diff_trees", "read_state", "worktree_tree"]
@@ -37,34 +37,25 @@ class GitState:
     dirty: bool
 
 
-def _git(repo: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
-    full_env = {**os.environ, **(env or {}), "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-    try:
-        proc = subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, env=full_env, check=False, timeout=300
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise RecordError(f"cannot run git in {repo}: {e}; is git installed?") from e
-    if check and proc.returncode != 0:
-        first = proc.stderr.decode("utf-8", "replace").strip().splitlines()[:1]
-        raise RecordError(f"git {args[0]} failed in {repo}: {first[0] if first else proc.returncode}")
-    return proc.stdout.decode("utf-8", "surrogateescape")
+def _answer(cwd: Path, *args: str) -> str | None:
+    """What git prints for a question it may answer with nothing (or a failure): stripped, or None."""
+    return gitcmd.output(cwd, *args, check=False, error=RecordError).strip() or None
 
 
 def read_state(repo: Path) -> GitState:
     """The base commit and branch of `repo`; RecordError when it is not a git repository with a commit."""
     if not repo.is_dir():
         raise RecordError(f"{repo}: no such folder; pass --repo with the repository the agent works in")
-    top = _git(repo, "rev-parse", "--show-toplevel", check=False).strip()
-    if not top:
+    top = _answer(repo, "rev-parse", "--show-toplevel")
+    if top is None:
         raise RecordError(f"{repo}: not a git repository; run `git init` and commit the starting state")
     root = Path(top)
-    commit = _git(root, "rev-parse", "--verify", "-q", "HEAD^{commit}", check=False).strip()
-    if not commit:
+    commit = _answer(root, "rev-parse", "--verify", "-q", "HEAD^{commit}")
+    if commit is None:
         raise RecordError(f"{root}: the repository has no commit yet; commit the starting state first")
-    branch = _git(root, "symbolic-ref", "-q", "--short", "HEAD", check=False).strip() or None
-    remote = _git(root, "config", "--get", "remote.origin.url", check=False).strip() or None
-    head_tree = _git(root, "rev-parse", "HEAD^{tree}").strip()
+    branch = _answer(root, "symbolic-ref", "-q", "--short", "HEAD")
+    remote = _answer(root, "config", "--get", "remote.origin.url")
+    head_tree = gitcmd.output(root, "rev-parse", "HEAD^{tree}", error=RecordError).strip()
     return GitState(root, commit, head_tree, branch, remote, dirty=False)
 
 
@@ -79,33 +70,28 @@ def worktree_tree(state: GitState, exclude: tuple[Path, ...] = ()) -> str:
         specs.append(f":(exclude,literal){rel.as_posix()}")
     with tempfile.TemporaryDirectory(prefix="runner-index-") as tmp:
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        _git(state.root, "read-tree", state.base_commit, env=env)
-        _git(state.root, "add", "-A", "--", *specs, env=env)
-        return _git(state.root, "write-tree", env=env).strip()
+        gitcmd.run(state.root, "read-tree", state.base_commit, env=env, error=RecordError)
+        gitcmd.run(state.root, "add", "-A", "--", *specs, env=env, error=RecordError)
+        return gitcmd.output(state.root, "write-tree", env=env, error=RecordError).strip()
 
 
 def diff_trees(state: GitState, before: str, after: str) -> bytes:
     """A unified diff from tree `before` to tree `after`, binary files and new files included."""
     if before == after:
         return b""
-    try:
-        proc = subprocess.run(
-            ["git", "-C", str(state.root), "diff", "--binary", "--full-index", "--no-color", "--no-ext-diff",
-             "--no-renames", before, after],
-            capture_output=True, check=True, timeout=300, env={**os.environ, "LC_ALL": "C"},
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError) as e:
-        raise RecordError(f"cannot diff the working tree of {state.root}: {e}") from e
-    return proc.stdout
+    return gitcmd.run(
+        state.root, "diff", "--binary", "--full-index", "--no-color", "--no-ext-diff", "--no-renames", before, after,
+        error=RecordError,
+    ).stdout  # fmt: skip
 
 
 def bundle(state: GitState, out: Path) -> Path:
     """Write a git bundle holding the base commit (and its history) to `out`."""
     # A bundle needs a ref: a private temporary one, so a detached HEAD works and the user's refs stay as they were.
     ref = f"refs/runner-record/{os.getpid()}-{os.urandom(4).hex()}"
-    _git(state.root, "update-ref", ref, state.base_commit)
+    gitcmd.run(state.root, "update-ref", ref, state.base_commit, error=RecordError)
     try:
-        _git(state.root, "bundle", "create", str(out), ref)
+        gitcmd.run(state.root, "bundle", "create", str(out), ref, error=RecordError)
     finally:
-        _git(state.root, "update-ref", "-d", ref, check=False)
+        gitcmd.run(state.root, "update-ref", "-d", ref, check=False, error=RecordError)
     return out

@@ -33,14 +33,16 @@ from runner import typedjson
 from runner.errors import RecordError
 from runner.pack.traces import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
 
-__all__ = ["LlmPolicy", "LlmRecorder", "instrument", "plain"]
+__all__ = ["LlmApi", "LlmPolicy", "LlmRecorder", "TemperaturePolicy", "instrument", "plain"]
 
 TemperaturePolicy = Literal["refuse", "warn"]
+# The model APIs a call is recorded as: `llm_call`'s plain function, and the clients `instrument` knows.
+LlmApi = Literal["generic", "openai.chat", "openai.responses", "anthropic.messages"]
 # Credential-like parameter names (`max_tokens` is not one: a name ending in "token", not "tokens").
 _SECRET_NAME = re.compile(
     r"(?i)^(.*authorization|.*cookie|.*api[-_]?key|(.*[-_])?token|.*secret.*|.*passw(or)?d.*|.*credential.*)$"
 )
-_NO_SEED = {"anthropic.messages", "openai.responses"}
+_NO_SEED: frozenset[LlmApi] = frozenset({"anthropic.messages", "openai.responses"})
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def _text(content: Any) -> str:
     return "" if content is None else json.dumps(content, sort_keys=True)
 
 
-def _input_messages(provider: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _input_messages(provider: LlmApi, params: Mapping[str, Any]) -> list[dict[str, Any]]:
     messages = list(params.get("messages") or [])
     if provider == "anthropic.messages" and params.get("system") is not None:
         messages.insert(0, {"role": "system", "content": params["system"]})
@@ -153,7 +155,7 @@ class LlmRecorder:
         self.first: dict[str, Any] | None = None  # the first call's parameters: the session's llm defaults
         self._lock = threading.Lock()
 
-    def call(self, fn: Callable[..., Any], provider: str, /, **params: Any) -> Any:
+    def call(self, fn: Callable[..., Any], provider: LlmApi, /, **params: Any) -> Any:
         retrieval = params.pop("retrieval", None)
         seeded = provider not in _NO_SEED
         if seeded and params.get("seed") is None:
@@ -204,7 +206,7 @@ class LlmRecorder:
         self,
         span: otel_trace.Span,
         number: int,
-        provider: str,
+        provider: LlmApi,
         sent: dict[str, Any],
         retrieval: list[Any] | None,
         warning: str | None,
@@ -348,11 +350,12 @@ class _RecordedStream:
 def instrument(client: Any, recorder: LlmRecorder) -> Any:
     """Route an OpenAI-style or Anthropic-style client's `create` methods through `recorder`; return it."""
     found = False
-    for path, provider in (
+    apis: tuple[tuple[tuple[str, ...], LlmApi], ...] = (
         (("chat", "completions"), "openai.chat"),
         (("responses",), "openai.responses"),
         (("messages",), "anthropic.messages"),
-    ):
+    )
+    for path, provider in apis:
         target: Any = client
         try:
             for name in path:
@@ -364,7 +367,7 @@ def instrument(client: Any, recorder: LlmRecorder) -> Any:
             found = True
             continue
 
-        def wrapped(*args: Any, _create: Any = create, _provider: str = provider, **params: Any) -> Any:
+        def wrapped(*args: Any, _create: Any = create, _provider: LlmApi = provider, **params: Any) -> Any:
             if args:
                 raise RecordError(f"{_provider}.create takes keyword arguments only")
             return recorder.call(_create, _provider, **params)

@@ -21,8 +21,8 @@ import docker.errors
 from docker.models.containers import Container
 
 from runner.errors import PackError, RunnerError, WorkspaceError
-from runner.pack.read import UnpackedPack
 from runner.pack.manifest import AgentCommand, CommandStep, PatchStep
+from runner.pack.read import UnpackedPack
 from runner.replay import execute
 from runner.replay import workspace as workspace_stage
 from runner.replay.compare import Difference, Replayed, compare_agent, compare_command

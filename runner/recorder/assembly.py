@@ -1,0 +1,188 @@
+"""Manifest assembly: what a session captured becomes the pack's members and its Manifest.
+
+Inputs: a `Captured` (git state and dirty baseline, environment snapshot, prompts, patches, steps, blobs,
+the first model call's parameters, the exchange count) and the sampling decision. Output: the pack written
+by a `PackBuilder` at `out`, and its Manifest.
+Rules:
+- Sampling: artifacts "all" keeps every blob; "failing-only" keeps blobs only for failed or slow sessions,
+  otherwise command steps keep their exit code only (the hashes stay in the spans).
+- A command step records of its environment the portable variables that change output (REPLAYED_ENV) as
+  the session had them, and the command's own variables, never one named like a credential.
+- Environment and llm defaults are taken from the snapshot and the first model call only when they are
+  well formed (a version that parses, numbers in range); anything else is left out, not guessed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from runner.pack import manifest as mf
+from runner.pack import snapshot
+from runner.pack.build import PackBuilder
+from runner.pack.snapshot import REPLAYED_ENV
+from runner.recorder.gitstate import GitState, bundle
+from runner.recorder.tools import Blob, Command
+
+__all__ = [
+    "ArtifactMode",
+    "Captured",
+    "Sampling",
+    "SamplingReason",
+    "build",
+    "environment",
+    "llm_defaults",
+    "replayed_env",
+    "sampling",
+]
+
+ArtifactMode = Literal["all", "failing-only"]
+SamplingReason = Literal["all", "failed", "slow", "passed"]
+_SECRET_NAME = re.compile(r"(?i)(key|token|secret|passw|auth|cookie|credential|session)")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    keep: bool  # the blobs go into the pack
+    reason: SamplingReason
+
+    @property
+    def artifacts(self) -> Literal["kept", "metadata-only"]:
+        return "kept" if self.keep else "metadata-only"
+
+
+@dataclass(frozen=True)
+class Captured:
+    session_id: str
+    created_at: str
+    agent: mf.Agent
+    git: GitState
+    baseline: bytes  # the dirty working tree against HEAD, empty when clean
+    snapshot: snapshot.EnvSnapshot
+    prompts: Mapping[str, bytes]
+    patches: tuple[tuple[str, bytes], ...]  # (pack path, diff)
+    steps: tuple[mf.PatchStep | Command, ...]
+    blobs: tuple[Blob, ...]  # artifacts; the commands' own blobs are in their steps
+    llm_first: Mapping[str, Any] | None
+    exchanges: int
+
+
+def sampling(mode: ArtifactMode, failed: bool, slow: bool) -> Sampling:
+    if mode == "all":
+        return Sampling(True, "all")
+    return Sampling(failed or slow, "failed" if failed else "slow" if slow else "passed")
+
+
+def replayed_env(given: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    """What a command step records of its environment (see the module docstring)."""
+    env = {k: v for k, v in given.items() if k in REPLAYED_ENV}
+    env.update({k: v for k, v in extra.items() if not _SECRET_NAME.search(k)})
+    return env
+
+
+def build(captured: Captured, keep: bool, builder: PackBuilder, workdir: Path, out: Path) -> mf.Manifest:
+    """Add everything captured to `builder` and write the pack at `out`; `workdir` holds the session's files."""
+    b = builder
+    b.add_file("traces.jsonl", workdir / "traces.jsonl")
+    for name, data in sorted(captured.prompts.items()):
+        b.add_bytes(f"prompts/{name}", data)
+    for path, diff in captured.patches:
+        b.add_bytes(path, diff)
+    steps: list[mf.Step] = []
+    blobs = list(captured.blobs)
+    for item in captured.steps:
+        if isinstance(item, mf.PatchStep):
+            steps.append(item)
+            continue
+        assert item.step is not None  # the background work was drained
+        if keep:
+            steps.append(item.step)
+            blobs += item.blobs
+        else:  # hashes stay in the span; replay then compares exit codes only
+            steps.append(
+                dataclasses.replace(
+                    item.step, expect=mf.Expectation(item.step.expect.exit_code), compare=mf.Comparison()
+                )
+            )
+    if keep or not captured.steps:
+        for blob in blobs:
+            b.add_artifact(blob.data, media_type=blob.media_type, name=blob.name, span_id=blob.span_id)
+    if captured.baseline:
+        b.add_bytes(mf.BASELINE_PATH, captured.baseline)
+    bundle(captured.git, workdir / "base.bundle")
+    b.add_file(mf.BUNDLE_PATH, workdir / "base.bundle")
+    env_dir = workdir / "env"
+    for rel in snapshot.write(captured.snapshot, env_dir, repo=captured.git.root):
+        b.add_file(f"env/{rel}", env_dir / rel)
+    cassettes: tuple[mf.CassetteIndex, ...] = ()
+    if captured.exchanges:
+        b.add_file("cassettes/http.jsonl", workdir / "http.jsonl")
+        cassettes = (mf.CassetteIndex("cassettes/http.jsonl", 1, captured.exchanges),)
+    git = captured.git
+    manifest = mf.Manifest(
+        session=mf.Session(captured.session_id, captured.created_at),
+        agent=captured.agent,
+        git=mf.GitInputs(
+            base_commit=git.base_commit,
+            remote=git.remote,
+            branch=git.branch,
+            dirty=git.dirty,
+            baseline_patch=mf.BASELINE_PATH if captured.baseline else None,
+        ),
+        environment=environment(captured.snapshot),
+        llm=llm_defaults(captured.llm_first),
+        steps=tuple(steps),
+        cassettes=cassettes,
+        privacy=mf.Privacy(redaction_policy="runner-record-v1"),
+    )
+    return b.build(manifest, out)
+
+
+def environment(snap: snapshot.EnvSnapshot) -> mf.Environment:
+    """The manifest's `snapshot` environment: Python (and Node) versions, OS, pip freeze and lockfiles."""
+    python = (snap.python or {}).get("version", "")
+    if not re.fullmatch(r"[0-9]+\.[0-9]+(\.[0-9]+)?([a-z]+[0-9]*)?\+?", python):
+        python = platform.python_version()
+    runtimes = {"python": python}
+    node = snap.tools.get("node")
+    if node:
+        runtimes["node"] = node.lstrip("v")
+    os_name = (
+        snap.os.get("pretty_name") or f"{snap.os.get('system', '')} {snap.os.get('release', '')}".strip()
+    )
+    return mf.Environment(
+        kind="snapshot",
+        snapshot=mf.EnvSnapshot(
+            python, "env/pip-freeze.txt", os_name[:200] or "unknown", snap.os.get("machine")
+        ),
+        lockfiles=tuple(f"env/lockfiles/{name}" for name in snap.lockfiles),
+        runtimes=runtimes,
+    )
+
+
+def llm_defaults(first: Mapping[str, Any] | None) -> mf.LlmDefaults | None:
+    """The session's model defaults from its first model call's parameters; None without a model name."""
+    if not first or not isinstance(first.get("model"), str) or not first["model"]:
+        return None
+
+    def number(name: str, integer: bool, low: float | None = None, high: float | None = None) -> Any:
+        value: Any = first.get(name)
+        if type(value) not in ((int,) if integer else (int, float)):
+            return None
+        if (low is not None and value < low) or (high is not None and value > high):
+            return None
+        return value
+
+    return mf.LlmDefaults(
+        provider=str(first.get("provider") or "generic")[:200],
+        model=first["model"][:200],
+        seed=number("seed", True),
+        temperature=number("temperature", False, 0),
+        top_p=number("top_p", False, 0, 1),
+        max_tokens=number("max_tokens", True, 1),
+    )
