@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
+from runner import gitcmd  # noqa: E402
 from runner.pack import manifest as mf  # noqa: E402
 from runner.pack.build import PackBuilder  # noqa: E402
 from runner.pack.traces import Span, span_line  # noqa: E402
@@ -39,9 +39,7 @@ TEXT_RULES = ("durations", "timestamps", "tmp_paths", "addresses", "ports")
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=_GIT_ENV, check=True, capture_output=True, text=True
-    ).stdout
+    return gitcmd.output(repo, *args, env=_GIT_ENV)
 
 
 def _bundle(source: Path, work: Path) -> tuple[Path, str]:
