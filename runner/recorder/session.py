@@ -250,7 +250,7 @@ class Session:
         return {"runner.task.id": task} if task else {}
 
     def _start_proxy(self) -> None:
-        from runner.cassettes.process import ProxyProcess, ProxySettings
+        from runner.cassettes.process import ProxyProcess, ProxySettings, recording_key
         from runner.cassettes.tls import client_trust_env, write_trust_bundle
 
         assert self._workdir is not None
@@ -258,7 +258,7 @@ class Session:
             mode="record",
             cassette=self._workdir / "http.jsonl",
             workdir=self._workdir / "proxy",
-            redact_key=self.key.hex(),
+            redact_key=recording_key(),
             upstream_ca=self.options.upstream_ca,
         )
         proxy = ProxyProcess(settings)
@@ -661,7 +661,9 @@ class Session:
             cassettes=cassettes,
             privacy=mf.Privacy(redaction_policy="runner-record-v1"),
         )
-        return b.build(manifest, self.out)
+        from runner.cassettes.process import sealing_options
+
+        return b.build(manifest, self.out, privacy=sealing_options(self._workdir / "proxy"))
 
     def _environment(self) -> mf.Environment:
         snap = self.snapshot
