@@ -303,43 +303,59 @@ print(s.post(base + "/v1/chat/completions", data=chunked(), headers={"content-ty
 """
 
 
-def test_runner_record_seals_the_proxys_placeholders_and_leaks_no_split_secret(tmp_path: Path) -> None:
+def _record_client(tmp_path: Path, keyring: Path | None) -> dict[str, bytes]:
+    """`runner record -- python client.py` against the loopback HTTPS server; every member, decompressed."""
     repo = tmp_path / "repo"
     make_repo(repo, {"client.py": CLIENT})
-    keys = tmp_path / "acme.keys"
-    ring = crypto.new_keyring("acme")
-    crypto.save_keyring(ring, keys)
     pack = tmp_path / "pack.tar.zst"
     with https_server(tmp_path) as server:
-        env = {
-            **os.environ, "RUNNER_KEYRING": str(keys), "UPSTREAM": server.base,
-            "SPLIT": SPLIT, "HEADER": HEADER, "BODY": BODY,
-        }  # fmt: skip
+        env = {**os.environ, "UPSTREAM": server.base, "SPLIT": SPLIT, "HEADER": HEADER, "BODY": BODY}
+        env.pop("RUNNER_KEYRING", None)
+        env.update({"RUNNER_KEYRING": str(keyring)} if keyring else {})
         run = subprocess.run(
             [sys.executable, "-m", "runner", "record", "--out", str(pack), "--upstream-ca",
              str(server.ca.cert_path), "--record-loopback", "--", sys.executable, "client.py"],
             cwd=repo, env=env, capture_output=True, text=True, timeout=180,
         )  # fmt: skip
     assert run.returncode == 0, run.stderr
-    members = dict(raw_members(pack))  # every member, decompressed
-    cassette = members["cassettes/http.jsonl"].decode()
     assert SPLIT in run.stdout  # the agent got the real stream
+    members = dict(raw_members(pack))
     for name, data in members.items():
         for secret in (SPLIT, HEADER, BODY):
             for piece in (secret, secret[: len(secret) // 2], secret[len(secret) // 2 :]):
                 assert piece.encode() not in data, (name, piece)
-    # One value, one placeholder in the pack: the proxy's is the one the pack builder makes.
-    pack_placeholder = Redactor(ring.redaction_key).text(SPLIT)
-    assert pack_placeholder in cassette
+    return {**members, "pack": str(pack).encode()}
+
+
+def _one_placeholder(members: dict[str, bytes]) -> str:
+    """The placeholder of SPLIT, the same in the cassette (the proxy's) and the agent's stdout (the
+    pack builder's): one value, one placeholder in the pack."""
     tokens = {
         m.group(0) for data in members.values() for m in PLACEHOLDER_RE.finditer(data.decode("latin-1"))
     }
-    assert [t for t in tokens if t.startswith("REDACTED_openai-key_")] == [pack_placeholder]
+    (token,) = [t for t in tokens if t.startswith("REDACTED_openai-key_")]
+    holders = [name for name, data in members.items() if token.encode() in data]
+    assert "cassettes/http.jsonl" in holders and any(n.startswith("artifacts/") for n in holders)
+    return token
+
+
+def test_runner_record_seals_the_proxys_placeholders_and_leaks_no_split_secret(tmp_path: Path) -> None:
+    keys = tmp_path / "acme.keys"
+    ring = crypto.new_keyring("acme")
+    crypto.save_keyring(ring, keys)
+    members = _record_client(tmp_path, keys)
+    token = _one_placeholder(members)
+    assert token == Redactor(ring.redaction_key).text(SPLIT)  # the tenant key made the proxy's too
     reveal = subprocess.run(
-        [sys.executable, "-m", "runner", "inspect", str(pack), "--reveal", "--key", str(keys), "--json"],
+        [sys.executable, "-m", "runner", "inspect", members["pack"].decode(), "--reveal", "--key", str(keys),
+         "--json"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert reveal.returncode == 0, reveal.stderr
     values = {s["token"]: s["value"] for s in json.loads(reveal.stdout)["secrets"]}
-    assert values[pack_placeholder] == SPLIT
+    assert values[token] == SPLIT
     assert HEADER in values.values() and BODY in values.values()
+
+
+def test_without_a_keyring_the_proxy_and_the_pack_share_one_key(tmp_path: Path) -> None:
+    _one_placeholder(_record_client(tmp_path, None))
