@@ -10,9 +10,12 @@ Options (read once in `configure`):
   cassette_ignore_fields  JSON body fields and query parameters ignored when matching
   cassette_pace           replay streams with recorded timing times this factor (0: no waiting)
   cassette_redact_key     the per-pack key of the secret placeholders (hex, or any text)
+  cassette_redact_key_file  a file holding that key (preferred: a key on the command line shows in `ps`)
+  cassette_secrets        record: append the original of every placeholder here (0600, see proxy.originals)
 
 Record: requests go upstream untouched; each finished exchange is redacted and appended as one line;
-streamed responses are passed through chunk by chunk while their chunks and offsets are kept.
+streamed responses are passed through chunk by chunk while their chunks and offsets are kept, and are
+redacted as one joined text (proxy.stream.redact_stream). Bodies that are not UTF-8 are scanned too.
 Replay: `connection_strategy=lazy` and `upstream_cert=false` are forced, each request is answered in the
 `request` hook from the cassette, streamed recordings are replayed as streams (see proxy.stream), a
 request with no match gets a local 502 with `X-Cassette-Miss`, and any upstream connection is refused.
@@ -68,10 +71,11 @@ from proxy.cassette import (  # noqa: E402
     read_exchanges,
 )
 from proxy.match import DEFAULT_IGNORE_FIELDS, CassetteIndex, Normalised, Normaliser  # noqa: E402
+from proxy.originals import OriginalsWriter  # noqa: E402
 from proxy.ready import MODES, Mode, ready_line  # noqa: E402
 from proxy.redact import Redactor, key_from_text  # noqa: E402
 from proxy.report import Miss, Report, Unused  # noqa: E402
-from proxy.stream import TOKEN_HEADER, StreamEndpoint  # noqa: E402
+from proxy.stream import TOKEN_HEADER, StreamEndpoint, redact_stream  # noqa: E402
 
 __all__ = ["CassetteProxy", "request_from_flow"]
 
@@ -93,6 +97,8 @@ class CassetteProxy:
         self.normaliser = Normaliser()
         self.index: CassetteIndex | None = None
         self.writer: CassetteWriter | None = None
+        self.originals: OriginalsWriter | None = None
+        self._made: dict[str, str] = {}  # placeholder -> the secret it replaced, this run
         self.stream: StreamEndpoint | None = None
         self.served = 0
         self.recorded = 0
@@ -119,6 +125,8 @@ class CassetteProxy:
         loader.add_option(
             "cassette_redact_key", str, "", "Key of the secret placeholders (hex or text); random when empty."
         )
+        loader.add_option("cassette_redact_key_file", str, "", "A file holding cassette_redact_key.")
+        loader.add_option("cassette_secrets", str, "", "Record: append every placeholder's original here.")
 
     def configure(self, updated: set[str]) -> None:
         if not any(name.startswith("cassette_") for name in updated):
@@ -127,9 +135,16 @@ class CassetteProxy:
         self.mode = opts.cassette_mode
         self.cassette = Path(opts.cassette_path) if opts.cassette_path else None
         self.report_path = Path(opts.cassette_report) if opts.cassette_report else None
-        if not opts.cassette_redact_key:
+        key = opts.cassette_redact_key
+        if opts.cassette_redact_key_file:
+            try:
+                key = Path(opts.cassette_redact_key_file).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as e:
+                raise _options_error(f"cannot read cassette_redact_key_file: {e}") from e
+        if not key:
             logger.warning("cassette_redact_key is empty: secret placeholders are stable for this run only")
-        self.redactor = Redactor(key_from_text(opts.cassette_redact_key))
+        self._made = {}
+        self.redactor = Redactor(key_from_text(key), found=self._found)
         self.normaliser = Normaliser(opts.cassette_ignore_fields)
         try:
             pace = float(opts.cassette_pace)
@@ -144,7 +159,11 @@ class CassetteProxy:
                 logger.warning("cassette record: cassette_path is not set, nothing will be recorded")
                 return
             try:
+                if opts.cassette_secrets:
+                    self.originals = OriginalsWriter(Path(opts.cassette_secrets))
                 self.writer = CassetteWriter(self.cassette)
+            except OSError as e:
+                raise _options_error(f"cannot open {opts.cassette_secrets}: {e.strerror}") from e
             except CassetteError as e:
                 raise _options_error(str(e)) from e
             return
@@ -244,7 +263,11 @@ class CassetteProxy:
                 f"cassette record: not recording the protocol upgrade of {self.redactor.text(flow.request.pretty_url)}"
             )
             return
-        exchange = exchange_from_flow(flow, flow.metadata.get(_CHUNKS))
+        chunks: list[Chunk] | None = flow.metadata.get(_CHUNKS)
+        if chunks:  # one secret may be split across chunks: redact the stream as one text
+            datas = redact_stream([c.data for c in chunks], self.redactor.text, self._made.get)
+            chunks = [Chunk(c.offset, data) for c, data in zip(chunks, datas, strict=True)]
+        exchange = exchange_from_flow(flow, chunks)
         try:
             self.writer.write(exchange.redacted(self.redactor))
             self.recorded += 1
@@ -294,10 +317,19 @@ class CassetteProxy:
             refused_upstream=tuple(self.refused),
         )
 
+    def _found(self, kind: str, secret: str, token: str) -> None:
+        """Every placeholder made: its original goes to the side file before its exchange is written."""
+        self._made[token] = secret
+        if self.originals is not None:
+            self.originals.note(kind, secret, token)
+
     def _close_writer(self) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        if self.originals is not None:
+            self.originals.close()
+            self.originals = None
 
     def _miss(self, flow: http.HTTPFlow, live: Normalised) -> None:
         assert self.index is not None

@@ -269,11 +269,8 @@ class CassetteWriter:
 
 
 def _redact_bytes(data: bytes, redactor: Redactor) -> bytes:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data  # binary bodies are kept as they are; token patterns are text
-    return redactor.text(text).encode("utf-8")
+    # Binary bodies are scanned too: undecodable bytes stay as they were (surrogate escapes round-trip).
+    return redactor.text(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
 
 
 def _body_to_json(data: bytes) -> dict[str, str]:

@@ -6,23 +6,33 @@ the same process and event loop, which writes the recorded chunks one HTTP chunk
 paced by their recorded offsets. mitmproxy relays each chunk as it comes (`response.stream = True`),
 over HTTP/1.1 or HTTP/2 to the client. Nothing leaves the process: the endpoint only answers tokens
 the addon registered for the flow it is serving.
+
+Recording redacts a stream as one text (`redact_stream`): a secret split across two chunks is found in
+the joined stream, and the chunk boundaries are carried over to the redacted text, moved to the start of
+a placeholder when they fell inside its secret, so no chunk holds a piece of a secret and the timing of
+every other byte is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import re
 import secrets
+from collections.abc import Callable, Sequence
 
 from .cassette import RecordedResponse
+from .redact import PLACEHOLDER_RE
 
-__all__ = ["TOKEN_HEADER", "StreamEndpoint"]
+__all__ = ["TOKEN_HEADER", "StreamEndpoint", "redact_stream"]
 
 TOKEN_HEADER = "x-cassette-stream"
 _HOP_BY_HOP = frozenset(
     {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer"}
 )
 _MAX_HEAD = 1024 * 1024
+_PLACEHOLDER = re.compile(PLACEHOLDER_RE.pattern.encode("ascii"))
 
 
 class StreamEndpoint:
@@ -98,3 +108,72 @@ def _parse_head(head: bytes) -> dict[str, str]:
         if sep:
             fields[name.strip().lower()] = value.strip()
     return fields
+
+
+def redact_stream(
+    pieces: Sequence[bytes], redact: Callable[[str], str], original: Callable[[str], str | None]
+) -> list[bytes]:
+    """`pieces` redacted as one joined text (undecodable bytes kept as surrogate escapes), cut again where
+    they were cut. `original(placeholder)` is the secret a new placeholder stands for (the redactor's
+    `found` notes): it places every cut exactly; without it, cuts between the first and the last change
+    all move to the start of the changed part."""
+    joined = b"".join(pieces)
+    new = redact(joined.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+    if new == joined:
+        return list(pieces)
+    cuts, at = [], 0
+    for piece in pieces[:-1]:
+        at += len(piece)
+        cuts.append(at)
+    spans = _replaced(joined, new, original)
+    if spans is None:  # no exact alignment: keep the unchanged head and tail as they were cut
+        head = len(_common_prefix(joined, new))
+        tail = min(len(_common_prefix(joined[::-1], new[::-1])), len(joined) - head, len(new) - head)
+        moved = [
+            b if b <= head else b + len(new) - len(joined) if b >= len(joined) - tail else head for b in cuts
+        ]
+    else:
+        moved = [_moved(b, spans) for b in cuts]
+    edges = [0, *moved, len(new)]
+    return [new[a:b] for a, b in itertools.pairwise(edges)]
+
+
+def _replaced(
+    old: bytes, new: bytes, original: Callable[[str], str | None]
+) -> list[tuple[int, int, int, int]] | None:
+    """The spans of `old` replaced by a placeholder in `new`, as (old start, old end, new start, new end),
+    or None when `new` is not `old` with secrets replaced by the placeholders `original` knows."""
+    spans, i, j = [], 0, 0
+    for m in _PLACEHOLDER.finditer(new):
+        if old[i : i + m.start() - j] != new[j : m.start()]:
+            return None
+        i += m.start() - j
+        token = m.group(0)
+        if not old.startswith(token, i):  # a placeholder made now, not one the stream already held
+            value = original(token.decode("ascii"))
+            secret = value.encode("utf-8", "surrogateescape") if value is not None else b""
+            if not secret or not old.startswith(secret, i):
+                return None
+            spans.append((i, i + len(secret), m.start(), m.end()))
+            token = secret
+        i, j = i + len(token), m.end()
+    return spans if old[i:] == new[j:] else None
+
+
+def _moved(cut: int, spans: list[tuple[int, int, int, int]]) -> int:
+    shift = 0
+    for old_start, old_end, new_start, new_end in spans:
+        if cut <= old_start:
+            break
+        if cut < old_end:
+            return new_start  # inside a secret: its placeholder goes wholly to the later chunk
+        shift = new_end - old_end
+    return cut + shift
+
+
+def _common_prefix(a: bytes, b: bytes) -> bytes:
+    n = 0
+    limit = min(len(a), len(b))
+    while n < limit and a[n] == b[n]:
+        n += 1
+    return a[:n]

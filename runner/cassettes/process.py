@@ -6,36 +6,56 @@ in the sidecar container and in mitmproxy's test harness.
 Rules: listens on loopback only, on a free port chosen by the OS; waits until it listens; stops with
 SIGTERM so the addon writes its report, kills it after a timeout; cleans up even when start fails, and
 a start failure carries the tail of the proxy's log.
+Secrets: the redaction key goes to the proxy in a 0600 file of the work folder (`redact.key`, a fresh
+random key when none is given), never on its command line; recording, the proxy writes the original of
+every placeholder it makes to `originals.jsonl` (0600) there. `recording_key` picks the key a recording
+proxy must use (the pack's: the tenant keyring's redaction key), and `sealing_options` hands that key
+and those originals to the pack builder, so the proxy's placeholders are the pack's and get sealed.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from types import TracebackType
 
 import proxy
+from proxy.originals import read_originals
 from proxy.ready import Mode, find_ready
+from proxy.redact import key_from_text
 from proxy.report import Report, read_report
 from runner.cassettes.tls import CertificateAuthority, default_bundle, make_ca
 from runner.errors import ProxyError
+from runner.privacy.mask import PrivacyOptions, Secret
 
-__all__ = ["ADDON_PATH", "ProxyProcess", "ProxySettings", "mitmdump_args"]
+__all__ = [
+    "ADDON_PATH",
+    "KEY_FILE",
+    "ORIGINALS_FILE",
+    "ProxyProcess",
+    "ProxySettings",
+    "mitmdump_args",
+    "recording_key",
+    "sealing_options",
+]
 
 ADDON_PATH = Path(proxy.__file__).resolve().parent / "addon.py"
+KEY_FILE = "redact.key"  # in the work folder
+ORIGINALS_FILE = "originals.jsonl"  # in the work folder; never in the cassette's folder
 
 
 @dataclass(frozen=True)
 class ProxySettings:
     mode: Mode
     cassette: Path
-    workdir: Path  # holds confdir/, proxy.log and report.json
-    redact_key: str = ""  # the pack's key; empty: random, so placeholders hold for this run only
+    workdir: Path  # holds confdir/, proxy.log, report.json, redact.key and (record) originals.jsonl
+    redact_key: str = ""  # the pack's key (see recording_key); empty: a fresh random one
     ignore_fields: tuple[str, ...] | None = None  # None: the addon's defaults
     pace: float = 0.0
     upstream_ca: Path | None = None  # record: the CA bundle verifying real servers (default: the system's)
@@ -54,19 +74,25 @@ def mitmdump_args(
     upstream_ca: PurePath | None = None,
     listen_host: str = "127.0.0.1",
     listen_port: int = 0,
+    key_file: PurePath | None = None,
+    originals: PurePath | None = None,
 ) -> list[str]:
     """The mitmdump arguments running the addon with `settings`, with every path as the proxy process
-    sees it: the local process passes host paths, the sidecar container its own (/opt/proxy/addon.py...)."""
+    sees it: the local process passes host paths, the sidecar container its own (/opt/proxy/addon.py...).
+    The key itself is never an argument (any user sees argv in `ps`): only the file holding it."""
     sets = {
         "confdir": str(confdir),
         "cassette_mode": settings.mode,
         "cassette_path": str(cassette),
         "cassette_report": str(report),
         "cassette_pace": str(settings.pace),
-        "cassette_redact_key": settings.redact_key,
         "termlog_verbosity": "info",
         "flow_detail": "0",
     }
+    if key_file is not None:
+        sets["cassette_redact_key_file"] = str(key_file)
+    if originals is not None:
+        sets["cassette_secrets"] = str(originals)
     if upstream_ca is not None:
         sets["ssl_verify_upstream_trusted_ca"] = str(upstream_ca)
     argv = ["--listen-host", listen_host, "--listen-port", str(listen_port), "-s", str(addon)]
@@ -108,6 +134,8 @@ class ProxyProcess:
             cassette=s.cassette,
             report=self.report_path,
             upstream_ca=upstream_ca,
+            key_file=s.workdir / KEY_FILE,
+            originals=s.workdir / ORIGINALS_FILE if s.mode == "record" else None,
         )
 
     def start(self) -> None:
@@ -116,6 +144,7 @@ class ProxyProcess:
         if self.ca is None:
             self.ca = make_ca(s.workdir / "confdir")
         self.report_path.unlink(missing_ok=True)
+        _write_private(s.workdir / KEY_FILE, s.redact_key or secrets.token_hex(32))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
             env.pop(name, None)  # the proxy itself must never chain to another proxy
@@ -200,3 +229,34 @@ class ProxyProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _write_private(path: Path, text: str) -> None:
+    """`text` into a file only its owner reads (0600 from its creation; a planted link is not followed)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def recording_key(options: PrivacyOptions | None = None) -> str:
+    """The `redact_key` of a recording proxy: the redaction key of the pack it records for (the tenant
+    keyring's, from $RUNNER_KEYRING by default), so its placeholders are the ones the pack builder makes
+    for the same value; without a keyring "" (the proxy makes a fresh key, `sealing_options` passes it on)."""
+    options = PrivacyOptions.from_env() if options is None else options
+    return options.keyring.redaction_key.hex() if options.keyring is not None else ""
+
+
+def sealing_options(workdir: Path, options: PrivacyOptions | None = None) -> PrivacyOptions:
+    """The privacy options to build the pack of a recording whose proxy worked in `workdir`: `options`
+    ($RUNNER_* by default) plus the proxy's key (the pack's key when no keyring gives one) and the
+    originals of the proxy's placeholders, sealed with the pack's other secrets under the tenant key."""
+    options = PrivacyOptions.from_env() if options is None else options
+    key_path = workdir / KEY_FILE
+    if not key_path.is_file():
+        return options  # no proxy ran
+    key = key_from_text(key_path.read_text(encoding="utf-8").strip())
+    known = tuple(
+        Secret(token, kind, value) for token, kind, value in read_originals(workdir / ORIGINALS_FILE)
+    )
+    return replace(options, redaction_key=options.redaction_key or key, known=options.known + known)

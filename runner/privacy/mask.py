@@ -103,6 +103,10 @@ class PrivacyOptions:
     now: Callable[[], str] | None = (
         None  # stamps the audit's packed_at (off by default: packs stay deterministic)
     )
+    # Placeholders made before the build (the recording proxy's): their originals, sealed with the rest,
+    # and, without a keyring, the key that made them (so one value gets one placeholder in the pack).
+    known: tuple[Secret, ...] = ()
+    redaction_key: bytes | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> PrivacyOptions:
@@ -233,9 +237,10 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
         return manifest
     if options.encrypt_payloads and options.keyring is None:
         raise PrivacyError("encrypted payloads need a keyring: pass --key FILE (see `runner keys new`)")
-    run = _Pass(
-        get(options.policy), options.keyring.redaction_key if options.keyring else _secrets.token_bytes(32)
-    )
+    key = options.keyring.redaction_key if options.keyring else options.redaction_key
+    run = _Pass(get(options.policy), key or _secrets.token_bytes(32))
+    run.found.update((s.token, s) for s in options.known)
+    run.counts.update(s.kind for s in options.known)
     renamed: dict[str, str] = {}  # old sha256 -> new, for artifacts whose content changed
     changed: set[str] = set()
     for name in sorted(builder.members):

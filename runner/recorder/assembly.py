@@ -140,7 +140,10 @@ def build(captured: Captured, keep: bool, builder: PackBuilder, workdir: Path, o
         cassettes=cassettes,
         privacy=mf.Privacy(redaction_policy="runner-record-v1"),
     )
-    return b.build(manifest, out)
+    from runner.cassettes.process import sealing_options
+
+    # The proxy's placeholders are sealed with the pack's other originals (privileged reveal restores them).
+    return b.build(manifest, out, privacy=sealing_options(workdir / "proxy"))
 
 
 def environment(snap: snapshot.EnvSnapshot) -> mf.Environment:

@@ -44,14 +44,14 @@ class RecordingProxy:
 
     def start(self, workdir: Path) -> None:
         # Imported here (~0.2 s) only by sessions that record HTTP, as `import runner.recorder` is the SDK's.
-        from runner.cassettes.process import ProxyProcess, ProxySettings
+        from runner.cassettes.process import ProxyProcess, ProxySettings, recording_key
         from runner.cassettes.tls import client_trust_env, write_trust_bundle
 
         settings = ProxySettings(
             mode="record",
             cassette=workdir / "http.jsonl",
             workdir=workdir / "proxy",
-            redact_key=self.key.hex(),
+            redact_key=recording_key(),  # the pack's redaction key: one value, one placeholder per pack
             upstream_ca=self.upstream_ca,
         )
         process = ProxyProcess(settings)

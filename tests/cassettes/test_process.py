@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,10 +26,15 @@ import pytest
 import requests
 
 from proxy.cassette import read_exchanges
+from proxy.redact import PLACEHOLDER_RE, Redactor
 from proxy.report import Report
-from runner.cassettes.process import ProxyProcess, ProxySettings
+from runner.cassettes.process import KEY_FILE, ProxyProcess, ProxySettings, sealing_options
 from runner.errors import ProxyError
+from runner.privacy import crypto
+from runner.privacy.mask import PrivacyOptions
+from tests.gitrepo import make_repo
 from tests.helpers.https_server import BINARY, STREAM_WORDS, https_server
+from tests.packfactory import raw_members
 
 pytestmark = pytest.mark.slow
 KEY = "0f" * 16
@@ -264,3 +270,92 @@ def test_a_proxy_that_cannot_start_says_why(tmp_path: Path) -> None:
     with pytest.raises(ProxyError, match="exited with code") as caught:
         ProxyProcess(settings).__enter__()
     assert "does not exist" in "\n".join(caught.value.__notes__)
+
+
+def test_the_redaction_key_is_never_on_the_command_line(tmp_path: Path) -> None:
+    settings = ProxySettings("record", tmp_path / "http.jsonl", tmp_path / "work", redact_key=KEY)
+    with ProxyProcess(settings) as proxy:
+        assert proxy._proc is not None
+        cmdline = Path(f"/proc/{proxy._proc.pid}/cmdline").read_bytes()
+        key_file = tmp_path / "work" / KEY_FILE
+        assert KEY.encode() not in cmdline and str(key_file).encode() in cmdline
+        assert key_file.read_text() == KEY and key_file.stat().st_mode & 0o777 == 0o600
+    options = sealing_options(tmp_path / "work", PrivacyOptions())
+    assert options.redaction_key == bytes.fromhex(KEY) and options.known == ()
+
+
+SPLIT = "sk-proj-" + "Split0secret1" * 3
+HEADER = "tok-" + "Hdr7value" * 3
+BODY = "ghp_" + "B0dyChunked9" * 3
+CLIENT = """
+import os, requests
+s = requests.Session()
+base = os.environ["UPSTREAM"]
+r = s.post(base + "/v1/chat/completions", json={"model": "m", "stream": True, "split": os.environ["SPLIT"],
+           "messages": [{"role": "user", "content": "hi"}]}, headers={"X-Api-Token": os.environ["HEADER"]},
+           stream=True)
+print(b"".join(r.iter_content(None)).decode())
+body = ('{"model": "m", "messages": [{"role": "user", "content": "' + os.environ["BODY"] + '"}]}').encode()
+def chunked():  # the request body goes out in two chunks, cut in the middle of the token
+    yield body[: body.index(b"ghp_") + 9]
+    yield body[body.index(b"ghp_") + 9 :]
+print(s.post(base + "/v1/chat/completions", data=chunked(), headers={"content-type": "application/json"}).text)
+"""
+
+
+def _record_client(tmp_path: Path, keyring: Path | None) -> dict[str, bytes]:
+    """`runner record -- python client.py` against the loopback HTTPS server; every member, decompressed."""
+    repo = tmp_path / "repo"
+    make_repo(repo, {"client.py": CLIENT})
+    pack = tmp_path / "pack.tar.zst"
+    with https_server(tmp_path) as server:
+        env = {**os.environ, "UPSTREAM": server.base, "SPLIT": SPLIT, "HEADER": HEADER, "BODY": BODY}
+        env.pop("RUNNER_KEYRING", None)
+        env.update({"RUNNER_KEYRING": str(keyring)} if keyring else {})
+        run = subprocess.run(
+            [sys.executable, "-m", "runner", "record", "--out", str(pack), "--upstream-ca",
+             str(server.ca.cert_path), "--record-loopback", "--", sys.executable, "client.py"],
+            cwd=repo, env=env, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert SPLIT in run.stdout  # the agent got the real stream
+    members = dict(raw_members(pack))
+    for name, data in members.items():
+        for secret in (SPLIT, HEADER, BODY):
+            for piece in (secret, secret[: len(secret) // 2], secret[len(secret) // 2 :]):
+                assert piece.encode() not in data, (name, piece)
+    return {**members, "pack": str(pack).encode()}
+
+
+def _one_placeholder(members: dict[str, bytes]) -> str:
+    """The placeholder of SPLIT, the same in the cassette (the proxy's) and the agent's stdout (the
+    pack builder's): one value, one placeholder in the pack."""
+    tokens = {
+        m.group(0) for data in members.values() for m in PLACEHOLDER_RE.finditer(data.decode("latin-1"))
+    }
+    (token,) = [t for t in tokens if t.startswith("REDACTED_openai-key_")]
+    holders = [name for name, data in members.items() if token.encode() in data]
+    assert "cassettes/http.jsonl" in holders and any(n.startswith("artifacts/") for n in holders)
+    return token
+
+
+def test_runner_record_seals_the_proxys_placeholders_and_leaks_no_split_secret(tmp_path: Path) -> None:
+    keys = tmp_path / "acme.keys"
+    ring = crypto.new_keyring("acme")
+    crypto.save_keyring(ring, keys)
+    members = _record_client(tmp_path, keys)
+    token = _one_placeholder(members)
+    assert token == Redactor(ring.redaction_key).text(SPLIT)  # the tenant key made the proxy's too
+    reveal = subprocess.run(
+        [sys.executable, "-m", "runner", "inspect", members["pack"].decode(), "--reveal", "--key", str(keys),
+         "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert reveal.returncode == 0, reveal.stderr
+    values = {s["token"]: s["value"] for s in json.loads(reveal.stdout)["secrets"]}
+    assert values[token] == SPLIT
+    assert HEADER in values.values() and BODY in values.values()
+
+
+def test_without_a_keyring_the_proxy_and_the_pack_share_one_key(tmp_path: Path) -> None:
+    _one_placeholder(_record_client(tmp_path, None))

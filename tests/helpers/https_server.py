@@ -108,6 +108,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        while "chunked" in self.headers.get("transfer-encoding", ""):  # a body sent in chunks
+            size = int(self.rfile.readline().split(b";")[0], 16)
+            body += self.rfile.read(size)
+            self.rfile.readline()
+            if not size:
+                break
         if self.path != "/v1/chat/completions":
             self._send(404, b"not found", "text/plain")
             return
@@ -138,6 +144,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-type", "text/event-stream")
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
+        if isinstance(req.get("split"), str):  # echo it in one event cut in two chunks, mid-value
+            event = f"data: {json.dumps({'echo': req['split']})}\n\n".encode()
+            cut = event.index(req["split"].encode()) + len(req["split"]) // 2
+            self._chunk(event[:cut])
+            time.sleep(0.03)
+            self._chunk(event[cut:])
         for i, word in enumerate(STREAM_WORDS):
             chunk = {
                 "id": ident,

@@ -239,3 +239,98 @@ def test_head_keeps_the_recorded_length_and_204_gets_none(replaying) -> None:  #
     served_head = replay(addon, head)
     assert served_head.headers["content-length"] == "1234" and served_head.raw_content == b""
     assert "content-length" not in replay(addon, empty).headers
+
+
+def _record_stream(addon: CassetteProxy, parts: list[bytes], content_type: str = "text/event-stream") -> None:
+    streamed = tflow.tflow(resp=True)
+    streamed.response.headers.clear()
+    streamed.response.headers["content-type"] = content_type
+    streamed.response.headers["transfer-encoding"] = "chunked"
+    addon.responseheaders(streamed)
+    assert callable(streamed.response.stream)
+    for part in parts:
+        streamed.response.stream(part)
+    addon.response(streamed)
+
+
+def test_a_secret_split_across_stream_chunks_is_redacted_in_every_chunk(tmp_path: Path) -> None:
+    cassette, originals = tmp_path / "rec.jsonl", tmp_path / "work" / "originals.jsonl"
+    originals.parent.mkdir()
+    addon = CassetteProxy()
+    cut = len('data: {"x":"') + 10
+    event = f'data: {{"x":"{SECRET}"}}\n\n'.encode()
+    with taddons.context(addon) as tctx:
+        tctx.configure(
+            addon,
+            cassette_mode="record",
+            cassette_path=str(cassette),
+            cassette_redact_key=KEY,
+            cassette_secrets=str(originals),
+        )
+        _record_stream(addon, [b"data: first\n\n", event[:cut], event[cut:], b"data: [DONE]\n\n"])
+    (exchange,) = read_exchanges(cassette)
+    assert exchange.response.chunks is not None
+    placeholder = Redactor(bytes.fromhex(KEY)).text(SECRET)
+    datas = [c.data for c in exchange.response.chunks]
+    # The cut inside the secret moves to the start of its placeholder; the other cuts stay.
+    assert datas == [
+        b"data: first\n\n",
+        b'data: {"x":"',
+        f'{placeholder}"}}\n\n'.encode(),
+        b"data: [DONE]\n\n",
+    ]
+    for piece in (SECRET[:10], SECRET[10:], SECRET[4:14]):
+        assert piece.encode() not in cassette.read_bytes()
+    # The original goes to the private side file, never next to the cassette.
+    assert oct(originals.stat().st_mode & 0o777) == "0o600"
+    (line,) = originals.read_text().splitlines()
+    assert json.loads(line) == {"token": placeholder, "kind": "openai-key", "value": SECRET}
+
+
+def test_binary_bodies_are_scanned_for_secrets(tmp_path: Path) -> None:
+    cassette = tmp_path / "rec.jsonl"
+    addon = CassetteProxy()
+    blob = b"\x00\xff\xfe PK\x03\x04" + SECRET.encode() + b"\x00\x81 tail"
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, cassette_mode="record", cassette_path=str(cassette), cassette_redact_key=KEY)
+        flow = tflow.tflow(resp=True)
+        flow.request.content = blob
+        flow.response.headers["content-type"] = "application/octet-stream"
+        flow.response.content = blob[::-1] + b" " + blob
+        addon.response(flow)
+        _record_stream(addon, [blob[:12], blob[12:]], content_type="application/octet-stream")
+    first, second = read_exchanges(cassette)
+    placeholder = Redactor(bytes.fromhex(KEY)).text(SECRET).encode()
+    assert first.request.body == blob.replace(SECRET.encode(), placeholder)
+    assert first.response.body.endswith(b" " + blob.replace(SECRET.encode(), placeholder))
+    assert second.response.chunks is not None
+    assert b"".join(c.data for c in second.response.chunks) == blob.replace(SECRET.encode(), placeholder)
+    assert SECRET[:12].encode() not in cassette.read_bytes()
+    assert base64_free_of(cassette, SECRET)
+
+
+def base64_free_of(cassette: Path, secret: str) -> bool:
+    """No body of the cassette, decoded from its base64 or text, holds `secret` or a half of it."""
+    for exchange in read_exchanges(cassette):
+        datas = [exchange.request.body, exchange.response.body]
+        datas += [c.data for c in exchange.response.chunks or ()]
+        half = len(secret) // 2
+        if any(s.encode() in d for d in datas for s in (secret, secret[:half], secret[half:])):
+            return False
+    return True
+
+
+def test_the_key_can_come_from_a_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "redact.key"
+    key_file.write_text(KEY + "\n")
+    cassette = tmp_path / "rec.jsonl"
+    addon = CassetteProxy()
+    with taddons.context(addon) as tctx:
+        tctx.configure(
+            addon, cassette_mode="record", cassette_path=str(cassette), cassette_redact_key_file=str(key_file)
+        )
+        flow = tflow.tflow(resp=True)
+        flow.request.content = SECRET.encode()
+        addon.response(flow)
+    (exchange,) = read_exchanges(cassette)
+    assert exchange.request.body == Redactor(bytes.fromhex(KEY)).text(SECRET).encode()
