@@ -4,7 +4,8 @@ Inputs: a pack or traces.jsonl, a span id, ``module:function`` or ``module:Class
 optional state file. Output: the replayed call's result, run under pdb.
 
 Rules:
-- A pack is read only through the verified unpack of runner.pack (into a temporary folder).
+- A pack is read only through the verified unpack of runner.pack (into a temporary folder), which checks
+  the whole pack before writing anything and then writes traces.jsonl alone.
 - The call gets the span's recorded input; the clock starts at the span's start; mocked paths serve the
   outputs recorded from that span on.
 - Importing the named function is running code, by design; the current directory is importable, as with
@@ -50,7 +51,9 @@ def read_pack_trace(source: Path, span_id: str) -> Trace:
     if not is_pack:
         return load_trace_jsonl(source, span_id=span_id)
     with tempfile.TemporaryDirectory(prefix="runner-debug-") as tmp:
-        unpacked = pack_read.unpack(source, Path(tmp) / "pack")
+        # Only traces.jsonl is written, and only once the whole pack checked out: a member's hash is known
+        # at its end, and a 70 KB zstd bomb can declare gigabytes.
+        unpacked = pack_read.unpack(source, Path(tmp) / "pack", only={"traces.jsonl"}, verify_first=True)
         return load_trace_jsonl(unpacked.path / "traces.jsonl", span_id=span_id)
 
 

@@ -10,12 +10,15 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from runner.cli import app
 from runner.debugging import CheckpointManager
 from runner.errors import DebugError
 from runner.observability import export_jsonl
+from runner.pack import files
 from tests.debugging.recording import ROOT, TESTS, record_research
-from tests.packfactory import make_pack, raw_members, write_pack
+from tests.packfactory import make_pack, raw_members, write_pack, zstd_bomb
 
 
 def _pack(tmp: Path, traces: Path) -> Path:
@@ -92,3 +95,55 @@ def test_debug_pack_replays_a_plain_function_with_the_spans_recorded_input(tmp_p
     assert "Agent state: none (plain function)" in out.getvalue()
     with pytest.raises(DebugError, match=r"--state needs --function module:Class\.method"):
         debug_pack(traces, rec.spans["llm_1"], "research_agent:call_llm", state_file=traces)
+
+
+class _Counted(io.RawIOBase):
+    """A file that adds what is written to it to a shared tally."""
+
+    def __init__(self, inner: io.BufferedWriter, tally: list[int]) -> None:
+        self.inner, self.tally = inner, tally
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        self.tally[0] += len(b)
+        return self.inner.write(b)
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+def _debug_counting_bytes(pack: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, int]:
+    """Run `runner debug PACK` in process; exit code, stderr and the bytes written from the pack."""
+    tally = [0]
+    create = files.DirWriter.create
+    monkeypatch.setattr(files.DirWriter, "create", lambda self, name: _Counted(create(self, name), tally))
+    result = CliRunner().invoke(app, ["debug", str(pack), "--span", "1" * 16, "--function", "os:getcwd"])
+    return result.exit_code, result.stderr, tally[0]
+
+
+@pytest.mark.parametrize("declared", [64 << 20, 10])
+def test_a_zstd_bomb_member_is_refused_before_its_bytes_reach_the_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, declared: int
+) -> None:
+    # 64 MiB of zeros, a few KB compressed, under a wrong hash: declared as 64 MiB (the hash fails at its
+    # end) or as 10 bytes (the size fails at its header).
+    pack = zstd_bomb(tmp_path, "env/big.bin", 64 << 20, declared=declared)
+    assert pack.stat().st_size < 100_000
+    code, stderr, written = _debug_counting_bytes(pack, monkeypatch)
+    assert code == 2, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "env/big.bin" in stderr and "Traceback" not in stderr
+    assert written == 0  # nothing from a pack that fails its check, not even the manifest
+
+
+def test_debug_writes_only_the_trace_of_a_valid_pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    # A valid pack holding 32 MiB of zeros that debug does not need: checked, never written.
+    big = hashlib.sha256(bytes(32 << 20)).hexdigest()
+    pack = zstd_bomb(tmp_path, "env/big.bin", 32 << 20, declared=32 << 20, sha256=big)
+    code, stderr, written = _debug_counting_bytes(pack, monkeypatch)
+    assert code == 2 and "1111111111111111" in stderr  # the pack checked out; the span is not in it
+    assert 0 < written < 64 * 1024  # the manifest and traces.jsonl
