@@ -80,3 +80,38 @@ def test_lenient_encoding_keeps_a_repr_that_cannot_be_mistaken_for_the_value() -
     assert value["client"].type_name == "builtins:object"
     with pytest.raises(DebugError, match="typed JSON cannot hold"):
         typedjson.encode(object())
+
+
+def test_nesting_past_max_depth_is_refused_before_decoding_and_the_limit_itself_decodes() -> None:
+    def nested(levels: int) -> typedjson.Json:
+        data: typedjson.Json = 1
+        for _ in range(levels):
+            data = [data]
+        return data
+
+    assert typedjson.decode(nested(typedjson.MAX_DEPTH)) is not None
+    with pytest.raises(DebugError, match="nested more than 200 levels deep"):
+        typedjson.decode(nested(typedjson.MAX_DEPTH + 1))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"$timedelta": [1e300, 0, 0]}',
+        '{"$timedelta": [99999999999999999999, 0, 0]}',
+        "1" * 5000,
+        "[" * 50_000,
+    ],
+)
+def test_loads_turns_overflow_huge_numbers_and_deep_json_into_debug_errors(text: str) -> None:
+    with pytest.raises(DebugError) as info:
+        typedjson.loads(text)
+    assert "\n" not in str(info.value)
+
+
+def test_encoding_state_nested_past_the_stack_is_a_debug_error() -> None:
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(DebugError, match="nested too deeply to encode"):
+        typedjson.encode({"k": deep})

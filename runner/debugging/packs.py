@@ -70,8 +70,15 @@ def _recorded_call(span: Span) -> tuple[tuple[Any, ...], dict[str, Any]]:
 def _read_state_file(path: Path) -> Any:
     try:
         data = json.loads(path.read_bytes())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DebugError(f"cannot read state file {path}: {e}; give a checkpoint or a JSON object") from e
+    except OSError as e:
+        raise DebugError(
+            f"cannot read state file {path}: {e.strerror}; give a checkpoint or a JSON object"
+        ) from e
+    except (ValueError, RecursionError) as e:  # ValueError: bad JSON or UTF-8, or a 4,300+ digit integer
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0]
+        raise DebugError(
+            f"state file {path} is not JSON ({reason}); give a checkpoint or a JSON object"
+        ) from e
     if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
         return CheckpointManager().load_checkpoint(path).agent_state
     return typedjson.decode(data, path=str(path))
@@ -126,7 +133,10 @@ def debug_pack(
     store = TraceStore(":memory:")
     try:
         store.add_spans(trace.spans)
-        engine = ReplayEngine(checkpoint, trace_store=store, stdin=stdin, stdout=stdout)
+        # The agent module is the one --function names: the user asked for it, and it is imported above.
+        engine = ReplayEngine(
+            checkpoint, trace_store=store, stdin=stdin, stdout=stdout, allowed_modules=(module_name,)
+        )
     finally:
         store.close()
     args, kwargs = _recorded_call(span)

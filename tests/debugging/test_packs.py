@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -147,3 +148,29 @@ def test_debug_writes_only_the_trace_of_a_valid_pack(tmp_path: Path, monkeypatch
     code, stderr, written = _debug_counting_bytes(pack, monkeypatch)
     assert code == 2 and "1111111111111111" in stderr  # the pack checked out; the span is not in it
     assert 0 < written < 64 * 1024  # the manifest and traces.jsonl
+
+
+@pytest.mark.parametrize(
+    ("state", "says"),
+    [
+        ('{"a": {"$timedelta": [1000000000000, 0, 0]}}', r"\['a'\]: malformed \$timedelta value"),
+        ('{"a": {"$timedelta": [1e300, 0, 0]}}', r"\['a'\]: malformed \$timedelta value"),
+        ('{"a": 1' + "1" * 5000 + "}", "is not JSON .*4300 digits"),
+        ("[" * 100_000 + "]" * 100_000, r"is not JSON \(nested too deeply\)"),
+        ('{"$tuple": [' * 150 + "1" + "]}" * 150, "nested more than 200 levels deep"),
+        ('{"a": {"$datetime": "0000-01-01T00:00:00"}}', r"malformed \$datetime value \(year 0"),
+    ],
+    ids=["timedelta-int", "timedelta-float", "5001-digits", "deep-json", "deep-tags", "year-0"],
+)
+def test_a_bad_state_file_is_one_line_and_exit_2(tmp_path: Path, state: str, says: str) -> None:
+    rec = record_research()
+    traces = export_jsonl(rec.trace, tmp_path / "traces.jsonl")
+    (tmp_path / "state.json").write_text(state)
+    result = CliRunner().invoke(
+        app,
+        ["debug", str(traces), "--span", rec.spans["query_2"], "--function",
+         "research_agent:ResearchAgent.research", "--state", str(tmp_path / "state.json")],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert re.search(says, result.stderr), result.stderr
