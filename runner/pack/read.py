@@ -233,7 +233,7 @@ class _Scanner:
             while chunk := tail.read(CHUNK):
                 if chunk.count(0) != len(chunk):
                     raise _Refused("data after the end of the tar archive")
-            absent = sorted(set(members) - set(seen))
+            absent = sorted(set(members) - set(seen.values()))  # keys are casefolded names
             if absent:
                 self.member = absent[0]
                 raise _Refused("listed in the manifest but missing from the pack")

@@ -371,3 +371,14 @@ def test_garbled_tar_streams_only_ever_give_pack_errors(
         assert not (sandbox / "dest").exists()
     else:
         assert report.ok
+
+
+def test_a_member_with_capitals_is_found(tmp_path: Path) -> None:
+    from tests.packfactory import make_pack
+
+    # Duplicates are found by casefolded name; the members found must still be matched by their own name.
+    built = make_pack(tmp_path, files={"env/Dockerfile": b"FROM scratch\n"})
+    assert pack.verify(built).ok, pack.verify(built).problem
+    assert (
+        pack.unpack(built, tmp_path / "out").path / "env" / "Dockerfile"
+    ).read_bytes() == b"FROM scratch\n"
