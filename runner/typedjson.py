@@ -315,10 +315,10 @@ def _decode_object(tag: str, arg: dict[str, Json], allow_pickle: bool, path: str
     cls = _resolve_loaded_class(type_ref, path)
     if tag == "$enum":
         if not issubclass(cls, enum.Enum):
-            raise DebugError(f"{path}: {type_ref} is not an Enum")
+            raise DebugError(f"{path}: {type_ref!r} is not an Enum")
         return cls(_decode(arg.get("value"), allow_pickle, f"{path}.value"))
     if not dataclasses.is_dataclass(cls):
-        raise DebugError(f"{path}: {type_ref} is not a dataclass")
+        raise DebugError(f"{path}: {type_ref!r} is not a dataclass")
     fields = arg.get("fields")
     if not isinstance(fields, dict):
         raise TypeError("expected 'fields' to be an object")
@@ -326,7 +326,7 @@ def _decode_object(tag: str, arg: dict[str, Json], allow_pickle: bool, path: str
     unknown = set(fields) - known
     if unknown:
         raise DebugError(
-            f"{path}: {type_ref} has no field(s) {sorted(unknown)}; the class changed since saving"
+            f"{path}: {type_ref!r} has no field(s) {sorted(unknown)}; the class changed since saving"
         )
     obj = cls.__new__(cls)
     for name, value in fields.items():
@@ -339,14 +339,14 @@ def _resolve_loaded_class(type_ref: str, path: str) -> type:
     module = sys.modules.get(module_name)
     if module is None:
         raise DebugError(
-            f"{path} holds a {qualname} from module {module_name!r}, which is not imported; import it before "
+            f"{path} holds a {qualname!r} from module {module_name!r}, which is not imported; import it before "
             "loading (loading never imports the modules a file names)"
         )
     obj: object = module
     for part in qualname.split("."):
         obj = getattr(obj, part, None)
     if not isinstance(obj, type):
-        raise DebugError(f"{path}: {type_ref} is not a class in the imported module {module_name!r}")
+        raise DebugError(f"{path}: {type_ref!r} is not a class in the imported module {module_name!r}")
     return obj
 
 

@@ -115,3 +115,31 @@ def test_encoding_state_nested_past_the_stack_is_a_debug_error() -> None:
         deep = [deep]
     with pytest.raises(DebugError, match="nested too deeply to encode"):
         typedjson.encode({"k": deep})
+
+
+_TAGS = st.sampled_from(
+    ["$tuple", "$set", "$dict", "$timedelta", "$complex", "$float", "$bytes", "$datetime", "$date", "$time",
+     "$decimal", "$uuid", "$path", "$enum", "$dataclass", "$repr", "$pickle", "$nope"]
+)  # fmt: skip
+_ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+    | st.sampled_from(["1e999", "nan", "-inf", "0000-01-01", "9" * 30, "os:system"]),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    | st.builds(lambda tag, arg: {tag: arg}, _TAGS, inner)
+    | st.builds(
+        lambda tag, ref, value: {tag: {"type": ref, "value": value, "fields": value}},
+        st.sampled_from(["$enum", "$dataclass", "$repr"]),
+        st.sampled_from(["os:path", "json:JSONDecoder", "runner.typedjson:Unrepresentable", "x:\nA"]),
+        inner,
+    ),
+    max_leaves=30,
+)  # fmt: skip
+
+
+@given(_ANY_JSON)
+def test_decoding_any_json_gives_a_value_or_a_one_line_debug_error(data: Any) -> None:
+    try:
+        typedjson.decode(data)
+    except DebugError as e:
+        assert "\n" not in str(e)

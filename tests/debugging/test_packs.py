@@ -174,3 +174,25 @@ def test_a_bad_state_file_is_one_line_and_exit_2(tmp_path: Path, state: str, say
     assert result.exit_code == 2, result.output
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert re.search(says, result.stderr), result.stderr
+
+
+def test_debug_never_imports_the_module_a_state_checkpoint_names(tmp_path: Path) -> None:
+    import dataclasses
+
+    marker = tmp_path / "imported"
+    (tmp_path / "planted_agent.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Agent: pass\n")
+    rec = record_research()
+    traces = export_jsonl(rec.trace, tmp_path / "traces.jsonl")
+    manager = CheckpointManager(tmp_path)
+    real = manager.create_checkpoint(rec.agent, rec.trace, rec.spans["query_2"], capture_git=False)
+    state = manager.save_checkpoint(dataclasses.replace(real, agent_module="planted_agent"), "planted.ckpt")
+    result = CliRunner().invoke(
+        app,
+        ["debug", str(traces), "--span", rec.spans["query_2"], "--function", "research_agent:ResearchAgent.research",
+         "--mock", "llm=research_agent.call_llm", "--state", str(state)],
+        input="c\n",
+    )  # fmt: skip
+    # The instance is of the class --function names (the user's choice); the checkpoint gives only state.
+    assert result.exit_code == 0, result.output
+    assert "Final result: 'recorded: WHAT ARE THE RISKS?'" in result.stdout
+    assert not marker.exists()
