@@ -8,7 +8,10 @@ Rules:
   differently, duplicates and names outside the layout are refused. Files are written with
   O_CREAT|O_EXCL|O_NOFOLLOW under folders this module created; tarfile's extraction code is never used.
 - `unpack` extracts into a private folder inside the destination and moves the result into place only
-  when every member checked out; on any failure the destination is left as it was found.
+  when every member checked out; on any failure the destination is left as it was found. A member's hash
+  is known only at its end, so a member that fails it was written first (up to its declared size):
+  `verify_first=True` checks the whole pack in a pass that writes nothing before the pass that writes,
+  and `only=` writes just the members a command needs.
 """
 
 from __future__ import annotations
