@@ -13,6 +13,8 @@ Rules:
   payload would import without running it, so a refusal can say what the file tried to do.
 - ``lenient=True`` (for recorded span input/output) writes ``{"$repr": ...}`` instead of failing; it decodes
   to an `Unrepresentable`, which a replay refuses to serve.
+- Files come from strangers: data nested deeper than `MAX_DEPTH` JSON levels is refused before decoding,
+  and every decoding failure (overflowing numbers included) is a one-line DebugError naming the path.
 """
 
 from __future__ import annotations
@@ -34,12 +36,25 @@ from typing import Any
 
 from runner.errors import DebugError
 
-__all__ = ["Json", "Unrepresentable", "decode", "dumps", "encode", "find_pickles", "loads", "pickle_globals"]
+__all__ = [
+    "MAX_DEPTH",
+    "Json",
+    "Unrepresentable",
+    "decode",
+    "dumps",
+    "encode",
+    "find_pickles",
+    "loads",
+    "pickle_globals",
+]
 
 Json = None | bool | int | float | str | list["Json"] | dict[str, "Json"]
 
 _PICKLE_PROTOCOL = 4  # readable by every Python the runner supports
 _PLAIN = frozenset({str, int, bool, type(None)})  # JSON values that encode and decode as themselves
+# JSON levels (a tag is two: its object and its list). Real agent state stays far below; the cap keeps
+# decoding well inside Python's recursion limit, whatever the caller's own stack depth.
+MAX_DEPTH = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +75,12 @@ def _is_tag_like(d: dict[Any, Any]) -> bool:
 
 def encode(value: object, *, allow_pickle: bool = False, lenient: bool = False, path: str = "state") -> Json:
     """Encode `value` to a JSON-ready value; raise DebugError naming the path of what cannot be encoded."""
-    return _Encoder(allow_pickle, lenient).run(value, path)
+    try:
+        return _Encoder(allow_pickle, lenient).run(value, path)
+    except RecursionError as e:
+        raise DebugError(
+            f"{path} is nested too deeply to encode; make get_state() return flatter data"
+        ) from e
 
 
 class _Encoder:
@@ -193,11 +213,24 @@ def pickle_globals(payload: bytes) -> list[str]:
 
 
 def decode(data: Json, *, allow_pickle: bool = False, path: str = "state") -> Any:
-    """Decode what `encode` wrote; raise DebugError for unknown tags, unresolvable classes or pickles."""
+    """Decode what `encode` wrote; raise DebugError for unknown tags, unresolvable classes, pickles, data
+    nested deeper than MAX_DEPTH and values out of range."""
+    _check_depth(data, path)
     try:
         return _decode(data, allow_pickle, path)
-    except RecursionError as e:
+    except RecursionError as e:  # only when the caller's stack is already nearly full
         raise DebugError(f"{path} is nested too deeply to decode") from e
+
+
+def _check_depth(data: Json, path: str) -> None:
+    """Refuse data nested deeper than MAX_DEPTH, walking it without recursion."""
+    stack: list[tuple[Json, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise DebugError(f"{path} is nested more than {MAX_DEPTH} levels deep; refusing to decode it")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
 
 
 def _decode(d: Json, allow_pickle: bool, path: str) -> Any:
@@ -214,8 +247,15 @@ def _decode(d: Json, allow_pickle: bool, path: str) -> Any:
         return _decode_tag(tag, arg, allow_pickle, path)
     except DebugError:
         raise
-    except (TypeError, ValueError, KeyError, IndexError, AttributeError, decimal.InvalidOperation) as e:
-        raise DebugError(f"{path}: malformed {tag} value ({e})") from e
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError) as e:
+        # ArithmeticError: OverflowError (a $timedelta of 1e300 days) and decimal's signals.
+        raise DebugError(f"{path}: malformed {tag} value ({_first_line(e)})") from e
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    line = text.splitlines()[0] if text else type(e).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
 
 
 def _items(arg: Json, allow_pickle: bool, path: str) -> list[Any]:
@@ -275,10 +315,10 @@ def _decode_object(tag: str, arg: dict[str, Json], allow_pickle: bool, path: str
     cls = _resolve_loaded_class(type_ref, path)
     if tag == "$enum":
         if not issubclass(cls, enum.Enum):
-            raise DebugError(f"{path}: {type_ref} is not an Enum")
+            raise DebugError(f"{path}: {type_ref!r} is not an Enum")
         return cls(_decode(arg.get("value"), allow_pickle, f"{path}.value"))
     if not dataclasses.is_dataclass(cls):
-        raise DebugError(f"{path}: {type_ref} is not a dataclass")
+        raise DebugError(f"{path}: {type_ref!r} is not a dataclass")
     fields = arg.get("fields")
     if not isinstance(fields, dict):
         raise TypeError("expected 'fields' to be an object")
@@ -286,7 +326,7 @@ def _decode_object(tag: str, arg: dict[str, Json], allow_pickle: bool, path: str
     unknown = set(fields) - known
     if unknown:
         raise DebugError(
-            f"{path}: {type_ref} has no field(s) {sorted(unknown)}; the class changed since saving"
+            f"{path}: {type_ref!r} has no field(s) {sorted(unknown)}; the class changed since saving"
         )
     obj = cls.__new__(cls)
     for name, value in fields.items():
@@ -299,14 +339,14 @@ def _resolve_loaded_class(type_ref: str, path: str) -> type:
     module = sys.modules.get(module_name)
     if module is None:
         raise DebugError(
-            f"{path} holds a {qualname} from module {module_name!r}, which is not imported; import it before "
+            f"{path} holds a {qualname!r} from module {module_name!r}, which is not imported; import it before "
             "loading (loading never imports the modules a file names)"
         )
     obj: object = module
     for part in qualname.split("."):
         obj = getattr(obj, part, None)
     if not isinstance(obj, type):
-        raise DebugError(f"{path}: {type_ref} is not a class in the imported module {module_name!r}")
+        raise DebugError(f"{path}: {type_ref!r} is not a class in the imported module {module_name!r}")
     return obj
 
 
@@ -332,6 +372,6 @@ def loads(text: str) -> Any:
     """Decode a string written by `dumps`; never unpickles. Plain JSON is accepted as is."""
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise DebugError(f"recorded value is not valid JSON ({e})") from e
+    except (ValueError, RecursionError) as e:  # ValueError: bad JSON, or an integer of 4,300+ digits
+        raise DebugError(f"recorded value is not valid JSON ({_first_line(e)})") from e
     return decode(data, path="value")

@@ -200,3 +200,45 @@ def write_pack(path: Path, entries: list[tarfile.TarInfo | tuple[str, bytes]]) -
 
 def repack(src: Path, dst: Path, edit: Callable[[Members], Members]) -> Path:
     return write_pack(dst, list(edit(raw_members(src))))
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = min(len(b), self.left)
+        b[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def zstd_bomb(tmp_path: Path, member: str, size: int, *, declared: int, sha256: str = "0" * 64) -> Path:
+    """A valid pack plus `member`: `size` zero bytes in the tar stream (a few KB compressed), listed in a
+    re-digested manifest as `declared` bytes with hash `sha256` (wrong by default)."""
+    from runner.pack.model import Integrity, MemberDigest
+
+    members = dict(raw_members(make_pack(tmp_path, name="bomb-base.tar.zst")))
+    manifest = mf.load(members.pop("manifest.yaml"))
+    assert manifest.integrity is not None
+    digests = {**manifest.integrity.members, member: MemberDigest(sha256=sha256, size=declared)}
+    body = replace(manifest, integrity=None)
+    manifest = replace(manifest, integrity=Integrity(root=mf.root_digest(body, digests), members=digests))
+    buf = io.BytesIO()
+    with (
+        zstandard.ZstdCompressor(level=19).stream_writer(buf, closefd=False) as zw,
+        tarfile.open(fileobj=zw, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for name, data in [("manifest.yaml", mf.dump(manifest).encode()), *members.items()]:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tar.addfile(ti, io.BytesIO(data))
+        ti = tarfile.TarInfo(member)
+        ti.size = size
+        tar.addfile(ti, io.BufferedReader(_Zeros(size), 1 << 20))
+    out = tmp_path / "bomb.tar.zst"
+    out.write_bytes(seal(buf.getvalue()))
+    return out

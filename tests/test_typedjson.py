@@ -80,3 +80,66 @@ def test_lenient_encoding_keeps_a_repr_that_cannot_be_mistaken_for_the_value() -
     assert value["client"].type_name == "builtins:object"
     with pytest.raises(DebugError, match="typed JSON cannot hold"):
         typedjson.encode(object())
+
+
+def test_nesting_past_max_depth_is_refused_before_decoding_and_the_limit_itself_decodes() -> None:
+    def nested(levels: int) -> typedjson.Json:
+        data: typedjson.Json = 1
+        for _ in range(levels):
+            data = [data]
+        return data
+
+    assert typedjson.decode(nested(typedjson.MAX_DEPTH)) is not None
+    with pytest.raises(DebugError, match="nested more than 200 levels deep"):
+        typedjson.decode(nested(typedjson.MAX_DEPTH + 1))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"$timedelta": [1e300, 0, 0]}',
+        '{"$timedelta": [99999999999999999999, 0, 0]}',
+        "1" * 5000,
+        "[" * 50_000,
+    ],
+)
+def test_loads_turns_overflow_huge_numbers_and_deep_json_into_debug_errors(text: str) -> None:
+    with pytest.raises(DebugError) as info:
+        typedjson.loads(text)
+    assert "\n" not in str(info.value)
+
+
+def test_encoding_state_nested_past_the_stack_is_a_debug_error() -> None:
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(DebugError, match="nested too deeply to encode"):
+        typedjson.encode({"k": deep})
+
+
+_TAGS = st.sampled_from(
+    ["$tuple", "$set", "$dict", "$timedelta", "$complex", "$float", "$bytes", "$datetime", "$date", "$time",
+     "$decimal", "$uuid", "$path", "$enum", "$dataclass", "$repr", "$pickle", "$nope"]
+)  # fmt: skip
+_ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+    | st.sampled_from(["1e999", "nan", "-inf", "0000-01-01", "9" * 30, "os:system"]),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    | st.builds(lambda tag, arg: {tag: arg}, _TAGS, inner)
+    | st.builds(
+        lambda tag, ref, value: {tag: {"type": ref, "value": value, "fields": value}},
+        st.sampled_from(["$enum", "$dataclass", "$repr"]),
+        st.sampled_from(["os:path", "json:JSONDecoder", "runner.typedjson:Unrepresentable", "x:\nA"]),
+        inner,
+    ),
+    max_leaves=30,
+)  # fmt: skip
+
+
+@given(_ANY_JSON)
+def test_decoding_any_json_gives_a_value_or_a_one_line_debug_error(data: Any) -> None:
+    try:
+        typedjson.decode(data)
+    except DebugError as e:
+        assert "\n" not in str(e)

@@ -9,7 +9,9 @@ Rules:
 - State is typed JSON (see runner.typedjson). Pickle is used only with ``allow_pickle=True`` when saving
   AND loading; loading reads the whole file as JSON and looks for pickle payloads before decoding anything,
   never unpickles by default and never imports a module the file names.
-- Rebuilding an agent imports the module the checkpoint names: that is running code, by design.
+- A checkpoint file is a stranger's input and importing the agent module it names runs code: rebuilding an
+  agent imports that module only when it is already imported or the caller allows it by name
+  (``allowed_modules``); otherwise it is refused, and nothing of the module runs.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -272,8 +275,9 @@ def _read_checkpoint_document(file: Path) -> dict[str, Any]:
         )
     try:
         document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
-        raise DebugError(f"{file} is not a runner checkpoint (not JSON: {e})") from e
+    except (ValueError, RecursionError) as e:  # ValueError: bad JSON or UTF-8, or a 4,300+ digit integer
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0]
+        raise DebugError(f"{file} is not a runner checkpoint (not JSON: {reason})") from e
     if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
         raise DebugError(f'{file} is not a runner checkpoint (no "format": "{CHECKPOINT_FORMAT}")')
     version = document.get("format_version")
@@ -321,7 +325,7 @@ def _checkpoint_from_document(document: dict[str, Any], file: Path, allow_pickle
         checkpoint.trace.get_span(checkpoint.span_id)
     except DebugError as e:
         raise DebugError(f"{file}: {e}") from e
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise DebugError(f"{file}: damaged checkpoint ({type(e).__name__}: {e})") from e
     return checkpoint
 
@@ -404,11 +408,19 @@ def import_attr(module_name: str, qualname: str, what: str) -> Any:
     return obj
 
 
-def rehydrate_agent(checkpoint: Checkpoint) -> Any:
-    """A new agent of the checkpoint's class holding the checkpoint's state (a copy)."""
+def rehydrate_agent(checkpoint: Checkpoint, allowed_modules: Collection[str] = ()) -> Any:
+    """A new agent of the checkpoint's class holding the checkpoint's state (a copy).
+
+    The checkpoint's module is imported only if it is already imported or named in `allowed_modules`."""
     ck = checkpoint
     if not ck.agent_module or not ck.agent_class_name:
         raise DebugError(f"checkpoint {ck.checkpoint_id} names no agent class; replay a function instead")
+    if sys.modules.get(ck.agent_module) is None and ck.agent_module not in allowed_modules:
+        module = ck.agent_module[:120]  # repr() below escapes control characters from the file
+        raise DebugError(
+            f"checkpoint {ck.checkpoint_id} names module {module!r}, which is not imported and importing "
+            f"it runs its code: import it first, or pass allowed_modules=[{module!r}] if you trust the checkpoint"
+        )
     cls = import_attr(ck.agent_module, ck.agent_class_name, "the checkpoint's agent class")
     if not isinstance(cls, type):
         raise DebugError(f"{ck.agent_module}.{ck.agent_class_name} is not a class")

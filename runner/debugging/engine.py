@@ -8,6 +8,7 @@ Rules:
   the checkpoint span (its ancestors excluded), oldest first; taken from the checkpoint's trace, or from
   the whole trace when a trace store is given.
 - Every replay runs inside `DeterministicExecutionContext`; a coroutine is run to completion.
+- The checkpoint's agent module is imported only when already imported or in `allowed_modules`.
 - `start_debugging_session` prints: it is the interactive front of the package (to the engine's stdout).
 """
 
@@ -21,7 +22,7 @@ import inspect
 import pdb
 import sys
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import IO, Any, Protocol
 
 from runner.debugging.checkpoints import Checkpoint, rehydrate_agent
@@ -55,8 +56,10 @@ class ReplayEngine:
         *,
         stdin: IO[str] | None = None,
         stdout: IO[str] | None = None,
+        allowed_modules: Collection[str] = (),
     ) -> None:
         self.checkpoint = checkpoint
+        self.allowed_modules = tuple(allowed_modules)  # the agent modules rehydration may import
         self.trace = trace_store.get_trace(checkpoint.trace.trace_id) if trace_store else checkpoint.trace
         self.stdin = stdin
         self._stdout = stdout
@@ -99,7 +102,7 @@ class ReplayEngine:
 
     def rehydrate_agent(self) -> Any:
         """A new agent of the checkpoint's class holding the checkpoint's state (a copy)."""
-        return rehydrate_agent(self.checkpoint)
+        return rehydrate_agent(self.checkpoint, self.allowed_modules)
 
     # -- replays
 
@@ -135,7 +138,7 @@ class ReplayEngine:
         print(_preflight(self.checkpoint, self.mock_analysis(mock_config)), file=self.stdout)
         responders = self._responders(mock_config)
         with DeterministicExecutionContext(self.checkpoint, responders=responders) as ctx:
-            fn, label = _target(self.checkpoint, function)
+            fn, label = _target(self.checkpoint, function, self.allowed_modules)
             return PdbReplay(self.stdin, self._stdout).run(fn, label, args, kwargs, ctx.check)
 
     def counterfactual(
@@ -170,17 +173,19 @@ class ReplayEngine:
         responders: Mapping[str, Responder],
     ) -> Any:
         with DeterministicExecutionContext(self.checkpoint, responders=responders) as ctx:
-            fn, _ = _target(self.checkpoint, function)
+            fn, _ = _target(self.checkpoint, function, self.allowed_modules)
             result = _call(fn, args, kwargs)
             ctx.check()
             return result
 
 
-def _target(checkpoint: Checkpoint, function: str | Callable[..., Any]) -> tuple[Callable[..., Any], str]:
+def _target(
+    checkpoint: Checkpoint, function: str | Callable[..., Any], allowed_modules: Collection[str]
+) -> tuple[Callable[..., Any], str]:
     """The callable to replay and its label: `function` itself, or that method of the rehydrated agent."""
     if callable(function):
         return function, getattr(function, "__qualname__", repr(function))
-    agent = rehydrate_agent(checkpoint)
+    agent = rehydrate_agent(checkpoint, allowed_modules)
     method = getattr(agent, function, None)
     if not callable(method):
         names = sorted(n for n in dir(type(agent)) if not n.startswith("_") and callable(getattr(agent, n)))

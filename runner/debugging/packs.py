@@ -4,7 +4,8 @@ Inputs: a pack or traces.jsonl, a span id, ``module:function`` or ``module:Class
 optional state file. Output: the replayed call's result, run under pdb.
 
 Rules:
-- A pack is read only through the verified unpack of runner.pack (into a temporary folder).
+- A pack is read only through the verified unpack of runner.pack (into a temporary folder), which checks
+  the whole pack before writing anything and then writes traces.jsonl alone.
 - The call gets the span's recorded input; the clock starts at the span's start; mocked paths serve the
   outputs recorded from that span on.
 - Importing the named function is running code, by design; the current directory is importable, as with
@@ -50,7 +51,9 @@ def read_pack_trace(source: Path, span_id: str) -> Trace:
     if not is_pack:
         return load_trace_jsonl(source, span_id=span_id)
     with tempfile.TemporaryDirectory(prefix="runner-debug-") as tmp:
-        unpacked = pack_read.unpack(source, Path(tmp) / "pack")
+        # Only traces.jsonl is written, and only once the whole pack checked out: a member's hash is known
+        # at its end, and a 70 KB zstd bomb can declare gigabytes.
+        unpacked = pack_read.unpack(source, Path(tmp) / "pack", only={"traces.jsonl"}, verify_first=True)
         return load_trace_jsonl(unpacked.path / "traces.jsonl", span_id=span_id)
 
 
@@ -67,8 +70,15 @@ def _recorded_call(span: Span) -> tuple[tuple[Any, ...], dict[str, Any]]:
 def _read_state_file(path: Path) -> Any:
     try:
         data = json.loads(path.read_bytes())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DebugError(f"cannot read state file {path}: {e}; give a checkpoint or a JSON object") from e
+    except OSError as e:
+        raise DebugError(
+            f"cannot read state file {path}: {e.strerror}; give a checkpoint or a JSON object"
+        ) from e
+    except (ValueError, RecursionError) as e:  # ValueError: bad JSON or UTF-8, or a 4,300+ digit integer
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0]
+        raise DebugError(
+            f"state file {path} is not JSON ({reason}); give a checkpoint or a JSON object"
+        ) from e
     if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
         return CheckpointManager().load_checkpoint(path).agent_state
     return typedjson.decode(data, path=str(path))
@@ -123,7 +133,10 @@ def debug_pack(
     store = TraceStore(":memory:")
     try:
         store.add_spans(trace.spans)
-        engine = ReplayEngine(checkpoint, trace_store=store, stdin=stdin, stdout=stdout)
+        # The agent module is the one --function names: the user asked for it, and it is imported above.
+        engine = ReplayEngine(
+            checkpoint, trace_store=store, stdin=stdin, stdout=stdout, allowed_modules=(module_name,)
+        )
     finally:
         store.close()
     args, kwargs = _recorded_call(span)

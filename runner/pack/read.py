@@ -8,12 +8,14 @@ Rules:
   differently, duplicates and names outside the layout are refused. Files are written with
   O_CREAT|O_EXCL|O_NOFOLLOW under folders this module created; tarfile's extraction code is never used.
 - `unpack` extracts into a private folder inside the destination and moves the result into place only
-  when every member checked out; on any failure the destination is left as it was found.
+  when every member checked out; on any failure the destination is left as it was found. A member's hash
+  is known only at its end, so a member that fails it was written first (up to its declared size):
+  `verify_first=True` checks the whole pack in a pass that writes nothing before the pass that writes,
+  and `only=` writes just the members a command needs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import queue
@@ -21,7 +23,7 @@ import shutil
 import tarfile
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, cast
@@ -31,6 +33,7 @@ import zstandard
 from runner.errors import PackError
 from runner.pack import layout
 from runner.pack import manifest as mf
+from runner.pack.files import DirWriter
 from runner.pack.layout import BLOCK, CHUNK, MANIFEST, SIGNATURE, Limits, layout_problem
 from runner.pack.manifest import Manifest, MemberDigest
 from runner.privacy.crypto import Keyring
@@ -144,40 +147,6 @@ class _TrailedReader:
         return self.sha.digest()
 
 
-class _DirWriter:
-    """Creates files under a folder it owns, never following a link."""
-
-    _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    @contextlib.contextmanager
-    def _dir(self, parts: list[str]) -> Iterator[int]:
-        fd = os.open(self.root, self._DIR_FLAGS)
-        try:
-            for part in parts:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, 0o755, dir_fd=fd)
-                next_fd = os.open(part, self._DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = next_fd
-            yield fd
-        finally:
-            os.close(fd)
-
-    def mkdir(self, name: str) -> None:
-        with self._dir(name.split("/")):
-            pass
-
-    def create(self, name: str) -> IO[bytes]:
-        *parents, base = name.split("/")
-        with self._dir(parents) as parent:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(base, flags, 0o644, dir_fd=parent)
-        return os.fdopen(fd, "wb")
-
-
 class _Scanner:
     """One streaming pass over a pack; `member` names where it is, for error messages."""
 
@@ -195,7 +164,7 @@ class _Scanner:
         name = self.member if self.member.isprintable() else repr(self.member)
         return name if len(name) <= 120 else name[:117] + "..."
 
-    def run(self, writer: _DirWriter | None, manifest_only: bool = False) -> Manifest:
+    def run(self, writer: DirWriter | None, manifest_only: bool = False) -> Manifest:
         if not self.pack.is_file():
             raise PackError(f"{self.pack}: no such pack file; check the path")
         try:
@@ -215,7 +184,7 @@ class _Scanner:
                 f"{self.pack}: {self.where}: cannot read the pack or write the member: {e}"
             ) from e
 
-    def _run(self, writer: _DirWriter | None, manifest_only: bool) -> Manifest:
+    def _run(self, writer: DirWriter | None, manifest_only: bool) -> Manifest:
         limits = self.limits
         dctx = zstandard.ZstdDecompressor(max_window_size=limits.max_window_size)
         with (
@@ -267,7 +236,7 @@ class _Scanner:
             while chunk := tail.read(CHUNK):
                 if chunk.count(0) != len(chunk):
                     raise _Refused("data after the end of the tar archive")
-            absent = sorted(set(members) - set(seen))
+            absent = sorted(set(members) - set(seen.values()))  # keys are casefolded names
             if absent:
                 self.member = absent[0]
                 raise _Refused("listed in the manifest but missing from the pack")
@@ -279,7 +248,7 @@ class _Scanner:
     def _members_loop(
         self,
         tar: tarfile.TarFile,
-        writer: _DirWriter | None,
+        writer: DirWriter | None,
         members: dict[str, MemberDigest],
         seen: dict[str, str],
         digester: _Digester,
@@ -294,7 +263,7 @@ class _Scanner:
                 raise _Refused(f"more than {self.limits.max_members} members")
             self._check_entry(ti, seen)
             if ti.isdir():
-                if writer:
+                if writer and writer.only is None:
                     writer.mkdir(ti.name)
                 continue
             expected = members.get(ti.name)
@@ -302,7 +271,7 @@ class _Scanner:
                 if ti.size > _MAX_SIGNATURE:
                     raise _Refused(f"{ti.size} bytes is larger than the {_MAX_SIGNATURE} byte limit")
                 self.signature = b"".join(self._chunks(tar, ti))
-                if writer:
+                if writer and writer.wants(ti.name):
                     with writer.create(ti.name) as out:
                         out.write(self.signature)
                 continue
@@ -310,7 +279,7 @@ class _Scanner:
                 raise _Refused("member is not listed in the manifest's integrity section")
             if ti.size != expected.size:
                 raise _Refused(f"size {ti.size} differs from the {expected.size} bytes the manifest declares")
-            dst = writer.create(ti.name) if writer else None
+            dst = writer.create(ti.name) if writer and writer.wants(ti.name) else None
             sha = hashlib.sha256()
             for chunk in self._chunks(tar, ti):
                 digester.put(ti.name, sha, dst, chunk)
@@ -377,7 +346,7 @@ class _Scanner:
             left -= len(chunk)
             yield chunk
 
-    def _read_manifest(self, tar: tarfile.TarFile, ti: tarfile.TarInfo, writer: _DirWriter | None) -> bytes:
+    def _read_manifest(self, tar: tarfile.TarFile, ti: tarfile.TarInfo, writer: DirWriter | None) -> bytes:
         text = b"".join(self._chunks(tar, ti))
         if writer:
             with writer.create(ti.name) as dst:
@@ -451,13 +420,30 @@ def verify(pack_path: Path, limits: Limits = _LIMITS) -> VerifyReport:
 
 
 def unpack(
-    pack_path: Path, dest_dir: Path, limits: Limits = _LIMITS, keyring: Keyring | None = None
+    pack_path: Path,
+    dest_dir: Path,
+    limits: Limits = _LIMITS,
+    keyring: Keyring | None = None,
+    *,
+    only: Collection[str] | None = None,
+    verify_first: bool = False,
 ) -> UnpackedPack:
     """Extract a pack into `dest_dir` (absent or empty) after checking all of it; leave it untouched on failure.
 
     A pack with encrypted payloads needs the tenant's `keyring`: its members are decrypted (and their
-    authentication checked) before anything is moved into place; without one, PrivacyError."""
-    return _extract(pack_path, dest_dir, limits, lambda folder, m: open_payloads(folder, m, keyring))
+    authentication checked) before anything is moved into place; without one, PrivacyError.
+    `only` names the members to write (the manifest always is); the others are read and checked, not
+    written. `verify_first` checks the whole pack in a pass that writes nothing before the pass that
+    writes: a member's hash is known only at its end, so otherwise a member that fails it (a zstd bomb
+    declaring gigabytes) is on disk before it is refused. It costs a second read of the pack."""
+    return _extract(
+        pack_path,
+        dest_dir,
+        limits,
+        lambda folder, m: open_payloads(folder, m, keyring),
+        only=frozenset(only) if only is not None else None,
+        verify_first=verify_first,
+    )
 
 
 def extract(pack_path: Path, dest_dir: Path, limits: Limits = _LIMITS) -> UnpackedPack:
@@ -466,17 +452,25 @@ def extract(pack_path: Path, dest_dir: Path, limits: Limits = _LIMITS) -> Unpack
 
 
 def _extract(
-    pack_path: Path, dest_dir: Path, limits: Limits, finish: Callable[[Path, Manifest], None] | None
+    pack_path: Path,
+    dest_dir: Path,
+    limits: Limits,
+    finish: Callable[[Path, Manifest], None] | None,
+    *,
+    only: frozenset[str] | None = None,
+    verify_first: bool = False,
 ) -> UnpackedPack:
     pack_path, dest_dir = Path(pack_path), Path(dest_dir)
     if dest_dir.is_symlink() or (dest_dir.exists() and (not dest_dir.is_dir() or any(dest_dir.iterdir()))):
         raise PackError(f"cannot unpack {pack_path} into {dest_dir}: it exists and is not an empty folder")
+    if verify_first:
+        _Scanner(pack_path, limits).run(None)
     # The topmost folder this call creates: removed again on failure, so a refusal leaves no trace.
     created = next((p for p in (*reversed(dest_dir.parents), dest_dir) if not p.exists()), None)
     dest_dir.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(dir=dest_dir, prefix=".unpacking-"))
     try:
-        manifest = _Scanner(pack_path, limits).run(_DirWriter(partial))
+        manifest = _Scanner(pack_path, limits).run(DirWriter(partial, only))
         if finish:
             finish(partial, manifest)
         for entry in partial.iterdir():

@@ -7,8 +7,10 @@ Three kinds, as the manifest says:
 - `image`: a local image whose id or repo digest matches, else a pull of `name@sha256:...`; an image
   whose id disagrees with the manifest is refused unless the caller allows the mismatch (then it is a
   warning in the report).
-- `dockerfile`: the pack's Dockerfile, built with the pack's `env/` folder as context; every FROM must be
-  digest-pinned.
+- `dockerfile`: the pack's Dockerfile, built with the pack's `env/` folder as context. Every image it
+  names (FROM, COPY --from, RUN --mount from=, a `# syntax=` frontend) must be a literal
+  `name@sha256:<64 hex>` once ARG defaults and the one build argument the runner passes (BASE_DIGEST, the
+  manifest's pinned base) are substituted, or an earlier stage; the pack can pass no other build argument.
 - `snapshot` (a session recorded on a plain host): the base image plus the recorded Python packages at
   their exact versions in /opt/agent-env. Lines that are not plain `name==version` are never handed to pip
   (packs are hostile: no options, URLs or paths); packages that no longer install are warnings.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +36,15 @@ from runner.pack.manifest import Manifest
 from runner.pack.read import UnpackedPack
 from runner.progress import Progress, Silent
 
-__all__ = ["AGENT_ENV", "FAILED_LIST", "Provenance", "ResolvedEnvironment", "requirements", "resolve"]
+__all__ = [
+    "AGENT_ENV",
+    "FAILED_LIST",
+    "Provenance",
+    "ResolvedEnvironment",
+    "check_pinned",
+    "requirements",
+    "resolve",
+]
 
 Provenance = Literal["local", "pulled", "built", "cached"]
 """How the image was had: found here, pulled by digest, built now, or built by an earlier replay."""
@@ -44,7 +55,11 @@ ENV_PREFIX = "runner-env"
 _REQUIREMENT = re.compile(
     r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,200}[A-Za-z0-9])?==[A-Za-z0-9][A-Za-z0-9.+!_-]{0,100}$"
 )
-_FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE | re.MULTILINE)
+_PINNED = re.compile(r"[a-z0-9][A-Za-z0-9._/:-]*@sha256:[0-9a-f]{64}")  # the manifest schema's image_ref
+_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:[-+])([^}$]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+# Build arguments the runner's image builder adds from the host (runner.engine.images): never pinned images.
+_HOST_BUILD_ARGS = frozenset({"PIP_CERT", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL"})
+_DIRECTIVE = re.compile(r"\s*#\s*([A-Za-z]+)\s*=\s*(\S+)\s*")
 
 # Exact versions, no dependency resolution (the freeze lists them all); on failure, one at a time so a
 # package that no longer installs costs only itself, and is written down for the report.
@@ -132,25 +147,120 @@ def _text_file(path: Path, lines: list[str]) -> Path:
     return path
 
 
+def _instructions(text: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The parser directives and the (INSTRUCTION, arguments) of a Dockerfile, continuation lines joined
+    and comment lines dropped, as the builder reads them."""
+    lines = text.removeprefix("\ufeff").splitlines()
+    directives: dict[str, str] = {}
+    while lines and (m := _DIRECTIVE.fullmatch(lines[0])):
+        directives[m.group(1).lower()] = m.group(2)
+        lines.pop(0)
+    escape = directives.get("escape", "\\")
+    out: list[tuple[str, str]] = []
+    current = ""
+    for line in [*lines, ""]:
+        if line.lstrip().startswith("#") or (current and not line.strip()):
+            continue  # comments go, also between continuation lines, and so do blank continuation lines
+        stripped = line.rstrip()
+        if stripped.endswith(escape):
+            current += stripped[: -len(escape)]
+            continue
+        word, _, rest = re.sub(r"\s", " ", current + line).strip().partition(" ")
+        if word:
+            out.append((word.upper(), rest.strip()))
+        current = ""
+    return directives, out
+
+
+def _substitute(value: str, args: dict[str, str]) -> str:
+    """`value` with $NAME, ${NAME}, ${NAME:-word} and ${NAME:+word} replaced; other forms stay (unpinned)."""
+
+    def one(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(4)
+        current = args.get(name, "")
+        if m.group(2) == ":-":
+            return current or m.group(3)
+        if m.group(2) == ":+":
+            return m.group(3) if current else ""
+        return current
+
+    return _VARIABLE.sub(one, value)
+
+
+def check_pinned(text: str, where: str, build_args: dict[str, str]) -> None:
+    """Refuse a Dockerfile naming any image that is not digest-pinned (PackError naming it and `where`).
+
+    Variables in image names take the values of the global ARGs (declared before the first FROM): their
+    defaults, or the runner's `build_args` for an ARG that declares one; an undeclared variable is empty,
+    as in Docker. `--platform=` is allowed, `scratch` and earlier stages (by name, or by index in --from)
+    too."""
+    directives, instructions = _instructions(text)
+    syntax = directives.get("syntax")
+    if syntax is not None and not _PINNED.fullmatch(syntax):
+        raise PackError(
+            f"{where}: the # syntax={syntax[:100]} frontend is not pinned; pin it as name@sha256:..."
+        )
+    args: dict[str, str] = {}
+    stages: list[str] = []
+    for word, rest in instructions:
+        if word == "ARG" and not stages:
+            try:
+                tokens = shlex.split(rest)
+            except ValueError as e:
+                raise PackError(f"{where}: ARG {rest[:100]!r} cannot be read ({e})") from e
+            for token in tokens:
+                name, _, default = token.partition("=")
+                args[name] = build_args.get(
+                    name, f"<{name} from the host>" if name in _HOST_BUILD_ARGS else default
+                )
+        elif word == "FROM":
+            tokens = rest.split()
+            while tokens and tokens[0].startswith("--"):
+                if not tokens.pop(0).lower().startswith("--platform="):
+                    raise PackError(f"{where}: FROM {rest[:100]} has a flag other than --platform=")
+            if not tokens or (len(tokens) not in (1, 3) or (len(tokens) == 3 and tokens[1].upper() != "AS")):
+                raise PackError(
+                    f"{where}: FROM {rest[:100]!r} is not `FROM [--platform=...] image [AS name]`"
+                )
+            _check_image(tokens[0], args, stages, where, "FROM")
+            stages.append(tokens[2].lower() if len(tokens) == 3 else "")
+        elif word in ("COPY", "ADD", "RUN"):
+            for source in re.findall(r"(?:--from=|--mount=\S*?\bfrom=)([^\s,]+)", rest):
+                if "$" in source:  # stage-scoped ARGs and ENV could change it: only literals are checked
+                    raise PackError(f"{where}: {word} --from={source[:100]} uses a variable; write it out")
+                _check_image(source, {}, stages, where, f"{word} --from", by_index=True)
+
+
+def _check_image(
+    raw: str, args: dict[str, str], stages: list[str], where: str, what: str, by_index: bool = False
+) -> None:
+    image = _substitute(raw, args)
+    if by_index and image.isdigit():
+        earlier = int(image) < len(stages)
+    else:
+        earlier = bool(image) and image.lower() in stages
+    if earlier or image == "scratch" or _PINNED.fullmatch(image):
+        return
+    shown = raw if image == raw else f"{raw} (= {image!r})"
+    raise PackError(
+        f"{where}: {what} {shown[:200]} is not an earlier stage nor pinned by digest; "
+        "pin it as name@sha256:<64 hex>"
+    )
+
+
 def _from_dockerfile(
     client: docker.DockerClient, pack: UnpackedPack, trust: BuildTrust, progress: Progress
 ) -> ResolvedEnvironment:
     ref = pack.manifest.environment.dockerfile
     assert ref is not None
     dockerfile = pack.path / ref.path
-    if dockerfile.parent.name != "env" or not dockerfile.is_file():
-        raise PackError(f"{ref.path}: the Dockerfile must be a file directly under env/ in the pack")
-    text = dockerfile.read_text(encoding="utf-8", errors="replace")
-    stages: set[str] = set()
-    for match in _FROM.finditer(text):
-        image, alias = match.group(1), match.group(2)
-        if image not in stages and "@sha256:" not in image and not image.startswith("$"):
-            raise PackError(f"{ref.path}: FROM {image} is not pinned by digest; pin it as name@sha256:...")
-        if alias:
-            stages.add(alias)
+    if ref.path != "env/Dockerfile" or not dockerfile.is_file():  # the file the build reads
+        raise PackError(f"{ref.path}: the Dockerfile must be the pack's env/Dockerfile")
+    build_args = {"BASE_DIGEST": ref.base_digest}  # pinned (the manifest schema says so); nothing else
+    check_pinned(dockerfile.read_text(encoding="utf-8", errors="replace"), ref.path, build_args)
     built = build_image(
         client, dockerfile.parent, tag_prefix=ENV_PREFIX,
-        build_args={"BASE_DIGEST": ref.base_digest}, trust=trust, progress=progress,
+        build_args=build_args, trust=trust, progress=progress,
     )  # fmt: skip
     return ResolvedEnvironment(built.tag, built.id, "built" if built.built else "cached")
 

@@ -222,3 +222,37 @@ def test_a_checkpoint_can_be_taken_inside_a_span_that_is_still_open() -> None:
     assert loaded.span.name == "risky_operation" and loaded.span.is_open
     assert loaded.span.status.code == "ERROR"
     assert provider.trace_store.get_trace(span.trace_id).spans[0].end_time is not None  # closed afterwards
+
+
+def test_rehydration_imports_only_allowed_or_imported_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses as dc
+
+    from runner.debugging import ReplayEngine
+
+    # A module whose import has a side effect, importable from the path, named by a checkpoint file.
+    marker = tmp_path / "imported"
+    (tmp_path / "planted_agent.py").write_text(
+        f"open({str(marker)!r}, 'w').close()\n\nclass Agent:\n    def run(self):\n        return self.x\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rec = record_research()
+    manager = CheckpointManager(tmp_path)
+    real = manager.create_checkpoint(rec.agent, rec.trace, rec.spans["query_2"], capture_git=False)
+    planted = dc.replace(real, agent_module="planted_agent", agent_class_name="Agent", agent_state={"x": 7})
+    loaded = manager.load_checkpoint(manager.save_checkpoint(planted, "planted.ckpt"))
+
+    with pytest.raises(DebugError) as refused:
+        ReplayEngine(loaded).replay_from_checkpoint("run")
+    assert "names module 'planted_agent', which is not imported" in str(refused.value)
+    assert "allowed_modules=['planted_agent']" in str(refused.value) and "\n" not in str(refused.value)
+    assert not marker.exists() and "planted_agent" not in sys.modules  # nothing of the module ran
+
+    # An imported module needs no permission (research_agent); a module the caller names is imported.
+    assert ReplayEngine(manager.load_checkpoint(manager.save_checkpoint(real))).rehydrate_agent().memory
+    try:
+        assert ReplayEngine(loaded, allowed_modules=["planted_agent"]).replay_from_checkpoint("run") == 7
+        assert marker.exists()
+    finally:
+        sys.modules.pop("planted_agent", None)

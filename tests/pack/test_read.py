@@ -19,7 +19,7 @@ from runner.errors import PackError
 from runner.pack import layout as pack_layout
 from runner.pack import read as pack
 from tests.pack.conftest import REPO
-from tests.packfactory import raw_members, repack, seal, tar_bytes, write_pack
+from tests.packfactory import raw_members, repack, seal, tar_bytes, write_pack, zstd_bomb
 
 # --- verify ---------------------------------------------------------------------------------------
 
@@ -289,6 +289,23 @@ def test_zstd_bomb_peak_rss_of_a_real_process(small_pack: Path, tmp_path: Path) 
     assert int(rss_mb) < 80
 
 
+def test_verify_first_writes_nothing_of_a_member_that_fails_its_hash(tmp_path: Path) -> None:
+    bomb = zstd_bomb(tmp_path, "env/big.bin", 16 << 20, declared=16 << 20)
+    dest = tmp_path / "out" / "pack"
+    with pytest.raises(PackError, match=r"env/big\.bin: sha256 does not match"):
+        pack.unpack(bomb, dest, verify_first=True)
+    assert not (tmp_path / "out").exists()  # refused before the destination was even created
+
+
+def test_only_writes_the_named_members_and_still_checks_the_rest(small_pack: Path, tmp_path: Path) -> None:
+    unpacked = pack.unpack(small_pack, tmp_path / "a", only={"traces.jsonl"})
+    assert sorted(p.name for p in unpacked.path.iterdir()) == ["manifest.yaml", "traces.jsonl"]
+    bomb = zstd_bomb(tmp_path, "env/big.bin", 1 << 20, declared=1 << 20)
+    with pytest.raises(PackError, match=r"env/big\.bin: sha256 does not match"):
+        pack.unpack(bomb, tmp_path / "b", only={"traces.jsonl"})
+    assert not (tmp_path / "b").exists()
+
+
 def test_huge_declared_member_is_refused_from_its_header(
     small_pack: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -354,3 +371,14 @@ def test_garbled_tar_streams_only_ever_give_pack_errors(
         assert not (sandbox / "dest").exists()
     else:
         assert report.ok
+
+
+def test_a_member_with_capitals_is_found(tmp_path: Path) -> None:
+    from tests.packfactory import make_pack
+
+    # Duplicates are found by casefolded name; the members found must still be matched by their own name.
+    built = make_pack(tmp_path, files={"env/Dockerfile": b"FROM scratch\n"})
+    assert pack.verify(built).ok, pack.verify(built).problem
+    assert (
+        pack.unpack(built, tmp_path / "out").path / "env" / "Dockerfile"
+    ).read_bytes() == b"FROM scratch\n"

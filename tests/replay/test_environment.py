@@ -1,9 +1,18 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any, cast
 
-from runner.replay.environment import _snapshot_warnings, requirements
+import pytest
+
+from runner.engine.host import BuildTrust
+from runner.errors import PackError
+from runner.pack import manifest as mf
+from runner.pack.read import unpack
+from runner.replay.environment import _snapshot_warnings, check_pinned, requirements, resolve
+from tests.packfactory import make_pack
 
 
 def test_only_plain_pins_reach_pip() -> None:
@@ -46,3 +55,90 @@ def test_editable_and_url_installs_become_warnings(tmp_path: Path) -> None:
     ]
     (tmp_path / "env" / "snapshot.json").write_text("{not json")
     assert "not readable" in _snapshot_warnings(tmp_path)[0]
+
+
+PIN = "debian@sha256:" + "a" * 64
+OTHER_PIN = "python@sha256:" + "b" * 64
+
+
+@pytest.mark.parametrize(
+    "dockerfile",
+    [
+        f"FROM {PIN}\n",
+        f"from {PIN} as build\nRUN make\nFROM build\nCOPY --from=build /x /x\nCOPY --from=0 /y /y\n",
+        f"ARG B={PIN}\nFROM $B\n",
+        f'ARG B="{PIN}" C\nFROM ${{B}} AS one\nFROM ${{C:-{OTHER_PIN}}}\n',
+        "ARG BASE_DIGEST\nFROM ${BASE_DIGEST}\n",  # the runner passes the manifest's pinned base
+        "ARG BASE_DIGEST=debian:latest\nFROM $BASE_DIGEST\n",  # ... which overrides the default
+        f"FROM --platform=$BUILDPLATFORM {PIN} AS b\nFROM --platform=linux/amd64 b\n",
+        f"# syntax=docker/dockerfile@sha256:{'c' * 64}\nFROM {PIN}\n",
+        f"FROM \\\n  # a comment inside the continuation\n  {PIN}\n",
+        "FROM scratch\nCOPY hello /\n",
+        f"\ufeffFROM\t{PIN}\n",
+    ],
+)
+def test_digest_pinned_dockerfiles_pass(dockerfile: str) -> None:
+    check_pinned(dockerfile, "env/Dockerfile", {"BASE_DIGEST": OTHER_PIN})
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "says"),
+    [
+        (
+            "ARG B=debian:latest\nFROM $B\n",
+            r"FROM \$B \(= 'debian:latest'\) is not an earlier stage nor pinned",
+        ),
+        ("ARG B=debian:latest\nFROM ${B}\n", r"FROM \$\{B\} \(= 'debian:latest'\)"),
+        ("FROM ${B:-debian:latest}\n", r"= 'debian:latest'"),
+        ("FROM $UNDECLARED\n", r"FROM \$UNDECLARED \(= ''\)"),
+        (f"FROM {PIN}\nARG B=debian:latest\nFROM $B\n", r"FROM \$B \(= ''\)"),  # stage ARGs don't reach FROM
+        ("ARG PIP_INDEX_URL=" + PIN + "\nFROM $PIP_INDEX_URL\n", r"from the host"),  # the host overrides it
+        ("FROM debian:latest\n", "FROM debian:latest is not"),
+        ("FROM debian@sha256:abc\n", "FROM debian@sha256:abc is not"),
+        (f"FROM {PIN}@sha256:{'0' * 64}x\n", "is not an earlier stage"),
+        (f"FROM --platform=linux/amd64 debian\nFROM {PIN}\n", "FROM debian is not"),
+        (f"FROM --network=host {PIN}\n", "a flag other than --platform="),
+        (f"FROM {PIN} AS a extra\n", "is not `FROM"),
+        ("FROM build\n", "FROM build is not an earlier stage"),
+        (f"FROM {PIN}\nCOPY --from=debian:latest /x /x\n", "COPY --from debian:latest is not"),
+        (f"FROM {PIN}\nCOPY --from=1 /x /x\n", "COPY --from 1 is not"),
+        (f"FROM {PIN}\nRUN --mount=type=bind,from=alpine,target=/a true\n", "RUN --from alpine is not"),
+        (f"FROM {PIN}\nARG X=alpine\nCOPY --from=$X /x /x\n", "uses a variable"),
+        ("# syntax=docker/dockerfile:1\nFROM scratch\n", "syntax=docker/dockerfile:1 frontend is not pinned"),
+        ("FR\\\nOM debian\n", "FROM debian is not"),
+        ("# escape=`\nFROM `\n  debian\n", "FROM debian is not"),
+    ],
+)
+def test_unpinned_images_are_refused_naming_them(dockerfile: str, says: str) -> None:
+    with pytest.raises(PackError) as refused:
+        check_pinned(dockerfile, "env/Dockerfile", {"BASE_DIGEST": OTHER_PIN})
+    assert re.search(says, str(refused.value)), str(refused.value)
+    assert str(refused.value).startswith("env/Dockerfile: ") and "\n" not in str(refused.value)
+
+
+class _NoEngine:
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError("the check must refuse before anything reaches the engine")
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "says"),
+    [
+        ("env/Dockerfile", b"ARG B=debian:latest\nFROM $B\n", r"FROM \$B \(= 'debian:latest'\)"),
+        # The build reads env/Dockerfile whatever the manifest names: another file cannot stand in for it.
+        ("env/Safe.Dockerfile", f"FROM {PIN}\n".encode(), "must be the pack's env/Dockerfile"),
+    ],
+)
+def test_resolve_refuses_a_pack_dockerfile_before_building(
+    tmp_path: Path, path: str, text: bytes, says: str
+) -> None:
+    pack = make_pack(
+        tmp_path,
+        files={"env/Dockerfile": b"FROM debian:latest\n", path: text},
+        environment=mf.Environment(
+            kind="dockerfile", dockerfile=mf.DockerfileRef(path=path, base_digest=PIN)
+        ),
+    )
+    unpacked = unpack(pack, tmp_path / "out")
+    with pytest.raises(PackError, match=says):
+        resolve(cast(Any, _NoEngine()), unpacked, base_image="unused", trust=BuildTrust(None))
