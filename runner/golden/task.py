@@ -157,6 +157,10 @@ def _expected(error: jsonschema.ValidationError) -> str:
         known = sorted((error.schema.get("properties") or {}).keys())
         extra = sorted(set(value) - set(known))
         return f"unknown field {extra[0]!r}; expected one of {', '.join(known)}"
+    if v == "minItems":
+        return f"expected at least {error.validator_value} item(s), got {shown}"
+    if v == "minLength":
+        return f"expected a non-empty string, got {shown}"
     if v == "oneOf":
         return f"expected a non-empty string or list of strings, got {shown}"
     if v == "pattern":
