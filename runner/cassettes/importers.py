@@ -7,7 +7,8 @@ Rules: the source is untrusted and gets one UsageError (one line, naming it) for
 - it is read only up to a size cap (256 MiB by default), checked before parsing;
 - YAML is read with the safe loader, and aliases (`*name`) are refused: a 1 KB file of nested aliases
   expands to gigabytes once every exchange is written out;
-- nesting too deep for the parser, numbers out of range, strings that are not text: all refused;
+- YAML nesting deeper than 100 levels (PyYAML is quadratic in it), JSON nesting too deep for the
+  parser, numbers out of range, strings that are not text: all refused;
 - every exchange must read back through proxy.cassette's reader, so the proxy can serve what we write.
 The output appears complete or not at all: a fresh temporary file made with O_EXCL in the target folder
 (never a predictable name, never through a symlink), then an atomic rename. An existing output is
@@ -39,11 +40,24 @@ __all__ = ["MAX_IMPORT_BYTES", "import_recording"]
 
 MAX_IMPORT_BYTES = 256 * 1024 * 1024
 _METHOD = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+_MAX_DEPTH = 100  # levels of YAML nesting; vcrpy writes 4
 _MESSAGE_CHARS = 300  # an error names the problem, it does not echo the hostile file back
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """The safe loader, refusing aliases: shared nodes are how a tiny YAML file expands without bound."""
+class _TooDeep(yaml.YAMLError):
+    """Nesting deeper than _MAX_DEPTH: PyYAML's scanner is quadratic in it, its composer recursive."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """The safe loader, refusing aliases (shared nodes are how a tiny YAML file expands without bound)
+    and nesting deeper than _MAX_DEPTH (3,000 `[` took PyYAML 11 s; a recording needs a handful)."""
+
+    _depth = 0
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        if self.flow_level >= _MAX_DEPTH:
+            raise _TooDeep(f"more than {_MAX_DEPTH} nested [ or {{")
+        super().fetch_flow_collection_start(TokenClass)
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
@@ -51,7 +65,13 @@ class _NoAliasLoader(yaml.SafeLoader):
             raise yaml.YAMLError(
                 f"YAML aliases (*{event.anchor}) are not accepted, line {_line(event)}; expand them"
             )
-        return super().compose_node(parent, index)
+        if self._depth >= _MAX_DEPTH:
+            raise _TooDeep(f"more than {_MAX_DEPTH} nested levels")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _line(event: yaml.Event) -> str:
@@ -124,12 +144,12 @@ def _read(source: Path, max_bytes: int) -> Iterator[Exchange]:
     vcrpy = source.suffix.lower() in {".yaml", ".yml"}
     try:
         if vcrpy:
-            exchanges = _from_vcrpy(yaml.load(text, Loader=_NoAliasLoader))  # a SafeLoader subclass
+            exchanges = _from_vcrpy(yaml.load(text, Loader=_StrictLoader))  # a SafeLoader subclass
         else:
             exchanges = _from_har(json.loads(text))
         for exchange in exchanges:
             yield _readable(exchange)
-    except RecursionError as e:
+    except (RecursionError, _TooDeep) as e:
         raise UsageError(f"{source} is nested too deeply to be a recording; check the file") from e
     except (
         yaml.YAMLError,

@@ -218,6 +218,12 @@ def test_yaml_aliases_are_refused_before_they_expand(tmp_path: Path) -> None:
         ("deep.yaml", "interactions: " + "[" * 20_000 + "]" * 20_000),
         ("deep2.yaml", "interactions:\n- request: " + "{a: " * 5_000 + "1" + "}" * 5_000),
         ("deep.har", '{"log": {"entries": ' + "[" * 100_000 + "]" * 100_000 + "}}"),
+        # Shallow enough for Python, but PyYAML's scanner is quadratic in flow depth (3,000 took 11 s).
+        ("flow.yaml", "interactions: " + "[" * 101 + "]" * 101),
+        (
+            "block.yaml",
+            "interactions:\n" + "".join(f"{'  ' * n}- k:\n" for n in range(101)) + "    " * 101 + "x",
+        ),
     ],
 )
 def test_deep_nesting_is_one_line_and_exit_2(tmp_path: Path, name: str, text: str) -> None:
