@@ -9,7 +9,9 @@ Rules:
 - bodies that are valid UTF-8 are stored as text, anything else as base64;
 - a plain response stores its decoded body (its content-encoding is applied again when served);
   a streamed response stores its chunks as they crossed the proxy, with their offsets in seconds;
-- a cassette comes from someone else: every field is type-checked on read.
+- a cassette comes from someone else: every field is type-checked on read, ports, status codes and
+  times range-checked (no NaN, nothing negative), lines capped in size; whatever is wrong with it, even
+  nesting too deep for the JSON parser, is one CassetteError naming the file and line.
 Standard library only: this module runs inside the proxy sidecar.
 """
 
@@ -18,12 +20,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlencode
 
 from .redact import Redactor
@@ -209,15 +212,22 @@ class Exchange:
             ),
             started=_number(top.get("started", 0.0), "started"),
             duration=_number(top.get("duration", 0.0), "duration"),
-        )
+        )._in_range()
+
+    def _in_range(self) -> Exchange:
+        if not 0 <= self.request.port <= 65535:
+            raise CassetteError(f"request.port {self.request.port} is out of range (0-65535)")
+        if not 100 <= self.response.status <= 999:
+            raise CassetteError(f"response.status {self.response.status} is out of range (100-999)")
+        return self
 
 
-def read_exchanges(path: Path) -> list[Exchange]:
+def read_exchanges(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> list[Exchange]:
     """Every exchange of the cassette at `path`, in recorded order. A missing file is an empty cassette."""
-    return list(iter_exchanges(path))
+    return list(iter_exchanges(path, max_line_bytes))
 
 
-def iter_exchanges(path: Path) -> Iterator[Exchange]:
+def iter_exchanges(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[Exchange]:
     try:
         handle = path.open("rb")
     except FileNotFoundError:
@@ -225,22 +235,31 @@ def iter_exchanges(path: Path) -> Iterator[Exchange]:
     except OSError as e:
         raise CassetteError(f"cannot read cassette {path}: {e.strerror}") from e
     with handle:
-        for number, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), start=1):
-            if len(raw) > MAX_LINE_BYTES:
-                raise CassetteError(f"{path}:{number}: line longer than {MAX_LINE_BYTES} bytes; refusing it")
+        for number, raw in enumerate(iter(lambda: handle.readline(max_line_bytes + 1), b""), start=1):
+            if len(raw) > max_line_bytes:
+                raise CassetteError(f"{path}:{number}: line longer than {max_line_bytes} bytes; refusing it")
             if not raw.strip():
                 continue
             try:
-                yield Exchange.from_json(json.loads(raw))
-            except (ValueError, RecursionError) as e:  # JSONDecodeError and CassetteError are ValueErrors
+                exchange = Exchange.from_json(json.loads(raw))
+            except RecursionError as e:
+                raise CassetteError(f"{path}:{number}: nested too deeply to be an exchange") from e
+            except ValueError as e:  # JSONDecodeError, UnicodeDecodeError and CassetteError are ValueErrors
                 raise CassetteError(f"{path}:{number}: {e}") from e
+            yield exchange
 
 
 class CassetteWriter:
-    """Appends exchanges to a cassette, one durable line each. The one writer of the format."""
+    """Appends exchanges to a cassette, one durable line each. The one writer of the format.
 
-    def __init__(self, path: Path) -> None:
+    `handle`, when given, is a file already opened for writing (an importer's fresh temporary file):
+    the writer then writes there and never opens `path` itself, which only names it in messages."""
+
+    def __init__(self, path: Path, handle: BinaryIO | None = None) -> None:
         self.path = path
+        if handle is not None:
+            self._handle: BinaryIO = handle
+            return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = path.open("ab")
@@ -319,9 +338,16 @@ def _int(obj: object, where: str) -> int:
 
 
 def _number(obj: object, where: str) -> float:
+    """A time in seconds: a finite number, not negative (replay sleeps and schedules with it)."""
     if not isinstance(obj, int | float) or isinstance(obj, bool):
         raise CassetteError(f"{where} must be a number")
-    return float(obj)
+    try:
+        value = float(obj)
+    except OverflowError as e:
+        raise CassetteError(f"{where} is too large") from e
+    if not math.isfinite(value) or value < 0:
+        raise CassetteError(f"{where} must be a finite number of seconds >= 0")
+    return value
 
 
 def _pairs(obj: object, where: str) -> tuple[tuple[str, str], ...]:

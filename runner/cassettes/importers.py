@@ -2,18 +2,28 @@
 
 Input: a vcrpy cassette (`.yaml`/`.yml`) or a HAR file (`.har`, or JSON with a `log.entries` list).
 Output: `cassettes/http.jsonl` written through proxy.cassette's one writer, every exchange redacted with
-the given key, in the order of the source. Rules: the source is untrusted (YAML is read with the safe
-loader, every field is checked); the output appears complete or not at all (temp file, then rename);
-an existing output is never overwritten.
+the given key, in the order of the source.
+Rules: the source is untrusted and gets one UsageError (one line, naming it) for anything wrong:
+- it is read only up to a size cap (256 MiB by default), checked before parsing;
+- YAML is read with the safe loader, and aliases (`*name`) are refused: a 1 KB file of nested aliases
+  expands to gigabytes once every exchange is written out;
+- YAML nesting deeper than 100 levels (PyYAML is quadratic in it), JSON nesting too deep for the
+  parser, numbers out of range, strings that are not text: all refused;
+- every exchange must read back through proxy.cassette's reader, so the proxy can serve what we write.
+The output appears complete or not at all: a fresh temporary file made with O_EXCL in the target folder
+(never a predictable name, never through a symlink), then an atomic rename. An existing output is
+refused unless `force`, and then replaced by the rename (a symlink there is replaced, not followed).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import datetime
 import json
+import math
 import os
+import re
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,41 +36,140 @@ from proxy.cassette import CassetteError, CassetteWriter, Exchange, RecordedRequ
 from proxy.redact import Redactor, key_from_text
 from runner.errors import UsageError
 
-__all__ = ["import_recording"]
+__all__ = ["MAX_IMPORT_BYTES", "import_recording"]
+
+MAX_IMPORT_BYTES = 256 * 1024 * 1024
+_METHOD = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,31}")
+_MAX_DEPTH = 100  # levels of YAML nesting; vcrpy writes 4
+_MESSAGE_CHARS = 300  # an error names the problem, it does not echo the hostile file back
 
 
-def import_recording(source: Path, out: Path, redact_key: str = "") -> int:
+class _TooDeep(yaml.YAMLError):
+    """Nesting deeper than _MAX_DEPTH: PyYAML's scanner is quadratic in it, its composer recursive."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """The safe loader, refusing aliases (shared nodes are how a tiny YAML file expands without bound)
+    and nesting deeper than _MAX_DEPTH (3,000 `[` took PyYAML 11 s; a recording needs a handful)."""
+
+    _depth = 0
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        if self.flow_level >= _MAX_DEPTH:
+            raise _TooDeep(f"more than {_MAX_DEPTH} nested [ or {{")
+        super().fetch_flow_collection_start(TokenClass)
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event: yaml.AliasEvent = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in the stubs
+            raise yaml.YAMLError(
+                f"YAML aliases (*{event.anchor}) are not accepted, line {_line(event)}; expand them"
+            )
+        if self._depth >= _MAX_DEPTH:
+            raise _TooDeep(f"more than {_MAX_DEPTH} nested levels")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _line(event: yaml.Event) -> str:
+    mark = event.start_mark
+    return str(mark.line + 1) if mark is not None else "?"
+
+
+def import_recording(
+    source: Path, out: Path, redact_key: str = "", *, force: bool = False, max_bytes: int = MAX_IMPORT_BYTES
+) -> int:
     """Convert `source` into a new cassette at `out`; returns how many exchanges were written."""
-    if out.exists():
-        raise UsageError(f"{out} already exists; choose another --out or remove it first")
-    exchanges = list(_read(source))
+    if os.path.lexists(out) and not force:
+        raise UsageError(f"{out} already exists; choose another --out, or pass --force to replace it")
+    if out.is_dir() and not out.is_symlink():
+        raise UsageError(f"{out} is a folder; --out takes the cassette file to write")
+    exchanges = list(_read(source, max_bytes))
     redactor = Redactor(key_from_text(redact_key))
-    tmp = out.with_name(f".{out.name}.importing")
     try:
-        with CassetteWriter(tmp) as writer:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".importing")
+    except OSError as e:
+        raise UsageError(f"cannot write {out}: {e.strerror}; choose another --out") from e
+    tmp, done = Path(name), False
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # the mode a plain open() would give; mkstemp makes 0600
+        with os.fdopen(fd, "wb") as handle, CassetteWriter(tmp, handle=handle) as writer:
             for exchange in exchanges:
                 writer.write(exchange.redacted(redactor))
         os.replace(tmp, out)
-    except CassetteError as e:
-        raise UsageError(f"cannot write {out}: {e}") from e
+        done = True
+    except (CassetteError, OSError) as e:
+        raise UsageError(f"cannot write {out}: {_one_line(str(e))}") from e
     finally:
-        tmp.unlink(missing_ok=True)
+        if not done:
+            tmp.unlink(missing_ok=True)
     return len(exchanges)
 
 
-def _read(source: Path) -> Iterator[Exchange]:
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _one_line(text: str) -> str:
+    """`text` on one short line, without control characters (parser errors quote the input)."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return flat if len(flat) <= _MESSAGE_CHARS else flat[: _MESSAGE_CHARS - 3] + "..."
+
+
+def _read_text(source: Path, max_bytes: int) -> str:
+    too_big = f"{source} is larger than the import limit of {max_bytes} bytes; raise it with --max-mib N"
     try:
-        text = source.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read {source}: {e}") from e
+        with source.open("rb") as f:
+            if os.fstat(f.fileno()).st_size > max_bytes:
+                raise UsageError(too_big)
+            data = f.read(max_bytes + 1)  # a pipe or a growing file has no size to check beforehand
+    except OSError as e:
+        raise UsageError(f"cannot read {source}: {e.strerror}") from e
+    if len(data) > max_bytes:
+        raise UsageError(too_big)
     try:
-        if source.suffix.lower() in {".yaml", ".yml"}:
-            yield from _from_vcrpy(yaml.safe_load(text))
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"cannot read {source}: not UTF-8 text (byte {e.start})") from e
+
+
+def _read(source: Path, max_bytes: int) -> Iterator[Exchange]:
+    text = _read_text(source, max_bytes)
+    vcrpy = source.suffix.lower() in {".yaml", ".yml"}
+    try:
+        if vcrpy:
+            exchanges = _from_vcrpy(yaml.load(text, Loader=_StrictLoader))  # a SafeLoader subclass
         else:
-            yield from _from_har(json.loads(text))
-    except (yaml.YAMLError, ValueError, KeyError, TypeError, AttributeError, binascii.Error) as e:
-        kind = "vcrpy cassette" if source.suffix.lower() in {".yaml", ".yml"} else "HAR file"
-        raise UsageError(f"{source} is not a valid {kind} ({type(e).__name__}: {e}); check the file") from e
+            exchanges = _from_har(json.loads(text))
+        for exchange in exchanges:
+            yield _readable(exchange)
+    except (RecursionError, _TooDeep) as e:
+        raise UsageError(f"{source} is nested too deeply to be a recording; check the file") from e
+    except (
+        yaml.YAMLError,
+        ValueError,  # CassetteError, JSONDecodeError, UnicodeError, binascii.Error
+        KeyError,
+        IndexError,
+        TypeError,
+        AttributeError,
+        OverflowError,
+    ) as e:
+        kind = "vcrpy cassette" if vcrpy else "HAR file"
+        what = f"{type(e).__name__}: {_one_line(str(e))}"
+        raise UsageError(f"{source} is not a valid {kind} ({what}); check the file") from e
+
+
+def _readable(exchange: Exchange) -> Exchange:
+    """`exchange` if the proxy's reader takes back what the writer makes of it, else CassetteError."""
+    line = json.dumps(exchange.to_json(), ensure_ascii=False, allow_nan=False).encode("utf-8")
+    Exchange.from_json(json.loads(line))
+    return exchange
 
 
 def _from_vcrpy(doc: Any) -> Iterator[Exchange]:
@@ -74,7 +183,7 @@ def _from_vcrpy(doc: Any) -> Iterator[Exchange]:
         yield Exchange(
             request=_request(req["method"], req["uri"], req_headers, _bytes(req.get("body")), "HTTP/1.1"),
             response=RecordedResponse(
-                status=int(resp["status"]["code"]),
+                status=_status(resp["status"]["code"]),
                 reason=str(resp["status"].get("message", "")),
                 headers=resp_headers,
                 body=_decoded(_bytes(body.get("string")), resp_headers),
@@ -98,28 +207,32 @@ def _from_har(doc: Any) -> Iterator[Exchange]:
                 req["url"],
                 _har_headers(req.get("headers")),
                 str(post.get("text", "")).encode(),
-                req.get("httpVersion", "HTTP/1.1"),
+                _version(req.get("httpVersion", "HTTP/1.1")),
             ),
             response=RecordedResponse(
-                status=int(resp["status"]),
+                status=_status(resp["status"]),
                 reason=str(resp.get("statusText", "")),
                 headers=_har_headers(resp.get("headers")),
                 body=body,  # HAR keeps the decoded content
-                http_version=str(resp.get("httpVersion", "HTTP/1.1")),
+                http_version=_version(resp.get("httpVersion", "HTTP/1.1")),
             ),
             started=_har_time(entry.get("startedDateTime")),
-            duration=float(entry.get("time") or 0) / 1000,
+            duration=_seconds(float(entry.get("time") or 0) / 1000),
         )
 
 
 def _request(
     method: str, url: str, headers: tuple[tuple[str, str], ...], body: bytes, version: str
 ) -> RecordedRequest:
+    if not isinstance(method, str) or not _METHOD.fullmatch(method):
+        raise ValueError(f"unsupported HTTP method {str(method)[:40]!r}")
+    if not isinstance(url, str):
+        raise ValueError("a URL must be text")
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise ValueError(f"unsupported URL {url!r}")
+        raise ValueError(f"unsupported URL {url[:80]!r}")
     return RecordedRequest(
-        method=str(method).upper(),
+        method=method.upper(),
         scheme=parts.scheme,
         host=parts.hostname,
         port=parts.port or (443 if parts.scheme == "https" else 80),
@@ -168,10 +281,33 @@ def _decoded(body: bytes, headers: tuple[tuple[str, str], ...]) -> bytes:
     return decoded if isinstance(decoded, bytes) else body
 
 
+def _status(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip().isdigit():
+        raise ValueError(f"a status code must be a number, not {str(value)[:20]!r}")
+    status = int(value)
+    if not 100 <= status <= 999:
+        raise ValueError(f"status code {status} is out of range (100-999)")
+    return status
+
+
+def _version(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 32:
+        raise ValueError("httpVersion must be a short text such as 'HTTP/1.1'")
+    return value
+
+
+def _seconds(value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"a duration must be a finite number of seconds >= 0, not {value}")
+    return value
+
+
 def _har_time(value: Any) -> float:
+    """The unix time of a HAR date, or 0 (unknown) for one that is missing, malformed or before 1970."""
     if not isinstance(value, str):
         return 0.0
     try:
-        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+        started = datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except (ValueError, OverflowError, OSError):
         return 0.0
+    return started if math.isfinite(started) and started >= 0 else 0.0

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from runner.cassettes.importers import import_recording
+from runner.cassettes.importers import MAX_IMPORT_BYTES, import_recording
 from runner.cli.common import console, handles_errors
 
 __all__ = ["app"]
@@ -35,10 +35,14 @@ def cassette_import(
             "--redact-key", envvar="RUNNER_REDACT_KEY", help="Key of the secret placeholders (hex or text)."
         ),
     ] = "",
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists (atomically).")] = False,
+    max_mib: Annotated[
+        int, typer.Option("--max-mib", min=1, help="Refuse a recording larger than this many MiB.")
+    ] = MAX_IMPORT_BYTES // 2**20,
 ) -> None:
     """Import a vcrpy cassette or a HAR file as a replayable cassette, secrets redacted.
 
     Example: runner cassette import tests/cassettes/test_chat.yaml --out cassettes/http.jsonl
     """
-    count = import_recording(source, out, redact_key)
+    count = import_recording(source, out, redact_key, force=force, max_bytes=max_mib * 2**20)
     console.print_json(json.dumps({"imported": count, "out": str(out)}))

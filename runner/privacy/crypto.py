@@ -10,7 +10,11 @@ Rules:
   whichever key their id names, so a rotated keyring still opens everything it sealed.
 - The member name is the associated data: a sealed blob moved to another member does not open.
 - A wrong key, an unknown key id or a flipped bit raise PrivacyError, never return garbage.
-- Keyring files are written 0600, atomically.
+- Keyring files are written 0600, atomically, into a folder that must exist (it is never created: a
+  typo must not scatter secret keys). A keyring file readable by group or others is refused on load,
+  as ssh refuses a private key, with the chmod to run.
+- Key files come from elsewhere: every field is checked (key ids are 16 hex digits, AEAD keys and
+  signing seeds 32 bytes, Ed25519 public keys 32 bytes); a damaged file is a PrivacyError naming it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import secrets
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -55,6 +61,8 @@ _KEYRING_FORMAT = "runner-keyring/1"
 _PUBKEYS_FORMAT = "runner-public-keys/1"
 _ID_BYTES = 8
 _NONCE = 12
+_KEY_ID = re.compile(r"[0-9a-f]{16}")
+_RAW_KEY = 32  # bytes of an AES-256 key, an Ed25519 seed and an Ed25519 public key
 
 
 @dataclass(frozen=True)
@@ -137,13 +145,24 @@ def _unb64(text: Any, what: str, source: str) -> bytes:
 
 def _write_private(path: Path, data: dict[str, Any], mode: int) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise PrivacyError(
+            f"cannot write {path}: folder {folder} does not exist; create it first: mkdir -m 700 {folder}"
+        )
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.")
+    except OSError as e:
+        raise PrivacyError(f"cannot write {path}: {e.strerror}; choose a folder you can write to") from e
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2)
             f.write("\n")
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise PrivacyError(f"cannot write {path}: {e.strerror}; choose another path") from e
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -182,23 +201,32 @@ def save_keyring(keyring: Keyring, path: Path) -> Path:
     return pub
 
 
-def _read_json(path: Path, fmt: str, hint: str) -> dict[str, Any]:
+def _read_json(path: Path, hint: str) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise PrivacyError(f"cannot read key file {path}: {e}; {hint}") from e
-    if not isinstance(data, dict) or data.get("format") != fmt:
-        raise PrivacyError(f"{path} is not a {fmt} file; {hint}")
+    except (OSError, ValueError, RecursionError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not JSON"
+        raise PrivacyError(f"cannot read key file {path}: {reason}; {hint}") from e
+    if not isinstance(data, dict):
+        raise PrivacyError(f"{path} is not a key file; {hint}")
     return data
 
 
-def load_keyring(path: Path) -> Keyring:
-    data = _read_json(path, _KEYRING_FORMAT, "create one with `runner keys new --tenant T --out FILE`")
-    src = str(path)
+def _check_private(path: Path) -> None:
+    """Refuse a secret keyring that group or others can read (or write), like ssh does."""
+    mode = Path(path).stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise PrivacyError(
+            f"keyring {path} is accessible by others (mode {stat.S_IMODE(mode):o}); "
+            f"its keys may have leaked: run `chmod 600 {path}` (and rotate if others could read it)"
+        )
+
+
+def _keyring_from(data: dict[str, Any], src: str) -> Keyring:
     try:
         keys = tuple(
             Key(
-                str(k["id"]),
+                _key_id(k["id"], src),
                 str(k["created_at"]),
                 _unb64(k["aead"], "aead", src),
                 _unb64(k["signing_seed"], "signing_seed", src),
@@ -207,25 +235,45 @@ def load_keyring(path: Path) -> Keyring:
         )
         keyring = Keyring(str(data["tenant"]), _unb64(data["redaction_key"], "redaction_key", src), keys, src)
     except (KeyError, TypeError) as e:
-        raise PrivacyError(f"{path}: missing field {e} in the keyring; the key file is damaged") from e
-    if not keys or any(len(k.aead) != 32 or len(k.signing_seed) != 32 for k in keys):
-        raise PrivacyError(f"{path}: keys must be 32 bytes each and at least one must be present")
+        raise PrivacyError(f"{src}: missing field {e} in the keyring; the key file is damaged") from e
+    if not keys or any(len(k.aead) != _RAW_KEY or len(k.signing_seed) != _RAW_KEY for k in keys):
+        raise PrivacyError(f"{src}: keys must be 32 bytes each and at least one must be present")
     return keyring
+
+
+def _key_id(value: Any, src: str) -> str:
+    if not isinstance(value, str) or not _KEY_ID.fullmatch(value):
+        raise PrivacyError(f"{src}: a key id must be 16 lower-case hex digits; the key file is damaged")
+    return value
+
+
+def load_keyring(path: Path) -> Keyring:
+    hint = "create one with `runner keys new --tenant T --out FILE`"
+    data = _read_json(path, hint)
+    if data.get("format") != _KEYRING_FORMAT:
+        raise PrivacyError(f"{path} is not a {_KEYRING_FORMAT} file; {hint}")
+    _check_private(path)
+    return _keyring_from(data, str(path))
 
 
 def load_public_keys(path: Path) -> PublicKeys:
     """Public keys from a .pub file; a keyring file is accepted too (its public half is used)."""
-    try:
+    hint = "use the .pub file written next to the keyring"
+    data = _read_json(path, hint)
+    if data.get("format") == _KEYRING_FORMAT:
         ring = load_keyring(path)
         return PublicKeys(ring.tenant, {k.id: k.public_bytes() for k in ring.keys}, str(path))
-    except PrivacyError:
-        pass
-    data = _read_json(path, _PUBKEYS_FORMAT, "use the .pub file written next to the keyring")
+    if data.get("format") != _PUBKEYS_FORMAT:
+        raise PrivacyError(f"{path} is not a {_PUBKEYS_FORMAT} file; {hint}")
+    src = str(path)
     try:
-        keys = {str(k["id"]): _unb64(k["ed25519"], "ed25519", str(path)) for k in data["keys"]}
-        return PublicKeys(str(data["tenant"]), keys, str(path))
+        keys = {_key_id(k["id"], src): _unb64(k["ed25519"], "ed25519", src) for k in data["keys"]}
+        tenant = str(data["tenant"])
     except (KeyError, TypeError) as e:
         raise PrivacyError(f"{path}: missing field {e} in the public key file") from e
+    if not keys or any(len(raw) != _RAW_KEY for raw in keys.values()):
+        raise PrivacyError(f"{path}: public keys must be 32 bytes each and at least one must be present")
+    return PublicKeys(tenant, keys, src)
 
 
 def is_sealed(data: bytes) -> bool:

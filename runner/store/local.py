@@ -14,21 +14,30 @@ Rules:
   manifest and traces only until `traces` (90 days), then the audit summary only until `audit` (1 year),
   then nothing.
 - An entry under legal hold is never deleted nor downgraded, whatever its age, until it is released.
+- The index comes from disk, so it is input like any other: an entry whose id is not a full sha256
+  (e.g. `../../x`), whose file name is not its id, or whose date or tier is malformed refuses the whole
+  command (PackError naming the index file) before anything is deleted; every path gc removes is
+  resolved and must stay under the store root.
+- A stored pack keeps its source's read permissions (owner read always, no write bits): a 0600 pack
+  is stored 0400, never made readable by others. The store root must be a folder.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
+import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from runner.errors import PrivacyError, UsageError
+from runner.errors import PackError, PrivacyError, UsageError
 from runner.pack import manifest as mf
 from runner.pack import read as pack_read
 from runner.pack import summary as pack_summary
@@ -36,6 +45,8 @@ from runner.pack import summary as pack_summary
 __all__ = ["Action", "Entry", "Hold", "Retention", "Store", "utc_now"]
 
 Tier = Literal["full", "traces", "audit"]
+_TIERS: frozenset[str] = frozenset({"full", "traces", "audit"})
+_ID = re.compile(r"[0-9a-f]{64}")  # a root digest: full sha256, lower-case hex
 
 
 def utc_now() -> dt.datetime:
@@ -64,7 +75,13 @@ class Retention:
 
     @classmethod
     def from_days(cls, full: float, traces: float, audit: float) -> Retention:
-        return cls(dt.timedelta(days=full), dt.timedelta(days=traces), dt.timedelta(days=audit))
+        spans = []
+        for name, days in (("--full-days", full), ("--traces-days", traces), ("--audit-days", audit)):
+            # timedelta raises ValueError for NaN and OverflowError past 999,999,999 days.
+            if not math.isfinite(days) or not 0 <= days <= 1_000_000:
+                raise UsageError(f"{name} must be a number of days between 0 and 1000000, not {days}")
+            spans.append(dt.timedelta(days=days))
+        return cls(*spans)
 
 
 @dataclass(frozen=True)
@@ -103,6 +120,8 @@ class Store:
     def __init__(self, root: Path, now: Callable[[], dt.datetime] = utc_now) -> None:
         self.root = Path(root)
         self.now = now
+        if self.root.exists() and not self.root.is_dir():
+            raise UsageError(f"store {self.root} is not a folder; pass the store folder with --store DIR")
 
     # --- paths and records ---
 
@@ -130,11 +149,29 @@ class Store:
 
     def _load(self, path: Path) -> Entry:
         try:
-            d = json.loads(path.read_text())
+            d = json.loads(path.read_text(encoding="utf-8"))
             hold = Hold(**d["hold"]) if d.get("hold") else None
-            return Entry(d["id"], d["session"], d["added_at"], d["tier"], hold)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise PrivacyError(f"store index {path} is unreadable ({e}); restore it from a backup") from e
+            entry = Entry(d["id"], d["session"], d["added_at"], d["tier"], hold)
+            problem = _entry_problem(entry, path)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+            raise PackError(
+                f"store index {path} is unreadable ({type(e).__name__}); restore it from a backup"
+            ) from e
+        if hold is not None and not all(isinstance(v, str) for v in vars(hold).values()):
+            problem = "its hold must hold text fields"
+        if problem:
+            raise PackError(
+                f"store index {path}: {problem}; nothing was changed; remove or restore that file"
+            )
+        return entry
+
+    def _inside(self, path: Path) -> Path:
+        """`path` if it stays under the store root once resolved (symlinks followed), else PackError."""
+        root = self.root.resolve()
+        resolved = path.resolve()
+        if path.is_symlink() or not resolved.is_relative_to(root) or resolved == root:
+            raise PackError(f"{path} leads outside the store {self.root}; refusing to delete it")
+        return path
 
     def entries(self) -> list[Entry]:
         folder = self.root / "index"
@@ -164,22 +201,29 @@ class Store:
         m = pack_summary.inspect(pack).manifest
         assert m.integrity is not None
         id = m.integrity.root
+        if not _ID.fullmatch(id):
+            raise PackError(f"not storing {pack}: its root digest {id[:80]!r} is not a sha256")
         if self._index(id).exists():
             return self._load(self._index(id))
-        self.root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.root, prefix=".put-") as tmp:
-            unpacked = pack_read.extract(pack, Path(tmp) / "pack")
-            traces = self._traces(id)
-            traces.mkdir(parents=True, exist_ok=True)
-            for name in ("manifest.yaml", "traces.jsonl"):
-                if (unpacked.path / name).exists():
-                    shutil.copyfile(unpacked.path / name, traces / name)
-            obj = self._object(id)
-            obj.parent.mkdir(parents=True, exist_ok=True)
-            staged = Path(tmp) / "object"
-            shutil.copyfile(pack, staged)
-            os.chmod(staged, 0o444)
-            os.replace(staged, obj)
+        mode = _read_only_mode(pack)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=self.root, prefix=".put-") as tmp:
+                unpacked = pack_read.extract(pack, Path(tmp) / "pack")
+                traces = self._traces(id)
+                traces.mkdir(parents=True, exist_ok=True)
+                staged = [(unpacked.path / name, traces / name) for name in ("manifest.yaml", "traces.jsonl")]
+                staged.append((pack, self._object(id)))
+                for n, (src, dst) in enumerate(staged):
+                    if not src.exists():
+                        continue
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    copy = Path(tmp) / f"staged-{n}"
+                    shutil.copyfile(src, copy)
+                    os.chmod(copy, mode)  # never more readable than the pack it came from
+                    os.replace(copy, dst)
+        except OSError as e:
+            raise UsageError(f"cannot write to the store {self.root}: {e.strerror or e}") from e
         self._write_json(
             self._audit(id),
             {"session": mf.to_dict(m)["session"], "agent": m.agent.name, "privacy": mf.to_dict(m)["privacy"]},
@@ -208,7 +252,16 @@ class Store:
         """Downgrade or delete what retention says has expired; held entries are left exactly as they are."""
         now = self.now()
         actions: list[Action] = []
-        for entry in self.entries():
+        entries = self.entries()  # every index file is validated before anything is deleted
+        for entry in entries:
+            for path in (
+                self._object(entry.id),
+                self._traces(entry.id),
+                self._audit(entry.id),
+                self._index(entry.id),
+            ):
+                self._inside(path)
+        for entry in entries:
             age = now - _parse(entry.added_at)
             if entry.hold is not None:
                 actions.append(Action(entry.id, "keep-held", f"held: {entry.hold.reason}"))
@@ -237,12 +290,32 @@ class Store:
 
     def _apply(self, entry: Entry, tier: Tier | None, action: Action) -> None:
         if action.action == "drop-pack":
-            self._object(entry.id).unlink(missing_ok=True)
+            self._inside(self._object(entry.id)).unlink(missing_ok=True)
         elif action.action == "drop-traces":
-            shutil.rmtree(self._traces(entry.id), ignore_errors=True)
+            shutil.rmtree(self._inside(self._traces(entry.id)), ignore_errors=True)
         else:
-            self._audit(entry.id).unlink(missing_ok=True)
-            self._index(entry.id).unlink(missing_ok=True)
+            self._inside(self._audit(entry.id)).unlink(missing_ok=True)
+            self._inside(self._index(entry.id)).unlink(missing_ok=True)
             return
         assert tier is not None
         self._save(replace(entry, tier=tier))
+
+
+def _entry_problem(entry: Entry, path: Path) -> str:
+    """What is wrong with an index entry read from `path`, or "" when it is sound."""
+    if not isinstance(entry.id, str) or not _ID.fullmatch(entry.id):
+        return "its id is not a pack root digest (64 lower-case hex digits)"
+    if path.name != f"{entry.id}.json":
+        return "its file name does not match its id"
+    if entry.tier not in _TIERS:
+        return f"its tier is not one of {sorted(_TIERS)}"
+    if not isinstance(entry.session, str) or not isinstance(entry.added_at, str):
+        return "its session and added_at must be text"
+    if _parse(entry.added_at).tzinfo is None:  # ValueError for a malformed date, caught by the caller
+        return "its added_at has no time zone"
+    return ""
+
+
+def _read_only_mode(source: Path) -> int:
+    """The mode a stored copy of `source` gets: its read bits only, owner read always."""
+    return stat.S_IRUSR | (source.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH))

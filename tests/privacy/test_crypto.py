@@ -139,3 +139,91 @@ def test_a_flipped_ciphertext_bit_in_a_pack_is_reported_as_such(tmp_path: Path) 
 def test_encrypting_without_a_keyring_is_refused(tmp_path: Path) -> None:
     with pytest.raises(PrivacyError, match="need a keyring"):
         make_pack(tmp_path, privacy=PrivacyOptions(encrypt_payloads=True))
+
+
+def cli(*args: object) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from runner.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def one_error_line(output: str) -> str:
+    """The one error line of `output` (`verify` prints its integrity line before checking signatures)."""
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in output, output
+    return errors[0]
+
+
+def test_keys_new_into_a_missing_folder_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    code, out = cli("keys", "new", "--tenant", "acme", "--out", tmp_path / "missing" / "acme.keys")
+    assert code == 2
+    assert "mkdir -m 700" in one_error_line(out)
+    assert not (tmp_path / "missing").exists()
+
+
+def signed_pack(tmp_path: Path) -> tuple[Path, Path]:
+    keys = tmp_path / "acme.keys"
+    assert cli("keys", "new", "--tenant", "acme", "--out", keys)[0] == 0
+    pack = make_pack(tmp_path, steps=[command("c1", ["true"])])
+    code, out = cli("sign", pack, "--key", keys)
+    assert code == 0, out
+    return pack, Path(f"{keys}.pub")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "three-byte-key",
+        "three-byte-file",
+        "empty-keys",
+        "bad-id",
+        "keys-not-a-list",
+        "deep",
+    ],
+)
+def test_a_malformed_public_key_file_is_one_line_and_exit_2(tmp_path: Path, damage: str) -> None:
+    pack, pub = signed_pack(tmp_path)
+    data = json.loads(pub.read_text())
+    if damage == "three-byte-key":
+        data["keys"][0]["ed25519"] = "YWJj"  # base64 of b"abc"
+    elif damage == "empty-keys":
+        data["keys"] = []
+    elif damage == "bad-id":
+        data["keys"][0]["id"] = "../x"
+    elif damage == "keys-not-a-list":
+        data["keys"] = 7
+    text = json.dumps(data)
+    if damage == "three-byte-file":
+        text = "abc"
+    elif damage == "deep":
+        text = "[" * 100_000 + "]" * 100_000
+    pub.write_text(text)
+    code, out = cli("verify", pack, "--pubkey", pub)
+    assert code == 2 and str(pub) in one_error_line(out), out
+
+
+def test_a_keyring_with_a_malformed_key_id_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "acme.keys"
+    crypto.save_keyring(crypto.new_keyring("acme"), path)
+    data = json.loads(path.read_text())
+    data["keys"][0]["id"] = "zz"
+    path.write_text(json.dumps(data))
+    with pytest.raises(PrivacyError, match="key id must be 16"):
+        crypto.load_keyring(path)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644, 0o606])
+def test_a_keyring_readable_by_others_is_refused_with_the_chmod_to_run(tmp_path: Path, mode: int) -> None:
+    keys = tmp_path / "acme.keys"
+    assert cli("keys", "new", "--tenant", "acme", "--out", keys)[0] == 0
+    keys.chmod(mode)
+    pack = make_pack(tmp_path, steps=[command("c1", ["true"])])
+    for args in (("sign", pack, "--key", keys), ("keys", "rotate", keys), ("verify", pack, "--pubkey", keys)):
+        code, out = cli(*args)
+        assert code == 2 and f"chmod 600 {keys}" in one_error_line(out), (args, out)
+    keys.chmod(0o600)
+    assert cli("sign", pack, "--key", keys)[0] == 0
+    assert cli("verify", pack, "--pubkey", f"{keys}.pub")[0] == 0  # the public half may be world-readable

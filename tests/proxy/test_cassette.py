@@ -116,3 +116,51 @@ def test_any_exchange_round_trips_exactly(
         ),
     )
     assert Exchange.from_json(json.loads(json.dumps(original.to_json()))) == original
+
+
+def hostile(tmp_path: Path, change: str) -> Path:
+    obj = exchange((Chunk(0.0, b"data: 1\n\n"),)).to_json()
+    where, _, value = change.partition("=")
+    target = obj
+    *parents, last = where.split(".")
+    for part in parents:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    target[last] = json.loads(value)
+    path = tmp_path / "http.jsonl"
+    path.write_text(json.dumps(obj) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("request.port=99999", "request.port 99999 is out of range"),
+        ("request.port=-1", "request.port -1 is out of range"),
+        ("response.status=0", "response.status 0 is out of range"),
+        ("response.status=123456", "response.status 123456 is out of range"),
+        ("response.chunks.0.t=NaN", r"response.chunks\[\].t must be a finite number"),
+        ("response.chunks.0.t=-1", r"response.chunks\[\].t must be a finite number"),
+        ("duration=Infinity", "duration must be a finite number"),
+        ("started=-5", "started must be a finite number"),
+        ("duration=1e999", "duration must be a finite number"),
+    ],
+)
+def test_values_out_of_range_are_refused(tmp_path: Path, change: str, message: str) -> None:
+    with pytest.raises(CassetteError, match=f"http.jsonl:1: {message}"):
+        read_exchanges(hostile(tmp_path, change))
+
+
+@pytest.mark.parametrize("depth", [10_000, 1_000_000])
+def test_deep_nesting_is_one_clear_cassette_error(tmp_path: Path, depth: int) -> None:
+    path = tmp_path / "http.jsonl"
+    path.write_text('{"v": 1, "request": ' + "[" * depth + "]" * depth + "}\n")
+    with pytest.raises(CassetteError) as caught:
+        read_exchanges(path)
+    assert str(caught.value) == f"{path}:1: nested too deeply to be an exchange"
+
+
+def test_a_huge_line_is_refused_without_reading_past_the_cap(tmp_path: Path) -> None:
+    path = tmp_path / "http.jsonl"
+    path.write_text(json.dumps(exchange().to_json()) + "\n" + '{"v": 1, "pad": "' + "x" * 5000 + '"}\n')
+    with pytest.raises(CassetteError, match=r"http\.jsonl:2: line longer than 4096 bytes"):
+        read_exchanges(path, max_line_bytes=4096)
