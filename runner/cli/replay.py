@@ -21,7 +21,7 @@ from runner.cli.common import (
     live_progress,
     local_pack,
 )
-from runner.engine import daemon, images
+from runner.engine import daemon, images, sandbox
 from runner.engine.host import BuildTrust
 from runner.errors import ExitCode
 from runner.privacy import crypto
@@ -78,11 +78,27 @@ def replay_cmd(
     key: Annotated[
         Path | None, typer.Option("--key", help="Tenant keyring: needed for packs with encrypted payloads.")
     ] = None,
+    memory: Annotated[
+        str, typer.Option("--memory", metavar="SIZE", help="Memory of the workload, swap included (e.g. 4g).")
+    ] = "4g",
+    pids: Annotated[
+        int, typer.Option("--pids", min=8, help="Processes and threads the workload may have at once.")
+    ] = sandbox.Limits.pids,
+    cpus: Annotated[
+        float, typer.Option("--cpus", min=0.1, help="CPUs the workload may use (at most the engine's).")
+    ] = sandbox.Limits.cpus,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            "--runtime", help="OCI runtime of the workload, e.g. runsc (gVisor); see docs/sandbox.md."
+        ),
+    ] = None,
 ) -> None:
     # Imported here: the replay pipeline is slow to import and only this command needs it.
     from runner.replay import pipeline, report
 
     selected = pipeline.select_packs([local_pack(p) for p in packs], shard)
+    limits = sandbox.Limits(sandbox.parse_memory(memory), pids, cpus, runtime)
     keyring = crypto.load_keyring(key) if key else None
     trust = BuildTrust.from_host(ca_bundle)
     with closing(daemon.connect()) as client:
@@ -91,7 +107,7 @@ def replay_cmd(
         options = pipeline.ReplayOptions(
             base_image=own.base.tag, proxy_image=own.proxy.tag, runs_dir=runs_dir, keep=keep,
             keep_going=keep_going, allow_image_mismatch=allow_image_mismatch, trust=trust, rerun_agent=rerun_agent,
-            keyring=keyring,
+            keyring=keyring, limits=limits,
         )  # fmt: skip
         with live_progress() as live:
 

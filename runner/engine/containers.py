@@ -3,8 +3,9 @@
 Input: a docker client, an image and `docker run`-style keyword arguments. Output: a running
 `docker.models.containers.Container` inside a `with` block. Rules: every container carries the
 `runner.owner=runner` label (so leak checks and cleanup can find it), runs with network `none` unless told
-otherwise, and is removed on exit of the block even when its own start failed; a start failure is raised as
-ExecuteError with the container's last log lines attached.
+otherwise, and is removed on exit of the block even when its own start failed, unless `keep` was called on
+it (`runner replay --keep`: the user gets a shell in it); a start failure is raised as ExecuteError with the
+container's last log lines attached.
 """
 
 from __future__ import annotations
@@ -21,10 +22,18 @@ from docker.models.resource import Model
 
 from runner.errors import ExecuteError
 
-__all__ = ["OWNER_LABEL", "Kind", "labels", "owned", "started"]
+__all__ = ["OWNER_LABEL", "Kind", "keep", "labels", "owned", "started"]
 
 OWNER_LABEL = ("runner.owner", "runner")
 Kind = Literal["containers", "images", "networks", "volumes"]  # the docker SDK's collections that take labels
+# Containers the user asked to keep. A flag and not a popped ExitStack: a generator context manager that is
+# dropped unfinished is closed by the garbage collector, which would run the removal anyway.
+_KEPT: set[str] = set()
+
+
+def keep(container: Container) -> None:
+    """Leave `container` running when its `started` block ends."""
+    _KEPT.add(container.id)
 
 
 def labels(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -68,8 +77,9 @@ def started(
             raise error from e
         yield container
     finally:
-        with suppress(docker.errors.NotFound):
-            container.remove(force=True, v=True)
+        if container.id not in _KEPT:
+            with suppress(docker.errors.NotFound):
+                container.remove(force=True, v=True)
 
 
 def _tail_logs(container: Container, lines: int = 20) -> str:

@@ -2,11 +2,13 @@
 
 Inputs: a running container, the command's argv, working directory, environment and timeout, and a folder
 for its logs. Output: a `CommandRun` with the exit code, where stdout and stderr were written, the
-duration, and whether the timeout killed it.
+duration, whether the timeout killed it, and which sandbox limit it hit, if one.
 
 Rules: stdout and stderr go straight to files (memory does not grow with output size). A command that
 runs past its timeout is killed with its whole process tree; when the engine's processes are not visible
-from here (a remote engine), the container itself is killed, since nothing else can stop an exec.
+from here (a remote engine), the container itself is killed, since nothing else can stop an exec. A command
+that hits a limit of the sandbox (`watch` says which) is stopped at once with the whole container: a fork
+bomb's orphans are no longer its descendants, and the replay ends there anyway.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -33,6 +36,7 @@ class CommandRun:
     stderr: Path
     duration_s: float
     timed_out: bool
+    limit: str | None = None  # the sandbox limit the command hit, in words (then exit_code is None)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -74,8 +78,11 @@ def run_command(
     timeout: float,
     log_dir: Path,
     name: str,
+    watch: Callable[[], str | None] | None = None,
+    poll: float = 0.5,
 ) -> CommandRun:
-    """Run `argv` in `container` (a docker SDK Container) and write `<name>.stdout/.stderr` to `log_dir`."""
+    """Run `argv` in `container` (a docker SDK Container) and write `<name>.stdout/.stderr` to `log_dir`;
+    `watch` is asked every `poll` seconds, and once more at the end, whether a limit was hit."""
     api = container.client.api
     log_dir.mkdir(parents=True, exist_ok=True)
     out_path, err_path = log_dir / f"{name}.stdout", log_dir / f"{name}.stderr"
@@ -103,18 +110,42 @@ def run_command(
     started = time.monotonic()
     reader = threading.Thread(target=pump, name=f"exec-{name}", daemon=True)
     reader.start()
-    reader.join(timeout)
-    timed_out = reader.is_alive()
+    limit = _wait(reader, started + timeout, watch, poll)
+    timed_out = limit is None and reader.is_alive()
     if timed_out:
         _kill_tree(container, exec_id)
         reader.join(10)
+    exit_code = None if timed_out or limit else api.exec_inspect(exec_id).get("ExitCode")
+    if watch is not None and limit is None:
+        limit = watch()
+        if limit is None and exit_code == 137:  # SIGKILL: the engine may report its OOM event late
+            time.sleep(poll)
+            limit = watch()
+    if limit is not None:
+        with contextlib.suppress(Exception):  # already gone is as good
+            container.kill()
+        reader.join(10)
     duration = time.monotonic() - started
-    if failure and not timed_out:
+    if failure and not timed_out and limit is None:
         raise ExecuteError(f"lost the output of `{' '.join(argv)}`: {failure[0]}")
-    exit_code = None if timed_out else api.exec_inspect(exec_id).get("ExitCode")
     return CommandRun(
-        exit_code=exit_code, stdout=out_path, stderr=err_path, duration_s=duration, timed_out=timed_out
-    )
+        exit_code=None if limit else exit_code, stdout=out_path, stderr=err_path, duration_s=duration,
+        timed_out=timed_out, limit=limit,
+    )  # fmt: skip
+
+
+def _wait(
+    reader: threading.Thread, deadline: float, watch: Callable[[], str | None] | None, poll: float
+) -> str | None:
+    """Wait for the command's output to end or the deadline; the limit `watch` saw hit, if it saw one."""
+    while reader.is_alive():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        reader.join(min(left, poll) if watch is not None else left)
+        if watch is not None and reader.is_alive() and (limit := watch()) is not None:
+            return limit
+    return None
 
 
 def read_output(workspace: Path, cwd: str, relpath: str, limit: int = 256 << 20) -> bytes | None:

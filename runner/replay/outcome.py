@@ -48,6 +48,7 @@ class StepOutcome:
     differences: tuple[Difference, ...] = ()
     duration_s: float = 0.0
     log_dir: str | None = None
+    limit: str | None = None  # the sandbox limit the step hit, in words: the pack's verdict is then `error`
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class PackOutcome:
     run_dir: str | None = None
     image: str | None = None  # the image the steps ran in and how it was had: "<ref> (<provenance>)"
     duration_s: float = 0.0
+    sandbox: str | None = None  # the user, privileges and limits the steps ran under, in words
 
     @property
     def first_divergence(self) -> StepOutcome | None:

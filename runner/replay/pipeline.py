@@ -5,7 +5,8 @@
     -> verdict (reproduced | diverged at step N with its likely cause | error)
 
 Every stage is a module with one verb that takes typed values and returns typed values; `replay` reads as the
-data flow, and `_verdict` is the one place a verdict is decided. Containers, temporary folders and the
+data flow, and `_verdict` is the one place a verdict is decided. Both containers run in the sandbox
+`runner.engine.sandbox` describes (non-root, no capabilities, read-only, limited); the outcome says which. Containers, temporary folders and the
 workspace are removed on success, divergence, error and Ctrl-C, unless the caller asks to keep them. An
 infrastructure failure is reported as `error`, never as a divergence.
 """
@@ -22,13 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
 from docker.models.containers import Container
 
 from proxy.report import Report
-from runner.engine.containers import started
+from runner.engine import containers
+from runner.engine import sandbox as sandbox_engine
 from runner.engine.host import BuildTrust
 from runner.errors import ExitCode, PackError, RunnerError, UsageError
 from runner.pack import read as pack_stage
@@ -55,6 +58,7 @@ class ReplayOptions:
     timeout_scale: float = 1.0
     rerun_agent: bool = False  # run the recorded agent instead of applying the patch it produced
     keyring: Keyring | None = None  # opens packs whose payloads are encrypted (runner.privacy)
+    limits: sandbox_engine.Limits = field(default_factory=sandbox_engine.Limits)
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class _Known:
     run_dir: Path
     started_at: float
     image: str | None = None  # "<ref> (<provenance>)"
+    sandbox: str | None = None  # what the containers ran under, in words
     warnings: tuple[str, ...] = ()
     steps: StepsResult = field(default_factory=StepsResult)
 
@@ -124,26 +129,34 @@ def replay(
                 # Every container of this run carries its folder, so a run's containers can be found.
                 labels = {"runner.run": str(known.run_dir.resolve())}
                 cassette = _cassette(unpacked)
+                user = sandbox_engine.sandbox_user()
+                workload_options = sandbox_engine.workload_options(client, options.limits, user)
+                known = replace(known, sandbox=sandbox_engine.describe(options.limits, user))
                 proxy = stack.enter_context(
                     sidecar.serve_cassettes(
-                        client, options.proxy_image, cassette, scratch / "proxy", labels=labels
+                        client, options.proxy_image, cassette, scratch / "proxy", labels=labels, user=user
                     )
                 )
                 workload = stack.enter_context(
-                    _workload(client, env.image, proxy, ws, {**labels, "runner.pack": pack})
+                    _workload(client, env.image, proxy, ws, {**labels, "runner.pack": pack}, workload_options)
                 )
-                if options.keep:
-                    stack.pop_all()  # the caller prints how to get a shell; nothing is removed
+                if options.keep:  # the caller prints how to get a shell; nothing is removed
+                    containers.keep(workload)
+                    containers.keep(proxy.container)
                     known = replace(known, warnings=(*known.warnings, _kept(workload, proxy, ws)))
                 drift = _environment_drift(workload, unpacked.manifest)
                 known = replace(known, warnings=(*known.warnings, *drift))
 
-                rules = StepRules(options.timeout_scale, options.keep_going, options.rerun_agent)
+                rules = StepRules(
+                    options.timeout_scale, options.keep_going, options.rerun_agent, options.limits, user
+                )
                 steps = run_steps(
                     workload, ws, unpacked, known.run_dir, rules,
                     lambda index, text: notify(StepEvent(pack, index, total, text)),
                 )  # fmt: skip
                 known = replace(known, steps=steps)
+                if options.keep:  # the kept workspace is the sandbox user's, for a shell in the container
+                    sandbox_engine.hand_over(ws.path, user)
                 if steps.failure is not None:
                     raise steps.failure
                 # With --keep the proxy stays up for the kept workload, so its report is not written yet.
@@ -162,6 +175,7 @@ def _verdict(
         pack=known.pack, verdict=Verdict.REPRODUCED, steps=known.steps.steps,
         warnings=(*known.warnings, *known.steps.warnings), cassettes=usage or CassetteUsage(),
         run_dir=str(known.run_dir), image=known.image, duration_s=time.monotonic() - known.started_at,
+        sandbox=known.sandbox,
     )  # fmt: skip
     if isinstance(error, RunnerError):
         return replace(outcome, verdict=Verdict.ERROR, error=str(error), error_code=error.exit_code)
@@ -215,19 +229,23 @@ def _workload(
     proxy: sidecar.Sidecar,
     ws: workspace_stage.Workspace,
     labels: dict[str, str],
+    hardening: dict[str, Any],
 ) -> AbstractContextManager[Container]:
-    """The container the steps run in: idle until they exec into it, in the sidecar's network namespace."""
-    return started(
+    """The container the steps run in: idle until they exec into it, in the sidecar's network namespace,
+    under the sandbox's user, privileges and limits (`hardening`)."""
+    hardening = dict(hardening)
+    return containers.started(
         client,
         image,
         name_prefix="runner-workload",
         command=["sleep", "infinity"],
         init=True,
         network_mode=proxy.network_mode,
-        environment=proxy.workload_env(),
+        environment={**hardening.pop("environment", {}), **proxy.workload_env()},
         working_dir=str(WORKSPACE),
         volumes={str(ws.path.resolve()): {"bind": str(WORKSPACE), "mode": "rw"}, **proxy.workload_volumes()},
         extra_labels={**labels, "runner.role": "workload"},
+        **hardening,
     )
 
 

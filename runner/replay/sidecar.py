@@ -5,7 +5,9 @@ Output: a running `Sidecar` whose network namespace the workload joins (`network
 `finish()` stops it and returns the addon's report (served, misses, unused).
 
 Rules: the sidecar runs with network `none`, so its only interface is loopback and replay cannot reach
-anything even if the addon wanted to. The cassette is mounted read-only. The CA is made fresh per run.
+anything even if the addon wanted to. The cassette is mounted read-only. The CA is made fresh per run. It
+runs hardened like the workload (`runner.engine.sandbox.sidecar_options`: the sandbox user, no capability,
+read-only root, limits); its folder is handed to that user, who must read the CA key and write the report.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from proxy.report import Report, read_report
 from runner.cassettes.process import ProxySettings, mitmdump_args
 from runner.cassettes.tls import client_trust_env, make_ca
 from runner.engine.containers import started
+from runner.engine.sandbox import User, hand_over, sandbox_user, sidecar_options
 from runner.errors import PackError, ProxyError
 
 __all__ = ["PROXY_PORT", "Sidecar", "serve_cassettes"]
@@ -92,14 +95,17 @@ def serve_cassettes(
     pace: float = 0.0,
     start_timeout: float = 60.0,
     labels: dict[str, str] | None = None,
+    user: User | None = None,
 ) -> Iterator[Sidecar]:
     """Run the replaying proxy in its own container; removed when the block ends, whatever happens."""
+    user = user or sandbox_user()
     workdir.mkdir(parents=True, exist_ok=True)
-    workdir.chmod(0o777)  # the addon writes its report here, whatever user the image runs as
     ca = make_ca(workdir / "confdir")
     if cassette is None:  # no recording: every request is a miss, and still nothing leaves
         cassette = workdir / "empty.jsonl"
         cassette.touch()
+    hand_over(workdir, user)  # the proxy reads its CA key (0600) and writes its report here
+    hardening = sidecar_options(user)
     settings = ProxySettings("replay", cassette, workdir, ignore_fields=ignore_fields, pace=pace)
     args = mitmdump_args(
         settings,
@@ -114,12 +120,13 @@ def serve_cassettes(
         proxy_image,
         name_prefix="runner-proxy",
         command=["mitmdump", *args],
-        environment={"PYTHONUNBUFFERED": "1"},
+        environment={**hardening.pop("environment"), "PYTHONUNBUFFERED": "1"},
         volumes={
             str(workdir): {"bind": str(_DATA), "mode": "rw"},
             str(cassette.resolve()): {"bind": str(_CASSETTE), "mode": "ro"},
         },
         extra_labels={**(labels or {}), "runner.role": "proxy"},
+        **hardening,
     ) as container:
         deadline = time.monotonic() + start_timeout
         while find_ready(container.logs().decode("utf-8", "replace")) is None:

@@ -8,25 +8,30 @@ Rules: a patch step applies on the host (the workspace is bind-mounted); a comma
 and is judged by `compare.compare_command`. With `rerun_agent`, the step holding the agent's patch re-runs the
 recorded agent instead and `compare.compare_agent` judges the tree it leaves. Steps stop at the first one
 that disagrees unless `keep_going`. A recorded working directory that leaves the workspace is a bad pack.
+A command runs in the sandbox (`runner.engine.sandbox`): the workspace is lent to the sandbox user while it
+runs, and a command that hits a limit of the sandbox (memory, processes) fails its step with the limit
+named and stops the steps as an infrastructure failure, so the pack's verdict is `error`, not a divergence.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import docker.errors
 from docker.models.containers import Container
 
-from runner.errors import PackError, RunnerError, WorkspaceError
+from runner.engine.sandbox import Limits, LimitWatch, User, lend
+from runner.errors import ExecuteError, PackError, RunnerError, WorkspaceError
 from runner.pack.manifest import AgentCommand, CommandStep, PatchStep
 from runner.pack.read import UnpackedPack
 from runner.replay import execute
 from runner.replay import workspace as workspace_stage
 from runner.replay.compare import Difference, Replayed, compare_agent, compare_command
-from runner.replay.outcome import StepOutcome
+from runner.replay.outcome import StepKind, StepOutcome
 
 __all__ = ["WORKSPACE", "StepRules", "StepsResult", "run_steps"]
 
@@ -44,6 +49,8 @@ class StepRules:
     timeout_scale: float = 1.0
     keep_going: bool = False
     rerun_agent: bool = False  # run the recorded agent instead of applying the patch it produced
+    limits: Limits = field(default_factory=Limits)
+    user: User | None = None  # the sandbox user the workspace is lent to while a command runs
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,9 @@ def run_steps(
             on_step(index, _describe(step))
             if isinstance(step, PatchStep) and rules.rerun_agent and step.id == m.agent.patch:
                 assert m.agent.command is not None
-                outcome = _rerun_agent(workload, ws, pack.path / step.patch, step, m.agent.command, run_dir)
+                outcome = _rerun_agent(
+                    workload, ws, pack.path / step.patch, step, m.agent.command, run_dir, rules
+                )
             elif isinstance(step, PatchStep):
                 outcome, applied = _apply(ws, pack.path / step.patch, step)
                 if applied is not None and not applied.exact:
@@ -86,8 +95,13 @@ def run_steps(
                         f"{step.patch} applied only with {applied.tier}: the tree differs from the recording"
                     )
             else:
-                outcome = _command(workload, ws.path, pack, step, run_dir, rules.timeout_scale)
+                outcome = _command(workload, ws.path, pack, step, run_dir, rules)
             steps.append(outcome)
+            if outcome.limit is not None:
+                raise ExecuteError(
+                    f"step {step.id} hit {outcome.limit}; the replay stopped there. If the recording needs "
+                    "more, raise the limit (runner replay --memory/--pids); if not, the pack is hostile"
+                )
             if not outcome.ok and not rules.keep_going:
                 break
     except (RunnerError, docker.errors.DockerException) as e:
@@ -131,17 +145,20 @@ def _rerun_agent(
     step: PatchStep,
     command: AgentCommand,
     run_dir: Path,
+    rules: StepRules,
 ) -> StepOutcome:
     """Run the recorded agent again (answered by the cassettes) and compare the tree it leaves with the
     tree the recorded patch makes."""
     workdir = _workdir(command.cwd, "agent.command.cwd")
     before = workspace_stage.tree(ws)
     recorded = workspace_stage.tree_with_patch(ws, before, patch)
-    result = execute.run_command(
-        workload, list(command.argv), workdir=workdir,
+    result = _run(
+        workload, ws.path, rules, list(command.argv), workdir=workdir,
         env={**_PLACEHOLDER_KEYS, **command.env}, timeout=command.timeout or 3600,
         log_dir=run_dir / "steps", name=f"{step.id}.agent",
     )  # fmt: skip
+    if result.limit is not None:
+        return _limited(step.id, "patch", result)
     replayed = workspace_stage.tree(ws)
     diffs = compare_agent(workspace_stage.diff_trees(ws, recorded, replayed), result.timed_out)
     if result.timed_out:
@@ -159,12 +176,15 @@ def _command(
     pack: UnpackedPack,
     step: CommandStep,
     run_dir: Path,
-    timeout_scale: float,
+    rules: StepRules,
 ) -> StepOutcome:
-    result = execute.run_command(
-        workload, list(step.argv), workdir=_workdir(step.cwd, f"steps {step.id}: cwd"), env=dict(step.env),
-        timeout=step.timeout * timeout_scale, log_dir=run_dir / "steps", name=step.id,
+    result = _run(
+        workload, workspace, rules, list(step.argv), workdir=_workdir(step.cwd, f"steps {step.id}: cwd"),
+        env=dict(step.env), timeout=step.timeout * rules.timeout_scale, log_dir=run_dir / "steps",
+        name=step.id,
     )  # fmt: skip
+    if result.limit is not None:
+        return _limited(step.id, "command", result, str(run_dir / "steps"))
     if result.timed_out:
         replayed = Replayed(exit_code=None)
     else:
@@ -181,4 +201,36 @@ def _command(
     summary = diffs[0].summary if diffs else f"{code}, outputs match"
     return StepOutcome(
         step.id, "command", not diffs, summary, diffs, result.duration_s, str(run_dir / "steps")
+    )
+
+
+def _run(
+    workload: Container,
+    workspace: Path,
+    rules: StepRules,
+    argv: list[str],
+    **kwargs: Any,
+) -> execute.CommandRun:
+    """One command in the sandbox: the workspace lent to its user, its limits watched while it runs."""
+    watch = LimitWatch(workload, rules.limits)
+    watch.start()
+    if rules.user is None:
+        return execute.run_command(workload, argv, watch=watch.check, **kwargs)
+    with lend(workspace, rules.user):
+        return execute.run_command(workload, argv, watch=watch.check, **kwargs)
+
+
+def _limited(
+    step_id: str, kind: StepKind, result: execute.CommandRun, log_dir: str | None = None
+) -> StepOutcome:
+    summary = f"stopped: hit {result.limit}"
+    return StepOutcome(
+        step_id,
+        kind,
+        False,
+        summary,
+        (Difference("limit", summary),),
+        result.duration_s,
+        log_dir,
+        result.limit,
     )

@@ -18,6 +18,8 @@ def to_markdown(outcomes: Sequence[PackOutcome]) -> str:
     for o in outcomes:
         detail = headline(o).replace("|", "\\|")
         lines.append(f"| `{o.pack}` | {o.verdict.value} | {len(o.steps)} | {detail} |")
+    sandboxes = dict.fromkeys(o.sandbox for o in outcomes if o.sandbox)
+    lines += ["", *(f"Sandbox: {s}" for s in sandboxes)] if sandboxes else []
     for o in outcomes:
         first = o.first_divergence
         if first is None and not o.warnings:

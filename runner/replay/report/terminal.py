@@ -34,6 +34,8 @@ def render_terminal(outcomes: Sequence[PackOutcome], console: Console) -> None:
             headline(o),
         )
     console.print(table)
+    for sandbox in dict.fromkeys(o.sandbox for o in outcomes if o.sandbox):  # every limit that applied
+        console.print(Text(f"sandbox: {sandbox}", style="dim"))
     for o in outcomes:
         parts: list[RenderableType] = [Text(f"warning: {w}", style="yellow") for w in o.warnings]
         if o.error:
