@@ -39,6 +39,8 @@ HOST_SPECIFIC = frozenset(
         "XDG_SESSION_ID", "XDG_SESSION_TYPE", "XDG_SESSION_CLASS", "XDG_DATA_DIRS", "XDG_CONFIG_DIRS",
         "DBUS_SESSION_BUS_ADDRESS", "MOTD_SHOWN", "LS_COLORS", "TERM_SESSION_ID", "TMUX", "TMUX_PANE",
         "STY", "WINDOWID", "DOCKER_HOST", "KUBECONFIG", "PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER",
+        "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR",
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES",
     }
 )  # fmt: skip
 # The proxy's own names (runner.cassettes.tls.client_trust_env) and those a user's own proxy would use:
