@@ -6,12 +6,13 @@ its reason per variable (`runner.pack.model.EnvDecision`) and the values kept ve
 Rules, first match wins:
 - runner-internal: the recording proxy's variables (proxy URL, CA trust) and RUNNER_*: dropped (replay
   sets its own); the user's choices do not change this.
+- too-large: a value over 64 KiB: dropped.
 - user-secret (`--env-secret`), then user-allow (`--env-allow`).
 - allowlisted: variables that mean the same on any machine (snapshot.REPLAYED_ENV): verbatim.
 - host-specific: paths and sessions of this machine (PATH, HOME, SSH_AUTH_SOCK, ...): dropped.
 - name-rule:<rule>: a name built from a credential word (API_KEY, TOKEN, SECRET, PASSWORD, ...): placeholder.
 - detector:<kind>: a value a secret detector matches (`secret_kind`): placeholder.
-- too-large: a value over 64 KiB: dropped. Everything else: verbatim (reason `not-secret`).
+- Everything else: verbatim (reason `not-secret`).
 Placeholders keep the secret's shape only (runner.pack.agentenv.shape_of); the value is never stored.
 """
 
@@ -102,6 +103,8 @@ def _decide(name: str, value: str, runner_names: Collection[str], allow: Collect
             secret: Collection[str]) -> EnvDecision:  # fmt: skip
     if name in runner_names or name in _RUNNER_NAMES or name.startswith("RUNNER_"):
         return EnvDecision("dropped", "runner-internal")
+    if len(value) > MAX_VALUE:  # before any rule: a shape records the length, which the schema bounds
+        return EnvDecision("dropped", "too-large")
     if name in secret:
         return EnvDecision("placeholder", "user-secret", shape_of(value))
     if name in allow:
@@ -114,8 +117,6 @@ def _decide(name: str, value: str, runner_names: Collection[str], allow: Collect
         return EnvDecision("placeholder", f"name-rule:{rule}", shape_of(value))
     if kind := secret_kind(value):
         return EnvDecision("placeholder", f"detector:{kind}", shape_of(value))
-    if len(value) > MAX_VALUE:
-        return EnvDecision("dropped", "too-large")
     return EnvDecision("verbatim", "not-secret")
 
 

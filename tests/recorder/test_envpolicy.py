@@ -32,6 +32,7 @@ OPENAI = "sk-proj-plantedOpenAIkey0123456789abcdefXYZ"
         ("MY_SETTING", OPENAI, "placeholder", "detector:openai-key"),
         ("UPSTREAM", "https://bob:s3cretpw@git.example.com/x.git", "placeholder", "detector:url-credentials"),
         ("BIG_BLOB", "x" * (MAX_VALUE + 1), "dropped", "too-large"),
+        ("BIG_API_KEY", "k" * (MAX_VALUE + 1), "dropped", "too-large"),  # no shape past the schema's bound
     ],
 )
 def test_each_variable_gets_its_decision_and_reason(name: str, value: str, action: str, reason: str) -> None:
