@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from runner.cli.common import fail, handles_errors, say
+from runner.cli.common import err_console, fail, handles_errors, say
 from runner.errors import ExitCode, UsageError
 
 __all__ = ["app"]
@@ -55,8 +56,33 @@ def record_cmd(
     no_http: Annotated[bool, typer.Option("--no-http", help="Do not start the recording proxy.")] = False,
     record_loopback: Annotated[
         bool,
-        typer.Option("--record-loopback", help="Also record requests to localhost (local model servers)."),
-    ] = False,
+        typer.Option(
+            "--record-loopback/--no-record-loopback",
+            help="Record requests to localhost too (local model servers), so replay answers them offline.",
+        ),
+    ] = True,
+    env_allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env-allow",
+            metavar="NAME",
+            help="Replay this variable verbatim, whatever it holds. Repeatable.",
+        ),
+    ] = None,
+    env_secret: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env-secret", metavar="NAME", help="Keep this variable only as a placeholder. Repeatable."
+        ),
+    ] = None,
+    capture_file: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--capture-file",
+            metavar="PATH",
+            help="A file of the agent's outside the repository (a config) to store and put back. Repeatable.",
+        ),
+    ] = None,
     upstream_ca: Annotated[
         Path | None,
         typer.Option("--upstream-ca", help="CA bundle verifying real servers (default: this machine's)."),
@@ -87,8 +113,13 @@ def record_cmd(
         slow_threshold=slow_threshold,
         record_loopback=record_loopback,
         upstream_ca=upstream_ca,
+        env_allow=tuple(env_allow or ()),
+        env_secret=tuple(env_secret or ()),
     )
-    result = record_command(argv, out, repo=repo, checks=check or [], timeout=timeout, options=options)
+    result = record_command(
+        argv, out, repo=repo, checks=check or [], timeout=timeout, options=options,
+        capture_files=capture_file or (),
+    )  # fmt: skip
     summary = result.summary
     if result.interrupted:
         ended = "interrupted"
@@ -97,5 +128,7 @@ def record_cmd(
     else:
         ended = f"exit {result.agent_exit_code}"
     say(f"wrote {summary.line()}; agent {ended}", soft_wrap=True)
+    for warning in summary.warnings:  # on stderr: what was not recorded, and the flag that records it
+        err_console.print(Text.assemble(("warning:", "bold yellow"), " ", warning), soft_wrap=True)
     if result.interrupted:
         raise fail(f"interrupted: {summary.path} holds what was captured before Ctrl-C", ExitCode.INTERRUPTED)

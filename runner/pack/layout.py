@@ -47,9 +47,10 @@ _FILE_LAYOUT = re.compile(
     r"|cassettes/[A-Za-z0-9_.-]+\.jsonl"
     r"|workspace/base\.bundle|workspace/baseline\.diff"
     r"|privacy/[a-z0-9_-]+\.(?:bin|json)"
+    r"|agent/files/[0-9]{4,}-[A-Za-z0-9_.+=@-]+"
 )
 _DIR_LAYOUT = re.compile(
-    rf"prompts|patches|artifacts|artifacts/sha256|cassettes|workspace|privacy|env(?:/{_SEG})*"
+    rf"prompts|patches|artifacts|artifacts/sha256|cassettes|workspace|privacy|agent|agent/files|env(?:/{_SEG})*"
 )
 
 

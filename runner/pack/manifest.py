@@ -39,11 +39,13 @@ from runner.pack.model import (
     OUTPUT_RULES,
     Agent,
     AgentCommand,
+    AgentFile,
     Artifact,
     CassetteIndex,
     CommandStep,
     Comparison,
     DockerfileRef,
+    EnvDecision,
     Environment,
     EnvSnapshot,
     Expectation,
@@ -55,6 +57,8 @@ from runner.pack.model import (
     MemberDigest,
     PatchStep,
     Privacy,
+    Recording,
+    SecretShape,
     Session,
     Step,
 )
@@ -67,11 +71,13 @@ __all__ = [
     "OUTPUT_RULES",
     "Agent",
     "AgentCommand",
+    "AgentFile",
     "Artifact",
     "CassetteIndex",
     "CommandStep",
     "Comparison",
     "DockerfileRef",
+    "EnvDecision",
     "EnvSnapshot",
     "Environment",
     "Expectation",
@@ -83,6 +89,8 @@ __all__ = [
     "MemberDigest",
     "PatchStep",
     "Privacy",
+    "Recording",
+    "SecretShape",
     "Session",
     "Step",
     "dump",
@@ -263,6 +271,10 @@ def _from_dict(d: dict[str, Any]) -> Manifest:
                 cwd=command.get("cwd", "."),
                 env=dict(command.get("env", {})),
                 timeout=command.get("timeout"),
+                stdin=command.get("stdin"),
+                argv_recorded=tuple(command.get("argv_recorded", ())),
+                console_script=command.get("console_script"),
+                files=tuple(AgentFile(**f) for f in command.get("files", ())),
             )
             if command
             else None,
@@ -283,6 +295,7 @@ def _from_dict(d: dict[str, Any]) -> Manifest:
             snapshot=EnvSnapshot(**env["snapshot"]) if env.get("snapshot") else None,
             lockfiles=tuple(env.get("lockfiles", ())),
             runtimes=dict(env.get("runtimes", {})),
+            variables={k: _decision(v) for k, v in env.get("variables", {}).items()},
         ),
         llm=LlmDefaults(**llm) if llm else None,
         steps=tuple(_step_from_dict(s) for s in d["steps"]),
@@ -294,6 +307,7 @@ def _from_dict(d: dict[str, Any]) -> Manifest:
             key_ids=tuple(privacy.pop("key_ids", ())),
             extra=privacy,
         ),
+        recording=_recording(d["recording"]) if "recording" in d else None,
         integrity=Integrity(
             algorithm=integ["algorithm"],
             root=integ["root"],
@@ -302,6 +316,15 @@ def _from_dict(d: dict[str, Any]) -> Manifest:
         if integ
         else None,
     )
+
+
+def _recording(d: dict[str, Any]) -> Recording:
+    return Recording(d["exchanges"], d["model_exchanges"], d["loopback"], tuple(d.get("warnings", ())))
+
+
+def _decision(d: dict[str, Any]) -> EnvDecision:
+    shape = d.get("shape")
+    return EnvDecision(d["action"], d["reason"], SecretShape(**shape) if shape else None)
 
 
 def _step_from_dict(s: dict[str, Any]) -> Step:
@@ -369,6 +392,13 @@ def to_dict(m: Manifest) -> dict[str, Any]:
                 "snapshot": _drop_none(vars(env.snapshot)) if env.snapshot else None,
                 "lockfiles": list(env.lockfiles) or None,
                 "runtimes": dict(env.runtimes) or None,
+                "variables": {
+                    k: _drop_none(
+                        {"action": d.action, "reason": d.reason, "shape": d.shape and vars(d.shape)}
+                    )
+                    for k, d in env.variables.items()
+                }
+                or None,
             }
         ),
     }
@@ -377,6 +407,8 @@ def to_dict(m: Manifest) -> dict[str, Any]:
     out["steps"] = [_step_to_dict(s) for s in m.steps]
     out["artifacts"] = [_drop_none(vars(a)) for a in m.artifacts]
     out["cassettes"] = [dict(vars(c)) for c in m.cassettes]
+    if m.recording is not None:
+        out["recording"] = {**vars(m.recording), "warnings": list(m.recording.warnings)}
     out["privacy"] = {
         **_drop_none({"redaction_policy": m.privacy.redaction_policy}),
         "encrypted_payloads": m.privacy.encrypted_payloads,
@@ -395,7 +427,18 @@ def to_dict(m: Manifest) -> dict[str, Any]:
 
 
 def _command_to_dict(c: AgentCommand) -> dict[str, Any]:
-    return _drop_none({"argv": list(c.argv), "cwd": c.cwd, "env": dict(c.env) or None, "timeout": c.timeout})
+    return _drop_none(
+        {
+            "argv": list(c.argv),
+            "cwd": c.cwd,
+            "env": dict(c.env) or None,
+            "timeout": c.timeout,
+            "stdin": c.stdin,
+            "argv_recorded": list(c.argv_recorded) or None,
+            "console_script": c.console_script,
+            "files": [dict(vars(f)) for f in c.files] or None,
+        }
+    )
 
 
 def _step_to_dict(s: Step) -> dict[str, Any]:

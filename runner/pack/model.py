@@ -19,11 +19,15 @@ __all__ = [
     "OUTPUT_RULES",
     "Agent",
     "AgentCommand",
+    "AgentFile",
     "Artifact",
     "CassetteIndex",
+    "Charset",
     "CommandStep",
     "Comparison",
     "DockerfileRef",
+    "EnvAction",
+    "EnvDecision",
     "EnvKind",
     "EnvSnapshot",
     "Environment",
@@ -36,6 +40,8 @@ __all__ = [
     "MemberDigest",
     "PatchStep",
     "Privacy",
+    "Recording",
+    "SecretShape",
     "Session",
     "Step",
 ]
@@ -62,13 +68,26 @@ class Session:
 
 
 @dataclass(frozen=True)
+class AgentFile:
+    """A file of the agent's own outside the repository (its script, a config file), stored in the pack."""
+
+    path: str  # where it goes back: absolute, or `~/...` for the home folder of whoever replays
+    member: str  # agent/files/NNNN-<name>
+    role: Literal["script", "config"] = "config"
+
+
+@dataclass(frozen=True)
 class AgentCommand:
     """How the recorded agent process was started, so replay can run it again against the cassettes."""
 
-    argv: tuple[str, ...]
+    argv: tuple[str, ...]  # in the form that resolves inside the replay image (see argv_recorded)
     cwd: str = "."  # relative to the workspace root
-    env: Mapping[str, str] = field(default_factory=dict)  # allowlisted variables only
+    env: Mapping[str, str] = field(default_factory=dict)  # the variables replayed verbatim
     timeout: float | None = None  # seconds; None: no limit was set when recording
+    stdin: Literal["closed"] | None = None  # None in packs older than the field (they ran it closed too)
+    argv_recorded: tuple[str, ...] = ()  # argv as it was typed, when `argv` differs from it
+    console_script: str | None = None  # argv[0] is this console script of a recorded Python package
+    files: tuple[AgentFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,6 +130,26 @@ class EnvSnapshot:
 
 
 EnvKind = Literal["image", "dockerfile", "snapshot"]
+EnvAction = Literal["verbatim", "placeholder", "dropped"]
+Charset = Literal["hex", "digits", "alnum", "base64url", "base64", "printable"]
+
+
+@dataclass(frozen=True)
+class SecretShape:
+    """What a secret looked like, never its value: replay makes a stand-in of the same shape."""
+
+    prefix: str  # a known vendor prefix (`sk-`, `ghp_`), else empty
+    length: int
+    charset: Charset
+
+
+@dataclass(frozen=True)
+class EnvDecision:
+    """What happened to one of the agent's environment variables, and why (e.g. `name-rule:token`)."""
+
+    action: EnvAction
+    reason: str
+    shape: SecretShape | None = None  # for placeholders
 
 
 @dataclass(frozen=True)
@@ -121,6 +160,7 @@ class Environment:
     snapshot: EnvSnapshot | None = None
     lockfiles: tuple[str, ...] = ()
     runtimes: Mapping[str, str] = field(default_factory=dict)
+    variables: Mapping[str, EnvDecision] = field(default_factory=dict)  # the agent's environment
 
 
 @dataclass(frozen=True)
@@ -201,6 +241,16 @@ class Privacy:
 
 
 @dataclass(frozen=True)
+class Recording:
+    """What the recorder saw of the session's HTTP traffic, and what it warned about."""
+
+    exchanges: int = 0
+    model_exchanges: int = 0  # requests to a known model API path (/v1/chat/completions, /api/chat, ...)
+    loopback: bool = False  # requests to localhost went through the recording proxy
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class MemberDigest:
     sha256: str
     size: int
@@ -224,6 +274,7 @@ class Manifest:
     artifacts: tuple[Artifact, ...] = ()
     cassettes: tuple[CassetteIndex, ...] = ()
     privacy: Privacy = field(default_factory=Privacy)
+    recording: Recording | None = None  # absent in packs not made by the recorder
     integrity: Integrity | None = None  # filled by pack.PackBuilder.build
     format_version: int = FORMAT_VERSION
 
@@ -238,4 +289,6 @@ class Manifest:
         if self.environment.snapshot:
             refs.add(self.environment.snapshot.packages)
         refs.update(s.patch for s in self.steps if isinstance(s, PatchStep))
+        if self.agent.command:
+            refs.update(f.member for f in self.agent.command.files)
         return refs

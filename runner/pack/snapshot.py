@@ -4,8 +4,9 @@ Input: the agent's PATH (its interpreter and tools, not the runner's own virtual
 process environment, and a key for hashing. Output: an `EnvSnapshot` and the files it writes under `env/`
 in a pack (`snapshot.json`, `pip-freeze.txt`, `lockfiles/...`).
 
-Rules: environment variables pass through an allowlist; every other value is kept only as a keyed hash
-(HMAC-SHA256), so a snapshot can show that a variable changed without holding its value. Tools that are
+Rules: environment variables named in `allow` (the allowlist, plus those the recorder replays verbatim:
+runner.recorder.envpolicy) keep their value; every other value is kept only as a keyed hash (HMAC-SHA256),
+so a snapshot can show that a variable changed without holding its value. Tools that are
 missing are recorded as missing, never guessed. Every probe has a short timeout.
 """
 
@@ -28,6 +29,7 @@ __all__ = [
     "REPLAYED_ENV",
     "EnvSnapshot",
     "PythonPackage",
+    "console_scripts",
     "pip_requirements",
     "take",
     "write",
@@ -117,7 +119,8 @@ _PIP_INSPECT = (
     "    if not name: continue\n"
     "    direct = d.read_text('direct_url.json') or ''\n"
     "    record = d.read_text('RECORD') or ''\n"
-    "    out.append([name, d.version, direct, hashlib.sha256(record.encode()).hexdigest()])\n"
+    "    scripts = sorted({e.name for e in d.entry_points if e.group in ('console_scripts', 'gui_scripts')})\n"
+    "    out.append([name, d.version, direct, hashlib.sha256(record.encode()).hexdigest(), scripts])\n"
     "print(json.dumps({'python': sys.version.split()[0], 'implementation': sys.implementation.name,"
     " 'executable': sys.executable, 'packages': sorted(out, key=lambda p: p[0].lower())}))\n"
 )
@@ -130,6 +133,7 @@ class PythonPackage:
     editable: bool = False
     direct_url: str | None = None  # VCS or local path installs: not reproducible from an index
     record_sha256: str = ""  # a fingerprint of the installed files, from the dist-info RECORD
+    scripts: tuple[str, ...] = ()  # its console (and gui) scripts
 
 
 @dataclass(frozen=True)
@@ -175,11 +179,13 @@ def _python(path: str | None) -> tuple[dict[str, str] | None, tuple[PythonPackag
     except (OSError, subprocess.SubprocessError, ValueError):
         return {"executable": exe, "version": "unknown"}, ()
     packages = []
-    for name, version, direct, record_hash in data["packages"]:
+    for name, version, direct, record_hash, scripts in data["packages"]:
         info = json.loads(direct) if direct else {}
         editable = bool(info.get("dir_info", {}).get("editable"))
         packages.append(
-            PythonPackage(name, version, editable, info.get("url") if info else None, record_hash)
+            PythonPackage(
+                name, version, editable, info.get("url") if info else None, record_hash, tuple(scripts)
+            )
         )
     python = {"version": data["python"], "implementation": data["implementation"], "executable": exe}
     return python, tuple(packages)
@@ -254,6 +260,11 @@ def take(
         env={k: (v if k in allow else _keyed(key, v)) for k, v in sorted(environ.items())},
         lockfiles=lockfiles,
     )
+
+
+def console_scripts(snapshot: EnvSnapshot) -> dict[str, str]:
+    """Console script name -> the recorded package that installs it."""
+    return {script: p.name for p in snapshot.packages for script in p.scripts}
 
 
 def pip_requirements(snapshot: EnvSnapshot) -> str:

@@ -96,6 +96,7 @@ def render_summary(summary: PackSummary) -> RenderableType:
         privacy += ", payloads encrypted"
     rows.append(("privacy", privacy))
     rows.append(("cassettes", ", ".join(f"{c.path} ({c.count} recorded)" for c in m.cassettes) or "none"))
+    rows += _recording_rows(m)
     rows.append(
         (
             "size",
@@ -127,6 +128,25 @@ def render_summary(summary: PackSummary) -> RenderableType:
     for a in m.artifacts:
         arts.add_row(a.sha256[:12], _human(a.size), a.media_type, Text(a.name or ""), a.span_id or "")
     return Group(head, steps, arts)
+
+
+def _recording_rows(m: Manifest) -> list[tuple[str, str]]:
+    """The agent's variables by what replay does with them; the HTTP recording and its warnings."""
+    rows = []
+    for action in ("verbatim", "placeholder", "dropped"):
+        names = [
+            k if action == "verbatim" else f"{k} ({d.reason})"
+            for k, d in m.environment.variables.items()
+            if d.action == action
+        ]
+        if names:
+            rows.append((f"env {action}", ", ".join(names)))
+    if m.recording is not None:
+        r = m.recording
+        loopback = "localhost recorded" if r.loopback else "localhost not recorded"
+        rows.append(("http", f"{r.exchanges} exchanges ({r.model_exchanges} model calls), {loopback}"))
+        rows += [("warning", w) for w in r.warnings]
+    return rows
 
 
 def _human(n: int) -> str:

@@ -1,7 +1,8 @@
 """Manifest assembly: what a session captured becomes the pack's members and its Manifest.
 
-Inputs: a `Captured` (git state and dirty baseline, environment snapshot, prompts, patches, steps, blobs,
-the first model call's parameters, the exchange count) and the sampling decision. Output: the pack written
+Inputs: a `Captured` (git state and dirty baseline, environment snapshot and the decision on each variable,
+prompts, patches, steps, blobs, the agent's own files, the first model call's parameters, what the HTTP
+recording saw) and the sampling decision. Output: the pack written
 by a `PackBuilder` at `out`, and its Manifest.
 Rules:
 - Sampling: artifacts "all" keeps every blob; "failing-only" keeps blobs only for failed or slow sessions,
@@ -26,6 +27,7 @@ from runner.pack import manifest as mf
 from runner.pack import snapshot
 from runner.pack.build import PackBuilder
 from runner.pack.snapshot import REPLAYED_ENV
+from runner.privacy.mask import PrivacyOptions
 from runner.recorder.gitstate import GitState, bundle
 from runner.recorder.tools import Blob, Command
 
@@ -70,6 +72,9 @@ class Captured:
     blobs: tuple[Blob, ...]  # artifacts; the commands' own blobs are in their steps
     llm_first: Mapping[str, Any] | None
     exchanges: int
+    env_decisions: Mapping[str, mf.EnvDecision] = dataclasses.field(default_factory=dict)
+    agent_files: tuple[tuple[str, bytes], ...] = ()  # (member, bytes) of agent.command.files
+    recording: mf.Recording | None = None
 
 
 def sampling(mode: ArtifactMode, failed: bool, slow: bool) -> Sampling:
@@ -85,9 +90,19 @@ def replayed_env(given: Mapping[str, str], extra: Mapping[str, str]) -> dict[str
     return env
 
 
-def build(captured: Captured, keep: bool, builder: PackBuilder, workdir: Path, out: Path) -> mf.Manifest:
-    """Add everything captured to `builder` and write the pack at `out`; `workdir` holds the session's files."""
+def build(
+    captured: Captured,
+    keep: bool,
+    builder: PackBuilder,
+    workdir: Path,
+    out: Path,
+    privacy: PrivacyOptions | None = None,
+) -> mf.Manifest:
+    """Add everything captured to `builder` and write the pack at `out` (redacted with `privacy`, by default
+    as $RUNNER_* says); `workdir` holds the session's files."""
     b = builder
+    for member, data in captured.agent_files:
+        b.add_bytes(member, data)
     b.add_file("traces.jsonl", workdir / "traces.jsonl")
     for name, data in sorted(captured.prompts.items()):
         b.add_bytes(f"prompts/{name}", data)
@@ -134,16 +149,17 @@ def build(captured: Captured, keep: bool, builder: PackBuilder, workdir: Path, o
             dirty=git.dirty,
             baseline_patch=mf.BASELINE_PATH if captured.baseline else None,
         ),
-        environment=environment(captured.snapshot),
+        environment=dataclasses.replace(environment(captured.snapshot), variables=captured.env_decisions),
         llm=llm_defaults(captured.llm_first),
         steps=tuple(steps),
         cassettes=cassettes,
         privacy=mf.Privacy(redaction_policy="runner-record-v1"),
+        recording=captured.recording,
     )
     from runner.cassettes.process import sealing_options
 
     # The proxy's placeholders are sealed with the pack's other originals (privileged reveal restores them).
-    return b.build(manifest, out, privacy=sealing_options(workdir / "proxy"))
+    return b.build(manifest, out, privacy=sealing_options(workdir / "proxy", privacy))
 
 
 def environment(snap: snapshot.EnvSnapshot) -> mf.Environment:

@@ -152,6 +152,7 @@ class LlmRecorder:
         self.policy = policy
         self.defer = defer or (lambda work: work())
         self.count = 0
+        self.client_calls = 0  # calls through an instrumented HTTP client (not `llm_call` of any function)
         self.first: dict[str, Any] | None = None  # the first call's parameters: the session's llm defaults
         self._lock = threading.Lock()
 
@@ -172,6 +173,7 @@ class LlmRecorder:
             warning = message
         with self._lock:
             self.count += 1
+            self.client_calls += provider != "generic"
             number = self.count
         # Agents append to their message list after a call: keep the lists as they were sent.
         sent = {k: list(v) if isinstance(v, list) else v for k, v in params.items()}

@@ -2,7 +2,8 @@
 
 Inputs: the session's working folder and key, the CA bundle verifying real servers, and whether loopback
 traffic is recorded and os.environ is set. Outputs: `env` (proxy and CA trust variables for the agent's
-processes) and, at `stop`, one `http` span per recorded exchange and the number of exchanges.
+processes) and, at `stop`, one `http` span per recorded exchange, the number of exchanges and of those to a
+model API path (`model_exchanges`).
 Rules: built on runner.cassettes.process (a mitmdump on this host, writing `http.jsonl` in the working
 folder, redacting request headers under the session key). With `set_environ`, os.environ holds `env`
 while the proxy runs and is restored at `stop`; `stop` may be called again and then does nothing.
@@ -21,6 +22,7 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.context import Context
 
 from runner.pack.traces import SPAN_TYPE
+from runner.recorder.traffic import is_model_path
 
 if TYPE_CHECKING:
     from runner.cassettes.process import ProxyProcess
@@ -39,6 +41,7 @@ class RecordingProxy:
         self.record_loopback = record_loopback
         self.set_environ = set_environ
         self.env: dict[str, str] = {}
+        self.model_exchanges = 0  # of the exchanges counted by `stop`, those to a model API path
         self._process: ProxyProcess | None = None
         self._saved_environ: dict[str, str | None] = {}
 
@@ -107,6 +110,7 @@ class RecordingProxy:
                     continue
                 count += 1
                 exchange = json.loads(line)
+                self.model_exchanges += is_model_path(str(exchange["request"].get("path", "")))
                 if tracer is not None:
                     _http_span(tracer, context, exchange, count)
         return count

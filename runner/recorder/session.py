@@ -14,8 +14,10 @@ Rules:
   to a buffered file; the pack is assembled once, at the end.
 - Sampling: artifacts "all" (default) keeps every blob; "failing-only" keeps blobs only for failed or
   slow sessions (`slow_threshold` seconds) and otherwise keeps hashes and metadata in the spans only.
-- Secrets: environment values outside the allowlist are kept as keyed hashes, request headers are
-  redacted by the proxy under the session key, a command's credential-like variables are not recorded.
+- `preflight` first checks what the end needs (the pack's folder, policy, keyring).
+- Environment: each variable is replayed verbatim, as a placeholder of its shape, or dropped
+  (runner.recorder.envpolicy); the snapshot keeps the verbatim values, the rest as keyed hashes. The
+  proxy redacts request headers; a command's credential-like variables are not recorded.
 """
 
 from __future__ import annotations
@@ -45,16 +47,18 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode
 
 from runner import typedjson
-from runner.errors import RecordError, RunnerError
+from runner.errors import RunnerError
 from runner.pack import manifest as mf
 from runner.pack import snapshot
 from runner.pack.build import PackBuilder
 from runner.pack.traces import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
-from runner.recorder import assembly, gitstate
+from runner.recorder import assembly, envpolicy, gitstate, traffic
 from runner.recorder.assembly import ArtifactMode
 from runner.recorder.llm import LlmPolicy, LlmRecorder, TemperaturePolicy, instrument
+from runner.recorder.preflight import preflight
 from runner.recorder.proxy import RecordingProxy
 from runner.recorder.spans import Tracing, otlp_configured
+from runner.recorder.summary import RecordSummary
 from runner.recorder.tools import Blob, BlobStore, Command, ToolResult, ToolRunner, span_hex
 from runner.recorder.worker import Deferred
 
@@ -76,6 +80,8 @@ class RecordOptions:
     default_timeout: float = 600.0
     upstream_ca: Path | None = None  # the CA bundle verifying real servers (default: this machine's)
     record_loopback: bool = False  # also send requests to localhost through the proxy (local model servers)
+    env_allow: tuple[str, ...] = ()  # variables replayed verbatim whatever their name or value
+    env_secret: tuple[str, ...] = ()  # variables kept only as placeholders of their shape
     # Finish spans on a background thread as the session goes (on when an OTLP endpoint is set), rather
     # than all at the end, which keeps the agent's own thread free of recording work.
     live_spans: bool = False
@@ -89,28 +95,6 @@ class PatchCapture:
     after_tree: str
     size: int
     span_id: str
-
-
-@dataclass(frozen=True)
-class RecordSummary:
-    path: Path
-    manifest: mf.Manifest
-    spans: int
-    exchanges: int
-    failed: bool
-    artifacts_kept: bool
-    session_seconds: float
-    build_seconds: float
-
-    def line(self) -> str:
-        steps = self.manifest.steps
-        patches = sum(1 for s in steps if isinstance(s, mf.PatchStep))
-        return (
-            f"{self.path}: {len(steps)} steps ({patches} patches, {len(steps) - patches} commands), "
-            f"{self.spans} spans, {self.exchanges} HTTP exchanges, "
-            f"artifacts {'kept' if self.artifacts_kept else 'metadata only'}"
-            f"{', session failed' if self.failed else ''}"
-        )
 
 
 class TaskHandle:
@@ -139,6 +123,8 @@ class Session:
         self.failure: str | None = None
         self.agent_command: mf.AgentCommand | None = None
         self.agent_patch: str | None = None
+        self.agent_files: tuple[tuple[str, bytes], ...] = ()  # (pack member, bytes) of agent.command.files
+        self.warnings: list[str] = []
         self._repo = Path(repo)
         self._given_environ = dict(environ) if environ is not None else None
         self._lock = threading.Lock()
@@ -164,8 +150,7 @@ class Session:
     # --- start and end ---------------------------------------------------------------------------
 
     def start(self) -> Session:
-        if not self.out.parent.is_dir():
-            raise RecordError(f"{self.out.parent}: no such folder for the pack; create it or change --out")
+        self.privacy = preflight(self.out)
         self._started = time.monotonic()
         self.created_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         self.git = gitstate.read_state(self._repo)
@@ -177,8 +162,12 @@ class Session:
         self._baseline = gitstate.diff_trees(self.git, self.git.head_tree, self._tree)
         if self.options.http:
             self._proxy.start(self._workdir)
-        environ = self.base_env()
-        self.snapshot = snapshot.take(environ, self.key, repo=self.git.root)
+        o = self.options
+        self.env_policy = envpolicy.decide(
+            self.base_env(), runner_names=self._proxy.env, allow=o.env_allow, secret=o.env_secret
+        )
+        allow = self.env_policy.snapshot_allow
+        self.snapshot = snapshot.take(self.base_env(), self.key, repo=self.git.root, allow=allow)
         self.snapshot = dataclasses.replace(
             self.snapshot,
             git={
@@ -234,9 +223,12 @@ class Session:
         """The environment the agent's processes see: the given or current one, plus the proxy's."""
         return self._proxy.agent_env(self._given_environ)
 
+    def _environ(self) -> Mapping[str, str]:
+        """The agent's own environment: the given one, else the current one (without the proxy's)."""
+        return self._given_environ if self._given_environ is not None else os.environ
+
     def _replayed_env(self, extra: Mapping[str, str]) -> dict[str, str]:
-        base = self._given_environ if self._given_environ is not None else os.environ
-        return assembly.replayed_env(base, extra)
+        return assembly.replayed_env(self._environ(), extra)
 
     def _new_command(self) -> Command:
         with self._lock:
@@ -253,6 +245,14 @@ class Session:
             with contextlib.suppress(RunnerError):
                 self.capture_patch(reason="end of session")
             exchanges = self._proxy.stop(self.tracer, self.session_span)
+            self.warnings += traffic.warnings(
+                http=self.options.http,
+                loopback=self.options.record_loopback,
+                exchanges=exchanges,
+                model_exchanges=self._proxy.model_exchanges,
+                client_calls=self.llm.client_calls,
+                environ=self._environ(),
+            )
             session_seconds = time.monotonic() - self._started
             if exc is not None:
                 self.failed = True
@@ -279,7 +279,7 @@ class Session:
             self.tracing.close()
             started = time.monotonic()
             final = assembly.build(
-                self._captured(exchanges), sampling.keep, self._builder, self._workdir, self.out
+                self._captured(exchanges), sampling.keep, self._builder, self._workdir, self.out, self.privacy
             )
             return RecordSummary(
                 path=self.out,
@@ -290,6 +290,8 @@ class Session:
                 artifacts_kept=sampling.keep,
                 session_seconds=session_seconds,
                 build_seconds=time.monotonic() - started,
+                model_exchanges=self._proxy.model_exchanges,
+                warnings=tuple(self.warnings),
             )
         finally:
             self._proxy.stop()
@@ -319,6 +321,11 @@ class Session:
                 blobs=tuple(self._blobs),
                 llm_first=self.llm.first,
                 exchanges=exchanges,
+                env_decisions=self.env_policy.decisions,
+                agent_files=self.agent_files,
+                recording=mf.Recording(
+                    exchanges, self._proxy.model_exchanges, options.record_loopback, tuple(self.warnings)
+                ),
             )
 
     # --- what an agent calls ---------------------------------------------------------------------

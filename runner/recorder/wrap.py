@@ -4,8 +4,11 @@ Inputs: the agent's argv, the repository it works in, `--check` shell commands, 
 Output: a pack (see runner.recorder.session) whose steps are the agent's patch (`agent.patch`) then one
 command step per check, whose manifest says how the agent was started (`agent.command`), and a
 `WrapResult` with the agent's exit code.
-Rules: the agent runs with the recording proxy's variables and CA trust in its environment (the runner's
-own os.environ is left alone); its output streams through to ours as it comes and is kept as an
+Rules: every setting (repository, working folder, pack folder, privacy settings, `--capture-file`s) is
+checked before the agent starts. The agent runs with stdin closed and the recording proxy's variables and
+CA trust in its environment (the runner's own os.environ is left alone); `agent.command` records its argv
+in a form that resolves in the replay image, its own files from outside the repository
+(runner.recorder.agentcmd) and the variables replayed verbatim (runner.recorder.envpolicy); its output streams through to ours as it comes and is kept as an
 artifact; the environment snapshot is of the agent's environment (its PATH). Ctrl-C stops the agent
 (SIGINT, then SIGTERM, then SIGKILL to its process group) and the pack still holds what was captured.
 """
@@ -31,8 +34,10 @@ from opentelemetry.trace import Status, StatusCode
 from runner import typedjson
 from runner.errors import RecordError, UsageError
 from runner.pack import manifest as mf
-from runner.pack.snapshot import REPLAYED_ENV
+from runner.pack.snapshot import console_scripts
 from runner.pack.traces import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
+from runner.recorder import agentcmd, gitstate
+from runner.recorder.preflight import preflight
 from runner.recorder.session import RecordOptions, RecordSummary, Session
 
 __all__ = ["WrapResult", "record_command"]
@@ -117,17 +122,30 @@ def record_command(
     checks: Sequence[str] = (),
     timeout: float | None = None,
     options: RecordOptions | None = None,
+    capture_files: Sequence[str] = (),
 ) -> WrapResult:
     """Record `argv` as an agent session into the pack `out`; see the module docstring."""
     if not argv:
         raise UsageError(
             "no agent command: put it after --, e.g. runner record --out s.tar.zst -- python agent.py"
         )
+    options = options or RecordOptions()
     cwd = Path.cwd()
     if shutil.which(argv[0], path=os.environ.get("PATH")) is None:
         raise UsageError(
             f"cannot start the agent {argv[0]!r}: not found or not executable; check the command after --"
         )
+    # Every setting is checked before the agent starts: a bad one must not cost the user the session.
+    root = gitstate.read_state(repo).root
+    try:
+        rel_cwd = cwd.resolve().relative_to(root.resolve()).as_posix() or "."
+    except ValueError:
+        raise RecordError(
+            f"the agent would run in {cwd}, outside the repository {root}; "
+            "run `runner record` from inside it or pass the right --repo"
+        ) from None
+    preflight(Path(out).absolute())
+    captured = agentcmd.read_capture_files(capture_files)
     session = Session(
         out, repo, RecordOptions(**{**vars(options), "set_environ": False}), environ=dict(os.environ)
     )
@@ -135,13 +153,12 @@ def record_command(
     agent_code: int | None = None
     check_codes: list[int | None] = []
     with session:
-        try:
-            rel_cwd = cwd.resolve().relative_to(session.git.root.resolve()).as_posix() or "."
-        except ValueError:
-            raise RecordError(
-                f"the agent would run in {cwd}, outside the repository {session.git.root}; "
-                "run `runner record` from inside it or pass the right --repo"
-            ) from None
+        plan = agentcmd.plan(
+            argv, cwd=cwd, root=session.git.root, console_scripts=console_scripts(session.snapshot),
+            capture=captured,
+        )  # fmt: skip
+        session.warnings += plan.warnings
+        session.agent_files = tuple((f.file.member, f.data) for f in plan.files)
         with session.tracer.start_as_current_span(
             "agent",
             kind=otel_trace.SpanKind.INTERNAL,
@@ -175,10 +192,14 @@ def record_command(
                 session.mark_failed(why)
             patch = session.capture_patch(reason="changes made by the agent")
         session.agent_command = mf.AgentCommand(
-            argv=tuple(argv),
+            argv=plan.argv,
             cwd=rel_cwd,
-            env={k: v for k, v in os.environ.items() if k in REPLAYED_ENV},
+            env=session.env_policy.verbatim,
             timeout=timeout,
+            stdin="closed",
+            argv_recorded=plan.argv_recorded,
+            console_script=plan.console_script,
+            files=tuple(f.file for f in plan.files),
         )
         session.agent_patch = patch.step_id if patch is not None else None
         if not interrupted:

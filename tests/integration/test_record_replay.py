@@ -1,5 +1,6 @@
 """Recorded sessions replay in Docker with the model server stopped: a pack from the SDK example agent, and one
-from `runner record` around a process using curl and the streaming openai client, also with --rerun-agent."""
+from `runner record` around a process using curl and the streaming openai client, configured through
+the environment, also with --rerun-agent."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ AGENT = """
 import os, subprocess
 import openai
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = ""
+assert os.environ["AGENT_MODE"] == "fast"  # configuration through the environment reaches the re-run agent
 BASE = "{base}"
 hello = subprocess.run(["curl", "-sS", "--fail", BASE + "/hello/agent"], capture_output=True, text=True, check=True)
 client = openai.OpenAI(base_url=BASE + "/v1")
@@ -96,12 +98,15 @@ def test_runner_record_pack_replays_offline_and_the_agent_rerun_reproduces_its_p
         proc = runner(
             "record", "--out", str(out), "--upstream-ca", str(server.ca.cert_path),
             "--check", "python -c 'import greet; print(greet.greet())'", "--", "python", "agent.py",
-            cwd=repo, env={"PATH": agent_path, "OPENAI_API_KEY": KEY},
+            cwd=repo, env={"PATH": agent_path, "OPENAI_API_KEY": KEY, "AGENT_MODE": "fast"},
         )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert pack_read.verify(out).ok
     m = pack_summary.inspect(out).manifest
     assert m.cassettes[0].count == 2 and m.agent.patch == "p1"
+    assert m.recording == mf.Recording(exchanges=2, model_exchanges=1, loopback=True, warnings=())
+    assert m.environment.variables["AGENT_MODE"] == mf.EnvDecision("verbatim", "not-secret")
+    assert m.environment.variables["OPENAI_API_KEY"].action == "placeholder"
     assert isinstance(m.steps[1], mf.CommandStep)
     replay_json(out, tmp_path)
     rerun = replay_json(out, tmp_path, "--rerun-agent")

@@ -30,6 +30,8 @@ def test_snapshot_uses_the_agents_path_and_hashes_unlisted_env(tmp_path: Path) -
     assert snap.tools["gcc"] is None  # not on the agent's PATH, even if the host has it
     assert snap.python is not None and snap.python["version"] == sys.version.split()[0]
     assert any(p.name.lower() == "pytest" for p in snap.packages)
+    # Console scripts map back to the package that installs them (argv[0] then resolves in the image).
+    assert snapshot.console_scripts(snap)["pytest"].lower() == "pytest"
     assert snap.env["LANG"] == "C.UTF-8"
     assert snap.env["OPENAI_API_KEY"].startswith("hmac-sha256:")
     assert snap.lockfiles == ("uv.lock",)

@@ -239,3 +239,24 @@ def test_bad_inputs_are_refused_before_anything_is_written(tmp_path: Path) -> No
     ):
         pass
     assert not list(tmp_path.glob("*.tar.zst*"))
+
+
+def test_sdk_env_allow_and_env_secret_decide_variables_and_model_calls_without_a_cassette_warn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    make_repo(repo, {"a.txt": "one\n"})
+    monkeypatch.setenv("DB_DSN", "sqlite:///tmp/x.db")
+    monkeypatch.setenv("AGENT_MODE", "fast")
+    monkeypatch.setenv("CONFIG_LEVEL", "3")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    out = tmp_path / "sdk.tar.zst"
+    with record(out=out, repo=repo, http=False, env_allow=["DB_DSN"], env_secret=["AGENT_MODE"]) as session:
+        pass
+    variables = session.summary.manifest.environment.variables
+    assert (variables["DB_DSN"].action, variables["DB_DSN"].reason) == ("verbatim", "user-allow")
+    assert (variables["AGENT_MODE"].action, variables["AGENT_MODE"].reason) == ("placeholder", "user-secret")
+    snapshot_env = json.loads(members(out)["env/snapshot.json"])["env"]
+    assert snapshot_env["CONFIG_LEVEL"] == "3" and snapshot_env["AGENT_MODE"] != "fast"
+    (warning,) = session.summary.warnings
+    assert "OPENAI_BASE_URL" in warning and "--no-http" in warning

@@ -16,6 +16,7 @@ import pytest
 from runner.pack import manifest as mf
 from runner.pack import read as pack_read
 from runner.pack import summary as pack_summary
+from runner.pack.agentenv import replay_env
 from tests.gitrepo import make_repo
 from tests.helpers.https_server import STREAM_WORDS, https_server
 from tests.hostreplay import rerun
@@ -35,7 +36,7 @@ import openai
 base = os.environ["MODEL_BASE"]
 hello = subprocess.run(
     ["curl", "-sS", "--fail", base + "/hello/agent", "-H", "Authorization: Bearer " + os.environ["AUTH"],
-     "-b", "sid=" + os.environ["SID"]], capture_output=True, text=True, check=True).stdout
+     "-b", "sid=" + os.environ["SESSION_COOKIE"]], capture_output=True, text=True, check=True).stdout
 print("curl said", hello.strip(), flush=True)
 client = openai.OpenAI(base_url=base + "/v1")
 stream = client.chat.completions.create(model="gpt-4o-mini", temperature=0, seed=7, stream=True,
@@ -67,7 +68,7 @@ def test_record_curl_and_streaming_openai_makes_a_pack_that_verifies_and_reprodu
     with https_server(tmp_path) as server:
         proc = _record(
             repo, out, "--record-loopback", "--upstream-ca", str(server.ca.cert_path), "--check", check,
-            "--", "python", "agent.py", env=_env(MODEL_BASE=server.base, AUTH=HEADER_TOKEN, SID=COOKIE),
+            "--", "python", "agent.py", env=_env(MODEL_BASE=server.base, AUTH=HEADER_TOKEN, SESSION_COOKIE=COOKIE),
         )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "curl said hello /hello/agent" in proc.stdout  # the agent's output streamed through
@@ -75,10 +76,16 @@ def test_record_curl_and_streaming_openai_makes_a_pack_that_verifies_and_reprodu
 
     assert pack_read.verify(out).ok
     m = pack_summary.inspect(out).manifest
-    assert m.agent.command == mf.AgentCommand(argv=("python", "agent.py"), cwd=".", env=m.agent.command.env)  # type: ignore[union-attr]
-    assert not set(m.agent.command.env) - {"LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONHASHSEED",  # type: ignore[union-attr]
-                                           "PYTHONDONTWRITEBYTECODE", "NODE_ENV", "CI", "OMP_NUM_THREADS",
-                                           "CUDA_VISIBLE_DEVICES"}  # fmt: skip
+    command = m.agent.command
+    assert command is not None and (command.argv, command.cwd, command.files) == (
+        ("python", "agent.py"),
+        ".",
+        (),
+    )
+    assert command.env["MODEL_BASE"] == server.base  # configuration is replayed verbatim
+    assert not {"OPENAI_API_KEY", "GITHUB_TOKEN", "AUTH", "PATH", "HTTPS_PROXY"} & set(command.env)
+    reasons = {k: d.reason for k, d in m.environment.variables.items()}
+    assert reasons["AUTH"] == "name-rule:auth" and reasons["SESSION_COOKIE"] == "name-rule:cookie"
     patch_step, check_step = m.steps
     assert isinstance(patch_step, mf.PatchStep) and m.agent.patch == patch_step.id
     assert isinstance(check_step, mf.CommandStep) and check_step.argv == ("/bin/sh", "-c", check)
@@ -169,3 +176,138 @@ def test_an_agent_past_its_timeout_is_stopped_and_the_pack_says_so(tmp_path: Pat
     )
     assert agent_span["status"]["description"] == "agent killed after its 1s timeout"
     assert b"late" in files["patches/0001.diff"]
+
+
+SDK_AGENT = """
+import os, pathlib
+import openai
+config = (pathlib.Path.home() / ".config" / "agent.toml").read_text()
+assert os.environ["AGENT_MODE"] == "fast", os.environ.get("AGENT_MODE")
+client = openai.OpenAI(max_retries=0)  # OPENAI_BASE_URL and OPENAI_API_KEY from the environment
+answer = client.chat.completions.create(model="gpt-4o-mini", temperature=0, seed=7,
+                                        messages=[{"role": "user", "content": config}])
+pathlib.Path("greet.py").write_text("MODE = " + repr(answer.choices[0].message.content) + "\\n")
+print("model answered", flush=True)
+"""
+KEY = SECRETS["OPENAI_API_KEY"]
+
+
+def _sdk_agent(tmp_path: Path) -> tuple[Path, Path, Path, dict[str, str]]:
+    """A repository, an openai-SDK agent outside it (in tools/), its config under a home folder, and the
+    environment it is configured through, as its documentation would say."""
+    repo, tools, home = tmp_path / "repo", tmp_path / "tools", tmp_path / "home"
+    make_repo(repo, {"greet.py": "MODE = None\n", ".gitignore": "__pycache__/\n"})
+    tools.mkdir()
+    (tools / "agent.py").write_text(SDK_AGENT)
+    (home / ".config").mkdir(parents=True)
+    (home / ".config" / "agent.toml").write_text("mode = 'fast'\n")
+    return repo, tools / "agent.py", home, {"HOME": str(home), "AGENT_MODE": "fast"}
+
+
+def test_an_openai_sdk_agent_outside_the_repo_is_recorded_with_its_config_script_and_model_call(
+    tmp_path: Path,
+) -> None:
+    repo, script, _, env = _sdk_agent(tmp_path)
+    out = tmp_path / "sdk.tar.zst"
+    with https_server(tmp_path) as server:
+        proc = _record(
+            repo, out, "--upstream-ca", str(server.ca.cert_path), "--capture-file", "~/.config/agent.toml",
+            "--", "python", "../tools/agent.py",
+            env=_env(**env, OPENAI_BASE_URL=server.base + "/v1"),
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "model answered" in proc.stdout and "agent exit 0" in proc.stdout
+    assert "1 HTTP exchanges (1 model calls)" in proc.stdout and "warning" not in proc.stderr
+
+    m = pack_summary.inspect(out).manifest
+    command = m.agent.command
+    assert command is not None and command.stdin == "closed"
+    assert command.argv == ("python", str(script)) and command.argv_recorded == (
+        "python",
+        "../tools/agent.py",
+    )
+    variables = m.environment.variables
+    assert (variables["AGENT_MODE"].action, variables["AGENT_MODE"].reason) == ("verbatim", "not-secret")
+    assert command.env["AGENT_MODE"] == "fast" and command.env["OPENAI_BASE_URL"] == server.base + "/v1"
+    key = variables["OPENAI_API_KEY"]
+    assert (key.action, key.reason) == ("placeholder", "name-rule:key")
+    assert key.shape == mf.SecretShape(prefix="sk-proj-", length=len(KEY), charset="alnum")
+    assert (
+        variables["PATH"].reason == "host-specific" and variables["HTTPS_PROXY"].reason == "runner-internal"
+    )
+    assert "OPENAI_API_KEY" not in command.env and "PATH" not in command.env and "HOME" not in command.env
+    stand_in = replay_env(m)["OPENAI_API_KEY"]
+    assert stand_in.startswith("sk-proj-") and len(stand_in) == len(KEY) and stand_in != KEY
+
+    by_role = {f.role: f for f in command.files}
+    assert by_role["script"].path == str(script) and by_role["config"].path == "~/.config/agent.toml"
+    files = members(out)
+    assert files[by_role["script"].member] == SDK_AGENT.encode()
+    assert files[by_role["config"].member] == b"mode = 'fast'\n"
+    assert m.recording == mf.Recording(exchanges=1, model_exchanges=1, loopback=True, warnings=())
+    assert b"mode = 'fast'" in files["patches/0001.diff"]
+    assert KEY.encode() not in b"".join(files.values())
+    snapshot_env = json.loads(files["env/snapshot.json"])["env"]
+    assert snapshot_env["AGENT_MODE"] == "fast" and snapshot_env["OPENAI_API_KEY"].startswith(
+        ("hmac-sha256:", "REDACTED_")
+    )
+
+    shown = subprocess.run(
+        [sys.executable, "-m", "runner", "inspect", str(out)], env=_env(COLUMNS="400"),
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "OPENAI_API_KEY (name-rule:key)" in shown and "PATH (host-specific)" in shown
+    assert "1 exchanges (1 model calls), localhost recorded" in shown
+
+
+def test_an_agent_whose_local_model_calls_were_not_recorded_gets_a_warning_naming_the_flag(
+    tmp_path: Path,
+) -> None:
+    repo, _, _, env = _sdk_agent(tmp_path)
+    out = tmp_path / "unrecorded.tar.zst"
+    with https_server(tmp_path) as server:
+        proc = _record(
+            repo, out, "--no-record-loopback", "--", "python", "../tools/agent.py",
+            env=_env(**env, OPENAI_BASE_URL=server.base + "/v1"),
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "0 HTTP exchanges (0 model calls)" in proc.stdout
+    assert (
+        "warning: no HTTP exchange was recorded although OPENAI_BASE_URL names a model server" in proc.stderr
+    )
+    assert "--no-record-loopback" in proc.stderr
+    m = pack_summary.inspect(out).manifest
+    assert m.recording is not None and not m.recording.loopback and len(m.recording.warnings) == 1
+    shown = subprocess.run(
+        [sys.executable, "-m", "runner", "inspect", "--json", str(out)], env=_env(),
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert json.loads(shown)["manifest"]["recording"]["warnings"] == list(m.recording.warnings)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (("--capture-file", "~/missing.toml"), {}, "--capture-file ~/missing.toml: does not exist"),
+        ((), {"RUNNER_KEYRING": "/nonexistent/acme.keys"}, "cannot read key file /nonexistent/acme.keys"),
+        ((), {"RUNNER_REDACTION_POLICY": "no-such-policy"}, "unknown redaction policy 'no-such-policy'"),
+        (("--out-parent-is-a-file",), {}, "not a folder for the pack"),
+    ],
+)
+def test_a_bad_setting_exits_2_in_one_line_before_the_agent_runs(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], message: str
+) -> None:
+    repo = tmp_path / "repo"
+    make_repo(repo, {"a.txt": "one\n"})
+    out = tmp_path / "x.tar.zst"
+    if args == ("--out-parent-is-a-file",):
+        (tmp_path / "file").write_text("")
+        out, args = tmp_path / "file" / "x.tar.zst", ()
+    marker = tmp_path / "agent-ran"
+    proc = _record(
+        repo, out, *args, "--", "python", "-c", f"open({str(marker)!r}, 'w')",
+        env=_env(HOME=str(tmp_path), **env),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2, proc.stderr
+    assert not marker.exists() and not list(tmp_path.rglob("*.tar.zst*"))

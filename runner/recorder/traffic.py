@@ -1,0 +1,81 @@
+"""What the recorded HTTP traffic says about the agent's model calls, and the warnings a user must see.
+
+Inputs: the cassette's request paths, the agent's environment (before the proxy's variables), whether the
+proxy ran and recorded loopback traffic, and the number of calls made through instrumented model clients.
+Outputs: `is_model_path(path)`, `model_server_urls(environ)` and `warnings(...)`: sentences that name what
+was not recorded and the flag that records it.
+Rules: a model call is a request to a known model API path (OpenAI chat/completions/responses/embeddings,
+Anthropic messages, Ollama /api/chat|generate, Gemini :generateContent). A variable names a model server
+when its value is an http(s) URL and its name ends like a base URL or host setting (OPENAI_BASE_URL,
+OLLAMA_HOST, MSWEA_MODEL_API_BASE, ...). A warning is given when the cassette holds no model call although
+the session made some (instrumented client calls) or the environment named a model server.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+__all__ = ["MODEL_PATH", "is_model_path", "model_server_urls", "warnings"]
+
+MODEL_PATH = re.compile(
+    r"(?:/v[0-9]+[a-z0-9]*)?/(?:chat/completions|completions|responses|messages|embeddings)/?$"
+    r"|/api/(?:chat|generate|embed|embeddings)/?$"
+    r"|:(?:stream)?[gG]enerateContent$"
+)
+_URL_NAME = re.compile(r"(?:^|_)(?:BASE_URL|API_BASE|API_URL|BASE|ENDPOINT|HOST|URL|SERVER)$")
+_LOOPBACK = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+
+
+def is_model_path(path: str) -> bool:
+    return MODEL_PATH.search(path.split("?", 1)[0]) is not None
+
+
+def model_server_urls(environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(name, url) of the variables that name a model server, loopback ones first."""
+    found = []
+    for name, value in sorted(environ.items()):
+        if not _URL_NAME.search(name.upper()) or name.upper().startswith(("RUNNER_", "OTEL_")):
+            continue
+        try:
+            parts = urlsplit(value.strip())
+        except ValueError:
+            continue
+        if parts.scheme in ("http", "https") and parts.hostname:
+            found.append((name, f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"))
+    return sorted(found, key=lambda item: not _is_loopback(item[1]))
+
+
+def _is_loopback(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in _LOOPBACK
+
+
+def warnings(
+    *, http: bool, loopback: bool, exchanges: int, model_exchanges: int, client_calls: int,
+    environ: Mapping[str, str],
+) -> tuple[str, ...]:  # fmt: skip
+    """The warnings of the recording summary (see the module docstring); empty when all looks recorded."""
+    if model_exchanges:
+        return ()
+    servers = model_server_urls(environ)
+    if not servers and not client_calls:
+        return ()
+    if client_calls:
+        made = f"the session made {client_calls} model call(s) but the cassette holds none"
+    else:
+        name, url = servers[0]
+        made = f"{name} names a model server ({url}) but the cassette holds no model call"
+        if exchanges == 0:
+            made = f"no HTTP exchange was recorded although {made.split(' but ')[0]}"
+    if not http:
+        return (f"{made}: --no-http turned the recording proxy off; record without it to replay offline",)
+    if servers and _is_loopback(servers[0][1]) and not loopback:
+        return (
+            f"{made}: requests to this machine were not recorded; record again without "
+            "--no-record-loopback (SDK: record(..., record_loopback=True)) so replay can answer them offline",
+        )
+    return (
+        f"{made}: if the agent called it, its HTTP client ignored the HTTPS_PROXY/HTTP_PROXY variables "
+        "(set its proxy to the one in HTTPS_PROXY); replay will not be able to answer those calls",
+    )
