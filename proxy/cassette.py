@@ -269,11 +269,7 @@ class CassetteWriter:
 
 
 def _redact_bytes(data: bytes, redactor: Redactor) -> bytes:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data  # binary bodies are kept as they are; token patterns are text
-    return redactor.text(text).encode("utf-8")
+    return redactor.blob(data)  # binary bodies too: their ASCII parts can hold a key
 
 
 def _body_to_json(data: bytes) -> dict[str, str]:
