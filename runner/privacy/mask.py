@@ -221,7 +221,12 @@ def rewrite_text(
         if cleaned == parsed:
             return line
         end = line[len(line.rstrip("\r\n")) :]
-        return json.dumps(cleaned, ensure_ascii=False, separators=(",", ":")) + end
+        out = json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"))
+        try:
+            out.encode("utf-8", "surrogateescape")  # raw bytes read through surrogateescape go back raw
+        except UnicodeEncodeError:  # a `\ud800` escape in the JSON: it stays an escape
+            out = json.dumps(cleaned, separators=(",", ":"))
+        return out + end
 
     if name.endswith(".jsonl"):
         return "".join(json_text(line) for line in _lines(text))

@@ -363,3 +363,11 @@ def test_with_the_key_unpack_restores_the_patches_so_they_apply_to_the_base(
     assert (keyed.path / "patches/0001.diff").read_text() == diff
     codes = {f["code"] for f in keyed.manifest.privacy.extra["audit"]["findings"]}
     assert "secret-in-file" in codes
+
+
+def test_a_json_line_with_an_escaped_lone_surrogate_is_redacted_not_a_crash(tmp_path: Path) -> None:
+    line = json.dumps({"note": "\ud800 broken", "token": SECRETS[0].value}) + "\n"
+    p = make_pack(tmp_path, files={"prompts/0001-odd.json": line.encode()})
+    u = pack_read.unpack(p, tmp_path / "u")
+    out = (u.path / "prompts/0001-odd.json").read_text()
+    assert SECRETS[0].value not in out and json.loads(out)["note"] == "\ud800 broken"
