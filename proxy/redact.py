@@ -141,6 +141,8 @@ _FLAG_WORDS = (
     r"(?:pass(?:word|wd|phrase)?|secret(?:[_-]?key)?|token|api[_-]?key|apikey|access[_-]?key"
     r"|private[_-]?key|credentials?)"
 )
+# Between a flag and its value: a space, `=`, or the `", "` of an argv written as a JSON or Python list.
+_FLAG_GAP = r"(?:[ \t]+|=|\\*[\"'][ \t]*,[ \t]*)\\*[\"']?(?!-)"
 # A value: quoted (up to its closing quote, spaces and all; `\"` inside a JSON string) or bare. Not a
 # literal null/boolean, not a $VARIABLE reference.
 _VALUE = (
@@ -193,7 +195,7 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     _d(
         "flag",
-        r"--(?<![\w-]--)(?:[A-Za-z0-9]+[-_])*" + _FLAG_WORDS + r"(?:[ \t]+|=)(?!-)\\*[\"']?" + _VALUE,
+        r"--(?<![\w-]--)(?:[A-Za-z0-9]+[-_])*" + _FLAG_WORDS + _FLAG_GAP + _VALUE,
         "--",
         flags=re.I,
     ),

@@ -155,6 +155,10 @@ class _Pass:
             return self.redactor.placeholder(value, self.redactor.kind_of(value, "credential"))
         return self.text(value)
 
+    def strings(self, values: list[str]) -> list[str]:
+        """A JSON list of strings, read as a command line: `["--password", "x"]` loses the "x"."""
+        return redact_argv(values, self.redactor)
+
     def env(self, env: Mapping[str, str]) -> dict[str, str]:
         """A command's environment: also token-shaped values whatever their name (ids in JSON are not)."""
         return {k: redact_env_value(k, v, self.redactor, self.policy) for k, v in env.items()}
@@ -166,7 +170,7 @@ class _Pass:
         if name.startswith("cassettes/"):
             new = "".join(self._exchange(line) for line in _lines(text))
         else:
-            new = rewrite_text(name, text, self.text, self.value_of)
+            new = rewrite_text(name, text, self.text, self.value_of, self.strings)
         return new.encode("utf-8", "surrogateescape") if new != text else None
 
     def _exchange(self, line: str) -> str:
@@ -175,7 +179,7 @@ class _Pass:
         try:
             exchange = Exchange.from_json(json.loads(line))
         except (ValueError, RecursionError):
-            return rewrite_text(".jsonl", line, self.text, self.value_of)
+            return rewrite_text(".jsonl", line, self.text, self.value_of, self.strings)
         redacted = exchange.redacted(self.redactor)
         if redacted == exchange:
             return line
@@ -195,15 +199,23 @@ def _lines(text: str) -> list[str]:
 
 
 def rewrite_text(
-    name: str, text: str, on_text: Callable[[str], str], on_value: Callable[[str, str], str]
+    name: str,
+    text: str,
+    on_text: Callable[[str], str],
+    on_value: Callable[[str, str], str],
+    on_strings: Callable[[list[str]], list[str]] | None = None,
 ) -> str:
     """Apply `on_text` to a member's text; JSON members (.json, .jsonl lines) value by value instead, with
-    `on_value(key, value)` for string values under a key, so the result stays valid JSON."""
+    `on_value(key, value)` for string values under a key and `on_strings` (when given) for a list of
+    strings as a whole (an argv, where `--password` and its value are two items), so the result stays
+    valid JSON."""
 
     def walk(value: Any) -> Any:
         if isinstance(value, str):
             return on_text(value)
         if isinstance(value, list):
+            if on_strings is not None and value and all(isinstance(v, str) for v in value):
+                return on_strings(value)
             return [walk(v) for v in value]
         if isinstance(value, dict):
             # Keys are text too: a secret can be an object's key ({"sk-...": "prod"}).

@@ -371,3 +371,44 @@ def test_a_json_line_with_an_escaped_lone_surrogate_is_redacted_not_a_crash(tmp_
     u = pack_read.unpack(p, tmp_path / "u")
     out = (u.path / "prompts/0001-odd.json").read_text()
     assert SECRETS[0].value not in out and json.loads(out)["note"] == "\ud800 broken"
+
+
+def test_record_through_the_cli_keeps_argv_and_latin1_files_free_of_secrets(tmp_path: Path) -> None:
+    """`runner record -- agent --api-key sk-... https://user:pw@host` with a latin-1 file in the dirty tree:
+    neither the command line in the manifest nor the baseline diff and patch may carry a secret."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.gitrepo import make_repo
+
+    repo = tmp_path / "repo"
+    make_repo(repo, {"a.txt": "one\n"})
+    db_pass, flag, url_pw = "hunter2hunter2", "pl41nfl4gv4lue", "urlpw9urlpw9"
+    (repo / "notes-latin1.txt").write_bytes(f"caf\u00e9\nDB_PASS={db_pass}\n".encode("latin-1"))
+    agent = f"open('b.txt', 'wb').write('cr\\u00e8me SECRET_KEY={db_pass}x\\n'.encode('latin-1'))"
+    out = tmp_path / "p.tar.zst"
+    argv = [
+        "python",
+        "-c",
+        agent,
+        "--api-key",
+        SECRETS[0].value,
+        "--password",
+        flag,
+        f"https://u:{url_pw}@h/x",
+    ]
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYTHONPATH": str(Path.cwd()),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "record", "--out", str(out), "--no-http", "--check", "true", "--", *argv],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    raw = decompressed(out)
+    for secret in (SECRETS[0].value, flag, url_pw, db_pass):
+        assert secret.encode() not in raw, secret
+    assert "caf\u00e9".encode("latin-1") in raw  # the rest of the latin-1 file is still there

@@ -83,6 +83,8 @@ def test_empty_key_is_refused() -> None:
         ("deploy --password hunter2 --host db", "hunter2"),
         ("cli --token abc999def --verbose", "abc999def"),
         ("cli --api-key=k3yk3yk3y", "k3yk3yk3y"),
+        ('{"args": ["agent", "--password", "pl41nfl4g", "--verbose"]}', "pl41nfl4g"),  # argv as a JSON list
+        ("['agent', '--token', 'pl41nfl4g']", "pl41nfl4g"),
         ("sshpass -p s3cretpw ssh build@ci", "s3cretpw"),
         ("mysql -u root -ps3cretpw app", "s3cretpw"),
         ('"body": "{\\"password\\": \\"jZ43Kjr2ZZ\\", \\"user\\": \\"bob\\"}"', "jZ43Kjr2ZZ"),
@@ -106,6 +108,7 @@ def test_forms_the_first_detectors_missed(text: str, secret: str) -> None:
         "token_count=5",
         "bypass=abc",
         "run --token-file path/to/file",
+        '["agent", "--token", "--verbose"]',
         "password: null",
         "password=$DB_PASS",
         "x-ratelimit-tokens: 100",
