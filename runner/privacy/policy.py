@@ -83,10 +83,11 @@ _SECRET_FLAG = re.compile(
     r"(?i)--?(?:[a-z0-9]+[-_])*(?:pass(?:word|wd|phrase)?|secret(?:[-_]?key)?|token|api[-_]?key|apikey"
     r"|access[-_]?key|private[-_]?key|credentials?)"
 )
-# Short flags that take a password, for the programs where they do (`-p` means port or path elsewhere).
+# Short flags that take a password, for the programs where they do (`-p` means port or path elsewhere);
+# `_ATTACHED_P` programs also take it attached (`mysql -pSECRET`).
 _SHORT_FLAGS: Mapping[str, str] = {"sshpass": "-p", "redis-cli": "-a"}
 _ATTACHED_P = frozenset(
-    {"mysql", "mysqldump", "mysqladmin", "mysqlimport", "mysqlshow", "mysqlcheck", "mariadb"}
+    {"mysql", "mysqldump", "mysqladmin", "mysqlimport", "mysqlshow", "mysqlcheck", "mariadb", "sshpass"}
 )
 
 

@@ -35,6 +35,7 @@ def test_redact_argv_replaces_credential_flag_values_whole_and_keeps_the_rest() 
     ("argv", "secret"),
     [
         (["sshpass", "-p", "hunter2x", "ssh", "h"], "hunter2x"),
+        (["sshpass", "-phunter2w", "ssh", "h"], "hunter2w"),
         (["/usr/bin/mysql", "-u", "root", "-phunter2y", "app"], "hunter2y"),
         (["redis-cli", "-a", "hunter2z", "ping"], "hunter2z"),
     ],
