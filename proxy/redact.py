@@ -1,6 +1,7 @@
 """Secrets out, stable placeholders in: the detectors and the redactor shared by the proxy and the packer.
 
-Input: text (URLs, bodies, logs, prompts), header lists and query pairs. Output: the same with every
+Input: text (URLs, bodies, logs, prompts), bytes in any encoding (`blob`), header lists and query pairs.
+Output: the same with every
 secret replaced by `REDACTED_<kind>_<16 hex>`, where the hex is an HMAC-SHA256 of the secret under a key
 (the tenant's redaction key when packs are built, the pack's key in the proxy). The same secret always
 gives the same placeholder under the same key, so joins across a pack still work, while the secret itself
@@ -8,12 +9,17 @@ never reaches disk. `collapse` maps every placeholder to `REDACTED_<kind>`, so a
 carrying one placeholder matches another of the same kind whatever key made it.
 
 Rules:
-- headers named in SENSITIVE_HEADERS (or whose name looks like a credential) lose their whole value;
-  an `Authorization: <scheme> <credentials>` keeps its scheme so the cassette stays readable;
+- headers named in SENSITIVE_HEADERS, or with a part of their name that is a credential word
+  (x-custom-auth, x-api-token, x-session-id), lose their whole value; an `Authorization: <scheme>
+  <credentials>` keeps its scheme so the cassette stays readable;
 - query parameters named in SENSITIVE_PARAMS lose their value;
 - every `Detector` in DETECTORS (provider keys, cloud and forge tokens, JWTs, private key blocks,
-  Bearer/Basic credentials, user:pass@ in URLs, `password=`-style assignments, emails, phone numbers)
-  is replaced wherever it matches; text that already is a placeholder is never touched again.
+  Bearer/Basic credentials, user:pass@ in URLs, `--password VALUE` flags, credential headers written
+  as text, `password=`/`SECRET_KEY=`/`DB_PASS=`-style assignments quoted or JSON-escaped, emails, phone
+  numbers) is replaced wherever it matches; text that already is a placeholder is never touched again;
+- bytes that are not UTF-8 never switch redaction off: `blob` reads them with surrogateescape, so the
+  text around them is scanned and every other byte comes back as it was;
+- a text that is one base64 blob decoding to text with a secret becomes one `base64` placeholder.
 Standard library only: this module runs inside the proxy sidecar.
 """
 
