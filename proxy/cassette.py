@@ -288,8 +288,7 @@ class CassetteWriter:
 
 
 def _redact_bytes(data: bytes, redactor: Redactor) -> bytes:
-    # Binary bodies are scanned too: undecodable bytes stay as they were (surrogate escapes round-trip).
-    return redactor.text(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+    return redactor.blob(data)  # binary bodies too: their ASCII parts can hold a key
 
 
 def _body_to_json(data: bytes) -> dict[str, str]:

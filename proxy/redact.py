@@ -1,6 +1,7 @@
 """Secrets out, stable placeholders in: the detectors and the redactor shared by the proxy and the packer.
 
-Input: text (URLs, bodies, logs, prompts), header lists and query pairs. Output: the same with every
+Input: text (URLs, bodies, logs, prompts), bytes in any encoding (`blob`), header lists and query pairs.
+Output: the same with every
 secret replaced by `REDACTED_<kind>_<16 hex>`, where the hex is an HMAC-SHA256 of the secret under a key
 (the tenant's redaction key when packs are built, the pack's key in the proxy). The same secret always
 gives the same placeholder under the same key, so joins across a pack still work, while the secret itself
@@ -8,17 +9,24 @@ never reaches disk. `collapse` maps every placeholder to `REDACTED_<kind>`, so a
 carrying one placeholder matches another of the same kind whatever key made it.
 
 Rules:
-- headers named in SENSITIVE_HEADERS (or whose name looks like a credential) lose their whole value;
-  an `Authorization: <scheme> <credentials>` keeps its scheme so the cassette stays readable;
+- headers named in SENSITIVE_HEADERS, or with a part of their name that is a credential word
+  (x-custom-auth, x-api-token, x-session-id), lose their whole value; an `Authorization: <scheme>
+  <credentials>` keeps its scheme so the cassette stays readable;
 - query parameters named in SENSITIVE_PARAMS lose their value;
 - every `Detector` in DETECTORS (provider keys, cloud and forge tokens, JWTs, private key blocks,
-  Bearer/Basic credentials, user:pass@ in URLs, `password=`-style assignments, emails, phone numbers)
-  is replaced wherever it matches; text that already is a placeholder is never touched again.
+  Bearer/Basic credentials, user:pass@ in URLs, `--password VALUE` flags, credential headers written
+  as text, `password=`/`SECRET_KEY=`/`DB_PASS=`-style assignments quoted or JSON-escaped, emails, phone
+  numbers) is replaced wherever it matches; text that already is a placeholder is never touched again;
+- bytes that are not UTF-8 never switch redaction off: `blob` reads them with surrogateescape, so the
+  text around them is scanned and every other byte comes back as it was;
+- a text that is one base64 blob decoding to text with a secret becomes one `base64` placeholder.
 Standard library only: this module runs inside the proxy sidecar.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
 import hmac
@@ -57,8 +65,14 @@ SENSITIVE_HEADERS = frozenset(
         "private-token",
     }
 )
-# Header names built from these words carry credentials even when not listed above (x-foo-api-key...).
-_SENSITIVE_HEADER_RE = re.compile(r"(^|[-_])(api[-_]?key|secret|password|passwd|token|session)($|[-_])", re.I)
+# Any other header is a credential when a part of its name (split at `-`/`_`) is one of these words or ends
+# with one (x-custom-auth, x-api-token, x-authtoken, x-session-id): `tokens` (rate limits), `authority` and
+# `author` are not.
+_SENSITIVE_HEADER_PART = re.compile(
+    r"(?:[a-z0-9]*(?:auth|token|key|secret|password|passwd|session|cookie|credentials?|csrf|xsrf)[0-9]*"
+    r"|auth(?!ors?$|ority$|enticate$)[a-z0-9]*)",
+)
+
 
 SENSITIVE_PARAMS = frozenset(
     {
@@ -85,19 +99,20 @@ SENSITIVE_PARAMS = frozenset(
 @dataclass(frozen=True)
 class Detector:
     """One kind of secret. The secret is the group `s` when the pattern has one (the value of
-    `password=...`), else the whole match.
+    `password=...`; the group `c` when `s` did not take part), else the whole match.
 
     Speed: Python's regex engine scans fast for a pattern that starts with a literal, so patterns start
     with their literal prefix and check the word boundary just after it (`sk-(?<![A-Za-z0-9_]sk-)`).
     `literals`: one of them is in every match, a substring test that skips the pattern for text that
-    cannot hold one. A pattern with no literal prefix has an `anchor` (a fast pattern every match's line
-    holds; searched in the lower-cased text when `fold`): only lines with an anchor hit are searched.
+    cannot hold one. A pattern with no literal prefix has `anchors` (fast patterns, each starting with a
+    literal, one of which every match's line holds; searched in the lower-cased text when `fold`): only
+    lines with an anchor hit are searched.
     """
 
     kind: str
     pattern: re.Pattern[str]
     literals: tuple[str, ...] = ()
-    anchor: re.Pattern[str] | None = None
+    anchors: tuple[re.Pattern[str], ...] = ()
     fold: bool = False
 
     def finds(self, text: str) -> bool:
@@ -105,9 +120,15 @@ class Detector:
 
 
 def _d(
-    kind: str, pattern: str, *literals: str, flags: int = 0, anchor: str | None = None, fold: bool = False
+    kind: str,
+    pattern: str,
+    *literals: str,
+    flags: int = 0,
+    anchor: str | tuple[str, ...] = (),
+    fold: bool = False,
 ) -> Detector:
-    return Detector(kind, re.compile(pattern, flags), literals, re.compile(anchor) if anchor else None, fold)
+    anchors = (anchor,) if isinstance(anchor, str) else anchor
+    return Detector(kind, re.compile(pattern, flags), literals, tuple(re.compile(a) for a in anchors), fold)
 
 
 def _word(prefix: str) -> str:
@@ -115,9 +136,28 @@ def _word(prefix: str) -> str:
     return f"{re.escape(prefix)}(?<![A-Za-z0-9_]{re.escape(prefix)})"
 
 
-# Names that end a key whose value is a credential: GITHUB_TOKEN=, "password": , client_secret: ...
+# Names that end a key whose value is a credential: GITHUB_TOKEN=, "password": , client_secret:, DB_PASS=,
+# SECRET_KEY=, PGPASSWORD= ... (`max_tokens`, `token_count`, `bypass` and `secretary` are not).
 _KEY_WORDS = (
-    r"(?:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)"
+    r"(?:pass(?:word|wd|phrase)|(?<![a-z0-9])pass|secret(?:[_-]?key)?|token|api[_-]?key|access[_-]?key"
+    r"|private[_-]?key|credentials?)"
+)
+# The same words as the end of a command-line flag: --password X, --api-key=X, --db-pass X.
+_FLAG_WORDS = (
+    r"(?:pass(?:word|wd|phrase)?|secret(?:[_-]?key)?|token|api[_-]?key|apikey|access[_-]?key"
+    r"|private[_-]?key|credentials?)"
+)
+# Between a flag and its value: a space, `=`, or the `", "` of an argv written as a JSON or Python list.
+_FLAG_GAP = r"(?:[ \t]+|=|\\*[\"'][ \t]*,[ \t]*)\\*[\"']?(?!-)"
+# A value: quoted (up to its closing quote, spaces and all; `\"` inside a JSON string) or bare. Not a
+# literal null/boolean, not a $VARIABLE reference.
+_VALUE = (
+    r"(?!(?:null|none|true|false)\b)(?!\$[A-Za-z_{(])"
+    r"(?P<s>(?<=\")[^\"\\\n]{3,}(?=\\*\")|(?<=')[^'\\\n]{3,}(?=')|[^\s\"'\\&,;<>(){}\[\]]{3,})"
+)
+# Lines worth searching for an assignment: a key word, the rest of the name, then `=` or `:`.
+_ASSIGNMENT_ANCHORS = tuple(
+    rf"{word}[a-z0-9_.-]*\\*[\"']?[ \t]*[=:]" for word in ("pass", "secret", "token", "key", "cred")
 )
 
 # Order matters: the most specific shapes first, so a Bearer JWT or a PEM block becomes one placeholder.
@@ -160,10 +200,37 @@ DETECTORS: tuple[Detector, ...] = (
         "k_test_",
     ),
     _d(
+        "flag",
+        r"--(?<![\w-]--)(?:[A-Za-z0-9]+[-_])*" + _FLAG_WORDS + _FLAG_GAP + _VALUE,
+        "--",
+        flags=re.I,
+    ),
+    # Short flags that take a password, only for the programs where they do: sshpass -p X, mysql -pX.
+    _d("flag", _word("sshpass") + r"(?:[ \t]+-[A-Za-oq-z]\S*)*[ \t]+-p[ \t]*(?P<s>[^\s\"']{3,})", "sshpass"),
+    _d(
+        "flag",
+        _word("redis-cli") + r"(?:[ \t]+[^\s|;&]+){0,20}?[ \t]+-a[ \t]+(?P<s>[^\s\"'-][^\s\"']{2,})",
+        "redis-cli",
+    ),
+    _d(
+        "flag",
+        r"(?:mysql|mariadb)[a-z-]*(?:[ \t]+[^\s|;&]+){0,20}?[ \t]+-p(?P<s>[^\s\"'-][^\s\"']{2,})",
+        "mysql",
+        "mariadb",
+    ),
+    # A credential header written out as text (curl -H, a logged request): custom X-...-Auth/-Token/-Key
+    # headers lose their value, a Cookie line all of it.
+    _d(
+        "header",
+        r"(?i)(?<![\w-])(?:x-[a-z0-9-]*?(?:auth|token|key|secret|session|password)(?:-[a-z0-9-]*)?[ \t]*:[ \t]*"
+        r"(?P<s>[^\s\"'\\,;]{3,})|(?:set-)?cookie[ \t]*:[ \t]*(?P<c>[^\r\n\"'\\]{3,}))",
+        anchor=(r"x-[a-z0-9-]*(?:auth|token|key|secret|session|password)[a-z0-9-]*[ \t]*:", r"cookie[ \t]*:"),
+        fold=True,
+    ),
+    _d(
         "assignment",
-        rf"(?i)(?<![A-Za-z0-9]){_KEY_WORDS}[\"']?\s*[=:]\s*[\"']?(?!(?:null|none|true|false)\b)"
-        r"(?P<s>[^\s\"'\\&,;<>(){}\[\]]{3,})",
-        anchor=r"(?:pass(?:word|wd|phrase)?|secret|token|key|credentials?)[\"']?\s*[=:]",
+        rf"(?i){_KEY_WORDS}\\*[\"']?[ \t]*(?:=>|:=|[=:])[ \t]*\\*[\"']?" + _VALUE,
+        anchor=_ASSIGNMENT_ANCHORS,
         fold=True,
     ),
     _d(
@@ -185,6 +252,9 @@ EXTRA_DETECTORS: tuple[Detector, ...] = (
         anchor=r"\d\.\d{1,3}\.\d",
     ),
 )
+
+# One base64 blob (standard or URL-safe alphabet, padded or not): decoded and scanned as text.
+_BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}|[A-Za-z0-9_-]{16,}={0,2}")
 
 # `REDACTED_<16 hex>` is the form of cassettes written before placeholders carried their kind.
 PLACEHOLDER_RE = re.compile(r"REDACTED_(?:([a-z][a-z0-9-]*)_)?([0-9a-f]{16})")
@@ -231,31 +301,78 @@ class Redactor:
 
     def text(self, text: str) -> str:
         """`text` with every detector's matches replaced; placeholders (already there, or made by an earlier
-        detector) are never matched again, so `deploy:REDACTED_..@host` does not turn into an email."""
+        detector) are never matched again, so `deploy:REDACTED_..@host` does not turn into an email. A text
+        that is all base64 and decodes to text holding a secret becomes one placeholder of kind `base64`."""
+        encoded = self._base64(text)
+        if encoded is not None:
+            return encoded
+        lowered: tuple[str, str] | None = None  # (text, text.lower()) while text has not changed
         for detector in self._detectors:
             if not detector.finds(text):
                 continue
-            if detector.anchor is None:
+            if not detector.anchors:
                 text = self._outside_placeholders(text, detector)
                 continue
-            text = self._anchored(text, detector, detector.anchor)
+            probe = text
+            if detector.fold:
+                if lowered is None or lowered[0] is not text:
+                    lowered = (text, text.lower())
+                probe = lowered[1]
+            text = self._anchored(text, probe, detector)
         return text
 
-    def _anchored(self, text: str, detector: Detector, anchor: re.Pattern[str]) -> str:
-        """Apply `detector` to the lines holding an anchor hit, and only to those."""
-        probe = text.lower() if detector.fold else text
+    def blob(self, data: bytes) -> bytes:
+        """`data` with every secret replaced, whatever its encoding. Bytes that are not UTF-8 (a latin-1
+        file, a binary body) pass through surrogateescape, so the text around them is scanned all the same
+        and every other byte comes back unchanged."""
+        text = data.decode("utf-8", "surrogateescape")
+        new = self.text(text)
+        return data if new == text else new.encode("utf-8", "surrogateescape")
+
+    def _base64(self, text: str) -> str | None:
+        """The placeholder for `text` when it is one base64 blob whose decoded text holds a secret. The
+        whole blob goes (its original is what gets sealed): a placeholder inside it would not show."""
+        blob = text.strip()
+        if len(blob) < 16 or not _BASE64.fullmatch(blob) or "REDACTED_" in blob:
+            return None
+        try:
+            decoded = base64.b64decode(
+                blob + "=" * (-len(blob) % 4),
+                altchars=b"-_" if "-" in blob or "_" in blob else None,
+                validate=True,
+            )
+            inner = decoded.decode("utf-8")
+        except (binascii.Error, ValueError):
+            return None
+        probe = Redactor(self._key, self._detectors)
+        if probe.text(inner) == inner:
+            return None
+        return text.replace(blob, self.placeholder(blob, "base64"))
+
+    def _anchored(self, text: str, probe: str, detector: Detector) -> str:
+        """Apply `detector` to the lines of `text` where `probe` (`text`, or `text` lower-cased) holds an
+        anchor hit, and only to those."""
         if len(probe) != len(text):  # lower-casing changed some lengths: offsets do not carry over
             return "\n".join(
-                self._outside_placeholders(line, detector) if anchor.search(line.lower()) else line
+                self._outside_placeholders(line, detector)
+                if any(a.search(line.lower() if detector.fold else line) for a in detector.anchors)
+                else line
                 for line in text.split("\n")
             )
+        lines: set[tuple[int, int]] = set()
+        for anchor in detector.anchors:
+            done = -1
+            for m in anchor.finditer(probe):
+                if m.start() < done:
+                    continue  # same line as the previous hit
+                start = text.rfind("\n", 0, m.start()) + 1
+                end = text.find("\n", m.end())
+                done = len(text) if end < 0 else end
+                lines.add((start, done))
+        if not lines:
+            return text
         out, done = [], 0
-        for m in anchor.finditer(probe):
-            if m.start() < done:
-                continue  # same line as the previous hit
-            start = text.rfind("\n", 0, m.start()) + 1
-            end = text.find("\n", m.end())
-            end = len(text) if end < 0 else end
+        for start, end in sorted(lines):
             out += [text[done:start], self._outside_placeholders(text[start:end], detector)]
             done = end
         out.append(text[done:])
@@ -275,9 +392,10 @@ class Redactor:
     def _replace(self, m: re.Match[str], kind: str) -> str:
         if "s" not in m.re.groupindex:
             return self.placeholder(m.group(0), kind)
-        start, end = m.span("s")
+        group = "s" if m.group("s") is not None or "c" not in m.re.groupindex else "c"
+        start, end = m.span(group)
         whole = m.group(0)
-        secret = self.placeholder(m.group("s"), self.kind_of(m.group("s"), kind))
+        secret = self.placeholder(m.group(group), self.kind_of(m.group(group), kind))
         return whole[: start - m.start()] + secret + whole[end - m.start() :]
 
     def kind_of(self, value: str, default: str) -> str:
@@ -314,7 +432,9 @@ class Redactor:
 
 def is_sensitive_header(name: str) -> bool:
     lowered = name.lower()
-    return lowered in SENSITIVE_HEADERS or bool(_SENSITIVE_HEADER_RE.search(lowered))
+    return lowered in SENSITIVE_HEADERS or any(
+        _SENSITIVE_HEADER_PART.fullmatch(part) for part in re.split(r"[-_]", lowered) if part
+    )
 
 
 def key_from_text(text: str) -> bytes:

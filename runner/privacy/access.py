@@ -50,11 +50,9 @@ def reveal(pack: Path, keyring: Keyring, out: Path | None = None) -> tuple[Secre
         os.chmod(dest, 0o700)
         for path in sorted(p for p in dest.rglob("*") if p.is_file()):
             data = path.read_bytes()
-            if b"REDACTED_" not in data or b"\0" in data:
+            if b"REDACTED_" not in data:
                 continue
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-            path.write_text(reveal_text(path.relative_to(dest).as_posix(), text, found), encoding="utf-8")
+            text = data.decode("utf-8", "surrogateescape")  # non-UTF-8 members were redacted this way
+            revealed = reveal_text(path.relative_to(dest).as_posix(), text, found)
+            path.write_bytes(revealed.encode("utf-8", "surrogateescape"))
         return found

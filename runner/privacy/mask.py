@@ -7,12 +7,16 @@ the builder's members rewritten in place.
 Rules:
 - Every text member is redacted: prompts, traces, cassettes (headers, URLs, bodies), env snapshot files,
   patches, the dirty baseline and artifacts (tool output, logs, files). JSON members are redacted value by
-  value so they stay valid JSON. A member that is not UTF-8 text (it holds NUL bytes or invalid UTF-8) is
-  left alone: the git bundle is a compressed packfile whose object ids and checksums would break under
-  any edit, so secrets already committed to the base commit's history stay in it (rewrite history, or
-  record from a clean clone, to keep them out).
-- The manifest's own secrets go too: command arguments, step environment values (whole values for keys
-  the policy denies) and the git remote's URL credentials.
+  value so they stay valid JSON (object keys too). A member that is not UTF-8 (a latin-1 file, a binary
+  artifact) is redacted all the same: its bytes are read with surrogateescape, so every secret in its
+  text-like parts goes and every other byte comes back unchanged; a member (or JSON value) that is one
+  base64 blob is decoded and, when its text holds a secret, replaced whole. Only the git bundle is left
+  alone: a compressed packfile whose object ids and checksums would break under any edit, so secrets
+  already committed to the base commit's history stay in it (rewrite history, or record from a clean
+  clone, to keep them out).
+- The manifest's own secrets go too: command lines (the agent's and each step's, through
+  `policy.redact_argv`), environment values (through `policy.redact_env_value`: whole values for keys the
+  policy denies and for token-shaped values) and the git remote's URL credentials.
 - Each secret becomes `REDACTED_<kind>_<hex>`, the hex an HMAC under the tenant's redaction key (random
   per pack without a keyring: stable inside the pack only). Originals are kept only when a keyring is
   given, sealed (AES-256-GCM) in `privacy/sealed.bin`; without one they are gone.
@@ -55,7 +59,7 @@ from runner.pack.manifest import (
 )
 from runner.privacy import audit, crypto
 from runner.privacy.crypto import Keyring
-from runner.privacy.policy import DEFAULT_POLICY, Policy, get
+from runner.privacy.policy import DEFAULT_POLICY, Policy, get, redact_argv, redact_env_value
 
 __all__ = [
     "ENCRYPTED_PREFIXES",
@@ -150,20 +154,28 @@ class _Pass:
         return self.redactor.text(text)
 
     def value_of(self, key: str, value: str) -> str:
+        """A JSON value under `key`: whole when the policy denies the key, else through the detectors."""
         if self.policy.masks_key(key) and value and not PLACEHOLDER_RE.fullmatch(value):
             return self.redactor.placeholder(value, self.redactor.kind_of(value, "credential"))
         return self.text(value)
 
+    def strings(self, values: list[str]) -> list[str]:
+        """A JSON list of strings, read as a command line: `["--password", "x"]` loses the "x"."""
+        return redact_argv(values, self.redactor)
+
+    def env(self, env: Mapping[str, str]) -> dict[str, str]:
+        """A command's environment: also token-shaped values whatever their name (ids in JSON are not)."""
+        return {k: redact_env_value(k, v, self.redactor, self.policy) for k, v in env.items()}
+
     def member(self, name: str, data: bytes) -> bytes | None:
-        """The redacted content, or None when the member is binary or holds nothing to redact."""
+        """The redacted content, or None when the member holds nothing to redact. Bytes that are not
+        UTF-8 are scanned too (see `_text_of`) and come back unchanged around the placeholders."""
         text = _text_of(data)
-        if text is None:
-            return None
         if name.startswith("cassettes/"):
             new = "".join(self._exchange(line) for line in _lines(text))
         else:
-            new = rewrite_text(name, text, self.text, self.value_of)
-        return new.encode("utf-8") if new != text else None
+            new = rewrite_text(name, text, self.text, self.value_of, self.strings)
+        return new.encode("utf-8", "surrogateescape") if new != text else None
 
     def _exchange(self, line: str) -> str:
         """A cassette line through the proxy's own redaction of an exchange (sensitive headers and query
@@ -171,7 +183,7 @@ class _Pass:
         try:
             exchange = Exchange.from_json(json.loads(line))
         except (ValueError, RecursionError):
-            return rewrite_text(".jsonl", line, self.text, self.value_of)
+            return rewrite_text(".jsonl", line, self.text, self.value_of, self.strings)
         redacted = exchange.redacted(self.redactor)
         if redacted == exchange:
             return line
@@ -179,14 +191,10 @@ class _Pass:
         return json.dumps(redacted.to_json(), ensure_ascii=False, separators=(",", ":")) + end
 
 
-def _text_of(data: bytes) -> str | None:
-    """A member's text, or None when it is binary (NUL bytes or not UTF-8)."""
-    if b"\0" in data:
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+def _text_of(data: bytes) -> str:
+    """A member's text: bytes that are not UTF-8 become lone surrogates (surrogateescape), which the
+    detectors step over and `.encode("utf-8", "surrogateescape")` turns back into the same bytes."""
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _lines(text: str) -> list[str]:
@@ -195,18 +203,27 @@ def _lines(text: str) -> list[str]:
 
 
 def rewrite_text(
-    name: str, text: str, on_text: Callable[[str], str], on_value: Callable[[str, str], str]
+    name: str,
+    text: str,
+    on_text: Callable[[str], str],
+    on_value: Callable[[str, str], str],
+    on_strings: Callable[[list[str]], list[str]] | None = None,
 ) -> str:
     """Apply `on_text` to a member's text; JSON members (.json, .jsonl lines) value by value instead, with
-    `on_value(key, value)` for string values under a key, so the result stays valid JSON."""
+    `on_value(key, value)` for string values under a key and `on_strings` (when given) for a list of
+    strings as a whole (an argv, where `--password` and its value are two items), so the result stays
+    valid JSON."""
 
     def walk(value: Any) -> Any:
         if isinstance(value, str):
             return on_text(value)
         if isinstance(value, list):
+            if on_strings is not None and value and all(isinstance(v, str) for v in value):
+                return on_strings(value)
             return [walk(v) for v in value]
         if isinstance(value, dict):
-            return {k: on_value(k, v) if isinstance(v, str) else walk(v) for k, v in value.items()}
+            # Keys are text too: a secret can be an object's key ({"sk-...": "prod"}).
+            return {on_text(k): on_value(k, v) if isinstance(v, str) else walk(v) for k, v in value.items()}
         return value
 
     def json_text(line: str) -> str:
@@ -220,7 +237,12 @@ def rewrite_text(
         if cleaned == parsed:
             return line
         end = line[len(line.rstrip("\r\n")) :]
-        return json.dumps(cleaned, ensure_ascii=False, separators=(",", ":")) + end
+        out = json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"))
+        try:
+            out.encode("utf-8", "surrogateescape")  # raw bytes read through surrogateescape go back raw
+        except UnicodeEncodeError:  # a `\ud800` escape in the JSON: it stays an escape
+            out = json.dumps(cleaned, separators=(",", ":"))
+        return out + end
 
     if name.endswith(".jsonl"):
         return "".join(json_text(line) for line in _lines(text))
@@ -316,15 +338,23 @@ def _redact_manifest(
         steps.append(
             replace(
                 step,
-                argv=tuple(run.text(a) for a in step.argv),
-                env={k: run.value_of(k, v) for k, v in step.env.items()},
+                argv=tuple(redact_argv(step.argv, run.redactor)),
+                env=run.env(step.env),
                 expect=Expectation(e.exit_code, sha(e.stdout), sha(e.stderr), outputs),
                 compare=compare,
             )
         )
     artifacts = tuple(dict.fromkeys(artifact(a) for a in m.artifacts))
     git = replace(m.git, remote=m.git.remote and run.text(m.git.remote))
-    return replace(m, steps=tuple(steps), artifacts=artifacts, git=git)
+    agent = m.agent
+    if agent.command is not None:
+        command = replace(
+            agent.command,
+            argv=tuple(redact_argv(agent.command.argv, run.redactor)),
+            env=run.env(agent.command.env),
+        )
+        agent = replace(agent, command=command)
+    return replace(m, steps=tuple(steps), artifacts=artifacts, git=git, agent=agent)
 
 
 def _with_secrets(rules: tuple[str, ...], redacted: bool) -> tuple[str, ...]:
@@ -406,8 +436,8 @@ def open_payloads(folder: Path, manifest: Manifest, keyring: Keyring | None) -> 
     for name in [*patches, *([manifest.git.baseline_patch] if manifest.git.baseline_patch else [])]:
         path = folder / name
         text = _text_of(path.read_bytes())
-        if text is not None and "REDACTED_" in text:
-            path.write_text(reveal_text(name, text, found), encoding="utf-8")
+        if "REDACTED_" in text:
+            path.write_bytes(reveal_text(name, text, found).encode("utf-8", "surrogateescape"))
 
 
 def _decrypt(folder: Path, manifest: Manifest, keyring: Keyring | None) -> None:

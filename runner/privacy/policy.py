@@ -4,18 +4,34 @@ Input: a policy name (recorded in the manifest's `privacy.redaction_policy`). Ou
 Rules: a published name never changes meaning; a new behaviour gets a new name (`default-v2`), so a pack
 says exactly which rules masked it. The detectors themselves live in `proxy.redact` (the proxy applies
 the same ones to live traffic, so recorded and replayed requests still match).
+
+Also the two helpers for what has structure the detectors cannot see: `redact_argv` (a command line,
+where `--password` and its value are two arguments) and `redact_env_values` (an environment, where a key
+the policy denies, or a value shaped like a token whatever its name, loses its whole value).
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
-from proxy.redact import DETECTORS, EXTRA_DETECTORS, Detector
+from proxy.redact import DETECTORS, EXTRA_DETECTORS, PLACEHOLDER_RE, Detector, Redactor
 from runner.errors import PrivacyError
 
-__all__ = ["DEFAULT_POLICY", "POLICIES", "Policy", "get"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "POLICIES",
+    "Policy",
+    "get",
+    "looks_like_token",
+    "redact_argv",
+    "redact_env_value",
+    "redact_env_values",
+]
 
 DEFAULT_POLICY = "default-v1"
 
@@ -60,3 +76,88 @@ def get(name: str) -> Policy:
         raise PrivacyError(
             f"unknown redaction policy {name!r}; known: {', '.join(sorted(POLICIES))}"
         ) from None
+
+
+# A long option whose value is a credential (the value follows as `=VALUE` or as the next argument).
+_SECRET_FLAG = re.compile(
+    r"(?i)--?(?:[a-z0-9]+[-_])*(?:pass(?:word|wd|phrase)?|secret(?:[-_]?key)?|token|api[-_]?key|apikey"
+    r"|access[-_]?key|private[-_]?key|credentials?)"
+)
+# Short flags that take a password, for the programs where they do (`-p` means port or path elsewhere);
+# `_ATTACHED_P` programs also take it attached (`mysql -pSECRET`).
+_SHORT_FLAGS: Mapping[str, str] = {"sshpass": "-p", "redis-cli": "-a"}
+_ATTACHED_P = frozenset(
+    {"mysql", "mysqldump", "mysqladmin", "mysqlimport", "mysqlshow", "mysqlcheck", "mariadb", "sshpass"}
+)
+
+
+def redact_argv(argv: Sequence[str], redactor: Redactor) -> list[str]:
+    """`argv` with its secrets replaced: the value of a credential flag (`--api-key X`, `--password=X`,
+    `sshpass -p X`, `mysql -pX`) whole, and every argument through the detectors (`sk-...`, URL
+    credentials, JWTs) — arguments one by one, where `--password` and its value are two of them."""
+    program = PurePosixPath(argv[0]).name if argv else ""
+    out: list[str] = []
+    value_next = False
+    for arg in argv:
+        if value_next and arg and not arg.startswith("--"):
+            out.append(_whole(arg, redactor, "flag"))
+            value_next = False
+            continue
+        value_next = False
+        name, eq, value = arg.partition("=")
+        if _SECRET_FLAG.fullmatch(name):
+            value_next = not eq
+            out.append(f"{name}={_whole(value, redactor, 'flag')}" if value else arg)
+        elif _SHORT_FLAGS.get(program) == arg:
+            value_next = True
+            out.append(arg)
+        elif program in _ATTACHED_P and arg.startswith("-p") and len(arg) > 2:
+            out.append("-p" + _whole(arg[2:], redactor, "flag"))
+        else:
+            out.append(redactor.text(arg))
+    return out
+
+
+def redact_env_value(key: str, value: str, redactor: Redactor, policy: Policy) -> str:
+    """One environment value: whole when the policy denies its key or it looks like a token (whatever its
+    name, unless the policy allows the key), else through the detectors."""
+    if not value or PLACEHOLDER_RE.fullmatch(value):
+        return value
+    if policy.masks_key(key) or (key not in policy.allow_keys and looks_like_token(value)):
+        return _whole(value, redactor, "credential")
+    return redactor.text(value)
+
+
+def redact_env_values(
+    env: Mapping[str, str], redactor: Redactor, policy: Policy | None = None
+) -> dict[str, str]:
+    """An environment with every secret-looking value replaced (see `redact_env_value`); the default
+    policy's keys when `policy` is None."""
+    rules = policy or POLICIES[DEFAULT_POLICY]
+    return {k: redact_env_value(k, v, redactor, rules) for k, v in env.items()}
+
+
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9+/=_.~-]{20,}")
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # git commits and sha256 digests: ids, not secrets
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+def looks_like_token(value: str) -> bool:
+    """A value that is one long random-looking token: 32+ hex digits (not a commit id or a digest), or
+    20+ characters mixing upper case, lower case and digits with high entropy. Paths, versions, UUIDs
+    and words are not."""
+    if not _TOKEN_SHAPE.fullmatch(value) or _OBJECT_ID.fullmatch(value):
+        return False
+    if _HEX.fullmatch(value):
+        return len(value) >= 32
+    if not (re.search(r"[a-z]", value) and re.search(r"[A-Z]", value) and re.search(r"[0-9]", value)):
+        return False
+    counts = Counter(value)
+    entropy = -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+    return entropy >= 3.5
+
+
+def _whole(value: str, redactor: Redactor, kind: str) -> str:
+    if not value or PLACEHOLDER_RE.fullmatch(value):
+        return value
+    return redactor.placeholder(value, redactor.kind_of(value, kind))

@@ -2,6 +2,8 @@
 
 `corpus()` returns `Planted(kind, value, context)` values: `value` is exactly what must never be readable
 in a pack and must come back with the key; `context` is how it appears in a file, header or prompt.
+`base64` entries are a whole value (a JSON string, a body): plant them alone, not inside a line.
+The pack tests also plant every context in a latin-1 file and a binary member (non-UTF-8 bytes around).
 """
 
 from __future__ import annotations
@@ -77,4 +79,22 @@ def corpus(seed: int = 7) -> list[Planted]:
     add("phone", "(415) 555-0199")
     add("huggingface-token", "hf_" + r(34))
     add("stripe-key", "sk_live_" + r(24))
+    # Forms the first detectors missed (issue 15).
+    for key in ("SECRET_KEY", "DB_PASS", "PGPASSWORD", "export DJANGO_SECRET_KEY"):
+        value = r(20)
+        add("assignment", value, f"{key}={value}")
+    for template in ('"body": "{{\\"password\\": \\"{v}\\", \\"user\\": \\"bob\\"}}"', 'password = "{v}"'):
+        value = f"{r(6)} {r(7)} {r(5)}" if "= " in template else r(16)
+        add("assignment", value, template.format(v=value))
+    for template in ("deploy --password {v} --host db", "cli --token {v}", "cli --api-key {v} -v",
+                     "sshpass -p {v} ssh build@ci", "mysql -u root -p{v} app"):  # fmt: skip
+        value = r(18)
+        add("flag", value, template.format(v=value))
+    for name in ("X-Custom-Auth", "X-Api-Token", "X-Session-Key"):
+        value = r(24)
+        add("header", value, f'curl -H "{name}: {value}" https://api.example.com/v1')
+    value = "sk-proj-" + r(40)
+    add("openai-key", value, f'{{"{value}": "prod"}}')  # a secret as a JSON object key
+    inner = f'{{"user": "ci", "password": "{r(20)}"}}'.encode()
+    add("base64", base64.b64encode(inner).decode())
     return out

@@ -50,13 +50,24 @@ def exchange(body: dict[str, object], headers: list[tuple[str, str]], answer: st
     )  # fmt: skip
 
 
+def binary_exchange(lines: list[str]) -> Exchange:
+    body = b"\x89PNG\r\n\x1a\n\x00\xff" + "\n".join(lines).encode() + b"\x00\xfe"
+    return Exchange(
+        RecordedRequest("POST", "https", "files.example.com", 443, "/blob", (), (), body),
+        RecordedResponse(200, "OK", (("content-type", "application/octet-stream"),), body),
+    )
+
+
 def planted_members(secrets: list[Planted]) -> tuple[dict[str, bytes], dict[str, str], list[str]]:
-    """Spread the corpus over env, prompts, traces, cassettes, step env and tool output."""
+    """Spread the corpus over env, prompts, traces, cassettes, step env and tool output; then plant all of
+    it again in a latin-1 file and a binary member (bytes that are not UTF-8 around the secrets)."""
     slots: dict[str, list[str]] = {
         k: [] for k in ("env", "prompt", "json", "trace", "cassette", "stdout", "file")
     }
     for i, p in enumerate(secrets):
-        slots[list(slots)[i % len(slots)]].append(p.context)
+        # A base64 secret is a whole value: a JSON string of its own.
+        slots["json" if p.kind == "base64" else list(slots)[i % len(slots)]].append(p.context)
+    lines = [p.context for p in secrets if p.kind != "base64"]
     span = {
         "trace_id": TRACE_ID, "span_id": ROOT_SPAN, "parent_span_id": None, "name": "tool.call",
         "kind": "INTERNAL", "start_time_unix_nano": 1_764_000_000_000_000_000,
@@ -67,16 +78,28 @@ def planted_members(secrets: list[Planted]) -> tuple[dict[str, bytes], dict[str,
     bearer = [p.value for p in secrets if p.kind == "bearer"]
     cassette = [
         exchange(
-            {"messages": [{"role": "user", "content": c}]}, [("Authorization", f"Bearer {bearer[0]}")], c
+            {"messages": [{"role": "user", "content": c}]},
+            [("Authorization", f"Bearer {bearer[0]}"), ("X-Custom-Auth", bearer[1])],
+            c,
         )
         for c in slots["cassette"]
     ]
     files = {
         "env/environment.txt": "".join(f"VAR_{i}={c}\n" for i, c in enumerate(slots["env"])).encode(),
         "prompts/0001-user.txt": "\n".join(slots["prompt"]).encode(),
-        "prompts/0002-assistant.json": json.dumps({"role": "assistant", "content": slots["json"]}).encode(),
+        # Each JSON secret also as an object key: keys are text too.
+        "prompts/0002-assistant.json": json.dumps(
+            {"role": "assistant", "content": slots["json"], "seen": {c: 1 for c in slots["json"]}}
+        ).encode(),
+        "prompts/0003-notes-latin1.txt": ("Notes de réunion, café\n" + "\n".join(lines) + "\n").encode(
+            "latin-1"
+        ),
+        "env/blob.bin": b"\x00\x01\xff\xfe" + "\n".join(lines).encode() + b"\x00\x80\n",
+        # A binary response body: not UTF-8, stored as base64 in the cassette, secrets in its ASCII parts.
         "traces.jsonl": (json.dumps(span) + "\n").encode(),
-        "cassettes/http.jsonl": b"".join(json.dumps(x.to_json()).encode() + b"\n" for x in cassette),
+        "cassettes/http.jsonl": b"".join(
+            json.dumps(x.to_json()).encode() + b"\n" for x in [*cassette, binary_exchange(lines)]
+        ),
     }
     env = {"OPENAI_API_KEY": secrets[0].value, "GITHUB_TOKEN": secrets[8].value, "LANG": "C.UTF-8"}
     return files, env, ["\n".join(slots["stdout"]) + "\n", "\n".join(slots["file"]) + "\n"]
@@ -92,8 +115,27 @@ def corpus_pack(tmp_path: Path, keyring: crypto.Keyring) -> Path:
     files, env, (stdout, written) = planted_members(SECRETS)
     from runner.pack import manifest as mf
 
+    flag = next(p.value for p in SECRETS if p.kind == "flag")
+    agent = mf.Agent(
+        "repo-debugger",
+        command=mf.AgentCommand(
+            argv=(
+                "agent",
+                "--api-key",
+                SECRETS[3].value,
+                "--password",
+                flag,
+                f"https://ci:{SECRETS[5].value}@git.example.com/x",
+            ),
+            env={
+                "NOTHING_TO_SEE": next(p.value for p in SECRETS if p.context.startswith("SECRET_KEY=")),
+                "LANG": "C.UTF-8",
+            },
+        ),
+    )
     return make_pack(
         tmp_path,
+        agent=agent,
         files=files,
         steps=[
             patch("p1", f"--- a/config.py\n+++ b/config.py\n@@ -1 +1 @@\n-KEY = None\n+KEY = '{SECRETS[1].value}'\n"),
@@ -137,6 +179,8 @@ def test_reveal_out_restores_the_original_members(
     access.reveal(corpus_pack, keyring, out)
     assert (out / "prompts/0001-user.txt").read_bytes() == files["prompts/0001-user.txt"]
     assert (out / "env/environment.txt").read_bytes() == files["env/environment.txt"]
+    for name in ("prompts/0003-notes-latin1.txt", "env/blob.bin"):  # not UTF-8: back byte for byte
+        assert (out / name).read_bytes() == files[name]
     assert json.loads((out / "prompts/0002-assistant.json").read_bytes()) == json.loads(
         files["prompts/0002-assistant.json"]
     )
@@ -242,11 +286,39 @@ def test_strict_policy_also_masks_ip_addresses(tmp_path: Path) -> None:
     assert pack_summary.inspect(strict).manifest.privacy.redaction_policy == "strict-v1"
 
 
-def test_binary_members_are_left_alone(tmp_path: Path) -> None:
-    blob = b"\x00\x01binary " + SECRETS[0].value.encode()
-    p = make_pack(tmp_path, files={"env/blob.bin": blob})
+def test_members_that_are_not_utf8_are_redacted_and_every_other_byte_kept(
+    tmp_path: Path, keyring: crypto.Keyring
+) -> None:
+    secret = SECRETS[0].value
+    blob = b"\x00\x01binary " + secret.encode() + b" \xff\xfe\x00"
+    latin1 = f"caf\u00e9 cr\u00e8me\nDB_PASS=hunter2hunter2\nkey {secret}\n".encode("latin-1")
+    files = {"env/blob.bin": blob, "prompts/0001-notes.txt": latin1}
+    p = make_pack(tmp_path, files=files, privacy=PrivacyOptions(keyring=keyring))
     u = pack_read.unpack(p, tmp_path / "u")
-    assert (u.path / "env/blob.bin").read_bytes() == blob
+    masked = (u.path / "env/blob.bin").read_bytes()
+    assert secret.encode() not in masked
+    assert masked.startswith(b"\x00\x01binary REDACTED_openai-key_") and masked.endswith(b" \xff\xfe\x00")
+    notes = (u.path / "prompts/0001-notes.txt").read_bytes()
+    assert b"hunter2hunter2" not in notes and secret.encode() not in notes
+    assert notes.startswith("caf\u00e9 cr\u00e8me\n".encode("latin-1"))
+    out = tmp_path / "revealed"
+    access.reveal(p, keyring, out)
+    assert (out / "env/blob.bin").read_bytes() == blob
+    assert (out / "prompts/0001-notes.txt").read_bytes() == latin1
+
+
+def test_a_base64_value_holding_a_secret_is_replaced_whole(tmp_path: Path, keyring: crypto.Keyring) -> None:
+    import base64
+
+    inner = base64.b64encode(b'{"user": "ci", "password": "opensesame42"}').decode()
+    harmless = base64.b64encode(b"just some text, nothing to hide here").decode()
+    doc = json.dumps({"data": inner, "other": harmless}).encode()
+    p = make_pack(tmp_path, files={"prompts/0001-data.json": doc}, privacy=PrivacyOptions(keyring=keyring))
+    u = pack_read.unpack(p, tmp_path / "u")
+    data = json.loads((u.path / "prompts/0001-data.json").read_bytes())
+    assert data["data"].startswith("REDACTED_base64_") and data["other"] == harmless
+    assert u.manifest.privacy.extra["audit"]["redactions"]["base64"] == 1
+    assert inner in {s.value for s in access.reveal(p, keyring)}
 
 
 def test_allowed_keys_are_kept_and_denied_keys_masked_whatever_their_value(tmp_path: Path) -> None:
@@ -291,3 +363,52 @@ def test_with_the_key_unpack_restores_the_patches_so_they_apply_to_the_base(
     assert (keyed.path / "patches/0001.diff").read_text() == diff
     codes = {f["code"] for f in keyed.manifest.privacy.extra["audit"]["findings"]}
     assert "secret-in-file" in codes
+
+
+def test_a_json_line_with_an_escaped_lone_surrogate_is_redacted_not_a_crash(tmp_path: Path) -> None:
+    line = json.dumps({"note": "\ud800 broken", "token": SECRETS[0].value}) + "\n"
+    p = make_pack(tmp_path, files={"prompts/0001-odd.json": line.encode()})
+    u = pack_read.unpack(p, tmp_path / "u")
+    out = (u.path / "prompts/0001-odd.json").read_text()
+    assert SECRETS[0].value not in out and json.loads(out)["note"] == "\ud800 broken"
+
+
+def test_record_through_the_cli_keeps_argv_and_latin1_files_free_of_secrets(tmp_path: Path) -> None:
+    """`runner record -- agent --api-key sk-... https://user:pw@host` with a latin-1 file in the dirty tree:
+    neither the command line in the manifest nor the baseline diff and patch may carry a secret."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.gitrepo import make_repo
+
+    repo = tmp_path / "repo"
+    make_repo(repo, {"a.txt": "one\n"})
+    db_pass, flag, url_pw = "hunter2hunter2", "pl41nfl4gv4lue", "urlpw9urlpw9"
+    (repo / "notes-latin1.txt").write_bytes(f"caf\u00e9\nDB_PASS={db_pass}\n".encode("latin-1"))
+    agent = f"open('b.txt', 'wb').write('cr\\u00e8me SECRET_KEY={db_pass}x\\n'.encode('latin-1'))"
+    out = tmp_path / "p.tar.zst"
+    argv = [
+        "python",
+        "-c",
+        agent,
+        "--api-key",
+        SECRETS[0].value,
+        "--password",
+        flag,
+        f"https://u:{url_pw}@h/x",
+    ]
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYTHONPATH": str(Path.cwd()),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "record", "--out", str(out), "--no-http", "--check", "true", "--", *argv],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    raw = decompressed(out)
+    for secret in (SECRETS[0].value, flag, url_pw, db_pass):
+        assert secret.encode() not in raw, secret
+    assert "caf\u00e9".encode("latin-1") in raw  # the rest of the latin-1 file is still there

@@ -72,3 +72,101 @@ def test_query_secrets_and_bearer_in_text() -> None:
 def test_empty_key_is_refused() -> None:
     with pytest.raises(ValueError):
         Redactor(b"")
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("SECRET_KEY=x8KUCERkj9Zhx9Pk", "x8KUCERkj9Zhx9Pk"),
+        ("export DB_PASS=hunter2hunter2", "hunter2hunter2"),
+        ("PGPASSWORD=zzz999yyy", "zzz999yyy"),
+        ("deploy --password hunter2 --host db", "hunter2"),
+        ("cli --token abc999def --verbose", "abc999def"),
+        ("cli --api-key=k3yk3yk3y", "k3yk3yk3y"),
+        ('{"args": ["agent", "--password", "pl41nfl4g", "--verbose"]}', "pl41nfl4g"),  # argv as a JSON list
+        ("['agent', '--token', 'pl41nfl4g']", "pl41nfl4g"),
+        ("sshpass -p s3cretpw ssh build@ci", "s3cretpw"),
+        ("mysql -u root -ps3cretpw app", "s3cretpw"),
+        ('"body": "{\\"password\\": \\"jZ43Kjr2ZZ\\", \\"user\\": \\"bob\\"}"', "jZ43Kjr2ZZ"),
+        ('"{\\\\\\"password\\\\\\": \\\\\\"twice-escaped\\\\\\"}"', "twice-escaped"),
+        ('password = "correct horse battery"', "horse"),
+        ('{"password" => "rubyhash1"}', "rubyhash1"),
+        ('curl -H "X-Custom-Auth: abc123xyz" https://x', "abc123xyz"),
+        ("X-Api-Token: tok999tok", "tok999tok"),
+        ("Cookie: sid=abcdef; theme=dark", "sid=abcdef"),
+    ],
+)
+def test_forms_the_first_detectors_missed(text: str, secret: str) -> None:
+    out = Redactor(KEY).text(text)
+    assert secret not in out and PLACEHOLDER_RE.search(out)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "max_tokens: 1000",
+        "token_count=5",
+        "bypass=abc",
+        "run --token-file path/to/file",
+        '["agent", "--token", "--verbose"]',
+        "password: null",
+        "password=$DB_PASS",
+        "x-ratelimit-tokens: 100",
+        "anthropic-ratelimit-tokens-limit: 5",
+        "secretary: Jane",
+    ],
+)
+def test_look_alikes_are_kept(text: str) -> None:
+    assert Redactor(KEY).text(text) == text
+
+
+def test_custom_credential_headers_lose_their_value_and_look_alikes_keep_it() -> None:
+    r = Redactor(KEY)
+    fields = [
+        ("X-Custom-Auth", "v1"), ("X-Api-Token", "v2"), ("x-authtoken", "v3"), ("X-Session-Id", "v4"),
+        ("x-goog-api-key", "v5"), ("Cookie2", "v6"), ("X-Secret", "v7"), ("x-db-password", "v8"),
+    ]  # fmt: skip
+    kept = [
+        (":authority", "api.example.com"), ("www-authenticate", 'Bearer realm="x"'), ("author", "me"),
+        ("x-ratelimit-remaining-tokens", "99"), ("keep-alive", "timeout=5"), ("content-type", "text/plain"),
+    ]  # fmt: skip
+    out = r.headers(fields + kept)
+    assert [v for _, v in out[: len(fields)]] == [r.placeholder(v, "credential") for _, v in fields]
+    assert out[len(fields) :] == kept
+
+
+def test_bytes_that_are_not_utf8_are_scanned_and_kept_around_the_placeholders() -> None:
+    r = Redactor(KEY)
+    secret = SECRETS[0].encode()
+    data = b"\x89PNG\x00\xff caf\xe9 " + secret + b" \xfe\x00"
+    out = r.blob(data)
+    assert secret not in out
+    assert out.startswith(b"\x89PNG\x00\xff caf\xe9 REDACTED_openai-key_") and out.endswith(b" \xfe\x00")
+    plain = b"\x00\xff nothing here"
+    assert r.blob(plain) is plain
+
+
+def test_binary_cassette_bodies_are_redacted() -> None:
+    from proxy.cassette import Exchange, RecordedRequest, RecordedResponse
+
+    body = b"\x00\xff" + SECRETS[2].encode() + b"\x00"
+    x = Exchange(
+        RecordedRequest("POST", "https", "h", 443, "/", (), (), body),
+        RecordedResponse(200, "OK", (), body),
+    )
+    red = x.redacted(Redactor(KEY))
+    assert SECRETS[2].encode() not in red.request.body + red.response.body
+    assert red.request.body.startswith(b"\x00\xffREDACTED_")
+
+
+def test_a_base64_body_is_decoded_and_replaced_whole_when_it_holds_a_secret() -> None:
+    import base64
+
+    r = Redactor(KEY)
+    secret_body = base64.b64encode(f'{{"token": "{SECRETS[0]}"}}'.encode()).decode()
+    urlsafe = base64.urlsafe_b64encode(b"password=hunter2hunter2&x=1").decode().rstrip("=")
+    assert r.text(secret_body) == r.placeholder(secret_body, "base64")
+    assert r.text(urlsafe).startswith("REDACTED_base64_")
+    harmless = base64.b64encode(b"nothing to hide in this one").decode()
+    binary = base64.b64encode(bytes(range(256))).decode()
+    assert r.text(harmless) == harmless and r.text(binary) == binary
