@@ -7,6 +7,7 @@ artifact name; `inspect`, errors, the replay table and live progress must show t
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,22 @@ def test_live_progress_shows_tool_output_escaped(terminal: bool) -> None:
     if not terminal:
         _no_raw_controls(out)
         assert "build \\x1b]0;pwned\\x07[/x] ..." in out
+
+
+def test_store_list_shows_an_index_entry_as_text(tmp_path: Path) -> None:
+    # `runner store hold --reason` takes any text, and the session id comes from a pack.
+    store = tmp_path / "store"
+    (store / "index").mkdir(parents=True)
+    entry_id = "ab" * 32
+    entry = {
+        "id": entry_id,
+        "session": f"s{CLEAR}[/x]",
+        "added_at": "2025-11-24T13:42:17Z",
+        "tier": "full",
+        "hold": {"reason": f"{LINK} {TITLE}", "since": "2025-11-24T13:42:17Z", "by": "[bold]me"},
+    }
+    (store / "index" / f"{entry_id}.json").write_text(json.dumps(entry))
+    result = CliRunner().invoke(app, ["store", "list", "--store", str(store)], env={"COLUMNS": "300"})
+    assert result.exit_code == ExitCode.OK, result.output
+    _no_raw_controls(result.stdout)
+    assert "s\\x1b[2J\\x1b[H[/x]" in result.stdout and LINK in result.stdout
