@@ -1,8 +1,8 @@
 """Fuzz: hostile manifest.yaml texts packed into a pack never crash `runner inspect` or `runner verify`.
 
-Each example starts from a valid manifest, replaces a value anywhere in it with something hostile (huge or
-odd numbers, control characters and escape sequences, Rich markup, deep nesting, odd types), dumps it, then
-may damage the text itself (duplicate keys, YAML tags, aliases and merge keys, 5,000-digit integers, year-0
+Each example starts from a valid manifest and either puts hostile text (escape sequences, Rich markup,
+control characters) into fields that take free text, or replaces values anywhere with something hostile (huge
+or odd numbers, control characters, deep nesting, odd types), or damages the dumped text itself (duplicate keys, YAML tags, aliases and merge keys, 5,000-digit integers, year-0
 timestamps, deep brackets, stray bytes). When the result still reads as a manifest, its integrity root is
 recomputed, so the hostile value reaches the renderers. Both commands must end in exit 0, or in exit 2 with
 one `error:` line on stderr; never a traceback, never a raw control character on the terminal.
@@ -93,6 +93,26 @@ TEXT_DAMAGE = st.one_of(
 )
 
 
+# Fields a valid manifest may fill with free text: hostile text there reaches the renderers.
+FREE_TEXT = [
+    ("agent", "name"),
+    ("agent", "commit"),
+    ("agent", "config_version"),
+    ("inputs", "git", "branch"),
+    ("inputs", "git", "remote"),
+    ("llm", "model"),
+    ("llm", "revision"),
+    ("steps", 0, "reason"),
+    ("steps", 1, "argv", 0),
+    ("steps", 1, "argv", 1),
+    ("steps", 1, "cwd"),
+    ("artifacts", 0, "name"),
+    ("environment", "snapshot", "os"),
+    ("session", "created_at"),
+]
+free_text = st.one_of(st.sampled_from(HOSTILE_TEXT), st.text(min_size=1, max_size=30))
+
+
 def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     found = [path]
     if isinstance(value, dict):
@@ -109,7 +129,7 @@ def _set(tree: Any, path: tuple[Any, ...], value: Any) -> Any:
         return value
     head, rest = path[0], path[1:]
     copy = dict(tree) if isinstance(tree, dict) else list(tree)
-    copy[head] = _set(tree[head], rest, value)
+    copy[head] = _set(tree.get(head) if isinstance(tree, dict) else tree[head], rest, value)
     return copy
 
 
@@ -160,18 +180,28 @@ def _check(args: list[str]) -> None:
         HealthCheck.data_too_large,
     ],
 )
-@given(data=st.data(), damage=TEXT_DAMAGE, flow=st.booleans(), cut=st.integers(min_value=0, max_value=3))
+@given(
+    data=st.data(),
+    mode=st.sampled_from(["free text", "any value", "damaged text"]),
+    flow=st.booleans(),
+    cut=st.integers(min_value=0, max_value=3),
+)
 def test_hostile_manifests_end_in_exit_0_or_one_line_and_exit_2(
     base: tuple[dict[str, Any], list[tuple[str, bytes]]],
     data: st.DataObject,
-    damage: str,
+    mode: str,
     flow: bool,
     cut: int,
 ) -> None:
     tree, members = base
+    damage = data.draw(TEXT_DAMAGE, label="damage") if mode == "damaged text" else ""
     for _ in range(cut + 1):
-        path = data.draw(st.sampled_from(_paths(tree)), label="path")
-        tree = _set(tree, path, data.draw(values, label="value"))
+        if mode == "free text":
+            path = data.draw(st.sampled_from(FREE_TEXT), label="path")
+            tree = _set(tree, path, data.draw(free_text, label="text"))
+        elif mode == "any value":
+            path = data.draw(st.sampled_from(_paths(tree)), label="path")
+            tree = _set(tree, path, data.draw(values, label="value"))
     if not isinstance(tree, dict):
         tree = {"format_version": 1, "x": tree}
     body = yaml.safe_dump(tree, default_flow_style=flow, allow_unicode=False, sort_keys=False).encode()
