@@ -2,7 +2,9 @@
 
 Stages call `step(title)` when a phase begins and `line(text)` for each line of tool output; they keep full
 logs in files themselves. The CLI picks the implementation: `LiveLog` (spinner, elapsed time and the last
-lines of output, on stderr) for people, `Silent` for machine output and tests.
+lines of output, on stderr) for people, `Silent` for machine output and tests. Titles and lines often quote
+tools or packs: `LiveLog` shows them as `Text` through `runner.display.visible` (no markup, no raw control
+characters: a tool's colour codes or a pack's escape sequence cannot redraw the screen under the live view).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.spinner import Spinner
 from rich.text import Text
+
+from runner.display import visible, visible_text
 
 __all__ = ["LiveLog", "Progress", "Silent", "run_logged", "tail"]
 
@@ -72,18 +76,18 @@ class LiveLog:
     def step(self, title: str) -> None:
         if not self._console.is_terminal:
             # No live view without a terminal (CI): each step becomes one plain line instead.
-            self._console.print(f"{title} ...", highlight=False)
-        self._title = title
+            self._console.print(visible_text(f"{title} ..."), highlight=False)
+        self._title = visible(title)
         self._since = time.monotonic()
         self._lines.clear()
 
     def line(self, text: str) -> None:
         text = text.rstrip()
         if text:
-            self._lines.append(text)
+            self._lines.append(visible(text))
 
     def done(self, message: str) -> None:
-        self._console.print(message, highlight=False)
+        self._console.print(visible_text(message, newlines=True), highlight=False)
 
 
 def run_logged(

@@ -1,8 +1,10 @@
 """What every command module shares: the consoles, `fail`, `handles_errors`, shared options, live progress.
 
 Inputs: none (module constants). Outputs: the helpers below. Rules: only the CLI prints and picks exit
-codes, always as a `runner.errors.ExitCode`; text that comes from packs, errors or the user is printed with
-markup off (see `say`, `cell`) because a `[` in a session name or a secret is data, not Rich markup.
+codes, always as a `runner.errors.ExitCode`. Text that comes from packs, errors or the user is data: the
+consoles here never read Rich markup or emoji codes (a `[/x]` in an agent name neither crashes a command nor
+restyles a message, a `[link=...]` rewrites nothing), and every string they print goes through
+`runner.display.visible`, so control characters from a pack show as `\\x1b` instead of driving the terminal.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, HighlighterType, JustifyMethod, OverflowMethod
+from rich.style import Style
 from rich.text import Text
 
+from runner.display import visible, visible_text
 from runner.errors import ExitCode, RunnerError
 from runner.progress import LiveLog
 
@@ -36,8 +40,39 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 
-err_console = Console(stderr=True)
-console = Console()
+
+class _PlainConsole(Console):
+    """A console that prints strings as data: no markup, no emoji codes, control characters made visible.
+
+    Every `str` a renderable holds (a table cell, a title, `print`'s arguments) passes through `render_str`;
+    `Text` values are the callers' to build with `visible_text`."""
+
+    def render_str(
+        self,
+        text: str,
+        *,
+        style: str | Style = "",
+        justify: JustifyMethod | None = None,
+        overflow: OverflowMethod | None = None,
+        emoji: bool | None = None,
+        markup: bool | None = None,
+        highlight: bool | None = None,
+        highlighter: HighlighterType | None = None,
+    ) -> Text:
+        return super().render_str(
+            visible(text, newlines=True),
+            style=style,
+            justify=justify,
+            overflow=overflow,
+            emoji=False,
+            markup=False,
+            highlight=highlight,
+            highlighter=highlighter,
+        )
+
+
+err_console: Console = _PlainConsole(stderr=True, markup=False, emoji=False)
+console: Console = _PlainConsole(markup=False, emoji=False)
 
 BASE_FROM_OPTION = typer.Option(
     None,
@@ -57,19 +92,27 @@ KEY_OPTION = typer.Option("--key", help="The tenant keyring file (from `runner k
 STORE_OPTION = typer.Option("--store", envvar="RUNNER_STORE", help="The store folder.")
 
 
-def say(text: str, *, soft_wrap: bool = False) -> None:
-    """Print one line of plain text on stdout: no markup, no highlighting."""
-    console.print(text, markup=False, highlight=False, soft_wrap=soft_wrap)
+def say(text: str, *, soft_wrap: bool = True) -> None:
+    """Print one line of plain text on stdout: no markup, no highlighting, control characters visible, and
+    no line breaks inserted at the terminal's width (scripts read these lines)."""
+    console.print(visible_text(text), highlight=False, soft_wrap=soft_wrap)
 
 
 def cell(text: str) -> Text:
-    """A table cell holding `text` verbatim (a plain str cell would be parsed as markup)."""
-    return Text(text)
+    """A table cell holding `text` as data: never markup, control characters (newlines too) visible."""
+    return visible_text(text)
 
 
 def fail(message: str, code: ExitCode = ExitCode.BAD_INPUT) -> typer.Exit:
-    """Print a short error (one or two lines, no traceback) and return the Exit to raise."""
-    err_console.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
+    """Print a short error (one or two lines, no traceback) and return the Exit to raise.
+
+    The message often quotes a pack or a tool; its control characters are shown, not obeyed (line breaks
+    stay: some errors end with the last lines of a log)."""
+    err_console.print(
+        Text.assemble(("error:", "bold red"), " ", visible_text(message, newlines=True)),
+        highlight=False,
+        soft_wrap=True,
+    )
     return typer.Exit(code)
 
 
@@ -99,4 +142,4 @@ def local_pack(arg: str) -> Path:
     """A pack argument as a local file: a path as given, or `oci://REF` pulled (once, by digest) into the cache."""
     from runner.store import oci
 
-    return oci.resolve_pack(arg, warn=lambda text: err_console.print(f"warning: {text}", markup=False))
+    return oci.resolve_pack(arg, warn=lambda text: err_console.print(f"warning: {text}"))

@@ -1,7 +1,9 @@
 """`runner inspect` and `runner verify`: read a repro pack, summarise it, check its integrity.
 
 Inputs: a pack path and options. Outputs: the summary (text or JSON) or a one-line verdict on stdout.
-Exit codes: OK, or BAD_INPUT for a pack that is not intact (errors via `handles_errors`).
+Exit codes: OK, or BAD_INPUT for a pack that is not intact or whose signature fails (errors via
+`handles_errors`). `verify` prints exactly one line, after every check it was asked for, and that line says
+what was checked: intact and not signed; intact with a signature it did not check; intact and signed by whom.
 """
 
 from __future__ import annotations
@@ -75,6 +77,11 @@ def verify_cmd(
     report = read.verify(pack)
     if not report.ok:
         raise fail(report.problem or f"{pack}: not a valid repro pack")
-    say(f"ok {pack}: {report.members_checked} members, {report.content_bytes} bytes")
+    intact = f"ok {pack}: intact, {report.members_checked} members, {report.content_bytes} bytes"
     if pubkey is not None:
-        privacy.show_signature(pack, pubkey)
+        verdict = privacy.signature_line(report, pubkey)
+    elif report.signature is None:
+        verdict = "not signed"
+    else:
+        verdict = "signature present but not checked (pass --pubkey KEYRING.pub)"
+    say(f"{intact}; {verdict}", soft_wrap=True)

@@ -16,9 +16,10 @@ from rich.table import Table
 
 from runner.cli.common import KEY_OPTION, cell, console, handles_errors, say
 from runner.errors import UsageError
+from runner.pack.read import VerifyReport
 from runner.privacy import access, crypto
 
-__all__ = ["app", "show_revealed", "show_signature"]
+__all__ = ["app", "show_revealed", "signature_line"]
 
 app = typer.Typer()
 keys_app = typer.Typer(help="Tenant keyrings: redaction, encryption and signing keys.", no_args_is_help=True)
@@ -47,12 +48,13 @@ def show_revealed(pack: Path, key: Path | None, out: Path | None, as_json: bool)
         say(f"members decrypted and restored in {out}")
 
 
-def show_signature(pack: Path, pubkey: Path) -> None:
-    """`runner verify --pubkey`: check signature.json against the public keys and say who signed what."""
-    check = access.verify_pack(pack, crypto.load_public_keys(pubkey))
-    say(
-        f"signature ok: key {check.key_id} (tenant {check.tenant}), root {check.root[:16]}..., "
-        f"{check.subjects} members, signed {check.signed_at}"
+def signature_line(report: VerifyReport, pubkey: Path) -> str:
+    """`runner verify --pubkey`: check signature.json of a verified pack against the public keys and say who
+    signed what (PrivacyError, printed by `handles_errors`, when the check fails)."""
+    check = access.check_verified(report, crypto.load_public_keys(pubkey))
+    return (
+        f"signature ok: key {check.key_id} (tenant {check.tenant}) signed the manifest's bytes and root "
+        f"{check.root[:16]}... at {check.signed_at}"
     )
 
 

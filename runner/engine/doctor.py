@@ -19,6 +19,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from runner.display import visible, visible_text
 from runner.engine import daemon as engine
 from runner.engine import images
 from runner.engine.host import BuildTrust
@@ -137,27 +138,41 @@ def check(
 
 
 def render_checkup(found: Checkup) -> Group:
-    """The findings as a rich renderable: one line per check, then each problem with its fix."""
+    """The findings as a rich renderable: one line per check, then each problem with its fix.
+
+    What the engine and the image labels report is shown through `visible_text`: never markup, no raw
+    control characters."""
     table = Table(box=None, show_header=False, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
     if found.engine is not None:
         started = f", started now, log {found.engine.log_path}" if found.engine.started_by_us else ""
-        table.add_row("engine", f"Docker {found.engine.version} (API {found.engine.api_version}) via "
-                      f"{found.engine.reached_via}{started}")  # fmt: skip
+        engine_line = (
+            f"Docker {found.engine.version} (API {found.engine.api_version}) via "
+            f"{found.engine.reached_via}{started}"
+        )
+        table.add_row("engine", visible_text(engine_line))
     else:
         table.add_row("engine", Text("none answers", style="red"))
     for image in found.images:
-        state = Text(image.id[:19] if image.id else "missing", style="" if image.present else "red")
+        state = Text(visible(image.id[:19]) if image.id else "missing", style="" if image.present else "red")
         table.add_row(
-            f"{image.name} image", Text.assemble(f"{image.tag}  ", state, *(f"  {d}" for d in image.digests))
+            visible_text(f"{image.name} image"),
+            Text.assemble(visible(f"{image.tag}  "), state, *(visible(f"  {d}") for d in image.digests)),
         )
-    table.add_row("python", found.python)
+    table.add_row("python", visible_text(found.python))
     for name, version in found.libraries.items():
-        table.add_row(name, version or Text("missing", style="red"))
+        table.add_row(visible_text(name), visible_text(version) if version else Text("missing", style="red"))
     lines: list[Table | Text] = [table]
     for problem in found.problems:
-        lines.append(Text.assemble(("✗ ", "red"), problem.what, "\n  fix: ", (problem.fix, "bold")))
+        lines.append(
+            Text.assemble(
+                ("✗ ", "red"),
+                visible(problem.what, newlines=True),
+                "\n  fix: ",
+                (visible(problem.fix), "bold"),
+            )
+        )
     lines.append(
         Text("all good", style="green")
         if found.ok

@@ -14,6 +14,7 @@ import posixpath
 import re
 import struct
 import tarfile
+from collections.abc import Collection
 from dataclasses import dataclass
 
 __all__ = [
@@ -66,8 +67,9 @@ class Limits:
     max_window_size: int = 1 << 25
 
 
-def layout_problem(name: str, is_dir: bool = False) -> str | None:
-    """Why `name` cannot be a member of a pack, or None when it can."""
+def layout_problem(name: str, is_dir: bool = False, folders: Collection[str] | None = None) -> str | None:
+    """Why `name` cannot be a member of a pack, or None when it can. A folder entry must be in `folders` (the
+    folders of the listed members) when given: an empty one would ride along outside the root digest."""
     if not name or name.startswith("/") or re.match(r"[A-Za-z]:", name):
         return "absolute path"
     if ".." in name.split("/"):
@@ -79,6 +81,8 @@ def layout_problem(name: str, is_dir: bool = False) -> str | None:
     pattern = _DIR_LAYOUT if is_dir else _FILE_LAYOUT
     if len(name) > 1024 or not pattern.fullmatch(name):
         return "not part of the pack layout (see docs/pack-format.md)"
+    if is_dir and folders is not None and name not in folders:
+        return "folder entry holding no member the manifest lists"
     return None
 
 

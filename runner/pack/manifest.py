@@ -4,8 +4,9 @@ The typed model lives in `runner.pack.model`; its names are re-exported here, th
 
 Inputs: the text of `manifest.yaml` (untrusted). Outputs: a frozen `Manifest`, or YAML text from one.
 Rules:
-- YAML is read with `yaml.safe_load` only; the parsed tree must be plain JSON data (no aliases, no
-  non-finite numbers) before anything else looks at it.
+- YAML is read by `runner.pack.strictyaml` (a strict `yaml.SafeLoader`: duplicate keys, aliases, merge
+  keys, over-long or 64-bit-overflowing integers and impossible timestamps are refused with their line);
+  the parsed tree must be plain JSON data (no non-finite numbers) before anything else looks at it.
 - An unknown `format_version` is refused before schema validation, so a newer pack gets a clear message.
 - The shipped schema (`manifest.schema.json`) is the single source of structural truth; errors name the
   field as a path, e.g. `steps[2].timeout: -1 is less than the minimum of 1`.
@@ -31,6 +32,7 @@ import jsonschema
 import yaml
 
 from runner.errors import PackError
+from runner.pack import strictyaml
 from runner.pack.model import (
     BASELINE_PATH,
     BUNDLE_PATH,
@@ -121,10 +123,9 @@ def _validator() -> Any:
 def load(text: str | bytes, source: str = "manifest.yaml") -> Manifest:
     """Parse and validate manifest text. Raises PackError naming `source` and the offending field."""
     try:
-        data = yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError, UnicodeDecodeError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise PackError(f"{source}: not valid YAML ({first_line})") from e
+        data = strictyaml.load(text, max_depth=_MAX_DEPTH + 1)
+    except strictyaml.YamlRefused as e:
+        raise PackError(f"{source}: not valid YAML: {e}") from e
     if not isinstance(data, dict):
         raise PackError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     version = data.get("format_version")
@@ -135,7 +136,7 @@ def load(text: str | bytes, source: str = "manifest.yaml") -> Manifest:
             f"{source}: format_version {version} is not supported (this runner reads {FORMAT_VERSION}); "
             "use a runner release that supports it"
         )
-    data = _plain(data, "", 0, set())
+    data = _plain(data, source, "", 0, set())
     _check_schema(data, source)
     manifest = _from_dict(data)
     _check_semantics(manifest, source)
@@ -180,30 +181,31 @@ def _short(message: str) -> str:
     return message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "..."
 
 
-def _plain(value: Any, where: str, depth: int, seen: set[int]) -> Any:
+def _plain(value: Any, source: str, where: str, depth: int, seen: set[int]) -> Any:
     """Check the YAML tree is plain JSON data; YAML timestamps become their RFC 3339 text."""
+    at = f"{source}: {where or '(top level)'}"
     if depth > _MAX_DEPTH:
-        raise PackError(f"manifest.yaml: {where or '(top level)'}: nested deeper than {_MAX_DEPTH} levels")
+        raise PackError(f"{at}: nested deeper than {_MAX_DEPTH} levels")
     if isinstance(value, dict | list):
         # A container seen twice came from a YAML alias: refused, so a tiny file cannot expand into a huge tree.
         if id(value) in seen:
-            raise PackError(f"manifest.yaml: {where or '(top level)'}: YAML aliases are not allowed")
+            raise PackError(f"{at}: YAML aliases are not allowed")
         seen.add(id(value))
         if isinstance(value, list):
-            return [_plain(v, f"{where}[{i}]", depth + 1, seen) for i, v in enumerate(value)]
+            return [_plain(v, source, f"{where}[{i}]", depth + 1, seen) for i, v in enumerate(value)]
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
-                raise PackError(f"manifest.yaml: {where or '(top level)'}: key {k!r} is not a string")
-            out[k] = _plain(v, f"{where}.{k}" if where else k, depth + 1, seen)
+                raise PackError(f"{at}: key {_short(repr(k))} is not a string")
+            out[k] = _plain(v, source, f"{where}.{k}" if where else k, depth + 1, seen)
         return out
     if isinstance(value, float) and not math.isfinite(value):
-        raise PackError(f"manifest.yaml: {where}: {value} is not a finite number")
+        raise PackError(f"{at}: {value} is not a finite number")
     if isinstance(value, _dt.datetime):
         return value.isoformat().replace("+00:00", "Z")
     if value is None or isinstance(value, str | int | float | bool):
         return value
-    raise PackError(f"manifest.yaml: {where}: values of type {type(value).__name__} are not allowed")
+    raise PackError(f"{at}: values of type {type(value).__name__} are not allowed")
 
 
 def _check_schema(data: dict[str, Any], source: str) -> None:

@@ -5,7 +5,7 @@ Rules:
 - Reading is streaming and bounded: decompressed bytes are capped by `Limits` and by what the manifest
   declares, zstd windows are capped, tar meta headers are capped, memory does not grow with the pack.
 - Nothing from a pack is trusted: links, devices, fifos, absolute or `..` names, names that normalise
-  differently, duplicates and names outside the layout are refused. Files are written with
+  differently, duplicates, names outside the layout and empty folders are refused. Files are written with
   O_CREAT|O_EXCL|O_NOFOLLOW under folders this module created; tarfile's extraction code is never used.
 - `unpack` extracts into a private folder inside the destination and moves the result into place only
   when every member checked out; on any failure the destination is left as it was found. A member's hash
@@ -69,6 +69,7 @@ class VerifyReport:
     members_checked: int = 0
     content_bytes: int = 0
     signature: bytes | None = None  # the content of signature.json, checked by runner.privacy.sign
+    manifest_sha256: str | None = None  # of the exact manifest.yaml bytes, which a signature covers
 
 
 class _Refused(Exception):
@@ -154,9 +155,9 @@ class _Scanner:
         self.pack = pack
         self.limits = limits
         self.member = MANIFEST
-        self.checked = 0
-        self.content_bytes = 0
+        self.checked = self.content_bytes = 0
         self.signature: bytes | None = None
+        self.manifest_sha256: str | None = None
 
     @property
     def where(self) -> str:
@@ -205,6 +206,7 @@ class _Scanner:
                     f"{first.size} bytes is larger than the {limits.max_manifest_bytes} byte limit"
                 )
             text = self._read_manifest(tar, first, writer)
+            self.manifest_sha256 = hashlib.sha256(text).hexdigest()
             manifest = mf.load(text, source=f"{self.pack}: {MANIFEST}")
             members = self._check_manifest(manifest)
             self.content_bytes += len(text)
@@ -253,7 +255,7 @@ class _Scanner:
         seen: dict[str, str],
         digester: _Digester,
     ) -> None:
-        count = 1
+        count, folders = 1, {n[:i] for n in members for i, c in enumerate(n) if c == "/"}
         while (ti := tar.next()) is not None:
             # Stream mode would otherwise keep every TarInfo (and getmembers() would read the whole pack).
             cast(Any, tar).members.clear()
@@ -261,7 +263,7 @@ class _Scanner:
             count += 1
             if count > self.limits.max_members:
                 raise _Refused(f"more than {self.limits.max_members} members")
-            self._check_entry(ti, seen)
+            self._check_entry(ti, seen, folders)
             if ti.isdir():
                 if writer and writer.only is None:
                     writer.mkdir(ti.name)
@@ -316,7 +318,7 @@ class _Scanner:
         self.content_bytes = total
         return members
 
-    def _check_entry(self, ti: tarfile.TarInfo, seen: dict[str, str]) -> None:
+    def _check_entry(self, ti: tarfile.TarInfo, seen: dict[str, str], folders: set[str]) -> None:
         if ti.issym() or ti.islnk():
             raise _Refused("links are not allowed in a pack")
         if ti.isdev():
@@ -327,7 +329,7 @@ class _Scanner:
             tarfile.DIRTYPE,
         ):
             raise _Refused(f"member type {ti.type!r} is not allowed; only files and folders")
-        problem = layout_problem(ti.name, is_dir=ti.isdir())
+        problem = layout_problem(ti.name, is_dir=ti.isdir(), folders=folders)
         if problem:
             raise _Refused(problem)
         folded = ti.name.casefold()
@@ -408,15 +410,12 @@ class _Digester:
 
 def verify(pack_path: Path, limits: Limits = _LIMITS) -> VerifyReport:
     """Check every member hash, the root digest, missing and extra members; never raises for a bad pack."""
-    pack_path = Path(pack_path)
-    scanner = _Scanner(pack_path, limits)
+    s = _Scanner(Path(pack_path), limits)
     try:
-        scanner.run(None)
+        s.run(None)
     except PackError as e:
-        return VerifyReport(pack_path, False, str(e), scanner.member, scanner.checked, scanner.content_bytes)
-    return VerifyReport(
-        pack_path, True, None, None, scanner.checked, scanner.content_bytes, scanner.signature
-    )
+        return VerifyReport(s.pack, False, str(e), s.member, s.checked, s.content_bytes)
+    return VerifyReport(s.pack, True, None, None, s.checked, s.content_bytes, s.signature, s.manifest_sha256)
 
 
 def unpack(

@@ -3,6 +3,8 @@
 Inputs: a pack file. Outputs: a `PackSummary`, its human form (`render_summary`, rich) and its JSON form
 (`summary_dict`).
 Rules: only the manifest is read (`read.read_manifest`); member hashes are not checked here (`verify` does).
+Every value shown comes from the pack: each cell is a `Text` through `runner.display.visible`, never a
+string rich would read as markup, and no control character reaches the terminal raw.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
-from rich.text import Text
 
+from runner.display import visible_text
 from runner.pack import manifest as mf
 from runner.pack.layout import Limits
 from runner.pack.manifest import Manifest
@@ -104,29 +106,36 @@ def render_summary(summary: PackSummary) -> RenderableType:
         )
     )
     for label, value in rows:
-        head.add_row(label, Text(value, overflow="fold"))
+        shown = visible_text(value)
+        shown.overflow = "fold"
+        head.add_row(label, shown)
     steps = Table(title="steps", title_justify="left", expand=False)
     for col in ("#", "id", "kind", "what", "expect"):
         steps.add_column(col)
     for i, step in enumerate(m.steps, 1):
         if isinstance(step, mf.PatchStep):
-            steps.add_row(
-                str(i), step.id, "patch", Text(step.patch + (f"  ({step.reason})" if step.reason else "")), ""
-            )
+            what = step.patch + (f"  ({step.reason})" if step.reason else "")
+            steps.add_row(str(i), visible_text(step.id), "patch", visible_text(what), "")
         else:
             what = shlex.join(step.argv) + (f"  (in {step.cwd})" if step.cwd != "." else "")
             steps.add_row(
                 str(i),
-                step.id,
+                visible_text(step.id),
                 "command",
-                Text(what),
+                visible_text(what),
                 f"exit {step.expect.exit_code}, {len(step.expect.outputs)} outputs",
             )
     arts = Table(title="artifacts", title_justify="left")
     for col in ("sha256", "size", "media type", "name", "span"):
         arts.add_column(col)
     for a in m.artifacts:
-        arts.add_row(a.sha256[:12], _human(a.size), a.media_type, Text(a.name or ""), a.span_id or "")
+        arts.add_row(
+            visible_text(a.sha256[:12]),
+            _human(a.size),
+            visible_text(a.media_type),
+            visible_text(a.name or ""),
+            visible_text(a.span_id or ""),
+        )
     return Group(head, steps, arts)
 
 

@@ -22,7 +22,7 @@ from runner.privacy.crypto import Keyring, PublicKeys
 from runner.privacy.mask import Secret, reveal_text, sealed_secrets
 from runner.privacy.sign import SignatureCheck, check_signature, sign_manifest
 
-__all__ = ["reveal", "sign_pack", "verify_pack"]
+__all__ = ["check_verified", "reveal", "sign_pack", "verify_pack"]
 
 
 def sign_pack(pack: Path, keyring: Keyring) -> Manifest:
@@ -31,11 +31,20 @@ def sign_pack(pack: Path, keyring: Keyring) -> Manifest:
 
 
 def verify_pack(pack: Path, keys: PublicKeys) -> SignatureCheck:
-    """Check every member and the root, then the signature over that root; PackError/PrivacyError if not."""
-    report = pack_read.verify(pack)
-    if not report.ok:
-        raise PrivacyError(report.problem or f"{pack}: not a valid repro pack")
-    return check_signature(report.signature, pack_summary.inspect(pack).manifest, keys)
+    """Check every member and the root, then the signature over the manifest and root; PrivacyError if not."""
+    return check_verified(pack_read.verify(pack), keys)
+
+
+def check_verified(report: pack_read.VerifyReport, keys: PublicKeys) -> SignatureCheck:
+    """The signature check of a pack `pack_read.verify` reported on: PrivacyError if the pack is not intact,
+    not signed, or not signed by `keys` over these exact manifest bytes and this root."""
+    if not report.ok or report.manifest_sha256 is None:
+        raise PrivacyError(report.problem or f"{report.pack}: not a valid repro pack")
+    manifest = pack_summary.inspect(report.pack).manifest
+    try:
+        return check_signature(report.signature, manifest, report.manifest_sha256, keys)
+    except PrivacyError as e:
+        raise PrivacyError(f"{report.pack}: {e}") from e
 
 
 def reveal(pack: Path, keyring: Keyring, out: Path | None = None) -> tuple[Secret, ...]:

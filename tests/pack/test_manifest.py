@@ -224,3 +224,64 @@ def test_agent_command_needs_a_relative_cwd_and_an_argv() -> None:
     bad = replace(_with_agent_command(), agent=mf.Agent("a", command=mf.AgentCommand(argv=())))
     with pytest.raises(PackError, match=r"agent\.command\.argv"):
         mf.validate(bad)
+
+
+# --- the strict reader: refusals that name the line ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "format_version: 1\nagent: {name: a}\nagent: {name: b}\n",
+            r"line 3, column 1: duplicate key 'agent', first given at line 2",
+        ),
+        ("format_version: 1\nagent: {name: a, name: b}\n", r"line 2, column 18: duplicate key 'name'"),
+        (
+            "format_version: 1\nx: " + "9" * 5000 + "\n",
+            r"line 2, column 4: an integer of 5000 characters is too long",
+        ),
+        (
+            "format_version: 1\nx: 18446744073709551616\n",
+            r"integer 18446744073709551616 is outside the 64-bit range",
+        ),
+        ("format_version: 1\nx: 1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16\n", r"outside the 64-bit range"),
+        (
+            "format_version: 1\nx: " + ":".join(["59"] * 5000) + "\n",
+            r"an integer of 14999 characters is too long",
+        ),
+        (
+            "format_version: 1\nx: 0000-01-01T00:00:00Z\n",
+            r"line 2, column 4: '0000-01-01T00:00:00Z' is not a valid timestamp \(year 0",
+        ),
+        ("format_version: 1\nx: 2025-02-30\n", r"is not a valid timestamp \(day is out of range"),
+        ("format_version: 1\nx: 2025-01-01T00:00:00+99:00\n", r"is not a valid timestamp"),
+        (
+            "format_version: 1\na: {k: 1}\nb: {<<: {k: 2}}\n",
+            r"line 3, column 5: merge keys \(<<\) are not allowed",
+        ),
+        ("format_version: 1\nx: " + "[" * 200 + "]" * 200 + "\n", r"nested deeper than"),
+        ("format_version: 1\nx: " + "[" * 100_000 + "\n", r"nested deeper than"),
+        ("format_version: 1\nx: !!python/name:os.system\n", r"could not determine a constructor"),
+    ],
+)
+def test_the_strict_reader_refuses_with_the_line(text: str, message: str) -> None:
+    with pytest.raises(PackError, match=r"^manifest\.yaml: not valid YAML: .*" + message) as caught:
+        mf.load(text)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text", ["format_version: 1\nx: !!binary aGk=\n", "format_version: 1\nx: !!set {a}\n"]
+)
+def test_safe_tags_that_are_not_json_are_refused(text: str) -> None:
+    with pytest.raises(PackError, match=r"x: values of type (bytes|set) are not allowed"):
+        mf.load(text)
+
+
+def test_64_bit_integers_and_real_timestamps_still_read() -> None:
+    text = _broken("seed: 424242", "seed: 18446744073709551615").replace(
+        "created_at: '2025-11-24T13:42:17Z'", "created_at: 2025-11-24T13:42:17+00:00"
+    )
+    m = mf.load(text)
+    assert m.llm is not None and m.llm.seed == 2**64 - 1 and m.session.created_at == "2025-11-24T13:42:17Z"

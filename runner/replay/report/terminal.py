@@ -1,6 +1,9 @@
 """Terminal report: a table of packs, then a panel per pack with its error, warnings and first divergence.
 
 Input: `PackOutcome`s and a rich `Console`. Output: printed to that console (the CLI owns it).
+Rules: pack names, errors, step ids and diffs of recorded output come from packs and their commands: each is
+a `Text` through `runner.display.visible` (never markup; a command's colour codes or a pack's escape
+sequences are shown as `\\x1b`, not obeyed).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from runner.display import visible, visible_text
 from runner.replay.outcome import PackOutcome, Verdict
 from runner.replay.report.summary import headline
 
@@ -27,26 +31,29 @@ def render_terminal(outcomes: Sequence[PackOutcome], console: Console) -> None:
         table.add_column(col)
     for o in outcomes:
         table.add_row(
-            o.pack,
+            visible_text(o.pack),
             Text(o.verdict.value, style=_STYLE[o.verdict]),
             str(len(o.steps)),
             f"{o.duration_s:.1f}s",
-            headline(o),
+            visible_text(headline(o)),
         )
     console.print(table)
     for sandbox in dict.fromkeys(o.sandbox for o in outcomes if o.sandbox):  # every limit that applied
         console.print(Text(f"sandbox: {sandbox}", style="dim"))
     for o in outcomes:
-        parts: list[RenderableType] = [Text(f"warning: {w}", style="yellow") for w in o.warnings]
+        parts: list[RenderableType] = [
+            visible_text(f"warning: {w}", "yellow", newlines=True) for w in o.warnings
+        ]
         if o.error:
-            parts.insert(0, Text(o.error, style="red"))
+            parts.insert(0, visible_text(o.error, "red", newlines=True))
         first = o.first_divergence
         if first is not None:
             for d in first.differences:
-                parts.append(Text(d.summary, style="bold"))
+                parts.append(visible_text(d.summary, "bold", newlines=True))
                 if d.diff:
-                    parts.append(Syntax(d.diff, "diff", theme="ansi_dark", word_wrap=True))
+                    diff = visible(d.diff, newlines=True)
+                    parts.append(Syntax(diff, "diff", theme="ansi_dark", word_wrap=True))
         if o.run_dir:
-            parts.append(Text(f"logs and outputs: {o.run_dir}", style="dim"))
+            parts.append(visible_text(f"logs and outputs: {o.run_dir}", "dim"))
         if parts and (first is not None or o.warnings or o.error):
-            console.print(Panel(Group(*parts), title=o.pack, border_style=_STYLE[o.verdict]))
+            console.print(Panel(Group(*parts), title=visible_text(o.pack), border_style=_STYLE[o.verdict]))

@@ -1,0 +1,127 @@
+"""YAML from strangers, read strictly: plain data only, and every refusal names the line.
+
+Inputs: YAML text (str or bytes) of one document. Outputs: its tree (dict, list, str, int, float, bool, None;
+datetime for an unquoted timestamp; bytes, set or tuples for the safe `!!binary`, `!!set`, `!!omap` tags,
+which callers refuse as they see fit), or `YamlRefused`, a ValueError with a one-line reason such as
+`line 12, column 1: duplicate key 'agent', first given at line 3`.
+Rules (on top of `yaml.SafeLoader`, which never builds Python objects):
+- a key given twice in one mapping is refused: YAML says "last one wins", so a reader that checks the
+  first value and a reader that uses the last one would disagree about the same bytes;
+- aliases and merge keys (`<<`) are refused where they appear, before anything is expanded;
+- nesting deeper than `max_depth` is refused while composing, before Python's recursion limit is reached;
+- integers are at most 40 characters and inside the 64-bit range (Python refuses to read 4,300 digits,
+  and YAML 1.1's base-60 `1:2:3:...` grows without bound); timestamps must be real dates (no year 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
+from yaml.events import AliasEvent
+from yaml.nodes import MappingNode, Node, ScalarNode
+
+__all__ = ["MAX_INT_CHARS", "YamlRefused", "load"]
+
+MAX_INT_CHARS = 40
+_INT_RANGE = range(-(2**63), 2**64)  # signed and unsigned 64-bit values both fit
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class YamlRefused(ValueError):
+    """Why a YAML text was refused, on one line, with its line and column when known."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    max_depth = 64
+
+    def __init__(self, stream: str | bytes) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: object) -> Node | None:
+        if self.check_event(AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise ComposerError(None, None, "YAML aliases are not allowed", event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > self.max_depth:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise ComposerError(None, None, f"nested deeper than {self.max_depth} levels", mark)
+            node: Node | None = super().compose_node(parent, index)  # type: ignore[arg-type]
+            return node
+        finally:
+            self._depth -= 1
+
+    def flatten_mapping(self, node: MappingNode) -> None:
+        for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                raise ConstructorError(None, None, "merge keys (<<) are not allowed", key_node.start_mark)
+        super().flatten_mapping(node)
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, MappingNode):
+            self.flatten_mapping(node)
+            first: dict[Any, Node] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    earlier = first.setdefault(key, key_node)
+                except TypeError:
+                    continue  # unhashable: the base class refuses it with its own message
+                if earlier is not key_node:
+                    shown = repr(key) if len(repr(key)) <= 80 else repr(key)[:77] + "..."
+                    raise ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {shown}, first given at line {earlier.start_mark.line + 1}",
+                        key_node.start_mark,
+                    )
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+    def construct_strict_int(self, node: ScalarNode) -> int:
+        text = str(self.construct_scalar(node))
+        if len(text) > MAX_INT_CHARS:
+            raise ConstructorError(
+                None, None, f"an integer of {len(text)} characters is too long", node.start_mark
+            )
+        value: int = self.construct_yaml_int(node)
+        if value not in _INT_RANGE:
+            raise ConstructorError(None, None, f"integer {text} is outside the 64-bit range", node.start_mark)
+        return value
+
+    def construct_strict_timestamp(self, node: ScalarNode) -> Any:
+        try:
+            return self.construct_yaml_timestamp(node)
+        except (ValueError, OverflowError) as e:
+            text = str(self.construct_scalar(node))[:60]
+            raise ConstructorError(
+                None, None, f"{text!r} is not a valid timestamp ({e})", node.start_mark
+            ) from e
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_strict_int)
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _StrictLoader.construct_strict_timestamp)
+
+
+def load(text: str | bytes, *, max_depth: int = 64) -> Any:
+    """The tree of one YAML document; YamlRefused (one line, with the line number) for anything refused."""
+    loader: _StrictLoader | None = None
+    try:
+        loader = _StrictLoader(text)  # the reader checks the characters (and the encoding) right here
+        loader.max_depth = max_depth
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as e:
+        reason = e.problem or e.context or type(e).__name__
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        raise YamlRefused(f"{where}{reason}".replace("\n", " ")) from e
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as e:
+        lines = str(e).strip().splitlines()
+        raise YamlRefused(lines[0] if lines else type(e).__name__) from e
+    finally:
+        if loader is not None:
+            loader.dispose()
