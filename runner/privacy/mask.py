@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from proxy.cassette import Exchange
-from proxy.redact import PLACEHOLDER_RE, Redactor
+from proxy.redact import PLACEHOLDER_RE, Detector, Redactor
 from runner.errors import PrivacyError
 from runner.pack.manifest import (
     BUNDLE_PATH,
@@ -142,9 +142,12 @@ class _Pass:
     key: bytes
     found: dict[str, Secret] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
+    known: tuple[Secret, ...] = ()
 
     def __post_init__(self) -> None:
-        self.redactor = Redactor(self.key, self.policy.detectors, self._note)
+        self.redactor = Redactor(
+            self.key, (*_known_detectors(self.known), *self.policy.detectors), self._note
+        )
 
     def _note(self, kind: str, value: str, token: str) -> None:
         self.counts[kind] += 1
@@ -251,6 +254,22 @@ def rewrite_text(
     return on_text(text)
 
 
+_MIN_KNOWN = 8  # shorter originals (a "yes" in an auth header) would blank out ordinary words
+
+
+def _known_detectors(known: tuple[Secret, ...]) -> tuple[Detector, ...]:
+    """Detectors for values already found secret before the build (the proxy saw them in an auth header):
+    wherever else they appear (an innocently named variable, a log line), they get the same placeholder."""
+    by_kind: dict[str, set[str]] = {}
+    for secret in known:
+        if len(secret.value) >= _MIN_KNOWN:
+            by_kind.setdefault(secret.kind, set()).add(secret.value)
+    return tuple(
+        Detector(kind, re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))))
+        for kind, values in sorted(by_kind.items())
+    )
+
+
 def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Manifest:
     """Redact every text member and the manifest, seal originals and payloads, add the audit summary."""
     if options.policy is None:
@@ -260,7 +279,7 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
     if options.encrypt_payloads and options.keyring is None:
         raise PrivacyError("encrypted payloads need a keyring: pass --key FILE (see `runner keys new`)")
     key = options.keyring.redaction_key if options.keyring else options.redaction_key
-    run = _Pass(get(options.policy), key or _secrets.token_bytes(32))
+    run = _Pass(get(options.policy), key or _secrets.token_bytes(32), known=options.known)
     run.found.update((s.token, s) for s in options.known)
     run.counts.update(s.kind for s in options.known)
     renamed: dict[str, str] = {}  # old sha256 -> new, for artifacts whose content changed
