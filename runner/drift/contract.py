@@ -106,6 +106,10 @@ def read_baseline(path: Path) -> Contract:
     return Contract(tuple(str(p) for p in data["prompts"]), data["tools"])
 
 
+def _v(value: Any) -> str:
+    return "none" if value is None else json.dumps(value)
+
+
 def _types(schema: dict[str, Any]) -> set[str] | None:
     t = schema.get("type")
     if t is None:
@@ -144,13 +148,12 @@ def _schema(old: Any, new: Any, where: str, out: list[Change]) -> None:
             continue
         upper = key in _UPPER
         looser = nv is None or (ov is not None and (nv > ov if upper else nv < ov))
-        out.append(Change("widens" if looser else "narrows", f"{at}{key}", f"{ov} -> {nv}"))
+        out.append(Change("widens" if looser else "narrows", f"{at}{key}", f"{_v(ov)} -> {_v(nv)}"))
     for key in _EXACT:
         if old.get(key) != new.get(key):
             looser = old.get(key) is not None
-            out.append(
-                Change("widens" if looser else "narrows", f"{at}{key}", f"{old.get(key)} -> {new.get(key)}")
-            )
+            detail = f"{_v(old.get(key))} -> {_v(new.get(key))}"
+            out.append(Change("widens" if looser else "narrows", f"{at}{key}", detail))
     oa, na = old.get("additionalProperties"), new.get("additionalProperties")
     if isinstance(oa, dict) and isinstance(na, dict):
         _schema(oa, na, f"{at}additionalProperties", out)
