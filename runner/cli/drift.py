@@ -113,7 +113,8 @@ def diff_cmd(
     elif not differences:
         say("the two recordings are the same")
     else:
-        say(f"{len(differences)} differences; the first: {differences[0].line()}", soft_wrap=True)
+        count = f"{len(differences)} difference{'' if len(differences) == 1 else 's'}"
+        say(f"{count}; the first: {differences[0].line()}", soft_wrap=True)
         for d in differences:
             say(f"  [{d.area}] {d.line()}", soft_wrap=True)
     if differences:

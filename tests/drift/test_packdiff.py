@@ -31,7 +31,7 @@ def test_two_recordings_differing_in_one_temperature_name_that_call_and_paramete
     result = CliRunner().invoke(app, ["diff", str(a), str(b)])
     assert result.exit_code == 1, result.output
     first = result.output.splitlines()[0]
-    assert first == "1 differences; the first: call #2: temperature: 0 vs 0.2", result.output
+    assert first == "1 difference; the first: call #2: temperature: 0 vs 0.2", result.output
 
     as_json = CliRunner().invoke(app, ["diff", str(a), str(b), "--json"])
     assert as_json.exit_code == 1
