@@ -23,6 +23,7 @@ __all__ = ["Difference", "diff_packs"]
 _SHOWN = 160
 _PROMPT_KEYS = ("system", "instructions", "messages", "input")
 _LATER_KEYS = frozenset({*_PROMPT_KEYS, "tools"})
+_ABSENT: Any = object()  # a key or line one side does not have
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,6 @@ class Difference:
 def _show(value: Any) -> str:
     text = "(absent)" if value is _ABSENT else json.dumps(value, sort_keys=True, ensure_ascii=False)
     return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
-
-
-_ABSENT: Any = object()
 
 
 def _first_line_difference(a: str, b: str) -> tuple[str, str, str] | None:

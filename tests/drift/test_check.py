@@ -181,3 +181,14 @@ def test_a_black_box_recording_is_re_sent_from_its_cassette(tmp_path: Path) -> N
         server.text = "Something else entirely, said at length."
         changed = drift(str(pack), "--base-url", server.base)
         assert changed.exit_code == 1, changed.output
+
+
+def test_a_file_that_is_not_a_pack_is_bad_input_and_no_report_is_written(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.tar.zst"
+    bogus.write_bytes(b"\x28\xb5\x2f\xfd not really zstd")
+    report = tmp_path / "drift.json"
+    for pack in (bogus, tmp_path / "missing.tar.zst"):
+        result = drift(str(pack), "--base-url", "http://127.0.0.1:9/v1", "--json", str(report))
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+    assert not report.exists()

@@ -2,7 +2,8 @@
 
 `/v1/chat/completions`, JSON or server-sent events (`"stream": true`); a request carrying `tools` is
 answered with `tool_calls`. Set `text`, `tool_arguments`, `model`, `fingerprint` to change the answer,
-and `fail_first` to a list of statuses (429, 503) answered, with `Retry-After: 0`, before a good one.
+and `fail_first` to a list of statuses (429, 503) answered, with `Retry-After: retry_after`, before a good
+one. `/v1/messages` answers Anthropic-style (not streamed).
 Every request is kept in `requests` (path, headers, JSON body)."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class ModelServer:
         self.model: str | None = None  # None: echo the requested model
         self.fingerprint = "fp_one"
         self.fail_first: list[int] = []
+        self.retry_after = "0"
         self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
         self.port = 0
         self.lock = threading.Lock()
@@ -53,7 +55,15 @@ def _handler(state: ModelServer) -> type[BaseHTTPRequestHandler]:
                 state.requests.append((self.path, dict(self.headers.items()), req))
                 failing = state.fail_first.pop(0) if state.fail_first else None
             if failing:
-                self._send(failing, b'{"error": {"message": "slow down"}}', {"retry-after": "0"})
+                self._send(
+                    failing, b'{"error": {"message": "slow down"}}', {"retry-after": state.retry_after}
+                )
+                return
+            if self.path.endswith("/messages"):  # Anthropic-style, plain answers only
+                answer = {"type": "message", "role": "assistant", "model": state.model or req["model"],
+                          "content": [{"type": "text", "text": state.text}], "stop_reason": "end_turn",
+                          "usage": {"input_tokens": 9, "output_tokens": len(state.text.split(" "))}}  # fmt: skip
+                self._send(200, json.dumps(answer).encode())
                 return
             if not self.path.endswith("/chat/completions"):
                 self._send(404, b'{"error": {"message": "not here"}}')
