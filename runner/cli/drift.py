@@ -22,10 +22,17 @@ from runner.drift.contract import compare, contract_of, read_baseline, write_bas
 from runner.drift.packdiff import diff_packs
 from runner.drift.resend import Provider
 from runner.errors import ExitCode, UsageError
+from runner.privacy import crypto
+from runner.privacy.crypto import Keyring
 
 __all__ = ["app"]
 
 app = typer.Typer()
+_KEY = typer.Option("--key", help="Tenant keyring: needed for packs with encrypted payloads.")
+
+
+def _keyring(key: Path | None) -> Keyring | None:
+    return crypto.load_keyring(key) if key else None
 
 
 def _write(path: Path, text: str) -> None:
@@ -68,10 +75,11 @@ def drift_cmd(
     markdown_out: Annotated[
         Path | None, typer.Option("--markdown", help="Write the report as Markdown here.")
     ] = None,
+    key: Annotated[Path | None, _KEY] = None,
 ) -> None:
     provider = Provider(base_url=base_url, model=model, api_key_env=api_key_env)
     report = check_packs(
-        [local_pack(p) for p in packs], provider, threshold, sample,
+        [local_pack(p) for p in packs], provider, threshold, sample, keyring=_keyring(key),
         progress=lambda line: err_console.print(line, markup=False, highlight=False),
     )  # fmt: skip
     for p in report.packs:
@@ -104,8 +112,10 @@ def diff_cmd(
     pack_a: Annotated[str, typer.Argument(metavar="PACK_A")],
     pack_b: Annotated[str, typer.Argument(metavar="PACK_B")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the differences as JSON.")] = False,
+    key: Annotated[Path | None, _KEY] = None,
 ) -> None:
-    with unpacked(local_pack(pack_a)) as a, unpacked(local_pack(pack_b)) as b:
+    keyring = _keyring(key)
+    with unpacked(local_pack(pack_a), keyring) as a, unpacked(local_pack(pack_b), keyring) as b:
         differences = diff_packs(a, b)
     if as_json:
         say(json.dumps({"same": not differences,
@@ -138,8 +148,9 @@ def contract_cmd(
     strict_prompts: Annotated[
         bool, typer.Option("--strict-prompts", help="Fail on prompt text changes too.")
     ] = False,
+    key: Annotated[Path | None, _KEY] = None,
 ) -> None:
-    with unpacked(local_pack(pack)) as up:
+    with unpacked(local_pack(pack), _keyring(key)) as up:
         current = contract_of(model_calls(up))
     if write:
         try:

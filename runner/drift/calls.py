@@ -27,6 +27,7 @@ from runner.errors import PackError
 from runner.pack import read as pack_read
 from runner.pack.read import UnpackedPack
 from runner.pack.traces import SPAN_TYPE, read_spans
+from runner.privacy.crypto import Keyring
 
 __all__ = ["ModelCall", "api_of_path", "model_calls", "unpacked"]
 
@@ -53,10 +54,11 @@ class ModelCall:
 
 
 @contextlib.contextmanager
-def unpacked(pack: Path) -> Iterator[UnpackedPack]:
-    """The pack verified and unpacked into a temporary folder, removed afterwards."""
+def unpacked(pack: Path, keyring: Keyring | None = None) -> Iterator[UnpackedPack]:
+    """The pack verified and unpacked into a temporary folder, removed afterwards (`keyring` opens a pack
+    with encrypted payloads)."""
     with tempfile.TemporaryDirectory(prefix="runner-drift-") as tmp:
-        yield pack_read.unpack(Path(pack), Path(tmp) / "pack", verify_first=True)
+        yield pack_read.unpack(Path(pack), Path(tmp) / "pack", keyring=keyring, verify_first=True)
 
 
 def api_of_path(path: str) -> ModelApi | None:

@@ -22,6 +22,7 @@ import httpx
 from runner.drift.calls import ModelCall, model_calls, unpacked
 from runner.drift.resend import Provider, resend
 from runner.drift.score import CallScore, score
+from runner.privacy.crypto import Keyring
 
 __all__ = ["CallResult", "DriftReport", "PackResult", "check_packs", "markdown", "sample_calls"]
 
@@ -88,11 +89,12 @@ def check_packs(
     sample: int | None = None,
     progress: Callable[[str], None] = lambda _: None,
     sleep: Callable[[float], None] | None = None,
+    keyring: Keyring | None = None,
 ) -> DriftReport:
     results: list[PackResult] = []
     with httpx.Client(follow_redirects=False) as client:
         for pack in packs:
-            with unpacked(pack) as up:
+            with unpacked(pack, keyring) as up:
                 calls = model_calls(up)
             done: list[CallResult] = []
             for call in sample_calls(calls, sample):
