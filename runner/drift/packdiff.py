@@ -124,12 +124,19 @@ def _environment(a: UnpackedPack, b: UnpackedPack) -> list[Difference]:
     return out
 
 
+def _patch_text(up: UnpackedPack, name: str) -> str:
+    # `index <blob>..<blob>` lines name git objects: they differ whenever any line does, so they would
+    # always be the first difference and hide the line that changed. Kept as "index" so lines keep their numbers.
+    text = _member_text(up, name) or ""
+    return "\n".join("index" if line.startswith("index ") else line for line in text.splitlines())
+
+
 def _patches(a: UnpackedPack, b: UnpackedPack) -> list[Difference]:
     out: list[Difference] = []
     pa = [s for s in a.manifest.steps if isinstance(s, PatchStep)]
     pb = [s for s in b.manifest.steps if isinstance(s, PatchStep)]
     for i, (x, y) in enumerate(zip(pa, pb, strict=False), start=1):
-        found = _first_line_difference(_member_text(a, x.patch) or "", _member_text(b, y.patch) or "")
+        found = _first_line_difference(_patch_text(a, x.patch), _patch_text(b, y.patch))
         if found:
             out.append(Difference("patch", f"patch #{i}", f"diff {found[0]}", found[1], found[2]))
     if len(pa) != len(pb):

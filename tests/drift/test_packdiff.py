@@ -62,3 +62,30 @@ def test_a_file_that_is_not_a_pack_is_bad_input(tmp_path: Path) -> None:
     bogus.write_bytes(b"not a pack")
     result = CliRunner().invoke(app, ["diff", str(bogus), str(bogus)])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def _session_pack(tmp: Path, name: str, greeting: str) -> Path:
+    """A pack with a patch and a command step whose output depends on `greeting` (no model calls)."""
+    from runner.recorder import record
+    from tests.gitrepo import make_repo
+
+    repo = tmp / f"repo-{name}"
+    make_repo(repo, {"greet.py": "def greet():\n    return 'hi'\n"})
+    out = tmp / f"{name}.tar.zst"
+    with record(out=out, repo=repo, agent="t", http=False) as s:
+        (repo / "greet.py").write_text(f"def greet():\n    return {greeting!r}\n")
+        s.capture_patch("fix the greeting")
+        s.run_tool(["python", "-c", "import greet; print(greet.greet())"], cwd=repo)
+    return out
+
+
+def test_patches_and_step_outputs_are_compared_line_by_line(tmp_path: Path) -> None:
+    a = _session_pack(tmp_path, "a", "hello")
+    b = _session_pack(tmp_path, "b", "howdy")
+    result = CliRunner().invoke(app, ["diff", str(a), str(b), "--json"])
+    assert result.exit_code == 1, result.output
+    found = [(d["area"], d["what"], d["a"], d["b"]) for d in json.loads(result.stdout)["differences"]]
+    assert ("step", "stdout line 1", '"hello"', '"howdy"') in found
+    patch = next(d for d in found if d[0] == "patch")
+    assert "hello" in patch[2] and "howdy" in patch[3]
+    assert [d[0] for d in found] == sorted((d[0] for d in found), key=["patch", "step"].index)
