@@ -125,7 +125,9 @@ def images_prune_command(
     ] = None,
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would go; change nothing."),
     base_from: str | None = BASE_FROM_OPTION,
-    only_label: str | None = typer.Option(None, "--only-label", hidden=True, metavar="KEY=VALUE"),
+    only: Annotated[
+        list[str] | None, typer.Option("--only", hidden=True, help="Consider only these tags.")
+    ] = None,
 ) -> None:
     """Remove runner images nothing needs: base and proxy tags of old recipes, and environment images no
     pack in --keep-for needs (without it: those built on another base than the current one). Images a
@@ -148,7 +150,7 @@ def images_prune_command(
         needed = environment.needed_tags(packs, base_id) if keep_for else None
         result = inventory.prune(
             client, current={p.tag for p in planned}, base_id=base_id, needed=needed, dry_run=dry_run,
-            only_label=only_label,
+            only=only,
         )  # fmt: skip
     verb = "would remove" if dry_run else "removed"
     lines = [

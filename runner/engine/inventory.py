@@ -66,10 +66,9 @@ class PruneResult:
         return sum(r.freed for r in self.removed if r.refused is None)
 
 
-def _owned(client: docker.DockerClient, only_label: str | None = None) -> list[Any]:
-    filters: dict[str, Any] = {"label": [_OWNER, only_label] if only_label else _OWNER, "dangling": False}
+def _owned(client: docker.DockerClient) -> list[Any]:
     try:
-        return list(client.images.list(filters=filters))
+        return list(client.images.list(filters={"label": _OWNER, "dangling": False}))
     except docker.errors.DockerException as e:
         raise ImageError(f"cannot list images: {e}") from e
 
@@ -151,18 +150,20 @@ def prune(
     base_id: str,
     needed: Collection[str] | None = None,
     dry_run: bool = False,
-    only_label: str | None = None,
+    only: Collection[str] | None = None,
 ) -> PruneResult:
     """Remove the runner's image tags nothing needs (module rules); `dry_run` only says which.
 
-    `only_label` (KEY=VALUE) narrows the candidates to images also carrying that label."""
-    images = _owned(client, only_label)
+    `only` narrows the candidates to these tags (tests on an engine others share)."""
+    images = _owned(client)
     used = _in_use(client)
     plan: list[tuple[str, Any, str]] = []
     in_use: list[str] = []
     kept = 0
     for image in images:
         for tag in image.tags:
+            if only is not None and tag not in only:
+                continue
             reason = _reason(tag, image, current, base_id, needed)
             if reason is None:
                 kept += tag.partition(":")[0] in (BASE_PREFIX, PROXY_PREFIX, ENV_PREFIX)
