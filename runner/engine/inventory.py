@@ -8,10 +8,10 @@ Rules of pruning: only tags named `runner-base:`, `runner-proxy:` or `runner-env
 `runner.owner=runner` are candidates (an image someone built FROM the base inherits the label but not the
 name, and is never touched). A base or proxy tag goes when it is not the current recipe's. An environment
 tag goes when packs were named and none needs it, or, with no packs named, when it was built on another
-base than the current one (the `runner.base` label; environment tags are keyed by the base image id, so
-such a tag is never asked for again). An image any container uses (running or stopped) stays. Removal is
-by tag, without force: the engine refuses to delete an image other images are built on, and that refusal is
-reported, not raised. Bytes freed count each layer once: the layers of a removed image that no kept image
+base than the current one (the `runner.base` label of snapshot images; their tags are keyed by the base
+image id, so such a tag is never asked for again). An image any container uses (running or stopped)
+stays. Removal is by tag, without force: the engine refuses to delete an image other images are built on,
+and that refusal is reported, not raised. Bytes freed count each layer once: the layers of a removed image that no kept image
 holds (sizes by difference with the image holding the longest shared layer prefix).
 """
 
@@ -101,8 +101,9 @@ def _reason(
         return None
     if needed is not None:
         return None if tag in needed else "no pack needs it"
+    # Only snapshot images carry the label; a pack's own Dockerfile names its base by digest.
     built_on = (image.labels or {}).get(BASE_LABEL)
-    return None if built_on == base_id else "built on another base image"
+    return None if built_on in (None, base_id) else "built on another base image"
 
 
 def _in_use(client: docker.DockerClient) -> set[str]:
