@@ -150,7 +150,7 @@ def images_prune_command(
         needed = environment.needed_tags(packs, base_id) if keep_for else None
         result = inventory.prune(
             client, current={p.tag for p in planned}, base_id=base_id, needed=needed, dry_run=dry_run,
-            only=only,
+            only=only or None,
         )  # fmt: skip
     verb = "would remove" if dry_run else "removed"
     lines = [
