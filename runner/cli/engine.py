@@ -1,7 +1,8 @@
-"""`runner doctor` and `runner images build|list`: the Docker engine and the runner's own images.
+"""`runner doctor` and `runner images build|list|prune`: the Docker engine and the runner's own images.
 
-Inputs: command-line options. Outputs: the checkup or image list on stdout, progress on stderr.
-Exit codes: OK, or ENVIRONMENT when doctor finds something missing (errors via `handles_errors`).
+Inputs: command-line options (prune: folders of packs whose images to keep). Outputs: the checkup, image
+list or what prune removed (and the bytes freed) on stdout, progress on stderr. Exit codes: OK, ENVIRONMENT
+when doctor finds something missing, BAD_INPUT for a bad pack to keep for (errors via `handles_errors`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -24,15 +26,16 @@ from runner.cli.common import (
     live_progress,
     say,
 )
-from runner.engine import daemon, doctor, images
+from runner.engine import daemon, doctor, images, inventory
 from runner.engine.host import BuildTrust
-from runner.errors import ExitCode
+from runner.errors import ExitCode, UsageError
 
 __all__ = ["app"]
 
 app = typer.Typer()
 images_app = typer.Typer(
-    help="Build and list the runner's own images (offline base, proxy sidecar).", no_args_is_help=True
+    help="Build, list and prune the runner's own images (offline base, proxy sidecar, environments).",
+    no_args_is_help=True,
 )
 app.add_typer(images_app, name="images")
 
@@ -95,7 +98,7 @@ def images_list_command(
     Example: runner images list --json
     """
     with closing(daemon.connect()) as client:
-        found = images.list_images(client, images.plan(base_from))
+        found = inventory.list_images(client, images.plan(base_from))
     if as_json:
         console.print_json(json.dumps([dataclasses.asdict(info) for info in found]))
         return
@@ -107,3 +110,61 @@ def images_list_command(
             cell(info.created[:16]), cell(", ".join(info.tags)),
         )  # fmt: skip
     console.print(table)
+
+
+@images_app.command("prune")
+@handles_errors
+def images_prune_command(
+    keep_for: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--keep-for",
+            metavar="DIR",
+            help="Keep the environment images the packs in DIR need (repeatable).",
+        ),
+    ] = None,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would go; change nothing."),
+    base_from: str | None = BASE_FROM_OPTION,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", hidden=True, help="Consider only these tags.")
+    ] = None,
+) -> None:
+    """Remove runner images nothing needs: base and proxy tags of old recipes, and environment images no
+    pack in --keep-for needs (without it: those built on another base than the current one). Images a
+    container uses and images that are not the runner's are never touched.
+
+    Example: runner images prune --keep-for packs/golden --dry-run
+    """
+    # Imported here: the replay stage is slow to import and only --keep-for needs it.
+    from runner.replay import environment
+
+    keep_for = keep_for or []
+    for folder in keep_for:
+        if not folder.is_dir():
+            raise UsageError(f"--keep-for {folder}: not a folder of packs")
+    packs = sorted({p for folder in keep_for for p in folder.rglob("*.tar.zst")})
+    planned = images.plan(base_from)
+    with closing(daemon.connect()) as client:
+        base = next(p.tag for p in planned if p.name == "base")
+        base_id = next((i.id for i in inventory.list_images(client) if base in i.tags), "")
+        needed = environment.needed_tags(packs, base_id) if keep_for else None
+        result = inventory.prune(
+            client, current={p.tag for p in planned}, base_id=base_id, needed=needed, dry_run=dry_run,
+            only=only or None,
+        )  # fmt: skip
+    verb = "would remove" if dry_run else "removed"
+    lines = [
+        f"kept {r.tag}: the engine refused ({r.refused})"
+        if r.refused
+        else f"{verb} {r.tag}  {r.id.removeprefix('sha256:')[:12]}  {r.freed / 1e6:.0f} MB  ({r.reason})"
+        for r in result.removed
+    ]
+    lines += [f"kept {tag}: a container uses it" for tag in result.in_use]
+    if needed is not None:
+        lines.append(
+            f"{len(packs)} pack(s) in {', '.join(map(str, keep_for))} need {len(needed)} environment image(s)"
+        )
+    total = f"{result.freed / 1e6:.0f} MB ({result.freed} bytes)"
+    lines.append(f"{'would free' if dry_run else 'freed'} {total}; {result.kept} runner image tag(s) kept")
+    for line in lines:
+        say(line, soft_wrap=True)

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from runner.display import visible, visible_text
 from runner.engine import daemon as engine
-from runner.engine import images
+from runner.engine import images, inventory
 from runner.engine.host import BuildTrust
 from runner.errors import EnvironmentProblem, RunnerError
 from runner.progress import Progress, Silent
@@ -118,7 +118,7 @@ def check(
                     )
                 except EnvironmentProblem as e:
                     problems.append(Problem(str(e), build_cmd))
-            present = {tag: info for info in images.list_images(client) for tag in info.tags}
+            present = {tag: info for info in inventory.list_images(client) for tag in info.tags}
             for item in planned:
                 info = present.get(item.tag)
                 checks.append(

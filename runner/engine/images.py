@@ -11,12 +11,15 @@ apt mirror and suite (runner.host), and the build trust (CA bundle, pip index). 
 
 Rules: the tag is `<prefix>:<first 20 hex of sha256(context files, hashed build args)>`; build trust (CA bundle,
 index URLs) is passed to the build but left out of the hash, since it changes how files are fetched, not which.
-A tag that exists locally is reused unless `force`. Builds use network `host`. Every image carries the
-`runner.owner=runner` label. Full build output goes to a log file whose path is in every build error.
+A tag that exists locally is reused unless `force`. One build per tag at a time: builds of the same tag wait
+on a file lock (threads of one replay and other processes alike) and reuse what the first one built.
+Builds use network `host`. Every image carries the `runner.owner=runner` label. Full build output goes to a
+log file whose path is in every build error.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import os
@@ -26,6 +29,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -44,7 +48,6 @@ __all__ = [
     "BASE_PREFIX",
     "PROXY_PREFIX",
     "TRUST_DOCKERFILE",
-    "ImageInfo",
     "ImageRef",
     "ImageRole",
     "ImageSet",
@@ -52,10 +55,10 @@ __all__ = [
     "build_image",
     "check_base_from",
     "ensure",
-    "list_images",
     "log_dir",
     "plan",
     "recipe_hash",
+    "tag_for",
 ]
 
 # Both ship in the wheel (images/ as runner._images), so an installed runner builds from any directory.
@@ -77,6 +80,8 @@ IMPORT_CHANGES = (
 )
 _SKIP = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".git"}
 _DIGEST_REF = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
+_STEP_ID = re.compile(r"^ ---> ([0-9a-f]{12,64})\s*$")
+_FROM_STEP = re.compile(r"^Step \d+/\d+ : FROM ", re.IGNORECASE)
 
 ImageRole = Literal["base", "proxy"]  # the runner's own images; environment images have none
 
@@ -102,16 +107,6 @@ class Planned:
     tag: str
 
 
-@dataclass(frozen=True)
-class ImageInfo:
-    tags: tuple[str, ...]
-    id: str
-    digests: tuple[str, ...]
-    size: int
-    created: str
-    current: bool
-
-
 def log_dir() -> Path:
     """Where build logs go: $RUNNER_HOME/logs, default ~/.cache/runner/logs."""
     home = os.environ.get("RUNNER_HOME") or str(Path.home() / ".cache" / "runner")
@@ -131,6 +126,30 @@ def recipe_hash(files: Mapping[str, bytes], args: Mapping[str, str]) -> str:
 
 def _tag(prefix: str, files: Mapping[str, bytes], args: Mapping[str, str]) -> str:
     return f"{prefix}:{recipe_hash(files, args)[:20]}"
+
+
+def tag_for(
+    recipe: Path | str,
+    *,
+    tag_prefix: str,
+    build_args: Mapping[str, str] | None = None,
+    extra: Mapping[str, Path] | None = None,
+) -> str:
+    """The tag `build_image` gives these arguments, computed without an engine."""
+    return _tag(tag_prefix, _context(recipe, extra or {}), dict(build_args or {}))
+
+
+@contextmanager
+def _one_build(tag: str) -> Iterator[None]:
+    """Hold the build lock of `tag`: an flock on its own open file, so threads and processes both wait."""
+    lock = log_dir() / "locks" / f"{tag.replace(':', '-')}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _walk(root: Path, under: str) -> Iterator[tuple[str, Path]]:
@@ -193,11 +212,16 @@ def build_image(
     trust: BuildTrust | None = None,
     force: bool = False,
     progress: Progress | None = None,
+    image_labels: Mapping[str, str] | None = None,
+    drop_stages: bool = False,
 ) -> ImageRef:
     """Build `recipe` (a directory holding a Dockerfile, or Dockerfile text) unless its tag already exists.
 
     `extra` adds files or folders to the context under the given names. The trust files are in the
     context under .runner-build/ (see TRUST_DOCKERFILE); pip picks them up through the build args.
+    `image_labels` are added to the image (not to the tag's hash). `drop_stages` removes the untagged images
+    the earlier stages of a multi-stage build leave behind (their layers are build cache the final image
+    does not share, and a recipe whose tag exists is never built again).
     """
     progress = progress or Silent()
     build_args = dict(build_args or {})
@@ -205,28 +229,41 @@ def build_image(
     tag = _tag(tag_prefix, files, build_args)
     if not force and (found := _existing(client, tag)):
         return ImageRef(tag, found, built=False)
+    with _one_build(tag):
+        if not force and (found := _existing(client, tag)):  # built by another while this one waited
+            return ImageRef(tag, found, built=False)
+        log = log_dir() / f"build-{tag.replace(':', '-')}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"build {tag} at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n", encoding="utf-8")
+        progress.step(f"building {tag}")
+        with tempfile.TemporaryDirectory(prefix="runner-build-") as tmp:
+            context = Path(tmp)
+            for name, content in files.items():
+                (context / name).parent.mkdir(parents=True, exist_ok=True)
+                (context / name).write_bytes(content)
+            (context / TRUST_DIR).mkdir(exist_ok=True)
+            bundle = context / TRUST_DIR / "ca.crt"
+            if trust and trust.ca_bundle:
+                shutil.copyfile(trust.ca_bundle, bundle)
+            else:
+                bundle.touch()
+            started = time.monotonic()
+            args = {**build_args, **_trust_args(trust)}
+            image_id, stages = _run_build(
+                client, context, tag, args, force, log, progress, image_labels or {}
+            )
+        if drop_stages:
+            _drop_untagged(client, stages)
+        progress.done(f"built {tag} in {time.monotonic() - started:.0f}s")
+        return ImageRef(tag, image_id, built=True)
 
-    log = log_dir() / f"build-{tag.replace(':', '-')}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text(f"build {tag} at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n", encoding="utf-8")
-    progress.step(f"building {tag}")
-    with tempfile.TemporaryDirectory(prefix="runner-build-") as tmp:
-        context = Path(tmp)
-        for name, content in files.items():
-            (context / name).parent.mkdir(parents=True, exist_ok=True)
-            (context / name).write_bytes(content)
-        (context / TRUST_DIR).mkdir(exist_ok=True)
-        bundle = context / TRUST_DIR / "ca.crt"
-        if trust and trust.ca_bundle:
-            shutil.copyfile(trust.ca_bundle, bundle)
-        else:
-            bundle.touch()
-        started = time.monotonic()
-        image_id = _run_build(
-            client, context, tag, {**build_args, **_trust_args(trust)}, force, log, progress
-        )
-    progress.done(f"built {tag} in {time.monotonic() - started:.0f}s")
-    return ImageRef(tag, image_id, built=True)
+
+def _drop_untagged(client: docker.DockerClient, ids: list[str]) -> None:
+    """Remove these images when nothing tags them; one that is tagged or in use stays (it is not ours)."""
+    for image_id in ids:
+        with suppress(docker.errors.DockerException):
+            if not client.images.get(image_id).tags:
+                client.images.remove(image_id)
 
 
 def _run_build(
@@ -237,12 +274,18 @@ def _run_build(
     no_cache: bool,
     log: Path,
     progress: Progress,
-) -> str:
+    image_labels: Mapping[str, str],
+) -> tuple[str, list[str]]:
+    """The built image's id, and the last image of each earlier stage (the classic builder prints
+    ` ---> ID` after every step; a `FROM` step after the first starts a new stage)."""
     image_id: str | None = None
+    stages: list[str] = []
+    last: str | None = None
     with log.open("a", encoding="utf-8") as sink:
         try:
             stream: Iterator[dict[str, Any]] = client.api.build(
-                path=str(context), tag=tag, buildargs=dict(args), labels=labels({"runner.recipe": tag}),
+                path=str(context), tag=tag, buildargs=dict(args),
+                labels=labels({**image_labels, "runner.recipe": tag}),
                 network_mode="host", rm=True, forcerm=True, pull=False, nocache=no_cache, decode=True,
             )  # fmt: skip
             for chunk in stream:
@@ -257,12 +300,16 @@ def _run_build(
                 if text:
                     sink.write(text)
                     progress.line(text)
+                    if m := _STEP_ID.match(text):
+                        last = m.group(1)
+                    elif _FROM_STEP.match(text) and last is not None:
+                        stages.append(last)
                 aux = chunk.get("aux")
                 if isinstance(aux, dict) and "ID" in aux:
                     image_id = str(aux["ID"])
         except docker.errors.DockerException as e:
             raise ImageError(f"building {tag} failed: {e}; full log in {log}") from e
-    return image_id or _existing(client, tag) or _missing_after_build(tag, log)
+    return image_id or _existing(client, tag) or _missing_after_build(tag, log), stages
 
 
 def _missing_after_build(tag: str, log: Path) -> str:
@@ -444,25 +491,3 @@ def ensure(
         extra={"proxy": PROXY_SOURCE}, trust=trust, force=force, progress=progress,
     )  # fmt: skip
     return ImageSet(base, proxy)
-
-
-def list_images(client: docker.DockerClient, current: tuple[Planned, ...] = ()) -> list[ImageInfo]:
-    """Every image labelled as the runner's, newest first; `current` marks those the recipes call for now."""
-    wanted = {p.tag for p in current}
-    owner = "=".join(next(iter(labels().items())))
-    try:
-        images = client.images.list(filters={"label": owner, "dangling": False})
-    except docker.errors.DockerException as e:
-        raise ImageError(f"cannot list images: {e}") from e
-    infos = [
-        ImageInfo(
-            tags=tuple(image.tags),
-            id=str(image.id),
-            digests=tuple(image.attrs.get("RepoDigests") or ()),
-            size=int(image.attrs.get("Size") or 0),
-            created=str(image.attrs.get("Created", "")),
-            current=bool(wanted.intersection(image.tags)),
-        )
-        for image in images
-    ]
-    return sorted(infos, key=lambda i: i.created, reverse=True)

@@ -15,6 +15,12 @@ Three kinds, as the manifest says:
   their exact versions in /opt/agent-env. Lines that are not plain `name==version` are never handed to pip
   (packs are hostile: no options, URLs or paths); packages that no longer install are warnings.
 Every built image is tagged by the hash of its recipe, so the second replay of an environment builds nothing.
+A snapshot image's recipe is the base image's id (not its tag: a rebuilt base is another recipe), the
+sorted exact pins and the Dockerfile below, whose interpreter is the base's python3; nothing else of the
+pack. So packs recorded in one environment share one image, and concurrent replays of them build it once
+(runner.engine.images locks each tag). The image is the base plus one layer holding the venv: FROM the
+base, never a re-import, and the build stage it came from is removed after the build.
+`needed_tags` computes the tags a set of packs would use, without building, for `runner images prune`.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,10 +38,11 @@ import docker
 import docker.errors
 
 from runner.engine.host import BuildTrust
-from runner.engine.images import TRUST_DOCKERFILE, build_image
+from runner.engine.images import TRUST_DOCKERFILE, build_image, tag_for
+from runner.engine.inventory import BASE_LABEL, ENV_PREFIX
 from runner.errors import ImageError, PackError
 from runner.pack.manifest import Manifest
-from runner.pack.read import UnpackedPack
+from runner.pack.read import UnpackedPack, read_manifest, unpack
 from runner.progress import Progress, Silent
 
 __all__ = [
@@ -42,6 +51,8 @@ __all__ = [
     "Provenance",
     "ResolvedEnvironment",
     "check_pinned",
+    "needed_tags",
+    "planned_tag",
     "requirements",
     "resolve",
 ]
@@ -51,7 +62,6 @@ Provenance = Literal["local", "pulled", "built", "cached"]
 
 AGENT_ENV = "/opt/agent-env"
 FAILED_LIST = f"{AGENT_ENV}/.runner-failed"  # requirements that did not install, one a line
-ENV_PREFIX = "runner-env"
 _REQUIREMENT = re.compile(
     r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,200}[A-Za-z0-9])?==[A-Za-z0-9][A-Za-z0-9.+!_-]{0,100}$"
 )
@@ -122,24 +132,34 @@ def _snapshot_warnings(root: Path) -> list[str]:
         return ["env/snapshot.json is not readable; environment differences may be missing from this report"]
 
 
-def _from_snapshot(
-    client: docker.DockerClient, pack: UnpackedPack, base: str, trust: BuildTrust, progress: Progress
-) -> ResolvedEnvironment:
+def _snapshot_recipe(pack: UnpackedPack, base_id: str) -> tuple[dict[str, str], dict[str, Path], list[str]]:
+    """(build args, extra context files, warnings) of a snapshot pack's image on the base `base_id`."""
     snap = pack.manifest.environment.snapshot
     assert snap is not None
     freeze = (pack.path / snap.packages).read_text(encoding="utf-8", errors="replace")
     keep, warnings = requirements(freeze)
+    extra = {"requirements.txt": _text_file(pack.path / ".runner-requirements.txt", keep)}
+    return {"BASE_IMAGE": base_id}, extra, warnings
+
+
+def _from_snapshot(
+    client: docker.DockerClient, pack: UnpackedPack, base: str, trust: BuildTrust, progress: Progress
+) -> ResolvedEnvironment:
+    base_id = _base_id(client, base)
+    args, extra, warnings = _snapshot_recipe(pack, base_id)
     ref = build_image(
-        client,
-        _SNAPSHOT_DOCKERFILE,
-        tag_prefix=ENV_PREFIX,
-        build_args={"BASE_IMAGE": base},
-        extra={"requirements.txt": _text_file(pack.path / ".runner-requirements.txt", keep)},
-        trust=trust,
-        progress=progress,
-    )
+        client, _SNAPSHOT_DOCKERFILE, tag_prefix=ENV_PREFIX, build_args=args, extra=extra, trust=trust,
+        progress=progress, image_labels={BASE_LABEL: base_id}, drop_stages=True,
+    )  # fmt: skip
     warnings += _snapshot_warnings(pack.path)
     return ResolvedEnvironment(ref.tag, ref.id, "built" if ref.built else "cached", tuple(warnings))
+
+
+def _base_id(client: docker.DockerClient, base: str) -> str:
+    image = _local(client, base)
+    if image is None:
+        raise ImageError(f"the base image {base} is not here; run `runner images build`")
+    return str(image.id)
 
 
 def _text_file(path: Path, lines: list[str]) -> Path:
@@ -248,9 +268,8 @@ def _check_image(
     )
 
 
-def _from_dockerfile(
-    client: docker.DockerClient, pack: UnpackedPack, trust: BuildTrust, progress: Progress
-) -> ResolvedEnvironment:
+def _dockerfile_recipe(pack: UnpackedPack) -> tuple[Path, dict[str, str]]:
+    """The checked Dockerfile of a `dockerfile` pack and its build arguments."""
     ref = pack.manifest.environment.dockerfile
     assert ref is not None
     dockerfile = pack.path / ref.path
@@ -258,6 +277,13 @@ def _from_dockerfile(
         raise PackError(f"{ref.path}: the Dockerfile must be the pack's env/Dockerfile")
     build_args = {"BASE_DIGEST": ref.base_digest}  # pinned (the manifest schema says so); nothing else
     check_pinned(dockerfile.read_text(encoding="utf-8", errors="replace"), ref.path, build_args)
+    return dockerfile, build_args
+
+
+def _from_dockerfile(
+    client: docker.DockerClient, pack: UnpackedPack, trust: BuildTrust, progress: Progress
+) -> ResolvedEnvironment:
+    dockerfile, build_args = _dockerfile_recipe(pack)
     built = build_image(
         client, dockerfile.parent, tag_prefix=ENV_PREFIX,
         build_args=build_args, trust=trust, progress=progress,
@@ -325,3 +351,31 @@ def resolve(
     if kind == "dockerfile":
         return _from_dockerfile(client, pack, trust, progress)
     return _from_snapshot(client, pack, base_image, trust, progress)
+
+
+def planned_tag(pack: UnpackedPack, base_id: str) -> str | None:
+    """The tag `resolve` would build or reuse for `pack` on the base `base_id`; None for a pack that names
+    its image (not the runner's to keep or remove)."""
+    kind = pack.manifest.environment.kind
+    if kind == "image":
+        return None
+    if kind == "dockerfile":
+        dockerfile, build_args = _dockerfile_recipe(pack)
+        return tag_for(dockerfile.parent, tag_prefix=ENV_PREFIX, build_args=build_args)
+    args, extra, _ = _snapshot_recipe(pack, base_id)
+    return tag_for(_SNAPSHOT_DOCKERFILE, tag_prefix=ENV_PREFIX, build_args=args, extra=extra)
+
+
+def needed_tags(packs: Iterable[Path], base_id: str) -> set[str]:
+    """The environment tags these packs use; each is verified first, and a bad one raises PackError."""
+    needed: set[str] = set()
+    for path in packs:
+        with tempfile.TemporaryDirectory(prefix="runner-needs-") as tmp:
+            manifest, _ = read_manifest(path)
+            members = manifest.integrity.members if manifest.integrity else {}
+            env = [name for name in members if name.startswith("env/")]
+            unpacked = unpack(path, Path(tmp) / "pack", only=env)
+            tag = planned_tag(unpacked, base_id)
+        if tag is not None:
+            needed.add(tag)
+    return needed

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -166,3 +168,86 @@ def test_proxy_dockerfile_carries_the_build_trust_lines() -> None:
     dockerfile = (images.RECIPES / "proxy" / "Dockerfile").read_text()
     assert images.TRUST_DOCKERFILE in dockerfile
     assert os.path.isdir(images.PROXY_SOURCE)
+
+
+def test_tag_for_is_the_tag_build_image_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNNER_HOME", str(tmp_path / "home"))
+    recipe, addon = _recipe(tmp_path)
+    planned = images.tag_for(recipe, tag_prefix="t", extra={"proxy": addon}, build_args={"A": "1"})
+    built = images.build_image(
+        _Client(), recipe, tag_prefix="t", extra={"proxy": addon}, build_args={"A": "1"}
+    )  # type: ignore[arg-type]
+    assert planned == built.tag
+    assert images.tag_for(recipe, tag_prefix="t", extra={"proxy": addon}, build_args={"A": "2"}) != planned
+
+
+class _SlowApi(_Api):
+    """A build that waits until every caller has looked for the tag once (or 10 s), then succeeds."""
+
+    def __init__(self, client: _Client, looked: threading.Event) -> None:
+        super().__init__(client)
+        self.looked = looked
+
+    def build(self, **kwargs: Any) -> Any:
+        self.looked.wait(timeout=10)
+        yield from super().build(**kwargs)
+
+
+def test_concurrent_builds_of_one_tag_build_it_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RUNNER_HOME", str(tmp_path / "home"))
+    client = _Client()
+    looked = threading.Event()
+    client.api = _SlowApi(client, looked)
+    lookups: list[str] = []
+    real_get = client.images.get
+
+    def get(tag: str) -> Any:
+        lookups.append(tag)
+        if len(lookups) >= 3:  # the first build's two checks and the second caller's first one
+            looked.set()
+        return real_get(tag)
+
+    client.images.get = get  # type: ignore[method-assign]
+    text = "FROM scratch\nRUN true\n"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        refs = list(pool.map(lambda _: images.build_image(client, text, tag_prefix="t"), range(2)))  # type: ignore[arg-type]
+    assert len(client.api.builds) == 1
+    assert sorted(r.built for r in refs) == [False, True]
+    assert refs[0].tag == refs[1].tag and refs[0].id == refs[1].id == "sha256:new"
+
+
+def test_drop_stages_removes_the_untagged_images_of_earlier_stages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUNNER_HOME", str(tmp_path / "home"))
+    client = _Client({"sha256:base": "sha256:base"})
+    tagged = {"sha256:base"}
+    removed: list[str] = []
+
+    def build(**kwargs: Any) -> Any:
+        client.images.existing[kwargs["tag"]] = "sha256:final"
+        for line in ["Step 1/5 : FROM sha256:base AS build", " ---> 0123456789ab", "Step 2/5 : RUN make",
+                     " ---> Running in 999999999999", " ---> aaaaaaaaaaaa", "Step 3/5 : FROM sha256:base AS two",
+                     " ---> 0123456789ab", "Step 4/5 : FROM sha256:base", " ---> 0123456789ab",
+                     "Step 5/5 : COPY --from=build /x /x", " ---> ffffffffffff"]:  # fmt: skip
+            yield {"stream": line + "\n"}
+        yield {"aux": {"ID": "sha256:final"}}
+
+    def get(ref: str) -> Any:
+        if ref in ("aaaaaaaaaaaa", "0123456789ab"):
+            return type("Image", (), {"id": ref, "tags": ["base:t"] if ref == "0123456789ab" else []})()
+        if ref not in client.images.existing:
+            raise docker.errors.ImageNotFound(ref)
+        return type(
+            "Image", (), {"id": client.images.existing[ref], "tags": [ref] if ref in tagged else []}
+        )()
+
+    client.api.build = build  # type: ignore[method-assign]
+    client.images.get = get  # type: ignore[method-assign]
+    client.images.remove = removed.append  # type: ignore[attr-defined]
+    text = "FROM scratch AS build\nRUN make\nFROM scratch\n"
+    images.build_image(client, text, tag_prefix="t", drop_stages=True)  # type: ignore[arg-type]
+    assert removed == ["aaaaaaaaaaaa"]  # the build stage; the second stage is the tagged base: it stays
+    removed.clear()
+    images.build_image(client, text + "RUN x\n", tag_prefix="t")  # type: ignore[arg-type]
+    assert removed == []

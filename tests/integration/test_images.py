@@ -1,14 +1,24 @@
-"""The runner's own images on a real engine: what the base holds, no rebuilds, the proxy's mitmproxy."""
+"""The runner's own images on a real engine: what the base holds, no rebuilds, the proxy's mitmproxy, prune."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import re
+import uuid
+from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
+from typer.testing import CliRunner
 
+from runner.cli import app
 from runner.engine import containers, images
+from runner.pack.read import unpack
+from runner.replay import environment
 from tests.helpers.containers import isolated, output
+from tests.packfactory import make_pack
 
 pytestmark = pytest.mark.docker
 
@@ -70,3 +80,60 @@ def test_build_image_builds_from_dockerfile_text_once(docker_client: Any, built:
         assert _run(first.tag, ["cat", "/answer"]).strip() == "42"
     finally:
         docker_client.images.remove(first.tag)
+
+
+def test_prune_removes_only_what_nothing_needs(
+    docker_client: Any, built: images.ImageSet, tmp_path: Path
+) -> None:
+    """Two environment images built the normal way, one needed by a pack in --keep-for; an old-recipe tag on
+    the base; a non-runner tag; a container using an image. Others share the engine: `--only` scopes it."""
+    uid = uuid.uuid4().hex[:12]
+    keep_dir, work = tmp_path / "golden", tmp_path / "work"
+    keep_dir.mkdir()
+    work.mkdir()
+    env: dict[str, str] = {}
+    for name, freeze in (("needed", "iniconfig==1.0.1\n"), ("unneeded", "iniconfig==1.0.0\n")):
+        pack = make_pack(work, name=f"{name}.tar.zst", files={"env/pip-freeze.txt": freeze.encode()})
+        env[name] = environment.resolve(
+            docker_client, unpack(pack, work / name), base_image=built.base.tag
+        ).image
+        if name == "needed":
+            pack.rename(keep_dir / pack.name)
+    old_base, other = f"runner-base:old{uid}", f"prunetest-other:{uid}"
+    docker_client.images.get(built.base.tag).tag(old_base)
+    docker_client.images.get(built.base.tag).tag(other)
+    scope = [arg for tag in (*env.values(), old_base, other) for arg in ("--only", tag)]
+    prune = ["images", "prune", "--keep-for", str(keep_dir), *scope]
+    try:
+        dry = CliRunner().invoke(app, [*prune, "--dry-run"])
+        assert dry.exit_code == 0, dry.output
+        assert f"would remove {env['unneeded']}" in dry.output and "(no pack needs it)" in dry.output
+        assert f"would remove {old_base}" in dry.output and "(old recipe)" in dry.output
+        assert env["needed"] not in dry.output and other not in dry.output
+        assert "1 pack(s) in" in dry.output and "need 1 environment image(s)" in dry.output
+        for tag in (*env.values(), old_base, other):
+            docker_client.images.get(tag)  # the dry run changed nothing
+
+        with containers.started(
+            docker_client, env["unneeded"], name_prefix="prune-test", command=["sleep", "60"]
+        ):
+            busy = CliRunner().invoke(app, prune)
+        assert busy.exit_code == 0, busy.output
+        assert f"kept {env['unneeded']}: a container uses it" in busy.output
+        assert f"removed {old_base}" in busy.output
+        docker_client.images.get(env["unneeded"])
+
+        real = CliRunner().invoke(app, prune)
+        assert real.exit_code == 0, real.output
+        assert f"removed {env['unneeded']}" in real.output
+        freed = int(re.search(r"freed \d+ MB \((\d+) bytes\)", real.output).group(1))  # type: ignore[union-attr]
+        assert freed > 0
+        for gone in (env["unneeded"], old_base):
+            with pytest.raises(docker.errors.ImageNotFound):
+                docker_client.images.get(gone)
+        for kept in (env["needed"], other, built.base.tag):
+            docker_client.images.get(kept)
+    finally:
+        for tag in (*env.values(), old_base, other):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                docker_client.images.remove(tag)

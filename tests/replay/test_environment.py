@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, cast
 
@@ -11,7 +12,14 @@ from runner.engine.host import BuildTrust
 from runner.errors import PackError
 from runner.pack import manifest as mf
 from runner.pack.read import unpack
-from runner.replay.environment import _snapshot_warnings, check_pinned, requirements, resolve
+from runner.replay.environment import (
+    _snapshot_warnings,
+    check_pinned,
+    needed_tags,
+    planned_tag,
+    requirements,
+    resolve,
+)
 from tests.packfactory import make_pack
 
 
@@ -142,3 +150,46 @@ def test_resolve_refuses_a_pack_dockerfile_before_building(
     unpacked = unpack(pack, tmp_path / "out")
     with pytest.raises(PackError, match=says):
         resolve(cast(Any, _NoEngine()), unpacked, base_image="unused", trust=BuildTrust(None))
+
+
+BASE_ID = "sha256:" + "1" * 64
+
+
+def _env_pack(tmp_path: Path, name: str, freeze: bytes, **fields: Any) -> Path:
+    return make_pack(tmp_path, name=name, files={"env/pip-freeze.txt": freeze}, **fields)
+
+
+def test_a_snapshot_image_is_keyed_by_its_recipe_not_by_the_pack(tmp_path: Path) -> None:
+    one = _env_pack(tmp_path, "one.tar.zst", b"requests==2.32.3\npytest==8.3.3\n")
+    # Another session, other steps, the same pins in another order with a duplicate: the same image.
+    two = _env_pack(
+        tmp_path, "two.tar.zst", b"pytest==8.3.3\n# note\nrequests==2.32.3\npytest==8.3.3\n",
+        session=mf.Session(id="0b7c9a52-0000-4000-8000-000000000000", created_at="2026-01-01T00:00:00Z"),
+    )  # fmt: skip
+    other = _env_pack(tmp_path, "other.tar.zst", b"pytest==8.3.4\nrequests==2.32.3\n")
+
+    def tag(pack: Path, base_id: str = BASE_ID) -> str | None:
+        return planned_tag(unpack(pack, Path(tempfile.mkdtemp(dir=tmp_path)) / "u"), base_id)
+
+    assert tag(one) == tag(two)
+    assert str(tag(one)).startswith("runner-env:")
+    assert tag(other) != tag(one)
+    assert tag(one, "sha256:" + "2" * 64) != tag(one)  # a rebuilt base is another recipe
+    assert needed_tags([one, two, other], BASE_ID) == {tag(one), tag(other)}
+
+
+def test_needed_tags_cover_dockerfile_packs_and_skip_named_images(tmp_path: Path) -> None:
+    built = make_pack(
+        tmp_path, name="df.tar.zst", files={"env/Dockerfile": f"FROM {PIN}\nRUN true\n".encode()},
+        environment=mf.Environment(kind="dockerfile", dockerfile=mf.DockerfileRef("env/Dockerfile", PIN)),
+    )  # fmt: skip
+    named = make_pack(
+        tmp_path, name="img.tar.zst",
+        environment=mf.Environment(kind="image", image=mf.ImageRef(PIN, "sha256:" + "e" * 64)),
+    )  # fmt: skip
+    tags = needed_tags([built, named], BASE_ID)
+    assert len(tags) == 1 and next(iter(tags)).startswith("runner-env:")
+    bad = tmp_path / "bad.tar.zst"
+    bad.write_bytes(b"not a pack")
+    with pytest.raises(PackError, match=r"bad\.tar\.zst"):
+        needed_tags([bad], BASE_ID)
