@@ -13,6 +13,7 @@ from pathlib import Path
 
 from runner.pack import manifest as mf
 from runner.pack.traces import Span, SpanStatus, span_line
+from runner.privacy.mask import PrivacyOptions
 from runner.replay.compare import Difference
 from runner.replay.outcome import CassetteUsage, Cause, PackOutcome, StepOutcome, Verdict
 from runner.replay.report import to_json
@@ -37,7 +38,14 @@ def _span(
     )  # fmt: skip
 
 
-def session_pack(tmp_path: Path, *, text: str = "", name: str = "session.tar.zst") -> Path:
+def session_pack(
+    tmp_path: Path,
+    *,
+    text: str = "",
+    name: str = "session.tar.zst",
+    privacy: PrivacyOptions | None = None,
+    reason: str | None = None,
+) -> Path:
     """A pack with a session, task, llm, tool, http, patch and artifact span, each carrying `text`."""
     stdout = f"1 failed, 2 passed {text}\n".encode()
     stderr = f"AssertionError: expected 3 {text}\n".encode()
@@ -80,7 +88,7 @@ def session_pack(tmp_path: Path, *, text: str = "", name: str = "session.tar.zst
         tmp_path,
         name=name,
         steps=[
-            patch("p1", diff, reason=f"fix add {text}", span_id=_sid(5)),
+            patch("p1", diff, reason=f"fix add {text}" if reason is None else reason, span_id=_sid(5)),
             command(
                 "c1",
                 ["python", "-m", "pytest", "-q"],
@@ -99,6 +107,7 @@ def session_pack(tmp_path: Path, *, text: str = "", name: str = "session.tar.zst
             "cassettes/http.jsonl": (json.dumps(exchange) + "\n").encode(),
         },
         cassettes=(mf.CassetteIndex(path="cassettes/http.jsonl", format_version=1, count=1),),
+        privacy=privacy,
     )
 
 
@@ -123,3 +132,24 @@ def diverged_run(runs_dir: Path, *, text: str = "") -> Path:
     (run / "report.json").write_text(to_json([outcome]), encoding="utf-8")
     (run / "proxy-report.json").write_text(json.dumps({"v": 1, "served": 3, "misses": [{"url": text}]}))
     return run
+
+
+def big_pack(tmp_path: Path, spans: int = 10_000, *, name: str = "big.tar.zst") -> Path:
+    """A pack of `spans` spans: a session, tasks of 50 children each, and llm/tool/http/patch leaves."""
+    kinds = ("llm", "tool", "http", "patch", "artifact")
+    rows = [_span(0, None, "session", "session", 0, spans * 10)]
+    task = 0
+    for n in range(1, spans):
+        if n % 50 == 1:
+            task = n
+            rows.append(_span(n, 0, f"task {n // 50}", "task", n * 10, 500))
+            continue
+        kind = kinds[n % len(kinds)]
+        attrs: dict[str, object] = {"runner.note": f"span {n}"}
+        if kind == "llm":
+            attrs["gen_ai.input.messages"] = json.dumps([{"role": "user", "content": f"question {n}"}])
+            attrs["gen_ai.output.messages"] = json.dumps([{"role": "assistant", "content": f"answer {n}"}])
+        rows.append(_span(n, task, f"{kind} {n}", kind, n * 10, 8, **attrs))
+    return make_pack(
+        tmp_path, name=name, files={"traces.jsonl": "".join(span_line(s) + "\n" for s in rows).encode()}
+    )
