@@ -3,8 +3,8 @@
 Inputs: paths (repro packs, replay run folders) and, for the served view only, a keyring that reveals the
 originals of masked values. Outputs: the view data (`build`), the page's files in memory (`page_files`),
 a static site folder (`write_site`). Rules:
-- Packs are verified and unpacked into a private temporary folder (`runner.pack.read.unpack`), or revealed
-  there by `runner.privacy.access.reveal` when a keyring is given; nothing is left behind.
+- Packs are verified and unpacked into a private temporary folder (`runner.pack.read.unpack`, masked), or
+  revealed there by `runner.privacy.access.reveal` when a keyring is given; nothing is left behind.
 - The data is embedded in index.html as a `<script type="application/json">` block with `<`, U+2028 and
   U+2029 escaped, so no text from a pack can end the block; the page reads it with `textContent` and puts
   every value into the DOM as text. It works from `file://` and loads nothing from anywhere else.
@@ -18,18 +18,20 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from runner.errors import UsageError
+from runner.errors import RunnerError, UsageError
 from runner.pack import read as pack_read
 from runner.privacy import access
 from runner.privacy.crypto import Keyring
+from runner.replay.outcome import PackOutcome
 from runner.view.pack import pack_view
 from runner.view.runs import is_run_dir, run_view
 
-__all__ = ["ASSETS", "build", "embed_json", "page_files", "write_site"]
+__all__ = ["ASSETS", "build", "embed_json", "page_files", "write_run_views", "write_site"]
 
 ASSETS = ("view.css", "view.js")
 
@@ -39,12 +41,15 @@ def _pack_source(path: Path, scratch: Path, keyring: Keyring | None) -> dict[str
     if keyring is not None:
         access.reveal(path, keyring, out=dest)  # verifies the whole pack first
         return pack_view(path.name, dest, pack_read.read_manifest(path)[0], revealed=True)
+    # No keyring here: unpacking with one also puts originals back into the patches (what replay needs).
     unpacked = pack_read.unpack(path, dest)
     return pack_view(path.name, unpacked.path, unpacked.manifest)
 
 
 def build(paths: list[Path], keyring: Keyring | None = None) -> dict[str, Any]:
-    """The view data of every pack and run folder in `paths`, in order; UsageError for anything else."""
+    """The view data of every pack and run folder in `paths`, in order; UsageError for anything else.
+    With `keyring` the packs are revealed (original values put back, encrypted payloads opened); without
+    one they are shown masked, and a pack with encrypted payloads is refused (PrivacyError: --key)."""
     if not paths:
         raise UsageError(
             "nothing to view: name a repro pack (.tar.zst) or a replay run folder (runs/<pack>/<run>)"
@@ -100,3 +105,23 @@ def write_site(data: dict[str, Any], out: Path) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out / "index.html"
+
+
+def write_run_views(
+    runs: Iterable[tuple[Path, PackOutcome]],
+    keyring: Keyring | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Write `RUN_DIR/view/` (masked: the pack and its run folder) for each replayed pack; a view that
+    cannot be built is skipped with a warning, never failing the replay it describes."""
+    written: list[Path] = []
+    for pack, outcome in runs:
+        if not outcome.run_dir or not (Path(outcome.run_dir) / "report.json").is_file():
+            continue
+        run = Path(outcome.run_dir)
+        try:
+            written.append(write_site(build([pack, run]), run / "view"))
+        except RunnerError as e:
+            if warn is not None:
+                warn(f"no view for {run}: {e}")
+    return written
