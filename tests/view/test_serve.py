@@ -13,7 +13,10 @@ from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+from runner.privacy import crypto
+from runner.privacy.mask import PrivacyOptions
 from runner.view import serve, site
+from tests.view.test_site import GITHUB_TOKEN
 from tests.view.viewfixtures import session_pack
 
 
@@ -50,17 +53,17 @@ def test_serves_the_page_on_loopback_with_a_strict_policy(tmp_path: Path) -> Non
         assert _get(port, "/", host=f"attacker.example:{port}")[0] == 421  # DNS rebinding
 
 
-def test_cli_prints_the_url_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    pack = session_pack(tmp_path)
+def _serve_and_fetch(args: list[str]) -> tuple[str, bytes, str, int]:
+    """Run `runner view ARGS`, fetch its page, press Ctrl-C: (first line, page, stdout rest, exit code)."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "view", str(pack)],
+        [sys.executable, "-m", "runner", "view", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert "http://127.0.0.1:" in line and "masked" in line, line
+        assert "http://127.0.0.1:" in line, line
         port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
         status, _, body = _get(port, "/")
         assert status == 200 and b"view-data" in body
@@ -69,5 +72,22 @@ def test_cli_prints_the_url_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, err
-    assert "stopped" in out and "Traceback" not in err
+    assert "Traceback" not in err, err
+    return line, body, out, proc.returncode
+
+
+def test_cli_prints_the_url_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    line, _, out, code = _serve_and_fetch([str(session_pack(tmp_path))])
+    assert "masked" in line and code == 0 and "stopped" in out
+
+
+def test_served_view_reveals_with_the_key(tmp_path: Path) -> None:
+    ring = crypto.new_keyring("acme")
+    ring_file = tmp_path / "acme.keys"
+    crypto.save_keyring(ring, ring_file)
+    pack = session_pack(tmp_path, text=f" {GITHUB_TOKEN}", privacy=PrivacyOptions(keyring=ring), reason="fix")
+    _, masked, _, _ = _serve_and_fetch([str(pack)])
+    assert GITHUB_TOKEN.encode() not in masked
+    line, revealed, _, code = _serve_and_fetch([str(pack), "--key", str(ring_file)])
+    assert "REVEALED" in line and code == 0
+    assert GITHUB_TOKEN.encode() in revealed

@@ -80,7 +80,8 @@ def test_embed_json_escapes_what_html_would_read() -> None:
 
 
 def test_key_with_out_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
-    ring = crypto.save_keyring(crypto.new_keyring("acme"), tmp_path / "acme.keys")
+    ring = tmp_path / "acme.keys"
+    crypto.save_keyring(crypto.new_keyring("acme"), ring)
     pack = session_pack(tmp_path)
     result = CliRunner().invoke(app, ["view", str(pack), "--key", str(ring), "--out", str(tmp_path / "site")])
     assert result.exit_code == 2

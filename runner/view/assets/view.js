@@ -224,7 +224,8 @@
         var left = (row[4] / total) * 100, width = (row[5] / total) * 100;
         bar.style.left = left + "%"; bar.style.width = width + "%";
         var dur = el("span", "dur", ms(row[5]) + (row[6] === "ERROR" ? " ERROR" : ""));
-        dur.style.left = Math.min(left + width, 80) + "%";
+        if (left + width > 80 && width > 15) { dur.style.right = 100 - left - width + 1 + "%"; dur.className = "dur in"; }
+        else dur.style.left = Math.min(left + width, 80) + "%";
         line.appendChild(name);
         line.appendChild(el("div", "lane", bar, dur));
         line.addEventListener("click", (function (k) { return function () { selected = k; draw(); show(spanDetails(src, rows[k])); }; })(idx));
