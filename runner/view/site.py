@@ -77,7 +77,7 @@ def embed_json(data: Any) -> str:
 
 
 def _asset(name: str) -> str:
-    return resources.files("runner.view").joinpath("assets", name).read_text(encoding="utf-8")
+    return resources.files("runner.view.assets").joinpath(name).read_text(encoding="utf-8")
 
 
 def page_files(data: dict[str, Any]) -> dict[str, bytes]:
@@ -120,7 +120,7 @@ def write_run_views(
             continue
         run = Path(outcome.run_dir)
         try:
-            written.append(write_site(build([pack, run]), run / "view"))
+            written.append(write_site(build([run, pack]), run / "view"))  # the replay first
         except RunnerError as e:
             if warn is not None:
                 warn(f"no view for {run}: {e}")

@@ -8,21 +8,26 @@ the test's tmp_path and are copied to bench/out/screenshots/ (a CI artifact fold
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from typer.testing import CliRunner
 
+from packs.build import build
 from runner.cli import app
+from tests.integration.test_replay import runner
 from tests.view.viewfixtures import HOSTILE, big_pack, diverged_run, session_pack
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (make unit/test install it); Playwright's download cannot work here
-SHOTS = Path(__file__).resolve().parents[2] / "bench" / "out" / "screenshots"
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "bench" / "out" / "screenshots"
 
 
 @pytest.fixture(scope="module")
@@ -152,4 +157,27 @@ def test_ten_thousand_spans_keep_only_the_visible_rows(browser: Browser, tmp_pat
     assert any(n.endswith("9999") for n in names), names[-3:]
     assert page.locator(".row").count() < 100
     w.shot(tmp_path, "viewer-10k")
+    assert w.console == []
+
+
+@pytest.mark.docker
+def test_replay_html_links_to_the_view_of_a_diverged_run(
+    browser: Browser, own_images: Any, tmp_path: Path
+) -> None:
+    build(ROOT / "packs" / "src" / "demo-diverge", tmp_path)
+    proc = runner(
+        "replay", "demo-diverge.tar.zst", "--html", "reports/replay.html", "--markdown", "replay.md", cwd=tmp_path
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    href = re.findall(r"<a href='([^']+)'>view</a>", (tmp_path / "reports" / "replay.html").read_text())
+    assert len(href) == 1 and href[0].startswith("../runs/demo-diverge/")
+    index = (tmp_path / "reports" / unquote(href[0])).resolve()
+    assert index.is_file()
+    assert "runner view runs/demo-diverge/" in (tmp_path / "replay.md").read_text()
+    w = Watched(browser)
+    page = w.open(index)
+    assert page.locator("tr.first").get_attribute("data-step") == "rerun-tests"
+    assert "First divergence: step rerun-tests" in page.locator("#section").inner_text()
+    assert "FAILED tests/test_stats.py::test_median_even" in page.locator(".sbs .add").all_inner_texts()[-2]
+    w.shot(tmp_path, "viewer-replay-html")
     assert w.console == []
