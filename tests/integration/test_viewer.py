@@ -165,6 +165,7 @@ def test_replay_html_links_to_the_view_of_a_diverged_run(
     browser: Browser, own_images: Any, tmp_path: Path
 ) -> None:
     build(ROOT / "packs" / "src" / "demo-diverge", tmp_path)
+    (tmp_path / "reports").mkdir()  # the report sits apart from runs/: the link is relative to it
     proc = runner(
         "replay", "demo-diverge.tar.zst", "--html", "reports/replay.html", "--markdown", "replay.md", cwd=tmp_path
     )  # fmt: skip
