@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export TESTCONTAINERS_RYUK_DISABLED := true
 
 .DEFAULT_GOAL := help
-.PHONY: help install engine images packs demo test unit lint bench clean
+.PHONY: help install engine browser images packs demo test unit lint bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -29,6 +29,15 @@ $(VENV)/.installed: pyproject.toml
 engine: install ## Make sure Docker answers (installs/starts it on Debian as root) and the images exist
 	$(RUNNER) doctor --fix
 
+# The viewer's browser tests and benchmark drive Debian's chromium with Playwright (its own download cannot work
+# offline); installed once, as root, when missing.
+browser: ## Make sure Debian's chromium is installed (for `runner view` browser tests and bench)
+	@command -v chromium >/dev/null || { \
+	  test "$$(id -u)" = 0 && command -v apt-get >/dev/null \
+	    || { echo "error: chromium is missing; install Debian's chromium package and run make again" >&2; exit 3; }; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+	    || { DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; }
+
 images: engine ## Build the offline base and proxy sidecar images (quick when the recipes are unchanged)
 	$(RUNNER) images build
 
@@ -38,10 +47,10 @@ packs: install ## Build the example packs packs/*.tar.zst from their sources in 
 demo: images packs ## Replay the bundled example pack (exit 0: reproduced)
 	$(RUNNER) replay packs/demo-fix.tar.zst
 
-unit: install ## Run the tests that need no Docker engine
+unit: install browser ## Run the tests that need no Docker engine
 	$(BIN)/python -m pytest -m 'not docker' $(PYTEST_ARGS)
 
-test: images packs ## Run the whole suite: lint, type checks, unit and Docker integration tests
+test: images packs browser ## Run the whole suite: lint, type checks, unit and Docker integration tests
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -53,7 +62,7 @@ lint: install ## ruff (lint and format), mypy --strict, and the layers (import-l
 
 BENCH_SCRIPTS ?= $(sort $(wildcard bench/*_bench.py))
 
-bench: images ## Run the benchmarks and print side-by-side ratios
+bench: images browser ## Run the benchmarks and print side-by-side ratios
 	@for script in $(BENCH_SCRIPTS); do $(BIN)/python $$script || exit 1; done
 
 clean: ## Remove the virtualenv and caches (images stay; `docker image prune` removes them)

@@ -24,6 +24,7 @@ from runner.cli import (
     replay,
     report,
     store,
+    view,
 )
 from runner.cli.common import say
 
@@ -39,7 +40,7 @@ app = typer.Typer(
 )
 
 # The order here is the order of `runner --help`: the workflow first, the machine set-up last.
-_GROUPS = (record, replay, report, golden, drift, pack, privacy, store, oci, debug, cassette, engine)
+_GROUPS = (record, replay, report, view, golden, drift, pack, privacy, store, oci, debug, cassette, engine)
 for _group in _GROUPS:
     app.add_typer(_group.app)
 

@@ -17,6 +17,7 @@ from runner.cli.common import (
     BASE_FROM_OPTION,
     CA_BUNDLE_OPTION,
     console,
+    err_console,
     handles_errors,
     live_progress,
     local_pack,
@@ -96,6 +97,7 @@ def replay_cmd(
 ) -> None:
     # Imported here: the replay pipeline is slow to import and only this command needs it.
     from runner.replay import pipeline, report
+    from runner.view.site import write_run_views
 
     selected = pipeline.select_packs([local_pack(p) for p in packs], shard)
     limits = sandbox.Limits(sandbox.parse_memory(memory), pids, cpus, runtime)
@@ -121,8 +123,13 @@ def replay_cmd(
     for outcome in outcomes:
         if outcome.run_dir:
             Path(outcome.run_dir, "report.json").write_text(report.to_json([outcome]), encoding="utf-8")
+    if html_out is not None:  # the HTML report links to each run's view: RUN_DIR/view/index.html
+        write_run_views(
+            zip(selected, outcomes, strict=True),
+            warn=lambda t: err_console.print(f"warning: {t}", markup=False),
+        )
     writers = ((json_out, report.to_json), (junit_out, report.to_junit), (markdown_out, report.to_markdown),
-               (html_out, report.to_html))  # fmt: skip
+               (html_out, lambda o: report.to_html(o, base=html_out.parent if html_out else None)))  # fmt: skip
     for target, render in writers:
         if target is not None:
             text = render(outcomes)

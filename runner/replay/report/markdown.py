@@ -1,6 +1,7 @@
 """Markdown report, for a pull request comment: a table of packs, then each pack's warnings and diffs.
 
-Input: `PackOutcome`s. Output: Markdown text.
+Input: `PackOutcome`s. Output: Markdown text; a pack with a run folder links to its view
+(`RUN_DIR/view/index.html`, written by `runner replay --html`) and names `runner view RUN_DIR`.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from runner.replay.outcome import PackOutcome
-from runner.replay.report.summary import headline
+from runner.replay.report.summary import headline, view_command
 
 __all__ = ["to_markdown"]
 
@@ -22,9 +23,13 @@ def to_markdown(outcomes: Sequence[PackOutcome]) -> str:
     lines += ["", *(f"Sandbox: {s}" for s in sandboxes)] if sandboxes else []
     for o in outcomes:
         first = o.first_divergence
-        if first is None and not o.warnings:
+        if first is None and not o.warnings and not o.run_dir:
             continue
         lines += ["", f"## {o.pack}", ""]
+        if o.run_dir:
+            # A relative link works where the report sits beside runs/ (CI artifacts); the command always does.
+            index = f"{o.run_dir}/view/index.html".replace(" ", "%20")
+            lines.append(f"- view: [{o.run_dir}/view/index.html]({index}) or `{view_command(o.run_dir)}`")
         lines += [f"- warning: {w}" for w in o.warnings]
         if first is not None:
             for d in first.differences:

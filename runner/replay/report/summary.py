@@ -1,15 +1,17 @@
 """What every format says of a pack in one line, and the one exit code for a set of outcomes.
 
-Input: `PackOutcome`s. Output: a headline per pack; an exit code (gravest wins) for all of them.
+Input: `PackOutcome`s. Output: a headline per pack; an exit code (gravest wins) for all of them; the
+`runner view` command for a run folder.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 
 from runner.replay.outcome import PackOutcome, Verdict
 
-__all__ = ["exit_code", "headline"]
+__all__ = ["exit_code", "headline", "view_command"]
 
 
 def exit_code(outcomes: Sequence[PackOutcome]) -> int:
@@ -28,3 +30,8 @@ def headline(o: PackOutcome) -> str:
         return f"error: {o.error}"
     where = f"step {first.step_id}: {first.summary}" if first else "no step"
     return f"diverged at {where} (likely cause: {o.cause})"
+
+
+def view_command(run_dir: str) -> str:
+    """The command that shows a run folder in the browser (`runner view`), quoted for a shell."""
+    return f"runner view {shlex.quote(run_dir)}"
