@@ -117,6 +117,7 @@ def _step(d: dict[str, Any]) -> StepOutcome:
         ),
         duration_s=_num(d.get("duration_s", 0.0)),
         log_dir=_opt(d.get("log_dir")),
+        limit=_opt(d.get("limit")),
     )
 
 
@@ -142,4 +143,5 @@ def _outcome(d: dict[str, Any]) -> PackOutcome:
         run_dir=_opt(d.get("run_dir")),
         image=_opt(d.get("image")),
         duration_s=_num(d.get("duration_s", 0.0)),
+        sandbox=_opt(d.get("sandbox")),
     )
