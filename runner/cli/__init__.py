@@ -11,7 +11,7 @@ from __future__ import annotations
 import typer
 
 from runner import __version__
-from runner.cli import cassette, debug, engine, golden, oci, pack, privacy, record, replay, report, store
+from runner.cli import cassette, config, debug, engine, golden, oci, pack, privacy, record, replay, report, store
 from runner.cli.common import say
 
 __all__ = ["app", "main"]
@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 
 # The order here is the order of `runner --help`: the workflow first, the machine set-up last.
-_GROUPS = (record, replay, report, golden, pack, privacy, store, oci, debug, cassette, engine)
+_GROUPS = (record, replay, report, golden, config, pack, privacy, store, oci, debug, cassette, engine)
 for _group in _GROUPS:
     app.add_typer(_group.app)
 
