@@ -11,7 +11,20 @@ from __future__ import annotations
 import typer
 
 from runner import __version__
-from runner.cli import cassette, config, debug, engine, golden, oci, pack, privacy, record, replay, report, store
+from runner.cli import (
+    cassette,
+    config,
+    debug,
+    engine,
+    golden,
+    oci,
+    pack,
+    privacy,
+    record,
+    replay,
+    report,
+    store,
+)
 from runner.cli.common import say
 
 __all__ = ["app", "main"]

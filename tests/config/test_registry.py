@@ -103,7 +103,9 @@ def test_the_registry_comes_from_the_environment_variable(registry: Path, monkey
     assert bare.exit_code == 2 and "--registry DIR or set RUNNER_CONFIG_REGISTRY" in bare.output
 
 
-def test_a_bad_file_is_refused_naming_the_field_and_nothing_is_committed(registry: Path, tmp_path: Path) -> None:
+def test_a_bad_file_is_refused_naming_the_field_and_nothing_is_committed(
+    registry: Path, tmp_path: Path
+) -> None:
     before = git(registry, "rev-parse", "HEAD")
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: gpt-4o\nseed: 7\ntemperature: 5\ntop_p: 1\n")
@@ -115,7 +117,11 @@ def test_a_bad_file_is_refused_naming_the_field_and_nothing_is_committed(registr
     result = cli("config", "push", str(extra), "--registry", str(registry))
     assert result.exit_code == 2 and "unknown field 'temprature'" in result.output
     assert git(registry, "rev-parse", "HEAD") == before
-    assert sorted(p.name for p in (registry / "versions").iterdir()) == ["0001.yaml", "0002.yaml", "0003.yaml"]
+    assert sorted(p.name for p in (registry / "versions").iterdir()) == [
+        "0001.yaml",
+        "0002.yaml",
+        "0003.yaml",
+    ]
 
 
 def test_init_refuses_a_folder_in_use(tmp_path: Path) -> None:
