@@ -78,6 +78,12 @@ def run_gate(
 
 def _check(root: Path, task_file: str, pack_name: str, version: int, replayer: Replayer | None) -> GateCheck:
     pack = root / pack_name
+    inside = root.resolve()
+    for name in (task_file, pack_name):
+        if not (root / name).resolve().is_relative_to(inside):
+            return GateCheck(
+                task_file, pack_name, False, (f"{name}: outside the registry; keep the golden set in it",)
+            )
     if not pack.is_file():
         return GateCheck(
             task_file, pack_name, False,

@@ -81,3 +81,11 @@ def test_rollback_skips_forced_versions_and_is_gated_too(registry: Path) -> None
     refused = cli("rollback", "production", "--registry", r)
     assert refused.exit_code == 1 and "no golden pack for version 1" in refused.output
     assert _env(registry)["version"] == 3
+
+
+def test_a_gate_reaching_outside_the_registry_fails(registry: Path, tmp_path: Path) -> None:
+    (tmp_path / "task.yaml").write_text("name: x\n")
+    (registry / "registry.yaml").write_text("format: 1\ngate: {tasks: [../task.yaml], packs: [p.tar.zst]}\n")
+    git(registry, "-c", "user.name=o", "-c", "user.email=o@x", "commit", "-qam", "gate outside")
+    result = cli("config", "promote", "production", "1", "--registry", str(registry))
+    assert result.exit_code == 1 and "../task.yaml: outside the registry" in result.output
