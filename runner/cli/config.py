@@ -125,7 +125,11 @@ def push_cmd(
     say(f"pushed {file} as version {pushed.version} (commit {pushed.commit[:12]})")
 
 
-@config.command("list", help="Every version, newest first, with the environments pointing at it.")
+@config.command(
+    "list",
+    help="Every version, newest first, with the environments pointing at it and who pushed it when.\n\n"
+    "Example: runner config list --registry cfg/ --json",
+)
 @handles_errors
 def list_cmd(registry: Registry = None, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     from runner.config import history, open_registry
@@ -206,7 +210,8 @@ def promote_cmd(
 
 @config.command(
     "current",
-    help="The version ENV points at; --json prints it with its whole configuration (what a deploy reads).",
+    help="The version ENV points at; --json prints it with its whole configuration (what a deploy reads).\n\n"
+    "Example: runner config current production --json",
 )
 @handles_errors
 def current_cmd(
@@ -227,7 +232,11 @@ def current_cmd(
     say(f"{env.name}: version {env.version} (went live {env.live[-1].gate})")
 
 
-@config.command("history", help="The audit log, newest first: who changed what, when and why.")
+@config.command(
+    "history",
+    help="The audit log, newest first: who changed what, when and why.\n\n"
+    "Example: runner config history --env production",
+)
 @handles_errors
 def history_cmd(
     registry: Registry = None,
