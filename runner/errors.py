@@ -14,7 +14,8 @@ Each message says what failed, on which file or request, and what to try next.
     ├── ExecuteError             a recorded command could not be started               exit 3
     ├── RecordError              a session could not be recorded                       exit 2
     ├── PrivacyError             wrong key, tampered ciphertext, bad signature         exit 2
-    └── DebugError               a checkpoint or a time-travel replay failed           exit 2
+    ├── DebugError               a checkpoint or a time-travel replay failed           exit 2
+    └── ConfigError              a configuration registry refused a change or is bad   exit 2
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 __all__ = [
+    "ConfigError",
     "DebugError",
     "EngineError",
     "EnvironmentProblem",
@@ -91,6 +93,10 @@ class RecordError(RunnerError):
 
 
 class PrivacyError(RunnerError):
+    exit_code = ExitCode.BAD_INPUT
+
+
+class ConfigError(RunnerError):
     exit_code = ExitCode.BAD_INPUT
 
 

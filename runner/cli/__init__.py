@@ -13,6 +13,7 @@ import typer
 from runner import __version__
 from runner.cli import (
     cassette,
+    config,
     debug,
     drift,
     engine,
@@ -40,7 +41,22 @@ app = typer.Typer(
 )
 
 # The order here is the order of `runner --help`: the workflow first, the machine set-up last.
-_GROUPS = (record, replay, report, view, golden, drift, pack, privacy, store, oci, debug, cassette, engine)
+_GROUPS = (
+    record,
+    replay,
+    report,
+    view,
+    golden,
+    config,
+    drift,
+    pack,
+    privacy,
+    store,
+    oci,
+    debug,
+    cassette,
+    engine,
+)
 for _group in _GROUPS:
     app.add_typer(_group.app)
 

@@ -88,6 +88,14 @@ def record_cmd(
         typer.Option("--upstream-ca", help="CA bundle verifying real servers (default: this machine's)."),
     ] = None,
     agent: Annotated[str, typer.Option("--agent", help="The agent's name in the manifest.")] = "agent",
+    config_version: Annotated[
+        str | None,
+        typer.Option(
+            "--config-version",
+            metavar="V",
+            help="The agent configuration version it runs under (runner config).",
+        ),
+    ] = None,
 ) -> None:
     """Record any agent process into a repro pack: HTTP(S) through a recording proxy, the environment, the
     git base and dirty baseline, the agent's patch, and each --check command as a replayable step.
@@ -108,6 +116,7 @@ def record_cmd(
         raise UsageError(f"--artifacts {artifacts!r}: use all or failing-only")
     options = RecordOptions(
         agent=agent,
+        config_version=config_version,
         http=not no_http,
         artifacts=artifacts,  # type: ignore[arg-type]
         slow_threshold=slow_threshold,

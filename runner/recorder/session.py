@@ -467,7 +467,7 @@ def record(
     agent: str = "agent",
     **options: Any,
 ) -> Iterator[Session]:
-    """Record the block as a repro pack at `out`. Options: see `RecordOptions` (http, artifacts,
+    """Record the block as a repro pack at `out`. Options: see `RecordOptions` (http, artifacts, config_version,
     slow_threshold, seed, temperature_policy, level, ...).
 
         with record(out="pack.tar.zst", repo=".", agent="my-agent") as session:
