@@ -88,6 +88,14 @@ def record_cmd(
         typer.Option("--upstream-ca", help="CA bundle verifying real servers (default: this machine's)."),
     ] = None,
     agent: Annotated[str, typer.Option("--agent", help="The agent's name in the manifest.")] = "agent",
+    history: Annotated[
+        str,
+        typer.Option(
+            "--history",
+            metavar="base|full|N",
+            help="What the pack's git bundle carries: the base tree alone (base), all history, or N commits.",
+        ),
+    ] = "base",
 ) -> None:
     """Record any agent process into a repro pack: HTTP(S) through a recording proxy, the environment, the
     git base and dirty baseline, the agent's patch, and each --check command as a replayable step.
@@ -96,6 +104,7 @@ def record_cmd(
     """
     # Imported here: the recorder is slow to import and only this command needs it.
     from runner.recorder import RecordOptions, record_command
+    from runner.recorder.gitstate import parse_history
 
     argv = list(ctx.args)
     if argv and argv[0] == "--":
@@ -115,6 +124,7 @@ def record_cmd(
         upstream_ca=upstream_ca,
         env_allow=tuple(env_allow or ()),
         env_secret=tuple(env_secret or ()),
+        history=parse_history(history),  # a bad value fails before the agent runs
     )
     result = record_command(
         argv, out, repo=repo, checks=check or [], timeout=timeout, options=options,
