@@ -135,3 +135,16 @@ def test_bad_history_fails_before_the_agent_runs(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "--history '0'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert git(repo, "status", "--porcelain") == ""  # the agent never ran
+
+
+def test_sdk_records_history_on_request(tmp_path: Path) -> None:
+    from runner.recorder import record
+
+    repo, leaked = _repo(tmp_path)
+    out = tmp_path / "p.tar.zst"
+    with record(out, repo=repo, http=False, history=2) as session:
+        session.run_tool(["true"])
+    manifest, _ = read_manifest(out)
+    assert manifest.git.history == "2"
+    assert session.summary is not None
+    assert any(f"config.py@{leaked[:12]}" in w for w in session.summary.warnings)
