@@ -18,7 +18,7 @@ def rerun(pack_path: Path, work: Path, env: dict[str, str] | None = None) -> lis
     unpacked = pack.unpack(pack_path, work / "pack")
     m = unpacked.manifest
     baseline = unpacked.path / m.git.baseline_patch if m.git.baseline_patch else None
-    ws = workspace.restore(unpacked.path / m.git.bundle, m.git.base_commit, work / "ws", baseline)
+    ws = workspace.restore(unpacked.path / m.git.bundle, m.git.checkout, work / "ws", baseline)
     problems: list[str] = []
     for step in m.steps:
         if isinstance(step, PatchStep):

@@ -118,8 +118,10 @@ def diff_cmd(
     with unpacked(local_pack(pack_a), keyring) as a, unpacked(local_pack(pack_b), keyring) as b:
         differences = diff_packs(a, b)
     if as_json:
-        say(json.dumps({"same": not differences,
-                        "differences": [d.__dict__ for d in differences]}, indent=2), soft_wrap=True)  # fmt: skip
+        # Machine output: printed as is, never escaped for the terminal like the lines below.
+        print(
+            json.dumps({"same": not differences, "differences": [d.__dict__ for d in differences]}, indent=2)
+        )
     elif not differences:
         say("the two recordings are the same")
     else:

@@ -96,6 +96,14 @@ def record_cmd(
             help="The agent configuration version it runs under (runner config).",
         ),
     ] = None,
+    history: Annotated[
+        str,
+        typer.Option(
+            "--history",
+            metavar="base|full|N",
+            help="What the pack's git bundle carries: the base tree alone (base), all history, or N commits.",
+        ),
+    ] = "base",
 ) -> None:
     """Record any agent process into a repro pack: HTTP(S) through a recording proxy, the environment, the
     git base and dirty baseline, the agent's patch, and each --check command as a replayable step.
@@ -104,6 +112,7 @@ def record_cmd(
     """
     # Imported here: the recorder is slow to import and only this command needs it.
     from runner.recorder import RecordOptions, record_command
+    from runner.recorder.gitstate import parse_history
 
     argv = list(ctx.args)
     if argv and argv[0] == "--":
@@ -124,6 +133,7 @@ def record_cmd(
         upstream_ca=upstream_ca,
         env_allow=tuple(env_allow or ()),
         env_secret=tuple(env_secret or ()),
+        history=parse_history(history),  # a bad value fails before the agent runs
     )
     result = record_command(
         argv, out, repo=repo, checks=check or [], timeout=timeout, options=options,

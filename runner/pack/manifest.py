@@ -289,6 +289,8 @@ def _from_dict(d: dict[str, Any]) -> Manifest:
             dirty=g["dirty"],
             baseline_patch=g.get("baseline_patch"),
             bundle=g["bundle"],
+            history=g.get("history", "full"),
+            bundle_commit=g.get("bundle_commit"),
         ),
         environment=Environment(
             kind=env["kind"],
@@ -383,6 +385,9 @@ def to_dict(m: Manifest) -> dict[str, Any]:
                     "dirty": m.git.dirty,
                     "baseline_patch": m.git.baseline_patch,
                     "bundle": m.git.bundle,
+                    # Written only when not the default of older packs, so their bytes are unchanged.
+                    "history": None if m.git.history == "full" else m.git.history,
+                    "bundle_commit": m.git.bundle_commit,
                 }
             )
         },

@@ -107,6 +107,16 @@ class GitInputs:
     dirty: bool = False
     baseline_patch: str | None = None  # BASELINE_PATH when dirty: uncommitted changes at session start
     bundle: str = BUNDLE_PATH
+    # What the bundle carries: "base" (one squashed commit whose tree is base_commit's), "full" (the whole
+    # history; packs without the field) or "N" (the last N first-parent commits, rewritten onto a squashed
+    # root). `bundle_commit` is the commit the workspace checks out; None means base_commit itself.
+    history: str = "full"
+    bundle_commit: str | None = None
+
+    @property
+    def checkout(self) -> str:
+        """The commit replay checks out of the bundle (its tree is base_commit's tree)."""
+        return self.bundle_commit or self.base_commit
 
 
 @dataclass(frozen=True)

@@ -454,7 +454,7 @@ def _extract(
     pack_path: Path,
     dest_dir: Path,
     limits: Limits,
-    finish: Callable[[Path, Manifest], None] | None,
+    finish: Callable[[Path, Manifest], Manifest] | None,
     *,
     only: frozenset[str] | None = None,
     verify_first: bool = False,
@@ -471,7 +471,7 @@ def _extract(
     try:
         manifest = _Scanner(pack_path, limits).run(DirWriter(partial, only))
         if finish:
-            finish(partial, manifest)
+            manifest = finish(partial, manifest)  # the full manifest, when the pack sealed part of it
         for entry in partial.iterdir():
             os.rename(entry, dest_dir / entry.name)
         partial.rmdir()

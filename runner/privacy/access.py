@@ -17,7 +17,7 @@ from runner.errors import PrivacyError
 from runner.pack import build as pack_build
 from runner.pack import read as pack_read
 from runner.pack import summary as pack_summary
-from runner.pack.manifest import Manifest
+from runner.pack.manifest import Manifest, dump
 from runner.privacy.crypto import Keyring, PublicKeys
 from runner.privacy.mask import Secret, reveal_text, sealed_secrets
 from runner.privacy.sign import SignatureCheck, check_signature, sign_manifest
@@ -57,6 +57,8 @@ def reveal(pack: Path, keyring: Keyring, out: Path | None = None) -> tuple[Secre
         if out is None:
             return found
         os.chmod(dest, 0o700)
+        if unpacked.manifest.privacy.extra.get("sealed_manifest"):  # its command lines and env values back
+            (dest / "manifest.yaml").write_text(dump(unpacked.manifest))
         for path in sorted(p for p in dest.rglob("*") if p.is_file()):
             data = path.read_bytes()
             if b"REDACTED_" not in data:

@@ -12,8 +12,8 @@ Rules:
   text-like parts goes and every other byte comes back unchanged; a member (or JSON value) that is one
   base64 blob is decoded and, when its text holds a secret, replaced whole. Only the git bundle is left
   alone: a compressed packfile whose object ids and checksums would break under any edit, so secrets
-  already committed to the base commit's history stay in it (rewrite history, or record from a clean
-  clone, to keep them out).
+  committed to the base tree stay in it (the recorder bundles the base tree alone by default, scans it
+  and warns; encrypt payloads to keep them unreadable).
 - The manifest's own secrets go too: command lines (the agent's and each step's, through
   `policy.redact_argv`), environment values (through `policy.redact_env_value`: whole values for keys the
   policy denies and for token-shaped values) and the git remote's URL credentials.
@@ -22,8 +22,10 @@ Rules:
   given, sealed (AES-256-GCM) in `privacy/sealed.bin`; without one they are gone.
 - Steps whose expected output was redacted compare through the `secrets` normaliser, so a replay that
   prints the live secret (or another of the same kind) still reproduces.
-- With `encrypt_payloads`, prompts/, cassettes/, artifacts/ and traces.jsonl are sealed member by member
-  after redaction; `open_payloads` (called by `pack.unpack` with a keyring) opens them.
+- With `encrypt_payloads`, prompts/, cassettes/, artifacts/, traces.jsonl, patches/ and workspace/ (the
+  dirty baseline and the git bundle) are sealed member by member after redaction, and the manifest's
+  command lines and environment values are sealed in `privacy/manifest.bin` (see `sealedmanifest`);
+  `open_payloads` (called by `pack.unpack` with a keyring) opens them and returns the full manifest.
 - Patches are redacted too (they are source code, where secrets hide), so a patch whose lines hold a
   secret no longer applies to the unredacted base commit. With the keyring, `open_payloads` also puts
   the original values back into the patches (and the dirty baseline), so a privileged replay applies
@@ -57,7 +59,7 @@ from runner.pack.manifest import (
     Privacy,
     Step,
 )
-from runner.privacy import audit, crypto
+from runner.privacy import audit, crypto, sealedmanifest
 from runner.privacy.crypto import Keyring
 from runner.privacy.policy import DEFAULT_POLICY, Policy, get, redact_argv, redact_env_value
 
@@ -75,7 +77,7 @@ __all__ = [
 ]
 
 SEALED_MEMBER = "privacy/sealed.bin"
-ENCRYPTED_PREFIXES = ("prompts/", "cassettes/", "artifacts/", "traces.jsonl")
+ENCRYPTED_PREFIXES = ("prompts/", "cassettes/", "artifacts/", "traces.jsonl", "patches/", "workspace/")
 _SEALED_FORMAT = "runner-sealed/1"
 _ARTIFACT = "artifacts/sha256/"
 
@@ -314,6 +316,9 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
             for name in sealed:
                 builder.rewrite_in_place(name, crypto.seal(options.keyring, builder.member_bytes(name), name))
             extra["encrypted_members"] = sealed
+            manifest, sealed_manifest = sealedmanifest.hide(manifest, options.keyring)
+            builder.add_bytes(sealedmanifest.SEALED_MANIFEST, sealed_manifest)
+            extra["sealed_manifest"] = sealedmanifest.SEALED_MANIFEST
     privacy = Privacy(
         redaction_policy=run.policy.name,
         encrypted_payloads=options.encrypt_payloads,
@@ -444,12 +449,14 @@ def reveal_text(name: str, text: str, secrets: Iterable[Secret]) -> str:
     return rewrite_text(name, text, back, lambda _, v: back(v))
 
 
-def open_payloads(folder: Path, manifest: Manifest, keyring: Keyring | None) -> None:
+def open_payloads(folder: Path, manifest: Manifest, keyring: Keyring | None) -> Manifest:
     """Decrypt an unpacked pack's sealed payload members in place (PrivacyError without a usable key);
-    with a keyring, also put the original values back into its patches."""
+    with a keyring, also put the original values back into its patches. Returns the full manifest (its
+    sealed command lines and environment values back in place)."""
     _decrypt(folder, manifest, keyring)
     if keyring is None or not manifest.privacy.extra.get("sealed"):
-        return
+        return manifest
+    manifest = sealedmanifest.restore(folder, manifest, keyring)
     found = sealed_secrets(folder, manifest, keyring)
     patches = [s.patch for s in manifest.steps if isinstance(s, PatchStep)]
     for name in [*patches, *([manifest.git.baseline_patch] if manifest.git.baseline_patch else [])]:
@@ -457,6 +464,7 @@ def open_payloads(folder: Path, manifest: Manifest, keyring: Keyring | None) -> 
         text = _text_of(path.read_bytes())
         if "REDACTED_" in text:
             path.write_bytes(reveal_text(name, text, found).encode("utf-8", "surrogateescape"))
+    return manifest
 
 
 def _decrypt(folder: Path, manifest: Manifest, keyring: Keyring | None) -> None:

@@ -27,8 +27,9 @@ from runner.pack import manifest as mf
 from runner.pack import snapshot
 from runner.pack.build import PackBuilder
 from runner.pack.snapshot import REPLAYED_ENV
+from runner.privacy import policy
 from runner.privacy.mask import PrivacyOptions
-from runner.recorder.gitstate import GitState, bundle
+from runner.recorder.gitstate import Bundled, GitState, bundle
 from runner.recorder.tools import Blob, Command
 
 __all__ = [
@@ -37,6 +38,8 @@ __all__ = [
     "Sampling",
     "SamplingReason",
     "build",
+    "bundle_scan",
+    "bundle_warning",
     "environment",
     "llm_defaults",
     "replayed_env",
@@ -75,6 +78,7 @@ class Captured:
     env_decisions: Mapping[str, mf.EnvDecision] = dataclasses.field(default_factory=dict)
     agent_files: tuple[tuple[str, bytes], ...] = ()  # (member, bytes) of agent.command.files
     recording: mf.Recording | None = None
+    history: str = "base"  # what the git bundle carries: base | full | N (gitstate.parse_history)
 
 
 def sampling(mode: ArtifactMode, failed: bool, slow: bool) -> Sampling:
@@ -129,7 +133,10 @@ def build(
             b.add_artifact(blob.data, media_type=blob.media_type, name=blob.name, span_id=blob.span_id)
     if captured.baseline:
         b.add_bytes(mf.BASELINE_PATH, captured.baseline)
-    bundle(captured.git, workdir / "base.bundle")
+    # Scan what the bundle carries with the pack's detectors (the default policy's when redaction is off).
+    options = privacy if privacy is not None else PrivacyOptions.from_env()
+    detectors = policy.get(options.policy or policy.DEFAULT_POLICY).detectors
+    bundled = bundle(captured.git, workdir / "base.bundle", captured.history, detectors)
     b.add_file(mf.BUNDLE_PATH, workdir / "base.bundle")
     env_dir = workdir / "env"
     for rel in snapshot.write(captured.snapshot, env_dir, repo=captured.git.root):
@@ -148,18 +155,53 @@ def build(
             branch=git.branch,
             dirty=git.dirty,
             baseline_patch=mf.BASELINE_PATH if captured.baseline else None,
+            history=bundled.history,
+            bundle_commit=None if bundled.commit == git.base_commit else bundled.commit,
         ),
         environment=dataclasses.replace(environment(captured.snapshot), variables=captured.env_decisions),
         llm=llm_defaults(captured.llm_first),
         steps=tuple(steps),
         cassettes=cassettes,
-        privacy=mf.Privacy(redaction_policy="runner-record-v1"),
+        privacy=mf.Privacy(redaction_policy="runner-record-v1", extra={"bundle_scan": bundle_scan(bundled)}),
         recording=captured.recording,
     )
     from runner.cassettes.process import sealing_options
 
     # The proxy's placeholders are sealed with the pack's other originals (privileged reveal restores them).
     return b.build(manifest, out, privacy=sealing_options(workdir / "proxy", privacy))
+
+
+_MAX_LISTED = 50  # findings listed in the manifest; the count covers them all
+
+
+def bundle_scan(bundled: Bundled) -> dict[str, Any]:
+    """The manifest's privacy.bundle_scan: what the detectors found in the git bundle (no secret values)."""
+    listed = [
+        {"kind": f.kind, "path": f.path[:500], **({"commit": f.commit} if f.commit else {})}
+        for f in bundled.findings[:_MAX_LISTED]
+    ]
+    return {"history": bundled.history, "secrets": bundled.secrets, "findings": listed}
+
+
+def bundle_warning(manifest: mf.Manifest) -> str | None:
+    """One line for the end of the recording when the git bundle carries secrets; None when it carries none."""
+    scan = manifest.privacy.extra.get("bundle_scan")
+    if not isinstance(scan, dict) or not scan.get("secrets"):
+        return None
+    findings = [f for f in scan.get("findings", ()) if isinstance(f, dict)]
+    in_history = sorted({f"{f['path']}@{str(f['commit'])[:12]}" for f in findings if f.get("commit")})
+    in_tree = sorted({str(f["path"]) for f in findings if not f.get("commit")})
+    parts = [f"the git bundle carries {scan['secrets']} secret(s) that redaction cannot remove"]
+    if in_history:
+        shown = ", ".join(in_history[:5]) + (" ..." if len(in_history) > 5 else "")
+        parts.append(f"in history ({shown}): --history base (the default) drops history")
+    if in_tree:
+        shown = ", ".join(in_tree[:5]) + (" ..." if len(in_tree) > 5 else "")
+        parts.append(
+            f"in the base tree ({shown}): the bundle keeps them as committed (redacting would change the "
+            "tree); set RUNNER_ENCRYPT_PAYLOADS=1 with RUNNER_KEYRING to encrypt the bundle"
+        )
+    return "; ".join(parts)
 
 
 def environment(snap: snapshot.EnvSnapshot) -> mf.Environment:

@@ -10,15 +10,24 @@ caches that tools write while a session runs (__pycache__, .pytest_cache) and pa
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from proxy.redact import Detector, Redactor
 from runner import gitcmd
 from runner.errors import RecordError
 
-__all__ = ["GitState", "bundle", "diff_trees", "read_state", "worktree_tree"]
+__all__ = [
+    "Bundled",
+    "Finding",
+    "GitState",
+    "bundle",
+    "diff_trees",
+    "parse_history",
+    "read_state",
+    "worktree_tree",
+]
 
 _CACHE_EXCLUDES = (
     ":(exclude,glob)**/__pycache__/**",
@@ -85,13 +94,139 @@ def diff_trees(state: GitState, before: str, after: str) -> bytes:
     ).stdout  # fmt: skip
 
 
-def bundle(state: GitState, out: Path) -> Path:
-    """Write a git bundle holding the base commit (and its history) to `out`."""
-    # A bundle needs a ref: a private temporary one, so a detached HEAD works and the user's refs stay as they were.
-    ref = f"refs/runner-record/{os.getpid()}-{os.urandom(4).hex()}"
-    gitcmd.run(state.root, "update-ref", ref, state.base_commit, error=RecordError)
-    try:
-        gitcmd.run(state.root, "bundle", "create", str(out), ref, error=RecordError)
-    finally:
-        gitcmd.run(state.root, "update-ref", "-d", ref, check=False, error=RecordError)
-    return out
+def parse_history(value: str | int) -> str:
+    """`base`, `full` or a count of commits N >= 1, as the manifest writes it; RecordError otherwise."""
+    text = str(value).strip().lower()
+    if text in ("base", "full") or (text.isdigit() and 0 < int(text) < 10**9 and not text.startswith("0")):
+        return text
+    raise RecordError(f"--history {value!r}: use base (the default: the base tree alone), full, or a count N")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A secret the detectors found in what the bundle carries (never the secret itself)."""
+
+    kind: str
+    path: str
+    commit: str | None  # the original commit that added it; None for the base tree
+
+
+@dataclass(frozen=True)
+class Bundled:
+    history: str  # base | full | N
+    commit: str  # the commit the bundle holds and replay checks out (its tree is the base tree)
+    findings: tuple[Finding, ...]
+    secrets: int = 0  # distinct secret values among the findings
+
+
+# A squashed commit is the same for the same tree: fixed identity and date, so packs stay deterministic.
+_SQUASH_ENV = {
+    "GIT_AUTHOR_NAME": "runner", "GIT_AUTHOR_EMAIL": "runner@localhost", "GIT_AUTHOR_DATE": "@0 +0000",
+    "GIT_COMMITTER_NAME": "runner", "GIT_COMMITTER_EMAIL": "runner@localhost", "GIT_COMMITTER_DATE": "@0 +0000",
+}  # fmt: skip
+_DROPPED_HEADERS = (b"parent ", b"gpgsig", b"mergetag ")
+
+
+def _rewritten(raw: bytes, parent: str | None) -> bytes:
+    """Commit object `raw` with `parent` as its only parent and no signature (which would no longer hold)."""
+    head, _, message = raw.partition(b"\n\n")
+    kept: list[bytes] = []
+    skipping = False
+    for line in head.split(b"\n"):
+        if line.startswith(b" ") and skipping:
+            continue  # continuation of a dropped multi-line header
+        skipping = line.startswith(_DROPPED_HEADERS)
+        if not skipping:
+            kept.append(line)
+    if parent is not None:
+        kept.insert(1, b"parent " + parent.encode())
+    return b"\n".join(kept) + b"\n\n" + message
+
+
+def bundle(
+    state: GitState, out: Path, history: str = "full", detectors: tuple[Detector, ...] = ()
+) -> Bundled:
+    """Write a git bundle holding the base commit's tree to `out`: `full` history, the last N first-parent
+    commits rewritten onto a squashed root, or (`base`) one squashed commit. With `detectors`, scan what
+    the bundle carries (every added line of every commit in it) and report the secrets found."""
+    # Work in a private bare repository borrowing the user's objects (alternates): the squashed commits
+    # and the temporary ref never reach the user's repository.
+    with tempfile.TemporaryDirectory(prefix="runner-bundle-") as tmp:
+        work = Path(tmp) / "repo.git"
+        gitcmd.run(Path(tmp), "init", "-q", "--bare", str(work), error=RecordError)
+        objects = gitcmd.output(state.root, "rev-parse", "--git-path", "objects", error=RecordError).strip()
+        (work / "objects" / "info" / "alternates").write_text(str((state.root / objects).resolve()) + "\n")
+        origin: dict[str, str | None] = {}  # bundled commit -> the original it stands for (None: squashed)
+        if history == "full":
+            tip = state.base_commit
+        else:
+            count = None if history == "base" else int(history)
+            chain = [] if count is None else _first_parents(work, state.base_commit, count)
+            oldest = chain[0] if chain else state.base_commit
+            parents = gitcmd.output(
+                work, "rev-list", "--parents", "-n", "1", oldest, error=RecordError
+            ).split()
+            tip_or_none: str | None = None
+            if not chain or len(parents) > 1:  # a squashed root: the tree before the kept commits
+                root_tree = f"{parents[1]}^{{tree}}" if chain else f"{state.base_commit}^{{tree}}"
+                message = f"runner: squashed tree of {parents[1] if chain else state.base_commit}\n"
+                tip_or_none = (
+                    gitcmd.run(
+                        work,
+                        "commit-tree",
+                        root_tree,
+                        stdin=message.encode(),
+                        env=_SQUASH_ENV,
+                        error=RecordError,
+                    )
+                    .stdout.decode()
+                    .strip()
+                )
+                origin[tip_or_none] = parents[1] if chain else None  # the commit whose tree it is
+            for commit in chain:
+                raw = gitcmd.run(work, "cat-file", "commit", commit, error=RecordError).stdout
+                tip_or_none = gitcmd.run(
+                    work, "hash-object", "-t", "commit", "-w", "--stdin",
+                    stdin=_rewritten(raw, tip_or_none), error=RecordError,
+                ).stdout.decode().strip()  # fmt: skip
+                origin[tip_or_none] = commit
+            assert tip_or_none is not None
+            tip = tip_or_none
+        ref = "refs/heads/base"
+        gitcmd.run(work, "update-ref", ref, tip, error=RecordError)
+        gitcmd.run(work, "bundle", "create", "-q", str(out), ref, error=RecordError)
+        findings, secrets = _scan(work, tip, origin, detectors) if detectors else ((), 0)
+    return Bundled(history, tip, findings, secrets)
+
+
+def _first_parents(work: Path, commit: str, count: int) -> list[str]:
+    """The last `count` first-parent commits ending at `commit`, oldest first."""
+    out = gitcmd.output(work, "rev-list", "--first-parent", "-n", str(count), commit, error=RecordError)
+    return out.split()[::-1]
+
+
+def _scan(
+    work: Path, tip: str, origin: dict[str, str | None], detectors: tuple[Detector, ...]
+) -> tuple[tuple[Finding, ...], int]:
+    """Every secret the detectors find in the lines the bundle's commits add (the root adds its whole tree)."""
+    found: list[tuple[str, str]] = []
+    redactor = Redactor(b"scan", detectors, found=lambda kind, secret, token: found.append((kind, secret)))
+    log = gitcmd.run(
+        work, "log", "-p", "--unified=0", "--no-renames", "--no-color", "--no-ext-diff", "--format=%x00%H", tip,
+        error=RecordError, timeout=1800,
+    ).stdout  # fmt: skip
+    findings: dict[tuple[str, str | None, str], Finding] = {}
+    commit: str | None = None
+    path = ""
+    for raw in log.split(b"\n"):
+        if raw.startswith(b"\x00"):
+            bundled = raw[1:].decode()
+            commit = origin.get(bundled, bundled) if origin else bundled
+        elif raw.startswith(b"+++ "):
+            path = raw[4:].decode("utf-8", "surrogateescape").removeprefix("b/")
+        elif raw.startswith(b"+"):
+            found.clear()
+            redactor.text(raw[1:].decode("utf-8", "surrogateescape"))
+            for kind, secret in found:
+                findings.setdefault((secret, commit, path), Finding(kind, path, commit))
+    return tuple(findings.values()), len({secret for secret, _, _ in findings})

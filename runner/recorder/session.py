@@ -85,6 +85,7 @@ class RecordOptions:
     # Finish spans on a background thread as the session goes (on when an OTLP endpoint is set), rather
     # than all at the end, which keeps the agent's own thread free of recording work.
     live_spans: bool = False
+    history: str | int = "base"  # what the git bundle carries: base (the base tree alone), full, or N commits
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class Session:
         self._started = time.monotonic()
         self.created_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
         self.git = gitstate.read_state(self._repo)
+        self._history = gitstate.parse_history(self.options.history)  # bad values fail before the agent runs
         self._workdir = Path(tempfile.mkdtemp(prefix="runner-record-"))
         self._builder = PackBuilder(level=self.options.level, staging_dir=self._workdir / "staging")
         self._blob_store = BlobStore(self._workdir / "blobs")
@@ -281,6 +283,7 @@ class Session:
             final = assembly.build(
                 self._captured(exchanges), sampling.keep, self._builder, self._workdir, self.out, self.privacy
             )
+            self.warnings += filter(None, [assembly.bundle_warning(final)])
             return RecordSummary(
                 path=self.out,
                 manifest=final,
@@ -323,6 +326,7 @@ class Session:
                 exchanges=exchanges,
                 env_decisions=self.env_policy.decisions,
                 agent_files=self.agent_files,
+                history=self._history,
                 recording=mf.Recording(
                     exchanges, self._proxy.model_exchanges, options.record_loopback, tuple(self.warnings)
                 ),

@@ -215,7 +215,7 @@ def _unpack(pack_path: Path, scratch: Path, options: ReplayOptions) -> pack_stag
 def _restore(unpacked: pack_stage.UnpackedPack, dest: Path) -> workspace_stage.Workspace:
     git = unpacked.manifest.git
     baseline = unpacked.path / git.baseline_patch if git.baseline_patch else None
-    return workspace_stage.restore(unpacked.path / git.bundle, git.base_commit, dest, baseline)
+    return workspace_stage.restore(unpacked.path / git.bundle, git.checkout, dest, baseline)
 
 
 def _cassette(unpacked: pack_stage.UnpackedPack) -> Path | None:

@@ -98,3 +98,10 @@ def corpus(seed: int = 7) -> list[Planted]:
     inner = f'{{"user": "ci", "password": "{r(20)}"}}'.encode()
     add("base64", base64.b64encode(inner).decode())
     return out
+
+
+def history_secret(seed: int = 11) -> Planted:
+    """A key a commit added and a later commit removed: only the git history holds it."""
+    rnd = random.Random(seed)
+    value = "sk-proj-" + "".join(rnd.choice(ALNUM) for _ in range(40))
+    return Planted("openai-key", value, f'OPENAI_API_KEY = "{value}"')

@@ -59,6 +59,7 @@ def _plant(src: Path) -> None:
     ]
     spec["steps"][1:1] = extra
     (src / "session.yaml").write_text(yaml.safe_dump(spec))
+    (src / "repo/settings.py").write_text(f'OPENAI_API_KEY = "{API_KEY}"\n')  # committed: in the bundle
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,24 @@ def test_planted_secrets_are_not_readable_outside_the_git_bundle(
     for name, data in _members(masked):
         if name != "workspace/base.bundle":
             assert not any(s.encode() in data for s in (API_KEY, BEARER, EMAIL, RECORDED_TOKEN)), name
+
+
+def test_encrypted_pack_hides_patches_bundle_and_command_lines_and_verifies_without_the_key(
+    secret_packs: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    masked, encrypted, _ = secret_packs
+    assert dict(_members(masked))["workspace/base.bundle"].startswith(b"# v2 git bundle")
+    members = dict(_members(encrypted))
+    sealed = [n for n in members if n.startswith("patches/")] + ["workspace/base.bundle"]
+    assert len(sealed) > 1
+    for name in sealed:
+        assert not members[name].startswith((b"# v2 git bundle", b"diff --git")), name
+    for name, data in members.items():
+        assert not any(s.encode() in data for s in (API_KEY, BEARER, EMAIL, RECORDED_TOKEN)), name
+        assert b"def median" not in data and b"os.environ['OPENAI_API_KEY']" not in data, name
+    assert b"<encrypted>" in members["manifest.yaml"]
+    proc = runner("verify", str(encrypted), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def _members(path: Path) -> list[tuple[str, bytes]]:

@@ -1,0 +1,150 @@
+"""The pack's git bundle: the base tree alone by default, history on request, and a scan of what it carries."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import zstandard
+
+from runner.pack.read import read_manifest
+from runner.replay.workspace import restore
+from tests.gitrepo import git, make_repo, write
+from tests.helpers.secret_corpus import corpus, history_secret
+
+LEAK = history_secret()
+
+
+def _repo(tmp_path: Path) -> tuple[Path, str]:
+    """Three commits: the second adds a key in config.py, the third removes it."""
+    repo = tmp_path / "repo"
+    make_repo(repo, {"app.py": "print('hi')\n"})
+    write(repo, {"config.py": LEAK.context + "\n"})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "add config")
+    leaked = git(repo, "rev-parse", "HEAD").strip()
+    write(repo, {"config.py": "OPENAI_API_KEY = None\n"})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "drop the key")
+    return repo, leaked
+
+
+def _record(repo: Path, out: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    return subprocess.run(
+        [sys.executable, "-m", "runner", "record", "--out", str(out), "--no-http", *flags, "--",
+         "sh", "-c", "echo 'x = 1' >> app.py"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def _members(pack: Path) -> dict[str, bytes]:
+    raw = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(pack.read_bytes()), read_across_frames=True)
+    with tarfile.open(fileobj=io.BytesIO(raw.read()), mode="r:") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+
+
+def _bundle_objects(bundle: bytes, tmp: Path) -> tuple[bytes, int]:
+    """Every object the bundle holds, uncompressed, and the number of commits in it."""
+    (tmp / "b.bundle").write_bytes(bundle)
+    clone = tmp / "clone"
+    subprocess.run(["git", "clone", "-q", "--mirror", str(tmp / "b.bundle"), str(clone)], check=True)
+    objects = subprocess.run(
+        ["git", "cat-file", "--batch-all-objects", "--batch"], cwd=clone, capture_output=True, check=True
+    ).stdout
+    count = subprocess.run(["git", "rev-list", "--count", "--all"], cwd=clone, capture_output=True, text=True)
+    return objects, int(count.stdout)
+
+
+def test_default_bundle_is_the_base_tree_alone_and_replays(tmp_path: Path) -> None:
+    repo, _ = _repo(tmp_path)
+    base = git(repo, "rev-parse", "HEAD").strip()
+    out = tmp_path / "p.tar.zst"
+    proc = _record(repo, out)
+    assert proc.returncode == 0, proc.stderr
+    members = _members(out)
+    objects, commits = _bundle_objects(members["workspace/base.bundle"], tmp_path)
+    assert commits == 1
+    assert LEAK.value.encode() not in objects
+    assert not any(LEAK.value.encode() in data for data in members.values())
+    assert "secret" not in proc.stderr  # the base tree holds none
+    manifest, _ = read_manifest(out)
+    assert manifest.git.base_commit == base and manifest.git.history == "base"
+    assert manifest.git.bundle_commit and manifest.git.bundle_commit != base
+    assert manifest.privacy.extra["bundle_scan"] == {"history": "base", "secrets": 0, "findings": []}
+    ws = restore(_write(tmp_path, members), manifest.git.checkout, tmp_path / "ws")
+    assert git(ws.path, "rev-parse", "HEAD^{tree}") == git(repo, "rev-parse", f"{base}^{{tree}}")
+
+
+def _write(tmp_path: Path, members: dict[str, bytes]) -> Path:
+    path = tmp_path / "again.bundle"
+    path.write_bytes(members["workspace/base.bundle"])
+    return path
+
+
+def test_full_history_is_scanned_and_the_warning_names_the_commit(tmp_path: Path) -> None:
+    repo, leaked = _repo(tmp_path)
+    out = tmp_path / "p.tar.zst"
+    proc = _record(repo, out, "--history", "full")
+    assert proc.returncode == 0, proc.stderr
+    assert "1 secret(s)" in proc.stderr and f"config.py@{leaked[:12]}" in proc.stderr
+    assert "--history base" in proc.stderr
+    manifest, _ = read_manifest(out)
+    assert manifest.git.history == "full" and manifest.git.bundle_commit is None
+    scan = manifest.privacy.extra["bundle_scan"]
+    assert scan["secrets"] == 1
+    assert scan["findings"] == [{"kind": "openai-key", "path": "config.py", "commit": leaked}]
+    assert LEAK.value not in out.read_bytes().decode("latin-1")  # the finding never carries the value
+    _, commits = _bundle_objects(_members(out)["workspace/base.bundle"], tmp_path)
+    assert commits == 3
+
+
+def test_history_n_keeps_the_last_commits_on_a_squashed_root(tmp_path: Path) -> None:
+    repo, leaked = _repo(tmp_path)
+    base = git(repo, "rev-parse", "HEAD").strip()
+    out = tmp_path / "p.tar.zst"
+    proc = _record(repo, out, "--history", "1")
+    assert proc.returncode == 0, proc.stderr
+    manifest, _ = read_manifest(out)
+    assert manifest.git.history == "1"
+    members = _members(out)
+    objects, commits = _bundle_objects(members["workspace/base.bundle"], tmp_path)
+    assert commits == 2  # the squashed tree before the kept commit, then the commit itself
+    assert b"drop the key" in objects and b"add config" not in objects
+    # The squashed root is the tree of the commit that added the key: the warning names that commit.
+    assert f"config.py@{leaked[:12]}" in proc.stderr
+    ws = restore(_write(tmp_path, members), manifest.git.checkout, tmp_path / "ws")
+    assert git(ws.path, "rev-parse", "HEAD^{tree}") == git(repo, "rev-parse", f"{base}^{{tree}}")
+
+
+def test_secret_in_the_base_tree_points_at_encryption(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    make_repo(repo, {"settings.py": corpus()[0].context + "\n"})
+    proc = _record(repo, tmp_path / "p.tar.zst")
+    assert proc.returncode == 0, proc.stderr
+    assert "in the base tree (settings.py)" in proc.stderr and "RUNNER_ENCRYPT_PAYLOADS=1" in proc.stderr
+
+
+def test_bad_history_fails_before_the_agent_runs(tmp_path: Path) -> None:
+    repo, _ = _repo(tmp_path)
+    proc = _record(repo, tmp_path / "p.tar.zst", "--history", "0")
+    assert proc.returncode == 2 and "--history '0'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert git(repo, "status", "--porcelain") == ""  # the agent never ran
+
+
+def test_sdk_records_history_on_request(tmp_path: Path) -> None:
+    from runner.recorder import record
+
+    repo, leaked = _repo(tmp_path)
+    out = tmp_path / "p.tar.zst"
+    with record(out, repo=repo, http=False, history=2) as session:
+        session.run_tool(["true"])
+    manifest, _ = read_manifest(out)
+    assert manifest.git.history == "2"
+    assert session.summary is not None
+    assert any(f"config.py@{leaked[:12]}" in w for w in session.summary.warnings)
