@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from runner.replay.outcome import PackOutcome, Verdict
+from runner.replay.outcome import PackOutcome, Verdict, next_step
 
-__all__ = ["exit_code", "headline"]
+__all__ = ["exit_code", "headline", "next_lines", "what_next"]
 
 
 def exit_code(outcomes: Sequence[PackOutcome]) -> int:
@@ -28,3 +28,25 @@ def headline(o: PackOutcome) -> str:
         return f"error: {o.error}"
     where = f"step {first.step_id}: {first.summary}" if first else "no step"
     return f"diverged at {where} (likely cause: {o.cause})"
+
+
+def what_next(o: PackOutcome) -> str | None:
+    """What to do about a diverged pack, in one sentence; None when it did not diverge."""
+    if o.verdict is not Verdict.DIVERGED or o.cause is None:
+        return None
+    return next_step(o.cause)
+
+
+def next_lines(outcomes: Sequence[PackOutcome]) -> list[str]:
+    """The report's first lines: for each diverged pack, its cause, what happened and what to do next (a
+    missed request with the nearest recorded one)."""
+    lines: list[str] = []
+    for o in outcomes:
+        step = what_next(o)
+        first = o.first_divergence
+        if step is None or first is None:
+            continue
+        lines.append(f"{o.pack}: {o.cause}: {first.summary}")
+        lines += [f"  missed: {miss}" for miss in o.cassettes.misses[:3]]
+        lines.append(f"  next: {step}")
+    return lines
