@@ -6,7 +6,11 @@ patches that applied only inexactly, and the infrastructure failure that stopped
 
 Rules: a patch step applies on the host (the workspace is bind-mounted); a command step runs in the container
 and is judged by `compare.compare_command`. With `rerun_agent`, the step holding the agent's patch re-runs the
-recorded agent instead and `compare.compare_agent` judges the tree it leaves. Steps stop at the first one
+recorded agent instead and `compare.compare_agent` judges its exit and the tree it leaves (agent-private files
+left out). The re-run agent gets `runner.pack.agentenv.replay_env` (verbatim values, placeholders for
+secrets), pinned PYTHONHASHSEED/locale/TZ (and FAKETIME at the recorded start when the image has
+libfaketime), its own files back (`~/` is the sandbox user's HOME, /tmp; a path the read-only image refuses
+goes under /tmp and argv follows it), and no stdin (closed, as recorded). Steps stop at the first one
 that disagrees unless `keep_going`. A recorded working directory that leaves the workspace is a bad pack.
 A command runs in the sandbox (`runner.engine.sandbox`): the workspace is lent to the sandbox user while it
 runs, and a command that hits a limit of the sandbox (memory, processes) fails its step with the limit
