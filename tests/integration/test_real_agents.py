@@ -119,7 +119,7 @@ def test_a_real_agent_replays_and_reruns_offline(own_images: Any, tmp_path: Path
     )
     assert len(server.requests) == 2 and (repo / "six.py").read_text().count(FIXED) == 1
     m = pack_summary.inspect(pack).manifest
-    assert m.recording.model_exchanges == 2 and m.recording.loopback
+    assert m.recording is not None and m.recording.model_exchanges == 2 and m.recording.loopback
     assert m.agent.command is not None and m.agent.command.files  # the captured configuration
     code, report, out = _replay(pack, tmp_path)  # the server is stopped: the cassette answers
     assert code == 0 and report["verdict"] == "reproduced", out
