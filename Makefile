@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 export TESTCONTAINERS_RYUK_DISABLED := true
 
 .DEFAULT_GOAL := help
-.PHONY: help install engine browser images packs demo test unit lint bench clean
+.PHONY: help install engine browser images packs demo test unit lint bench clean test-agents
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -50,7 +50,10 @@ demo: images packs ## Replay the bundled example pack (exit 0: reproduced)
 unit: install browser ## Run the tests that need no Docker engine
 	$(BIN)/python -m pytest -m 'not docker' $(PYTEST_ARGS)
 
-test: images packs browser ## Run the whole suite: lint, type checks, unit and Docker integration tests
+test-agents: install ## Cached virtualenvs of the third-party agents and the PyPI repository the real-agent tests use
+	$(BIN)/python -m tests.agents.venvs
+
+test: images packs browser test-agents ## Run the whole suite: lint, type checks, unit and Docker integration tests
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -70,6 +70,15 @@ def replay_cmd(
             "--rerun-agent", help="Re-run the recorded agent against the cassettes; compare its patch."
         ),
     ] = False,
+    ignore_agent_file: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ignore-agent-file",
+            metavar="GLOB",
+            help="With --rerun-agent: a file the agent writes for itself (chat history, log) left out of the "
+            "comparison, on top of the defaults (.aider*, *.log, .cache/, ...); `dir/` names a folder.",
+        ),
+    ] = None,
     allow_image_mismatch: Annotated[
         bool,
         typer.Option("--allow-image-mismatch", help="Replay even when the image differs from the pack's."),
@@ -97,6 +106,7 @@ def replay_cmd(
 ) -> None:
     # Imported here: the replay pipeline is slow to import and only this command needs it.
     from runner.replay import pipeline, report
+    from runner.replay.compare import DEFAULT_AGENT_PRIVATE
     from runner.view.site import write_run_views
 
     selected = pipeline.select_packs([local_pack(p) for p in packs], shard)
@@ -110,6 +120,7 @@ def replay_cmd(
             base_image=own.base.tag, proxy_image=own.proxy.tag, runs_dir=runs_dir, keep=keep,
             keep_going=keep_going, allow_image_mismatch=allow_image_mismatch, trust=trust, rerun_agent=rerun_agent,
             keyring=keyring, limits=limits,
+            ignore_agent_files=(*DEFAULT_AGENT_PRIVATE, *(ignore_agent_file or ())),
         )  # fmt: skip
         with live_progress() as live:
 

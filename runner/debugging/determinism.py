@@ -4,9 +4,9 @@ Inputs: a `Checkpoint` (its timestamp starts the clock, its identity seeds the s
 per mocked import path. Outputs: the `DeterministicExecutionContext` and the responders a replay uses.
 
 Rules:
-- Inside the context the clock starts at the checkpoint's timestamp and moves on by a fixed tick (1 ms)
-  at each reading, so timeout loops end and durations stay positive while two replays still read the same
-  values; `random` and `uuid.uuid4` are seeded from the checkpoint id and span id; mocked import paths
+- Inside the context the clock reads the checkpoint's timestamp, frozen, as the time-travel guide
+  promises; `clock="advancing"` starts it there and moves it on by a fixed tick (1 ms) at each reading,
+  for code whose timeout loops must end (two replays still read the same values); `random` and `uuid.uuid4` are seeded from the checkpoint id and span id; mocked import paths
   call their responders. Everything is put back on exit, errors included.
 - The recorded responses for a span type are served in order, as deep copies; running out of them is an
   error that fails the replay even when the replayed code catches it.
@@ -36,6 +36,7 @@ from runner.observability import Span
 
 __all__ = [
     "DEFAULT_TICK_NS",
+    "Clock",
     "CounterfactualCall",
     "CounterfactualReport",
     "DeterministicExecutionContext",
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 DEFAULT_TICK_NS = 1_000_000
+Clock = Literal["frozen", "advancing"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,8 +206,9 @@ def _servable(value: Any, path: str, index: int) -> Any:
 class DeterministicExecutionContext:
     """Freeze the sources of non-determinism for the duration of a `with` block.
 
-    Inside: ``time.time``, ``time.time_ns``, ``datetime.datetime.now``/``utcnow``/``today`` read a clock
-    that starts at the checkpoint's timestamp and advances by `tick_ns` per reading; the ``random`` module
+    Inside: ``time.time``, ``time.time_ns``, ``datetime.datetime.now``/``utcnow``/``today`` return the
+    checkpoint's timestamp, frozen (`clock="frozen"`, the default, as the time-travel guide promises); with
+    `clock="advancing"` the clock starts there and advances by `tick_ns` per reading; the ``random`` module
     functions draw from a stream seeded from the checkpoint; ``uuid.uuid4`` draws from another. Names bound
     elsewhere with ``from time import time`` (and the like) are swapped too. Each import path of
     `mock_targets` returns its listed values in order. Everything is put back on exit, errors included.
@@ -219,9 +222,13 @@ class DeterministicExecutionContext:
         *,
         responders: Mapping[str, Responder] | None = None,
         tick_ns: int = DEFAULT_TICK_NS,
+        clock: Clock = "frozen",
     ) -> None:
+        if clock not in ("frozen", "advancing"):
+            raise DebugError(f"clock {clock!r}: use 'frozen' or 'advancing'")
         self.checkpoint = checkpoint
-        self.tick_ns = tick_ns
+        self.clock: Clock = clock
+        self.tick_ns = tick_ns if clock == "advancing" else 0
         self.responders: dict[str, Responder] = {
             path: serve_in_order(path, list(values), f"mock_targets[{path!r}]")
             for path, values in (mock_targets or {}).items()

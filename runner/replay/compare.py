@@ -3,7 +3,8 @@
 Inputs: the expected and actual bytes of a stream or output file, and the named rules the manifest gives
 for it. Output: a `Difference` (empty when they agree after normalisation) carrying a unified diff. A
 whole step compares in one call: `compare_command` (a recorded `CommandStep` against what its replay
-left, `Replayed`) and `compare_agent` (the tree a re-run agent left against the tree its patch makes).
+left, `Replayed`) and `compare_agent` (the tree a re-run agent left against the tree its patch makes, its exit code first; agent-private files such as chat
+histories and logs, `DEFAULT_AGENT_PRIVATE` unless the user names others, are left out and reported).
 
 Rules: exit codes compare exactly. Text streams compare after named normalisers that blank out what
 legitimately changes between runs (durations, timestamps, temporary paths, memory addresses, ports) and
@@ -16,6 +17,7 @@ rules never race on the same text.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
@@ -25,9 +27,11 @@ from proxy.redact import DETECTORS, EXTRA_DETECTORS, Redactor, collapse
 from runner.pack.manifest import OUTPUT_RULES, CommandStep
 
 __all__ = [
+    "DEFAULT_AGENT_PRIVATE",
     "NORMALISERS",
     "Difference",
     "Replayed",
+    "agent_private",
     "compare_agent",
     "compare_command",
     "compare_exit_code",
@@ -245,13 +249,83 @@ def compare_command(
     return tuple(d for d in found if d is not None)
 
 
-def compare_agent(git_diff: str, timed_out: bool) -> tuple[Difference, ...]:
+# Files agents write for themselves (chat histories, logs, caches, trajectories): never part of the verdict.
+DEFAULT_AGENT_PRIVATE: tuple[str, ...] = (
+    ".aider*", "*.log", ".cache/", "__pycache__/", ".pytest_cache/", "*.traj", "*.traj.json",
+    "trajectory*.json", ".mini-swe-agent*", ".gptme*",
+)  # fmt: skip
+_FILE_HEADER = re.compile(r"^diff --git a/(.*) b/(.*)$", re.MULTILINE)
+
+
+def agent_private(path: str, globs: Iterable[str]) -> bool:
+    """True when `path` (relative, `/`-separated) matches a glob: `dir/` matches a folder anywhere on the
+    path, any other glob the whole path or its last part."""
+    parts = path.split("/")
+    for glob in globs:
+        if glob.endswith("/"):
+            if any(fnmatch.fnmatchcase(part, glob[:-1]) for part in parts[:-1]):
+                return True
+        elif fnmatch.fnmatchcase(path, glob) or fnmatch.fnmatchcase(parts[-1], glob):
+            return True
+    return False
+
+
+def _file_chunks(git_diff: str) -> list[tuple[str, str]]:
+    """(path, chunk) for each file of a `git diff`."""
+    heads = list(_FILE_HEADER.finditer(git_diff))
+    return [
+        (head[2], git_diff[head.start() : heads[i + 1].start() if i + 1 < len(heads) else len(git_diff)])
+        for i, head in enumerate(heads)
+    ]
+
+
+def _same_after_normalising(chunk: str) -> bool:
+    """True when a file's changed lines differ only in what the command-output normalisers blank out."""
+    if "\n@@" not in chunk or any(
+        mark in chunk for mark in ("GIT binary patch", "\nnew file mode", "\ndeleted file mode", "\nold mode")
+    ):
+        return False  # only text changes of a file in both trees can be equal after normalising
+    lines = chunk.splitlines()
+    body = [ln for ln in lines if not ln.startswith(("---", "+++"))]
+    removed = "\n".join(ln[1:] for ln in body if ln.startswith("-"))
+    added = "\n".join(ln[1:] for ln in body if ln.startswith("+"))
+    return normalise(removed, NORMALISERS) == normalise(added, NORMALISERS)
+
+
+def _tail(text: str, lines: int = 15) -> str:
+    return "".join(line + "\n" for line in text.rstrip().splitlines()[-lines:])
+
+
+def compare_agent(
+    git_diff: str,
+    timed_out: bool,
+    *,
+    exit_code: int | None = 0,
+    stderr: str = "",
+    ignore: Iterable[str] = DEFAULT_AGENT_PRIVATE,
+) -> tuple[tuple[Difference, ...], tuple[str, ...]]:
     """A re-run agent against its recording: `git_diff` runs from the recorded patch's tree to the tree the
-    agent left (empty when they are equal)."""
+    agent left (empty when they are equal). Returns the differences, the agent's failure first (a non-zero
+    exit, with the last lines of its stderr), and the agent-private files (`ignore`) left out of the
+    comparison. A file whose changes only differ in what the normalisers blank out is not a difference."""
     if timed_out:
-        return (Difference("timeout", "killed after its timeout"),)
-    if not git_diff:
-        return ()
-    changed = sum(1 for line in git_diff.splitlines() if line.startswith("diff --git"))
-    summary = f"the re-run agent's patch differs from the recorded one in {changed} file(s)"
-    return (Difference("patch", summary, git_diff),)
+        last = _tail(stderr, 5)
+        return (Difference("agent-failed", "the re-run agent was killed at its timeout", last),), ()
+    ignore = tuple(ignore)
+    ignored: list[str] = []
+    kept: list[str] = []
+    for path, chunk in _file_chunks(git_diff):
+        if agent_private(path, ignore):
+            ignored.append(path)
+        elif not _same_after_normalising(chunk):
+            kept.append(chunk)
+    found: list[Difference] = []
+    if exit_code not in (0, None):
+        last = next((ln.strip() for ln in reversed(stderr.splitlines()) if ln.strip()), "no stderr")
+        found.append(
+            Difference("agent-failed", f"the re-run agent exited {exit_code}: {last[:300]}", _tail(stderr))
+        )
+    if kept:
+        summary = f"the re-run agent's patch differs from the recorded one in {len(kept)} file(s)"
+        found.append(Difference("patch", summary, "".join(kept)))
+    return tuple(found), tuple(sorted(ignored))

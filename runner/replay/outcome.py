@@ -4,7 +4,9 @@ A pack's verdict is one of three. `reproduced`: every step agreed with the recor
 disagreed; the first such step is named with its differences and the likely cause. `error`: the
 infrastructure failed (no engine, an image that cannot be built, a proxy that would not start); an error is
 never reported as a divergence, because it says nothing about the agent. `likely_cause` names the cause
-of a divergence from what the run observed.
+of a divergence from what the run observed, checked first to last: the re-run agent failed (exited
+non-zero, crashed, was killed waiting), a request missed the cassette, a timeout, the patch, the output
+(nondeterministic or changed behaviour), the environment. `next_step` says what to do about it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ from typing import Literal
 
 from runner.replay.compare import Difference
 
-__all__ = ["CassetteUsage", "Cause", "PackOutcome", "StepKind", "StepOutcome", "Verdict", "likely_cause"]
+__all__ = [
+    "CassetteUsage",
+    "Cause",
+    "PackOutcome",
+    "StepKind",
+    "StepOutcome",
+    "Verdict",
+    "likely_cause",
+    "next_step",
+]
 
 StepKind = Literal["patch", "command"]
 
@@ -31,12 +42,17 @@ class Verdict(StrEnum):
 class Cause(StrEnum):
     """The likely reason a replay diverged, from what the run observed (best first)."""
 
-    CASSETTE_MISS = "cassette miss"
+    AGENT_FAILED = "agent-failed"
+    CASSETTE_MISS = "cassette-miss"
     PATCH = "patch"
     TIMEOUT = "timeout"
     ENVIRONMENT = "environment"
     NONDETERMINISTIC = "nondeterministic output"
     BEHAVIOUR = "behaviour changed"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Cause | None:
+        return cls.CASSETTE_MISS if value == "cassette miss" else None  # reports written before 2026-11
 
 
 @dataclass(frozen=True)
@@ -83,10 +99,12 @@ def likely_cause(
 ) -> Cause:
     """The likely cause of the divergence at `first`, given the cassette usage, whether a patch applied
     only inexactly, and the run's warnings (best evidence first)."""
-    if any(d.subject == "timeout" for d in first.differences):
-        return Cause.TIMEOUT
+    if any(d.subject == "agent-failed" for d in first.differences):
+        return Cause.AGENT_FAILED
     if usage.misses:
         return Cause.CASSETTE_MISS
+    if any(d.subject == "timeout" for d in first.differences):
+        return Cause.TIMEOUT
     if first.kind == "patch" or inexact_patches:
         return Cause.PATCH
     if _only_volatile(first.differences):
@@ -94,6 +112,25 @@ def likely_cause(
     if warnings:
         return Cause.ENVIRONMENT
     return Cause.BEHAVIOUR
+
+
+_NEXT: dict[Cause, str] = {
+    Cause.AGENT_FAILED: "read the agent's stderr in the run folder (steps/*.agent.stderr): it failed before "
+    "finishing; if it asked for input or configuration, record it with that set (--env-allow, --capture-file)",
+    Cause.CASSETTE_MISS: "the agent sent a request the recording does not hold: compare it with the nearest "
+    "recorded one below; if the change is expected, record the session again",
+    Cause.TIMEOUT: "re-run with a larger --timeout-scale, or look for a loop waiting on something absent",
+    Cause.PATCH: "the tree differs from the recording: read the patch difference below; agent-private files "
+    "(chat histories, logs) can be left out with --ignore-agent-file GLOB",
+    Cause.ENVIRONMENT: "the replay image differs from the recorded environment: read the warnings below",
+    Cause.NONDETERMINISTIC: "outputs differ only in numbers or ids: add a normaliser to the step's compare rules",
+    Cause.BEHAVIOUR: "a command's result changed: read the first difference below and its logs",
+}
+
+
+def next_step(cause: Cause) -> str:
+    """What to do about a divergence of `cause`, in one sentence."""
+    return _NEXT[cause]
 
 
 _VOLATILE = re.compile(r"0x[0-9a-fA-F]+|[0-9a-fA-F]{8,}|\d+")

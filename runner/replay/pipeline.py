@@ -29,7 +29,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
-from proxy.report import Report
+from proxy.report import Miss, Report
 from runner.engine import containers
 from runner.engine import sandbox as sandbox_engine
 from runner.engine.host import BuildTrust
@@ -40,6 +40,7 @@ from runner.privacy.crypto import Keyring
 from runner.progress import Progress, Silent
 from runner.replay import environment, sidecar
 from runner.replay import workspace as workspace_stage
+from runner.replay.compare import DEFAULT_AGENT_PRIVATE
 from runner.replay.outcome import CassetteUsage, PackOutcome, Verdict, likely_cause
 from runner.replay.steps import WORKSPACE, StepRules, StepsResult, run_steps
 
@@ -59,6 +60,7 @@ class ReplayOptions:
     rerun_agent: bool = False  # run the recorded agent instead of applying the patch it produced
     keyring: Keyring | None = None  # opens packs whose payloads are encrypted (runner.privacy)
     limits: sandbox_engine.Limits = field(default_factory=sandbox_engine.Limits)
+    ignore_agent_files: tuple[str, ...] = DEFAULT_AGENT_PRIVATE  # with rerun_agent: globs not compared
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,12 @@ def replay(
                 known = replace(known, warnings=(*known.warnings, *drift))
 
                 rules = StepRules(
-                    options.timeout_scale, options.keep_going, options.rerun_agent, options.limits, user
+                    options.timeout_scale,
+                    options.keep_going,
+                    options.rerun_agent,
+                    options.limits,
+                    user,
+                    options.ignore_agent_files,
                 )
                 steps = run_steps(
                     workload, ws, unpacked, known.run_dir, rules,
@@ -284,8 +291,18 @@ def _save_proxy_report(proxy_dir: Path, run_dir: Path) -> None:
 
 
 def _usage(report: Report) -> CassetteUsage:
-    misses = tuple(f"{m.method} {m.url}: {m.reason}" for m in report.misses)
+    misses = tuple(_miss(m) for m in report.misses)
     return CassetteUsage(served=report.served, misses=misses, unused=len(report.unused))
+
+
+def _miss(miss: Miss) -> str:
+    """A missed request, the nearest recorded one and why they differ, in one line."""
+    text = f"{miss.method} {miss.url}: {miss.reason}"
+    if miss.candidates:
+        near = miss.candidates[0]
+        why = "; ".join(f"{f.matcher}: {f.difference}" for f in near.failed) or "it was already served"
+        text += f"; nearest recorded #{near.index} {near.method} {near.url} differs in {why}"
+    return text[:1000]
 
 
 def select_packs(paths: list[Path], shard: str | None = None) -> list[Path]:

@@ -6,7 +6,11 @@ patches that applied only inexactly, and the infrastructure failure that stopped
 
 Rules: a patch step applies on the host (the workspace is bind-mounted); a command step runs in the container
 and is judged by `compare.compare_command`. With `rerun_agent`, the step holding the agent's patch re-runs the
-recorded agent instead and `compare.compare_agent` judges the tree it leaves. Steps stop at the first one
+recorded agent instead and `compare.compare_agent` judges its exit and the tree it leaves (agent-private files
+left out). The re-run agent gets `runner.pack.agentenv.replay_env` (verbatim values, placeholders for
+secrets), pinned PYTHONHASHSEED/locale/TZ (and FAKETIME at the recorded start when the image has
+libfaketime), its own files back (`~/` is the sandbox user's HOME, /tmp; a path the read-only image refuses
+goes under /tmp and argv follows it), and no stdin (closed, as recorded). Steps stop at the first one
 that disagrees unless `keep_going`. A recorded working directory that leaves the workspace is a bad pack.
 A command runs in the sandbox (`runner.engine.sandbox`): the workspace is lent to the sandbox user while it
 runs, and a command that hits a limit of the sandbox (memory, processes) fails its step with the limit
@@ -15,6 +19,8 @@ named and stops the steps as an infrastructure failure, so the pack's verdict is
 
 from __future__ import annotations
 
+import re
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,22 +32,34 @@ from docker.models.containers import Container
 
 from runner.engine.sandbox import Limits, LimitWatch, User, lend
 from runner.errors import ExecuteError, PackError, RunnerError, WorkspaceError
+from runner.pack.agentenv import replay_env
 from runner.pack.manifest import AgentCommand, CommandStep, PatchStep
+from runner.pack.model import Manifest
 from runner.pack.read import UnpackedPack
 from runner.replay import execute
 from runner.replay import workspace as workspace_stage
-from runner.replay.compare import Difference, Replayed, compare_agent, compare_command
+from runner.replay.compare import (
+    DEFAULT_AGENT_PRIVATE,
+    Difference,
+    Replayed,
+    compare_agent,
+    compare_command,
+)
 from runner.replay.outcome import StepKind, StepOutcome
 
 __all__ = ["WORKSPACE", "StepRules", "StepsResult", "run_steps"]
 
 WORKSPACE = PurePosixPath("/workspace")
 
-# Clients refuse to start without an API key; the proxy answers from the cassette whatever key is sent.
-_PLACEHOLDER_KEYS = {
-    "OPENAI_API_KEY": "sk-replay-placeholder",
-    "ANTHROPIC_API_KEY": "sk-ant-replay-placeholder",
-}
+# What the re-run agent gets pinned, so the files it writes for itself match the recording's: hash order,
+# locale and timezone. The recorded start time is pinned too when the image has libfaketime (FAKETIME_LIB).
+_PINNED = {"PYTHONHASHSEED": "0", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "TZ": "UTC"}
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+# The agent's own files go back from here (inside .git, so no tree the comparison reads ever holds them).
+_STAGE = ".git/runner-agent-files"
+# Where a file whose recorded path the read-only image cannot take goes instead (argv is rewritten to it).
+_RELOCATED = PurePosixPath("/tmp/runner-agent-files")
+_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?Z\Z")
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,7 @@ class StepRules:
     rerun_agent: bool = False  # run the recorded agent instead of applying the patch it produced
     limits: Limits = field(default_factory=Limits)
     user: User | None = None  # the sandbox user the workspace is lent to while a command runs
+    ignore_agent_files: tuple[str, ...] = DEFAULT_AGENT_PRIVATE  # globs of agent-private files not compared
 
 
 @dataclass(frozen=True)
@@ -84,9 +103,7 @@ def run_steps(
             on_step(index, _describe(step))
             if isinstance(step, PatchStep) and rules.rerun_agent and step.id == m.agent.patch:
                 assert m.agent.command is not None
-                outcome = _rerun_agent(
-                    workload, ws, pack.path / step.patch, step, m.agent.command, run_dir, rules
-                )
+                outcome = _rerun_agent(workload, ws, pack, step, m.agent.command, run_dir, rules)
             elif isinstance(step, PatchStep):
                 outcome, applied = _apply(ws, pack.path / step.patch, step)
                 if applied is not None and not applied.exact:
@@ -141,33 +158,100 @@ def _workdir(cwd: str, field: str) -> str:
 def _rerun_agent(
     workload: Container,
     ws: workspace_stage.Workspace,
-    patch: Path,
+    pack: UnpackedPack,
     step: PatchStep,
     command: AgentCommand,
     run_dir: Path,
     rules: StepRules,
 ) -> StepOutcome:
-    """Run the recorded agent again (answered by the cassettes) and compare the tree it leaves with the
-    tree the recorded patch makes."""
+    """Run the recorded agent again (answered by the cassettes) with its recorded environment, its own files
+    back in place and stdin closed, then compare the tree it leaves with the tree the recorded patch makes."""
     workdir = _workdir(command.cwd, "agent.command.cwd")
     before = workspace_stage.tree(ws)
-    recorded = workspace_stage.tree_with_patch(ws, before, patch)
+    recorded = workspace_stage.tree_with_patch(ws, before, pack.path / step.patch)
+    argv = _restore_files(workload, ws.path, pack, command, rules)
+    env = {**_PINNED, **replay_env(pack.manifest), **_faketime(workload, pack.manifest)}
     result = _run(
-        workload, ws.path, rules, list(command.argv), workdir=workdir,
-        env={**_PLACEHOLDER_KEYS, **command.env}, timeout=command.timeout or 3600,
+        workload, ws.path, rules, argv, workdir=workdir, env=env, timeout=command.timeout or 3600,
         log_dir=run_dir / "steps", name=f"{step.id}.agent",
     )  # fmt: skip
+    shutil.rmtree(ws.path / _STAGE, ignore_errors=True)
     if result.limit is not None:
         return _limited(step.id, "patch", result)
     replayed = workspace_stage.tree(ws)
-    diffs = compare_agent(workspace_stage.diff_trees(ws, recorded, replayed), result.timed_out)
-    if result.timed_out:
-        summary = "the re-run agent was killed at its timeout"
-    elif diffs:
+    stderr = result.stderr.read_bytes().decode("utf-8", "replace") if result.stderr.exists() else ""
+    diffs, ignored = compare_agent(
+        workspace_stage.diff_trees(ws, recorded, replayed),
+        result.timed_out,
+        exit_code=result.exit_code,
+        stderr=stderr,
+        ignore=rules.ignore_agent_files,
+    )
+    note = f"; ignored agent-private file(s): {', '.join(ignored)}" if ignored else ""
+    if diffs:
         summary = diffs[0].summary
     else:
-        summary = f"re-run agent reproduced the patch (exit {result.exit_code})"
-    return StepOutcome(step.id, "patch", not diffs, summary, diffs, result.duration_s)
+        summary = f"re-run agent reproduced the patch (exit {result.exit_code}){note}"
+    return StepOutcome(step.id, "patch", not diffs, summary, diffs, result.duration_s, str(run_dir / "steps"))
+
+
+def _restore_files(
+    workload: Container, workspace: Path, pack: UnpackedPack, command: AgentCommand, rules: StepRules
+) -> list[str]:
+    """Put the agent's own files back (`~/` is the sandbox user's HOME, /tmp) and return the argv to run: a
+    file whose recorded path the read-only image refuses goes under /tmp instead, and argv follows it."""
+    argv = list(command.argv)
+    if not command.files:
+        return argv
+    stage = workspace / _STAGE
+    stage.mkdir(parents=True, exist_ok=True)
+    for index, agent_file in enumerate(command.files):
+        member = PurePosixPath(agent_file.member)
+        if member.is_absolute() or ".." in member.parts or member.parts[:2] != ("agent", "files"):
+            raise PackError(f"agent.command.files: member {agent_file.member!r} is not under agent/files/")
+        source = pack.path / member
+        if not source.is_file():
+            raise PackError(f"agent.command.files: {agent_file.member} is missing from the pack")
+        target = _container_path(agent_file.path)
+        staged = stage / f"{index:04d}"
+        shutil.copyfile(source, staged)
+        inside = str(WORKSPACE / _STAGE / staged.name)
+        copied = _copy_in(workload, workspace, rules, inside, str(target))
+        if not copied:  # a read-only path of the image: relocate under /tmp and point argv there
+            moved = _RELOCATED / target.relative_to("/")
+            if not _copy_in(workload, workspace, rules, inside, str(moved)):
+                raise ExecuteError(f"could not put the agent's file {agent_file.path} back in the container")
+            argv = [str(moved) if arg == agent_file.path else arg for arg in argv]
+    return argv
+
+
+def _container_path(path: str) -> PurePosixPath:
+    # `~/` is the sandbox user's HOME, /tmp (runner.engine.sandbox)
+    target = PurePosixPath("/tmp") / path[2:] if path.startswith("~/") else PurePosixPath(path)
+    if not target.is_absolute() or ".." in target.parts:
+        raise PackError(f"agent.command.files: path {path!r} is neither absolute nor under ~/")
+    return target
+
+
+def _copy_in(workload: Container, workspace: Path, rules: StepRules, source: str, target: str) -> bool:
+    script = 'mkdir -p "$(dirname "$2")" && cp "$1" "$2"'
+    result = _run(
+        workload, workspace, rules, ["sh", "-c", script, "sh", source, target], workdir=str(WORKSPACE),
+        env={}, timeout=60, log_dir=workspace / _STAGE / "logs", name="copy",
+    )  # fmt: skip
+    return result.exit_code == 0
+
+
+def _faketime(workload: Container, manifest: Manifest) -> dict[str, str]:
+    """FAKETIME at the recorded start, when the image has libfaketime; nothing otherwise."""
+    check = workload.exec_run(["test", "-e", FAKETIME_LIB])
+    if check.exit_code != 0:
+        return {}
+    found = _RFC3339.match(manifest.session.created_at)
+    if found is None:  # a hostile or odd value: leave the clock real rather than pass it on
+        return {}
+    started = f"{found[1]} {found[2]}"
+    return {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": f"@{started}", "FAKETIME_DONT_RESET": "1"}
 
 
 def _command(

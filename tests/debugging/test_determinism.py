@@ -32,10 +32,25 @@ def test_replays_are_deterministic_and_checkpoints_differ() -> None:
     first, second = _noisy_replay(a), _noisy_replay(a)
     assert first == second
     assert first["time"][0] == a.timestamp  # the clock starts at the checkpoint
-    assert first["time"][1] == int(a.timestamp * 1e9) + 1_000_000  # and moves 1 ms per reading
+    assert first["time"][1] == int(a.timestamp * 1e9)  # and stays there: frozen, as the guide promises
     assert uuid.UUID(first["uuid"][0]).version == 4 and first["uuid"][0] != first["uuid"][1]
     other = _noisy_replay(b)
     assert other["random"] != first["random"] and other["uuid"] != first["uuid"]
+
+
+def test_the_clock_is_frozen_at_the_checkpoint_unless_asked_to_advance() -> None:
+    rec = record_research()
+    checkpoint = CheckpointManager().create_checkpoint(rec.agent, rec.trace, rec.spans["query_1"])
+    start_ns = int(checkpoint.timestamp * 1e9)
+    with DeterministicExecutionContext(checkpoint):
+        readings = [time.time(), time.time(), time.time_ns(), datetime.datetime.now().timestamp()]
+    assert readings[:2] == [checkpoint.timestamp] * 2 and readings[2] == start_ns
+    assert readings[3] == pytest.approx(checkpoint.timestamp)
+    with DeterministicExecutionContext(checkpoint, clock="advancing"):
+        ticks = [time.time_ns(), time.time_ns()]
+    assert ticks == [start_ns, start_ns + 1_000_000]
+    with pytest.raises(DebugError, match="clock 'sundial'"):
+        DeterministicExecutionContext(checkpoint, clock="sundial")  # type: ignore[arg-type]
 
 
 def test_the_context_restores_everything_even_on_errors(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,7 +74,7 @@ def test_the_context_restores_everything_even_on_errors(monkeypatch: pytest.Monk
         DeterministicExecutionContext(checkpoint, {"research_agent.call_llm": ["r1"]}),
     ):
         assert user.time() == checkpoint.timestamp
-        assert user.datetime.now().timestamp() == pytest.approx(checkpoint.timestamp + 0.001)
+        assert user.datetime.now().timestamp() == pytest.approx(checkpoint.timestamp)
         assert isinstance(datetime.datetime(2020, 1, 1), user.datetime)
         assert datetime.datetime.utcnow().tzinfo is None
         assert user.call_llm("x") == "r1"  # a copy of the name bound elsewhere is mocked too

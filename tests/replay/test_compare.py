@@ -4,8 +4,10 @@ import pytest
 
 from runner.pack import manifest
 from runner.replay.compare import (
+    DEFAULT_AGENT_PRIVATE,
     NORMALISERS,
     Replayed,
+    agent_private,
     compare_agent,
     compare_command,
     compare_exit_code,
@@ -124,9 +126,46 @@ def test_compare_command_checks_exit_code_streams_and_outputs_in_order() -> None
     assert [d.summary for d in timed_out] == ["killed after its timeout of 60s"]
 
 
+def _file(path: str, old: str, new: str) -> str:
+    return f"diff --git a/{path} b/{path}\nindex 1..2 100644\n--- a/{path}\n+++ b/{path}\n@@ -1 +1 @@\n-{old}\n+{new}\n"
+
+
 def test_compare_agent_counts_the_files_that_differ() -> None:
-    assert compare_agent("", timed_out=False) == ()
-    diff = "diff --git a/x b/x\n-1\n+2\ndiff --git a/y b/y\n"
-    (found,) = compare_agent(diff, timed_out=False)
+    assert compare_agent("", timed_out=False) == ((), ())
+    diff = _file("x", "1", "2") + "diff --git a/y b/y\nold mode 100644\nnew mode 100755\n"
+    (found,), ignored = compare_agent(diff, timed_out=False)
     assert found.subject == "patch" and "in 2 file(s)" in found.summary and found.diff == diff
-    assert [d.subject for d in compare_agent("", timed_out=True)] == ["timeout"]
+    assert ignored == ()
+    (killed,), _ = compare_agent("", timed_out=True, stderr="Waiting for input\n")
+    assert killed.subject == "agent-failed" and "timeout" in killed.summary and "Waiting" in killed.diff
+
+
+def test_a_failed_agent_comes_first_with_its_exit_code_and_last_stderr_line() -> None:
+    stderr = "Traceback (most recent call last):\n  File agent.py\nKeyError: 'OPENAI_API_BASE'\n\n"
+    found, _ = compare_agent(_file("src/a.py", "x = 1", "x = 2"), False, exit_code=1, stderr=stderr)
+    assert [d.subject for d in found] == ["agent-failed", "patch"]
+    assert found[0].summary == "the re-run agent exited 1: KeyError: 'OPENAI_API_BASE'"
+    assert "Traceback" in found[0].diff
+
+
+def test_agent_private_files_are_ignored_and_reported_and_volatile_text_normalised() -> None:
+    diff = (
+        _file(".aider.chat.history.md", "# 2026-01-01 10:00:00", "# 2026-11-25 17:00:00")
+        + _file("logs/run.log", "a", "b")
+        + _file("pkg/.cache/x.json", "a", "b")
+        + _file("notes.md", "written at 2026-01-01T10:00:00Z", "written at 2026-11-25T17:00:00Z")
+        + _file("trajectory.json", "a", "b")
+    )
+    found, ignored = compare_agent(diff, False, ignore=(".aider*", "*.log", ".cache/"))
+    assert ignored == (".aider.chat.history.md", "logs/run.log", "pkg/.cache/x.json")
+    (patch,) = found  # notes.md differs only in a timestamp: equal after normalising
+    assert (
+        "in 1 file(s)" in patch.summary and "trajectory.json" in patch.diff and "notes.md" not in patch.diff
+    )
+    _, defaults = compare_agent(diff, False)
+    assert "trajectory.json" in defaults and ".aider.chat.history.md" in defaults
+
+
+def test_agent_private_globs() -> None:
+    assert agent_private("a/b/.cache/c", (".cache/",)) and not agent_private(".cache", (".cache/",))
+    assert agent_private("deep/x.log", ("*.log",)) and not agent_private("x.py", DEFAULT_AGENT_PRIVATE)

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from typing import Any
 
 from runner.replay.outcome import PackOutcome, Verdict
+from runner.replay.report.summary import what_next
 
 __all__ = ["REPORT_VERSION", "to_json"]
 
@@ -18,7 +19,7 @@ REPORT_VERSION = 1
 
 
 def _as_dict(outcome: PackOutcome) -> dict[str, Any]:
-    data = asdict(outcome)
+    data: dict[str, Any] = {"next_step": what_next(outcome), **asdict(outcome)}  # what to do, first
     first = outcome.first_divergence
     data["first_divergence"] = first.step_id if first else None
     return data

@@ -9,13 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from runner.replay.outcome import PackOutcome
-from runner.replay.report.summary import headline, view_command
+from runner.replay.report.summary import headline, next_lines, view_command
 
 __all__ = ["to_markdown"]
 
 
 def to_markdown(outcomes: Sequence[PackOutcome]) -> str:
-    lines = ["# Replay report", "", "| pack | verdict | steps | detail |", "| --- | --- | --- | --- |"]
+    lines = ["# Replay report", ""]
+    head = [f"{'  - ' if line.startswith(' ') else '- '}{line.strip()}" for line in next_lines(outcomes)]
+    lines += [*head, ""] if head else []  # what happened and what to do, before the table
+    lines += ["| pack | verdict | steps | detail |", "| --- | --- | --- | --- |"]
     for o in outcomes:
         detail = headline(o).replace("|", "\\|")
         lines.append(f"| `{o.pack}` | {o.verdict.value} | {len(o.steps)} | {detail} |")

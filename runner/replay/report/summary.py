@@ -9,9 +9,9 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from runner.replay.outcome import PackOutcome, Verdict
+from runner.replay.outcome import PackOutcome, Verdict, next_step
 
-__all__ = ["exit_code", "headline", "view_command"]
+__all__ = ["exit_code", "headline", "next_lines", "view_command", "what_next"]
 
 
 def exit_code(outcomes: Sequence[PackOutcome]) -> int:
@@ -35,3 +35,25 @@ def headline(o: PackOutcome) -> str:
 def view_command(run_dir: str) -> str:
     """The command that shows a run folder in the browser (`runner view`), quoted for a shell."""
     return f"runner view {shlex.quote(run_dir)}"
+
+
+def what_next(o: PackOutcome) -> str | None:
+    """What to do about a diverged pack, in one sentence; None when it did not diverge."""
+    if o.verdict is not Verdict.DIVERGED or o.cause is None:
+        return None
+    return next_step(o.cause)
+
+
+def next_lines(outcomes: Sequence[PackOutcome]) -> list[str]:
+    """The report's first lines: for each diverged pack, its cause, what happened and what to do next (a
+    missed request with the nearest recorded one)."""
+    lines: list[str] = []
+    for o in outcomes:
+        step = what_next(o)
+        first = o.first_divergence
+        if step is None or first is None:
+            continue
+        lines.append(f"{o.pack}: {o.cause}: {first.summary}")
+        lines += [f"  missed: {miss}" for miss in o.cassettes.misses[:3]]
+        lines.append(f"  next: {step}")
+    return lines

@@ -18,7 +18,7 @@ from rich.text import Text
 
 from runner.display import visible, visible_text
 from runner.replay.outcome import PackOutcome, Verdict
-from runner.replay.report.summary import headline
+from runner.replay.report.summary import headline, next_lines
 
 __all__ = ["render_terminal"]
 
@@ -26,6 +26,8 @@ _STYLE = {Verdict.REPRODUCED: "green", Verdict.DIVERGED: "yellow", Verdict.ERROR
 
 
 def render_terminal(outcomes: Sequence[PackOutcome], console: Console) -> None:
+    for line in next_lines(outcomes):  # what happened and what to do, before any table
+        console.print(visible_text(line, "bold yellow" if not line.startswith(" ") else ""))
     table = Table(title="Replay", show_lines=False)
     for col in ("pack", "verdict", "steps", "time", "detail"):
         table.add_column(col)
@@ -48,6 +50,7 @@ def render_terminal(outcomes: Sequence[PackOutcome], console: Console) -> None:
             parts.insert(0, visible_text(o.error, "red", newlines=True))
         first = o.first_divergence
         if first is not None:
+            parts += [visible_text(f"missed: {m}", "yellow", newlines=True) for m in o.cassettes.misses]
             for d in first.differences:
                 parts.append(visible_text(d.summary, "bold", newlines=True))
                 if d.diff:
