@@ -1,21 +1,32 @@
-"""Costs of time-travel debugging, side by side with the baseline each one adds to.
+"""Costs of time-travel debugging, side by side with what one would write by hand instead.
 
-- span: a recorded span (SQLite file, written at start and end) vs an empty `with` block
-- context: entering and leaving DeterministicExecutionContext (scans every imported module) vs a bare call
-- checkpoint: save + load of a 10,000-entry state as typed JSON vs pickle.dumps + pickle.loads
+- span: a recorded span (SQLite file, written at start and end) vs one JSON line appended and flushed
+- context: entering and leaving DeterministicExecutionContext (scans every imported module) vs
+  unittest.mock.patch of time.time, time.monotonic, random.random and uuid.uuid4 by hand
+- checkpoint: save + load of a 10,000-entry state as typed JSON vs pickle to a file and back, and vs a
+  plain json.dump to a file and back (same state)
 
-Run from the repository root: PYTHONPATH=. python bench/bench_debugging.py
+Issue 16 sets no goal here: the ratios are printed and written to bench/out/debugging_bench.json.
+
+    python bench/debugging_bench.py
 """
 
 from __future__ import annotations
 
-import contextlib
+import json
 import pickle
+import random
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from goals import write
 
 from runner.debugging import CheckpointManager, DeterministicExecutionContext
 from runner.observability import TracerProvider
@@ -45,14 +56,38 @@ def main() -> None:
 
         with tracer.span("root") as root:
             span_s = per_call(one_span, 1000)
-        bare_s = per_call(contextlib.nullcontext, 1000)
+        with open(Path(tmp, "spans.jsonl"), "a") as log:
+
+            def one_line() -> None:
+                start = time.time()
+                line = {
+                    "name": "step",
+                    "type": "tool",
+                    "start": start,
+                    "end": time.time(),
+                    "output": {"ok": True},
+                }
+                log.write(json.dumps(line) + "\n")
+                log.flush()
+
+            line_s = per_call(one_line, 1000)
 
         agent = Agent()
         trace = provider.trace_store.get_trace(root.trace_id)
         manager = CheckpointManager(Path(tmp, "ckpt"))
         checkpoint = manager.create_checkpoint(agent, trace, root.span_id, capture_git=False)
         enter_s = per_call(lambda: DeterministicExecutionContext(checkpoint).__enter__().__exit__(), 20)
-        call_s = per_call(lambda: None, 20)
+
+        def by_hand() -> None:
+            with (
+                mock.patch("time.time", return_value=0.0),
+                mock.patch("time.monotonic", return_value=0.0),
+                mock.patch("random.random", random.Random(0).random),
+                mock.patch("uuid.uuid4", lambda: uuid.UUID(int=0)),
+            ):
+                pass
+
+        patch_s = per_call(by_hand, 20)
 
         def typed() -> None:
             manager.load_checkpoint(manager.save_checkpoint(checkpoint, "b.ckpt"))
@@ -61,17 +96,35 @@ def main() -> None:
             Path(tmp, "b.pkl").write_bytes(pickle.dumps(checkpoint.agent_state))
             pickle.loads(Path(tmp, "b.pkl").read_bytes())
 
-        typed_s, pickle_s = per_call(typed, 5), per_call(pickled, 5)
+        def dumped() -> None:
+            Path(tmp, "b.json").write_text(json.dumps(checkpoint.agent_state, default=vars))
+            json.loads(Path(tmp, "b.json").read_text())
+
+        typed_s, pickle_s, json_s = per_call(typed, 5), per_call(pickled, 5), per_call(dumped, 5)
         provider.trace_store.close()
 
-    print(f"{'measure':<44}{'runner':>12}{'baseline':>12}{'ratio':>9}")
     rows = [
-        ("span recorded in SQLite vs empty with (µs)", span_s * 1e6, bare_s * 1e6),
-        (f"deterministic context, {len(sys.modules)} modules (ms)", enter_s * 1e3, call_s * 1e3),
-        ("checkpoint 10k entries, JSON vs pickle (ms)", typed_s * 1e3, pickle_s * 1e3),
+        ("span in SQLite vs a JSON line appended (µs)", span_s * 1e6, line_s * 1e6),
+        (
+            f"deterministic context, {len(sys.modules)} modules vs mock.patch x4 (ms)",
+            enter_s * 1e3,
+            patch_s * 1e3,
+        ),
+        ("checkpoint 10k entries, typed JSON vs pickle (ms)", typed_s * 1e3, pickle_s * 1e3),
+        ("checkpoint 10k entries, typed JSON vs json.dump (ms)", typed_s * 1e3, json_s * 1e3),
     ]
+    print(f"{'measure':<72}{'runner':>10}{'by hand':>10}{'ratio':>9}")
     for name, ours, base in rows:
-        print(f"{name:<44}{ours:>12.2f}{base:>12.4f}{ours / base:>8.0f}x")
+        print(f"{name:<72}{ours:>10.2f}{base:>10.2f}{ours / base:>8.1f}x")
+    write(
+        "debugging_bench",
+        {"spans": 1000, "context_repetitions": 20, "checkpoint_entries": 10_000, "checkpoint_repetitions": 5},
+        [],
+        rows=[
+            {"measure": n, "runner": round(o, 4), "by_hand": round(b, 4), "ratio": round(o / b, 3)}
+            for n, o, b in rows
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Replay latency of the cassette proxy next to mitmproxy's own server playback, by cassette size.
 
-For cassettes of 10, 1,000 and 10,000 LLM-like exchanges (POST JSON to /v1/chat/completions), both
-proxies run as local mitmdump processes with the same CA, and one keep-alive requests.Session sends
-the same distinct requests (at most 200 per size, in rounds for small cassettes) through each.
-Prints p50/p95 per request and the ratio ours / server_replay; writes bench/out/proxy_bench.json.
-Goal: a ratio near or below 1, flat as the cassette grows.
+For cassettes of 10, 1,000 and 10,000 LLM-like exchanges (POST JSON to /v1/chat/completions; every odd
+one asks `"stream": true` and gets an SSE stream of 20 events, recorded as chunks), both proxies run as
+local mitmdump processes with the same CA, and one keep-alive httpx client sends the same distinct
+requests (at most 200 per size, in rounds for small cassettes, half JSON and half SSE) through each,
+reading every response to its end. Prints p50/p95 per request for JSON and SSE, the ratios ours /
+server_replay and each goal with its verdict; writes bench/out/proxy_bench.json.
+Goal: p50 and p95 <= 1.0x mitmproxy's server playback at every size, SSE included.
 
     python bench/proxy_bench.py [--sizes 10,1000,10000] [--requests 200]
 """
@@ -36,13 +38,34 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from proxy.cassette import CassetteWriter, Exchange, RecordedRequest, RecordedResponse
+from goals import Goal, report, write
+
+from proxy.cassette import CassetteWriter, Chunk, Exchange, RecordedRequest, RecordedResponse
 from runner.cassettes.process import ProxyProcess, ProxySettings
 from runner.cassettes.tls import CertificateAuthority, make_ca
 
 HOST, PORT = "api.example.com", 443
 HTTP2 = os.environ.get("BENCH_HTTP2") == "1"
 console = Console(stderr=True)
+
+
+def streams(i: int) -> bool:
+    return i % 2 == 1
+
+
+def sse_events(i: int) -> list[bytes]:
+    return [
+        b"data: "
+        + json.dumps(
+            {"id": f"chatcmpl-{i}", "choices": [{"delta": {"content": f"part {k} dolor "}}]}
+        ).encode()
+        + b"\n\n"
+        for k in range(20)
+    ] + [b"data: [DONE]\n\n"]
+
+
+def expected_body(i: int) -> bytes:
+    return b"".join(sse_events(i)) if streams(i) else response_body(i)
 
 
 def request_body(i: int) -> bytes:
@@ -55,6 +78,7 @@ def request_body(i: int) -> bytes:
             "model": "gpt-4o-mini",
             "temperature": 0,
             "messages": [*history, {"role": "user", "content": f"question {i}"}],
+            "stream": streams(i),
         }
     ).encode()
 
@@ -91,7 +115,15 @@ def write_cassette(path: Path, size: int) -> None:
                         (("content-type", "application/json"),),
                         request_body(i),
                     ),
-                    RecordedResponse(200, "OK", (("content-type", "application/json"),), response_body(i)),
+                    RecordedResponse(200, "OK", (("content-type", "application/json"),), response_body(i))
+                    if not streams(i)
+                    else RecordedResponse(
+                        200,
+                        "OK",
+                        (("content-type", "text/event-stream"),),
+                        expected_body(i),
+                        tuple(Chunk(0.0, e) for e in sse_events(i)),
+                    ),
                 )
             )
 
@@ -106,7 +138,8 @@ def write_flows(path: Path, size: int) -> None:
                 request_body(i),
                 {"content-type": "application/json"},
             )
-            resp = http.Response.make(200, response_body(i), {"content-type": "application/json"})
+            kind = "text/event-stream" if streams(i) else "application/json"
+            resp = http.Response.make(200, expected_body(i), {"content-type": kind})
             writer.add(tflow.tflow(req=req, resp=resp))
 
 
@@ -167,7 +200,7 @@ def server_replay(flows: Path, ca: CertificateAuthority, workdir: Path) -> Itera
         log.close()
 
 
-def measure(proxy_url: str, ca: Path, indices: list[int]) -> list[float]:
+def measure(proxy_url: str, ca: Path, indices: list[int]) -> list[tuple[int, float]]:
     latencies = []
     # httpx 0.26 renamed `proxies` to `proxy`; accept both.
     key = "proxy" if "proxy" in inspect.signature(httpx.Client).parameters else "proxies"
@@ -180,8 +213,8 @@ def measure(proxy_url: str, ca: Path, indices: list[int]) -> list[float]:
                 content=request_body(i),
                 headers={"content-type": "application/json"},
             )
-            latencies.append(time.perf_counter() - start)
-            if response.status_code != 200 or response.content != response_body(i):
+            latencies.append((i, time.perf_counter() - start))
+            if response.status_code != 200 or response.content != expected_body(i):
                 raise RuntimeError(f"request {i} was not replayed ({response.status_code})")
     return latencies
 
@@ -191,12 +224,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
-def run_rounds(size: int, count: int, start: Callable[[], Iterator[str]], ca: Path) -> list[float]:
+def run_rounds(
+    size: int, count: int, start: Callable[[], Iterator[str]], ca: Path
+) -> list[tuple[int, float]]:
     per_round = min(size, count)
     rounds = min(5, math.ceil(count / per_round))
     step = max(1, size // per_round)
-    indices = [k * step for k in range(per_round)]
-    samples: list[float] = []
+    # JSON and SSE alternate: with a step of 2 or more, every other index moves one up to an odd one.
+    indices = [k * step + (k % 2 if step > 1 else 0) for k in range(per_round)]
+    samples: list[tuple[int, float]] = []
     for _ in range(rounds):
         with contextmanager(start)() as url:
             samples += measure(url, ca, indices)
@@ -231,21 +267,30 @@ def main() -> None:
                 with server_replay(flows, ca, work) as url:
                     yield url
 
-            a = run_rounds(size, args.requests, ours, ca.cert_path)
-            b = run_rounds(size, args.requests, theirs, ca.cert_path)
-            results.append(
-                {
-                    "exchanges": size,
-                    "requests": len(a),
-                    "cassette_p50_ms": statistics.median(a) * 1e3,
-                    "cassette_p95_ms": percentile(a, 0.95) * 1e3,
-                    "server_replay_p50_ms": statistics.median(b) * 1e3,
-                    "server_replay_p95_ms": percentile(b, 0.95) * 1e3,
-                }
-            )
+            # Interleaved rounds: a neighbour's burst of load falls on both sides alike.
+            a: list[tuple[int, float]] = []
+            b: list[tuple[int, float]] = []
+            for _ in range(2):
+                a += run_rounds(size, args.requests // 2, ours, ca.cert_path)
+                b += run_rounds(size, args.requests // 2, theirs, ca.cert_path)
+            for kind in ("json", "sse"):
+                ours_s = [t for i, t in a if streams(i) == (kind == "sse")]
+                theirs_s = [t for i, t in b if streams(i) == (kind == "sse")]
+                results.append(
+                    {
+                        "exchanges": size,
+                        "kind": kind,
+                        "requests": len(ours_s),
+                        "cassette_p50_ms": statistics.median(ours_s) * 1e3,
+                        "cassette_p95_ms": percentile(ours_s, 0.95) * 1e3,
+                        "server_replay_p50_ms": statistics.median(theirs_s) * 1e3,
+                        "server_replay_p95_ms": percentile(theirs_s, 0.95) * 1e3,
+                    }
+                )
     table = Table(title="replay latency per request (keep-alive, HTTPS through the proxy)")
     for column in (
         "exchanges",
+        "kind",
         "requests",
         "ours p50",
         "ours p95",
@@ -255,11 +300,13 @@ def main() -> None:
         "ratio p95",
     ):
         table.add_column(column, justify="right")
+    goal_list = []
     for r in results:
         r["ratio_p50"] = r["cassette_p50_ms"] / r["server_replay_p50_ms"]
         r["ratio_p95"] = r["cassette_p95_ms"] / r["server_replay_p95_ms"]
         table.add_row(
             str(r["exchanges"]),
+            r["kind"],
             str(r["requests"]),
             f"{r['cassette_p50_ms']:.2f} ms",
             f"{r['cassette_p95_ms']:.2f} ms",
@@ -268,10 +315,13 @@ def main() -> None:
             f"{r['ratio_p50']:.2f}x",
             f"{r['ratio_p95']:.2f}x",
         )
+        for q in ("p50", "p95"):
+            name = f"{r['kind']} {q} / server playback, {r['exchanges']} exchanges"
+            goal_list.append(Goal(name, r[f"ratio_{q}"], 1.0, "<=", "x"))
     Console(width=140).print(table)
-    out = Path(__file__).resolve().parent / "out" / "proxy_bench.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    report(goal_list)
+    settings = {"sizes": sizes, "requests_per_size": args.requests, "http2": HTTP2, "sse_events": 21}
+    out = write("proxy_bench", settings, goal_list, results=results)
     console.log(f"wrote {out}")
 
 

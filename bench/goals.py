@@ -1,0 +1,68 @@
+"""What every bench shares: goals checked against measurements, the machine, the JSON written to bench/out/.
+
+`Goal(name, value, limit, op, unit)` prints as `name: value (goal op limit): met|missed`, the verdict computed
+from the numbers. `write(name, settings, goals, **data)` writes bench/out/<name>.json with the settings, the
+machine (cores, load average before and after) and each goal with its verdict.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+OUT = Path(__file__).resolve().parent / "out"
+LOAD_AT_START = os.getloadavg()
+
+
+@dataclass(frozen=True)
+class Goal:
+    name: str
+    value: float
+    limit: float
+    op: Literal["<=", ">=", "<"]
+    unit: str = ""
+
+    @property
+    def met(self) -> bool:
+        if self.op == "<=":
+            return self.value <= self.limit
+        if self.op == "<":
+            return self.value < self.limit
+        return self.value >= self.limit
+
+    def line(self) -> str:
+        return (
+            f"{self.name}: {self.value:.3g}{self.unit} (goal {self.op} {self.limit:g}{self.unit}): "
+            f"{'met' if self.met else 'missed'}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {**vars(self), "verdict": "met" if self.met else "missed"}
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cores": os.cpu_count(),
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "load_average_at_start": [round(x, 2) for x in LOAD_AT_START],
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def report(goals: list[Goal]) -> None:
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
+    for goal in goals:
+        print("  " + goal.line())
+
+
+def write(name: str, settings: dict[str, Any], goals: list[Goal], **data: Any) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.json"
+    body = {"settings": settings, "machine": machine(), "goals": [g.to_json() for g in goals], **data}
+    path.write_text(json.dumps(body, indent=2) + "\n")
+    return path
