@@ -8,6 +8,10 @@ Rules: the sidecar runs with network `none`, so its only interface is loopback a
 anything even if the addon wanted to. The cassette is mounted read-only. The CA is made fresh per run. It
 runs hardened like the workload (`runner.engine.sandbox.sidecar_options`: the sandbox user, no capability,
 read-only root, limits); its folder is handed to that user, who must read the CA key and write the report.
+Start-up: most of it is mitmproxy importing itself in the container (1.5 s on a loaded 2-core machine).
+`serve_cassettes(..., wait=False)` yields as soon as the container runs (its network namespace exists, so
+the workload can join it); `Sidecar.wait_ready()` must then be called before the first command, so the
+start overlaps other stages and no request meets a proxy that is not listening yet.
 """
 
 from __future__ import annotations
@@ -46,6 +50,18 @@ class Sidecar:
     workdir: Path
     ca_cert: Path  # on the host; mount it where `workload_env` says
     route_loopback: bool = False  # the cassette holds loopback exchanges: send those to the proxy too
+    start_timeout: float = 60.0
+    started_at: float = 0.0  # time.monotonic() when the container was started
+
+    def wait_ready(self) -> None:
+        """Return once the proxy listens; raise ProxyError with its log if it stopped or took too long."""
+        deadline = self.started_at + self.start_timeout
+        while find_ready(self.container.logs().decode("utf-8", "replace")) is None:
+            self.container.reload()
+            if self.container.status not in {"created", "running"} or time.monotonic() > deadline:
+                logs = self.container.logs(tail=30).decode("utf-8", "replace")
+                raise ProxyError(f"the proxy sidecar did not become ready; its log:\n{logs}")
+            time.sleep(0.02)
 
     @property
     def network_mode(self) -> str:
@@ -96,8 +112,10 @@ def serve_cassettes(
     start_timeout: float = 60.0,
     labels: dict[str, str] | None = None,
     user: User | None = None,
+    wait: bool = True,
 ) -> Iterator[Sidecar]:
-    """Run the replaying proxy in its own container; removed when the block ends, whatever happens."""
+    """Run the replaying proxy in its own container; removed when the block ends, whatever happens.
+    With `wait=False` the caller calls `wait_ready()` before the workload sends anything."""
     user = user or sandbox_user()
     workdir.mkdir(parents=True, exist_ok=True)
     ca = make_ca(workdir / "confdir")
@@ -115,6 +133,7 @@ def serve_cassettes(
         report=_DATA / "report.json",
         listen_port=PROXY_PORT,
     )
+    started_at = time.monotonic()
     with started(
         client,
         proxy_image,
@@ -128,14 +147,11 @@ def serve_cassettes(
         extra_labels={**(labels or {}), "runner.role": "proxy"},
         **hardening,
     ) as container:
-        deadline = time.monotonic() + start_timeout
-        while find_ready(container.logs().decode("utf-8", "replace")) is None:
-            container.reload()
-            if container.status not in {"created", "running"} or time.monotonic() > deadline:
-                logs = container.logs(tail=30).decode("utf-8", "replace")
-                raise ProxyError(f"the proxy sidecar did not become ready; its log:\n{logs}")
-            time.sleep(0.05)
-        yield Sidecar(container, workdir, ca.cert_path, _has_loopback(cassette))
+        loopback = _has_loopback(cassette)  # read (and checked) while mitmproxy starts in the container
+        proxy = Sidecar(container, workdir, ca.cert_path, loopback, start_timeout, started_at)
+        if wait:
+            proxy.wait_ready()
+        yield proxy
 
 
 def _has_loopback(cassette: Path) -> bool:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from proxy.cassette import CassetteWriter, Exchange, RecordedRequest, RecordedResponse
-from runner.errors import PackError
+from proxy.ready import ready_line
+from runner.errors import PackError, ProxyError
 from runner.replay.sidecar import Sidecar, _has_loopback
 
 
@@ -36,3 +38,32 @@ def test_a_malformed_cassette_is_bad_input(tmp_path: Path) -> None:
     bad.write_text('{"v": 99}\n')
     with pytest.raises(PackError, match=r"bad\.jsonl: unreadable cassette"):
         _has_loopback(bad)
+
+
+class _Starting:
+    """A container whose log shows the ready line after a few polls, or which exits first."""
+
+    def __init__(self, polls: int, exits: bool = False) -> None:
+        self.polls, self.exits, self.status = polls, exits, "running"
+
+    def logs(self, tail: int | None = None) -> bytes:
+        self.polls -= 1
+        if self.polls > 0:
+            return b"loading addon\n"
+        if self.exits:
+            self.status = "exited"
+            return b"Traceback: boom\n"
+        return ready_line("replay", [("127.0.0.1", 8080)]).encode()
+
+    def reload(self) -> None:
+        pass
+
+
+def test_a_sidecar_started_without_waiting_is_ready_only_once_its_proxy_listens(tmp_path: Path) -> None:
+    starting = _Starting(polls=3)
+    Sidecar(starting, tmp_path, tmp_path / "ca.pem", started_at=time.monotonic()).wait_ready()  # type: ignore[arg-type]
+    assert starting.polls == 0
+    with pytest.raises(ProxyError, match="did not become ready; its log:\nTraceback: boom"):
+        Sidecar(
+            _Starting(2, exits=True), tmp_path, tmp_path / "ca.pem", started_at=time.monotonic()
+        ).wait_ready()  # type: ignore[arg-type]
