@@ -3,7 +3,7 @@
 Generates deterministic log-like text (20 MB by default, one planted secret per ~4 KiB) in a temp folder,
 builds a pack from it both ways, prints the times, throughputs and their ratio. CPU seconds are printed
 beside wall seconds: on a shared machine the wall clock measures the neighbours; `--rounds N` keeps each
-side's best. CPU seconds include the redaction workers (proxy.scanpool). Prints the build goal of issue 16
+side's best. CPU seconds include any child processes. Prints the build goal of issue 16
 with its verdict and writes bench/out/redaction_bench.json.
 
     python bench/redaction_bench.py [--mb 20] [--rounds 1]
