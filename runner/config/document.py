@@ -17,6 +17,7 @@ from typing import Any, Literal
 import jsonschema
 import yaml
 
+from runner import schemas
 from runner.errors import ConfigError
 
 __all__ = [
@@ -111,7 +112,7 @@ def _check(data: Any, kind: str, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}: (top level): expected a mapping, got {type(data).__name__}")
     error = jsonschema.exceptions.best_match(_validator(kind).iter_errors(data))
     if error is not None:
-        raise ConfigError(f"{where}: {_field(error)}: {_expected(error)}")
+        raise ConfigError(f"{where}: {schemas.describe(error)}")
     return data
 
 
@@ -154,26 +155,3 @@ def parse_settings(data: Any, where: str) -> Settings:
 def dump(data: dict[str, Any]) -> str:
     """The canonical YAML the registry writes (sorted keys, so diffs are stable)."""
     return yaml.safe_dump(data, sort_keys=True, allow_unicode=True, default_flow_style=False)
-
-
-def _field(error: jsonschema.ValidationError) -> str:
-    out = ""
-    for part in error.absolute_path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _expected(error: jsonschema.ValidationError) -> str:
-    v, value = error.validator, error.instance
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-    if v == "type":
-        return f"expected {error.validator_value!s}, got {shown}"
-    if v == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else error.message
-        return f"expected the field {missing!r}"
-    if v == "additionalProperties" and isinstance(value, dict):
-        known = sorted((error.schema.get("properties") or {}).keys())
-        extra = sorted(set(value) - set(known))
-        return f"unknown field {extra[0]!r}; expected one of {', '.join(known)}"
-    message = str(error.message)
-    return message if len(message) <= 160 else message[:157] + "..."

@@ -24,6 +24,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from runner import schemas
 from runner.errors import UsageError
 
 __all__ = ["MAX_TASK_BYTES", "GoldenTask", "TaskExpect", "TaskInput", "load_task", "load_tasks", "schema"]
@@ -134,39 +135,15 @@ def load_task(path: Path) -> GoldenTask:
         )
     error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
     if error is not None:
-        raise UsageError(f"{path}: {_where(error)}: {_expected(error)}")
+        raise UsageError(f"{path}: {schemas.describe(error, _WORDS)}")
     return _from_dict(data, Path(path))
 
 
-def _where(error: jsonschema.ValidationError) -> str:
-    out = ""
-    for part in error.absolute_path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _expected(error: jsonschema.ValidationError) -> str:
-    v, value = error.validator, error.instance
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-    if v == "type":
-        return f"expected {error.validator_value!s}, got {shown}"
-    if v == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else error.message
-        return f"expected the field {missing!r}"
-    if v == "additionalProperties" and isinstance(value, dict):
-        known = sorted((error.schema.get("properties") or {}).keys())
-        extra = sorted(set(value) - set(known))
-        return f"unknown field {extra[0]!r}; expected one of {', '.join(known)}"
-    if v == "minItems":
-        return f"expected at least {error.validator_value} item(s), got {shown}"
-    if v == "minLength":
-        return f"expected a non-empty string, got {shown}"
-    if v == "oneOf":
-        return f"expected a non-empty string or list of strings, got {shown}"
-    if v == "pattern":
-        return f"expected letters, digits, '.', '_' or '-' (at most 100), got {shown}"
-    message = str(error.message)
-    return message if len(message) <= 160 else message[:157] + "..."
+# What the schema's pattern and oneOf mean, for the one-line error.
+_WORDS = {
+    "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$": "letters, digits, '.', '_' or '-' (at most 100)",
+    "oneOf": "a non-empty string or list of strings",
+}
 
 
 def _texts(value: Any) -> tuple[str, ...]:
