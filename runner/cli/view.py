@@ -91,7 +91,8 @@ def view_cmd(
         ) from None
     url = f"http://{serve.HOST}:{server.server_address[1]}/"
     say(
-        f"serving {len(data['sources'])} view(s) at {url} ({'REVEALED' if keyring else 'masked'}); Ctrl-C stops"
+        f"serving {len(data['sources'])} view(s){' and the environments of ' + str(root) if root else ''} "
+        f"at {url} ({'REVEALED' if keyring else 'masked'}); Ctrl-C stops"
     )
     try:
         server.serve_forever(poll_interval=0.2)
