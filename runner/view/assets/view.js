@@ -332,7 +332,80 @@
     return box;
   }
 
+  // The Environments tab (runner view --registry). Served, the page carries a token and gets a Roll back
+  // button per environment, which POSTs to /api/rollback (runner rollback's code path); exported, read-only.
+  function environments(reg) {
+    var box = el("div", "pad");
+    box.appendChild(el("h2", null, "Environments"));
+    box.appendChild(kv([["registry", reg.root], ["head", reg.head], ["golden gate", reg.gate ? "configured" : "none (moves go ungated)"]]));
+    var status = el("div", "env-status");
+    status.id = "env-status";
+    box.appendChild(status);
+    if (!reg.environments.length) box.appendChild(el("p", "hint", "No environment yet: runner config promote ENV VERSION"));
+    reg.environments.forEach(function (e) {
+      var card = el("div", "env");
+      card.dataset.env = e.name;
+      card.appendChild(el("h3", null, e.name));
+      var current = el("span", "env-version", String(e.version));
+      current.dataset.role = "current";
+      card.appendChild(el("div", null, "current version: ", current));
+      card.appendChild(kv([
+        ["went live", e.live.map(function (l) { return "v" + l.version + " (" + l.gate + ")"; }).join(" → ")],
+        ["last gate", e.last_gate || "-"],
+      ]));
+      var hist = el("table", "steps", el("tr", null, el("th", null, "when"), el("th", null, "who"), el("th", null, "what"), el("th", null, "gate"), el("th", null, "why")));
+      e.history.forEach(function (h) {
+        hist.appendChild(el("tr", null, el("td", null, h.when), el("td", null, h.who), el("td", null, h.subject), el("td", null, h.gate + (h.override ? " (override: " + h.override + ")" : "")), el("td", null, el("pre", null, h.reason))));
+      });
+      card.appendChild(fold("history (" + e.history.length + ")", hist));
+      if (reg.token) card.appendChild(rollbackForm(reg, e, status));
+      box.appendChild(card);
+    });
+    box.appendChild(el("h3", null, "Versions"));
+    var vt = el("table", "steps", el("tr", null, el("th", null, "version"), el("th", null, "description")));
+    reg.versions.forEach(function (v) { vt.appendChild(el("tr", null, el("td", null, String(v.version)), el("td", null, v.description))); });
+    box.appendChild(vt);
+    return box;
+  }
+  function rollbackForm(reg, e, status) {
+    var form = el("div", "rollback");
+    var reason = el("input");
+    reason.type = "text";
+    reason.placeholder = "why (required, recorded in the history)";
+    reason.setAttribute("aria-label", "reason for rolling back " + e.name);
+    var button = el("button", null, "Roll back");
+    button.addEventListener("click", function () {
+      if (!reason.value.trim()) { status.className = "env-status bad"; status.textContent = "Give a reason: it goes into the registry's history."; return; }
+      button.disabled = true;
+      status.className = "env-status";
+      status.textContent = "rolling back " + e.name + " (running the golden gate)...";
+      var headers = { "Content-Type": "application/json" };
+      headers["X-Runner-Token"] = reg.token;
+      fetch("/api/rollback", { method: "POST", headers: headers, body: JSON.stringify({ environment: e.name, reason: reason.value }) })
+        .then(function (r) { return r.json(); })
+        .then(function (reply) {
+          if (reply.ok) {
+            reply.registry.token = reg.token;
+            DATA.registry = reply.registry;
+            clear(section);
+            section.appendChild(environments(DATA.registry));
+            status = document.getElementById("env-status");
+          } else {
+            button.disabled = false;
+          }
+          status.className = reply.ok ? "env-status good" : "env-status bad";
+          status.textContent = reply.ok ? reply.message : reply.error;
+          (reply.report || []).forEach(function (line) { status.appendChild(el("pre", null, line)); });
+        })
+        .catch(function (err) { button.disabled = false; status.className = "env-status bad"; status.textContent = "request failed: " + String(err); });
+    });
+    form.appendChild(reason);
+    form.appendChild(button);
+    return form;
+  }
+
   var tabs = [];
+  if (DATA.registry) tabs.push(["Environments", function () { return environments(DATA.registry); }]);
   DATA.sources.forEach(function (src) {
     if (src.kind === "run") {
       tabs.push([src.name + " · replay", function () { return replay(src); }]);
