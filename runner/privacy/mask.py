@@ -38,14 +38,16 @@ import json
 import os
 import re
 import secrets as _secrets
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from proxy.cassette import Exchange
-from proxy.redact import PLACEHOLDER_RE, Detector, Redactor
+from proxy.redact import PLACEHOLDER_RE, Detector
 from runner.errors import PrivacyError
 from runner.pack.manifest import (
     BUNDLE_PATH,
@@ -62,6 +64,7 @@ from runner.pack.manifest import (
 from runner.privacy import audit, crypto, sealedmanifest
 from runner.privacy.crypto import Keyring
 from runner.privacy.policy import DEFAULT_POLICY, Policy, get, redact_argv, redact_env_value
+from runner.privacy.scan import ScanRedactor
 
 __all__ = [
     "ENCRYPTED_PREFIXES",
@@ -80,6 +83,7 @@ SEALED_MEMBER = "privacy/sealed.bin"
 ENCRYPTED_PREFIXES = ("prompts/", "cassettes/", "artifacts/", "traces.jsonl", "patches/", "workspace/")
 _SEALED_FORMAT = "runner-sealed/1"
 _ARTIFACT = "artifacts/sha256/"
+_WORKERS = min(4, os.cpu_count() or 1)
 
 
 class Builder(Protocol):
@@ -147,13 +151,15 @@ class _Pass:
     known: tuple[Secret, ...] = ()
 
     def __post_init__(self) -> None:
-        self.redactor = Redactor(
+        self.redactor = ScanRedactor(
             self.key, (*_known_detectors(self.known), *self.policy.detectors), self._note
         )
+        self._lock = threading.Lock()
 
     def _note(self, kind: str, value: str, token: str) -> None:
-        self.counts[kind] += 1
-        self.found[token] = Secret(token, kind, value)
+        with self._lock:  # members are redacted on several threads
+            self.counts[kind] += 1
+            self.found[token] = Secret(token, kind, value)
 
     def text(self, text: str) -> str:
         return self.redactor.text(text)
@@ -175,6 +181,9 @@ class _Pass:
     def member(self, name: str, data: bytes) -> bytes | None:
         """The redacted content, or None when the member holds nothing to redact. Bytes that are not
         UTF-8 are scanned too (see `_text_of`) and come back unchanged around the placeholders."""
+        if not name.startswith("cassettes/") and not name.endswith((".json", ".jsonl")):
+            new_data = self.redactor.redact(data)  # what rewrite_text's on_text would give, faster
+            return None if new_data is data else new_data
         text = _text_of(data)
         if name.startswith("cassettes/"):
             new = "".join(self._exchange(line) for line in _lines(text))
@@ -286,16 +295,18 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
     run.counts.update(s.kind for s in options.known)
     renamed: dict[str, str] = {}  # old sha256 -> new, for artifacts whose content changed
     changed: set[str] = set()
-    for name in sorted(builder.members):
-        if name == BUNDLE_PATH or name.startswith("privacy/"):
-            continue
-        new = run.member(name, builder.member_bytes(name))
-        if new is None:
-            continue
-        changed.add(name)
-        moved = builder.rewrite(name, new)
-        if moved != name:
-            renamed[name.removeprefix(_ARTIFACT)] = moved.removeprefix(_ARTIFACT)
+    names = [n for n in sorted(builder.members) if n != BUNDLE_PATH and not n.startswith("privacy/")]
+    # Members are read, hashed and scanned on a thread each (those parts release the GIL); rewritten here,
+    # in order, so the pack does not depend on which thread finished first.
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        results = pool.map(lambda n: run.member(n, builder.member_bytes(n)), names)
+        for name, new in zip(names, results, strict=True):
+            if new is None:
+                continue
+            changed.add(name)
+            moved = builder.rewrite(name, new)
+            if moved != name:
+                renamed[name.removeprefix(_ARTIFACT)] = moved.removeprefix(_ARTIFACT)
     manifest = _redact_manifest(manifest, run, renamed, builder.members)
     summary = _audit(builder, manifest, run, changed, options)
     extra: dict[str, Any] = {"audit": summary.to_dict()}

@@ -1,0 +1,205 @@
+"""The redaction scan: hyperscan finds the lines that may hold a secret, the detectors decide on those alone.
+
+Input: the detectors of a policy (`proxy.redact.Detector`), then texts or member bytes. Output: a
+`ScanRedactor`, a `proxy.redact.Redactor` whose results are exactly the plain one's (same placeholders,
+same `found` calls), computed faster on large texts.
+Rules:
+- Every detector is compiled into one hyperscan database in prefilter mode: its matches are a superset of
+  the Python pattern's (constructs hyperscan lacks, like lookbehinds, are widened, never narrowed). The
+  database also flags lines holding `REDACTED_` (placeholders change what the detectors see); lines holding
+  a non-ASCII byte are flagged too (Python's classes and case folding are Unicode-aware, the scan's ASCII).
+- The detectors match within one line (the anchored ones are even applied line by line), so a text whose
+  flagged lines go through the plain redactor and whose other lines stay as they are is the plain
+  redactor's result. A detector that may span lines (compiled with re.S, like private-key blocks, or a
+  known value holding a newline) sends the whole text through the plain redactor when one of its literals
+  is in it; so does a text that may be one base64 blob (that rule looks at the whole text).
+- Bytes that are not UTF-8 are scanned as they are and decoded with surrogateescape line by line, which
+  is what decoding the whole text does (lines end at an ASCII byte).
+- The scan releases the GIL; each thread has its own scratch space.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+import threading
+from collections.abc import Callable
+from typing import cast
+
+import hyperscan
+
+from proxy.redact import Detector, Redactor
+
+__all__ = ["ScanRedactor"]
+
+_SMALL = 512  # texts shorter than this go straight to the detectors: the scan would cost more
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=_\s\x1c-\x1f\x80-\xff-]")  # a byte no base64 blob holds
+_HITS_PER_SCAN = 64  # matches reported before the scan stops and resumes after their last line
+_EXTRA = (rb"REDACTED_",)
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+_WINDOW = 1 << 18  # bytes scanned per call, then up to the end of a line
+_SE = "surrogateescape"
+
+
+class _Database:
+    """The compiled prefilter for a tuple of detectors, and each thread's scratch space."""
+
+    def __init__(self, detectors: tuple[Detector, ...]) -> None:
+        multiline = [d for d in detectors if d.pattern.flags & re.S or "\n" in d.pattern.pattern]
+        # A multi-line detector without a literal can match anywhere: every text takes the plain path.
+        self.everywhere = any(not d.literals for d in multiline)
+        self.literals = tuple(lit.encode() for d in multiline for lit in d.literals)
+        expressions = [_hs_pattern(d.pattern) for d in detectors if d not in multiline] + list(_EXTRA)
+        flags = [_hs_flags(d.pattern) for d in detectors if d not in multiline] + [0] * len(_EXTRA)
+        self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        self.db.compile(expressions=expressions, ids=list(range(len(expressions))), flags=flags)
+        self._local = threading.local()
+
+    def scratch(self) -> hyperscan.Scratch:
+        scratch: hyperscan.Scratch | None = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = hyperscan.Scratch(self.db)
+        return scratch
+
+    def lines(self, data: bytes) -> list[tuple[int, int]]:
+        """(start, end) of the runs of lines where a detector may match, `end` at their last newline."""
+        # hyperscan reads any buffer; its stubs say str or bytes.
+        view, scratch = cast(bytes, memoryview(data)), self.scratch()
+        found: list[tuple[int, int]] = []
+        hits: list[int] = []
+
+        def on_match(_id: int, _start: int, end: int, _flags: int, _ctx: object) -> bool:
+            # Stop after a few: the scan resumes after the last hit's line (a long line may hit every byte).
+            hits.append(end)
+            return len(hits) >= _HITS_PER_SCAN
+
+        pos = 0
+        while pos < len(data):
+            # A window ending at a line's end: resuming costs a scan of the window, not of all the rest.
+            stop = data.find(b"\n", pos + _WINDOW)
+            stop = len(data) if stop < 0 else stop + 1
+            hits.clear()
+            with contextlib.suppress(hyperscan.ScanTerminated):
+                self.db.scan(view[pos:stop], match_event_handler=on_match, scratch=scratch)
+            line_end = -1
+            for hit in sorted(hits):
+                if pos + hit - 1 > line_end:  # the match's last byte is on a line not flagged yet
+                    line_end = _line_at(data, pos, pos + hit - 1, found)
+            pos = line_end + 1 if len(hits) >= _HITS_PER_SCAN else stop
+        if not data.isascii():
+            pos = 0
+            while m := _NON_ASCII.search(data, pos):
+                pos = _line_at(data, pos, m.start(), found) + 1
+        return _merged(found)
+
+
+def _line_at(data: bytes, floor: int, offset: int, out: list[tuple[int, int]]) -> int:
+    """Add the line holding `offset` (not starting before `floor`) to `out`; return the offset of its end."""
+    start = data.rfind(b"\n", floor, offset) + 1 or floor
+    end = data.find(b"\n", offset)
+    end = len(data) if end < 0 else end
+    out.append((start, end))
+    return end
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Line ranges sorted, overlapping and adjacent ones joined (with the newline between them)."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _hs_pattern(pattern: re.Pattern[str]) -> bytes:
+    r"""The pattern in hyperscan's syntax, matching at least what Python's does on ASCII text: Python's
+    `\s` also matches \x1c-\x1f, so outside a negated class those are added."""
+    source, out, i, klass = pattern.pattern, [], 0, None
+    while i < len(source):
+        c = source[i]
+        if c == "\\":
+            pair = source[i : i + 2]
+            if pair == "\\s" and klass is None:
+                pair = r"[\s\x1c-\x1f]"
+            elif pair == "\\s" and klass == "[":
+                pair = r"\s\x1c-\x1f"
+            out.append(pair)
+            i += 2
+            continue
+        if klass is None and c == "[":
+            klass = source[i : i + 2] if source[i + 1 : i + 2] == "^" else "["
+            out.append(klass)
+            i += len(klass)
+            if source[i : i + 1] == "]":  # a `]` first in a class is a literal
+                out.append("]")
+                i += 1
+            continue
+        if klass is not None and c == "]":
+            klass = None
+        out.append(c)
+        i += 1
+    return "".join(out).encode("utf-8")
+
+
+def _hs_flags(pattern: re.Pattern[str]) -> int:
+    flags = hyperscan.HS_FLAG_PREFILTER
+    if pattern.flags & re.I:
+        flags |= hyperscan.HS_FLAG_CASELESS
+    if pattern.flags & re.S:
+        flags |= hyperscan.HS_FLAG_DOTALL
+    return flags
+
+
+@functools.lru_cache(maxsize=8)
+def _database(detectors: tuple[Detector, ...]) -> _Database:
+    return _Database(detectors)
+
+
+class ScanRedactor(Redactor):
+    """A `Redactor` that runs its detectors only on the lines the hyperscan prefilter flags."""
+
+    def __init__(
+        self,
+        key: bytes,
+        detectors: tuple[Detector, ...],
+        found: Callable[[str, str, str], None] | None = None,
+    ) -> None:
+        super().__init__(key, detectors, found)
+        self._db = _database(detectors)
+
+    def text(self, text: str) -> str:
+        if len(text) < _SMALL:
+            return super().text(text)
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: byte offsets would not map back onto the text
+            return super().text(text)
+        new = self.redact(data)
+        return text if new is data else new.decode("utf-8", _SE)
+
+    def redact(self, data: bytes) -> bytes:
+        """`data` read as text (surrogateescape), redacted, encoded again: `data` itself when unchanged."""
+        db = self._db
+        if (
+            db.everywhere
+            or any(literal in data for literal in db.literals)
+            or (len(data.strip()) >= 16 and not _NOT_BASE64.search(data))
+        ):
+            text = data.decode("utf-8", _SE)
+            new = super().text(text)
+            return data if new == text else new.encode("utf-8", _SE)
+        out, done = [], 0
+        for start, end in db.lines(data):
+            lines = data[start:end].decode("utf-8", _SE)
+            # A line first, so the detectors run without the whole-text base64 rule (a `\0` is no base64).
+            new = super().text("\0\n" + lines)[2:]
+            if new != lines:
+                out += [data[done:start], new.encode("utf-8", _SE)]
+                done = end
+        if not out:
+            return data
+        out.append(data[done:])
+        return b"".join(out)

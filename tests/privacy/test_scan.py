@@ -1,0 +1,116 @@
+"""The hyperscan prefilter changes nothing but speed: `ScanRedactor` gives the plain `Redactor`'s results."""
+
+from __future__ import annotations
+
+import base64
+import random
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from proxy.redact import DETECTORS, EXTRA_DETECTORS, Detector, Redactor
+from runner.privacy.scan import ScanRedactor
+from tests.helpers.secret_corpus import corpus
+
+KEY = b"k" * 32
+PLANTED = corpus()
+NOISE = [
+    "2026-01-01T00:00:01Z INFO request handler ok token retry id=abc",
+    "    def handler(self, token: int) -> None:  # cache miss",
+    '{"ts": 1764000000, "span": "0123456789abcdef", "msg": "session pool worker"}',
+    "tests/test_cache.py::test_12 PASSED [ 12%]",
+    "naïve café — 日本語 İstanbul pa\u017f\u017fword KEY",
+    "",
+]
+
+
+def both(text: str, detectors: tuple[Detector, ...] = DETECTORS) -> tuple[str, str, list[str], list[str]]:
+    seen_plain: list[str] = []
+    seen_scan: list[str] = []
+    plain = Redactor(KEY, detectors, lambda kind, value, token: seen_plain.append(token)).text(text)
+    fast = ScanRedactor(KEY, detectors, lambda kind, value, token: seen_scan.append(token)).text(text)
+    return plain, fast, sorted(seen_plain), sorted(seen_scan)
+
+
+def padded(lines: list[str]) -> str:
+    """Enough lines of noise around `lines` that the text takes the scanning path."""
+    return "\n".join([*NOISE * 20, *lines, *NOISE * 20]) + "\n"
+
+
+@pytest.mark.parametrize("detectors", [DETECTORS, DETECTORS + EXTRA_DETECTORS], ids=["default", "strict"])
+def test_every_planted_secret_gives_the_same_text_and_the_same_findings(
+    detectors: tuple[Detector, ...],
+) -> None:
+    plain, fast, found_plain, found_scan = both(padded([p.context for p in PLANTED]), detectors)
+    assert fast == plain
+    assert found_scan == found_plain
+    for p in PLANTED:
+        if p.kind != "base64":
+            assert p.value not in fast
+
+
+def test_each_planted_secret_alone_in_noise_is_found() -> None:
+    for p in PLANTED:
+        plain, fast, _, _ = both(padded([f"x {p.context} y"]))
+        assert fast == plain, p.kind
+
+
+def test_member_bytes_not_utf8_come_back_unchanged_around_placeholders() -> None:
+    secret = next(p for p in PLANTED if p.kind == "openai-key")
+    data = padded(["é latin-1 line", f"key {secret.context} end"]).encode("latin-1", "replace")
+    data += random.Random(3).randbytes(4096) + b"\n" + secret.context.encode() + b"\n"
+    plain = Redactor(KEY, DETECTORS).blob(data)
+    assert ScanRedactor(KEY, DETECTORS).redact(data) == plain != data
+
+
+def test_a_secret_next_to_a_placeholder_is_judged_as_the_plain_redactor_does() -> None:
+    line = "REDACTED_openai-key_0123456789abcdefsk-proj-" + "a" * 30 + " and user@example.com"
+    plain, fast, _, _ = both(padded([line]))
+    assert fast == plain
+
+
+def test_multi_line_detectors_and_whole_base64_texts_take_the_plain_path() -> None:
+    key = next(p for p in PLANTED if p.kind == "private-key")
+    plain, fast, _, _ = both(padded([key.context]))
+    assert fast == plain and key.value not in fast
+    blob = base64.b64encode(("password=hunter2-secret\n" + "x" * 600).encode()).decode()
+    plain, fast, _, _ = both(blob + "\n")
+    assert fast == plain != blob + "\n"
+    known = (Detector("credential", re.compile(re.escape("line one\nline two"))), *DETECTORS)
+    plain, fast, _, _ = both(padded(["line one", "line two"]), known)
+    assert fast == plain and "line one\nline two" not in fast
+
+
+def test_unicode_case_folding_digits_and_spaces_count_as_python_counts_them() -> None:
+    # KELVIN SIGN matches `k` under re.I, Arabic-Indic digits match `\d`, NBSP is `\s`: bytes the scan's
+    # ASCII classes do not see, so lines holding them go to the detectors.
+    lines = [
+        "api_\u212aey=Sup3rSecretValue99",
+        "call +1 \u0662\u0663\u0664 \u0665\u0666\u0667 \u0668\u0669\u0660\u0660",
+    ]
+    plain, fast, _, _ = both(padded(lines))
+    assert fast == plain
+    assert "Sup3rSecretValue99" not in plain
+
+
+def test_a_long_line_full_of_hits_is_redacted_once() -> None:
+    text = "password=" + "a" * 100_000 + "\n" + "user@example.com " * 2000 + "\n" + "ok\n" * 1000
+    plain, fast, _, _ = both(text)
+    assert fast == plain
+
+
+LINE = st.one_of(
+    st.sampled_from([p.context for p in PLANTED] + NOISE),
+    st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\n"), max_size=80),
+    st.text(alphabet="abcdefghijkmnopqrstuvwxyzABCKS0123456789:=@.-_/+ \t\"'\\", max_size=80),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(LINE, min_size=1, max_size=30))
+def test_any_mix_of_lines_gives_the_plain_result(lines: list[str]) -> None:
+    plain, fast, found_plain, found_scan = both(padded(lines))
+    assert fast == plain
+    assert found_scan == found_plain
