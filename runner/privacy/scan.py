@@ -20,7 +20,6 @@ Rules:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 import threading
@@ -35,10 +34,10 @@ __all__ = ["ScanRedactor"]
 
 _SMALL = 512  # texts shorter than this go straight to the detectors: the scan would cost more
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=_\s\x1c-\x1f\x80-\xff-]")  # a byte no base64 blob holds
-_HITS_PER_SCAN = 64  # matches reported before the scan stops and resumes after their last line
+_HITS_PER_LINE = 4  # hits on one line before the scan stops and resumes after it
 _EXTRA = (rb"REDACTED_",)
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
-_WINDOW = 1 << 18  # bytes scanned per call, then up to the end of a line
+_WINDOW = 1 << 16  # bytes scanned per call, then up to the end of a line
 _SE = "surrogateescape"
 
 
@@ -67,26 +66,29 @@ class _Database:
         # hyperscan reads any buffer; its stubs say str or bytes.
         view, scratch = cast(bytes, memoryview(data)), self.scratch()
         found: list[tuple[int, int]] = []
-        hits: list[int] = []
+        line = [0, -1, 0]  # the last flagged line's start and end, and how many more hits it had
 
-        def on_match(_id: int, _start: int, end: int, _flags: int, _ctx: object) -> bool:
-            # Stop after a few: the scan resumes after the last hit's line (a long line may hit every byte).
-            hits.append(end)
-            return len(hits) >= _HITS_PER_SCAN
+        def on_match(_id: int, _start: int, end: int, _flags: int, base: int) -> bool:
+            last = base + end - 1  # the match's last byte
+            if line[0] <= last <= line[1]:
+                line[2] += 1
+                return line[2] >= _HITS_PER_LINE  # stop; the scan resumes after this line
+            line[1] = _line_at(data, base, last, found)
+            line[0], line[2] = found[-1][0], 0
+            return False
 
         pos = 0
         while pos < len(data):
-            # A window ending at a line's end: resuming costs a scan of the window, not of all the rest.
+            # Scans end at a line's end, so resuming after a line full of hits rescans a window at most.
             stop = data.find(b"\n", pos + _WINDOW)
             stop = len(data) if stop < 0 else stop + 1
-            hits.clear()
-            with contextlib.suppress(hyperscan.ScanTerminated):
-                self.db.scan(view[pos:stop], match_event_handler=on_match, scratch=scratch)
-            line_end = -1
-            for hit in sorted(hits):
-                if pos + hit - 1 > line_end:  # the match's last byte is on a line not flagged yet
-                    line_end = _line_at(data, pos, pos + hit - 1, found)
-            pos = line_end + 1 if len(hits) >= _HITS_PER_SCAN else stop
+            while pos < stop:
+                line[2] = 0
+                try:
+                    self.db.scan(view[pos:stop], match_event_handler=on_match, context=pos, scratch=scratch)
+                    pos = stop
+                except hyperscan.ScanTerminated:
+                    pos = line[1] + 1
         if not data.isascii():
             pos = 0
             while m := _NON_ASCII.search(data, pos):
