@@ -116,13 +116,14 @@ class PackBuilder:
         self._folded.add(folded)
         self._folded_dirs.update(parents)
 
-    def _stage(self, member: str, data: bytes) -> MemberDigest:
+    def _stage(self, member: str, data: bytes, sha256: str | None = None) -> MemberDigest:
         path = self.staging / member
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         # Only this builder writes in its staging folder: the stat fingerprint is enough at build time.
         self._sources[member] = _Source(path, _fingerprint(path.stat()), recheck=False)
-        self._members[member] = MemberDigest(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+        digest = sha256 or hashlib.sha256(data).hexdigest()
+        self._members[member] = MemberDigest(sha256=digest, size=len(data))
         return self._members[member]
 
     def _hash_file(self, src_path: Path) -> tuple[MemberDigest, _Source]:
@@ -151,32 +152,41 @@ class PackBuilder:
         return self._stage(member, data)
 
     def member_bytes(self, member: str) -> bytes:
-        """The current content of a member added to this builder."""
-        source = self._sources[member]
+        """The current content of a member added to this builder, checked as `build` checks it (the stat
+        fingerprint; the hash too when the file was modified within a timestamp tick of being added)."""
+        source, expected = self._sources[member], self._members[member]
+        changed = PackError(f"{source.path} ({member}) changed after it was added; add it again")
         try:
-            data = source.path.read_bytes()
+            with open(source.path, "rb") as f:
+                if _fingerprint(os.fstat(f.fileno())) != source.stat:
+                    raise changed
+                data = f.read()
         except OSError as e:
             raise PackError(f"cannot read {source.path} ({member}): {e.strerror}") from e
-        if hashlib.sha256(data).hexdigest() != self._members[member].sha256:
-            raise PackError(f"{source.path} ({member}) changed after it was added; add it again")
+        if len(data) != expected.size or (
+            source.recheck and hashlib.sha256(data).hexdigest() != expected.sha256
+        ):
+            raise changed
         return data
 
     def rewrite_in_place(self, member: str, data: bytes) -> None:
         """Replace a member's content keeping its name (sealing a payload)."""
         self._stage(member, data)
 
-    def rewrite(self, member: str, data: bytes) -> str:
+    def rewrite(self, member: str, data: bytes, sha256: str | None = None) -> str:
         """Replace a member's content (the redaction pass) and return its name: an artifact moves to the name
-        of its new hash (joining an existing blob with that content); other members keep theirs."""
+        of its new hash (joining an existing blob with that content); other members keep theirs. `sha256`
+        is the new content's, when the caller has it already."""
+        sha256 = sha256 or hashlib.sha256(data).hexdigest()
         if not member.startswith("artifacts/sha256/"):
-            self._stage(member, data)
+            self._stage(member, data, sha256)
             return member
         del self._members[member], self._sources[member]
         self._folded.discard(member.casefold())
-        new = f"artifacts/sha256/{hashlib.sha256(data).hexdigest()}"
+        new = f"artifacts/sha256/{sha256}"
         if new not in self._members:
             self._claim(new)
-            self._stage(new, data)
+            self._stage(new, data, sha256)
         return new
 
     def add_file(self, member: str, src_path: Path) -> MemberDigest:

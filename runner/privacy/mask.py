@@ -34,6 +34,7 @@ Rules:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -94,7 +95,7 @@ class Builder(Protocol):
 
     def member_bytes(self, member: str) -> bytes: ...
 
-    def rewrite(self, member: str, data: bytes) -> str: ...
+    def rewrite(self, member: str, data: bytes, sha256: str | None = None) -> str: ...
 
     def rewrite_in_place(self, member: str, data: bytes) -> None: ...
 
@@ -299,12 +300,12 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
     # Members are read, hashed and scanned on a thread each (those parts release the GIL); rewritten here,
     # in order, so the pack does not depend on which thread finished first.
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        results = pool.map(lambda n: run.member(n, builder.member_bytes(n)), names)
-        for name, new in zip(names, results, strict=True):
+        results = pool.map(lambda n: _redacted(run, n, builder.member_bytes(n)), names)
+        for name, (new, sha256) in zip(names, results, strict=True):
             if new is None:
                 continue
             changed.add(name)
-            moved = builder.rewrite(name, new)
+            moved = builder.rewrite(name, new, sha256)
             if moved != name:
                 renamed[name.removeprefix(_ARTIFACT)] = moved.removeprefix(_ARTIFACT)
     manifest = _redact_manifest(manifest, run, renamed, builder.members)
@@ -337,6 +338,12 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
         extra={**manifest.privacy.extra, **extra},
     )
     return replace(manifest, privacy=privacy)
+
+
+def _redacted(run: _Pass, name: str, data: bytes) -> tuple[bytes | None, str]:
+    """A member's redacted content (None when unchanged) and its sha256."""
+    new = run.member(name, data)
+    return new, "" if new is None else hashlib.sha256(new).hexdigest()
 
 
 def _redact_manifest(

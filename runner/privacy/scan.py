@@ -68,12 +68,12 @@ class _Database:
         found: list[tuple[int, int]] = []
         line = [0, -1, 0]  # the last flagged line's start and end, and how many more hits it had
 
-        def on_match(_id: int, _start: int, end: int, _flags: int, base: int) -> bool:
-            last = base + end - 1  # the match's last byte
+        def on_match(_id: int, _start: int, end: int, _flags: int, base: object) -> bool:
+            last = cast(int, base) + end - 1  # the match's last byte
             if line[0] <= last <= line[1]:
                 line[2] += 1
                 return line[2] >= _HITS_PER_LINE  # stop; the scan resumes after this line
-            line[1] = _line_at(data, base, last, found)
+            line[1] = _line_at(data, cast(int, base), last, found)
             line[0], line[2] = found[-1][0], 0
             return False
 
