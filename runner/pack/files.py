@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -20,39 +19,50 @@ __all__ = ["DirWriter"]
 
 
 class DirWriter:
-    """Creates files under a folder it owns, never following a link; with `only`, just those members."""
+    """Creates files under a folder it owns, never following a link; with `only`, just those members.
+
+    Folders stay open while it writes (a few hundred at most), so a file costs one open; `close` them."""
 
     _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    _MAX_OPEN = 256
 
     def __init__(self, root: Path, only: frozenset[str] | None = None) -> None:
         self.root = root
         self.only = only
+        self._fds: dict[str, int] = {}
 
     def wants(self, name: str) -> bool:
         """Whether `name` is written (a member left out is still read and checked, then dropped)."""
         return self.only is None or name in self.only or name == MANIFEST
 
-    @contextlib.contextmanager
-    def _dir(self, parts: list[str]) -> Iterator[int]:
-        fd = os.open(self.root, self._DIR_FLAGS)
-        try:
-            for part in parts:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, 0o755, dir_fd=fd)
-                next_fd = os.open(part, self._DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = next_fd
-            yield fd
-        finally:
-            os.close(fd)
+    def _dir(self, parts: list[str]) -> int:
+        """The open folder `parts` under the root, made when missing."""
+        key = "/".join(parts)
+        fd = self._fds.get(key)
+        if fd is not None:
+            return fd
+        if len(self._fds) >= self._MAX_OPEN:
+            self.close()
+        if not parts:
+            fd = os.open(self.root, self._DIR_FLAGS)
+        else:
+            parent = self._dir(parts[:-1])
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(parts[-1], 0o755, dir_fd=parent)
+            fd = os.open(parts[-1], self._DIR_FLAGS, dir_fd=parent)
+        self._fds[key] = fd
+        return fd
 
     def mkdir(self, name: str) -> None:
-        with self._dir(name.split("/")):
-            pass
+        self._dir(name.split("/"))
 
     def create(self, name: str) -> IO[bytes]:
         *parents, base = name.split("/")
-        with self._dir(parents) as parent:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(base, flags, 0o644, dir_fd=parent)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(base, flags, 0o644, dir_fd=self._dir(parents))
         return os.fdopen(fd, "wb")
+
+    def close(self) -> None:
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)

@@ -469,7 +469,11 @@ def _extract(
     dest_dir.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(dir=dest_dir, prefix=".unpacking-"))
     try:
-        manifest = _Scanner(pack_path, limits).run(DirWriter(partial, only))
+        writer = DirWriter(partial, only)
+        try:
+            manifest = _Scanner(pack_path, limits).run(writer)
+        finally:
+            writer.close()
         if finish:
             manifest = finish(partial, manifest)  # the full manifest, when the pack sealed part of it
         for entry in partial.iterdir():
