@@ -1,18 +1,21 @@
-"""The redaction scan: hyperscan finds the lines that may hold a secret, the detectors decide on those alone.
+"""The redaction scan: hyperscan finds where a secret may be, the detectors decide there and only there.
 
 Input: the detectors of a policy (`proxy.redact.Detector`), then texts or member bytes. Output: a
 `ScanRedactor`, a `proxy.redact.Redactor` whose results are exactly the plain one's (same placeholders,
-same `found` calls), computed faster on large texts.
+same `found` calls, in the same order), computed without running every detector over every line.
 Rules:
-- Every detector is compiled into one hyperscan database in prefilter mode: its matches are a superset of
-  the Python pattern's (constructs hyperscan lacks, like lookbehinds, are widened, never narrowed). The
-  database also flags lines holding `REDACTED_` (placeholders change what the detectors see); lines holding
-  a non-ASCII byte are flagged too (Python's classes and case folding are Unicode-aware, the scan's ASCII).
+- Every detector is compiled into hyperscan in prefilter mode: its matches are a superset of the Python
+  pattern's (constructs hyperscan lacks, like lookbehinds, are widened, never narrowed). The scan also
+  flags lines holding `REDACTED_` (placeholders change what the detectors see); lines holding a non-ASCII
+  byte are flagged too (Python's classes and case folding are Unicode-aware, the scan's are ASCII).
 - The detectors match within one line (the anchored ones are even applied line by line), so a text whose
-  flagged lines go through the plain redactor and whose other lines stay as they are is the plain
-  redactor's result. A detector that may span lines (compiled with re.S, like private-key blocks, or a
-  known value holding a newline) sends the whole text through the plain redactor when one of its literals
-  is in it; so does a text that may be one base64 blob (that rule looks at the whole text).
+  flagged lines are redacted and whose other lines stay as they are is the plain redactor's result. A
+  detector that may span lines (compiled with re.S, like private-key blocks, or a known value holding a
+  newline) sends the whole text through the detectors when one of its literals is in it; a text that may
+  be one base64 blob goes through the whole-text base64 rule first, as in `Redactor.text`.
+- On a flagged line the detectors run in their order, each only when the scan finds a possible match for
+  it in the line as it is at its turn (ASCII text, scanned part by part between placeholders, as the
+  detectors see it); a detector with no possible match would change nothing.
 - Bytes that are not UTF-8 are scanned as they are and decoded with surrogateescape line by line, which
   is what decoding the whole text does (lines end at an ASCII byte).
 - The scan releases the GIL; each thread has its own scratch space.
@@ -28,7 +31,7 @@ from typing import cast
 
 import hyperscan
 
-from proxy.redact import Detector, Redactor
+from proxy.redact import PLACEHOLDER_RE, Detector, Redactor
 
 __all__ = ["ScanRedactor"]
 
@@ -37,7 +40,7 @@ _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=_\s\x1c-\x1f\x80-\xff-]")  # a byte no
 _HITS_PER_LINE = 4  # hits on one line before the scan stops and resumes after it
 _EXTRA = (rb"REDACTED_",)
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
-_WINDOW = 1 << 16  # bytes scanned per call, then up to the end of a line
+_WINDOW = 1 << 14  # bytes scanned per call, then up to the end of a line
 _SE = "surrogateescape"
 
 
@@ -49,22 +52,54 @@ class _Database:
         # A multi-line detector without a literal can match anywhere: every text takes the plain path.
         self.everywhere = any(not d.literals for d in multiline)
         self.literals = tuple(lit.encode() for d in multiline for lit in d.literals)
-        expressions = [_hs_pattern(d.pattern) for d in detectors if d not in multiline] + list(_EXTRA)
-        flags = [_hs_flags(d.pattern) for d in detectors if d not in multiline] + [0] * len(_EXTRA)
+        self.always = frozenset(i for i, d in enumerate(detectors) if d in multiline)
+        self.index = [i for i, d in enumerate(detectors) if d not in multiline]  # detector of each scan id
+        expressions = [_hs_pattern(detectors[i].pattern) for i in self.index] + list(_EXTRA)
+        flags = [_hs_flags(detectors[i].pattern) for i in self.index] + [0] * len(_EXTRA)
+        ids = list(range(len(expressions)))
+        # `db` reports every match (to find the lines), `once` each pattern's first (which detectors).
         self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        self.db.compile(expressions=expressions, ids=list(range(len(expressions))), flags=flags)
+        self.db.compile(expressions=expressions, ids=ids, flags=flags)
+        self.once = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        self.once.compile(
+            expressions=expressions, ids=ids, flags=[f | hyperscan.HS_FLAG_SINGLEMATCH for f in flags]
+        )
         self._local = threading.local()
 
-    def scratch(self) -> hyperscan.Scratch:
-        scratch: hyperscan.Scratch | None = getattr(self._local, "scratch", None)
+    def scratch(self, db: hyperscan.Database) -> hyperscan.Scratch:
+        """This thread's scratch space for `db` (one of this object's two)."""
+        name = "db" if db is self.db else "once"
+        scratch: hyperscan.Scratch | None = getattr(self._local, name, None)
         if scratch is None:
-            scratch = self._local.scratch = hyperscan.Scratch(self.db)
+            scratch = hyperscan.Scratch(db)
+            setattr(self._local, name, scratch)
         return scratch
+
+    def detectors_in(self, text: str) -> frozenset[int] | None:
+        """Indices of the detectors that may match `text` (None: any may). The parts between placeholders
+        are scanned one by one, as the detectors see them (`Redactor._outside_placeholders`)."""
+        if not text.isascii():
+            return None
+        found = set(self.always)
+        index, scratch = self.index, self.scratch(self.once)
+
+        def on_match(id_: int, _start: int, _end: int, _flags: int, _ctx: object) -> None:
+            if id_ < len(index):
+                found.add(index[id_])
+
+        pos = 0
+        for m in (*PLACEHOLDER_RE.finditer(text), None):
+            part = text[pos : m.start() if m else len(text)]
+            if part:
+                self.once.scan(part.encode("ascii"), match_event_handler=on_match, scratch=scratch)
+            if m:
+                pos = m.end()
+        return frozenset(found)
 
     def lines(self, data: bytes) -> list[tuple[int, int]]:
         """(start, end) of the runs of lines where a detector may match, `end` at their last newline."""
         # hyperscan reads any buffer; its stubs say str or bytes.
-        view, scratch = cast(bytes, memoryview(data)), self.scratch()
+        view, scratch = cast(bytes, memoryview(data)), self.scratch(self.db)
         found: list[tuple[int, int]] = []
         line = [0, -1, 0]  # the last flagged line's start and end, and how many more hits it had
 
@@ -173,14 +208,17 @@ class ScanRedactor(Redactor):
         self._db = _database(detectors)
 
     def text(self, text: str) -> str:
-        if len(text) < _SMALL:
-            return super().text(text)
-        try:
-            data = text.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates: byte offsets would not map back onto the text
-            return super().text(text)
-        new = self.redact(data)
-        return text if new is data else new.decode("utf-8", _SE)
+        """What `Redactor.text` gives: the base64 rule on the whole text, then the detectors."""
+        if len(text) >= _SMALL:
+            try:
+                data = text.encode("utf-8")
+            except UnicodeEncodeError:  # lone surrogates: byte offsets would not map onto the text
+                pass
+            else:
+                new = self.redact(data)
+                return text if new is data else new.decode("utf-8", _SE)
+        encoded = self._base64(text)
+        return encoded if encoded is not None else self._detect(text)
 
     def redact(self, data: bytes) -> bytes:
         """`data` read as text (surrogateescape), redacted, encoded again: `data` itself when unchanged."""
@@ -191,13 +229,13 @@ class ScanRedactor(Redactor):
             or (len(data.strip()) >= 16 and not _NOT_BASE64.search(data))
         ):
             text = data.decode("utf-8", _SE)
-            new = super().text(text)
+            encoded = self._base64(text)
+            new = encoded if encoded is not None else self._detect(text)
             return data if new == text else new.encode("utf-8", _SE)
         out, done = [], 0
         for start, end in db.lines(data):
             lines = data[start:end].decode("utf-8", _SE)
-            # A line first, so the detectors run without the whole-text base64 rule (a `\0` is no base64).
-            new = super().text("\0\n" + lines)[2:]
+            new = self._detect(lines)
             if new != lines:
                 out += [data[done:start], new.encode("utf-8", _SE)]
                 done = end
@@ -205,3 +243,25 @@ class ScanRedactor(Redactor):
             return data
         out.append(data[done:])
         return b"".join(out)
+
+    def _detect(self, text: str) -> str:
+        """`Redactor.text`'s loop over the detectors (without its base64 rule), skipping those the scan
+        finds no match for in the text as it is at their turn: skipping them changes nothing."""
+        candidates = self._db.detectors_in(text)
+        lowered: tuple[str, str] | None = None  # (text, text.lower()) while text has not changed
+        for i, detector in enumerate(self._detectors):
+            if (candidates is not None and i not in candidates) or not detector.finds(text):
+                continue
+            before = text
+            if not detector.anchors:
+                text = self._outside_placeholders(text, detector)
+            else:
+                probe = text
+                if detector.fold:
+                    if lowered is None or lowered[0] is not text:
+                        lowered = (text, text.lower())
+                    probe = lowered[1]
+                text = self._anchored(text, probe, detector)
+            if text is not before and text != before:
+                candidates = self._db.detectors_in(text)
+        return text

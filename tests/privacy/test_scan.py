@@ -114,3 +114,11 @@ def test_any_mix_of_lines_gives_the_plain_result(lines: list[str]) -> None:
     plain, fast, found_plain, found_scan = both(padded(lines))
     assert fast == plain
     assert found_scan == found_plain
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(LINE, min_size=1, max_size=6), st.sampled_from(["", " ", "=", ":", "\n"]))
+def test_short_texts_and_secrets_run_together_give_the_plain_result(lines: list[str], glue: str) -> None:
+    plain, fast, found_plain, found_scan = both(glue.join(lines))
+    assert fast == plain
+    assert found_scan == found_plain
