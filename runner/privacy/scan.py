@@ -37,10 +37,10 @@ __all__ = ["ScanRedactor"]
 
 _SMALL = 512  # texts shorter than this go straight to the detectors: the scan would cost more
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=_\s\x1c-\x1f\x80-\xff-]")  # a byte no base64 blob holds
-_HITS_PER_LINE = 4  # hits on one line before the scan stops and resumes after it
+_HITS_PER_LINE = 16  # hits on one line before the scan stops and resumes after it
 _EXTRA = (rb"REDACTED_",)
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
-_WINDOW = 1 << 14  # bytes scanned per call, then up to the end of a line
+_WINDOW = 1 << 16  # bytes scanned per call, then up to the end of a line
 _SE = "surrogateescape"
 
 
@@ -232,17 +232,36 @@ class ScanRedactor(Redactor):
             encoded = self._base64(text)
             new = encoded if encoded is not None else self._detect(text)
             return data if new == text else new.encode("utf-8", _SE)
+        runs = db.lines(data)
+        texts = [data[start:end].decode("utf-8", _SE) for start, end in runs]
+        # All flagged lines in one text: each detector runs once per member, not once per line.
+        joined = "\n".join(texts)
+        redacted = self._detect(joined)
+        if redacted == joined:
+            return data
+        lines = iter(redacted.split("\n"))  # placeholders hold no newline: every line is still there
         out, done = [], 0
-        for start, end in db.lines(data):
-            lines = data[start:end].decode("utf-8", _SE)
-            new = self._detect(lines)
-            if new != lines:
+        for (start, end), text in zip(runs, texts, strict=True):
+            new = "\n".join(next(lines) for _ in range(text.count("\n") + 1))
+            if new != text:
                 out += [data[done:start], new.encode("utf-8", _SE)]
                 done = end
-        if not out:
-            return data
         out.append(data[done:])
         return b"".join(out)
+
+    def kind_of(self, value: str, default: str) -> str:
+        """`Redactor.kind_of`, trying only the detectors the scan finds a possible match for."""
+        candidates = None if "REDACTED_" in value else self._db.detectors_in(value)
+        if candidates is None:
+            return super().kind_of(value, default)
+        for i, detector in enumerate(self._detectors):
+            if (
+                i in candidates
+                and "s" not in detector.pattern.groupindex
+                and detector.pattern.fullmatch(value)
+            ):
+                return detector.kind
+        return default
 
     def _detect(self, text: str) -> str:
         """`Redactor.text`'s loop over the detectors (without its base64 rule), skipping those the scan
