@@ -84,7 +84,6 @@ SEALED_MEMBER = "privacy/sealed.bin"
 ENCRYPTED_PREFIXES = ("prompts/", "cassettes/", "artifacts/", "traces.jsonl", "patches/", "workspace/")
 _SEALED_FORMAT = "runner-sealed/1"
 _ARTIFACT = "artifacts/sha256/"
-_WORKERS = min(4, os.cpu_count() or 1)
 
 
 class Builder(Protocol):
@@ -183,8 +182,7 @@ class _Pass:
         """The redacted content, or None when the member holds nothing to redact. Bytes that are not
         UTF-8 are scanned too (see `_text_of`) and come back unchanged around the placeholders."""
         if not name.startswith("cassettes/") and not name.endswith((".json", ".jsonl")):
-            new_data = self.redactor.redact(data)  # what rewrite_text's on_text would give, faster
-            return None if new_data is data else new_data
+            return None if (redacted := self.redactor.redact(data)) is data else redacted  # rewrite_text's
         text = _text_of(data)
         if name.startswith("cassettes/"):
             new = "".join(self._exchange(line) for line in _lines(text))
@@ -297,9 +295,8 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
     renamed: dict[str, str] = {}  # old sha256 -> new, for artifacts whose content changed
     changed: set[str] = set()
     names = [n for n in sorted(builder.members) if n != BUNDLE_PATH and not n.startswith("privacy/")]
-    # Members are read, hashed and scanned on a thread each (those parts release the GIL); rewritten here,
-    # in order, so the pack does not depend on which thread finished first.
-    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+    # Read, hashed and scanned on threads (those release the GIL), rewritten here in order (deterministic).
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         results = pool.map(lambda n: _redacted(run, n, builder.member_bytes(n)), names)
         for name, (new, sha256) in zip(names, results, strict=True):
             if new is None:
