@@ -17,6 +17,7 @@ import resource
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +101,13 @@ def main() -> None:
     report(goal_list)
     write(
         "redaction_bench",
-        {"redaction_policy": "default-v1", "mb": args.mb, "rounds": args.rounds, "secret_every_lines": 50},
+        {
+            "redaction_policy": "default-v1",
+            "mb": args.mb,
+            "rounds": args.rounds,
+            "secret_every_lines": 50,
+            "redaction_scan": f"hyperscan {metadata.version('hyperscan')}",
+        },
         goal_list,
         off={"wall_s": off, "cpu_s": off_cpu},
         on={"wall_s": on, "cpu_s": on_cpu},
