@@ -274,10 +274,8 @@ def _known_detectors(known: tuple[Secret, ...]) -> tuple[Detector, ...]:
     for secret in known:
         if len(secret.value) >= _MIN_KNOWN:
             by_kind.setdefault(secret.kind, set()).add(secret.value)
-    return tuple(
-        Detector(kind, re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))))
-        for kind, values in sorted(by_kind.items())
-    )
+    ordered = {kind: tuple(sorted(values, key=len, reverse=True)) for kind, values in sorted(by_kind.items())}
+    return tuple(Detector(k, re.compile("|".join(map(re.escape, v))), literals=v) for k, v in ordered.items())
 
 
 def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Manifest:

@@ -48,22 +48,22 @@ class _Database:
     """The compiled prefilter for a tuple of detectors, and each thread's scratch space."""
 
     def __init__(self, detectors: tuple[Detector, ...]) -> None:
-        multiline = [d for d in detectors if d.pattern.flags & re.S or "\n" in d.pattern.pattern]
-        # A multi-line detector without a literal can match anywhere: every text takes the plain path.
-        self.everywhere = any(not d.literals for d in multiline)
-        self.literals = tuple(lit.encode() for d in multiline for lit in d.literals)
-        self.always = frozenset(i for i, d in enumerate(detectors) if d in multiline)
-        self.index = [i for i, d in enumerate(detectors) if d not in multiline]  # detector of each scan id
+        # Detectors the scan cannot stand for: those that may span lines, and those hyperscan refuses (a
+        # known value longer than its pattern limit). They see whole texts holding one of their literals.
+        whole = {i for i, d in enumerate(detectors) if d.pattern.flags & re.S or "\n" in d.pattern.pattern}
+        whole |= {i for i, d in enumerate(detectors) if i not in whole and not _compiles(d.pattern)}
+        # One without a literal can match anywhere: every text goes through the detectors whole.
+        self.everywhere = any(not detectors[i].literals for i in whole)
+        self.literals = tuple(
+            lit.encode("utf-8", _SE) for i in sorted(whole) for lit in detectors[i].literals
+        )
+        self.always = frozenset(whole)
+        self.index = [i for i in range(len(detectors)) if i not in whole]  # the detector of each scan id
         expressions = [_hs_pattern(detectors[i].pattern) for i in self.index] + list(_EXTRA)
         flags = [_hs_flags(detectors[i].pattern) for i in self.index] + [0] * len(_EXTRA)
-        ids = list(range(len(expressions)))
         # `db` reports every match (to find the lines), `once` each pattern's first (which detectors).
-        self.db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        self.db.compile(expressions=expressions, ids=ids, flags=flags)
-        self.once = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        self.once.compile(
-            expressions=expressions, ids=ids, flags=[f | hyperscan.HS_FLAG_SINGLEMATCH for f in flags]
-        )
+        self.db = _compiled(expressions, flags)
+        self.once = _compiled(expressions, [f | hyperscan.HS_FLAG_SINGLEMATCH for f in flags])
         self._local = threading.local()
 
     def scratch(self, db: hyperscan.Database) -> hyperscan.Scratch:
@@ -179,6 +179,20 @@ def _hs_pattern(pattern: re.Pattern[str]) -> bytes:
         out.append(c)
         i += 1
     return "".join(out).encode("utf-8")
+
+
+def _compiled(expressions: list[bytes], flags: list[int]) -> hyperscan.Database:
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    db.compile(expressions=expressions, ids=list(range(len(expressions))), flags=flags)
+    return db
+
+
+def _compiles(pattern: re.Pattern[str]) -> bool:
+    try:
+        _compiled([_hs_pattern(pattern)], [_hs_flags(pattern)])
+    except hyperscan.error:
+        return False
+    return True
 
 
 def _hs_flags(pattern: re.Pattern[str]) -> int:

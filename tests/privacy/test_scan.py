@@ -122,3 +122,13 @@ def test_short_texts_and_secrets_run_together_give_the_plain_result(lines: list[
     plain, fast, found_plain, found_scan = both(glue.join(lines))
     assert fast == plain
     assert found_scan == found_plain
+
+
+def test_a_known_value_too_long_for_hyperscan_is_still_found_everywhere() -> None:
+    value = "cookie-" + "x9" * 40_000  # past hyperscan's pattern length limit
+    known = (Detector("credential", re.compile(re.escape(value)), literals=(value,)), *DETECTORS)
+    plain, fast, found_plain, found_scan = both(padded([f"Set: {value} end", "no secret here"]), known)
+    assert fast == plain and value not in fast
+    assert found_scan == found_plain
+    plain, fast, _, _ = both(padded(["no secret here"]), known)
+    assert fast == plain
