@@ -50,7 +50,9 @@ class _Database:
     def __init__(self, detectors: tuple[Detector, ...]) -> None:
         # Detectors the scan cannot stand for: those that may span lines, and those hyperscan refuses (a
         # known value longer than its pattern limit). They see whole texts holding one of their literals.
-        whole = {i for i, d in enumerate(detectors) if d.pattern.flags & re.S or "\n" in d.pattern.pattern}
+        whole = {
+            i for i, d in enumerate(detectors) if d.pattern.flags & (re.S | re.X) or "\n" in d.pattern.pattern
+        }
         whole |= {i for i, d in enumerate(detectors) if i not in whole and not _compiles(d.pattern)}
         # One without a literal can match anywhere: every text goes through the detectors whole.
         self.everywhere = any(not detectors[i].literals for i in whole)
@@ -153,7 +155,8 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def _hs_pattern(pattern: re.Pattern[str]) -> bytes:
     r"""The pattern in hyperscan's syntax, matching at least what Python's does on ASCII text: Python's
-    `\s` also matches \x1c-\x1f, so outside a negated class those are added."""
+    `\s` also matches \x1c-\x1f, so outside a negated class those are added; `{,n}` is `{0,n}`. (Verbose
+    and dot-all patterns are not scanned, see `_Database`.)"""
     source, out, i, klass = pattern.pattern, [], 0, None
     while i < len(source):
         c = source[i]
@@ -176,6 +179,8 @@ def _hs_pattern(pattern: re.Pattern[str]) -> bytes:
             continue
         if klass is not None and c == "]":
             klass = None
+        if klass is None and source.startswith("{,", i):  # Python's {,n} is PCRE's {0,n}
+            c = "{0"
         out.append(c)
         i += 1
     return "".join(out).encode("utf-8")
@@ -199,8 +204,8 @@ def _hs_flags(pattern: re.Pattern[str]) -> int:
     flags = hyperscan.HS_FLAG_PREFILTER
     if pattern.flags & re.I:
         flags |= hyperscan.HS_FLAG_CASELESS
-    if pattern.flags & re.S:
-        flags |= hyperscan.HS_FLAG_DOTALL
+    if pattern.flags & re.M:
+        flags |= hyperscan.HS_FLAG_MULTILINE
     return flags
 
 
