@@ -53,20 +53,26 @@ class _Database:
         whole = {
             i for i, d in enumerate(detectors) if d.pattern.flags & (re.S | re.X) or "\n" in d.pattern.pattern
         }
-        whole |= {i for i, d in enumerate(detectors) if i not in whole and not _compiles(d.pattern)}
+        try:
+            self._compile(detectors, whole)
+        except hyperscan.error:
+            whole |= {i for i, d in enumerate(detectors) if i not in whole and not _compiles(d.pattern)}
+            self._compile(detectors, whole)
         # One without a literal can match anywhere: every text goes through the detectors whole.
         self.everywhere = any(not detectors[i].literals for i in whole)
         self.literals = tuple(
             lit.encode("utf-8", _SE) for i in sorted(whole) for lit in detectors[i].literals
         )
         self.always = frozenset(whole)
+        self._local = threading.local()
+
+    def _compile(self, detectors: tuple[Detector, ...], whole: set[int]) -> None:
         self.index = [i for i in range(len(detectors)) if i not in whole]  # the detector of each scan id
         expressions = [_hs_pattern(detectors[i].pattern) for i in self.index] + list(_EXTRA)
         flags = [_hs_flags(detectors[i].pattern) for i in self.index] + [0] * len(_EXTRA)
         # `db` reports every match (to find the lines), `once` each pattern's first (which detectors).
         self.db = _compiled(expressions, flags)
         self.once = _compiled(expressions, [f | hyperscan.HS_FLAG_SINGLEMATCH for f in flags])
-        self._local = threading.local()
 
     def scratch(self, db: hyperscan.Database) -> hyperscan.Scratch:
         """This thread's scratch space for `db` (one of this object's two)."""
