@@ -36,6 +36,7 @@ from runner.errors import EnvironmentProblem
 __all__ = ["Namespace", "private_network"]
 
 _HOLDER = """\
+# runner-netns-holder: brings loopback up, then holds the namespace until its stdin closes
 import fcntl, socket, struct, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 req = struct.pack("16sH14s", b"lo", 0, b"")
