@@ -4,8 +4,8 @@ Input: the exact pins (`runner.replay.environment.snapshot_requirements`, the re
 too), the recorded Python version and the host's build trust. Output: a `Venv` (its folder, the
 interpreter it was made from) and warnings for what it cannot reproduce.
 
-Rules: the interpreter is the host's `pythonX.Y` matching the recorded major.minor when one runs, else this
-runner's own (a warning says so). A virtualenv is cached under $XDG_CACHE_HOME/runner/venvs/<hash of its
+Rules: the interpreter is the host's `pythonX.Y` matching the recorded major.minor when one runs (on PATH,
+else pyenv's newest X.Y), else this runner's own (a warning says so). A virtualenv is cached under $XDG_CACHE_HOME/runner/venvs/<hash of its
 recipe> (interpreter version and path, sorted pins): built in a temporary sibling folder and renamed when
 complete, so an interrupted build is never used, and a second replay of the same recipe builds nothing.
 pip installs with no dependency resolution (the freeze lists them all), with the host's index settings
@@ -67,10 +67,10 @@ def interpreter(recorded: str | None) -> tuple[str, str, list[str]]:
     """(interpreter path, its version, warnings): the host's pythonX.Y for the recorded X.Y, else ours."""
     match = _VERSION.match(recorded or "")
     if match is not None:
-        found = shutil.which(f"python{match[1]}.{match[2]}")
-        version = _version_of(found) if found else None
-        if found and version and version.startswith(f"{match[1]}.{match[2]}."):
-            return found, version, []
+        for found in _candidates(match[1], match[2]):
+            version = _version_of(found)
+            if version and version.startswith(f"{match[1]}.{match[2]}."):
+                return found, version, []
     ours = sys.executable
     version = _version_of(ours) or ".".join(map(str, sys.version_info[:3]))
     if recorded is None or match is None:
@@ -80,6 +80,19 @@ def interpreter(recorded: str | None) -> tuple[str, str, list[str]]:
         version,
         [f"no python{match[1]}.{match[2]} on this machine: the virtualenv uses Python {version}"],
     )
+
+
+def _candidates(major: str, minor: str) -> list[str]:
+    """pythonX.Y on PATH, then pyenv's installed X.Y.* (newest first), which its shims may not select."""
+    name = f"python{major}.{minor}"
+    found = [p for p in (shutil.which(name),) if p]
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    installed = sorted(pyenv.glob(f"{major}.{minor}.*/bin/{name}"), key=lambda p: _numbers(p.parents[1].name))
+    return found + [str(p) for p in reversed(installed)]
+
+
+def _numbers(version: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", version))
 
 
 def _pip_env(trust: BuildTrust) -> dict[str, str]:
@@ -122,7 +135,10 @@ def ensure(pins: list[str], python: str, version: str, trust: BuildTrust, progre
 
 
 def _build(work: Path, pins: list[str], python: str, trust: BuildTrust) -> None:
-    made = subprocess.run([python, "-m", "venv", str(work)], capture_output=True, text=True, check=False)
+    no_pip = [] if pins else ["--without-pip"]  # nothing to install: no pip to copy in either
+    made = subprocess.run(
+        [python, "-m", "venv", *no_pip, str(work)], capture_output=True, text=True, check=False
+    )
     if made.returncode != 0:
         why = (made.stderr or made.stdout).strip().splitlines()[-1:] or [f"exit {made.returncode}"]
         raise EnvironmentProblem(f"cannot make a virtualenv with {python}: {why[0]}; install its venv module")
