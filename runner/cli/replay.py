@@ -1,10 +1,10 @@
-"""`runner replay PACK...`: replay repro packs hermetically (Docker, or locally) and diff every recorded output.
+"""`runner replay PACK...`: replay repro packs hermetically (Docker, or local) and diff every recorded output.
 
 Inputs: packs or folders and options; `--backend` picks where the commands run (`runner.replay.backends`:
-docker, local, or auto: Docker when an engine answers, else local, said on stderr). Outputs: progress on stderr, the terminal table on stdout, reports
-where asked (JSON, JUnit, Markdown, HTML) and report.json in each run folder. Exit codes: the gravest
-outcome, as `runner.replay.report.exit_code` grades it (OK, DIVERGED, BAD_INPUT, ENVIRONMENT).
-"""
+docker, local, or auto: Docker when an engine answers, else local, said on stderr). Outputs: progress on
+stderr, the terminal table on stdout, reports where asked (JSON, JUnit, Markdown, HTML) and report.json in
+each run folder. Exit codes: the gravest outcome, as `runner.replay.report.exit_code` grades it (OK, DIVERGED,
+BAD_INPUT, ENVIRONMENT)."""
 
 from __future__ import annotations
 

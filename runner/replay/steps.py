@@ -1,20 +1,20 @@
 """Steps stage: a pack's steps, in order, against the restored workspace and the running workload.
 
-Inputs: the workload (`runner.replay.backends.Workload`: a container, or a local namespace), the workspace, the unpacked pack, the run's folder and `StepRules` (how to
-run them). Output: a `StepsResult`: one `StepOutcome` per step that ran, the warnings they raised, the
-patches that applied only inexactly, and the infrastructure failure that stopped them, if one did.
+Inputs: the workload (`runner.replay.backends.Workload`: a container, or a local namespace), the workspace,
+the unpacked pack, the run's folder and `StepRules` (how to run them). Output: a `StepsResult`: one
+`StepOutcome` per step that ran, the warnings they raised, the patches that applied only inexactly, and the
+infrastructure failure that stopped them, if one did.
 
 Rules: a patch step applies on the host (the workload sees the same folder); a command step runs in the
-workload and is judged by `compare.compare_command`. With `rerun_agent`, the step holding the agent's patch re-runs the
-recorded agent instead and `compare.compare_agent` judges its exit and the tree it leaves (agent-private files
-left out). The re-run agent gets `runner.pack.agentenv.replay_env` (verbatim values, placeholders for
-secrets), pinned PYTHONHASHSEED/locale/TZ (and FAKETIME at the recorded start when the image has
-libfaketime), its own files back (`~/` is the workload's HOME; a path the workload refuses goes under its
-relocation folder and argv follows it), and no stdin (closed, as recorded). Steps stop at the first one
-that disagrees unless `keep_going`. A recorded working directory that leaves the workspace is a bad pack.
-A command that hits a limit of the workload's sandbox (memory, processes) fails its step with the limit
-named and stops the steps as an infrastructure failure, so the pack's verdict is `error`, not a divergence.
-"""
+workload and is judged by `compare.compare_command`. With `rerun_agent`, the step holding the agent's patch
+re-runs the recorded agent instead and `compare.compare_agent` judges its exit and the tree it leaves
+(agent-private files left out). The re-run agent gets `runner.pack.agentenv.replay_env` (verbatim values,
+placeholders for secrets), pinned PYTHONHASHSEED/locale/TZ (and FAKETIME at the recorded start when the image
+has libfaketime), its own files back (`~/` is the workload's HOME; a path the workload refuses goes under its
+relocation folder and argv follows it), and no stdin (closed, as recorded). Steps stop at the first one that
+disagrees unless `keep_going`. A recorded working directory that leaves the workspace is a bad pack. A command
+that hits a limit of the workload's sandbox (memory, processes) fails its step with the limit named and stops
+the steps as an infrastructure failure, so the pack's verdict is `error`, not a divergence."""
 
 from __future__ import annotations
 

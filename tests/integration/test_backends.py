@@ -126,8 +126,8 @@ def test_a_rerun_agent_reproduces_its_patch(backend: str, tmp_path: Path, nothin
     agent = mf.Agent(
         name="scripted", command=mf.AgentCommand(argv=("python3", "-c", script), timeout=60), patch="agent"
     )
-    pack = _pack(tmp_path, patch("agent", recorded), command("check", ["cat", "notes.txt"], stdout=b"one\ntwo\n"),
-                 agent=agent)  # fmt: skip
+    check = command("check", ["cat", "notes.txt"], stdout=b"one\ntwo\n")
+    pack = _pack(tmp_path, patch("agent", recorded), check, agent=agent)
     proc = runner(str(pack), "--rerun-agent", "--json", "-", cwd=tmp_path, backend=backend)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "re-run agent reproduced the patch" in json.loads(proc.stdout)["packs"][0]["steps"][0]["summary"]

@@ -1,5 +1,5 @@
-"""The backend seam without an engine: choosing a backend, drift warnings, the local virtualenv cache, and what
-the local workload refuses to write on the host."""
+"""The backend seam without an engine: choosing a backend, drift warnings, the local virtualenv cache, and
+what the local workload refuses to write on the host."""
 
 from __future__ import annotations
 
@@ -82,8 +82,8 @@ def _session(tmp_path: Path) -> LocalSession:
         (tmp_path / folder).mkdir()
     proxy: Any = None
     return LocalSession(
-        tmp_path / "venv", tmp_path / "workspace", PurePosixPath("/workspace"), tmp_path, Namespace("none"), proxy,
-        route_loopback=False,
+        tmp_path / "venv", tmp_path / "workspace", PurePosixPath("/workspace"), tmp_path, Namespace("none"),
+        proxy, route_loopback=False,
     )  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""The local backend: a pack's commands on this machine, in a cached virtualenv and a private network namespace.
+"""The local backend: a pack's commands on this machine, in a cached virtualenv and a network namespace.
 
 Input: build trust and whether isolation may be skipped (`--no-isolation`). Output: a `Backend` whose
 `prepare` makes the pack's virtualenv (`backends.venv`) and lists what this machine cannot reproduce, and

@@ -7,16 +7,15 @@ container), `kill_all()` ends every process still in it. Without isolation `ente
 namespace is the host's.
 
 Rules: what works is found by a real probe, not by uid: first `unshare --net --mount` (root, or
-CAP_SYS_ADMIN), then with `--user --map-root-user` (unprivileged user namespaces); each starts a holder process whose
-namespace has only loopback, which it brings up itself (an ioctl, so `ip` need not be installed), and a
-program entered with `nsenter` must then run there. The host's loopback services are a different loopback:
-unreachable by construction. When neither works, `EnvironmentProblem` says why in one line (exit 3) and
-names `--no-isolation`. The holder reads its stdin, so it ends when this process ends, even killed; on
-leaving the block every process left in the namespace is killed, then the holder. The mount namespace is
-private: a bind mount made in it is seen by no one else and goes with it. Its mount point must exist on the
-host: as root an empty /workspace is made once and left (removing it would detach the mounts of concurrent
-replays); when it cannot be had, `show` says so and the folder keeps its own path.
-"""
+CAP_SYS_ADMIN), then with `--user --map-root-user` (unprivileged user namespaces); each starts a holder
+process whose namespace has only loopback, which it brings up itself (an ioctl, so `ip` need not be
+installed), and a program entered with `nsenter` must then run there. The host's loopback services are a
+different loopback: unreachable by construction. When neither works, `EnvironmentProblem` says why in one line
+(exit 3) and names `--no-isolation`. The holder reads its stdin, so it ends when this process ends, even
+killed; on leaving the block every process left in the namespace is killed, then the holder. The mount
+namespace is private: a bind mount made in it is seen by no one else and goes with it. Its mount point must
+exist on the host: as root an empty /workspace is made once and left (removing it would detach the mounts of
+concurrent replays); when it cannot be had, `show` says so and the folder keeps its own path."""
 
 from __future__ import annotations
 

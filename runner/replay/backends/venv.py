@@ -5,14 +5,14 @@ too), the recorded Python version and the host's build trust. Output: a `Venv` (
 interpreter it was made from) and warnings for what it cannot reproduce.
 
 Rules: the interpreter is the host's `pythonX.Y` matching the recorded major.minor when one runs (on PATH,
-else pyenv's newest X.Y), else this runner's own (a warning says so). A virtualenv is cached under $XDG_CACHE_HOME/runner/venvs/<hash of its
-recipe> (interpreter version and path, sorted pins): built in a temporary sibling folder and renamed when
-complete, so an interrupted build is never used, and a second replay of the same recipe builds nothing.
-pip installs with no dependency resolution (the freeze lists them all), with the host's index settings
-(PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, and the CA bundle as PIP_CERT); when the whole set fails, packages are
-installed one at a time and those that do not install are written to `.runner-failed` for the report.
-Console scripts' `#!` lines name the build folder: they are rewritten to the final one before the rename.
-"""
+else pyenv's newest X.Y), else this runner's own (a warning says so). A virtualenv is cached under
+$XDG_CACHE_HOME/runner/venvs/<hash of its recipe> (interpreter version and path, sorted pins): built in a
+temporary sibling folder and renamed when complete, so an interrupted build is never used, and a second replay
+of the same recipe builds nothing. pip installs with no dependency resolution (the freeze lists them all),
+with the host's index settings (PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, and the CA bundle as PIP_CERT); when the
+whole set fails, packages are installed one at a time and those that do not install are written to
+`.runner-failed` for the report. Console scripts' `#!` lines name the build folder: they are rewritten to the
+final one before the rename."""
 
 from __future__ import annotations
 
