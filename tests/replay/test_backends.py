@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from runner.engine.host import BuildTrust
-from runner.errors import UsageError
+from runner.errors import EngineError, UsageError
 from runner.pack import manifest as mf
 from runner.progress import Silent
 from runner.replay import backends
@@ -30,6 +30,12 @@ def test_auto_without_an_engine_is_local_and_says_why(monkeypatch: pytest.Monkey
     choice = backends.select("auto")
     assert (choice.name, choice.client) == ("local", None)
     assert "no Docker engine answers at DOCKER_HOST=unix:///nonexistent.sock" in choice.note
+
+
+def test_docker_without_an_engine_names_the_local_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    with pytest.raises(EngineError, match="or replay without Docker: --backend local"):
+        backends.select("docker")
 
 
 def test_drift_names_the_interpreter_and_the_packages_that_did_not_install() -> None:

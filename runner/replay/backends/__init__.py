@@ -156,9 +156,9 @@ def select(name: str) -> Choice:
         return Choice("local", None, "backend: local (virtualenv + network namespace)")
     try:
         client = daemon.connect(timeout=10 if name == "auto" else 30)
-    except EngineError:
+    except EngineError as e:
         if name == "docker":
-            raise
+            raise EngineError(f"{e}; or replay without Docker: --backend local") from e
         return Choice("local", None, f"backend: local, since no Docker engine answers at {daemon.address()}")
     return Choice("docker", client, "backend: docker")
 
