@@ -7,15 +7,16 @@ container), `kill_all()` ends every process still in it. Without isolation `ente
 namespace is the host's.
 
 Rules: what works is found by a real probe, not by uid: first `unshare --net --mount` (root, or
-CAP_SYS_ADMIN), then with `--user --map-root-user` (unprivileged user namespaces); each starts a holder
-process whose namespace has only loopback, which it brings up itself (an ioctl, so `ip` need not be
-installed), and a program entered with `nsenter` must then run there. The host's loopback services are a
-different loopback: unreachable by construction. When neither works, `EnvironmentProblem` says why in one line
-(exit 3) and names `--no-isolation`. The holder reads its stdin, so it ends when this process ends, even
-killed; on leaving the block every process left in the namespace is killed, then the holder. The mount
-namespace is private: a bind mount made in it is seen by no one else and goes with it. Its mount point must
-exist on the host: as root an empty /workspace is made once and left (removing it would detach the mounts of
-concurrent replays); when it cannot be had, `show` says so and the folder keeps its own path."""
+CAP_SYS_ADMIN), then with `--user --map-root-user` (unprivileged user namespaces), then both without the mount
+namespace (the workspace then keeps its own path); each starts a holder process whose namespace has only
+loopback, which it brings up itself (an ioctl, so `ip` need not be installed), and a program entered with
+`nsenter` must then run there. The host's loopback services are a different loopback: unreachable by
+construction. When none works, `EnvironmentProblem` says why in one line (exit 3) and names `--no-isolation`.
+The holder reads its stdin, so it ends when this process ends, even killed; on leaving the block every process
+left in the namespace is killed, then the holder. The mount namespace is private: a bind mount made in it is
+seen by no one else and goes with it. Its mount point must exist on the host: as root an empty /workspace is
+made once and left (removing it would detach the mounts of concurrent replays); when it cannot be had, `show`
+says so and the folder keeps its own path."""
 
 from __future__ import annotations
 
@@ -50,12 +51,13 @@ libc = ctypes.CDLL(None, use_errno=True)
 if libc.mount(sys.argv[1].encode(), sys.argv[2].encode(), None, 4096 | 16384, None) != 0:  # MS_BIND|MS_REC
     sys.exit(os.strerror(ctypes.get_errno()))
 """
-_MODES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("network namespace", ("unshare", "--net", "--mount", "--propagation", "private", "--")),
-    (
-        "user and network namespace",
-        ("unshare", "--user", "--map-root-user", "--net", "--mount", "--propagation", "private", "--"),
-    ),
+# (in words, a user namespace?, a mount namespace?), best first; without a mount namespace the workspace
+# cannot be shown at /workspace, which is only a warning.
+_MODES = (
+    ("network namespace", False, True),
+    ("user and network namespace", True, True),
+    ("network namespace without a mount namespace", False, False),
+    ("user and network namespace without a mount namespace", True, False),
 )
 _START_TIMEOUT = 15.0
 
@@ -82,6 +84,8 @@ class Namespace:
         """Bind `folder` at `at` inside the namespace: `at`, or why not (then the folder keeps its path)."""
         if self.holder is None:
             return "there is no private namespace (--no-isolation)"
+        if not any(arg.startswith("--mount=") for arg in self.prefix):
+            return "no mount namespace could be made here"
         if not Path(at).is_dir():
             try:
                 Path(at).mkdir(mode=0o755)
@@ -135,8 +139,12 @@ def _ready(proc: subprocess.Popen[bytes], timeout: float) -> bool:
     return bool(line) and line[0].strip() == b"ready"
 
 
-def _try(launcher: tuple[str, ...], uid_map: bool) -> Namespace | str:
-    """A namespace made by `launcher`, or why it could not be made."""
+def _try(user: bool, mount: bool) -> Namespace | str:
+    """A namespace made by `unshare` with these options, or why it could not be made."""
+    launcher = (
+        "unshare", *(("--user", "--map-root-user") if user else ()), "--net",
+        *(("--mount", "--propagation", "private") if mount else ()), "--",
+    )  # fmt: skip
     try:
         holder = subprocess.Popen(
             [*launcher, sys.executable, "-c", _HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -149,12 +157,18 @@ def _try(launcher: tuple[str, ...], uid_map: bool) -> Namespace | str:
         lines = holder.communicate()[1].decode("utf-8", "replace").strip().splitlines()
         return lines[-1] if lines else "no answer"
     ns = f"/proc/{holder.pid}/ns"
-    user = (f"--user={ns}/user", "--preserve-credentials") if uid_map else ()
-    prefix = ("nsenter", *user, f"--net={ns}/net", f"--mount={ns}/mnt", "--")
+    prefix = (
+        "nsenter", *((f"--user={ns}/user", "--preserve-credentials") if user else ()), f"--net={ns}/net",
+        *((f"--mount={ns}/mnt",) if mount else ()), "--",
+    )  # fmt: skip
     namespace = Namespace("", holder, prefix)
-    check = subprocess.run(
-        namespace.enter([sys.executable, "-c", "pass"])[0], capture_output=True, check=False, timeout=60
-    )
+    try:
+        check = subprocess.run(
+            namespace.enter([sys.executable, "-c", "pass"])[0], capture_output=True, check=False, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        namespace.kill_all()
+        return f"nsenter: {getattr(e, 'strerror', None) or e}"
     if check.returncode != 0:
         namespace.kill_all()
         text = check.stderr.decode("utf-8", "replace").strip().splitlines()
@@ -168,13 +182,13 @@ def private_network(no_isolation: bool) -> Iterator[Namespace]:
     if no_isolation:
         yield Namespace("NO network isolation (--no-isolation): commands reach this machine's network")
         return
-    reasons = []
-    for how, launcher in _MODES:
-        made = _try(launcher, uid_map="--user" in launcher)
+    reasons: dict[str, None] = {}
+    for how, user, mount in _MODES:
+        made = _try(user, mount)
         if isinstance(made, Namespace):
             namespace = Namespace(f"{how}: only the cassette proxy is reachable", made.holder, made.prefix)
             break
-        reasons.append(f"{' '.join(launcher[:-1])}: {made}")
+        reasons[f"{how}: {made}"] = None
     else:
         raise EnvironmentProblem(
             f"no network isolation is possible here ({'; '.join(reasons)}); run as root, enable unprivileged "
