@@ -170,6 +170,30 @@ def test_the_hosts_loopback_is_out_of_reach_unless_isolation_is_refused(
     assert "+reached" in exposed.stdout
 
 
+def test_where_no_namespace_can_be_made_the_replay_is_an_environment_error(tmp_path: Path) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "unshare").write_text(
+        "#!/bin/sh\necho 'unshare: unshare failed: Operation not permitted' >&2\nexit 1\n"
+    )
+    (fake / "unshare").chmod(0o755)
+    pack = _pack(tmp_path, command("c1", ["cat", "notes.txt"], stdout=b"one\n"))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "XDG_CACHE_HOME": CACHE,
+        "PATH": f"{fake}:{os.environ['PATH']}",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "replay", str(pack), "--backend", "local", "--json", "-"], cwd=tmp_path,
+        env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    error = json.loads(proc.stdout)["packs"][0]["error"]
+    assert error.startswith("no network isolation is possible here (unshare: unshare failed: Operation not")
+    assert "--no-isolation" in error and "\n" not in error and "Traceback" not in proc.stderr
+
+
 def test_ctrl_c_leaves_no_process_and_no_folder(tmp_path: Path) -> None:
     if subprocess.run(["unshare", "--net", "true"], capture_output=True, check=False).returncode != 0:
         unavailable("no network namespace can be made here (run as root)")

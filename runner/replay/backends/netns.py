@@ -188,7 +188,7 @@ def private_network(no_isolation: bool) -> Iterator[Namespace]:
         if isinstance(made, Namespace):
             namespace = Namespace(f"{how}: only the cassette proxy is reachable", made.holder, made.prefix)
             break
-        reasons[f"{how}: {made}"] = None
+        reasons[made] = None  # the same reason for every mode is said once
     else:
         raise EnvironmentProblem(
             f"no network isolation is possible here ({'; '.join(reasons)}); run as root, enable unprivileged "
