@@ -1,7 +1,8 @@
 """The replay pipeline, top to bottom: one pack in, one `PackOutcome` out.
 
-    unpack (safe) -> environment (image | virtualenv) -> workspace (bundle + baseline)
-    -> session (cassette proxy with no egress + workload) -> steps (patch | command, each compared)
+    unpack (safe) -> environment (image | virtualenv)
+    -> session (cassette proxy with no egress + workload; the workspace restored from bundle + baseline
+       while the proxy starts) -> steps (patch | command, each compared)
     -> verdict (reproduced | diverged at step N with its likely cause | error)
 
 Every stage is a module with one verb that takes typed values and returns typed values; `replay` reads as the
@@ -134,17 +135,20 @@ def replay(
             env = backend.prepare(unpacked, progress)
             known = replace(known, image=env.shown, warnings=env.warnings)
 
-            notify(StepEvent(pack, 0, total, "restoring the workspace"))
-            ws = _restore(unpacked, scratch / "workspace")
-
             notify(StepEvent(pack, 0, total, "starting the cassette proxy and the workload"))
             run = backends.Run(pack, known.run_dir)
-            with backend.start(env, unpacked, ws, scratch, run=run, keep=options.keep) as session:
+            (scratch / "workspace").mkdir()  # restored while the proxy starts
+            with backend.start(
+                env, unpacked, scratch / "workspace", scratch, run=run, keep=options.keep
+            ) as session:
                 known = replace(known, sandbox=session.sandbox, warnings=(*known.warnings, *session.warnings))
                 if options.keep:  # the caller prints how to get at it; nothing is removed
                     known = replace(known, warnings=(*known.warnings, session.kept()))
+                notify(StepEvent(pack, 0, total, "restoring the workspace"))
+                ws = _restore(unpacked, scratch / "workspace")
                 drift = backends.drift(session.probe(), unpacked.manifest, _where(backend.name))
                 known = replace(known, warnings=(*known.warnings, *drift))
+                session.ready()
 
                 rules = StepRules(
                     options.timeout_scale, options.keep_going, options.rerun_agent, options.ignore_agent_files

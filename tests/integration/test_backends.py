@@ -48,7 +48,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 def runner(*args: str, cwd: Path, backend: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160", "XDG_CACHE_HOME": CACHE}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160", "XDG_CACHE_HOME": CACHE,
+           "TMPDIR": str(private_tmp(cwd))}  # fmt: skip
     if backend != "docker":  # and auto finds no engine
         env["DOCKER_HOST"] = NO_ENGINE
     return subprocess.run(
@@ -70,16 +71,18 @@ def left_running() -> list[str]:
     return found
 
 
-def scratch_folders() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("runner-replay-*"))
+def private_tmp(tmp_path: Path) -> Path:
+    """The runner's TMPDIR in these tests: /tmp is shared with other replays."""
+    folder = tmp_path / "tmp"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 @pytest.fixture()
-def nothing_left() -> Iterator[None]:
-    before = scratch_folders()
+def nothing_left(tmp_path: Path) -> Iterator[None]:
     yield
     assert not left_running()
-    assert scratch_folders() <= before
+    assert not list(private_tmp(tmp_path).glob("runner-*"))
 
 
 def _pack(tmp_path: Path, *steps: Any, **fields: Any) -> Path:
@@ -198,8 +201,8 @@ def test_ctrl_c_leaves_no_process_and_no_folder(tmp_path: Path) -> None:
     if subprocess.run(["unshare", "--net", "true"], capture_output=True, check=False).returncode != 0:
         unavailable("no network namespace can be made here (run as root)")
     pack = _pack(tmp_path, command("slow", ["sh", "-c", f"sleep {MARK} & sleep {MARK}"], timeout=300))
-    before = scratch_folders()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DOCKER_HOST": NO_ENGINE, "XDG_CACHE_HOME": CACHE}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DOCKER_HOST": NO_ENGINE, "XDG_CACHE_HOME": CACHE,
+           "TMPDIR": str(private_tmp(tmp_path))}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "runner", "replay", str(pack), "--backend", "local"], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
@@ -212,4 +215,4 @@ def test_ctrl_c_leaves_no_process_and_no_folder(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert not left_running()
-    assert scratch_folders() <= before
+    assert not list(private_tmp(tmp_path).glob("runner-*"))

@@ -2,7 +2,8 @@
 
 Input: a backend name (`docker`, `local` or `auto`). Output: a `Choice` (`select`) naming the backend that
 will run and why; the `Backend` it builds prepares a pack's environment (`prepare`) and starts a `Session`
-(`start`): the cassette proxy plus a `Workload` that runs a command with cwd, environment, timeout and log
+(`start`, with the workspace's empty folder, which the pipeline fills meanwhile; `ready` before the first
+command): the cassette proxy plus a `Workload` that runs a command with cwd, environment, timeout and log
 files, copies a file in, tells whether a path exists and probes the interpreter. The pipeline, comparisons,
 verdicts and reports are shared by every backend; only this seam differs.
 
@@ -26,7 +27,6 @@ from runner.pack.manifest import Manifest
 from runner.pack.read import UnpackedPack
 from runner.progress import Progress
 from runner.replay.execute import CommandRun
-from runner.replay.workspace import Workspace
 
 __all__ = [
     "BACKENDS",
@@ -120,6 +120,8 @@ class Session(Workload, Protocol):
     @property
     def warnings(self) -> tuple[str, ...]: ...  # what starting it could not reproduce
 
+    def ready(self) -> None: ...  # wait for the proxy to listen: before the first command
+
     def finish(self) -> Report: ...  # stop the proxy; its report
 
     def kept(self) -> str: ...  # how to get at a kept run (--keep), in one line
@@ -135,7 +137,7 @@ class Backend(Protocol):
     def prepare(self, pack: UnpackedPack, progress: Progress) -> Prepared: ...
 
     def start(
-        self, prepared: Prepared, pack: UnpackedPack, ws: Workspace, scratch: Path, *, run: Run, keep: bool
+        self, prepared: Prepared, pack: UnpackedPack, workspace: Path, scratch: Path, *, run: Run, keep: bool
     ) -> AbstractContextManager[Session]: ...
 
 

@@ -7,8 +7,8 @@ the proxy sidecar (`runner.replay.sidecar`) and the workload container in its ne
 
 Rules: both containers run in the sandbox `runner.engine.sandbox` describes; the workspace is bind-mounted
 at /workspace and lent to the sandbox user while a command runs, whose limits are watched. The sidecar is
-started without waiting for its proxy, so mitmproxy's start overlaps the workload's, and waited for before
-the first command. Every container carries the run's folder as a label and is removed when the session
+started without waiting for its proxy, so mitmproxy's start overlaps the workload's and the workspace's
+restore, and waited for (`ready`) before the first command. Every container carries the run's folder as a label and is removed when the session
 ends, unless `keep` (then the kept workspace is handed to the sandbox user, for a shell in the container).
 The docker SDK's errors during a step come back as `ExecuteError`s: an engine failure, not a divergence.
 """
@@ -34,7 +34,6 @@ from runner.pack.read import UnpackedPack
 from runner.progress import Progress
 from runner.replay import environment, execute, sidecar
 from runner.replay.backends import BackendName, Prepared, Probe, Run, parse_probe, probe_script
-from runner.replay.workspace import Workspace
 
 __all__ = ["WORKSPACE", "DockerBackend", "DockerSession"]
 
@@ -68,7 +67,7 @@ class DockerBackend:
 
     @contextmanager
     def start(
-        self, prepared: Prepared, pack: UnpackedPack, ws: Workspace, scratch: Path, *, run: Run, keep: bool
+        self, prepared: Prepared, pack: UnpackedPack, workspace: Path, scratch: Path, *, run: Run, keep: bool
     ) -> Iterator[DockerSession]:
         """The sidecar and the workload container, removed when the block ends unless `keep`."""
         labels = {"runner.run": str(run.folder.resolve())}  # so a run's containers can be found
@@ -89,24 +88,28 @@ class DockerBackend:
             )
             workload = stack.enter_context(
                 _workload(
-                    self.client, prepared.handle, proxy, ws, {**labels, "runner.pack": run.pack}, hardening
+                    self.client,
+                    prepared.handle,
+                    proxy,
+                    workspace,
+                    {**labels, "runner.pack": run.pack},
+                    hardening,
                 )
             )
             if keep:  # the caller prints how to get a shell; nothing is removed
                 containers.keep(workload)
                 containers.keep(proxy.container)
-            proxy.wait_ready()  # mitmproxy started while the workload did
             sandbox = sandbox_engine.describe(self.limits, user)
-            yield DockerSession(workload, proxy, ws.path, self.limits, user, sandbox)
+            yield DockerSession(workload, proxy, workspace, self.limits, user, sandbox)
             if keep:  # the kept workspace is the sandbox user's, for a shell in the container
-                sandbox_engine.hand_over(ws.path, user)
+                sandbox_engine.hand_over(workspace, user)
 
 
 def _workload(
     client: docker.DockerClient,
     image: str,
     proxy: sidecar.Sidecar,
-    ws: Workspace,
+    workspace: Path,
     labels: dict[str, str],
     hardening: dict[str, Any],
 ) -> AbstractContextManager[Container]:
@@ -122,7 +125,10 @@ def _workload(
         network_mode=proxy.network_mode,
         environment={**hardening.pop("environment", {}), **proxy.workload_env()},
         working_dir=str(WORKSPACE),
-        volumes={str(ws.path.resolve()): {"bind": str(WORKSPACE), "mode": "rw"}, **proxy.workload_volumes()},
+        volumes={
+            str(workspace.resolve()): {"bind": str(WORKSPACE), "mode": "rw"},
+            **proxy.workload_volumes(),
+        },
         extra_labels={**labels, "runner.role": "workload"},
         **hardening,
     )
@@ -189,6 +195,9 @@ class DockerSession:
         if result.exit_code != 0:
             return None
         return parse_probe(result.output.decode("utf-8", "replace"))
+
+    def ready(self) -> None:
+        self.proxy.wait_ready()  # mitmproxy started while the workload did and the workspace was restored
 
     def finish(self) -> Report:
         return self.proxy.finish()

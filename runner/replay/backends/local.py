@@ -44,7 +44,6 @@ from runner.replay.backends.docker import WORKSPACE
 from runner.replay.backends.netns import Namespace, private_network
 from runner.replay.execute import CommandRun, descendants
 from runner.replay.sidecar import has_loopback
-from runner.replay.workspace import Workspace
 
 __all__ = ["LocalBackend", "LocalSession"]
 
@@ -84,7 +83,7 @@ class LocalBackend:
 
     @contextmanager
     def start(
-        self, prepared: Prepared, pack: UnpackedPack, ws: Workspace, scratch: Path, *, run: Run, keep: bool
+        self, prepared: Prepared, pack: UnpackedPack, workspace: Path, scratch: Path, *, run: Run, keep: bool
     ) -> Iterator[LocalSession]:
         for folder in ("home", "tmp", "relocated"):
             (scratch / folder).mkdir(exist_ok=True)
@@ -95,15 +94,15 @@ class LocalBackend:
         route_loopback = has_loopback(cassette)
         warnings: list[str] = []
         with private_network(self.no_isolation) as namespace:
-            shown = namespace.show(ws.path, WORKSPACE)
+            shown = namespace.show(workspace, WORKSPACE)
             if not isinstance(shown, PurePosixPath):
-                warnings.append(f"the workspace is at {ws.path}, not {WORKSPACE}: {shown}")
-                shown = PurePosixPath(ws.path.resolve())
+                warnings.append(f"the workspace is at {workspace}, not {WORKSPACE}: {shown}")
+                shown = PurePosixPath(workspace.resolve())
             proxy = _NamespacedProxy(ProxySettings("replay", cassette, scratch / "proxy"), namespace)
             with proxy:
                 session = LocalSession(
                     Path(prepared.handle),
-                    ws.path,
+                    workspace,
                     shown,
                     scratch,
                     namespace,
@@ -215,6 +214,9 @@ class LocalSession:
         script = probe_script(str(self.venv / venv_stage.FAILED))
         proc = subprocess.run([str(python), "-c", script], capture_output=True, text=True, check=False)
         return parse_probe(proc.stdout) if proc.returncode == 0 else None
+
+    def ready(self) -> None:
+        pass  # the proxy listens once `start` yields
 
     def finish(self) -> Report:
         report = self.proxy.stop()
