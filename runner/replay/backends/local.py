@@ -23,6 +23,7 @@ import platform
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,7 +100,7 @@ class LocalBackend:
                 warnings.append(f"the workspace is at {workspace}, not {WORKSPACE}: {shown}")
                 shown = PurePosixPath(workspace.resolve())
             proxy = _NamespacedProxy(ProxySettings("replay", cassette, scratch / "proxy"), namespace)
-            with proxy:
+            with proxy.starting():
                 session = LocalSession(
                     Path(prepared.handle),
                     workspace,
@@ -117,14 +118,40 @@ class LocalBackend:
 
 
 class _NamespacedProxy(ProxyProcess):
-    """The runner's own mitmdump with the cassette addon, started inside the namespace."""
+    """The runner's own mitmdump with the cassette addon, started inside the namespace, in the background:
+    `ready()` waits for it to listen (mitmproxy takes a second or two to import itself)."""
 
     def __init__(self, settings: ProxySettings, namespace: Namespace) -> None:
         super().__init__(settings)
         self.namespace = namespace
+        self._starter: threading.Thread | None = None
+        self._failure: BaseException | None = None
 
     def command(self) -> list[str]:
         return self.namespace.enter(super().command())[0]
+
+    def _start(self) -> None:
+        try:
+            self.start()
+        except BaseException as e:  # surfaced by ready()
+            self._failure = e
+
+    @contextmanager
+    def starting(self) -> Iterator[None]:
+        """Start the proxy in the background; stopped (after its start ends) when the block ends."""
+        self._starter = threading.Thread(target=self._start, name="local-proxy", daemon=True)
+        self._starter.start()
+        try:
+            yield
+        finally:
+            self._starter.join(self.settings.start_timeout + 10)  # a half-started proxy would be missed
+            self.stop()
+
+    def ready(self) -> None:
+        assert self._starter is not None
+        self._starter.join()
+        if self._failure is not None:
+            raise self._failure
 
 
 @dataclass
@@ -134,7 +161,7 @@ class LocalSession:
     workspace: PurePosixPath  # where the commands see it: /workspace as in a container, when it could be had
     scratch: Path
     namespace: Namespace
-    proxy: ProxyProcess
+    proxy: _NamespacedProxy
     route_loopback: bool
     warnings: tuple[str, ...] = ()
     _groups: set[int] = field(default_factory=set)
@@ -216,7 +243,7 @@ class LocalSession:
         return parse_probe(proc.stdout) if proc.returncode == 0 else None
 
     def ready(self) -> None:
-        pass  # the proxy listens once `start` yields
+        self.proxy.ready()
 
     def finish(self) -> Report:
         report = self.proxy.stop()
