@@ -85,7 +85,7 @@ def interpreter(recorded: str | None) -> tuple[str, str, list[str]]:
 def _candidates(major: str, minor: str) -> list[str]:
     """pythonX.Y on PATH, then pyenv's installed X.Y.* (newest first), which its shims may not select."""
     name = f"python{major}.{minor}"
-    found = [p for p in (shutil.which(name),) if p]
+    found = [p for p in (shutil.which(name),) if p and "/shims/" not in p]  # a shim may select nothing
     pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
     installed = sorted(pyenv.glob(f"{major}.{minor}.*/bin/{name}"), key=lambda p: _numbers(p.parents[1].name))
     return found + [str(p) for p in reversed(installed)]
