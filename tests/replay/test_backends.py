@@ -111,7 +111,7 @@ def test_without_isolation_commands_run_as_they_are() -> None:
     assert plain.enter(["true"], "/w") == (["true"], "/w") and not plain.isolated
     entered = Namespace("ns", None, ("nsenter", "--net=/proc/1/ns/net", "--"))
     assert entered.enter(["true"], "/w") == (
-        ["nsenter", "--net=/proc/1/ns/net", "--wdns=/w", "--", "true"],
+        ["nsenter", "--net=/proc/1/ns/net", "--", "sh", "-c", 'cd "$0" && exec "$@"', "/w", "true"],
         None,
     )
 

@@ -150,7 +150,7 @@ class Choice:
 
 def select(name: str) -> Choice:
     """The backend `name` asks for; `auto`: Docker when an engine answers, else local."""
-    from runner.engine import daemon  # the docker SDK is slow to import; only some callers need it
+    from runner.engine import daemon  # it pulls in the docker SDK, which the seam's types do not need
 
     if name not in BACKENDS:
         raise UsageError(f"--backend {name!r}: expected one of {', '.join(BACKENDS)}")

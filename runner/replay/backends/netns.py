@@ -77,8 +77,10 @@ class Namespace:
         start that argv in (None: nsenter changes into `cwd` once inside)."""
         if not self.prefix:
             return argv, cwd
-        wd = [f"--wdns={cwd}"] if cwd else []
-        return [*self.prefix[:-1], *wd, "--", *argv], None
+        if cwd is None:
+            return [*self.prefix, *argv], None
+        # `cd` once inside: the folder may exist only there (nsenter --wdns is too recent to rely on)
+        return [*self.prefix, "sh", "-c", 'cd "$0" && exec "$@"', cwd, *argv], None
 
     def show(self, folder: Path, at: PurePosixPath) -> PurePosixPath | str:
         """Bind `folder` at `at` inside the namespace: `at`, or why not (then the folder keeps its path)."""
