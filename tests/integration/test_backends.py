@@ -29,7 +29,7 @@ pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]
 NO_ENGINE = "unix:///nonexistent.sock"  # the engine is shared: "stopped" is simulated for the runner only
 CACHE = str(Path(tempfile.gettempdir()) / "runner-test-cache")  # virtualenvs shared by these tests
-MARK = "4321"  # in the argv of the commands these tests start, to find any left running
+MARK = "4321"  # in the argv of the commands these tests start, to see them run
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +58,18 @@ def runner(*args: str, cwd: Path, backend: str) -> subprocess.CompletedProcess[s
     )  # fmt: skip
 
 
-def left_running() -> list[str]:
-    """Command lines of processes these tests started and that still run."""
+def left_running(tmp_path: Path) -> list[str]:
+    """Command lines of the processes a test's runner started (their environment names its private TMPDIR:
+    the namespace's holder, the proxy, the commands) that still run; other replays share this machine."""
+    mark = f"TMPDIR={private_tmp(tmp_path)}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         try:
+            environ = (entry / "environ").read_bytes()
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
         except OSError:
             continue
-        if f"sleep {MARK}" in cmdline or "runner-netns-holder" in cmdline:
+        if mark in environ:
             found.append(cmdline)
     return found
 
@@ -81,7 +84,7 @@ def private_tmp(tmp_path: Path) -> Path:
 @pytest.fixture()
 def nothing_left(tmp_path: Path) -> Iterator[None]:
     yield
-    assert not left_running()
+    assert not left_running(tmp_path)
     assert not list(private_tmp(tmp_path).glob("runner-*"))
 
 
@@ -208,11 +211,11 @@ def test_ctrl_c_leaves_no_process_and_no_folder(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 120
-    while not any(f"sleep {MARK}" in line for line in left_running()):
+    while not any(f"sleep {MARK}" in line for line in left_running(tmp_path)):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert not left_running()
+    assert not left_running(tmp_path)
     assert not list(private_tmp(tmp_path).glob("runner-*"))
