@@ -6,9 +6,10 @@ Both run in the same (warm) image, side by side in one process, rounds interleav
             workload container, the N commands with output comparison, report, cleanup.
 Each side runs with 1 and with 20 commands: the slope is the cost per command, the intercept the fixed
 part. Goals: fixed overhead (replay intercept - baseline intercept) <= 0.6 s; per-command cost <= 1.2x
-the baseline's. Writes bench/out/replay_bench.json.
+the baseline's. Writes bench/out/replay_bench.json (replay_bench_local.json with `--backend local`: the
+same packs replayed without Docker, in a virtualenv and a network namespace, against the same baseline).
 
-    python bench/replay_bench.py [--rounds 3]
+    python bench/replay_bench.py [--rounds 3] [--backend local]
 """
 
 from __future__ import annotations
@@ -56,11 +57,12 @@ def baseline(client: docker.DockerClient, image: str, commands: list[list[str]])
     return time.perf_counter() - started
 
 
-def replay(pack: Path, runs: Path) -> float:
+def replay(pack: Path, runs: Path, backend: str = "docker") -> float:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "runner", "replay", str(pack), "--runs-dir", str(runs), "--json", "-"],
+        [sys.executable, "-m", "runner", "replay", str(pack), "--runs-dir", str(runs), "--json", "-",
+         "--backend", backend],
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     elapsed = time.perf_counter() - started
@@ -74,6 +76,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--backend", choices=("docker", "local"), default="docker")
     args = parser.parse_args()
     client = engine.connect()
     counts = (1, len(COMMANDS))
@@ -91,7 +94,7 @@ def main() -> None:
             packs[n] = make_pack(
                 work / f"p{n}", repo=work / "repo", files={"env/pip-freeze.txt": b""}, steps=steps
             )
-        replay(packs[1], work / "runs")  # warm: builds the (empty) environment image once
+        replay(packs[1], work / "runs", args.backend)  # warm: builds the (empty) environment image once
         from runner.pack.read import unpack
         from runner.replay import environment
 
@@ -102,7 +105,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for n in counts:
                 base[n].append(baseline(client, image, COMMANDS[:n]))
-                runs[n].append(replay(packs[n], work / "runs"))
+                runs[n].append(replay(packs[n], work / "runs", args.backend))
     b = {n: min(v) for n, v in base.items()}
     r = {n: min(v) for n, v in runs.items()}
     span = counts[1] - counts[0]
@@ -110,7 +113,9 @@ def main() -> None:
     b_fixed, r_fixed = b[1] - b_slope, r[1] - r_slope
     print(f"best of {args.rounds} interleaved rounds, warm images:")
     for n in counts:
-        print(f"  {n:2d} commands: docker exec (API) {b[n]:6.2f} s   runner replay {r[n]:6.2f} s")
+        print(
+            f"  {n:2d} commands: docker exec (API) {b[n]:6.2f} s   runner replay ({args.backend}) {r[n]:6.2f} s"
+        )
     print(f"  per command: baseline {b_slope * 1e3:.0f} ms, replay {r_slope * 1e3:.0f} ms")
     print(f"  fixed part:  baseline {b_fixed:.2f} s, replay {r_fixed:.2f} s")
     goal_list = [
@@ -119,8 +124,9 @@ def main() -> None:
     ]
     report(goal_list)
     write(
-        "replay_bench",
-        {"commands": list(counts), "rounds": args.rounds, "image": image, "redaction_policy": "none (test pack)"},
+        "replay_bench" if args.backend == "docker" else f"replay_bench_{args.backend}",
+        {"commands": list(counts), "rounds": args.rounds, "image": image, "redaction_policy": "none (test pack)",
+         "backend": args.backend, "load_average": os.getloadavg()[0]},
         goal_list,
         baseline_s=b, replay_s=r, per_command_s={"baseline": b_slope, "replay": r_slope},
         fixed_s={"baseline": b_fixed, "replay": r_fixed},

@@ -1,13 +1,15 @@
-"""`runner replay PACK...`: replay repro packs hermetically in Docker and diff every recorded output.
+"""`runner replay PACK...`: replay repro packs hermetically (Docker, or local) and diff every recorded output.
 
-Inputs: packs or folders and options. Outputs: progress on stderr, the terminal table on stdout, reports
-where asked (JSON, JUnit, Markdown, HTML) and report.json in each run folder. Exit codes: the gravest
-outcome, as `runner.replay.report.exit_code` grades it (OK, DIVERGED, BAD_INPUT, ENVIRONMENT).
-"""
+Inputs: packs or folders and options; `--backend` picks where the commands run (`runner.replay.backends`:
+docker, local, or auto: Docker when an engine answers, else local, said on stderr). Outputs: progress on
+stderr, the terminal table on stdout, reports where asked (JSON, JUnit, Markdown, HTML) and report.json in
+each run folder. Exit codes: the gravest outcome, as `runner.replay.report.exit_code` grades it (OK, DIVERGED,
+BAD_INPUT, ENVIRONMENT)."""
 
 from __future__ import annotations
 
-from contextlib import closing
+from contextlib import ExitStack, closing
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -22,9 +24,9 @@ from runner.cli.common import (
     live_progress,
     local_pack,
 )
-from runner.engine import daemon, images, sandbox
+from runner.engine import images, sandbox
 from runner.engine.host import BuildTrust
-from runner.errors import ExitCode
+from runner.errors import ExitCode, UsageError
 from runner.privacy import crypto
 
 __all__ = ["app"]
@@ -34,10 +36,14 @@ app = typer.Typer()
 
 @app.command(
     "replay",
-    help="Replay repro packs hermetically in Docker and diff every recorded command's outputs.\n\n"
+    help="Replay repro packs hermetically and diff every recorded command's outputs.\n\n"
+    "The commands run in Docker containers (--backend docker, the default), or on this machine in a "
+    "cached virtualenv and a private network namespace (--backend local); --backend auto takes Docker "
+    "when an engine answers, else local.\n\n"
     "Exit 0 when every pack reproduced, 1 when one diverged, 2 for a bad pack, 3 for an environment "
     "problem. Logs, outputs and report.json go to RUNS_DIR/<pack>/<run>/.\n\n"
-    "Examples: runner replay session.tar.zst | runner replay packs/golden --jobs 2 --junit replay.xml",
+    "Examples: runner replay session.tar.zst | runner replay packs/golden --jobs 2 --junit replay.xml | "
+    "runner replay session.tar.zst --backend local",
 )
 @handles_errors
 def replay_cmd(
@@ -97,6 +103,22 @@ def replay_cmd(
     cpus: Annotated[
         float, typer.Option("--cpus", min=0.1, help="CPUs the workload may use (at most the engine's).")
     ] = sandbox.Limits.cpus,
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            metavar="docker|local|auto",
+            help="Where the commands run: Docker containers, or a local virtualenv in a network namespace.",
+        ),
+    ] = "docker",
+    no_isolation: Annotated[
+        bool,
+        typer.Option(
+            "--no-isolation",
+            help="With --backend local where no network namespace can be made: replay with this machine's "
+            "network (the report says so on its first line).",
+        ),
+    ] = False,
     runtime: Annotated[
         str | None,
         typer.Option(
@@ -105,7 +127,8 @@ def replay_cmd(
     ] = None,
 ) -> None:
     # Imported here: the replay pipeline is slow to import and only this command needs it.
-    from runner.replay import pipeline, report
+    from runner.replay import backends, pipeline, report
+    from runner.replay.backends.local import LocalBackend
     from runner.replay.compare import DEFAULT_AGENT_PRIVATE
     from runner.view.site import write_run_views
 
@@ -113,15 +136,24 @@ def replay_cmd(
     limits = sandbox.Limits(sandbox.parse_memory(memory), pids, cpus, runtime)
     keyring = crypto.load_keyring(key) if key else None
     trust = BuildTrust.from_host(ca_bundle)
-    with closing(daemon.connect()) as client:
-        with live_progress() as live:
-            own = images.ensure(client, base_from=base_from, trust=trust, progress=live)
+    if no_isolation and backend == "docker":
+        raise UsageError("--no-isolation applies to --backend local or auto; Docker always isolates")
+    choice = backends.select(backend)
+    if choice.name != "docker" or backend != "docker":  # say which backend runs, unless it was asked for
+        err_console.print(choice.note, markup=False)
+    with ExitStack() as stack:
+        client = stack.enter_context(closing(choice.client)) if choice.client is not None else None
         options = pipeline.ReplayOptions(
-            base_image=own.base.tag, proxy_image=own.proxy.tag, runs_dir=runs_dir, keep=keep,
+            base_image="", proxy_image="", runs_dir=runs_dir, keep=keep,
             keep_going=keep_going, allow_image_mismatch=allow_image_mismatch, trust=trust, rerun_agent=rerun_agent,
             keyring=keyring, limits=limits,
             ignore_agent_files=(*DEFAULT_AGENT_PRIVATE, *(ignore_agent_file or ())),
+            backend=LocalBackend(trust, no_isolation) if choice.name == "local" else None,
         )  # fmt: skip
+        if client is not None:
+            with live_progress() as live:
+                own = images.ensure(client, base_from=base_from, trust=trust, progress=live)
+            options = replace(options, base_image=own.base.tag, proxy_image=own.proxy.tag)
         with live_progress() as live:
 
             def on_step(event: pipeline.StepEvent) -> None:

@@ -55,6 +55,8 @@ __all__ = [
     "planned_tag",
     "requirements",
     "resolve",
+    "snapshot_requirements",
+    "snapshot_warnings",
 ]
 
 Provenance = Literal["local", "pulled", "built", "cached"]
@@ -114,7 +116,7 @@ def requirements(freeze: str) -> tuple[list[str], list[str]]:
     return sorted(set(keep), key=str.lower), warnings
 
 
-def _snapshot_warnings(root: Path) -> list[str]:
+def snapshot_warnings(root: Path, where: str = "the replay image") -> list[str]:
     """Editable and URL installs the recorder saw: they cannot come from an index."""
     path = root / "env" / "snapshot.json"
     if not path.is_file():
@@ -124,7 +126,7 @@ def _snapshot_warnings(root: Path) -> list[str]:
         packages = data.get("packages") or []
         return [
             f"{p['name']} {p['version']} was installed {'editable' if p.get('editable') else 'from a URL'}; "
-            "not in the replay image"
+            f"not in {where}"
             for p in packages
             if isinstance(p, dict) and (p.get("editable") or p.get("direct_url"))
         ]
@@ -132,12 +134,18 @@ def _snapshot_warnings(root: Path) -> list[str]:
         return ["env/snapshot.json is not readable; environment differences may be missing from this report"]
 
 
-def _snapshot_recipe(pack: UnpackedPack, base_id: str) -> tuple[dict[str, str], dict[str, Path], list[str]]:
-    """(build args, extra context files, warnings) of a snapshot pack's image on the base `base_id`."""
+def snapshot_requirements(pack: UnpackedPack) -> tuple[list[str], list[str]]:
+    """The exact pins a snapshot pack's environment installs, and warnings for the recorded lines it cannot:
+    the one recipe of the image (Docker) and the virtualenv (local backend)."""
     snap = pack.manifest.environment.snapshot
     assert snap is not None
     freeze = (pack.path / snap.packages).read_text(encoding="utf-8", errors="replace")
-    keep, warnings = requirements(freeze)
+    return requirements(freeze)
+
+
+def _snapshot_recipe(pack: UnpackedPack, base_id: str) -> tuple[dict[str, str], dict[str, Path], list[str]]:
+    """(build args, extra context files, warnings) of a snapshot pack's image on the base `base_id`."""
+    keep, warnings = snapshot_requirements(pack)
     extra = {"requirements.txt": _text_file(pack.path / ".runner-requirements.txt", keep)}
     return {"BASE_IMAGE": base_id}, extra, warnings
 
@@ -151,7 +159,7 @@ def _from_snapshot(
         client, _SNAPSHOT_DOCKERFILE, tag_prefix=ENV_PREFIX, build_args=args, extra=extra, trust=trust,
         progress=progress, image_labels={BASE_LABEL: base_id}, drop_stages=True,
     )  # fmt: skip
-    warnings += _snapshot_warnings(pack.path)
+    warnings += snapshot_warnings(pack.path)
     return ResolvedEnvironment(ref.tag, ref.id, "built" if ref.built else "cached", tuple(warnings))
 
 

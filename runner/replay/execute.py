@@ -26,7 +26,7 @@ from docker.models.containers import Container
 
 from runner.errors import ExecuteError
 
-__all__ = ["CommandRun", "read_output", "run_command"]
+__all__ = ["CommandRun", "descendants", "read_output", "run_command"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ class CommandRun:
     limit: str | None = None  # the sandbox limit the command hit, in words (then exit_code is None)
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it, children first after their parent (from /proc)."""
     children: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -62,7 +63,7 @@ def _descendants(pid: int) -> list[int]:
 def _kill_tree(container: Container, exec_id: str) -> None:
     pid = int(container.client.api.exec_inspect(exec_id).get("Pid") or 0)
     if pid > 0 and Path(f"/proc/{pid}").exists():
-        for p in reversed(_descendants(pid)):
+        for p in reversed(descendants(pid)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
         return

@@ -88,6 +88,8 @@ class PackOutcome:
     image: str | None = None  # the image the steps ran in and how it was had: "<ref> (<provenance>)"
     duration_s: float = 0.0
     sandbox: str | None = None  # the user, privileges and limits the steps ran under, in words
+    backend: str | None = None  # which backend ran the steps: docker or local
+    isolated: bool = True  # False: the steps ran with the host's network (local --no-isolation)
 
     @property
     def first_divergence(self) -> StepOutcome | None:

@@ -1,48 +1,46 @@
 """The replay pipeline, top to bottom: one pack in, one `PackOutcome` out.
 
-    unpack (safe) -> environment (image) -> workspace (bundle + baseline)
-    -> sidecar (cassettes, no egress) -> workload container -> steps (patch | command, each compared)
+    unpack (safe) -> environment (image | virtualenv)
+    -> session (cassette proxy with no egress + workload; the workspace restored from bundle + baseline
+       while the proxy starts) -> steps (patch | command, each compared)
     -> verdict (reproduced | diverged at step N with its likely cause | error)
 
 Every stage is a module with one verb that takes typed values and returns typed values; `replay` reads as the
-data flow, and `_verdict` is the one place a verdict is decided. Both containers run in the sandbox
-`runner.engine.sandbox` describes (non-root, no capabilities, read-only, limited); the outcome says which. Containers, temporary folders and the
-workspace are removed on success, divergence, error and Ctrl-C, unless the caller asks to keep them. An
-infrastructure failure is reported as `error`, never as a divergence.
+data flow, and `_verdict` is the one place a verdict is decided. Where the commands run is the backend's
+(`runner.replay.backends`: Docker containers in the sandbox `runner.engine.sandbox` describes, or a local
+virtualenv in a network namespace); the outcome says which backend and sandbox. Containers, processes,
+temporary folders and the workspace are removed on success, divergence, error and Ctrl-C, unless the caller
+asks to keep them. An infrastructure failure is reported as `error`, never as a divergence.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import docker
 import docker.errors
-from docker.models.containers import Container
 
 from proxy.report import Miss, Report
-from runner.engine import containers
 from runner.engine import sandbox as sandbox_engine
 from runner.engine.host import BuildTrust
 from runner.errors import ExitCode, PackError, RunnerError, UsageError
 from runner.pack import read as pack_stage
-from runner.pack.manifest import Manifest
 from runner.privacy.crypto import Keyring
 from runner.progress import Progress, Silent
-from runner.replay import environment, sidecar
+from runner.replay import backends
 from runner.replay import workspace as workspace_stage
+from runner.replay.backends.docker import DockerBackend
 from runner.replay.compare import DEFAULT_AGENT_PRIVATE
 from runner.replay.outcome import CassetteUsage, PackOutcome, Verdict, likely_cause
-from runner.replay.steps import WORKSPACE, StepRules, StepsResult, run_steps
+from runner.replay.steps import StepRules, StepsResult, run_steps
 
 __all__ = ["ReplayOptions", "StepEvent", "replay", "replay_all", "select_packs"]
 
@@ -61,6 +59,7 @@ class ReplayOptions:
     keyring: Keyring | None = None  # opens packs whose payloads are encrypted (runner.privacy)
     limits: sandbox_engine.Limits = field(default_factory=sandbox_engine.Limits)
     ignore_agent_files: tuple[str, ...] = DEFAULT_AGENT_PRIVATE  # with rerun_agent: globs not compared
+    backend: backends.Backend | None = None  # None: Docker, through the client `replay` is given
 
 
 @dataclass(frozen=True)
@@ -80,8 +79,10 @@ class _Known:
     pack: str
     run_dir: Path
     started_at: float
+    backend: str | None = None  # which backend ran the steps
+    isolated: bool = True  # False: the steps could reach the host's network (local --no-isolation)
     image: str | None = None  # "<ref> (<provenance>)"
-    sandbox: str | None = None  # what the containers ran under, in words
+    sandbox: str | None = None  # what the commands ran under, in words
     warnings: tuple[str, ...] = ()
     steps: StepsResult = field(default_factory=StepsResult)
 
@@ -97,8 +98,19 @@ def _run_dir(runs_dir: Path, pack: Path) -> Path:
     return candidate
 
 
+def _backend(client: docker.DockerClient | None, options: ReplayOptions) -> backends.Backend:
+    if options.backend is not None:
+        return options.backend
+    if client is None:
+        raise UsageError("replay: no backend and no Docker client given")
+    return DockerBackend(
+        client, options.base_image, options.proxy_image, options.trust, options.allow_image_mismatch,
+        options.limits,
+    )  # fmt: skip
+
+
 def replay(
-    client: docker.DockerClient,
+    client: docker.DockerClient | None,
     pack_path: Path,
     options: ReplayOptions,
     *,
@@ -109,69 +121,55 @@ def replay(
     progress = progress or Silent()
     pack = pack_path.name
     notify = on_step or (lambda event: None)
-    known = _Known(pack, _run_dir(options.runs_dir, pack_path), time.monotonic())
+    backend = _backend(client, options)
+    known = _Known(
+        pack, _run_dir(options.runs_dir, pack_path), time.monotonic(), backend.name, backend.isolated
+    )
     try:
         with _scratch(options.keep) as scratch:
             notify(StepEvent(pack, 0, 0, "unpacking and verifying"))
             unpacked = _unpack(pack_path, scratch, options)
             total = len(unpacked.manifest.steps)
 
-            notify(StepEvent(pack, 0, total, "resolving the environment image"))
-            env = environment.resolve(
-                client, unpacked, base_image=options.base_image, trust=options.trust,
-                allow_mismatch=options.allow_image_mismatch, progress=progress,
-            )  # fmt: skip
-            known = replace(known, image=f"{env.image} ({env.how})", warnings=env.warnings)
+            notify(StepEvent(pack, 0, total, f"preparing the environment ({backend.name})"))
+            env = backend.prepare(unpacked, progress)
+            known = replace(known, image=env.shown, warnings=env.warnings)
 
-            notify(StepEvent(pack, 0, total, "restoring the workspace"))
-            ws = _restore(unpacked, scratch / "workspace")
-
-            with ExitStack() as stack:
-                notify(StepEvent(pack, 0, total, "starting the proxy sidecar"))
-                # Every container of this run carries its folder, so a run's containers can be found.
-                labels = {"runner.run": str(known.run_dir.resolve())}
-                cassette = _cassette(unpacked)
-                user = sandbox_engine.sandbox_user()
-                workload_options = sandbox_engine.workload_options(client, options.limits, user)
-                known = replace(known, sandbox=sandbox_engine.describe(options.limits, user))
-                proxy = stack.enter_context(
-                    sidecar.serve_cassettes(
-                        client, options.proxy_image, cassette, scratch / "proxy", labels=labels, user=user
-                    )
-                )
-                workload = stack.enter_context(
-                    _workload(client, env.image, proxy, ws, {**labels, "runner.pack": pack}, workload_options)
-                )
-                if options.keep:  # the caller prints how to get a shell; nothing is removed
-                    containers.keep(workload)
-                    containers.keep(proxy.container)
-                    known = replace(known, warnings=(*known.warnings, _kept(workload, proxy, ws)))
-                drift = _environment_drift(workload, unpacked.manifest)
+            notify(StepEvent(pack, 0, total, "starting the cassette proxy and the workload"))
+            run = backends.Run(pack, known.run_dir)
+            (scratch / "workspace").mkdir()  # restored while the proxy starts
+            with backend.start(
+                env, unpacked, scratch / "workspace", scratch, run=run, keep=options.keep
+            ) as session:
+                known = replace(known, sandbox=session.sandbox, warnings=(*known.warnings, *session.warnings))
+                if options.keep:  # the caller prints how to get at it; nothing is removed
+                    known = replace(known, warnings=(*known.warnings, session.kept()))
+                notify(StepEvent(pack, 0, total, "restoring the workspace"))
+                ws = _restore(unpacked, scratch / "workspace")
+                drift = backends.drift(session.probe(), unpacked.manifest, _where(backend.name))
                 known = replace(known, warnings=(*known.warnings, *drift))
+                session.ready()
 
                 rules = StepRules(
-                    options.timeout_scale,
-                    options.keep_going,
-                    options.rerun_agent,
-                    options.limits,
-                    user,
-                    options.ignore_agent_files,
+                    options.timeout_scale, options.keep_going, options.rerun_agent, options.ignore_agent_files
                 )
                 steps = run_steps(
-                    workload, ws, unpacked, known.run_dir, rules,
+                    session, ws, unpacked, known.run_dir, rules,
                     lambda index, text: notify(StepEvent(pack, index, total, text)),
                 )  # fmt: skip
                 known = replace(known, steps=steps)
-                if options.keep:  # the kept workspace is the sandbox user's, for a shell in the container
-                    sandbox_engine.hand_over(ws.path, user)
                 if steps.failure is not None:
                     raise steps.failure
                 # With --keep the proxy stays up for the kept workload, so its report is not written yet.
-                usage = CassetteUsage() if options.keep else _usage(proxy.finish())
+                usage = CassetteUsage() if options.keep else _usage(session.finish())
             _save_proxy_report(scratch / "proxy", known.run_dir)
             return _verdict(known, usage)
     except (RunnerError, docker.errors.DockerException) as e:
         return _verdict(known, error=e)
+
+
+def _where(backend: str) -> str:
+    return "the replay image" if backend == "docker" else "the replay virtualenv"
 
 
 def _verdict(
@@ -182,7 +180,8 @@ def _verdict(
         pack=known.pack, verdict=Verdict.REPRODUCED, steps=known.steps.steps,
         warnings=(*known.warnings, *known.steps.warnings), cassettes=usage or CassetteUsage(),
         run_dir=str(known.run_dir), image=known.image, duration_s=time.monotonic() - known.started_at,
-        sandbox=known.sandbox,
+        sandbox=known.sandbox, backend=known.backend,
+        isolated=known.isolated,
     )  # fmt: skip
     if isinstance(error, RunnerError):
         return replace(outcome, verdict=Verdict.ERROR, error=str(error), error_code=error.exit_code)
@@ -223,66 +222,6 @@ def _restore(unpacked: pack_stage.UnpackedPack, dest: Path) -> workspace_stage.W
     git = unpacked.manifest.git
     baseline = unpacked.path / git.baseline_patch if git.baseline_patch else None
     return workspace_stage.restore(unpacked.path / git.bundle, git.checkout, dest, baseline)
-
-
-def _cassette(unpacked: pack_stage.UnpackedPack) -> Path | None:
-    cassettes = unpacked.manifest.cassettes
-    return unpacked.path / cassettes[0].path if cassettes else None
-
-
-def _workload(
-    client: docker.DockerClient,
-    image: str,
-    proxy: sidecar.Sidecar,
-    ws: workspace_stage.Workspace,
-    labels: dict[str, str],
-    hardening: dict[str, Any],
-) -> AbstractContextManager[Container]:
-    """The container the steps run in: idle until they exec into it, in the sidecar's network namespace,
-    under the sandbox's user, privileges and limits (`hardening`)."""
-    hardening = dict(hardening)
-    return containers.started(
-        client,
-        image,
-        name_prefix="runner-workload",
-        command=["sleep", "infinity"],
-        init=True,
-        network_mode=proxy.network_mode,
-        environment={**hardening.pop("environment", {}), **proxy.workload_env()},
-        working_dir=str(WORKSPACE),
-        volumes={str(ws.path.resolve()): {"bind": str(WORKSPACE), "mode": "rw"}, **proxy.workload_volumes()},
-        extra_labels={**labels, "runner.role": "workload"},
-        **hardening,
-    )
-
-
-def _kept(workload: Container, proxy: sidecar.Sidecar, ws: workspace_stage.Workspace) -> str:
-    return (
-        f"kept: `docker exec -it {workload.name} bash` (workspace {ws.path}); "
-        f"remove with `docker rm -f {workload.name} {proxy.container.name}`"
-    )
-
-
-_PROBE = (
-    f"import json, platform, pathlib; f = pathlib.Path({environment.FAILED_LIST!r});"
-    "print(json.dumps({'python': platform.python_version(),"
-    " 'failed': f.read_text().split() if f.exists() else []}))"
-)
-
-
-def _environment_drift(workload: Container, manifest: Manifest) -> list[str]:
-    """What the image cannot reproduce exactly: interpreter version, packages that did not install."""
-    snap = manifest.environment.snapshot
-    if snap is None:
-        return []
-    result = workload.exec_run(["python3", "-c", _PROBE])
-    if result.exit_code != 0:
-        return ["python3 is not available in the replay image; recorded Python commands will fail"]
-    probe = json.loads(result.output.decode("utf-8", "replace").strip().splitlines()[-1])
-    warnings = [f"package {req} did not install in the replay image" for req in probe["failed"]]
-    if probe["python"] != snap.python:
-        warnings.insert(0, f"Python {snap.python} was recorded, the replay image has {probe['python']}")
-    return warnings
 
 
 def _save_proxy_report(proxy_dir: Path, run_dir: Path) -> None:
@@ -327,7 +266,7 @@ def select_packs(paths: list[Path], shard: str | None = None) -> list[Path]:
 
 
 def replay_all(
-    client: docker.DockerClient,
+    client: docker.DockerClient | None,
     packs: list[Path],
     options: ReplayOptions,
     *,

@@ -35,7 +35,7 @@ from runner.engine.containers import started
 from runner.engine.sandbox import User, hand_over, sandbox_user, sidecar_options
 from runner.errors import PackError, ProxyError
 
-__all__ = ["PROXY_PORT", "Sidecar", "serve_cassettes"]
+__all__ = ["PROXY_PORT", "Sidecar", "has_loopback", "serve_cassettes"]
 
 PROXY_PORT = 8080
 _DATA = PurePosixPath("/data")
@@ -147,14 +147,14 @@ def serve_cassettes(
         extra_labels={**(labels or {}), "runner.role": "proxy"},
         **hardening,
     ) as container:
-        loopback = _has_loopback(cassette)  # read (and checked) while mitmproxy starts in the container
+        loopback = has_loopback(cassette)  # read (and checked) while mitmproxy starts in the container
         proxy = Sidecar(container, workdir, ca.cert_path, loopback, start_timeout, started_at)
         if wait:
             proxy.wait_ready()
         yield proxy
 
 
-def _has_loopback(cassette: Path) -> bool:
+def has_loopback(cassette: Path) -> bool:
     try:
         return any(e.request.host in _LOOPBACK for e in iter_exchanges(cassette))
     except (OSError, ValueError) as e:

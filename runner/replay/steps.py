@@ -1,21 +1,20 @@
-"""Steps stage: a pack's steps, in order, against the restored workspace and the running workload container.
+"""Steps stage: a pack's steps, in order, against the restored workspace and the running workload.
 
-Inputs: the workload container, the workspace, the unpacked pack, the run's folder and `StepRules` (how to
-run them). Output: a `StepsResult`: one `StepOutcome` per step that ran, the warnings they raised, the
-patches that applied only inexactly, and the infrastructure failure that stopped them, if one did.
+Inputs: the workload (`runner.replay.backends.Workload`: a container, or a local namespace), the workspace,
+the unpacked pack, the run's folder and `StepRules` (how to run them). Output: a `StepsResult`: one
+`StepOutcome` per step that ran, the warnings they raised, the patches that applied only inexactly, and the
+infrastructure failure that stopped them, if one did.
 
-Rules: a patch step applies on the host (the workspace is bind-mounted); a command step runs in the container
-and is judged by `compare.compare_command`. With `rerun_agent`, the step holding the agent's patch re-runs the
-recorded agent instead and `compare.compare_agent` judges its exit and the tree it leaves (agent-private files
-left out). The re-run agent gets `runner.pack.agentenv.replay_env` (verbatim values, placeholders for
-secrets), pinned PYTHONHASHSEED/locale/TZ (and FAKETIME at the recorded start when the image has
-libfaketime), its own files back (`~/` is the sandbox user's HOME, /tmp; a path the read-only image refuses
-goes under /tmp and argv follows it), and no stdin (closed, as recorded). Steps stop at the first one
-that disagrees unless `keep_going`. A recorded working directory that leaves the workspace is a bad pack.
-A command runs in the sandbox (`runner.engine.sandbox`): the workspace is lent to the sandbox user while it
-runs, and a command that hits a limit of the sandbox (memory, processes) fails its step with the limit
-named and stops the steps as an infrastructure failure, so the pack's verdict is `error`, not a divergence.
-"""
+Rules: a patch step applies on the host (the workload sees the same folder); a command step runs in the
+workload and is judged by `compare.compare_command`. With `rerun_agent`, the step holding the agent's patch
+re-runs the recorded agent instead and `compare.compare_agent` judges its exit and the tree it leaves
+(agent-private files left out). The re-run agent gets `runner.pack.agentenv.replay_env` (verbatim values,
+placeholders for secrets), pinned PYTHONHASHSEED/locale/TZ (and FAKETIME at the recorded start when the image
+has libfaketime), its own files back (`~/` is the workload's HOME; a path the workload refuses goes under its
+relocation folder and argv follows it), and no stdin (closed, as recorded). Steps stop at the first one that
+disagrees unless `keep_going`. A recorded working directory that leaves the workspace is a bad pack. A command
+that hits a limit of the workload's sandbox (memory, processes) fails its step with the limit named and stops
+the steps as an infrastructure failure, so the pack's verdict is `error`, not a divergence."""
 
 from __future__ import annotations
 
@@ -23,14 +22,9 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
-import docker.errors
-from docker.models.containers import Container
-
-from runner.engine.sandbox import Limits, LimitWatch, User, lend
 from runner.errors import ExecuteError, PackError, RunnerError, WorkspaceError
 from runner.pack.agentenv import replay_env
 from runner.pack.manifest import AgentCommand, CommandStep, PatchStep
@@ -38,6 +32,7 @@ from runner.pack.model import Manifest
 from runner.pack.read import UnpackedPack
 from runner.replay import execute
 from runner.replay import workspace as workspace_stage
+from runner.replay.backends import Workload
 from runner.replay.compare import (
     DEFAULT_AGENT_PRIVATE,
     Difference,
@@ -47,9 +42,7 @@ from runner.replay.compare import (
 )
 from runner.replay.outcome import StepKind, StepOutcome
 
-__all__ = ["WORKSPACE", "StepRules", "StepsResult", "run_steps"]
-
-WORKSPACE = PurePosixPath("/workspace")
+__all__ = ["StepRules", "StepsResult", "run_steps"]
 
 # What the re-run agent gets pinned, so the files it writes for itself match the recording's: hash order,
 # locale and timezone. The recorded start time is pinned too when the image has libfaketime (FAKETIME_LIB).
@@ -57,8 +50,7 @@ _PINNED = {"PYTHONHASHSEED": "0", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "TZ": 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 # The agent's own files go back from here (inside .git, so no tree the comparison reads ever holds them).
 _STAGE = ".git/runner-agent-files"
-# Where a file whose recorded path the read-only image cannot take goes instead (argv is rewritten to it).
-_RELOCATED = PurePosixPath("/tmp/runner-agent-files")
+_CONTAINER_HOME = PurePosixPath("/tmp")  # the sandbox user's HOME in a container (runner.engine.sandbox)
 _RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?Z\Z")
 
 
@@ -67,8 +59,6 @@ class StepRules:
     timeout_scale: float = 1.0
     keep_going: bool = False
     rerun_agent: bool = False  # run the recorded agent instead of applying the patch it produced
-    limits: Limits = field(default_factory=Limits)
-    user: User | None = None  # the sandbox user the workspace is lent to while a command runs
     ignore_agent_files: tuple[str, ...] = DEFAULT_AGENT_PRIVATE  # globs of agent-private files not compared
 
 
@@ -85,7 +75,7 @@ class StepsResult:
 
 
 def run_steps(
-    workload: Container,
+    workload: Workload,
     ws: workspace_stage.Workspace,
     pack: UnpackedPack,
     run_dir: Path,
@@ -121,7 +111,7 @@ def run_steps(
                 )
             if not outcome.ok and not rules.keep_going:
                 break
-    except (RunnerError, docker.errors.DockerException) as e:
+    except RunnerError as e:
         return StepsResult(tuple(steps), tuple(warnings), tuple(inexact), failure=e)
     return StepsResult(tuple(steps), tuple(warnings), tuple(inexact))
 
@@ -147,16 +137,16 @@ def _apply(
     return StepOutcome(step.id, "patch", True, f"applied ({result.tier})", (), took), result
 
 
-def _workdir(cwd: str, field: str) -> str:
-    """The container path of a recorded working directory; one that leaves the workspace is a bad pack."""
+def _workdir(workload: Workload, cwd: str, field: str) -> str:
+    """The workload's path of a recorded working directory; one that leaves the workspace is a bad pack."""
     rel = PurePosixPath(cwd)
     if rel.is_absolute() or ".." in rel.parts:
         raise PackError(f"{field} {cwd!r} leaves the workspace")
-    return str(WORKSPACE / rel)
+    return str(workload.workspace / rel)
 
 
 def _rerun_agent(
-    workload: Container,
+    workload: Workload,
     ws: workspace_stage.Workspace,
     pack: UnpackedPack,
     step: PatchStep,
@@ -166,14 +156,14 @@ def _rerun_agent(
 ) -> StepOutcome:
     """Run the recorded agent again (answered by the cassettes) with its recorded environment, its own files
     back in place and stdin closed, then compare the tree it leaves with the tree the recorded patch makes."""
-    workdir = _workdir(command.cwd, "agent.command.cwd")
+    workdir = _workdir(workload, command.cwd, "agent.command.cwd")
     before = workspace_stage.tree(ws)
     recorded = workspace_stage.tree_with_patch(ws, before, pack.path / step.patch)
-    argv = _restore_files(workload, ws.path, pack, command, rules)
+    argv = _restore_files(workload, ws.path, pack, command)
     env = {**_PINNED, **replay_env(pack.manifest), **_faketime(workload, pack.manifest)}
-    result = _run(
-        workload, ws.path, rules, argv, workdir=workdir, env=env, timeout=command.timeout or 3600,
-        log_dir=run_dir / "steps", name=f"{step.id}.agent",
+    result = workload.run(
+        argv, workdir=workdir, env=env, timeout=command.timeout or 3600, log_dir=run_dir / "steps",
+        name=f"{step.id}.agent",
     )  # fmt: skip
     shutil.rmtree(ws.path / _STAGE, ignore_errors=True)
     if result.limit is not None:
@@ -196,10 +186,10 @@ def _rerun_agent(
 
 
 def _restore_files(
-    workload: Container, workspace: Path, pack: UnpackedPack, command: AgentCommand, rules: StepRules
+    workload: Workload, workspace: Path, pack: UnpackedPack, command: AgentCommand
 ) -> list[str]:
-    """Put the agent's own files back (`~/` is the sandbox user's HOME, /tmp) and return the argv to run: a
-    file whose recorded path the read-only image refuses goes under /tmp instead, and argv follows it."""
+    """Put the agent's own files back (`~/` is the workload's HOME) and return the argv to run: a file whose
+    recorded path the workload refuses goes under its relocation folder instead, and argv follows it."""
     argv = list(command.argv)
     if not command.files:
         return argv
@@ -212,40 +202,28 @@ def _restore_files(
         source = pack.path / member
         if not source.is_file():
             raise PackError(f"agent.command.files: {agent_file.member} is missing from the pack")
-        target = _container_path(agent_file.path)
+        target = _container_path(agent_file.path, workload.home)
         staged = stage / f"{index:04d}"
         shutil.copyfile(source, staged)
-        inside = str(WORKSPACE / _STAGE / staged.name)
-        copied = _copy_in(workload, workspace, rules, inside, str(target))
-        if not copied:  # a read-only path of the image: relocate under /tmp and point argv there
-            moved = _RELOCATED / target.relative_to("/")
-            if not _copy_in(workload, workspace, rules, inside, str(moved)):
-                raise ExecuteError(f"could not put the agent's file {agent_file.path} back in the container")
+        if not workload.copy_in(staged, target):  # a path the workload refuses: relocate, point argv there
+            moved = workload.relocated / target.relative_to("/")
+            if not workload.copy_in(staged, moved):
+                raise ExecuteError(f"could not put the agent's file {agent_file.path} back in the workload")
             argv = [str(moved) if arg == agent_file.path else arg for arg in argv]
     return argv
 
 
-def _container_path(path: str) -> PurePosixPath:
-    # `~/` is the sandbox user's HOME, /tmp (runner.engine.sandbox)
-    target = PurePosixPath("/tmp") / path[2:] if path.startswith("~/") else PurePosixPath(path)
+def _container_path(path: str, home: PurePosixPath = _CONTAINER_HOME) -> PurePosixPath:
+    # `~/` is the workload's HOME (/tmp in a container: runner.engine.sandbox)
+    target = home / path[2:] if path.startswith("~/") else PurePosixPath(path)
     if not target.is_absolute() or ".." in target.parts:
         raise PackError(f"agent.command.files: path {path!r} is neither absolute nor under ~/")
     return target
 
 
-def _copy_in(workload: Container, workspace: Path, rules: StepRules, source: str, target: str) -> bool:
-    script = 'mkdir -p "$(dirname "$2")" && cp "$1" "$2"'
-    result = _run(
-        workload, workspace, rules, ["sh", "-c", script, "sh", source, target], workdir=str(WORKSPACE),
-        env={}, timeout=60, log_dir=workspace / _STAGE / "logs", name="copy",
-    )  # fmt: skip
-    return result.exit_code == 0
-
-
-def _faketime(workload: Container, manifest: Manifest) -> dict[str, str]:
-    """FAKETIME at the recorded start, when the image has libfaketime; nothing otherwise."""
-    check = workload.exec_run(["test", "-e", FAKETIME_LIB])
-    if check.exit_code != 0:
+def _faketime(workload: Workload, manifest: Manifest) -> dict[str, str]:
+    """FAKETIME at the recorded start, when the workload has libfaketime; nothing otherwise."""
+    if not workload.exists(PurePosixPath(FAKETIME_LIB)):
         return {}
     found = _RFC3339.match(manifest.session.created_at)
     if found is None:  # a hostile or odd value: leave the clock real rather than pass it on
@@ -255,17 +233,16 @@ def _faketime(workload: Container, manifest: Manifest) -> dict[str, str]:
 
 
 def _command(
-    workload: Container,
+    workload: Workload,
     workspace: Path,
     pack: UnpackedPack,
     step: CommandStep,
     run_dir: Path,
     rules: StepRules,
 ) -> StepOutcome:
-    result = _run(
-        workload, workspace, rules, list(step.argv), workdir=_workdir(step.cwd, f"steps {step.id}: cwd"),
-        env=dict(step.env), timeout=step.timeout * rules.timeout_scale, log_dir=run_dir / "steps",
-        name=step.id,
+    result = workload.run(
+        list(step.argv), workdir=_workdir(workload, step.cwd, f"steps {step.id}: cwd"), env=dict(step.env),
+        timeout=step.timeout * rules.timeout_scale, log_dir=run_dir / "steps", name=step.id,
     )  # fmt: skip
     if result.limit is not None:
         return _limited(step.id, "command", result, str(run_dir / "steps"))
@@ -286,22 +263,6 @@ def _command(
     return StepOutcome(
         step.id, "command", not diffs, summary, diffs, result.duration_s, str(run_dir / "steps")
     )
-
-
-def _run(
-    workload: Container,
-    workspace: Path,
-    rules: StepRules,
-    argv: list[str],
-    **kwargs: Any,
-) -> execute.CommandRun:
-    """One command in the sandbox: the workspace lent to its user, its limits watched while it runs."""
-    watch = LimitWatch(workload, rules.limits)
-    watch.start()
-    if rules.user is None:
-        return execute.run_command(workload, argv, watch=watch.check, **kwargs)
-    with lend(workspace, rules.user):
-        return execute.run_command(workload, argv, watch=watch.check, **kwargs)
 
 
 def _limited(

@@ -1,6 +1,6 @@
 """Recorded sessions replay in Docker with the model server stopped: a pack from the SDK example agent, and one
 from `runner record` around a process using curl and the streaming openai client, configured through
-the environment, also with --rerun-agent."""
+the environment, also with --rerun-agent, and that one also on the local backend with no engine."""
 
 from __future__ import annotations
 
@@ -60,8 +60,11 @@ def agent_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"{venv / 'bin'}:{os.environ['PATH']}"
 
 
-def replay_json(pack_path: Path, tmp_path: Path, *extra: str) -> dict[str, Any]:
-    proc = runner("replay", str(pack_path), "--json", "-", *extra, cwd=tmp_path)
+def replay_json(pack_path: Path, tmp_path: Path, *extra: str, backend: str = "docker") -> dict[str, Any]:
+    env = {"DOCKER_HOST": "unix:///nonexistent.sock"} if backend == "local" else {}  # the engine "stopped"
+    proc = runner(
+        "replay", str(pack_path), "--json", "-", "--backend", backend, *extra, cwd=tmp_path, env=env
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc: dict[str, Any] = json.loads(proc.stdout)["packs"][0]
     assert doc["verdict"] == "reproduced", doc
@@ -108,8 +111,9 @@ def test_runner_record_pack_replays_offline_and_the_agent_rerun_reproduces_its_p
     assert m.environment.variables["AGENT_MODE"] == mf.EnvDecision("verbatim", "not-secret")
     assert m.environment.variables["OPENAI_API_KEY"].action == "placeholder"
     assert isinstance(m.steps[1], mf.CommandStep)
-    replay_json(out, tmp_path)
-    rerun = replay_json(out, tmp_path, "--rerun-agent")
-    patch_step = next(s for s in rerun["steps"] if s["step_id"] == "p1")
-    assert "re-run agent reproduced the patch" in patch_step["summary"], patch_step
-    assert rerun["cassettes"]["served"] == 2 and rerun["cassettes"]["misses"] == []
+    for backend in ("docker", "local"):
+        assert replay_json(out, tmp_path, backend=backend)["backend"] == backend
+        rerun = replay_json(out, tmp_path, "--rerun-agent", backend=backend)
+        patch_step = next(s for s in rerun["steps"] if s["step_id"] == "p1")
+        assert "re-run agent reproduced the patch" in patch_step["summary"], patch_step
+        assert rerun["cassettes"]["served"] == 2 and rerun["cassettes"]["misses"] == []

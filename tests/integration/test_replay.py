@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,8 +163,9 @@ def test_ctrl_c_leaves_nothing_behind(own_images: Any, docker_client: Any, tmp_p
         tmp_path, repo=repo, files={"env/pip-freeze.txt": b""},
         steps=[command("slow", ["sleep", "120"], timeout=300)],
     )  # fmt: skip
-    scratch_before = set(Path(tempfile.gettempdir()).glob("runner-replay-*"))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    private_tmp = tmp_path / "tmp"  # /tmp is shared with other replays
+    private_tmp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(private_tmp)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "runner", "replay", str(pack)], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
@@ -180,7 +180,7 @@ def test_ctrl_c_leaves_nothing_behind(own_images: Any, docker_client: Any, tmp_p
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert not ours(docker_client, tmp_path)
-    assert set(Path(tempfile.gettempdir()).glob("runner-replay-*")) <= scratch_before
+    assert not list(private_tmp.glob("runner-*"))
 
 
 def _agent_pack(tmp_path: Path, agent_writes: str) -> Path:

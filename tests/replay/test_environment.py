@@ -13,12 +13,12 @@ from runner.errors import PackError
 from runner.pack import manifest as mf
 from runner.pack.read import unpack
 from runner.replay.environment import (
-    _snapshot_warnings,
     check_pinned,
     needed_tags,
     planned_tag,
     requirements,
     resolve,
+    snapshot_warnings,
 )
 from tests.packfactory import make_pack
 
@@ -56,13 +56,13 @@ def test_editable_and_url_installs_become_warnings(tmp_path: Path) -> None:
             }
         )
     )
-    warnings = _snapshot_warnings(tmp_path)
+    warnings = snapshot_warnings(tmp_path)
     assert warnings == [
         "mytool 0.1 was installed editable; not in the replay image",
         "fork 1.0 was installed from a URL; not in the replay image",
     ]
     (tmp_path / "env" / "snapshot.json").write_text("{not json")
-    assert "not readable" in _snapshot_warnings(tmp_path)[0]
+    assert "not readable" in snapshot_warnings(tmp_path)[0]
 
 
 PIN = "debian@sha256:" + "a" * 64

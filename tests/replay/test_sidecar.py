@@ -8,7 +8,7 @@ import pytest
 from proxy.cassette import CassetteWriter, Exchange, RecordedRequest, RecordedResponse
 from proxy.ready import ready_line
 from runner.errors import PackError, ProxyError
-from runner.replay.sidecar import Sidecar, _has_loopback
+from runner.replay.sidecar import Sidecar, has_loopback
 
 
 def _cassette(path: Path, *hosts: str) -> Path:
@@ -26,7 +26,7 @@ def _cassette(path: Path, *hosts: str) -> Path:
 def test_loopback_goes_through_the_proxy_only_when_recorded(tmp_path: Path) -> None:
     remote = _cassette(tmp_path / "remote.jsonl", "api.openai.com")
     local = _cassette(tmp_path / "local.jsonl", "api.openai.com", "127.0.0.1")
-    assert not _has_loopback(remote) and _has_loopback(local)
+    assert not has_loopback(remote) and has_loopback(local)
     bypass = Sidecar(None, tmp_path, tmp_path / "ca.pem", route_loopback=False).workload_env()
     routed = Sidecar(None, tmp_path, tmp_path / "ca.pem", route_loopback=True).workload_env()
     assert "127.0.0.1" in bypass["NO_PROXY"] and routed["NO_PROXY"] == routed["no_proxy"] == ""
@@ -37,7 +37,7 @@ def test_a_malformed_cassette_is_bad_input(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"v": 99}\n')
     with pytest.raises(PackError, match=r"bad\.jsonl: unreadable cassette"):
-        _has_loopback(bad)
+        has_loopback(bad)
 
 
 class _Starting:

@@ -144,4 +144,6 @@ def _outcome(d: dict[str, Any]) -> PackOutcome:
         image=_opt(d.get("image")),
         duration_s=_num(d.get("duration_s", 0.0)),
         sandbox=_opt(d.get("sandbox")),
+        backend=_opt(d.get("backend")),
+        isolated=d.get("isolated", True) is not False,
     )

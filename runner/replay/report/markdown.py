@@ -22,8 +22,9 @@ def to_markdown(outcomes: Sequence[PackOutcome]) -> str:
     for o in outcomes:
         detail = headline(o).replace("|", "\\|")
         lines.append(f"| `{o.pack}` | {o.verdict.value} | {len(o.steps)} | {detail} |")
-    sandboxes = dict.fromkeys(o.sandbox for o in outcomes if o.sandbox)
-    lines += ["", *(f"Sandbox: {s}" for s in sandboxes)] if sandboxes else []
+    where = [f"Backend: {b}" for b in dict.fromkeys(o.backend for o in outcomes if o.backend)]
+    sandboxes = [f"Sandbox: {s}" for s in dict.fromkeys(o.sandbox for o in outcomes if o.sandbox)]
+    lines += ["", *where, *sandboxes] if where or sandboxes else []
     for o in outcomes:
         first = o.first_divergence
         if first is None and not o.warnings and not o.run_dir:

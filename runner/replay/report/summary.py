@@ -45,9 +45,14 @@ def what_next(o: PackOutcome) -> str | None:
 
 
 def next_lines(outcomes: Sequence[PackOutcome]) -> list[str]:
-    """The report's first lines: for each diverged pack, its cause, what happened and what to do next (a
+    """The report's first lines: packs replayed without network isolation (--no-isolation), then, for each
+    diverged pack, its cause, what happened and what to do next (a
     missed request with the nearest recorded one)."""
-    lines: list[str] = []
+    exposed = [o.pack for o in outcomes if not o.isolated]
+    lines = [
+        f"NOT ISOLATED: {', '.join(exposed)} replayed with this machine's network (--no-isolation); "
+        "a request the cassettes lack may have reached a real server"
+    ] if exposed else []  # fmt: skip
     for o in outcomes:
         step = what_next(o)
         first = o.first_divergence

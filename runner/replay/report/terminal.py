@@ -40,6 +40,8 @@ def render_terminal(outcomes: Sequence[PackOutcome], console: Console) -> None:
             visible_text(headline(o)),
         )
     console.print(table)
+    for backend in dict.fromkeys(o.backend for o in outcomes if o.backend):  # where the commands ran
+        console.print(Text(f"backend: {backend}", style="dim"))
     for sandbox in dict.fromkeys(o.sandbox for o in outcomes if o.sandbox):  # every limit that applied
         console.print(Text(f"sandbox: {sandbox}", style="dim"))
     for o in outcomes:

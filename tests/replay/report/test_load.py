@@ -27,7 +27,7 @@ def test_every_field_survives_the_round_trip() -> None:
         "cause": Cause.BEHAVIOUR, "error": "also an error text", "error_code": 2, "warnings": ("w1",),
         "cassettes": CassetteUsage(served=3, misses=("GET https://x/: no match",), unused=1),
         "run_dir": "runs/x/1", "image": "runner-env:abc (cached)", "duration_s": 2.5,
-        "sandbox": "user 65532:65532, no capabilities",
+        "sandbox": "user 65532:65532, no capabilities", "backend": "local", "isolated": False,
     }  # fmt: skip
     _every_field_set(StepOutcome, step_values)
     _every_field_set(PackOutcome, pack_values)

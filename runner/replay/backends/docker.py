@@ -1,0 +1,210 @@
+"""The Docker backend: a pack's commands in a hardened workload container beside the proxy sidecar.
+
+Input: a docker client, the runner's base and proxy images, build trust and the sandbox `Limits`. Output:
+a `Backend` whose `prepare` resolves the pack's image (`runner.replay.environment`) and whose `start` runs
+the proxy sidecar (`runner.replay.sidecar`) and the workload container in its network namespace, yielding a
+`DockerSession` that execs the steps' commands (`runner.replay.execute`).
+
+Rules: both containers run in the sandbox `runner.engine.sandbox` describes; the workspace is bind-mounted
+at /workspace and lent to the sandbox user while a command runs, whose limits are watched. The sidecar is
+started without waiting for its proxy, so mitmproxy's start overlaps the workload's and the workspace's
+restore, and waited for (`ready`) before the first command. Every container carries the run's folder as a label and is removed when the session
+ends, unless `keep` (then the kept workspace is handed to the sandbox user, for a shell in the container).
+The docker SDK's errors during a step come back as `ExecuteError`s: an engine failure, not a divergence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from proxy.report import Report
+from runner.engine import containers
+from runner.engine import sandbox as sandbox_engine
+from runner.engine.host import BuildTrust
+from runner.errors import ExecuteError
+from runner.pack.read import UnpackedPack
+from runner.progress import Progress
+from runner.replay import environment, execute, sidecar
+from runner.replay.backends import BackendName, Prepared, Probe, Run, parse_probe, probe_script
+
+__all__ = ["WORKSPACE", "DockerBackend", "DockerSession"]
+
+WORKSPACE = PurePosixPath("/workspace")
+_HOME = PurePosixPath("/tmp")  # the sandbox user's HOME (runner.engine.sandbox)
+
+
+@dataclass(frozen=True)
+class DockerBackend:
+    client: docker.DockerClient
+    base_image: str
+    proxy_image: str
+    trust: BuildTrust | None = None
+    allow_image_mismatch: bool = False
+    limits: sandbox_engine.Limits = field(default_factory=sandbox_engine.Limits)
+
+    @property
+    def name(self) -> BackendName:
+        return "docker"
+
+    @property
+    def isolated(self) -> bool:
+        return True
+
+    def prepare(self, pack: UnpackedPack, progress: Progress) -> Prepared:
+        env = environment.resolve(
+            self.client, pack, base_image=self.base_image, trust=self.trust,
+            allow_mismatch=self.allow_image_mismatch, progress=progress,
+        )  # fmt: skip
+        return Prepared(f"{env.image} ({env.how})", env.image, env.warnings)
+
+    @contextmanager
+    def start(
+        self, prepared: Prepared, pack: UnpackedPack, workspace: Path, scratch: Path, *, run: Run, keep: bool
+    ) -> Iterator[DockerSession]:
+        """The sidecar and the workload container, removed when the block ends unless `keep`."""
+        labels = {"runner.run": str(run.folder.resolve())}  # so a run's containers can be found
+        user = sandbox_engine.sandbox_user()
+        hardening = sandbox_engine.workload_options(self.client, self.limits, user)
+        cassette = pack.path / pack.manifest.cassettes[0].path if pack.manifest.cassettes else None
+        with ExitStack() as stack:
+            proxy = stack.enter_context(
+                sidecar.serve_cassettes(
+                    self.client,
+                    self.proxy_image,
+                    cassette,
+                    scratch / "proxy",
+                    labels=labels,
+                    user=user,
+                    wait=False,
+                )
+            )
+            workload = stack.enter_context(
+                _workload(
+                    self.client,
+                    prepared.handle,
+                    proxy,
+                    workspace,
+                    {**labels, "runner.pack": run.pack},
+                    hardening,
+                )
+            )
+            if keep:  # the caller prints how to get a shell; nothing is removed
+                containers.keep(workload)
+                containers.keep(proxy.container)
+            sandbox = sandbox_engine.describe(self.limits, user)
+            yield DockerSession(workload, proxy, workspace, self.limits, user, sandbox)
+            if keep:  # the kept workspace is the sandbox user's, for a shell in the container
+                sandbox_engine.hand_over(workspace, user)
+
+
+def _workload(
+    client: docker.DockerClient,
+    image: str,
+    proxy: sidecar.Sidecar,
+    workspace: Path,
+    labels: dict[str, str],
+    hardening: dict[str, Any],
+) -> AbstractContextManager[Container]:
+    """The container the steps run in: idle until they exec into it, in the sidecar's network namespace,
+    under the sandbox's user, privileges and limits (`hardening`)."""
+    hardening = dict(hardening)
+    return containers.started(
+        client,
+        image,
+        name_prefix="runner-workload",
+        command=["sleep", "infinity"],
+        init=True,
+        network_mode=proxy.network_mode,
+        environment={**hardening.pop("environment", {}), **proxy.workload_env()},
+        working_dir=str(WORKSPACE),
+        volumes={
+            str(workspace.resolve()): {"bind": str(WORKSPACE), "mode": "rw"},
+            **proxy.workload_volumes(),
+        },
+        extra_labels={**labels, "runner.role": "workload"},
+        **hardening,
+    )
+
+
+@dataclass(frozen=True)
+class DockerSession:
+    container: Container
+    proxy: sidecar.Sidecar
+    host_workspace: Path
+    limits: sandbox_engine.Limits
+    user: sandbox_engine.User
+    sandbox: str
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def workspace(self) -> PurePosixPath:
+        return WORKSPACE
+
+    @property
+    def home(self) -> PurePosixPath:
+        return _HOME
+
+    @property
+    def relocated(self) -> PurePosixPath:
+        return _HOME / "runner-agent-files"  # the read-only image refuses most absolute paths
+
+    def run(
+        self, argv: list[str], *, workdir: str, env: dict[str, str], timeout: float, log_dir: Path, name: str
+    ) -> execute.CommandRun:
+        """One command in the sandbox: the workspace lent to its user, its limits watched while it runs."""
+        try:
+            watch = sandbox_engine.LimitWatch(self.container, self.limits)
+            watch.start()
+            with sandbox_engine.lend(self.host_workspace, self.user):
+                return execute.run_command(
+                    self.container, argv, workdir=workdir, env=env, timeout=timeout, log_dir=log_dir,
+                    name=name, watch=watch.check,
+                )  # fmt: skip
+        except docker.errors.DockerException as e:
+            raise ExecuteError(f"Docker engine error while running `{' '.join(argv)[:200]}`: {e}") from e
+
+    def copy_in(self, source: Path, target: PurePosixPath) -> bool:
+        """Copy a file of the workspace folder to `target` in the container, as the sandbox user."""
+        inside = WORKSPACE / source.relative_to(self.host_workspace)
+        script = 'mkdir -p "$(dirname "$2")" && cp "$1" "$2"'
+        result = self.run(
+            ["sh", "-c", script, "sh", str(inside), str(target)], workdir=str(WORKSPACE), env={}, timeout=60,
+            log_dir=source.parent / "logs", name="copy",
+        )  # fmt: skip
+        return result.exit_code == 0
+
+    def _exec(self, argv: list[str]) -> Any:
+        try:
+            return self.container.exec_run(argv)
+        except docker.errors.DockerException as e:
+            raise ExecuteError(f"Docker engine error while running `{' '.join(argv)[:200]}`: {e}") from e
+
+    def exists(self, path: PurePosixPath) -> bool:
+        return bool(self._exec(["test", "-e", str(path)]).exit_code == 0)
+
+    def probe(self) -> Probe | None:
+        result = self._exec(["python3", "-c", probe_script(environment.FAILED_LIST)])
+        if result.exit_code != 0:
+            return None
+        return parse_probe(result.output.decode("utf-8", "replace"))
+
+    def ready(self) -> None:
+        self.proxy.wait_ready()  # mitmproxy started while the workload did and the workspace was restored
+
+    def finish(self) -> Report:
+        return self.proxy.finish()
+
+    def kept(self) -> str:
+        name = self.container.name
+        return (
+            f"kept: `docker exec -it {name} bash` (workspace {self.host_workspace}); "
+            f"remove with `docker rm -f {name} {self.proxy.container.name}`"
+        )

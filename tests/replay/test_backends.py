@@ -1,0 +1,122 @@
+"""The backend seam without an engine: choosing a backend, drift warnings, the local virtualenv cache, and
+what the local workload refuses to write on the host."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+
+from runner.engine.host import BuildTrust
+from runner.errors import EngineError, UsageError
+from runner.pack import manifest as mf
+from runner.progress import Silent
+from runner.replay import backends
+from runner.replay.backends import venv
+from runner.replay.backends.local import LocalSession
+from runner.replay.backends.netns import Namespace
+from tests.packfactory import make_manifest
+
+
+def test_an_unknown_backend_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="--backend 'podman': expected one of docker, local, auto"):
+        backends.select("podman")
+
+
+def test_auto_without_an_engine_is_local_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    choice = backends.select("auto")
+    assert (choice.name, choice.client) == ("local", None)
+    assert "no Docker engine answers at DOCKER_HOST=unix:///nonexistent.sock" in choice.note
+
+
+def test_docker_without_an_engine_names_the_local_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    with pytest.raises(EngineError, match="or replay without Docker: --backend local"):
+        backends.select("docker")
+
+
+def test_drift_names_the_interpreter_and_the_packages_that_did_not_install() -> None:
+    manifest = make_manifest()  # recorded Python 3.11.8
+    assert backends.drift(None, manifest, "the replay virtualenv") == [
+        "python3 is not available in the replay virtualenv; recorded Python commands will fail"
+    ]
+    warnings = backends.drift(backends.Probe("3.12.1", ("numpy==1.0",)), manifest, "the replay virtualenv")
+    assert warnings == [
+        "Python 3.11.8 was recorded, the replay virtualenv has 3.12.1",
+        "package numpy==1.0 did not install in the replay virtualenv",
+    ]
+    assert backends.drift(backends.Probe("3.11.8"), manifest, "x") == []
+
+
+def test_the_interpreter_matches_the_recorded_minor_version_or_says_it_does_not() -> None:
+    path, version, warnings = venv.interpreter("3.12.0")
+    if warnings:
+        pytest.skip("no python3.12 on this machine")
+    assert "python3.12" in path and version.startswith("3.12.")
+    path, _, warnings = venv.interpreter("3.4.10")
+    assert path == sys.executable and warnings and "no python3.4 on this machine" in warnings[0]
+
+
+def test_a_virtualenv_is_built_once_per_recipe_and_never_half(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    trust = BuildTrust(None)
+    first = venv.ensure([], sys.executable, "3.11.0", trust, Silent())
+    again = venv.ensure([], sys.executable, "3.11.0", trust, Silent())
+    assert first.built and not again.built and first.path == again.path
+    assert first.path.parent == tmp_path / "runner" / "venvs"
+    assert [p.name for p in first.path.parent.iterdir()] == [first.path.name]  # no build folder left
+    assert (first.path / venv.FAILED).read_text() == ""
+    other = venv.ensure([], sys.executable, "3.11.1", trust, Silent())
+    assert other.path != first.path
+
+
+def test_scripts_follow_the_rename_of_the_build_folder(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pytest").write_text(f"#!{tmp_path}/.build-x/bin/python\nimport pytest\n")
+    venv._rebase_scripts(bin_dir, tmp_path / ".build-x", tmp_path / "final")
+    assert (bin_dir / "pytest").read_text().startswith(f"#!{tmp_path}/final/bin/python\n")
+
+
+def _session(tmp_path: Path) -> LocalSession:
+    for folder in ("home", "relocated", "workspace"):
+        (tmp_path / folder).mkdir()
+    proxy: Any = None
+    return LocalSession(
+        tmp_path / "venv", tmp_path / "workspace", PurePosixPath("/workspace"), tmp_path, Namespace("none"),
+        proxy, route_loopback=False,
+    )  # fmt: skip
+
+
+def test_the_local_workload_writes_agent_files_only_under_its_own_folder(tmp_path: Path) -> None:
+    session = _session(tmp_path)
+    source = tmp_path / "file"
+    source.write_text("x")
+    home = session.home / ".config" / "agent.yaml"
+    assert session.copy_in(source, home) and Path(home).read_text() == "x"
+    assert not session.copy_in(source, PurePosixPath("/etc/runner-test-must-not-exist"))
+    assert not session.copy_in(source, session.home / ".." / ".." / "escape")
+    (tmp_path / "home" / "link").symlink_to("/etc")
+    assert not session.copy_in(source, session.home / "link" / "runner-test-must-not-exist")
+    assert not Path("/etc/runner-test-must-not-exist").exists()
+
+
+def test_without_isolation_commands_run_as_they_are() -> None:
+    plain = Namespace("no isolation")
+    assert plain.enter(["true"], "/w") == (["true"], "/w") and not plain.isolated
+    entered = Namespace("ns", None, ("nsenter", "--net=/proc/1/ns/net", "--"))
+    assert entered.enter(["true"], "/w") == (
+        ["nsenter", "--net=/proc/1/ns/net", "--", "sh", "-c", 'cd "$0" && exec "$@"', "/w", "true"],
+        None,
+    )
+
+
+def test_make_manifest_records_a_snapshot() -> None:  # the drift test above relies on it
+    assert make_manifest().environment.snapshot == mf.EnvSnapshot(
+        python="3.11.8", packages="env/pip-freeze.txt", os="Debian GNU/Linux 12"
+    )
