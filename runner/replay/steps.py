@@ -54,7 +54,8 @@ WORKSPACE = PurePosixPath("/workspace")
 # What the re-run agent gets pinned, so the files it writes for itself match the recording's: hash order,
 # locale and timezone. The recorded start time is pinned too when the image has libfaketime (FAKETIME_LIB).
 _PINNED = {"PYTHONHASHSEED": "0", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "TZ": "UTC"}
-FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+# Debian's libfaketime, under the image's multiarch folder (x86_64-linux-gnu, aarch64-linux-gnu, ...).
+FAKETIME_LIB = "/usr/lib/*/faketime/libfaketime.so.1"
 # The agent's own files go back from here (inside .git, so no tree the comparison reads ever holds them).
 _STAGE = ".git/runner-agent-files"
 # Where a file whose recorded path the read-only image cannot take goes instead (argv is rewritten to it).
@@ -186,6 +187,7 @@ def _rerun_agent(
         exit_code=result.exit_code,
         stderr=stderr,
         ignore=rules.ignore_agent_files,
+        recorded_exit=command.exit_code,
     )
     note = f"; ignored agent-private file(s): {', '.join(ignored)}" if ignored else ""
     if diffs:
@@ -244,14 +246,15 @@ def _copy_in(workload: Container, workspace: Path, rules: StepRules, source: str
 
 def _faketime(workload: Container, manifest: Manifest) -> dict[str, str]:
     """FAKETIME at the recorded start, when the image has libfaketime; nothing otherwise."""
-    check = workload.exec_run(["test", "-e", FAKETIME_LIB])
-    if check.exit_code != 0:
-        return {}
     found = _RFC3339.match(manifest.session.created_at)
     if found is None:  # a hostile or odd value: leave the clock real rather than pass it on
         return {}
+    check = workload.exec_run(["sh", "-c", f'for f in {FAKETIME_LIB}; do [ -e "$f" ] && echo "$f"; done'])
+    lib = check.output.decode("utf-8", "replace").split("\n", 1)[0].strip()
+    if not lib:
+        return {}
     started = f"{found[1]} {found[2]}"
-    return {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": f"@{started}", "FAKETIME_DONT_RESET": "1"}
+    return {"LD_PRELOAD": lib, "FAKETIME": f"@{started}", "FAKETIME_DONT_RESET": "1"}
 
 
 def _command(
