@@ -9,9 +9,9 @@ and is judged by `compare.compare_command`. With `rerun_agent`, the step holding
 recorded agent instead and `compare.compare_agent` judges its exit and the tree it leaves (agent-private files
 left out). The re-run agent gets `runner.pack.agentenv.replay_env` (verbatim values, placeholders for
 secrets), pinned PYTHONHASHSEED/locale/TZ (and FAKETIME at the recorded start when the image has
-libfaketime), its own files back (`~/` is the sandbox user's HOME, /tmp; a path the read-only image refuses
-goes under /tmp and argv follows it), and no stdin (closed, as recorded). Steps stop at the first one
-that disagrees unless `keep_going`. A recorded working directory that leaves the workspace is a bad pack.
+libfaketime and the cassettes hold no HTTPS exchange), its own files back (`~/` is the sandbox user's
+HOME, /tmp; a path the read-only image refuses goes under /tmp and argv follows it), and no stdin
+(closed, as recorded). Steps stop at the first one that disagrees unless `keep_going`. A recorded working directory that leaves the workspace is a bad pack.
 A command runs in the sandbox (`runner.engine.sandbox`): the workspace is lent to the sandbox user while it
 runs, and a command that hits a limit of the sandbox (memory, processes) fails its step with the limit
 named and stops the steps as an infrastructure failure, so the pack's verdict is `error`, not a divergence.
@@ -19,6 +19,7 @@ named and stops the steps as an infrastructure failure, so the pack's verdict is
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -34,7 +35,6 @@ from runner.engine.sandbox import Limits, LimitWatch, User, lend
 from runner.errors import ExecuteError, PackError, RunnerError, WorkspaceError
 from runner.pack.agentenv import replay_env
 from runner.pack.manifest import AgentCommand, CommandStep, PatchStep
-from runner.pack.model import Manifest
 from runner.pack.read import UnpackedPack
 from runner.replay import execute
 from runner.replay import workspace as workspace_stage
@@ -171,7 +171,7 @@ def _rerun_agent(
     before = workspace_stage.tree(ws)
     recorded = workspace_stage.tree_with_patch(ws, before, pack.path / step.patch)
     argv = _restore_files(workload, ws.path, pack, command, rules)
-    env = {**_PINNED, **replay_env(pack.manifest), **_faketime(workload, pack.manifest)}
+    env = {**_PINNED, **replay_env(pack.manifest), **_faketime(workload, pack)}
     result = _run(
         workload, ws.path, rules, argv, workdir=workdir, env=env, timeout=command.timeout or 3600,
         log_dir=run_dir / "steps", name=f"{step.id}.agent",
@@ -244,10 +244,12 @@ def _copy_in(workload: Container, workspace: Path, rules: StepRules, source: str
     return result.exit_code == 0
 
 
-def _faketime(workload: Container, manifest: Manifest) -> dict[str, str]:
-    """FAKETIME at the recorded start, when the image has libfaketime; nothing otherwise."""
-    found = _RFC3339.match(manifest.session.created_at)
-    if found is None:  # a hostile or odd value: leave the clock real rather than pass it on
+def _faketime(workload: Container, pack: UnpackedPack) -> dict[str, str]:
+    """FAKETIME at the recorded start, when the image has libfaketime and the agent spoke no HTTPS: the
+    replay proxy's certificates are made now, so a client whose clock is back at the recording would find
+    them not yet valid. Nothing otherwise."""
+    found = _RFC3339.match(pack.manifest.session.created_at)
+    if found is None or _spoke_https(pack):  # an odd start: leave the clock real rather than pass it on
         return {}
     check = workload.exec_run(["sh", "-c", f'for f in {FAKETIME_LIB}; do [ -e "$f" ] && echo "$f"; done'])
     lib = check.output.decode("utf-8", "replace").split("\n", 1)[0].strip()
@@ -255,6 +257,24 @@ def _faketime(workload: Container, manifest: Manifest) -> dict[str, str]:
         return {}
     started = f"{found[1]} {found[2]}"
     return {"LD_PRELOAD": lib, "FAKETIME": f"@{started}", "FAKETIME_DONT_RESET": "1"}
+
+
+def _spoke_https(pack: UnpackedPack) -> bool:
+    """Whether the cassettes hold an HTTPS exchange (a line that does not parse counts as one)."""
+    for cassette in pack.manifest.cassettes:
+        path = pack.path / cassette.path
+        if not path.is_file():
+            continue
+        with path.open("rb") as lines:
+            for line in lines:
+                try:
+                    request = json.loads(line).get("request", {})
+                    https = not isinstance(request, dict) or request.get("scheme") != "http"
+                except (ValueError, AttributeError):
+                    https = True
+                if https and line.strip():
+                    return True
+    return False
 
 
 def _command(

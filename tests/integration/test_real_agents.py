@@ -9,10 +9,12 @@ records it with the check;
 `runner replay` and `runner replay --rerun-agent` then reproduce it offline. A pack recorded from a script
 with an answer changed after recording (the agent's tool call then fails) makes `--rerun-agent` diverge,
 with what happened (`agent-failed` or `cassette-miss`) and what to do next in the report's first lines.
+A re-run agent's clock starts at the recorded start (libfaketime in the base image).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 import subprocess
@@ -27,9 +29,11 @@ from runner.pack import read as pack_read
 from runner.pack import summary as pack_summary
 from runner.pack.build import PackBuilder
 from runner.pack.layout import MANIFEST, SIGNATURE
+from runner.pack.model import Manifest
 from runner.privacy.mask import PrivacyOptions
 from tests.agents.scripted_server import Scripted, scripted_server
 from tests.agents.venvs import LLM, MINI_SWE_AGENT, AgentSpec, ensure, source_package
+from tests.gitrepo import make_repo
 from tests.integration.test_replay import runner
 
 pytestmark = pytest.mark.docker
@@ -172,19 +176,26 @@ def test_a_real_agent_replays_and_reruns_offline(own_images: Any, tmp_path: Path
     assert report["cassettes"]["served"] == 2 and report["cassettes"]["misses"] == []
 
 
-def _with_changed_answer(pack: Path, out: Path, old: str, new: str) -> Path:
-    """`pack` rebuilt with its cassette's answers changed (`old` -> `new`), as if the scripted server had
-    answered differently when recording: a pack as valid as a recorded one (the pack format's own builder)."""
+def repack(
+    pack: Path,
+    out: Path,
+    *,
+    cassettes: tuple[str, str] = ("", ""),
+    manifest: Callable[[Manifest], Manifest] = lambda m: m,
+) -> Path:
+    """`pack` rebuilt into `out` with `cassettes[0]` replaced by `cassettes[1]` in its cassettes and its
+    manifest edited by `manifest`, as if the recording had gone that way: a pack as valid as a recorded one
+    (the pack format's own builder)."""
     unpacked = pack_read.extract(pack, out.parent / f"{out.stem}-members")
+    old, new = (part.encode() for part in cassettes)
     with PackBuilder() as builder:
         for path in sorted(unpacked.path.rglob("*")):
             member = path.relative_to(unpacked.path).as_posix()
             if path.is_file() and member not in {MANIFEST, SIGNATURE}:
                 data = path.read_bytes()
-                builder.add_bytes(
-                    member, data.replace(old.encode(), new.encode()) if "cassettes/" in member else data
-                )
-        builder.build(replace(unpacked.manifest, integrity=None), out, privacy=PrivacyOptions(policy=None))
+                builder.add_bytes(member, data.replace(old, new) if old and "cassettes/" in member else data)
+        edited = manifest(replace(unpacked.manifest, integrity=None))
+        builder.build(edited, out, privacy=PrivacyOptions(policy=None))
     return out
 
 
@@ -196,8 +207,8 @@ def test_a_changed_answer_makes_the_rerun_diverge_with_what_happened_first(
     fails, so it exits non-zero or sends a request the cassette does not hold; the report says which, first."""
     pack = tmp_path / f"{name}.tar.zst"
     _record(tmp_path, name, pack)
-    changed = _with_changed_answer(
-        pack, tmp_path / f"{name}-changed.tar.zst", "itemgetter(-1)", "itemgetter(7)"
+    changed = repack(
+        pack, tmp_path / f"{name}-changed.tar.zst", cassettes=("itemgetter(-1)", "itemgetter(7)")
     )
     code, report, out = _replay(changed, tmp_path, "--rerun-agent")
     assert code == 1 and report["cause"] in ("agent-failed", "cassette-miss"), out
@@ -205,3 +216,27 @@ def test_a_changed_answer_makes_the_rerun_diverge_with_what_happened_first(
     assert first[0].startswith(f"{changed.name}: {report['cause']}: "), out
     assert any(line.startswith("  next: ") for line in first), out
     assert report["next_step"], report
+
+
+def test_a_rerun_agent_sees_the_recorded_start_time(own_images: Any, tmp_path: Path) -> None:
+    """The base image's libfaketime pins the re-run agent's clock at the pack's start (`session.created_at`),
+    here moved to 2020 after recording: the agent's `time.time()` is then in 2020, not today."""
+    repo, pack = tmp_path / "repo", tmp_path / "clock.tar.zst"
+    make_repo(repo, {"a.txt": "a\n"})
+    agent = "import time; open('ran.txt', 'w').write('ran'); print('clock', int(time.time()))"
+    proc = runner(
+        "record", "--no-http", "--out", str(pack), "--", "python", "-c", agent,
+        cwd=repo, env={"PATH": f"{ensure(LLM)}:/usr/bin:/bin"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    start = "2020-01-02T03:04:05Z"
+    past = repack(
+        pack, tmp_path / "past.tar.zst",
+        manifest=lambda m: replace(m, session=replace(m.session, created_at=start)),
+    )  # fmt: skip
+    code, report, out = _replay(past, tmp_path, "--rerun-agent")
+    assert code == 0 and report["verdict"] == "reproduced", out
+    (stdout,) = (tmp_path / report["run_dir"] / "steps").glob("*.agent.stdout")
+    clock = int(stdout.read_text().split()[-1])
+    pinned = int(datetime.datetime.fromisoformat(start).timestamp())
+    assert pinned <= clock < pinned + 600, (clock, pinned)
