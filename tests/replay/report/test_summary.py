@@ -34,7 +34,9 @@ def test_the_first_lines_of_every_format_say_what_happened_and_what_to_do_next()
     render_terminal([OK, failed], Console(file=out, width=200, color_system=None))
     first = out.getvalue().splitlines()[:3]
     assert first[0] == "agent.tar.zst: agent-failed: the re-run agent exited 1: KeyError: 'X'"
-    assert first[1] == f"  missed: {miss}: @@ -1 +1 @@ ..." and first[2].startswith("  next: read the agent's stderr")
+    assert first[1] == f"  missed: {miss}: @@ -1 +1 @@ ..." and first[2].startswith(
+        "  next: read the agent's stderr"
+    )
     markdown = to_markdown([OK, failed]).splitlines()
     assert markdown[2].startswith("- agent.tar.zst: agent-failed") and "next:" in markdown[4]
     packs = json.loads(to_json([OK, failed]))["packs"]
