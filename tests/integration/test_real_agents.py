@@ -135,8 +135,9 @@ def _repo(tmp_path: Path) -> Path:
     return repo
 
 
-def _record(tmp_path: Path, name: str, out: Path) -> tuple[Path, Scripted, AgentRun, str]:
-    """Record agent `name` fixing six into `out`; the repository, the server, the agent's run, the output."""
+def _record(tmp_path: Path, name: str, out: Path, *extra: str) -> tuple[Path, Scripted, AgentRun, str]:
+    """Record agent `name` fixing six into `out` (`extra`: more record options); the repository, the
+    server, the agent's run, the output."""
     real = AGENTS[name]
     bin_dir = ensure(real.spec)
     repo, home = _repo(tmp_path / out.stem), tmp_path / out.stem / "home"
@@ -144,7 +145,7 @@ def _record(tmp_path: Path, name: str, out: Path) -> tuple[Path, Scripted, Agent
         agent = real.configure(home, server)
         capture = [a for path in agent.capture for a in ("--capture-file", str(path))]
         proc = runner(
-            "record", "--out", str(out), "--agent", name, "--check", CHECK, *capture, "--", *agent.argv,
+            "record", "--out", str(out), "--agent", name, "--check", CHECK, *capture, *extra, "--", *agent.argv,
             cwd=repo, env={"HOME": str(home), "PATH": f"{bin_dir}:/usr/bin:/bin", **agent.env},
         )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -174,6 +175,23 @@ def test_a_real_agent_replays_and_reruns_offline(own_images: Any, tmp_path: Path
     agent_step = next(s for s in report["steps"] if s["kind"] == "patch")
     assert "re-run agent reproduced the patch (exit 0)" in agent_step["summary"], agent_step
     assert report["cassettes"]["served"] == 2 and report["cassettes"]["misses"] == []
+
+
+@pytest.mark.parametrize("name", sorted(AGENTS))
+def test_model_calls_left_out_of_the_cassette_are_warned_about(tmp_path: Path, name: str) -> None:
+    """With loopback unrecorded, the agent's calls go straight to the server: the summary and `inspect`
+    say the cassette holds no model call, what named the server (a variable or a captured file) and the
+    flag that records them."""
+    pack = tmp_path / f"{name}.tar.zst"
+    _, server, _, out = _record(tmp_path, name, pack, "--no-record-loopback")
+    assert len(server.requests) == 2 and "(0 model calls)" in out, out
+    m = pack_summary.inspect(pack).manifest
+    assert m.recording is not None and m.recording.model_exchanges == 0
+    (warning,) = m.recording.warnings
+    assert "names a model server (http://127.0.0.1:" in warning and "--no-record-loopback" in warning
+    assert warning in " ".join(out.split())
+    shown = runner("inspect", str(pack), cwd=tmp_path, env={"COLUMNS": "400"}).stdout
+    assert "0 model calls" in shown and "--no-record-loopback" in shown, shown
 
 
 def repack(
