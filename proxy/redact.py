@@ -229,7 +229,8 @@ DETECTORS: tuple[Detector, ...] = (
     ),
     _d(
         "assignment",
-        rf"(?i){_KEY_WORDS}\\*[\"']?[ \t]*(?:=>|:=|[=:])[ \t]*\\*[\"']?" + _VALUE,
+        # `==` compares or pins a version (`tiktoken==0.12.0` in a pip freeze); it assigns nothing.
+        rf"(?i){_KEY_WORDS}\\*[\"']?[ \t]*(?:=>|:=|[=:])(?!=)[ \t]*\\*[\"']?" + _VALUE,
         anchor=_ASSIGNMENT_ANCHORS,
         fold=True,
     ),

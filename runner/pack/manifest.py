@@ -277,6 +277,7 @@ def _from_dict(d: dict[str, Any]) -> Manifest:
                 argv_recorded=tuple(command.get("argv_recorded", ())),
                 console_script=command.get("console_script"),
                 files=tuple(AgentFile(**f) for f in command.get("files", ())),
+                exit_code=command.get("exit_code"),
             )
             if command
             else None,
@@ -444,6 +445,7 @@ def _command_to_dict(c: AgentCommand) -> dict[str, Any]:
             "argv_recorded": list(c.argv_recorded) or None,
             "console_script": c.console_script,
             "files": [dict(vars(f)) for f in c.files] or None,
+            "exit_code": c.exit_code,
         }
     )
 

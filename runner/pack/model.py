@@ -88,6 +88,8 @@ class AgentCommand:
     argv_recorded: tuple[str, ...] = ()  # argv as it was typed, when `argv` differs from it
     console_script: str | None = None  # argv[0] is this console script of a recorded Python package
     files: tuple[AgentFile, ...] = ()
+    # The recorded process's exit code; None when it was stopped (Ctrl-C, its timeout) or in older packs.
+    exit_code: int | None = None
 
 
 @dataclass(frozen=True)

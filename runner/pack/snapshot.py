@@ -7,7 +7,9 @@ in a pack (`snapshot.json`, `pip-freeze.txt`, `lockfiles/...`).
 Rules: environment variables named in `allow` (the allowlist, plus those the recorder replays verbatim:
 runner.recorder.envpolicy) keep their value; every other value is kept only as a keyed hash (HMAC-SHA256),
 so a snapshot can show that a variable changed without holding its value. Tools that are
-missing are recorded as missing, never guessed. Every probe has a short timeout.
+missing are recorded as missing, never guessed. Every probe has a short timeout. Python packages are the
+interpreter's installed distributions (probed from `/`, so not the working folder's), one per name: the
+first on its path, the one an import gets.
 """
 
 from __future__ import annotations
@@ -113,10 +115,12 @@ _TOOLS = {
 }
 _PIP_INSPECT = (
     "import json, importlib.metadata as m, hashlib, sys\n"
-    "out = []\n"
+    "out, seen = [], set()\n"
     "for d in m.distributions():\n"
     "    name = d.metadata['Name']\n"
-    "    if not name: continue\n"
+    "    key = (name or '').lower().replace('_', '-').replace('.', '-')\n"
+    "    if not name or key in seen: continue\n"
+    "    seen.add(key)\n"
     "    direct = d.read_text('direct_url.json') or ''\n"
     "    record = d.read_text('RECORD') or ''\n"
     "    scripts = sorted({e.name for e in d.entry_points if e.group in ('console_scripts', 'gui_scripts')})\n"
@@ -172,8 +176,10 @@ def _python(path: str | None) -> tuple[dict[str, str] | None, tuple[PythonPackag
     if exe is None:
         return None, ()
     try:
+        # From `/`: a `python -c` run in the repository would count the repository's own *.egg-info (an
+        # unpacked sdist has one) as installed, beside the installed copy of the same package.
         proc = subprocess.run(
-            [exe, "-c", _PIP_INSPECT], capture_output=True, text=True, timeout=60, check=True
+            [exe, "-c", _PIP_INSPECT], capture_output=True, text=True, timeout=60, check=True, cwd="/"
         )
         data = json.loads(proc.stdout)
     except (OSError, subprocess.SubprocessError, ValueError):

@@ -71,6 +71,7 @@ def render_summary(summary: PackSummary) -> RenderableType:
                     m.agent.name,
                     m.agent.commit,
                     m.agent.config_version and f"config {m.agent.config_version}",
+                    _exit(m),
                 )
                 if x
             ),
@@ -156,6 +157,12 @@ def _recording_rows(m: Manifest) -> list[tuple[str, str]]:
         rows.append(("http", f"{r.exchanges} exchanges ({r.model_exchanges} model calls), {loopback}"))
         rows += [("warning", w) for w in r.warnings]
     return rows
+
+
+def _exit(m: Manifest) -> str:
+    """How the recorded agent process exited, when `runner record -- CMD` knew it."""
+    code = m.agent.command.exit_code if m.agent.command is not None else None
+    return "" if code is None else f"(exited {code})"
 
 
 def _human(n: int) -> str:

@@ -254,6 +254,7 @@ class Session:
                 model_exchanges=self._proxy.model_exchanges,
                 client_calls=self.llm.client_calls,
                 environ=self._environ(),
+                files=self.agent_files,
             )
             session_seconds = time.monotonic() - self._started
             if exc is not None:

@@ -1,20 +1,23 @@
 """What the recorded HTTP traffic says about the agent's model calls, and the warnings a user must see.
 
-Inputs: the cassette's request paths, the agent's environment (before the proxy's variables), whether the
-proxy ran and recorded loopback traffic, and the number of calls made through instrumented model clients.
-Outputs: `is_model_path(path)`, `model_server_urls(environ)` and `warnings(...)`: sentences that name what
-was not recorded and the flag that records it.
+Inputs: the cassette's request paths, the agent's environment (before the proxy's variables), its captured
+configuration files (`--capture-file`), whether the proxy ran and recorded loopback traffic, and the number
+of calls made through instrumented model clients. Outputs: `is_model_path(path)`, `model_server_urls(environ,
+files)` and `warnings(...)`: sentences that name what was not recorded and the flag that records it.
 Rules: a model call is a request to a known model API path (OpenAI chat/completions/responses/embeddings,
 Anthropic messages, Ollama /api/chat|generate, Gemini :generateContent). A variable names a model server
 when its value is an http(s) URL and its name ends like a base URL or host setting (OPENAI_BASE_URL,
-OLLAMA_HOST, MSWEA_MODEL_API_BASE, ...). A warning is given when the cassette holds no model call although
-the session made some (instrumented client calls) or the environment named a model server.
+OLLAMA_HOST, MSWEA_MODEL_API_BASE, ...); a line of a captured file names one when such a key is set to such
+a URL there (`api_base: http://127.0.0.1:8000/v1`). A warning is given when the cassette holds no model
+call although the session made some (instrumented client calls) or the environment or a captured file
+named a model server.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 __all__ = ["MODEL_PATH", "is_model_path", "model_server_urls", "warnings"]
@@ -26,24 +29,41 @@ MODEL_PATH = re.compile(
 )
 _URL_NAME = re.compile(r"(?:^|_)(?:BASE_URL|API_BASE|API_URL|BASE|ENDPOINT|HOST|URL|SERVER)$")
 _LOOPBACK = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
+# `key: URL`, `key = "URL"` or `"key": "URL"` on one line of a configuration file (YAML, TOML, JSON, .env).
+_CONFIG_LINE = re.compile(r"""(?i)["']?([A-Za-z0-9_.-]+)["']?\s*[:=]\s*["']?(https?://[^\s"',]+)""")
 
 
 def is_model_path(path: str) -> bool:
     return MODEL_PATH.search(path.split("?", 1)[0]) is not None
 
 
-def model_server_urls(environ: Mapping[str, str]) -> list[tuple[str, str]]:
-    """(name, url) of the variables that name a model server, loopback ones first."""
+def _settings(files: Sequence[tuple[str, bytes]]) -> list[tuple[str, str]]:
+    """(`file: key`, url) of each URL setting in the captured files (pack members `agent/files/NNNN-NAME`)."""
     found = []
-    for name, value in sorted(environ.items()):
-        if not _URL_NAME.search(name.upper()) or name.upper().startswith(("RUNNER_", "OTEL_")):
+    for member, data in files:
+        name = PurePosixPath(member).name.split("-", 1)[-1]
+        for line in data.decode("utf-8", "replace").splitlines():
+            if hit := _CONFIG_LINE.search(line):
+                found.append((f"{name}: {hit[1]}", hit[2]))
+    return found
+
+
+def model_server_urls(
+    environ: Mapping[str, str], files: Sequence[tuple[str, bytes]] = ()
+) -> list[tuple[str, str]]:
+    """(name, url) of the variables and captured settings that name a model server, loopback ones first."""
+    found = []
+    for name, value in [*sorted(environ.items()), *_settings(files)]:
+        key = name.rsplit(": ", 1)[-1]
+        if not _URL_NAME.search(key.upper()) or key.upper().startswith(("RUNNER_", "OTEL_")):
             continue
         try:
             parts = urlsplit(value.strip())
+            port = parts.port  # a port out of range is a ValueError
         except ValueError:
             continue
         if parts.scheme in ("http", "https") and parts.hostname:
-            found.append((name, f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"))
+            found.append((name, f"{parts.scheme}://{parts.hostname}{f':{port}' if port else ''}"))
     return sorted(found, key=lambda item: not _is_loopback(item[1]))
 
 
@@ -53,12 +73,12 @@ def _is_loopback(url: str) -> bool:
 
 def warnings(
     *, http: bool, loopback: bool, exchanges: int, model_exchanges: int, client_calls: int,
-    environ: Mapping[str, str],
+    environ: Mapping[str, str], files: Sequence[tuple[str, bytes]] = (),
 ) -> tuple[str, ...]:  # fmt: skip
     """The warnings of the recording summary (see the module docstring); empty when all looks recorded."""
     if model_exchanges:
         return ()
-    servers = model_server_urls(environ)
+    servers = model_server_urls(environ, files)
     if not servers and not client_calls:
         return ()
     if client_calls:

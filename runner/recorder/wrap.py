@@ -2,8 +2,8 @@
 
 Inputs: the agent's argv, the repository it works in, `--check` shell commands, recording options.
 Output: a pack (see runner.recorder.session) whose steps are the agent's patch (`agent.patch`) then one
-command step per check, whose manifest says how the agent was started (`agent.command`), and a
-`WrapResult` with the agent's exit code.
+command step per check, whose manifest says how the agent was started and how it exited (`agent.command`
+with its `exit_code`), and a `WrapResult` with the agent's exit code.
 Rules: every setting (repository, working folder, pack folder, privacy settings, `--capture-file`s) is
 checked before the agent starts. The agent runs with stdin closed and the recording proxy's variables and
 CA trust in its environment (the runner's own os.environ is left alone); `agent.command` records its argv
@@ -200,6 +200,7 @@ def record_command(
             argv_recorded=plan.argv_recorded,
             console_script=plan.console_script,
             files=tuple(f.file for f in plan.files),
+            exit_code=agent_code,
         )
         session.agent_patch = patch.step_id if patch is not None else None
         if not interrupted:

@@ -3,7 +3,7 @@
 Inputs: the expected and actual bytes of a stream or output file, and the named rules the manifest gives
 for it. Output: a `Difference` (empty when they agree after normalisation) carrying a unified diff. A
 whole step compares in one call: `compare_command` (a recorded `CommandStep` against what its replay
-left, `Replayed`) and `compare_agent` (the tree a re-run agent left against the tree its patch makes, its exit code first; agent-private files such as chat
+left, `Replayed`) and `compare_agent` (the tree a re-run agent left against the tree its patch makes, its exit code against the recorded one first; agent-private files such as chat
 histories and logs, `DEFAULT_AGENT_PRIVATE` unless the user names others, are left out and reported).
 
 Rules: exit codes compare exactly. Text streams compare after named normalisers that blank out what
@@ -303,11 +303,13 @@ def compare_agent(
     exit_code: int | None = 0,
     stderr: str = "",
     ignore: Iterable[str] = DEFAULT_AGENT_PRIVATE,
+    recorded_exit: int | None = 0,
 ) -> tuple[tuple[Difference, ...], tuple[str, ...]]:
     """A re-run agent against its recording: `git_diff` runs from the recorded patch's tree to the tree the
-    agent left (empty when they are equal). Returns the differences, the agent's failure first (a non-zero
-    exit, with the last lines of its stderr), and the agent-private files (`ignore`) left out of the
-    comparison. A file whose changes only differ in what the normalisers blank out is not a difference."""
+    agent left (empty when they are equal). Returns the differences, the agent's failure first (an exit
+    code other than the recorded one, `recorded_exit`, 0 when unknown, with the last lines of its stderr),
+    and the agent-private files (`ignore`) left out of the comparison. A file whose changes only differ in
+    what the normalisers blank out is not a difference."""
     if timed_out:
         last = _tail(stderr, 5)
         return (Difference("agent-failed", "the re-run agent was killed at its timeout", last),), ()
@@ -320,10 +322,14 @@ def compare_agent(
         elif not _same_after_normalising(chunk):
             kept.append(chunk)
     found: list[Difference] = []
-    if exit_code not in (0, None):
+    expected = 0 if recorded_exit is None else recorded_exit
+    if exit_code is not None and exit_code != expected:
         last = next((ln.strip() for ln in reversed(stderr.splitlines()) if ln.strip()), "no stderr")
+        was = f" (recorded: exit {expected})" if expected else ""
         found.append(
-            Difference("agent-failed", f"the re-run agent exited {exit_code}: {last[:300]}", _tail(stderr))
+            Difference(
+                "agent-failed", f"the re-run agent exited {exit_code}{was}: {last[:300]}", _tail(stderr)
+            )
         )
     if kept:
         summary = f"the re-run agent's patch differs from the recorded one in {len(kept)} file(s)"

@@ -10,7 +10,7 @@ workload and is judged by `compare.compare_command`. With `rerun_agent`, the ste
 re-runs the recorded agent instead and `compare.compare_agent` judges its exit and the tree it leaves
 (agent-private files left out). The re-run agent gets `runner.pack.agentenv.replay_env` (verbatim values,
 placeholders for secrets), pinned PYTHONHASHSEED/locale/TZ (and FAKETIME at the recorded start when the image
-has libfaketime), its own files back (`~/` is the workload's HOME; a path the workload refuses goes under its
+has libfaketime and the cassettes hold no HTTPS exchange), its own files back (`~/` is the workload's HOME; a path the workload refuses goes under its
 relocation folder and argv follows it), and no stdin (closed, as recorded). Steps stop at the first one that
 disagrees unless `keep_going`. A recorded working directory that leaves the workspace is a bad pack. A command
 that hits a limit of the workload's sandbox (memory, processes) fails its step with the limit named and stops
@@ -18,6 +18,7 @@ the steps as an infrastructure failure, so the pack's verdict is `error`, not a 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -28,7 +29,6 @@ from pathlib import Path, PurePosixPath
 from runner.errors import ExecuteError, PackError, RunnerError, WorkspaceError
 from runner.pack.agentenv import replay_env
 from runner.pack.manifest import AgentCommand, CommandStep, PatchStep
-from runner.pack.model import Manifest
 from runner.pack.read import UnpackedPack
 from runner.replay import execute
 from runner.replay import workspace as workspace_stage
@@ -45,9 +45,13 @@ from runner.replay.outcome import StepKind, StepOutcome
 __all__ = ["StepRules", "StepsResult", "run_steps"]
 
 # What the re-run agent gets pinned, so the files it writes for itself match the recording's: hash order,
-# locale and timezone. The recorded start time is pinned too when the image has libfaketime (FAKETIME_LIB).
+# locale and timezone. The recorded start time is pinned too when the image has libfaketime (FAKETIME_LIBS).
 _PINNED = {"PYTHONHASHSEED": "0", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "TZ": "UTC"}
-FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+# Debian's libfaketime, under the workload's multiarch folder.
+FAKETIME_LIBS = tuple(
+    PurePosixPath(f"/usr/lib/{arch}-linux-gnu/faketime/libfaketime.so.1")
+    for arch in ("x86_64", "aarch64", "arm", "i386", "powerpc64le", "riscv64", "s390x")
+)
 # The agent's own files go back from here (inside .git, so no tree the comparison reads ever holds them).
 _STAGE = ".git/runner-agent-files"
 _CONTAINER_HOME = PurePosixPath("/tmp")  # the sandbox user's HOME in a container (runner.engine.sandbox)
@@ -160,7 +164,7 @@ def _rerun_agent(
     before = workspace_stage.tree(ws)
     recorded = workspace_stage.tree_with_patch(ws, before, pack.path / step.patch)
     argv = _restore_files(workload, ws.path, pack, command)
-    env = {**_PINNED, **replay_env(pack.manifest), **_faketime(workload, pack.manifest)}
+    env = {**_PINNED, **replay_env(pack.manifest), **_faketime(workload, pack)}
     result = workload.run(
         argv, workdir=workdir, env=env, timeout=command.timeout or 3600, log_dir=run_dir / "steps",
         name=f"{step.id}.agent",
@@ -176,6 +180,7 @@ def _rerun_agent(
         exit_code=result.exit_code,
         stderr=stderr,
         ignore=rules.ignore_agent_files,
+        recorded_exit=command.exit_code,
     )
     note = f"; ignored agent-private file(s): {', '.join(ignored)}" if ignored else ""
     if diffs:
@@ -221,15 +226,36 @@ def _container_path(path: str, home: PurePosixPath = _CONTAINER_HOME) -> PurePos
     return target
 
 
-def _faketime(workload: Workload, manifest: Manifest) -> dict[str, str]:
-    """FAKETIME at the recorded start, when the workload has libfaketime; nothing otherwise."""
-    if not workload.exists(PurePosixPath(FAKETIME_LIB)):
+def _faketime(workload: Workload, pack: UnpackedPack) -> dict[str, str]:
+    """FAKETIME at the recorded start, when the workload has libfaketime and the agent spoke no HTTPS: the
+    replay proxy's certificates are made now, so a client whose clock is back at the recording would find
+    them not yet valid. Nothing otherwise."""
+    found = _RFC3339.match(pack.manifest.session.created_at)
+    if found is None or _spoke_https(pack):  # an odd start: leave the clock real rather than pass it on
         return {}
-    found = _RFC3339.match(manifest.session.created_at)
-    if found is None:  # a hostile or odd value: leave the clock real rather than pass it on
+    lib = next((str(p) for p in FAKETIME_LIBS if workload.exists(p)), None)
+    if lib is None:
         return {}
     started = f"{found[1]} {found[2]}"
-    return {"LD_PRELOAD": FAKETIME_LIB, "FAKETIME": f"@{started}", "FAKETIME_DONT_RESET": "1"}
+    return {"LD_PRELOAD": lib, "FAKETIME": f"@{started}", "FAKETIME_DONT_RESET": "1"}
+
+
+def _spoke_https(pack: UnpackedPack) -> bool:
+    """Whether the cassettes hold an HTTPS exchange (a line that does not parse counts as one)."""
+    for cassette in pack.manifest.cassettes:
+        path = pack.path / cassette.path
+        if not path.is_file():
+            continue
+        with path.open("rb") as lines:
+            for line in lines:
+                try:
+                    request = json.loads(line).get("request", {})
+                    https = not isinstance(request, dict) or request.get("scheme") != "http"
+                except (ValueError, AttributeError):
+                    https = True
+                if https and line.strip():
+                    return True
+    return False
 
 
 def _command(

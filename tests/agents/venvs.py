@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["AGENTS", "LLM", "AgentSpec", "ensure", "source_package"]
+__all__ = ["AGENTS", "LLM", "MINI_SWE_AGENT", "AgentSpec", "ensure", "source_package"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,8 @@ class AgentSpec:
 
 
 LLM = AgentSpec("llm", "0.36")
-AGENTS = (LLM,)
+MINI_SWE_AGENT = AgentSpec("mini-swe-agent", "2.4.6")
+AGENTS = (LLM, MINI_SWE_AGENT)
 
 
 def _cache() -> Path:

@@ -58,6 +58,7 @@ def _manifest() -> mf.Manifest:
             mf.AgentFile("/home/u/agents/agent.py", "agent/files/0001-agent.py", "script"),
             mf.AgentFile("~/.config/agent/config.toml", "agent/files/0002-config.toml", "config"),
         ),
+        exit_code=3,
     )
     variables = {
         "AGENT_MODE": mf.EnvDecision("verbatim", "not-secret"),
@@ -87,13 +88,18 @@ def test_the_new_fields_round_trip_and_old_manifests_stay_byte_identical() -> No
     m = _manifest()
     text = mf.dump(m)
     assert mf.load(text) == m
-    assert "stdin: closed" in text and "agent/files/0001-agent.py" in text and "detector:openai-key" in text
+    assert (
+        "stdin: closed" in text
+        and "exit_code: 3" in text
+        and "agent/files/0001-agent.py" in text
+        and "detector:openai-key" in text
+    )
     assert OPENAI not in text
     assert {"agent/files/0001-agent.py", "agent/files/0002-config.toml"} <= m.referenced_members()
     # A pack written before these fields: none of them appears, so its root digest is unchanged.
     old = make_manifest()
     assert mf.load(mf.dump(old)) == old
-    for word in ("stdin", "variables", "recording", "argv_recorded", "files"):
+    for word in ("stdin", "variables", "recording", "argv_recorded", "files", "exit_code"):
         assert word not in mf.dump(old)
 
 
@@ -103,6 +109,7 @@ def test_the_new_fields_round_trip_and_old_manifests_stay_byte_identical() -> No
         (lambda c: replace(c, files=(mf.AgentFile("relative/x.py", "agent/files/0001-x.py"),)), "path"),
         (lambda c: replace(c, files=(mf.AgentFile("/x.py", "agent/files/../x.py"),)), "member"),
         (lambda c: replace(c, stdin="open"), "stdin"),
+        (lambda c: replace(c, exit_code=1000), "exit_code"),
     ],
 )
 def test_bad_agent_command_fields_are_refused_naming_the_field(change: object, where: str) -> None:

@@ -6,6 +6,8 @@ import platform
 import sys
 from pathlib import Path
 
+import pytest
+
 from runner.pack import snapshot
 from runner.pack.snapshot import EnvSnapshot, PythonPackage, pip_requirements
 
@@ -45,6 +47,30 @@ def test_snapshot_uses_the_agents_path_and_hashes_unlisted_env(tmp_path: Path) -
     raw = (tmp_path / "env" / "snapshot.json").read_text()
     assert "sk-planted-secret-value" not in raw
     assert json.loads(raw)["tools"]["git"] == "git version 9.9.9"
+
+
+def test_packages_are_the_installed_ones_once_each_not_the_working_folders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unpacked sdist (six-1.16.0/six.egg-info) is the repository, not an installed package; a name found
+    twice on the path is the first one, which an import gets."""
+    bindir, repo, shadow = tmp_path / "bin", tmp_path / "repo", tmp_path / "shadow"
+    bindir.mkdir()
+    (bindir / "python3").symlink_to(sys.executable)
+    for folder, name in (
+        (repo / "planted.egg-info", "planted"),
+        (shadow / "pytest-0.0.1.dist-info", "pytest"),
+    ):
+        folder.mkdir(parents=True)
+        (folder / ("PKG-INFO" if folder.suffix == ".egg-info" else "METADATA")).write_text(
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.0.1\n"
+        )
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("PYTHONPATH", str(shadow))
+    snap = snapshot.take({"PATH": str(bindir)}, key=b"k", repo=repo)
+    names = [p.name.lower() for p in snap.packages]
+    assert "planted" not in names
+    assert names.count("pytest") == 1 and "pytest==0.0.1" in pip_requirements(snap)
 
 
 def test_no_python_on_path(tmp_path: Path) -> None:

@@ -63,3 +63,17 @@ def test_no_http_and_a_client_that_ignores_the_proxy_are_named() -> None:
     assert "holds no model call" in ignored and "HTTPS_PROXY" in ignored
     (sdk,) = _warn(environ={}, client_calls=3)
     assert "made 3 model call(s) but the cassette holds none" in sdk
+
+
+def test_a_captured_configuration_file_that_names_a_model_server_counts() -> None:
+    """llm keeps its server in extra-openai-models.yaml, not in the environment (--capture-file keeps it)."""
+    files = [
+        ("agent/files/0001-extra-openai-models.yaml", b"- model_id: m\n  api_base: http://127.0.0.1:8080/v1\n"),
+        ("agent/files/0002-config.json", b'{"base_url": "https://api.example.com:99999/v1", "name": "x"}'),
+    ]  # fmt: skip
+    assert model_server_urls({}, files) == [("extra-openai-models.yaml: api_base", "http://127.0.0.1:8080")]
+    (warning,) = _warn(environ={}, files=files, loopback=False)
+    assert warning.startswith(
+        "no HTTP exchange was recorded although extra-openai-models.yaml: api_base names"
+    )
+    assert "--no-record-loopback" in warning

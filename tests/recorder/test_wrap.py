@@ -134,6 +134,13 @@ def test_a_failing_agent_is_recorded_with_its_exit_code(tmp_path: Path) -> None:
     assert agent_span["status"] == {"code": "ERROR", "description": "agent exited with code 3"}
     assert agent_span["attributes"]["runner.agent.exit_code"] == 3
     assert any(name.startswith("artifacts/") for name in files)  # failing session: artifacts kept
+    command = pack_summary.inspect(out).manifest.agent.command
+    assert command is not None and command.exit_code == 3
+    shown = subprocess.run(
+        [sys.executable, "-m", "runner", "inspect", str(out)], env={**_env(), "COLUMNS": "200"},
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "(exited 3)" in shown, shown
 
 
 @pytest.mark.timeout(120)

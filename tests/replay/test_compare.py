@@ -148,6 +148,15 @@ def test_a_failed_agent_comes_first_with_its_exit_code_and_last_stderr_line() ->
     assert "Traceback" in found[0].diff
 
 
+def test_the_recorded_exit_code_is_what_the_rerun_must_match() -> None:
+    assert compare_agent("", False, exit_code=2, stderr="usage\n", recorded_exit=2) == ((), ())
+    (other,), _ = compare_agent("", False, exit_code=0, stderr="", recorded_exit=2)
+    assert other.subject == "agent-failed"
+    assert other.summary == "the re-run agent exited 0 (recorded: exit 2): no stderr"
+    (unknown,), _ = compare_agent("", False, exit_code=3, stderr="boom\n", recorded_exit=None)
+    assert unknown.summary == "the re-run agent exited 3: boom"  # older packs: 0 was the recorded code
+
+
 def test_agent_private_files_are_ignored_and_reported_and_volatile_text_normalised() -> None:
     diff = (
         _file(".aider.chat.history.md", "# 2026-01-01 10:00:00", "# 2026-11-25 17:00:00")

@@ -59,6 +59,12 @@ def next_lines(outcomes: Sequence[PackOutcome]) -> list[str]:
         if step is None or first is None:
             continue
         lines.append(f"{o.pack}: {o.cause}: {first.summary}")
-        lines += [f"  missed: {miss}" for miss in o.cassettes.misses[:3]]
+        # One line per miss: a request body's difference can run to many lines (it is shown in full below).
+        lines += [f"  missed: {_first_line(miss)}" for miss in o.cassettes.misses[:3]]
         lines.append(f"  next: {step}")
     return lines
+
+
+def _first_line(text: str) -> str:
+    head, _, rest = text.partition("\n")
+    return f"{head} ..." if rest.strip() else head
