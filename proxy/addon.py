@@ -12,6 +12,7 @@ Options (read once in `configure`):
   cassette_redact_key     the per-pack key of the secret placeholders (hex, or any text)
   cassette_redact_key_file  a file holding that key (preferred: a key on the command line shows in `ps`)
   cassette_secrets        record: append the original of every placeholder here (0600, see proxy.originals)
+  cassette_listen_fd      also accept on this inherited listening socket, reported first (see proxy.listen)
 
 Record: requests go upstream untouched; each finished exchange is redacted and appended as one line;
 streamed responses are passed through chunk by chunk while their chunks and offsets are kept, and are
@@ -23,6 +24,7 @@ request with no match gets a local 502 with `X-Cassette-Miss`, and any upstream 
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import logging
@@ -70,6 +72,7 @@ from proxy.cassette import (  # noqa: E402
     RecordedResponse,
     read_exchanges,
 )
+from proxy.listen import serve  # noqa: E402
 from proxy.match import DEFAULT_IGNORE_FIELDS, CassetteIndex, Normalised, Normaliser  # noqa: E402
 from proxy.originals import OriginalsWriter  # noqa: E402
 from proxy.ready import MODES, Mode, ready_line  # noqa: E402
@@ -104,6 +107,7 @@ class CassetteProxy:
         self.recorded = 0
         self.misses: list[Miss] = []
         self.refused: list[str] = []
+        self.handed_over: asyncio.Server | None = None
 
     def load(self, loader: Any) -> None:
         loader.add_option("cassette_mode", str, "replay", "record or replay.", choices=list(MODES))
@@ -127,6 +131,7 @@ class CassetteProxy:
         )
         loader.add_option("cassette_redact_key_file", str, "", "A file holding cassette_redact_key.")
         loader.add_option("cassette_secrets", str, "", "Record: append every placeholder's original here.")
+        loader.add_option("cassette_listen_fd", int, -1, "Also accept on this inherited listening socket.")
 
     def configure(self, updated: set[str]) -> None:
         if not any(name.startswith("cassette_") for name in updated):
@@ -192,8 +197,13 @@ class CassetteProxy:
     async def running(self) -> None:
         if self.mode == "replay" and self.stream is not None:
             await self.stream.start()
+        addresses = _listen_addrs()
+        served = await serve(ctx.options.cassette_listen_fd) if self.handed_over is None else None
+        if served is not None:
+            self.handed_over, address = served
+            addresses = [address, *addresses]
         # Launchers wait for this line: it comes only once the addon loaded and the proxy listens.
-        logger.info(ready_line(self.mode, _listen_addrs()))
+        logger.info(ready_line(self.mode, addresses))
 
     def request(self, flow: http.HTTPFlow) -> None:
         if self.mode != "replay" or self.index is None or flow.response is not None:
@@ -209,9 +219,13 @@ class CassetteProxy:
 
     def _replay(self, flow: http.HTTPFlow) -> None:
         assert self.index is not None
-        # Matching ignores headers: leave them out rather than redact them on every request.
-        live = self.normaliser(request_from_flow(flow, headers=False).redacted(self.redactor))
+        # Headers are not matched. Recordings hold no secret the redactor finds: redact only on a miss.
+        request = request_from_flow(flow, headers=False)
+        live = self.normaliser(request)
         found = self.index.take(live)
+        if found is None:
+            live = self.normaliser(request.redacted(self.redactor))
+            found = self.index.take(live)
         if found is None:
             self._miss(flow, live)
             return
@@ -291,6 +305,8 @@ class CassetteProxy:
         logger.warning(f"cassette replay: refused an upstream connection to {target}")
 
     def done(self) -> None:
+        if self.handed_over is not None:
+            self.handed_over.close()
         self._close_writer()
         if self.stream is not None:
             self.stream.close()
@@ -377,14 +393,14 @@ def _local_error(reason: str, detail: dict[str, Any]) -> http.Response:
 
 def request_from_flow(flow: http.HTTPFlow, headers: bool = True) -> RecordedRequest:
     req = flow.request
-    path = req.path.split("?", 1)[0]
+    path, has_query, _ = req.path.partition("?")
     return RecordedRequest(
         method=req.method,
         scheme=req.scheme,
         host=req.pretty_host,
         port=req.port,
         path=path,
-        query=_pairs(req.query),
+        query=_pairs(req.query) if has_query else (),
         headers=_pairs(req.headers) if headers else (),
         body=req.get_content(strict=False) or b"",
         http_version=req.http_version,

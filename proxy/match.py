@@ -110,23 +110,28 @@ class Normaliser:
         stripped = body.lstrip()
         if stripped[:1] not in (b"{", b"["):
             return body, False
-        try:
-            parsed = json.loads(body)
+        anywhere = self._anywhere
+        try:  # the bare names go as each object is parsed, the dotted paths after
+            parsed = json.loads(
+                body, object_pairs_hook=lambda pairs: {k: v for k, v in pairs if k not in anywhere}
+            )
         except (ValueError, RecursionError):
             return body, False
-        cleaned = self._drop(parsed, ())
-        return json.dumps(cleaned, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(), True
+        for dotted in self._paths:
+            _drop_path(parsed, dotted)
+        return json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(), True
 
-    def _drop(self, value: object, path: tuple[str, ...]) -> object:
-        if isinstance(value, dict):
-            return {
-                k: self._drop(v, (*path, k))
-                for k, v in value.items()
-                if k not in self._anywhere and (*path, k) not in self._paths
-            }
-        if isinstance(value, list):
-            return [self._drop(v, path) for v in value]
-        return value
+
+def _drop_path(value: object, path: tuple[str, ...]) -> None:
+    """Remove the field at `path` from the root `value`, in place; lists keep the path of their parent."""
+    if isinstance(value, list):
+        for item in value:
+            _drop_path(item, path)
+    elif isinstance(value, dict):
+        if len(path) == 1:
+            value.pop(path[0], None)
+        elif path[0] in value:
+            _drop_path(value[path[0]], path[1:])
 
 
 # --- matchers: (live, recorded) -> None, or AssertionError saying how they differ -------------------
