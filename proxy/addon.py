@@ -18,7 +18,8 @@ Record: requests go upstream untouched; each finished exchange is redacted and a
 streamed responses are passed through chunk by chunk while their chunks and offsets are kept, and are
 redacted as one joined text (proxy.stream.redact_stream). Bodies that are not UTF-8 are scanned too.
 Replay: `connection_strategy=lazy` and `upstream_cert=false` are forced, each request is answered in the
-`request` hook from the cassette, streamed recordings are replayed as streams (see proxy.stream), a
+`request` hook from the cassette, streamed recordings are replayed chunk by chunk with their recorded
+pauses when `cassette_pace` is above 0 (see proxy.stream), else their bytes go out at once, a
 request with no match gets a local 502 with `X-Cassette-Miss`, and any upstream connection is refused.
 """
 
@@ -231,19 +232,18 @@ class CassetteProxy:
             return
         self.served += 1
         recorded = self.index.exchanges[found].response
-        streamable = recorded.chunks is not None and flow.request.method != "HEAD"
-        if not streamable or self.stream is None or self.stream.address is None:
-            # Without a running stream endpoint (mitmproxy's test harness) a stream goes out in one piece.
+        stream = self.stream if recorded.chunks is not None and flow.request.method != "HEAD" else None
+        if stream is None or stream.pace <= 0 or stream.address is None:  # unpaced: the bytes at once
             flow.response = response_from_recording(recorded, head=flow.request.method == "HEAD")
             flow.is_replay = "response"
             return
         req = flow.request
         flow.metadata[_STREAM_MARK] = (req.scheme, req.host, req.port)
-        req.scheme, (req.host, req.port) = "http", self.stream.address
+        req.scheme, (req.host, req.port) = "http", stream.address
         # The endpoint needs only the token: a body (maybe chunked) would just have to be skipped there.
         flow.request.headers.pop("transfer-encoding", None)
         flow.request.content = b""
-        flow.request.headers[TOKEN_HEADER] = self.stream.register(recorded)
+        flow.request.headers[TOKEN_HEADER] = stream.register(recorded)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         assert flow.response is not None

@@ -2,8 +2,8 @@
 
 mitmproxy sends a response set by an addon in one piece, so a recorded stream would reach the client
 as one block. Instead, replay points the flow at this endpoint: a tiny HTTP/1.1 server on 127.0.0.1 in
-the same process and event loop, which writes the recorded chunks one HTTP chunk each: paced by their
-recorded offsets (times `pace`), or, with `pace` 0, all at once in one write (nothing waits between them). mitmproxy relays each chunk as it comes (`response.stream = True`),
+the same process and event loop, which writes the recorded chunks one HTTP chunk each, optionally
+paced by their recorded offsets. mitmproxy relays each chunk as it comes (`response.stream = True`),
 over HTTP/1.1 or HTTP/2 to the client. Nothing leaves the process: the endpoint only answers tokens
 the addon registered for the flow it is serving.
 
@@ -88,17 +88,10 @@ class StreamEndpoint:
         head = [f"HTTP/1.1 {response.status} {reason}"]
         head += [f"{k}: {v}" for k, v in response.headers_to_serve(_HOP_BY_HOP)]
         head.append("transfer-encoding: chunked")
-        head_bytes = ("\r\n".join(head) + "\r\n\r\n").encode("utf-8", "surrogateescape")
-        chunks = response.chunks or ()
-        if self.pace <= 0:  # no timing asked: every chunk in one write, each still its own HTTP chunk
-            body = b"".join(b"%x\r\n%s\r\n" % (len(c.data), c.data) for c in chunks if c.data)
-            writer.write(head_bytes + body + b"0\r\n\r\n")
-            await writer.drain()
-            return
-        writer.write(head_bytes)
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("utf-8", "surrogateescape"))
         previous = 0.0
-        for chunk in chunks:
-            if chunk.offset > previous:
+        for chunk in response.chunks or ():
+            if self.pace > 0 and chunk.offset > previous:
                 await asyncio.sleep((chunk.offset - previous) * self.pace)
             previous = max(previous, chunk.offset)
             if chunk.data:
