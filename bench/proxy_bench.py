@@ -1,11 +1,15 @@
 """Replay latency of the cassette proxy next to mitmproxy's own server playback, by cassette size.
 
 For cassettes of 10, 1,000 and 10,000 LLM-like exchanges (POST JSON to /v1/chat/completions; every odd
-one asks `"stream": true` and gets an SSE stream of 20 events, recorded as chunks), both proxies run as
-local mitmdump processes with the same CA, and one keep-alive httpx client sends the same distinct
-requests (at most 200 per size, in rounds for small cassettes, half JSON and half SSE) through each,
-reading every response to its end. Prints p50/p95 per request for JSON and SSE, the ratios ours /
-server_replay and each goal with its verdict; writes bench/out/proxy_bench.json.
+one asks `"stream": true` and gets an SSE stream of 20 events, recorded as chunks), both proxies run side
+by side as local mitmdump processes with the same CA, one keep-alive httpx client each; every request
+goes to both, the order alternating (at most 200 distinct requests per size, in rounds for small
+cassettes, half JSON and half SSE), reading every response to its end and checking its bytes.
+SSE, apples to apples: both serve the same bytes of the same 21 events at once. Neither waits between
+events: server_replay cannot stream an answer it makes up, and ours replays a stream chunk by chunk only
+when asked to reproduce its timing (`cassette_pace` above 0; the bench runs the default, 0).
+Prints p50/p95 per request for JSON and SSE, the ratios ours / server_replay and each goal with its
+verdict; writes bench/out/proxy_bench.json.
 Goal: p50 and p95 <= 1.0x mitmproxy's server playback at every size, SSE included.
 
     python bench/proxy_bench.py [--sizes 10,1000,10000] [--requests 200]
@@ -200,23 +204,25 @@ def server_replay(flows: Path, ca: CertificateAuthority, workdir: Path) -> Itera
         log.close()
 
 
-def measure(proxy_url: str, ca: Path, indices: list[int]) -> list[tuple[int, float]]:
-    latencies = []
+def client(proxy_url: str, ca: Path) -> httpx.Client:
     # httpx 0.26 renamed `proxies` to `proxy`; accept both.
     key = "proxy" if "proxy" in inspect.signature(httpx.Client).parameters else "proxies"
-    with httpx.Client(**{key: proxy_url}, verify=str(ca), trust_env=False, http2=HTTP2) as client:  # type: ignore[arg-type]
-        client.get(f"https://{HOST}/warm-up")  # CONNECT and TLS once, outside the measurement
-        for i in indices:
-            start = time.perf_counter()
-            response = client.post(
-                f"https://{HOST}/v1/chat/completions",
-                content=request_body(i),
-                headers={"content-type": "application/json"},
-            )
-            latencies.append((i, time.perf_counter() - start))
-            if response.status_code != 200 or response.content != expected_body(i):
-                raise RuntimeError(f"request {i} was not replayed ({response.status_code})")
-    return latencies
+    made = httpx.Client(**{key: proxy_url}, verify=str(ca), trust_env=False, http2=HTTP2)  # type: ignore[arg-type]
+    made.get(f"https://{HOST}/warm-up")  # CONNECT and TLS once, outside the measurement
+    return made
+
+
+def timed(session: httpx.Client, i: int) -> float:
+    start = time.perf_counter()
+    response = session.post(
+        f"https://{HOST}/v1/chat/completions",
+        content=request_body(i),
+        headers={"content-type": "application/json"},
+    )
+    elapsed = time.perf_counter() - start
+    if response.status_code != 200 or response.content != expected_body(i):
+        raise RuntimeError(f"request {i} was not replayed ({response.status_code})")
+    return elapsed
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -225,18 +231,33 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_rounds(
-    size: int, count: int, start: Callable[[], Iterator[str]], ca: Path
-) -> list[tuple[int, float]]:
+    size: int, count: int, ours: Callable[[], Iterator[str]], theirs: Callable[[], Iterator[str]], ca: Path
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """Both proxies run side by side; each request goes to one then the other, the order alternating, so
+    a neighbour's burst of load falls on both alike. Small cassettes are replayed in several rounds (each
+    recording answers once), each round with fresh proxies."""
     per_round = min(size, count)
-    rounds = min(5, math.ceil(count / per_round))
+    rounds = min(10, math.ceil(count / per_round))
     step = max(1, size // per_round)
     # JSON and SSE alternate: with a step of 2 or more, every other index moves one up to an odd one.
     indices = [k * step + (k % 2 if step > 1 else 0) for k in range(per_round)]
-    samples: list[tuple[int, float]] = []
+    a: list[tuple[int, float]] = []
+    b: list[tuple[int, float]] = []
     for _ in range(rounds):
-        with contextmanager(start)() as url:
-            samples += measure(url, ca, indices)
-    return samples
+        with (
+            contextmanager(ours)() as ours_url,
+            contextmanager(theirs)() as theirs_url,
+            client(ours_url, ca) as ours_client,
+            client(theirs_url, ca) as theirs_client,
+        ):
+            for k, i in enumerate(indices):
+                if k % 4 < 2:  # ours first for two requests (one JSON, one SSE), then theirs first
+                    a.append((i, timed(ours_client, i)))
+                    b.append((i, timed(theirs_client, i)))
+                else:
+                    b.append((i, timed(theirs_client, i)))
+                    a.append((i, timed(ours_client, i)))
+    return a, b
 
 
 def main() -> None:
@@ -267,12 +288,7 @@ def main() -> None:
                 with server_replay(flows, ca, work) as url:
                     yield url
 
-            # Interleaved rounds: a neighbour's burst of load falls on both sides alike.
-            a: list[tuple[int, float]] = []
-            b: list[tuple[int, float]] = []
-            for _ in range(2):
-                a += run_rounds(size, args.requests // 2, ours, ca.cert_path)
-                b += run_rounds(size, args.requests // 2, theirs, ca.cert_path)
+            a, b = run_rounds(size, args.requests, ours, theirs, ca.cert_path)
             for kind in ("json", "sse"):
                 ours_s = [t for i, t in a if streams(i) == (kind == "sse")]
                 theirs_s = [t for i, t in b if streams(i) == (kind == "sse")]
