@@ -25,7 +25,6 @@ request with no match gets a local 502 with `X-Cassette-Miss`, and any upstream 
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
 import logging
@@ -108,7 +107,6 @@ class CassetteProxy:
         self.recorded = 0
         self.misses: list[Miss] = []
         self.refused: list[str] = []
-        self.handed_over: asyncio.Server | None = None
 
     def load(self, loader: Any) -> None:
         loader.add_option("cassette_mode", str, "replay", "record or replay.", choices=list(MODES))
@@ -199,10 +197,9 @@ class CassetteProxy:
         if self.mode == "replay" and self.stream is not None:
             await self.stream.start()
         addresses = _listen_addrs()
-        served = await serve(ctx.options.cassette_listen_fd) if self.handed_over is None else None
+        served = await serve(ctx.options.cassette_listen_fd)
         if served is not None:
-            self.handed_over, address = served
-            addresses = [address, *addresses]
+            addresses = [served[1], *addresses]
         # Launchers wait for this line: it comes only once the addon loaded and the proxy listens.
         logger.info(ready_line(self.mode, addresses))
 
@@ -220,14 +217,11 @@ class CassetteProxy:
 
     def _replay(self, flow: http.HTTPFlow) -> None:
         assert self.index is not None
-        # Headers are not matched. Recordings hold no secret the redactor finds: redact only on a miss.
+        # Headers are not matched: leave them out.
         request = request_from_flow(flow, headers=False)
-        live = self.normaliser(request)
-        found = self.index.take(live)
+        found, live = self.index.match(request, lambda r: r.redacted(self.redactor))
         if found is None:
-            live = self.normaliser(request.redacted(self.redactor))
-            found = self.index.take(live)
-        if found is None:
+            assert live is not None  # a miss comes back normalised, after redaction
             self._miss(flow, live)
             return
         self.served += 1
@@ -305,8 +299,6 @@ class CassetteProxy:
         logger.warning(f"cassette replay: refused an upstream connection to {target}")
 
     def done(self) -> None:
-        if self.handed_over is not None:
-            self.handed_over.close()
         self._close_writer()
         if self.stream is not None:
             self.stream.close()

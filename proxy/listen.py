@@ -6,7 +6,9 @@ socket, each connection handled by mitmproxy's own regular-mode handler, exactly
 Rules: the launcher binds the socket and starts its clients at once: the kernel completes their
 handshakes and keeps them in the socket's backlog, with their first bytes, until this server accepts them
 (the backlog is the queue; nothing is read or dropped before). Without a regular-mode server to borrow a
-handler from (mitmproxy's test harness) the socket is left alone and `serve` returns None.
+handler from (mitmproxy's test harness) the socket is left alone and `serve` returns None. The server
+lives as long as the process, not the addon: when mitmproxy reloads the addon (its file changed), the
+new one gets the same server back.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from mitmproxy.connection import Address
 
 __all__ = ["serve"]
 
+_SERVING: dict[int, tuple[asyncio.Server, Address]] = {}
+
 
 async def serve(fd: int) -> tuple[asyncio.Server, Address] | None:
     """Accept on the inherited listening socket `fd` with mitmproxy's regular-mode handler (None when
     `fd` is negative: no socket was handed over)."""
-    if fd < 0:
-        return None
+    if fd < 0 or fd in _SERVING:
+        return _SERVING.get(fd)
     get = cast("Callable[[str], Any]", ctx.master.addons.get)
     server = get("proxyserver")
     instances = list(server.servers) if server is not None else []
@@ -35,5 +39,5 @@ async def serve(fd: int) -> tuple[asyncio.Server, Address] | None:
         return None
     sock = socket.socket(fileno=fd)
     accepted = await asyncio.start_server(regular.handle_stream, sock=sock)
-    address: Address = sock.getsockname()[:2]
-    return accepted, address
+    _SERVING[fd] = accepted, sock.getsockname()[:2]
+    return _SERVING[fd]
