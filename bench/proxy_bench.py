@@ -204,12 +204,13 @@ def server_replay(flows: Path, ca: CertificateAuthority, workdir: Path) -> Itera
         log.close()
 
 
-def client(proxy_url: str, ca: Path) -> httpx.Client:
+@contextmanager
+def client(proxy_url: str, ca: Path) -> Iterator[httpx.Client]:
     # httpx 0.26 renamed `proxies` to `proxy`; accept both.
     key = "proxy" if "proxy" in inspect.signature(httpx.Client).parameters else "proxies"
-    made = httpx.Client(**{key: proxy_url}, verify=str(ca), trust_env=False, http2=HTTP2)  # type: ignore[arg-type]
-    made.get(f"https://{HOST}/warm-up")  # CONNECT and TLS once, outside the measurement
-    return made
+    with httpx.Client(**{key: proxy_url}, verify=str(ca), trust_env=False, http2=HTTP2) as made:  # type: ignore[arg-type]
+        made.get(f"https://{HOST}/warm-up")  # CONNECT and TLS once, outside the measurement
+        yield made
 
 
 def timed(session: httpx.Client, i: int) -> float:
@@ -239,8 +240,8 @@ def run_rounds(
     per_round = min(size, count)
     rounds = min(10, math.ceil(count / per_round))
     step = max(1, size // per_round)
-    # JSON and SSE alternate: with a step of 2 or more, every other index moves one up to an odd one.
-    indices = [k * step + (k % 2 if step > 1 else 0) for k in range(per_round)]
+    # JSON and SSE alternate: an index of the wrong kind moves one up.
+    indices = [k * step + (streams(k * step) != streams(k)) for k in range(per_round)]
     a: list[tuple[int, float]] = []
     b: list[tuple[int, float]] = []
     for _ in range(rounds):

@@ -167,11 +167,11 @@ class Session:
         self._baseline = gitstate.diff_trees(self.git, self.git.head_tree, self._tree)
         if self.options.http:
             self._proxy.start(self._workdir)
-        o = self.options
+        o, environ = self.options, self.base_env()  # a copy: the agent may change os.environ meanwhile
         self.env_policy = envpolicy.decide(
-            self.base_env(), runner_names=self._proxy.env, allow=o.env_allow, secret=o.env_secret
+            environ, runner_names=self._proxy.env, allow=o.env_allow, secret=o.env_secret
         )
-        self._snapshot = alongside(self._take_snapshot, "runner-snapshot")
+        self._snapshot = alongside(lambda: self._take_snapshot(environ), "runner-snapshot")
         common: dict[str, str | bool | int | float] = {
             "runner.session.id": self.id,
             "runner.git.commit": self.git.base_commit,
@@ -205,9 +205,9 @@ class Session:
         )
         return self
 
-    def _take_snapshot(self) -> EnvSnapshot:
+    def _take_snapshot(self, environ: dict[str, str]) -> EnvSnapshot:
         g, allow = self.git, self.env_policy.snapshot_allow
-        taken = snapshot.take(self.base_env(), self.key, repo=g.root, allow=allow)
+        taken = snapshot.take(environ, self.key, repo=g.root, allow=allow)
         return dataclasses.replace(
             taken, git={"commit": g.base_commit, "branch": g.branch or "", "dirty": str(g.dirty).lower()}
         )
