@@ -8,8 +8,10 @@ cassettes, half JSON and half SSE), reading every response to its end and checki
 SSE, apples to apples: both serve the same bytes of the same 21 events at once. Neither waits between
 events: server_replay cannot stream an answer it makes up, and ours replays a stream chunk by chunk only
 when asked to reproduce its timing (`cassette_pace` above 0; the bench runs the default, 0).
-Prints p50/p95 per request for JSON and SSE, the ratios ours / server_replay and each goal with its
-verdict; writes bench/out/proxy_bench.json.
+Prints p50/p95 per request for JSON and SSE, the ratios ours / server_replay with a 95% bootstrap
+interval (resampling the requests, each timed on both), and each goal with its verdict on the measured
+ratio (an interval holding 1.0 means no difference resolved at that noise); writes
+bench/out/proxy_bench.json.
 Goal: p50 and p95 <= 1.0x mitmproxy's server playback at every size, SSE included.
 
     python bench/proxy_bench.py [--sizes 10,1000,10000] [--requests 200]
@@ -22,6 +24,7 @@ import inspect
 import json
 import math
 import os
+import random
 import re
 import signal
 import statistics
@@ -231,6 +234,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
+def interval(
+    ours: list[float], theirs: list[float], stat: Callable[[list[float]], float], rounds: int = 2000
+) -> tuple[float, float]:
+    """95% bootstrap interval of stat(ours) / stat(theirs), resampling the requests (each sent to both)."""
+    rnd = random.Random(1)
+    n = len(ours)
+    ratios = []
+    for _ in range(rounds):
+        picks = rnd.choices(range(n), k=n)
+        ratios.append(stat([ours[j] for j in picks]) / stat([theirs[j] for j in picks]))
+    ratios.sort()
+    return ratios[int(0.025 * rounds)], ratios[int(0.975 * rounds) - 1]
+
+
 def run_rounds(
     size: int, count: int, ours: Callable[[], Iterator[str]], theirs: Callable[[], Iterator[str]], ca: Path
 ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
@@ -302,6 +319,8 @@ def main() -> None:
                         "cassette_p95_ms": percentile(ours_s, 0.95) * 1e3,
                         "server_replay_p50_ms": statistics.median(theirs_s) * 1e3,
                         "server_replay_p95_ms": percentile(theirs_s, 0.95) * 1e3,
+                        "ratio_p50_ci95": interval(ours_s, theirs_s, statistics.median),
+                        "ratio_p95_ci95": interval(ours_s, theirs_s, lambda v: percentile(v, 0.95)),
                     }
                 )
     table = Table(title="replay latency per request (keep-alive, HTTPS through the proxy)")
@@ -313,8 +332,8 @@ def main() -> None:
         "ours p95",
         "server_replay p50",
         "server_replay p95",
-        "ratio p50",
-        "ratio p95",
+        "ratio p50 (95% interval)",
+        "ratio p95 (95% interval)",
     ):
         table.add_column(column, justify="right")
     goal_list = []
@@ -329,8 +348,8 @@ def main() -> None:
             f"{r['cassette_p95_ms']:.2f} ms",
             f"{r['server_replay_p50_ms']:.2f} ms",
             f"{r['server_replay_p95_ms']:.2f} ms",
-            f"{r['ratio_p50']:.2f}x",
-            f"{r['ratio_p95']:.2f}x",
+            f"{r['ratio_p50']:.2f}x ({r['ratio_p50_ci95'][0]:.2f}-{r['ratio_p50_ci95'][1]:.2f})",
+            f"{r['ratio_p95']:.2f}x ({r['ratio_p95_ci95'][0]:.2f}-{r['ratio_p95_ci95'][1]:.2f})",
         )
         for q in ("p50", "p95"):
             name = f"{r['kind']} {q} / server playback, {r['exchanges']} exchanges"
