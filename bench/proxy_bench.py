@@ -1,11 +1,17 @@
 """Replay latency of the cassette proxy next to mitmproxy's own server playback, by cassette size.
 
 For cassettes of 10, 1,000 and 10,000 LLM-like exchanges (POST JSON to /v1/chat/completions; every odd
-one asks `"stream": true` and gets an SSE stream of 20 events, recorded as chunks), both proxies run as
-local mitmdump processes with the same CA, and one keep-alive httpx client sends the same distinct
-requests (at most 200 per size, in rounds for small cassettes, half JSON and half SSE) through each,
-reading every response to its end. Prints p50/p95 per request for JSON and SSE, the ratios ours /
-server_replay and each goal with its verdict; writes bench/out/proxy_bench.json.
+one asks `"stream": true` and gets an SSE stream of 20 events, recorded as chunks), both proxies run side
+by side as local mitmdump processes with the same CA, one keep-alive httpx client each; every request
+goes to both, the order alternating (at most 200 distinct requests per size, in rounds for small
+cassettes, half JSON and half SSE), reading every response to its end and checking its bytes.
+SSE, apples to apples: both serve the same bytes of the same 21 events at once. Neither waits between
+events: server_replay cannot stream an answer it makes up, and ours replays a stream chunk by chunk only
+when asked to reproduce its timing (`cassette_pace` above 0; the bench runs the default, 0).
+Prints p50/p95 per request for JSON and SSE, the ratios ours / server_replay with a 95% bootstrap
+interval (resampling the requests, each timed on both), and each goal with its verdict on the measured
+ratio (an interval holding 1.0 means no difference resolved at that noise); writes
+bench/out/proxy_bench.json.
 Goal: p50 and p95 <= 1.0x mitmproxy's server playback at every size, SSE included.
 
     python bench/proxy_bench.py [--sizes 10,1000,10000] [--requests 200]
@@ -18,6 +24,7 @@ import inspect
 import json
 import math
 import os
+import random
 import re
 import signal
 import statistics
@@ -200,23 +207,26 @@ def server_replay(flows: Path, ca: CertificateAuthority, workdir: Path) -> Itera
         log.close()
 
 
-def measure(proxy_url: str, ca: Path, indices: list[int]) -> list[tuple[int, float]]:
-    latencies = []
+@contextmanager
+def client(proxy_url: str, ca: Path) -> Iterator[httpx.Client]:
     # httpx 0.26 renamed `proxies` to `proxy`; accept both.
     key = "proxy" if "proxy" in inspect.signature(httpx.Client).parameters else "proxies"
-    with httpx.Client(**{key: proxy_url}, verify=str(ca), trust_env=False, http2=HTTP2) as client:  # type: ignore[arg-type]
-        client.get(f"https://{HOST}/warm-up")  # CONNECT and TLS once, outside the measurement
-        for i in indices:
-            start = time.perf_counter()
-            response = client.post(
-                f"https://{HOST}/v1/chat/completions",
-                content=request_body(i),
-                headers={"content-type": "application/json"},
-            )
-            latencies.append((i, time.perf_counter() - start))
-            if response.status_code != 200 or response.content != expected_body(i):
-                raise RuntimeError(f"request {i} was not replayed ({response.status_code})")
-    return latencies
+    with httpx.Client(**{key: proxy_url}, verify=str(ca), trust_env=False, http2=HTTP2) as made:  # type: ignore[arg-type]
+        made.get(f"https://{HOST}/warm-up")  # CONNECT and TLS once, outside the measurement
+        yield made
+
+
+def timed(session: httpx.Client, i: int) -> float:
+    start = time.perf_counter()
+    response = session.post(
+        f"https://{HOST}/v1/chat/completions",
+        content=request_body(i),
+        headers={"content-type": "application/json"},
+    )
+    elapsed = time.perf_counter() - start
+    if response.status_code != 200 or response.content != expected_body(i):
+        raise RuntimeError(f"request {i} was not replayed ({response.status_code})")
+    return elapsed
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -224,19 +234,48 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
-def run_rounds(
-    size: int, count: int, start: Callable[[], Iterator[str]], ca: Path
-) -> list[tuple[int, float]]:
-    per_round = min(size, count)
-    rounds = min(5, math.ceil(count / per_round))
-    step = max(1, size // per_round)
-    # JSON and SSE alternate: with a step of 2 or more, every other index moves one up to an odd one.
-    indices = [k * step + (k % 2 if step > 1 else 0) for k in range(per_round)]
-    samples: list[tuple[int, float]] = []
+def interval(
+    ours: list[float], theirs: list[float], stat: Callable[[list[float]], float], rounds: int = 2000
+) -> tuple[float, float]:
+    """95% bootstrap interval of stat(ours) / stat(theirs), resampling the requests (each sent to both)."""
+    rnd = random.Random(1)
+    n = len(ours)
+    ratios = []
     for _ in range(rounds):
-        with contextmanager(start)() as url:
-            samples += measure(url, ca, indices)
-    return samples
+        picks = rnd.choices(range(n), k=n)
+        ratios.append(stat([ours[j] for j in picks]) / stat([theirs[j] for j in picks]))
+    ratios.sort()
+    return ratios[int(0.025 * rounds)], ratios[int(0.975 * rounds) - 1]
+
+
+def run_rounds(
+    size: int, count: int, ours: Callable[[], Iterator[str]], theirs: Callable[[], Iterator[str]], ca: Path
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """Both proxies run side by side; each request goes to one then the other, the order alternating, so
+    a neighbour's burst of load falls on both alike. Small cassettes are replayed in several rounds (each
+    recording answers once), each round with fresh proxies."""
+    per_round = min(size, count)
+    rounds = min(10, math.ceil(count / per_round))
+    step = max(1, size // per_round)
+    # JSON and SSE alternate: an index of the wrong kind moves one up.
+    indices = [k * step + (streams(k * step) != streams(k)) for k in range(per_round)]
+    a: list[tuple[int, float]] = []
+    b: list[tuple[int, float]] = []
+    for _ in range(rounds):
+        with (
+            contextmanager(ours)() as ours_url,
+            contextmanager(theirs)() as theirs_url,
+            client(ours_url, ca) as ours_client,
+            client(theirs_url, ca) as theirs_client,
+        ):
+            for k, i in enumerate(indices):
+                if k % 4 < 2:  # ours first for two requests (one JSON, one SSE), then theirs first
+                    a.append((i, timed(ours_client, i)))
+                    b.append((i, timed(theirs_client, i)))
+                else:
+                    b.append((i, timed(theirs_client, i)))
+                    a.append((i, timed(ours_client, i)))
+    return a, b
 
 
 def main() -> None:
@@ -267,12 +306,7 @@ def main() -> None:
                 with server_replay(flows, ca, work) as url:
                     yield url
 
-            # Interleaved rounds: a neighbour's burst of load falls on both sides alike.
-            a: list[tuple[int, float]] = []
-            b: list[tuple[int, float]] = []
-            for _ in range(2):
-                a += run_rounds(size, args.requests // 2, ours, ca.cert_path)
-                b += run_rounds(size, args.requests // 2, theirs, ca.cert_path)
+            a, b = run_rounds(size, args.requests, ours, theirs, ca.cert_path)
             for kind in ("json", "sse"):
                 ours_s = [t for i, t in a if streams(i) == (kind == "sse")]
                 theirs_s = [t for i, t in b if streams(i) == (kind == "sse")]
@@ -285,6 +319,8 @@ def main() -> None:
                         "cassette_p95_ms": percentile(ours_s, 0.95) * 1e3,
                         "server_replay_p50_ms": statistics.median(theirs_s) * 1e3,
                         "server_replay_p95_ms": percentile(theirs_s, 0.95) * 1e3,
+                        "ratio_p50_ci95": interval(ours_s, theirs_s, statistics.median),
+                        "ratio_p95_ci95": interval(ours_s, theirs_s, lambda v: percentile(v, 0.95)),
                     }
                 )
     table = Table(title="replay latency per request (keep-alive, HTTPS through the proxy)")
@@ -296,8 +332,8 @@ def main() -> None:
         "ours p95",
         "server_replay p50",
         "server_replay p95",
-        "ratio p50",
-        "ratio p95",
+        "ratio p50 (95% interval)",
+        "ratio p95 (95% interval)",
     ):
         table.add_column(column, justify="right")
     goal_list = []
@@ -312,8 +348,8 @@ def main() -> None:
             f"{r['cassette_p95_ms']:.2f} ms",
             f"{r['server_replay_p50_ms']:.2f} ms",
             f"{r['server_replay_p95_ms']:.2f} ms",
-            f"{r['ratio_p50']:.2f}x",
-            f"{r['ratio_p95']:.2f}x",
+            f"{r['ratio_p50']:.2f}x ({r['ratio_p50_ci95'][0]:.2f}-{r['ratio_p50_ci95'][1]:.2f})",
+            f"{r['ratio_p95']:.2f}x ({r['ratio_p95_ci95'][0]:.2f}-{r['ratio_p95_ci95'][1]:.2f})",
         )
         for q in ("p50", "p95"):
             name = f"{r['kind']} {q} / server playback, {r['exchanges']} exchanges"

@@ -3,5 +3,6 @@
 Modules: `addon` (the mitmproxy addon, loadable with `mitmdump -s proxy/addon.py` from any directory),
 `cassette` (the versioned JSONL format and its one writer), `match` (normalisation, matchers, the
 replay index), `redact` (keyed placeholders for secrets), `report` (the JSON report), `stream`
-(serving recorded streams chunk by chunk). Imports only the standard library and mitmproxy.
+(serving recorded streams chunk by chunk), `listen` (accepting on a socket the launcher bound), `ready`
+(the line launchers wait for). Imports only the standard library and mitmproxy.
 """

@@ -12,12 +12,14 @@ Options (read once in `configure`):
   cassette_redact_key     the per-pack key of the secret placeholders (hex, or any text)
   cassette_redact_key_file  a file holding that key (preferred: a key on the command line shows in `ps`)
   cassette_secrets        record: append the original of every placeholder here (0600, see proxy.originals)
+  cassette_listen_fd      also accept on this inherited listening socket, reported first (see proxy.listen)
 
 Record: requests go upstream untouched; each finished exchange is redacted and appended as one line;
 streamed responses are passed through chunk by chunk while their chunks and offsets are kept, and are
 redacted as one joined text (proxy.stream.redact_stream). Bodies that are not UTF-8 are scanned too.
 Replay: `connection_strategy=lazy` and `upstream_cert=false` are forced, each request is answered in the
-`request` hook from the cassette, streamed recordings are replayed as streams (see proxy.stream), a
+`request` hook from the cassette, streamed recordings are replayed chunk by chunk with their recorded
+pauses when `cassette_pace` is above 0 (see proxy.stream), else their bytes go out at once, a
 request with no match gets a local 502 with `X-Cassette-Miss`, and any upstream connection is refused.
 """
 
@@ -70,6 +72,7 @@ from proxy.cassette import (  # noqa: E402
     RecordedResponse,
     read_exchanges,
 )
+from proxy.listen import serve  # noqa: E402
 from proxy.match import DEFAULT_IGNORE_FIELDS, CassetteIndex, Normalised, Normaliser  # noqa: E402
 from proxy.originals import OriginalsWriter  # noqa: E402
 from proxy.ready import MODES, Mode, ready_line  # noqa: E402
@@ -127,6 +130,7 @@ class CassetteProxy:
         )
         loader.add_option("cassette_redact_key_file", str, "", "A file holding cassette_redact_key.")
         loader.add_option("cassette_secrets", str, "", "Record: append every placeholder's original here.")
+        loader.add_option("cassette_listen_fd", int, -1, "Also accept on this inherited listening socket.")
 
     def configure(self, updated: set[str]) -> None:
         if not any(name.startswith("cassette_") for name in updated):
@@ -192,8 +196,12 @@ class CassetteProxy:
     async def running(self) -> None:
         if self.mode == "replay" and self.stream is not None:
             await self.stream.start()
+        addresses = _listen_addrs()
+        served = await serve(ctx.options.cassette_listen_fd)
+        if served is not None:
+            addresses = [served[1], *addresses]
         # Launchers wait for this line: it comes only once the addon loaded and the proxy listens.
-        logger.info(ready_line(self.mode, _listen_addrs()))
+        logger.info(ready_line(self.mode, addresses))
 
     def request(self, flow: http.HTTPFlow) -> None:
         if self.mode != "replay" or self.index is None or flow.response is not None:
@@ -209,27 +217,27 @@ class CassetteProxy:
 
     def _replay(self, flow: http.HTTPFlow) -> None:
         assert self.index is not None
-        # Matching ignores headers: leave them out rather than redact them on every request.
-        live = self.normaliser(request_from_flow(flow, headers=False).redacted(self.redactor))
-        found = self.index.take(live)
+        # Headers are not matched: leave them out.
+        request = request_from_flow(flow, headers=False)
+        found, live = self.index.match(request, lambda r: r.redacted(self.redactor))
         if found is None:
+            assert live is not None  # a miss comes back normalised, after redaction
             self._miss(flow, live)
             return
         self.served += 1
         recorded = self.index.exchanges[found].response
-        streamable = recorded.chunks is not None and flow.request.method != "HEAD"
-        if not streamable or self.stream is None or self.stream.address is None:
-            # Without a running stream endpoint (mitmproxy's test harness) a stream goes out in one piece.
+        stream = self.stream if recorded.chunks is not None and flow.request.method != "HEAD" else None
+        if stream is None or stream.pace <= 0 or stream.address is None:  # unpaced: the bytes at once
             flow.response = response_from_recording(recorded, head=flow.request.method == "HEAD")
             flow.is_replay = "response"
             return
         req = flow.request
         flow.metadata[_STREAM_MARK] = (req.scheme, req.host, req.port)
-        req.scheme, (req.host, req.port) = "http", self.stream.address
+        req.scheme, (req.host, req.port) = "http", stream.address
         # The endpoint needs only the token: a body (maybe chunked) would just have to be skipped there.
         flow.request.headers.pop("transfer-encoding", None)
         flow.request.content = b""
-        flow.request.headers[TOKEN_HEADER] = self.stream.register(recorded)
+        flow.request.headers[TOKEN_HEADER] = stream.register(recorded)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         assert flow.response is not None
@@ -377,14 +385,14 @@ def _local_error(reason: str, detail: dict[str, Any]) -> http.Response:
 
 def request_from_flow(flow: http.HTTPFlow, headers: bool = True) -> RecordedRequest:
     req = flow.request
-    path = req.path.split("?", 1)[0]
+    path, has_query, _ = req.path.partition("?")
     return RecordedRequest(
         method=req.method,
         scheme=req.scheme,
         host=req.pretty_host,
         port=req.port,
         path=path,
-        query=_pairs(req.query),
+        query=_pairs(req.query) if has_query else (),
         headers=_pairs(req.headers) if headers else (),
         body=req.get_content(strict=False) or b"",
         http_version=req.http_version,

@@ -13,7 +13,8 @@ Rules:
   other bodies compare as bytes;
 - identical requests are served in recorded order, each recording once; one more is a miss;
 - lookup is one dict access on a key hashing every normalised field, so latency does not grow with the
-  cassette; only a miss scans the cassette to find the nearest candidates.
+  cassette; a request byte for byte like a recorded one is not even normalised, one that matches as it
+  is is not redacted (`CassetteIndex.match`); only a miss scans the cassette for the nearest candidates.
 Matchers are small named functions raising AssertionError with the difference (as in vcrpy).
 """
 
@@ -110,23 +111,28 @@ class Normaliser:
         stripped = body.lstrip()
         if stripped[:1] not in (b"{", b"["):
             return body, False
-        try:
-            parsed = json.loads(body)
+        anywhere = self._anywhere
+        try:  # the bare names go as each object is parsed, the dotted paths after
+            parsed = json.loads(
+                body, object_pairs_hook=lambda pairs: {k: v for k, v in pairs if k not in anywhere}
+            )
         except (ValueError, RecursionError):
             return body, False
-        cleaned = self._drop(parsed, ())
-        return json.dumps(cleaned, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(), True
+        for dotted in self._paths:
+            _drop_path(parsed, dotted)
+        return json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(), True
 
-    def _drop(self, value: object, path: tuple[str, ...]) -> object:
-        if isinstance(value, dict):
-            return {
-                k: self._drop(v, (*path, k))
-                for k, v in value.items()
-                if k not in self._anywhere and (*path, k) not in self._paths
-            }
-        if isinstance(value, list):
-            return [self._drop(v, path) for v in value]
-        return value
+
+def _drop_path(value: object, path: tuple[str, ...]) -> None:
+    """Remove the field at `path` from the root `value`, in place; lists keep the path of their parent."""
+    if isinstance(value, list):
+        for item in value:
+            _drop_path(item, path)
+    elif isinstance(value, dict):
+        if len(path) == 1:
+            value.pop(path[0], None)
+        elif path[0] in value:
+            _drop_path(value[path[0]], path[1:])
 
 
 # --- matchers: (live, recorded) -> None, or AssertionError saying how they differ -------------------
@@ -218,20 +224,53 @@ class Nearest:
     already_served: bool
 
 
+def _verbatim_key(r: RecordedRequest) -> bytes:
+    """A digest of every field a Normalised is made from, as they are."""
+    parts = (r.method, r.scheme, r.host, str(r.port), r.path, repr(r.query))
+    digest = hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogateescape"))
+    digest.update(b"\x00")
+    digest.update(r.body)
+    return digest.digest()
+
+
 class CassetteIndex:
     """Recorded exchanges by match key, each key a queue in recorded order."""
 
     def __init__(self, exchanges: Sequence[Exchange], normaliser: Normaliser) -> None:
         self.exchanges = exchanges
+        self.normaliser = normaliser
         self.normalised = [normaliser(e.request) for e in exchanges]
         self._queues: dict[bytes, deque[int]] = {}
+        self._verbatim: dict[bytes, bytes] = {}  # a recorded request's exact fields -> its match key
         for i, n in enumerate(self.normalised):
             self._queues.setdefault(n.key, deque()).append(i)
+            self._verbatim[_verbatim_key(exchanges[i].request)] = n.key
         self.served: set[int] = set()
+
+    def match(
+        self, request: RecordedRequest, redact: Callable[[RecordedRequest], RecordedRequest]
+    ) -> tuple[int | None, Normalised | None]:
+        """The exchange to serve for a live request (None on a miss) and the request normalised after
+        redaction (None when not needed). Cheapest first, same answer: a request field for field like a
+        recorded one normalises like it; else it is normalised as it is, and redacted only when that
+        misses (a recorded request holds no secret the redactor finds, so one matching as it is had none)."""
+        key = self._verbatim.get(_verbatim_key(request))
+        found = self._take(key) if key is not None else None
+        if found is not None:
+            return found, None
+        live = self.normaliser(request)
+        found = self.take(live)
+        if found is None:
+            live = self.normaliser(redact(request))
+            found = self.take(live)
+        return found, live
 
     def take(self, live: Normalised) -> int | None:
         """The index of the next unserved exchange matching `live`, or None."""
-        queue = self._queues.get(live.key)
+        return self._take(live.key)
+
+    def _take(self, key: bytes) -> int | None:
+        queue = self._queues.get(key)
         if not queue:
             return None
         i = queue.popleft()

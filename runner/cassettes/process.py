@@ -3,9 +3,12 @@
 Input: ProxySettings (mode, cassette, a work folder for the CA, logs and report). Output: a running
 proxy (URL, port, CA) inside a `with` block, and its Report once stopped. The same addon file runs here,
 in the sidecar container and in mitmproxy's test harness.
-Rules: listens on loopback only, on a free port chosen by the OS; waits until it listens; stops with
-SIGTERM so the addon writes its report, kills it after a timeout; cleans up even when start fails, and
-a start failure carries the tail of the proxy's log.
+Rules: listens on loopback only, on a free port chosen by the OS. The port is bound here, before mitmdump
+starts, and the listening socket is handed to it (proxy.listen): the URL is known at once and a client
+may connect right away, its connection waiting in the socket's backlog until the proxy accepts it.
+`start()` waits until the proxy listens; `start(wait=False)` returns at once and `wait_ready()` waits
+later. Stops with SIGTERM so the addon writes its report, kills it after a timeout; cleans up even when
+start fails, and a start failure carries the tail of the proxy's log.
 Secrets: the redaction key goes to the proxy in a 0600 file of the work folder (`redact.key`, a fresh
 random key when none is given), never on its command line; recording, the proxy writes the original of
 every placeholder it makes to `originals.jsonl` (0600) there. `recording_key` picks the key a recording
@@ -18,6 +21,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -76,6 +80,7 @@ def mitmdump_args(
     listen_port: int = 0,
     key_file: PurePath | None = None,
     originals: PurePath | None = None,
+    listen_fd: int | None = None,
 ) -> list[str]:
     """The mitmdump arguments running the addon with `settings`, with every path as the proxy process
     sees it: the local process passes host paths, the sidecar container its own (/opt/proxy/addon.py...).
@@ -95,6 +100,8 @@ def mitmdump_args(
         sets["cassette_secrets"] = str(originals)
     if upstream_ca is not None:
         sets["ssl_verify_upstream_trusted_ca"] = str(upstream_ca)
+    if listen_fd is not None:
+        sets["cassette_listen_fd"] = str(listen_fd)
     argv = ["--listen-host", listen_host, "--listen-port", str(listen_port), "-s", str(addon)]
     for name, value in sets.items():
         argv += ["--set", f"{name}={value}"]
@@ -116,6 +123,13 @@ class ProxyProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
         self._listening = threading.Event()
+        self._ready = False  # the proxy said it accepts on `port`
+        self._socket: socket.socket | None = None
+
+    @property
+    def ready(self) -> bool:
+        """The proxy said it accepts on `port` (until then, connections wait in the socket's backlog)."""
+        return self._listening.is_set() and self._ready
 
     @property
     def url(self) -> str:
@@ -136,9 +150,11 @@ class ProxyProcess:
             upstream_ca=upstream_ca,
             key_file=s.workdir / KEY_FILE,
             originals=s.workdir / ORIGINALS_FILE if s.mode == "record" else None,
+            listen_fd=self._socket.fileno() if self._socket is not None else None,
         )
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
+        """Start mitmdump on a port bound here; with `wait`, return once it listens (see wait_ready)."""
         s = self.settings
         s.workdir.mkdir(parents=True, exist_ok=True)
         if self.ca is None:
@@ -148,6 +164,8 @@ class ProxyProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
             env.pop(name, None)  # the proxy itself must never chain to another proxy
+        self._socket = socket.create_server(("127.0.0.1", 0), backlog=socket.SOMAXCONN)
+        self.port = self._socket.getsockname()[1]
         try:
             self._proc = subprocess.Popen(
                 self.command(),
@@ -155,12 +173,24 @@ class ProxyProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
+                pass_fds=(self._socket.fileno(),),
             )
         except OSError as e:
             raise ProxyError(f"cannot start mitmdump ({e.strerror}); is mitmproxy installed?") from e
+        finally:
+            # mitmdump holds the socket now: if it dies, waiting clients are refused rather than left hanging.
+            self._socket.close()
+            self._socket = None
         self._reader = threading.Thread(target=self._pump, daemon=True)
         self._reader.start()
-        if not self._listening.wait(s.start_timeout) or self.port == 0:
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Wait until the proxy accepts on its port; a ProxyError with its log's tail when it never does."""
+        s = self.settings
+        assert self._proc is not None, "wait_ready needs a started proxy"
+        if not self._listening.wait(s.start_timeout) or not self._ready:
             try:  # its output ended: give the process a moment to exit, so its code can be reported
                 code: int | None = self._proc.wait(5)
             except subprocess.TimeoutExpired:
@@ -207,7 +237,7 @@ class ProxyProcess:
                 if not self._listening.is_set():
                     ready = find_ready(line.decode("utf-8", "replace"))
                     if ready is not None:
-                        self.port = ready.port
+                        self._ready = ready.port == self.port
                         self._listening.set()
         self._listening.set()  # the process ended: stop waiting
 

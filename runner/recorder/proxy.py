@@ -5,8 +5,12 @@ traffic is recorded and os.environ is set. Outputs: `env` (proxy and CA trust va
 processes) and, at `stop`, one `http` span per recorded exchange, the number of exchanges and of those to a
 model API path (`model_exchanges`).
 Rules: built on runner.cassettes.process (a mitmdump on this host, writing `http.jsonl` in the working
-folder, redacting request headers under the session key). With `set_environ`, os.environ holds `env`
-while the proxy runs and is restored at `stop`; `stop` may be called again and then does nothing.
+folder, redacting request headers under the session key). `start` does not wait for mitmdump: its port
+is bound at once and the agent's first connections wait in that socket's backlog until the proxy takes
+them, so the agent starts ~1 s sooner and no request is lost. `stop` waits for the proxy to have started
+before stopping it; a proxy that never started is `failure` (a sentence for the summary's warnings), not
+an error that would cost the session. With `set_environ`, os.environ holds `env` while the proxy runs and
+is restored at `stop`; `stop` may be called again and then does nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import trace as otel_trace
 from opentelemetry.context import Context
 
+from runner.errors import ProxyError
 from runner.pack.traces import SPAN_TYPE
 from runner.recorder.traffic import is_model_path
 
@@ -42,6 +47,7 @@ class RecordingProxy:
         self.set_environ = set_environ
         self.env: dict[str, str] = {}
         self.model_exchanges = 0  # of the exchanges counted by `stop`, those to a model API path
+        self.failure: str | None = None  # set by `stop` when the proxy never started
         self._process: ProxyProcess | None = None
         self._saved_environ: dict[str, str | None] = {}
 
@@ -59,7 +65,7 @@ class RecordingProxy:
         )
         process = ProxyProcess(settings)
         try:
-            process.start()
+            process.start(wait=False)
         except BaseException:
             process.stop()
             raise
@@ -73,6 +79,11 @@ class RecordingProxy:
             for name, value in self.env.items():
                 self._saved_environ[name] = os.environ.get(name)
                 os.environ[name] = value
+
+    @property
+    def ready(self) -> bool:
+        """The proxy runs and takes connections (False before, and without a proxy)."""
+        return self._process is not None and self._process.ready
 
     def agent_env(self, given: Mapping[str, str] | None) -> dict[str, str]:
         """The environment the agent's processes see: `given` (or the current one), plus the proxy's."""
@@ -100,6 +111,10 @@ class RecordingProxy:
         process, self._process = self._process, None
         if process is None:
             return 0
+        try:
+            process.wait_ready()
+        except ProxyError as e:
+            self.failure = f"the recording proxy never started, so no HTTP exchange was recorded: {e}"
         process.stop()
         cassette = process.settings.cassette
         count = 0

@@ -8,8 +8,10 @@ proxy (runner.recorder.proxy), tool running (runner.recorder.tools) and manifest
 (runner.recorder.assembly); the Session holds the state and the SDK's methods.
 Rules:
 - Start: git base commit and bundle, the dirty baseline (untracked files included, through a temporary
-  index), an environment snapshot with a per-session key, spans, and a recording proxy whose variables are
-  set in os.environ for the block (and restored after), so HTTP clients created inside record through it.
+  index), spans, and a recording proxy whose variables are set in os.environ for the block (and restored
+  after), so HTTP clients created inside record through it. Neither the proxy nor the environment
+  snapshot (with a per-session key) is waited for: the proxy takes the agent's first connections once it
+  runs (runner.recorder.proxy), the snapshot is taken on a thread alongside the agent (`snapshot` waits).
 - While the session runs, work is kept cheap: outputs are hashed and held in memory, spans are written
   to a buffered file; the pack is assembled once, at the end.
 - Sampling: artifacts "all" (default) keeps every blob; "failing-only" keeps blobs only for failed or
@@ -51,6 +53,7 @@ from runner.errors import RunnerError
 from runner.pack import manifest as mf
 from runner.pack import snapshot
 from runner.pack.build import PackBuilder
+from runner.pack.snapshot import EnvSnapshot
 from runner.pack.traces import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
 from runner.recorder import assembly, envpolicy, gitstate, traffic
 from runner.recorder.assembly import ArtifactMode
@@ -60,7 +63,7 @@ from runner.recorder.proxy import RecordingProxy
 from runner.recorder.spans import Tracing, otlp_configured
 from runner.recorder.summary import RecordSummary
 from runner.recorder.tools import Blob, BlobStore, Command, ToolResult, ToolRunner, span_hex
-from runner.recorder.worker import Deferred
+from runner.recorder.worker import Deferred, Later, alongside
 
 __all__ = ["PatchCapture", "RecordOptions", "RecordSummary", "Session", "TaskHandle", "ToolResult", "record"]
 
@@ -164,30 +167,20 @@ class Session:
         self._baseline = gitstate.diff_trees(self.git, self.git.head_tree, self._tree)
         if self.options.http:
             self._proxy.start(self._workdir)
-        o = self.options
+        o, environ = self.options, self.base_env()  # a copy: the agent may change os.environ meanwhile
         self.env_policy = envpolicy.decide(
-            self.base_env(), runner_names=self._proxy.env, allow=o.env_allow, secret=o.env_secret
+            environ, runner_names=self._proxy.env, allow=o.env_allow, secret=o.env_secret
         )
-        allow = self.env_policy.snapshot_allow
-        self.snapshot = snapshot.take(self.base_env(), self.key, repo=self.git.root, allow=allow)
-        self.snapshot = dataclasses.replace(
-            self.snapshot,
-            git={
-                "commit": self.git.base_commit,
-                "branch": self.git.branch or "",
-                "dirty": str(self.git.dirty).lower(),
-            },
-        )
-        python = (self.snapshot.python or {}).get("version", "unknown")
+        self._snapshot = alongside(lambda: self._take_snapshot(environ), "runner-snapshot")
         common: dict[str, str | bool | int | float] = {
             "runner.session.id": self.id,
             "runner.git.commit": self.git.base_commit,
             "runner.git.branch": self.git.branch or "",
             "runner.git.dirty": self.git.dirty,
-            "runner.runtime": f"python {python}; {platform.system()} {platform.machine()}",
-            "runner.env.snapshot_id": self.snapshot.snapshot_id,
         }
-        self.tracing = Tracing(self._workdir / "traces.jsonl", common, self.options.agent)
+        self.tracing = Tracing(
+            self._workdir / "traces.jsonl", common, o.agent, late=self._snapshot_attributes
+        )
         self.tracing.writer.dynamic = self._dynamic_attributes
         self.tracer = self.tracing.tracer
         self.session_span = self.tracer.start_span(
@@ -211,6 +204,28 @@ class Session:
             default_timeout=self.options.default_timeout,
         )
         return self
+
+    def _take_snapshot(self, environ: dict[str, str]) -> EnvSnapshot:
+        g, allow = self.git, self.env_policy.snapshot_allow
+        taken = snapshot.take(environ, self.key, repo=g.root, allow=allow)
+        return dataclasses.replace(
+            taken, git={"commit": g.base_commit, "branch": g.branch or "", "dirty": str(g.dirty).lower()}
+        )
+
+    @property
+    def snapshot(self) -> EnvSnapshot:
+        """The environment snapshot, taken alongside the agent from the session's start (waits for it)."""
+        return self._snapshot.result()
+
+    @property
+    def console_scripts(self) -> Mapping[str, str]:
+        """Console script -> package, from the snapshot: only a lookup waits for it."""
+        return Later(lambda: snapshot.console_scripts(self.snapshot))
+
+    def _snapshot_attributes(self) -> dict[str, str | bool | int | float]:
+        python, uname = (self.snapshot.python or {}).get("version", "unknown"), platform.uname()
+        runtime = f"python {python}; {uname.system} {uname.machine}"
+        return {"runner.runtime": runtime, "runner.env.snapshot_id": self.snapshot.snapshot_id}
 
     def _dynamic_attributes(self) -> dict[str, str | bool | int | float]:
         task = self._task.get()
@@ -247,6 +262,7 @@ class Session:
             with contextlib.suppress(RunnerError):
                 self.capture_patch(reason="end of session")
             exchanges = self._proxy.stop(self.tracer, self.session_span)
+            self.warnings += filter(None, [self._proxy.failure])
             self.warnings += traffic.warnings(
                 http=self.options.http,
                 loopback=self.options.record_loopback,

@@ -1,4 +1,4 @@
-"""Deferred work: keeps serialising and hashing off the agent's path.
+"""Deferred work: keeps serialising, hashing and probing off the agent's path.
 
 Input: closures to run later (serialising a model call, hashing a command's output, ending its span).
 Output: the closures run in submission order, either when the session drains them (the default: nothing
@@ -7,15 +7,22 @@ so spans reach an OTLP collector while the session runs).
 Rules: nothing is dropped: the pending list is bounded by running the work inline once it holds
 `max_pending` closures, and the background queue blocks when full. `drain` runs or waits for all of it
 and re-raises the first error a closure raised.
+`alongside(fn)` runs one function on its own thread while the agent works (the environment snapshot) and
+returns a Future; `Later(fn)` is a mapping computed by `fn` on first use, so a caller that never looks
+into it never waits for it.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
+from typing import TypeVar
 
-__all__ = ["Deferred"]
+__all__ = ["Deferred", "Later", "alongside"]
+
+T = TypeVar("T")
 
 Work = Callable[[], None]
 
@@ -81,3 +88,39 @@ class Deferred:
                 self._guarded(work)
             finally:
                 self._queue.task_done()
+
+
+def alongside(fn: Callable[[], T], name: str) -> Future[T]:
+    """Run `fn` on a daemon thread now; its result (or error) in the returned Future."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as e:  # handed to whoever asks for the result
+            future.set_exception(e)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
+class Later(Mapping[str, str]):
+    """A mapping computed by `fn` the first time it is looked into."""
+
+    def __init__(self, fn: Callable[[], Mapping[str, str]]) -> None:
+        self._fn = fn
+        self._value: Mapping[str, str] | None = None
+
+    def _get(self) -> Mapping[str, str]:
+        if self._value is None:
+            self._value = self._fn()
+        return self._value
+
+    def __getitem__(self, key: str) -> str:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())

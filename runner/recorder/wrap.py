@@ -34,7 +34,6 @@ from opentelemetry.trace import Status, StatusCode
 from runner import typedjson
 from runner.errors import RecordError, UsageError
 from runner.pack import manifest as mf
-from runner.pack.snapshot import console_scripts
 from runner.pack.traces import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
 from runner.recorder import agentcmd, gitstate
 from runner.recorder.preflight import preflight
@@ -154,7 +153,7 @@ def record_command(
     check_codes: list[int | None] = []
     with session:
         plan = agentcmd.plan(
-            argv, cwd=cwd, root=session.git.root, console_scripts=console_scripts(session.snapshot),
+            argv, cwd=cwd, root=session.git.root, console_scripts=session.console_scripts,
             capture=captured,
         )  # fmt: skip
         session.warnings += plan.warnings

@@ -218,6 +218,18 @@ def test_streams_replay_as_several_chunks_in_order(session: Session) -> None:
     assert all(len(e.response.chunks or ()) == len(STREAM_WORDS) + 1 for e in streamed)
 
 
+def test_unpaced_streams_go_out_at_once_with_the_same_bytes(tmp_path: Path, session: Session) -> None:
+    recorded = next(e for e in read_exchanges(session.cassette) if b'"raw"' in e.request.body)
+    settings = ProxySettings("replay", session.cassette, tmp_path / "unpaced", redact_key=KEY)
+    with ProxyProcess(settings) as proxy:
+        ca = str(proxy.ca.cert_path) if proxy.ca else ""
+        with httpx.Client(**via(proxy.url), verify=ca, trust_env=False) as client:
+            response = client.post(recorded.request.url, content=recorded.request.body)
+    assert recorded.response.chunks is not None and len(recorded.response.chunks) > 1
+    assert response.content == recorded.response.body == session.replay.bodies["httpx-stream"]
+    assert response.headers["content-length"] == str(len(response.content))  # one piece, no pauses
+
+
 def test_replay_opens_no_socket_but_the_proxy(session: Session) -> None:
     assert session.tripwire_hits == 0
     report = session.replay.report

@@ -33,6 +33,39 @@ def test_bare_names_are_ignored_at_any_depth_dotted_names_only_at_their_path() -
     assert base.key != other.key
 
 
+def _reference_drop(
+    value: object, path: tuple[str, ...], anywhere: set[str], paths: set[tuple[str, ...]]
+) -> object:
+    """Ignored fields removed by walking the whole value, as the rules say it, slowly."""
+    if isinstance(value, dict):
+        return {
+            k: _reference_drop(v, (*path, k), anywhere, paths)
+            for k, v in value.items()
+            if k not in anywhere and (*path, k) not in paths
+        }
+    if isinstance(value, list):
+        return [_reference_drop(v, path, anywhere, paths) for v in value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"metadata": [{"user_id": 1, "k": 2}, [{"user_id": 3}]], "user_id": 4},
+        {"a": {"b": {"c": 1, "d": 2}, "c": 3}, "b": {"c": 4}},
+        {"a": [{"b": [{"c": 1}, {"c": 2, "e": 0}]}], "user": {"a": {"b": {"c": 9}}}},
+        {"metadata": {"user_id": {"user": 1}, "x.y": 2}, "x.y": 3, "x": {"y": 4}},
+        [{"metadata": {"user_id": 1}}, {"user": 2}],
+        {"metadata": None, "a": {"b": 5}},
+    ],
+)
+def test_ignored_fields_go_exactly_as_a_walk_of_the_whole_body_drops_them(body: object) -> None:
+    ignore = ["user", "metadata.user_id", "a.b.c", "x.y"]
+    expected = _reference_drop(body, (), {"user"}, {("metadata", "user_id"), ("a", "b", "c"), ("x", "y")})
+    canonical = json.dumps(expected, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert Normaliser(ignore)(req(body)).body == canonical
+
+
 def test_non_json_bodies_compare_as_bytes() -> None:
     norm = Normaliser()
     assert norm(req(b"{not json")).body == b"{not json"

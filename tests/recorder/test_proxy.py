@@ -39,3 +39,13 @@ def test_os_environ_holds_the_proxy_variables_while_it_runs_and_is_restored_afte
     assert os.environ["HTTPS_PROXY"] == "http://before.invalid:1"
     assert "CURL_CA_BUNDLE" not in os.environ
     assert proxy.stop() == 0  # a second stop does nothing
+
+
+def test_a_proxy_that_dies_while_starting_is_a_failure_sentence_not_an_error(tmp_path: Path) -> None:
+    proxy = _proxy(set_environ=False)
+    proxy.start(tmp_path)  # returns before mitmdump runs
+    assert proxy.env["HTTPS_PROXY"].startswith("http://127.0.0.1:")
+    assert proxy._process is not None and proxy._process._proc is not None
+    proxy._process._proc.kill()
+    assert proxy.stop() == 0
+    assert proxy.failure is not None and "never started" in proxy.failure
