@@ -111,7 +111,13 @@ def mitmdump_args(
 
 
 class ProxyProcess:
-    """`with ProxyProcess(settings) as p:` point clients at `p.url`, trusting `p.ca.cert_path`."""
+    """`with ProxyProcess(settings) as p:` point clients at `p.url`, trusting `p.ca.cert_path`.
+
+    A subclass that runs mitmdump in another network namespace sets `hand_over_socket = False`: a socket
+    bound here would be in this process's namespace, so mitmdump binds its own and `port` is known once
+    it is ready."""
+
+    hand_over_socket = True
 
     def __init__(self, settings: ProxySettings) -> None:
         self.settings = settings
@@ -164,8 +170,9 @@ class ProxyProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
             env.pop(name, None)  # the proxy itself must never chain to another proxy
-        self._socket = socket.create_server(("127.0.0.1", 0), backlog=socket.SOMAXCONN)
-        self.port = self._socket.getsockname()[1]
+        if self.hand_over_socket:
+            self._socket = socket.create_server(("127.0.0.1", 0), backlog=socket.SOMAXCONN)
+            self.port = self._socket.getsockname()[1]
         try:
             self._proc = subprocess.Popen(
                 self.command(),
@@ -173,13 +180,14 @@ class ProxyProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
-                pass_fds=(self._socket.fileno(),),
+                pass_fds=(self._socket.fileno(),) if self._socket is not None else (),
             )
         except OSError as e:
             raise ProxyError(f"cannot start mitmdump ({e.strerror}); is mitmproxy installed?") from e
         finally:
             # mitmdump holds the socket now: if it dies, waiting clients are refused rather than left hanging.
-            self._socket.close()
+            if self._socket is not None:
+                self._socket.close()
             self._socket = None
         self._reader = threading.Thread(target=self._pump, daemon=True)
         self._reader.start()
@@ -237,6 +245,8 @@ class ProxyProcess:
                 if not self._listening.is_set():
                     ready = find_ready(line.decode("utf-8", "replace"))
                     if ready is not None:
+                        if not self.hand_over_socket:
+                            self.port = ready.port
                         self._ready = ready.port == self.port
                         self._listening.set()
         self._listening.set()  # the process ended: stop waiting

@@ -119,7 +119,10 @@ class LocalBackend:
 
 class _NamespacedProxy(ProxyProcess):
     """The runner's own mitmdump with the cassette addon, started inside the namespace, in the background:
-    `ready()` waits for it to listen (mitmproxy takes a second or two to import itself)."""
+    `wait_started()` waits for it to listen (mitmproxy takes a second or two to import itself). It binds its own
+    port: one bound here would be in the host's network namespace, not the replay's."""
+
+    hand_over_socket = False
 
     def __init__(self, settings: ProxySettings, namespace: Namespace) -> None:
         super().__init__(settings)
@@ -133,7 +136,7 @@ class _NamespacedProxy(ProxyProcess):
     def _start(self) -> None:
         try:
             self.start()
-        except BaseException as e:  # surfaced by ready()
+        except BaseException as e:  # surfaced by wait_started()
             self._failure = e
 
     @contextmanager
@@ -147,7 +150,7 @@ class _NamespacedProxy(ProxyProcess):
             self._starter.join(self.settings.start_timeout + 10)  # a half-started proxy would be missed
             self.stop()
 
-    def ready(self) -> None:
+    def wait_started(self) -> None:
         assert self._starter is not None
         self._starter.join()
         if self._failure is not None:
@@ -243,7 +246,7 @@ class LocalSession:
         return parse_probe(proc.stdout) if proc.returncode == 0 else None
 
     def ready(self) -> None:
-        self.proxy.ready()
+        self.proxy.wait_started()
 
     def finish(self) -> Report:
         report = self.proxy.stop()
