@@ -155,6 +155,12 @@ _VALUE = (
     r"(?!(?:null|none|true|false)\b)(?!\$[A-Za-z_{(])"
     r"(?P<s>(?<=\")[^\"\\\n]{3,}(?=\\*\")|(?<=')[^'\\\n]{3,}(?=')|[^\s\"'\\&,;<>(){}\[\]]{3,})"
 )
+# A type annotation, not a value: `def login(self, token: str)`, `password: Optional[str] = None`. Code in
+# patches and artifacts is full of them; they are names, never secrets.
+_TYPE_NAME = (
+    r"(?:str|int|float|bool|bytes|bytearray|dict|list|tuple|set|frozenset|object|type|complex|Any|Optional"
+    r"|Union|Literal|Callable|Sequence|Mapping|Iterable|Iterator|SecretStr|SecretBytes|Path)(?![\w.-])"
+)
 # Lines worth searching for an assignment: a key word, the rest of the name, then `=` or `:`.
 _ASSIGNMENT_ANCHORS = tuple(
     rf"{word}[a-z0-9_.-]*\\*[\"']?[ \t]*[=:]" for word in ("pass", "secret", "token", "key", "cred")
@@ -230,7 +236,9 @@ DETECTORS: tuple[Detector, ...] = (
     _d(
         "assignment",
         # `==` compares or pins a version (`tiktoken==0.12.0` in a pip freeze); it assigns nothing.
-        rf"(?i){_KEY_WORDS}\\*[\"']?[ \t]*(?:=>|:=|[=:])(?!=)[ \t]*\\*[\"']?" + _VALUE,
+        # `token: str = "..."`: the annotation is skipped and the value after `=` is the secret.
+        rf"(?i){_KEY_WORDS}\\*[\"']?[ \t]*(?::[ \t]*{_TYPE_NAME}(?:\[[^\]\n]{{0,80}}\])?[ \t]*(?==[^=]))?"
+        rf"(?:=>|:=|[=:])(?!=)[ \t]*\\*[\"']?(?!{_TYPE_NAME})" + _VALUE,
         anchor=_ASSIGNMENT_ANCHORS,
         fold=True,
     ),

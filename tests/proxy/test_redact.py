@@ -94,6 +94,9 @@ def test_empty_key_is_refused() -> None:
         ('curl -H "X-Custom-Auth: abc123xyz" https://x', "abc123xyz"),
         ("X-Api-Token: tok999tok", "tok999tok"),
         ("Cookie: sid=abcdef; theme=dark", "sid=abcdef"),
+        ('password: str = "hunter2hunter2"', "hunter2hunter2"),  # an annotated assignment keeps its value out
+        ("token: strongsecret99", "strongsecret99"),  # a value that merely starts like a type name
+        ("api_key: SecretStr = 'k3yk3yk3yk3y'", "k3yk3yk3yk3y"),
     ],
 )
 def test_forms_the_first_detectors_missed(text: str, secret: str) -> None:
@@ -116,6 +119,10 @@ def test_forms_the_first_detectors_missed(text: str, secret: str) -> None:
         "secretary: Jane",
         "tiktoken==0.12.0",  # a pinned package of a pip freeze
         "if token == expected:",
+        "    def login(self, token: str) -> None:",  # type annotations in code are names, not values
+        "password: Optional[str] = None",
+        "    api_key: SecretStr",
+        "def f(secret_key: dict[str, int], token: int | None = None): ...",
     ],
 )
 def test_look_alikes_are_kept(text: str) -> None:
