@@ -146,6 +146,20 @@ def test_the_workspace_is_shown_in_a_root_of_the_replays_own_and_nothing_is_made
     assert Path("/workspace").exists() == host_has_workspace and not list(root.iterdir())
 
 
+def test_a_root_that_cannot_be_made_is_undone_and_said(tmp_path: Path) -> None:
+    if subprocess.run(["unshare", "--net", "--mount", "true"], capture_output=True, check=False).returncode:
+        unavailable("no mount namespace can be made here (run as root)")
+    with private_network(no_isolation=False) as namespace:
+        why = namespace.show(tmp_path / "missing", PurePosixPath("/workspace"), tmp_path / "root")
+        argv, _ = namespace.enter(["cat", "/proc/self/mountinfo"])
+        inside = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    assert why == (
+        f"making a root with /workspace in {tmp_path / 'root'} failed: No such file or directory "
+        f"(mounting on {tmp_path / 'root' / 'workspace'})"
+    )
+    assert str(tmp_path) not in inside  # the tmpfs and the binds made before the failure are gone
+
+
 def test_without_a_mount_namespace_the_workspace_keeps_its_path(tmp_path: Path) -> None:
     assert "--no-isolation" in str(
         Namespace("none").show(tmp_path, PurePosixPath("/workspace"), tmp_path / "r")

@@ -136,7 +136,7 @@ class Namespace:
             return f"the namespace's holder has ended ({e.strerror})"
         answer = _answer(self.holder, _START_TIMEOUT)
         if answer != "shown":
-            return f"making a root with {at} in {root} failed ({answer or 'no answer'})"
+            return f"making a root with {at} in {root} failed: {answer or 'no answer'}"
         return at
 
     def _inode(self) -> str | None:
