@@ -97,6 +97,7 @@ def _pack(tmp_path: Path, *steps: Any, **fields: Any) -> Path:
 def test_reproduced_and_diverged_packs(
     example_packs: dict[str, Path], backend: str, tmp_path: Path, nothing_left: None
 ) -> None:
+    host_has_workspace = Path("/workspace").exists()  # the local backend must not make it (absent here)
     proc = runner(str(example_packs["demo-fix"]), str(example_packs["demo-diverge"]), "--json", "-",
                   cwd=tmp_path, backend=backend)  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -104,6 +105,10 @@ def test_reproduced_and_diverged_packs(
     fix, diverge = packs["demo-fix.tar.zst"], packs["demo-diverge.tar.zst"]
     assert (fix["verdict"], fix["backend"], fix["cassettes"]["served"]) == ("reproduced", backend, 1)
     assert (diverge["verdict"], diverge["first_divergence"]) == ("diverged", "rerun-tests")
+    assert not [w for w in fix["warnings"] if "workspace" in w]
+    pytest_output = (tmp_path / fix["steps"][-1]["log_dir"] / "rerun-tests.stdout").read_text()
+    assert "generated xml file: /workspace/junit.xml" in pytest_output  # its commands ran in /workspace
+    assert Path("/workspace").exists() == host_has_workspace
 
 
 def test_a_bad_pack_is_exit_2(backend: str, tmp_path: Path, nothing_left: None) -> None:
@@ -214,6 +219,7 @@ def test_ctrl_c_leaves_no_process_and_no_folder(tmp_path: Path) -> None:
     while not any(f"sleep {MARK}" in line for line in left_running(tmp_path)):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.2)
+    assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()  # the replay's mounts are its own
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -1,8 +1,10 @@
-"""The backend seam without an engine: choosing a backend, drift warnings, the local virtualenv cache, and
-what the local workload refuses to write on the host."""
+"""The backend seam without an engine: choosing a backend, drift warnings, the local virtualenv cache, what
+the local workload refuses to write on the host, and the local namespace's own root with /workspace."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -16,7 +18,8 @@ from runner.progress import Silent
 from runner.replay import backends
 from runner.replay.backends import venv
 from runner.replay.backends.local import LocalSession
-from runner.replay.backends.netns import Namespace
+from runner.replay.backends.netns import Namespace, private_network
+from tests.helpers.prerequisites import unavailable
 from tests.packfactory import make_manifest
 
 
@@ -114,6 +117,61 @@ def test_without_isolation_commands_run_as_they_are() -> None:
         ["nsenter", "--net=/proc/1/ns/net", "--", "sh", "-c", 'cd "$0" && exec "$@"', "/w", "true"],
         None,
     )
+
+
+def test_the_workspace_is_shown_in_a_root_of_the_replays_own_and_nothing_is_made_on_the_host(
+    tmp_path: Path,
+) -> None:
+    if subprocess.run(["unshare", "--net", "--mount", "true"], capture_output=True, check=False).returncode:
+        unavailable("no mount namespace can be made here (run as root)")
+    workspace, root = tmp_path / "workspace", tmp_path / "root"
+    workspace.mkdir()
+    (workspace / "notes.txt").write_text("one\n")
+    host_has_workspace = Path("/workspace").exists()
+    look = (
+        "import os, pathlib; print(os.getcwd()); print(pathlib.Path('notes.txt').read_text(), end=''); "
+        "print(os.readlink('/bin') if os.path.islink('/bin') else '-'); print(sorted(os.listdir('/etc'))[:5])"
+    )
+    with private_network(no_isolation=False) as namespace:
+        assert namespace.show(workspace, PurePosixPath("/workspace"), root) == PurePosixPath("/workspace")
+        assert str(root) not in Path("/proc/self/mountinfo").read_text()  # the host sees none of its mounts
+        assert not list(root.iterdir())
+        argv, cwd = namespace.enter([sys.executable, "-c", look], "/workspace")
+        seen = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=True).stdout.splitlines()
+        (workspace / "written-outside.txt").write_text("x")  # one folder, seen from both sides
+        argv, _ = namespace.enter(["cat", "/workspace/written-outside.txt"])
+        assert subprocess.run(argv, capture_output=True, text=True, check=True).stdout == "x"
+    host_bin = os.readlink("/bin") if os.path.islink("/bin") else "-"
+    assert seen == ["/workspace", "one", host_bin, str(sorted(os.listdir("/etc"))[:5])]
+    assert Path("/workspace").exists() == host_has_workspace and not list(root.iterdir())
+
+
+def test_a_root_that_cannot_be_made_is_undone_and_said(tmp_path: Path) -> None:
+    if subprocess.run(["unshare", "--net", "--mount", "true"], capture_output=True, check=False).returncode:
+        unavailable("no mount namespace can be made here (run as root)")
+    with private_network(no_isolation=False) as namespace:
+        why = namespace.show(tmp_path / "missing", PurePosixPath("/workspace"), tmp_path / "root")
+        argv, _ = namespace.enter(["cat", "/proc/self/mountinfo"])
+        inside = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    assert why == (
+        f"making a root with /workspace in {tmp_path / 'root'} failed: No such file or directory "
+        f"(mounting on {tmp_path / 'root' / 'workspace'})"
+    )
+    assert str(tmp_path) not in inside  # the tmpfs and the binds made before the failure are gone
+
+
+def test_without_a_mount_namespace_the_workspace_keeps_its_path(tmp_path: Path) -> None:
+    assert "--no-isolation" in str(
+        Namespace("none").show(tmp_path, PurePosixPath("/workspace"), tmp_path / "r")
+    )
+    holder: Any = subprocess.Popen(["true"], stdin=subprocess.PIPE)
+    holder.wait()
+    no_mount = Namespace("ns", holder, ("nsenter", "--net=/proc/1/ns/net", "--"))
+    assert no_mount.show(tmp_path, PurePosixPath("/workspace"), tmp_path / "r") == (
+        "no mount namespace could be made here"
+    )
+    holder.stdin.close()
+    assert not (tmp_path / "r").exists()
 
 
 def test_make_manifest_records_a_snapshot() -> None:  # the drift test above relies on it

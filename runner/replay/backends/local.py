@@ -86,7 +86,7 @@ class LocalBackend:
     def start(
         self, prepared: Prepared, pack: UnpackedPack, workspace: Path, scratch: Path, *, run: Run, keep: bool
     ) -> Iterator[LocalSession]:
-        for folder in ("home", "tmp", "relocated"):
+        for folder in ("home", "tmp", "relocated", "root"):
             (scratch / folder).mkdir(exist_ok=True)
         cassette = pack.path / pack.manifest.cassettes[0].path if pack.manifest.cassettes else None
         if cassette is None:  # no recording: every request is a miss, and still nothing leaves
@@ -95,7 +95,7 @@ class LocalBackend:
         route_loopback = has_loopback(cassette)
         warnings: list[str] = []
         with private_network(self.no_isolation) as namespace:
-            shown = namespace.show(workspace, WORKSPACE)
+            shown = namespace.show(workspace, WORKSPACE, scratch / "root")
             if not isinstance(shown, PurePosixPath):
                 warnings.append(f"the workspace is at {workspace}, not {WORKSPACE}: {shown}")
                 shown = PurePosixPath(workspace.resolve())

@@ -2,7 +2,7 @@
 
 Input: whether the user allowed running without isolation (`--no-isolation`). Output: a `Namespace` inside a
 `with` block: `enter(argv, cwd)` is the argv (and the folder to start it in) that runs a program in it,
-`show(folder, at)` makes a folder appear at a fixed path inside it (the workspace at /workspace, as in a
+`show(folder, at, root)` makes a folder appear at a fixed path inside it (the workspace at /workspace, as in a
 container), `kill_all()` ends every process still in it. Without isolation `enter` is the identity and the
 namespace is the host's.
 
@@ -13,14 +13,17 @@ loopback, which it brings up itself (an ioctl, so `ip` need not be installed), a
 `nsenter` must then run there. The host's loopback services are a different loopback: unreachable by
 construction. When none works, `EnvironmentProblem` says why in one line (exit 3) and names `--no-isolation`.
 The holder reads its stdin, so it ends when this process ends, even killed; on leaving the block every process
-left in the namespace is killed, then the holder. The mount namespace is private: a bind mount made in it is
-seen by no one else and goes with it. Its mount point must exist on the host: as root an empty /workspace is
-made once and left (removing it would detach the mounts of concurrent replays); when it cannot be had, `show`
-says so and the folder keeps its own path."""
+left in the namespace is killed, then the holder. Nothing is written on the host outside `root` (a folder of
+the replay's own): `show` has the holder make every mount private, mount a tmpfs on `root`, recreate the
+host's top-level entries in it (folders and files bound recursively, symlinks copied), bind the folder at `at`
+and chroot there; entered programs take the holder's root (`nsenter --root`), so they see the host's files and
+`at` besides. The mounts are seen by no one else and go with the namespace, leaving `root` an empty folder.
+When that cannot be done, `show` says why and the folder keeps its own path."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -36,20 +39,55 @@ from runner.errors import EnvironmentProblem
 __all__ = ["Namespace", "private_network"]
 
 _HOLDER = """\
-# runner-netns-holder: brings loopback up, then holds the namespace until its stdin closes
-import fcntl, socket, struct, sys
+# runner-netns-holder: brings loopback up, then holds the namespace until its stdin closes; a request line
+# (JSON: folder, at, root) makes a new root in `root` with the host's entries and `folder` at `at`, and enters it
+import ctypes, fcntl, json, os, socket, struct, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 req = struct.pack("16sH14s", b"lo", 0, b"")
 flags = struct.unpack("16sH14s", fcntl.ioctl(s, 0x8913, req))[1]
 fcntl.ioctl(s, 0x8914, struct.pack("16sH14s", b"lo", flags | 1, b""))
-print("ready", flush=True)
-sys.stdin.read()
-"""
-_BIND = """\
-import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
-if libc.mount(sys.argv[1].encode(), sys.argv[2].encode(), None, 4096 | 16384, None) != 0:  # MS_BIND|MS_REC
-    sys.exit(os.strerror(ctypes.get_errno()))
+BIND, REC, UNBINDABLE, PRIVATE, DETACH = 4096, 16384, 1 << 17, 1 << 18, 2
+
+def mount(source, target, flags, fstype=None, data=None):
+    args = [None if v is None else v.encode() for v in (source, target, fstype)]
+    if libc.mount(*args, flags, None if data is None else data.encode()) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{os.strerror(err)} (mounting on {target})")
+
+def show(folder, at, root):
+    mount(None, "/", REC | PRIVATE)  # first: nothing made below may propagate to the host
+    mount("tmpfs", root, 0, "tmpfs", "mode=0755")
+    try:
+        mount(None, root, UNBINDABLE)  # so the host folder holding it is bound without it
+        top = at.strip("/").split("/")[0]
+        for entry in os.scandir("/"):
+            path = os.path.join(root, entry.name)
+            if entry.name == top:
+                continue
+            if entry.is_symlink():
+                os.symlink(os.readlink(entry.path), path)
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                os.mkdir(path)
+            else:
+                open(path, "x").close()
+            mount(entry.path, path, BIND | REC)
+        os.makedirs(root + at)
+        mount(folder, root + at, BIND | REC)
+        os.chroot(root)
+    except BaseException:
+        libc.umount2(root.encode(), DETACH)  # the binds go with the tmpfs
+        raise
+    os.chdir("/")
+
+print("ready", flush=True)
+for line in iter(sys.stdin.readline, ""):
+    try:
+        show(**json.loads(line))
+        print("shown", flush=True)
+    except OSError as e:
+        print(e.strerror + (f" ({e.filename})" if e.filename else ""), flush=True)
 """
 # (in words, a user namespace?, a mount namespace?), best first; without a mount namespace the workspace
 # cannot be shown at /workspace, which is only a warning.
@@ -82,21 +120,23 @@ class Namespace:
         # `cd` once inside: the folder may exist only there (nsenter --wdns is too recent to rely on)
         return [*self.prefix, "sh", "-c", 'cd "$0" && exec "$@"', cwd, *argv], None
 
-    def show(self, folder: Path, at: PurePosixPath) -> PurePosixPath | str:
-        """Bind `folder` at `at` inside the namespace: `at`, or why not (then the folder keeps its path)."""
-        if self.holder is None:
+    def show(self, folder: Path, at: PurePosixPath, root: Path) -> PurePosixPath | str:
+        """Show `folder` at `at` inside the namespace, in a new root made on `root` (a folder of the replay's
+        own, left empty): `at`, or why not (then the folder keeps its path)."""
+        if self.holder is None or self.holder.stdin is None:
             return "there is no private namespace (--no-isolation)"
         if not any(arg.startswith("--mount=") for arg in self.prefix):
             return "no mount namespace could be made here"
-        if not Path(at).is_dir():
-            try:
-                Path(at).mkdir(mode=0o755)
-            except OSError as e:
-                return f"{at} does not exist and cannot be made ({e.strerror})"
-        argv, _ = self.enter([sys.executable, "-c", _BIND, str(folder.resolve()), str(at)])
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
-        if proc.returncode != 0:
-            return f"binding it at {at} failed ({(proc.stderr.strip().splitlines() or ['?'])[-1]})"
+        root.mkdir(exist_ok=True)
+        request = {"folder": str(folder.resolve()), "at": str(at), "root": str(root.resolve())}
+        try:
+            self.holder.stdin.write(json.dumps(request).encode() + b"\n")
+            self.holder.stdin.flush()
+        except OSError as e:
+            return f"the namespace's holder has ended ({e.strerror})"
+        answer = _answer(self.holder, _START_TIMEOUT)
+        if answer != "shown":
+            return f"making a root with {at} in {root} failed: {answer or 'no answer'}"
         return at
 
     def _inode(self) -> str | None:
@@ -131,14 +171,14 @@ class Namespace:
         self.holder.wait()
 
 
-def _ready(proc: subprocess.Popen[bytes], timeout: float) -> bool:
-    """True once the holder printed `ready`; False when it ended or took longer."""
+def _answer(proc: subprocess.Popen[bytes], timeout: float) -> str:
+    """The next line the holder prints; empty when it ended or took longer."""
     line: list[bytes] = []
     reader = threading.Thread(target=lambda: line.append(proc.stdout.readline() if proc.stdout else b""))
     reader.daemon = True
     reader.start()
     reader.join(timeout)
-    return bool(line) and line[0].strip() == b"ready"
+    return line[0].decode("utf-8", "replace").strip() if line else ""
 
 
 def _try(user: bool, mount: bool) -> Namespace | str:
@@ -154,14 +194,14 @@ def _try(user: bool, mount: bool) -> Namespace | str:
         )  # fmt: skip
     except OSError as e:
         return f"{launcher[0]}: {e.strerror}"
-    if not _ready(holder, _START_TIMEOUT):
+    if _answer(holder, _START_TIMEOUT) != "ready":
         holder.kill()
         lines = holder.communicate()[1].decode("utf-8", "replace").strip().splitlines()
         return lines[-1] if lines else "no answer"
-    ns = f"/proc/{holder.pid}/ns"
+    ns, root = f"/proc/{holder.pid}/ns", f"/proc/{holder.pid}/root"  # its root: / until `show` changes it
     prefix = (
         "nsenter", *((f"--user={ns}/user", "--preserve-credentials") if user else ()), f"--net={ns}/net",
-        *((f"--mount={ns}/mnt",) if mount else ()), "--",
+        *((f"--mount={ns}/mnt", f"--root={root}", f"--wd={root}") if mount else ()), "--",
     )  # fmt: skip
     namespace = Namespace("", holder, prefix)
     try:
