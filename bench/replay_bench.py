@@ -8,14 +8,17 @@ Each side runs with 1 and with 20 commands: the slope is the cost per command, t
 part. Goals: fixed overhead (replay intercept - baseline intercept) <= 0.6 s; per-command cost <= 1.2x
 the baseline's. Writes bench/out/replay_bench.json (replay_bench_local.json with `--backend local`: the
 same packs replayed without Docker, in a virtualenv and a network namespace, against the same baseline).
+For information (no goal), the CLI's own start: `runner --help` and `runner replay --help` wall time, the
+median of --cli-runs runs.
 
-    python bench/replay_bench.py [--rounds 3] [--backend local]
+    python bench/replay_bench.py [--rounds 3] [--backend local] [--cli-runs 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,12 +74,27 @@ def replay(pack: Path, runs: Path, backend: str = "docker") -> float:
     return elapsed
 
 
+def cli_start(runs: int) -> dict[str, float]:
+    """Median wall time of `runner --help` and `runner replay --help`: the interpreter, the CLI's imports."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    medians = {}
+    for args in (["--help"], ["replay", "--help"]):
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "runner", *args], capture_output=True, env=env, check=True)
+            times.append(time.perf_counter() - started)
+        medians[" ".join(["runner", *args])] = statistics.median(times)
+    return medians
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backend", choices=("docker", "local"), default="docker")
+    parser.add_argument("--cli-runs", type=int, default=10)
     args = parser.parse_args()
     client = engine.connect()
     counts = (1, len(COMMANDS))
@@ -123,13 +141,16 @@ def main() -> None:
         Goal("replay per-command cost / docker exec", r_slope / b_slope, 1.2, "<=", "x"),
     ]
     report(goal_list)
+    started = cli_start(args.cli_runs)
+    for what, seconds in started.items():
+        print(f"  {what}: {seconds:.2f} s (median of {args.cli_runs}; information, no goal)")
     write(
         "replay_bench" if args.backend == "docker" else f"replay_bench_{args.backend}",
         {"commands": list(counts), "rounds": args.rounds, "image": image, "redaction_policy": "none (test pack)",
          "backend": args.backend, "load_average": os.getloadavg()[0]},
         goal_list,
         baseline_s=b, replay_s=r, per_command_s={"baseline": b_slope, "replay": r_slope},
-        fixed_s={"baseline": b_fixed, "replay": r_fixed},
+        fixed_s={"baseline": b_fixed, "replay": r_fixed}, cli_start_median_s=started,
     )  # fmt: skip
 
 

@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from runner.cli.common import err_console, handles_errors, local_pack, say
-from runner.drift.calls import model_calls, unpacked
-from runner.drift.check import check_packs, markdown
-from runner.drift.contract import compare, contract_of, read_baseline, write_baseline
-from runner.drift.packdiff import diff_packs
-from runner.drift.resend import Provider
 from runner.errors import ExitCode, UsageError
-from runner.privacy import crypto
-from runner.privacy.crypto import Keyring
+
+if TYPE_CHECKING:
+    from runner.privacy.crypto import Keyring
 
 __all__ = ["app"]
 
@@ -32,6 +28,8 @@ _KEY = typer.Option("--key", help="Tenant keyring: needed for packs with encrypt
 
 
 def _keyring(key: Path | None) -> Keyring | None:
+    from runner.privacy import crypto
+
     return crypto.load_keyring(key) if key else None
 
 
@@ -77,6 +75,9 @@ def drift_cmd(
     ] = None,
     key: Annotated[Path | None, _KEY] = None,
 ) -> None:
+    from runner.drift.check import check_packs, markdown
+    from runner.drift.resend import Provider
+
     provider = Provider(base_url=base_url, model=model, api_key_env=api_key_env)
     report = check_packs(
         [local_pack(p) for p in packs], provider, threshold, sample, keyring=_keyring(key),
@@ -114,6 +115,9 @@ def diff_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the differences as JSON.")] = False,
     key: Annotated[Path | None, _KEY] = None,
 ) -> None:
+    from runner.drift.calls import unpacked
+    from runner.drift.packdiff import diff_packs
+
     keyring = _keyring(key)
     with unpacked(local_pack(pack_a), keyring) as a, unpacked(local_pack(pack_b), keyring) as b:
         differences = diff_packs(a, b)
@@ -152,6 +156,9 @@ def contract_cmd(
     ] = False,
     key: Annotated[Path | None, _KEY] = None,
 ) -> None:
+    from runner.drift.calls import model_calls, unpacked
+    from runner.drift.contract import compare, contract_of, read_baseline, write_baseline
+
     with unpacked(local_pack(pack), _keyring(key)) as up:
         current = contract_of(model_calls(up))
     if write:

@@ -26,7 +26,6 @@ from runner.cli.common import (
     live_progress,
     say,
 )
-from runner.engine import daemon, doctor, images, inventory
 from runner.engine.host import BuildTrust
 from runner.errors import ExitCode, UsageError
 
@@ -52,6 +51,8 @@ def doctor_command(
 
     Example: runner doctor --fix
     """
+    from runner.engine import doctor
+
     if as_json:
         found = doctor.check(fix, base_from=base_from, ca_bundle=ca_bundle)
         console.print_json(json.dumps(found.to_json()))
@@ -74,6 +75,8 @@ def images_build_command(
 
     Example: runner images build --ca-bundle /etc/ssl/certs/ca-certificates.crt
     """
+    from runner.engine import daemon, images
+
     if base_from:
         images.check_base_from(base_from)
     trust = BuildTrust.from_host(ca_bundle)
@@ -97,6 +100,8 @@ def images_list_command(
 
     Example: runner images list --json
     """
+    from runner.engine import daemon, images, inventory
+
     with closing(daemon.connect()) as client:
         found = inventory.list_images(client, images.plan(base_from))
     if as_json:
@@ -135,7 +140,7 @@ def images_prune_command(
 
     Example: runner images prune --keep-for packs/golden --dry-run
     """
-    # Imported here: the replay stage is slow to import and only --keep-for needs it.
+    from runner.engine import daemon, images, inventory
     from runner.replay import environment
 
     keep_for = keep_for or []

@@ -16,9 +16,9 @@ import typer
 
 from runner.cli.common import handles_errors, live_progress, local_pack, say
 from runner.errors import ExitCode, UsageError
-from runner.golden.expect import GoldenResult
 
 if TYPE_CHECKING:
+    from runner.golden.expect import GoldenResult
     from runner.privacy.crypto import Keyring
     from runner.replay.outcome import PackOutcome
 

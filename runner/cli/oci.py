@@ -8,13 +8,15 @@ them into one line and the exit code.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from runner.cli.common import handles_errors
 from runner.errors import UsageError
-from runner.store import oci
+
+if TYPE_CHECKING:
+    from runner.store import oci
 
 __all__ = ["app", "pull_command", "push_command"]
 
@@ -55,6 +57,8 @@ def push_command(
 
     Example: runner push session.tar.zst 127.0.0.1:5000/team/packs:nightly
     """
+    from runner.store import oci
+
     if verdict is not None and verdict not in _VERDICTS:
         raise UsageError(f"--verdict must be one of {', '.join(_VERDICTS)}, not {verdict!r}")
     if not pack.is_file():
@@ -84,6 +88,8 @@ def pull_command(
 
     Example: runner pull 127.0.0.1:5000/team/packs:nightly --out session.tar.zst
     """
+    from runner.store import oci
+
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; name the pack file to write")
     pulled = oci.pull(ref.removeprefix(oci.OCI_PREFIX), out, insecure_http=insecure_http)

@@ -16,7 +16,6 @@ import typer
 
 from runner.cli import privacy
 from runner.cli.common import console, fail, handles_errors, local_pack, say
-from runner.pack import read, summary
 
 __all__ = ["app"]
 
@@ -47,6 +46,8 @@ def inspect_cmd(
         ),
     ] = None,
 ) -> None:
+    from runner.pack import summary
+
     pack = local_pack(pack_arg)
     if reveal:
         privacy.show_revealed(pack, key, out, as_json)
@@ -73,6 +74,8 @@ def verify_cmd(
         typer.Option("--pubkey", help="Also check signature.json against these public keys (KEYRING.pub)."),
     ] = None,
 ) -> None:
+    from runner.pack import read
+
     pack = local_pack(pack_arg)
     report = read.verify(pack)
     if not report.ok:

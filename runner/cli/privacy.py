@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from runner.cli.common import KEY_OPTION, cell, console, handles_errors, say
 from runner.errors import UsageError
-from runner.pack.read import VerifyReport
-from runner.privacy import access, crypto
+
+if TYPE_CHECKING:
+    from runner.pack.read import VerifyReport
 
 __all__ = ["app", "show_revealed", "signature_line"]
 
@@ -28,6 +29,8 @@ app.add_typer(keys_app, name="keys")
 
 def show_revealed(pack: Path, key: Path | None, out: Path | None, as_json: bool) -> None:
     """`runner inspect --reveal`: every placeholder with its original value; members restored into OUT."""
+    from runner.privacy import access, crypto
+
     if key is None:
         raise UsageError("--reveal needs the tenant keyring: --key FILE")
     found = access.reveal(pack, crypto.load_keyring(key), out)
@@ -51,6 +54,8 @@ def show_revealed(pack: Path, key: Path | None, out: Path | None, as_json: bool)
 def signature_line(report: VerifyReport, pubkey: Path) -> str:
     """`runner verify --pubkey`: check signature.json of a verified pack against the public keys and say who
     signed what (PrivacyError, printed by `handles_errors`, when the check fails)."""
+    from runner.privacy import access, crypto
+
     check = access.check_verified(report, crypto.load_public_keys(pubkey))
     return (
         f"signature ok: key {check.key_id} (tenant {check.tenant}) signed the manifest's bytes and root "
@@ -70,6 +75,8 @@ def keys_new(
 
     Example: runner keys new --tenant acme --out acme.keys
     """
+    from runner.privacy import crypto
+
     if out.exists():
         raise UsageError(f"{out} exists; use `runner keys rotate {out}` to add a key")
     ring = crypto.new_keyring(tenant)
@@ -86,6 +93,8 @@ def keys_rotate(
 
     Example: runner keys rotate acme.keys
     """
+    from runner.privacy import crypto
+
     ring = crypto.rotate(crypto.load_keyring(keyring))
     crypto.save_keyring(ring, keyring)
     console.print_json(json.dumps({"keyring": str(keyring), "key_ids": [k.id for k in ring.keys]}))
@@ -101,6 +110,8 @@ def sign_cmd(
 
     Example: runner sign session.tar.zst --key acme.keys && runner verify session.tar.zst --pubkey acme.keys.pub
     """
+    from runner.privacy import access, crypto
+
     ring = crypto.load_keyring(key)
     signed = access.sign_pack(pack, ring)
     root = signed.integrity.root if signed.integrity else ""

@@ -24,10 +24,9 @@ from runner.cli.common import (
     live_progress,
     local_pack,
 )
-from runner.engine import images, sandbox
+from runner.engine import sandbox
 from runner.engine.host import BuildTrust
 from runner.errors import ExitCode, UsageError
-from runner.privacy import crypto
 
 __all__ = ["app"]
 
@@ -126,7 +125,8 @@ def replay_cmd(
         ),
     ] = None,
 ) -> None:
-    # Imported here: the replay pipeline is slow to import and only this command needs it.
+    from runner.engine import images
+    from runner.privacy import crypto
     from runner.replay import backends, pipeline, report
     from runner.replay.backends.local import LocalBackend
     from runner.replay.compare import DEFAULT_AGENT_PRIVATE

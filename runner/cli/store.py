@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from runner.cli.common import STORE_OPTION, cell, console, handles_errors
 from runner.privacy.audit import principal
-from runner.store.local import Retention, Store
+
+if TYPE_CHECKING:
+    from runner.store.local import Store
 
 __all__ = ["app"]
 
@@ -24,6 +26,12 @@ store_app = typer.Typer(help="A local pack store with retention tiers and legal 
 app.add_typer(store_app, name="store")
 
 DEFAULT_STORE = Path("pack-store")
+
+
+def _open(store: Path) -> Store:
+    from runner.store.local import Store
+
+    return Store(store)
 
 
 @store_app.command("put")
@@ -36,7 +44,7 @@ def store_put(
 
     Example: runner store put session.tar.zst --store /srv/packs
     """
-    s = Store(store)
+    s = _open(store)
     print(json.dumps([s.put(p).to_dict() for p in packs], indent=2))
 
 
@@ -50,7 +58,7 @@ def store_list(
 
     Example: runner store list --store /srv/packs --json
     """
-    entries = Store(store).entries()
+    entries = _open(store).entries()
     if as_json:
         print(json.dumps([e.to_dict() for e in entries], indent=2))
         return
@@ -75,7 +83,7 @@ def store_hold(
 
     Example: runner store hold 3f2a9c0d --reason "incident 42" --store /srv/packs
     """
-    print(json.dumps(Store(store).hold(id, reason, principal()).to_dict(), indent=2))
+    print(json.dumps(_open(store).hold(id, reason, principal()).to_dict(), indent=2))
 
 
 @store_app.command("release")
@@ -90,7 +98,7 @@ def store_release(
 
     Example: runner store release 3f2a9c0d --store /srv/packs
     """
-    print(json.dumps(Store(store).release(id).to_dict(), indent=2))
+    print(json.dumps(_open(store).release(id).to_dict(), indent=2))
 
 
 @store_app.command("gc")
@@ -112,5 +120,7 @@ def store_gc(
 
     Example: runner store gc --store /srv/packs --dry-run
     """
-    actions = Store(store).gc(Retention.from_days(full_days, traces_days, audit_days), dry_run=dry_run)
+    from runner.store.local import Retention
+
+    actions = _open(store).gc(Retention.from_days(full_days, traces_days, audit_days), dry_run=dry_run)
     print(json.dumps({"dry_run": dry_run, "actions": [vars(a) for a in actions]}, indent=2))

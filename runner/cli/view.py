@@ -22,7 +22,6 @@ import typer
 
 from runner.cli.common import handles_errors, say
 from runner.errors import ConfigError, EnvironmentProblem, RunnerError, UsageError
-from runner.privacy import crypto
 
 __all__ = ["app", "registry_snapshot", "rollback_action"]
 
@@ -63,6 +62,7 @@ def view_cmd(
     ] = None,
 ) -> None:
     from runner.config import ENV_VARIABLE
+    from runner.privacy import crypto
     from runner.view import serve, site
 
     if key is not None and out is not None:

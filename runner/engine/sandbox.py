@@ -23,13 +23,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import docker
-import docker.errors
-from docker.models.containers import Container
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import EngineError, UsageError
+
+if TYPE_CHECKING:
+    import docker
+    from docker.models.containers import Container
 
 __all__ = [
     "SANDBOX_UID",
@@ -146,6 +146,8 @@ def sidecar_options(user: User) -> dict[str, Any]:
 
 
 def _runtimes(client: docker.DockerClient) -> set[str]:
+    import docker.errors
+
     try:
         return set((client.info().get("Runtimes") or {}).keys())
     except docker.errors.DockerException as e:
@@ -255,6 +257,8 @@ class LimitWatch:
 
     def check(self) -> str | None:
         """The limit hit since `start()`, in words, or None."""
+        import docker.errors
+
         try:
             if self._pids_hit():
                 return f"the process limit ({self.limits.pids}, --pids): a fork was refused"

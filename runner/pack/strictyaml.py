@@ -4,51 +4,64 @@ Inputs: YAML text (str or bytes) of one document. Outputs: its tree (dict, list,
 datetime for an unquoted timestamp; bytes, set or tuples for the safe `!!binary`, `!!set`, `!!omap` tags,
 which callers refuse as they see fit), or `YamlRefused`, a ValueError with a one-line reason such as
 `line 12, column 1: duplicate key 'agent', first given at line 3`.
-Rules (on top of `yaml.SafeLoader`, which never builds Python objects):
+Rules (on top of `yaml.SafeLoader`'s constructor, which never builds Python objects):
 - a key given twice in one mapping is refused: YAML says "last one wins", so a reader that checks the
   first value and a reader that uses the last one would disagree about the same bytes;
 - aliases and merge keys (`<<`) are refused where they appear, before anything is expanded;
 - nesting deeper than `max_depth` is refused while composing, before Python's recursion limit is reached;
 - integers are at most 40 characters and inside the 64-bit range (Python refuses to read 4,300 digits,
   and YAML 1.1's base-60 `1:2:3:...` grows without bound); timestamps must be real dates (no year 0).
+The text is scanned and parsed by libyaml (`yaml.CParser`, ten times faster) when PyYAML was built with it,
+else by PyYAML's pure-Python reader; either way the nodes are composed here, one event at a time, so every
+check above runs before a refused node is built, with the same messages. Syntax errors are worded by the
+parser that found them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from yaml.composer import ComposerError
-from yaml.constructor import ConstructorError
+from yaml.composer import Composer, ComposerError
+from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.parser import Parser
+from yaml.reader import Reader
+from yaml.resolver import Resolver
+from yaml.scanner import Scanner
 
-__all__ = ["MAX_INT_CHARS", "YamlRefused", "load"]
+__all__ = ["MAX_INT_CHARS", "YamlRefused", "load", "parser"]
 
 MAX_INT_CHARS = 40
 _INT_RANGE = range(-(2**63), 2**64)  # signed and unsigned 64-bit values both fit
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
 
 
 class YamlRefused(ValueError):
     """Why a YAML text was refused, on one line, with its line and column when known."""
 
 
-class _StrictLoader(yaml.SafeLoader):
-    max_depth = 64
+class _Strict(Composer, SafeConstructor):
+    """The checks, on PyYAML's composer and safe constructor; the parser below them comes from a subclass."""
 
-    def __init__(self, stream: str | bytes) -> None:
-        super().__init__(stream)
-        self._depth = 0
+    max_depth = 64
+    _depth = 0
+
+    if TYPE_CHECKING:  # given by the parser half of the subclasses
+
+        def check_event(self, *choices: Any) -> bool: ...
+        def peek_event(self) -> Any: ...
 
     def compose_node(self, parent: Node | None, index: object) -> Node | None:
         if self.check_event(AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
+            event = self.peek_event()
             raise ComposerError(None, None, "YAML aliases are not allowed", event.start_mark)
         self._depth += 1
         try:
             if self._depth > self.max_depth:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                mark = self.peek_event().start_mark
                 raise ComposerError(None, None, f"nested deeper than {self.max_depth} levels", mark)
             node: Node | None = super().compose_node(parent, index)  # type: ignore[arg-type]
             return node
@@ -103,19 +116,56 @@ class _StrictLoader(yaml.SafeLoader):
             ) from e
 
 
-_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_strict_int)
-_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _StrictLoader.construct_strict_timestamp)
+_Strict.add_constructor("tag:yaml.org,2002:int", _Strict.construct_strict_int)  # type: ignore[type-var]
+_Strict.add_constructor(  # type: ignore[type-var]
+    "tag:yaml.org,2002:timestamp", _Strict.construct_strict_timestamp
+)
+
+
+class _PureLoader(_Strict, Reader, Scanner, Parser, Resolver):
+    def __init__(self, stream: str | bytes) -> None:
+        Reader.__init__(self, stream)
+        Scanner.__init__(self)
+        Parser.__init__(self)
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
+
+
+_CParser: type[Any] | None
+try:
+    from yaml._yaml import CParser as _CParser
+except ImportError:  # PyYAML built without libyaml
+    _CParser = None
+_StrictLoader: type[_Strict] = _PureLoader
+if _CParser is not None:  # libyaml events; composition stays in Python, above, for the checks
+
+    class _CLoader(_Strict, _CParser, Resolver):  # type: ignore[misc, valid-type]
+        def __init__(self, stream: str | bytes) -> None:
+            _CParser.__init__(self, stream)  # type: ignore[misc]
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+    _StrictLoader = _CLoader
+
+
+def parser() -> str:
+    """Which parser reads the text: `libyaml` or `pure` (PyYAML built without libyaml)."""
+    return "pure" if _StrictLoader is _PureLoader else "libyaml"
 
 
 def load(text: str | bytes, *, max_depth: int = 64) -> Any:
     """The tree of one YAML document; YamlRefused (one line, with the line number) for anything refused."""
-    loader: _StrictLoader | None = None
+    loader: _Strict | None = None
     try:
-        loader = _StrictLoader(text)  # the reader checks the characters (and the encoding) right here
+        loader = _StrictLoader(text)  # type: ignore[call-arg]  # the reader checks the characters here
         loader.max_depth = max_depth
         return loader.get_single_data()
     except yaml.MarkedYAMLError as e:
         reason = e.problem or e.context or type(e).__name__
+        if reason == _LIBYAML_TOO_DEEP:  # libyaml's own cap (1,000 levels) can come first: same refusal
+            reason = f"nested deeper than {max_depth} levels"
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         raise YamlRefused(f"{where}{reason}".replace("\n", " ")) from e
@@ -124,4 +174,4 @@ def load(text: str | bytes, *, max_depth: int = 64) -> Any:
         raise YamlRefused(lines[0] if lines else type(e).__name__) from e
     finally:
         if loader is not None:
-            loader.dispose()
+            loader.dispose()  # type: ignore[attr-defined]

@@ -1,0 +1,79 @@
+"""The strict YAML reader on both parsers: libyaml's (taken whenever PyYAML has it) and the pure-Python
+fallback give the same trees and refuse the same texts with the same messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from yaml._yaml import CParser
+
+from runner.pack import strictyaml
+
+LOADERS = {"libyaml": strictyaml._StrictLoader, "pure": strictyaml._PureLoader}
+
+
+def _load_with(name: str, text: str | bytes, monkeypatch: pytest.MonkeyPatch, max_depth: int = 64) -> Any:
+    monkeypatch.setattr(strictyaml, "_StrictLoader", LOADERS[name])
+    return strictyaml.load(text, max_depth=max_depth)
+
+
+def test_libyaml_reads_the_text_when_pyyaml_has_it() -> None:
+    assert yaml.__with_libyaml__, "PyYAML without libyaml: manifests are parsed ten times slower"
+    assert strictyaml.parser() == "libyaml"
+    assert issubclass(strictyaml._StrictLoader, CParser)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: 1\nb: 2\na: 3\n", "line 3, column 1: duplicate key 'a', first given at line 1"),
+        ("x: {name: a, name: b}\n", "line 1, column 14: duplicate key 'name', first given at line 1"),
+        ("a: &x 1\nb: *x\n", "line 2, column 4: YAML aliases are not allowed"),
+        ("a: [&x 1, *x]\n", "line 1, column 11: YAML aliases are not allowed"),
+        ("a: {k: 1}\nb: {<<: {k: 2}}\n", "line 2, column 5: merge keys (<<) are not allowed"),
+        ("x: " + "[" * 200 + "]" * 200 + "\n", "line 1, column 67: nested deeper than 64 levels"),
+        ("x: " + "{a: " * 100 + "\n", "nested deeper than 64 levels"),
+        ("x: " + "[" * 100_000 + "\n", "nested deeper than 64 levels"),
+        ("x: " + "9" * 50 + "\n", "line 1, column 4: an integer of 50 characters is too long"),
+        (
+            "x: 18446744073709551616\n",
+            "line 1, column 4: integer 18446744073709551616 is outside the 64-bit range",
+        ),
+        ("x: 2025-02-30\n", "line 1, column 4: '2025-02-30' is not a valid timestamp (day is out of range"),
+        ("x: !!python/name:os.system\n", "line 1, column 4: could not determine a constructor"),
+    ],
+)
+@pytest.mark.parametrize("name", LOADERS)
+def test_both_parsers_refuse_with_the_same_message(
+    name: str, text: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(strictyaml.YamlRefused) as caught:
+        _load_with(name, text, monkeypatch)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "format_version: 1\nsession: {id: s, created_at: 2025-11-24T13:42:17Z}\nn: [1, -2, 0x1f, 1.5, .inf]\n",
+        "a: 'quoted: text'\nb: |\n  block\n  text\nc: ~\nd: [yes, no, on, off]\ne: !!binary aGk=\n",
+        "k: 18446744073709551615\nt: 2025-01-01\nset: !!set {a, b}\nempty: {}\n",
+        b"\xef\xbb\xbfa: \xc3\xa9\n",
+        "",
+    ],
+)
+def test_both_parsers_build_the_same_tree(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = _load_with("libyaml", text, monkeypatch)
+    assert fast == _load_with("pure", text, monkeypatch)
+    assert fast == yaml.load(text, Loader=yaml.SafeLoader)
+
+
+def test_the_depth_cap_is_the_callers(monkeypatch: pytest.MonkeyPatch) -> None:
+    nested = "x: " + "[" * 10 + "]" * 10 + "\n"  # the top mapping and ten sequences: 11 levels
+    for name in LOADERS:
+        assert _load_with(name, nested, monkeypatch, max_depth=11) == {"x": [[[[[[[[[[]]]]]]]]]]}
+        with pytest.raises(strictyaml.YamlRefused, match="nested deeper than 10 levels"):
+            _load_with(name, nested, monkeypatch, max_depth=10)
