@@ -18,7 +18,6 @@ the steps as an infrastructure failure, so the pack's verdict is `error`, not a 
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import time
@@ -26,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from proxy.cassette import CassetteError, iter_exchanges
 from runner.errors import ExecuteError, PackError, RunnerError, WorkspaceError
 from runner.pack.agentenv import replay_env
 from runner.pack.manifest import AgentCommand, CommandStep, PatchStep
@@ -241,21 +241,15 @@ def _faketime(workload: Workload, pack: UnpackedPack) -> dict[str, str]:
 
 
 def _spoke_https(pack: UnpackedPack) -> bool:
-    """Whether the cassettes hold an HTTPS exchange (a line that does not parse counts as one)."""
-    for cassette in pack.manifest.cassettes:
-        path = pack.path / cassette.path
-        if not path.is_file():
-            continue
-        with path.open("rb") as lines:
-            for line in lines:
-                try:
-                    request = json.loads(line).get("request", {})
-                    https = not isinstance(request, dict) or request.get("scheme") != "http"
-                except (ValueError, AttributeError):
-                    https = True
-                if https and line.strip():
-                    return True
-    return False
+    """Whether the cassettes hold an HTTPS exchange (a cassette that does not read counts as one)."""
+    try:
+        return any(
+            e.request.scheme != "http"
+            for cassette in pack.manifest.cassettes
+            for e in iter_exchanges(pack.path / cassette.path)
+        )
+    except CassetteError:
+        return True
 
 
 def _command(

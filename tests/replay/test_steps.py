@@ -3,12 +3,12 @@ pinned at the recorded start when the image has libfaketime (any architecture) a
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import pytest
 
+from proxy.cassette import CassetteWriter, Exchange, RecordedRequest, RecordedResponse
 from runner.errors import PackError
 from runner.pack import manifest as mf
 from runner.pack.read import UnpackedPack
@@ -41,8 +41,10 @@ def _pack(
     tmp_path: Path, schemes: tuple[str, ...], created_at: str = "2026-11-25T18:01:02.5Z"
 ) -> UnpackedPack:
     cassette = tmp_path / "cassettes" / "http.jsonl"
-    cassette.parent.mkdir(parents=True, exist_ok=True)
-    cassette.write_text("".join(json.dumps({"request": {"scheme": s, "host": "h"}}) + "\n" for s in schemes))
+    with CassetteWriter(cassette) as writer:
+        for scheme in schemes:
+            request = RecordedRequest("GET", scheme, "h", 443 if scheme == "https" else 80, "/", (), (), b"")
+            writer.write(Exchange(request, RecordedResponse(200, "OK", (), b"{}")))
     m = make_manifest()
     m = replace(
         m,
