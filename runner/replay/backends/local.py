@@ -23,7 +23,6 @@ import platform
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,43 +117,27 @@ class LocalBackend:
 
 
 class _NamespacedProxy(ProxyProcess):
-    """The runner's own mitmdump with the cassette addon, started inside the namespace, in the background:
-    `wait_started()` waits for it to listen (mitmproxy takes a second or two to import itself). It binds its own
-    port: one bound here would be in the host's network namespace, not the replay's."""
+    """The runner's own mitmdump with the cassette addon, started inside the namespace without waiting for
+    it (`wait_ready()` before the first command: mitmproxy takes a second or two to import itself). It binds
+    its own port: one bound here would be in the host's network namespace, not the replay's."""
 
     hand_over_socket = False
 
     def __init__(self, settings: ProxySettings, namespace: Namespace) -> None:
         super().__init__(settings)
         self.namespace = namespace
-        self._starter: threading.Thread | None = None
-        self._failure: BaseException | None = None
 
     def command(self) -> list[str]:
         return self.namespace.enter(super().command())[0]
 
-    def _start(self) -> None:
-        try:
-            self.start()
-        except BaseException as e:  # surfaced by wait_started()
-            self._failure = e
-
     @contextmanager
     def starting(self) -> Iterator[None]:
-        """Start the proxy in the background; stopped (after its start ends) when the block ends."""
-        self._starter = threading.Thread(target=self._start, name="local-proxy", daemon=True)
-        self._starter.start()
+        """Start the proxy without waiting for it; stopped when the block ends."""
         try:
+            self.start(wait=False)
             yield
         finally:
-            self._starter.join(self.settings.start_timeout + 10)  # a half-started proxy would be missed
             self.stop()
-
-    def wait_started(self) -> None:
-        assert self._starter is not None
-        self._starter.join()
-        if self._failure is not None:
-            raise self._failure
 
 
 @dataclass
@@ -246,7 +229,7 @@ class LocalSession:
         return parse_probe(proc.stdout) if proc.returncode == 0 else None
 
     def ready(self) -> None:
-        self.proxy.wait_started()
+        self.proxy.wait_ready()
 
     def finish(self) -> Report:
         report = self.proxy.stop()
