@@ -64,11 +64,11 @@ def _report(report: GateReport) -> None:
 
 
 def _replayer(runs_dir: Path) -> Replayer:
-    from runner.config import docker_replayer
+    from runner.golden.replay import replay_pack
 
     def replay(pack: Path) -> PackOutcome:
         with live_progress() as live:
-            return docker_replayer(runs_dir, live)(pack)
+            return replay_pack(pack, runs_dir, live)
 
     return replay
 

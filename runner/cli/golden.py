@@ -8,7 +8,6 @@ task file or pack (one line naming the file and field), ENVIRONMENT when `--repl
 
 from __future__ import annotations
 
-from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -76,18 +75,10 @@ def check_cmd(
 
 def _replay(pack: Path, runs_dir: Path, keyring: Keyring | None) -> PackOutcome:
     """Replay `pack` as `runner replay` does; its outcome feeds tests_pass."""
-    from runner.engine import daemon, images
-    from runner.engine.host import BuildTrust
-    from runner.replay import pipeline
+    from runner.golden.replay import replay_pack
 
-    trust = BuildTrust.from_host(None)
-    with closing(daemon.connect()) as client, live_progress() as live:
-        own = images.ensure(client, trust=trust, progress=live)
-        options = pipeline.ReplayOptions(
-            base_image=own.base.tag, proxy_image=own.proxy.tag, runs_dir=runs_dir, trust=trust,
-            keyring=keyring,
-        )  # fmt: skip
-        return pipeline.replay(client, pack, options, progress=live)
+    with live_progress() as live:
+        return replay_pack(pack, runs_dir, live, keyring)
 
 
 @golden.command(

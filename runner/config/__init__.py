@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from runner.config.deploy import GateRefused, Move, Pushed, promote, push, rollback
 from runner.config.document import AgentConfig, Environment, LiveEntry, Settings
-from runner.config.gate import GateCheck, GateReport, docker_replayer, run_gate
+from runner.config.gate import GateCheck, GateReport, run_gate
 from runner.config.registry import ENV_VARIABLE, AuditEntry, Registry, history, init, open_registry
 
 __all__ = [
@@ -26,7 +26,6 @@ __all__ = [
     "Pushed",
     "Registry",
     "Settings",
-    "docker_replayer",
     "history",
     "init",
     "open_registry",

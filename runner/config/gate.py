@@ -1,7 +1,8 @@
 """The gate in front of promotion and rollback: the registry's golden set, judged for one version.
 
 Inputs: the registry's gate settings (golden task files and, at the same position, the pack of each; a
-`{version}` in a pack path is the target version), the target version, and optionally a replayer (Docker).
+`{version}` in a pack path is the target version), the target version, and optionally a replayer
+(`runner.golden.replay.replay_pack` in the CLI).
 Outputs: `GateReport`, one `GateCheck` per task with every line of why. Rules: a pack applies to a
 configuration version only if it recorded it (`agent.config_version` in its manifest, set by
 `runner record --config-version` or the SDK's `record(config_version=...)`); a missing pack, a pack recorded
@@ -22,10 +23,9 @@ from runner.golden import check_pack, load_task
 from runner.pack import read as pack_read
 
 if TYPE_CHECKING:
-    from runner.progress import Progress
     from runner.replay.outcome import PackOutcome
 
-__all__ = ["GateCheck", "GateReport", "Replayer", "docker_replayer", "run_gate"]
+__all__ = ["GateCheck", "GateReport", "Replayer", "run_gate"]
 
 Replayer = Callable[[Path], "PackOutcome"]
 
@@ -105,24 +105,3 @@ def _check(root: Path, task_file: str, pack_name: str, version: int, replayer: R
         return GateCheck(task_file, pack_name, False, (str(e),))
     lines = tuple(f"{'held  ' if r.held else 'FAILED'} {r.name}: {r.detail}" for r in result.results)
     return GateCheck(task_file, pack_name, result.held, lines)
-
-
-def docker_replayer(runs_dir: Path, progress: Progress) -> Replayer:
-    """Replay a pack as `runner replay` does (own images, host trust); its outcome feeds tests_pass."""
-
-    def replay(pack: Path) -> PackOutcome:
-        from contextlib import closing
-
-        from runner.engine import daemon, images
-        from runner.engine.host import BuildTrust
-        from runner.replay import pipeline
-
-        trust = BuildTrust.from_host(None)
-        with closing(daemon.connect()) as client:
-            own = images.ensure(client, trust=trust, progress=progress)
-            options = pipeline.ReplayOptions(
-                base_image=own.base.tag, proxy_image=own.proxy.tag, runs_dir=runs_dir, trust=trust
-            )
-            return pipeline.replay(client, pack, options, progress=progress)
-
-    return replay

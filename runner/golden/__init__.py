@@ -1,7 +1,8 @@
 """Golden tasks: task files, their expectations over a repro pack, and recording an agent on each task.
 
 A wing between the flows (it calls the recorder and reads replay outcomes) and the CLI. `task` reads and
-validates task files against `task.schema.json`; `expect` checks a pack; `run` records and keeps packs.
+validates task files against `task.schema.json`; `expect` checks a pack; `run` records and keeps packs;
+`replay` replays one for `golden check --replay` and the configuration gate.
 """
 
 from __future__ import annotations
