@@ -35,8 +35,8 @@ _TASK_SUFFIXES = (".yaml", ".yml")
 
 
 def _print(result: GoldenResult) -> None:
-    for r in result.results:
-        say(f"  {'held  ' if r.held else 'FAILED'} {r.name}: {r.detail}", soft_wrap=True)
+    for line in result.lines():
+        say(f"  {line}", soft_wrap=True)
 
 
 @golden.command(

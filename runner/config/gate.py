@@ -103,5 +103,4 @@ def _check(root: Path, task_file: str, pack_name: str, version: int, replayer: R
         result = check_pack(task, pack, replayed=replayed)
     except RunnerError as e:
         return GateCheck(task_file, pack_name, False, (str(e),))
-    lines = tuple(f"{'held  ' if r.held else 'FAILED'} {r.name}: {r.detail}" for r in result.results)
-    return GateCheck(task_file, pack_name, result.held, lines)
+    return GateCheck(task_file, pack_name, result.held, result.lines())

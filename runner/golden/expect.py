@@ -51,6 +51,10 @@ class GoldenResult:
     def failed(self) -> tuple[ExpectationResult, ...]:
         return tuple(r for r in self.results if not r.held)
 
+    def lines(self) -> tuple[str, ...]:
+        """One line per expectation: `held  ` or `FAILED`, its name and why."""
+        return tuple(f"{'held  ' if r.held else 'FAILED'} {r.name}: {r.detail}" for r in self.results)
+
 
 @dataclass(frozen=True)
 class PackFacts:
