@@ -136,6 +136,8 @@ class CassetteProxy:
         if not any(name.startswith("cassette_") for name in updated):
             return
         opts = ctx.options
+        if opts.cassette_mode not in MODES:  # mitmproxy does not hold `--set` values to the choices
+            raise _options_error(f"cassette_mode must be record or replay, not {opts.cassette_mode!r}")
         self.mode = opts.cassette_mode
         self.cassette = Path(opts.cassette_path) if opts.cassette_path else None
         self.report_path = Path(opts.cassette_report) if opts.cassette_report else None

@@ -29,7 +29,8 @@ class Ready:
 
 
 def ready_line(mode: Mode, addresses: Sequence[tuple[str, int]]) -> str:
-    where = ", ".join(f"{host}:{port}" for host, port in addresses) or "(no listener)"
+    # An IPv6 listener's address is (host, port, flowinfo, scope id): the first two are shown.
+    where = ", ".join(f"{a[0]}:{a[1]}" for a in addresses) or "(no listener)"
     return f"cassette proxy ready ({mode}) at {where}"
 
 

@@ -1,9 +1,10 @@
-"""Runs the cassette proxy addon as a local `mitmdump` process on 127.0.0.1, in record or replay mode.
+"""Runs the cassette proxy (proxy/main.py) as a local process on 127.0.0.1, in record or replay mode.
 
 Input: ProxySettings (mode, cassette, a work folder for the CA, logs and report). Output: a running
-proxy (URL, port, CA) inside a `with` block, and its Report once stopped. The same addon file runs here,
-in the sidecar container and in mitmproxy's test harness.
-Rules: listens on loopback only, on a free port chosen by the OS. The port is bound here, before mitmdump
+proxy (URL, port, CA) inside a `with` block, and its Report once stopped. The same program runs here and
+in the sidecar container (`mitmdump_args` gives both its arguments); the addon also runs in mitmproxy's
+test harness and in a plain `mitmdump -s proxy/addon.py`.
+Rules: listens on loopback only, on a free port chosen by the OS. The port is bound here, before the proxy
 starts, and the listening socket is handed to it (proxy.listen): the URL is known at once and a client
 may connect right away, its connection waiting in the socket's backlog until the proxy accepts it.
 `start()` waits until the proxy listens; `start(wait=False)` returns at once and `wait_ready()` waits
@@ -39,9 +40,9 @@ from runner.errors import ProxyError
 from runner.privacy.mask import PrivacyOptions, Secret
 
 __all__ = [
-    "ADDON_PATH",
     "KEY_FILE",
     "ORIGINALS_FILE",
+    "PROGRAM_PATH",
     "ProxyProcess",
     "ProxySettings",
     "mitmdump_args",
@@ -49,7 +50,7 @@ __all__ = [
     "sealing_options",
 ]
 
-ADDON_PATH = Path(proxy.__file__).resolve().parent / "addon.py"
+PROGRAM_PATH = Path(proxy.__file__).resolve().parent / "main.py"  # run by path: the proxy package beside it
 KEY_FILE = "redact.key"  # in the work folder
 ORIGINALS_FILE = "originals.jsonl"  # in the work folder; never in the cassette's folder
 
@@ -71,7 +72,6 @@ class ProxySettings:
 def mitmdump_args(
     settings: ProxySettings,
     *,
-    addon: PurePath,
     confdir: PurePath,
     cassette: PurePath,
     report: PurePath,
@@ -82,8 +82,8 @@ def mitmdump_args(
     originals: PurePath | None = None,
     listen_fd: int | None = None,
 ) -> list[str]:
-    """The mitmdump arguments running the addon with `settings`, with every path as the proxy process
-    sees it: the local process passes host paths, the sidecar container its own (/opt/proxy/addon.py...).
+    """The arguments of proxy/main.py (mitmdump's) running the addon with `settings`, with every path as
+    the proxy process sees it: the local process passes host paths, the sidecar container its own.
     The key itself is never an argument (any user sees argv in `ps`): only the file holding it."""
     sets = {
         "confdir": str(confdir),
@@ -92,7 +92,6 @@ def mitmdump_args(
         "cassette_report": str(report),
         "cassette_pace": str(settings.pace),
         "termlog_verbosity": "info",
-        "flow_detail": "0",
     }
     if key_file is not None:
         sets["cassette_redact_key_file"] = str(key_file)
@@ -102,7 +101,7 @@ def mitmdump_args(
         sets["ssl_verify_upstream_trusted_ca"] = str(upstream_ca)
     if listen_fd is not None:
         sets["cassette_listen_fd"] = str(listen_fd)
-    argv = ["--listen-host", listen_host, "--listen-port", str(listen_port), "-s", str(addon)]
+    argv = ["--listen-host", listen_host, "--listen-port", str(listen_port)]
     for name, value in sets.items():
         argv += ["--set", f"{name}={value}"]
     for field in settings.ignore_fields or ():
@@ -113,8 +112,8 @@ def mitmdump_args(
 class ProxyProcess:
     """`with ProxyProcess(settings) as p:` point clients at `p.url`, trusting `p.ca.cert_path`.
 
-    A subclass that runs mitmdump in another network namespace sets `hand_over_socket = False`: a socket
-    bound here would be in this process's namespace, so mitmdump binds its own and `port` is known once
+    A subclass that runs the proxy in another network namespace sets `hand_over_socket = False`: a socket
+    bound here would be in this process's namespace, so the proxy binds its own and `port` is known once
     it is ready."""
 
     hand_over_socket = True
@@ -146,10 +145,8 @@ class ProxyProcess:
         s = self.settings
         # Recording verifies real servers against this machine's bundle (corporate TLS proxies included).
         upstream_ca = s.upstream_ca or (default_bundle() if s.mode == "record" else None)
-        program = [sys.executable, "-c", "from mitmproxy.tools.main import mitmdump; mitmdump()"]
-        return program + mitmdump_args(
+        args = mitmdump_args(
             s,
-            addon=ADDON_PATH,
             confdir=self.ca.confdir,
             cassette=s.cassette,
             report=self.report_path,
@@ -158,9 +155,10 @@ class ProxyProcess:
             originals=s.workdir / ORIGINALS_FILE if s.mode == "record" else None,
             listen_fd=self._socket.fileno() if self._socket is not None else None,
         )
+        return [sys.executable, str(PROGRAM_PATH), *args]
 
     def start(self, wait: bool = True) -> None:
-        """Start mitmdump on a port bound here; with `wait`, return once it listens (see wait_ready)."""
+        """Start the proxy on a port bound here; with `wait`, return once it listens (see wait_ready)."""
         s = self.settings
         s.workdir.mkdir(parents=True, exist_ok=True)
         if self.ca is None:
@@ -183,9 +181,11 @@ class ProxyProcess:
                 pass_fds=(self._socket.fileno(),) if self._socket is not None else (),
             )
         except OSError as e:
-            raise ProxyError(f"cannot start mitmdump ({e.strerror}); is mitmproxy installed?") from e
+            raise ProxyError(
+                f"cannot start the cassette proxy ({e.strerror}); is mitmproxy installed?"
+            ) from e
         finally:
-            # mitmdump holds the socket now: if it dies, waiting clients are refused rather than left hanging.
+            # The proxy holds the socket now: if it dies, waiting clients are refused rather than left hanging.
             if self._socket is not None:
                 self._socket.close()
             self._socket = None

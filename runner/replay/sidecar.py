@@ -35,8 +35,9 @@ from runner.engine.containers import started
 from runner.engine.sandbox import User, hand_over, sandbox_user, sidecar_options
 from runner.errors import PackError, ProxyError
 
-__all__ = ["PROXY_PORT", "Sidecar", "has_loopback", "serve_cassettes"]
+__all__ = ["PROGRAM", "PROXY_PORT", "Sidecar", "has_loopback", "serve_cassettes"]
 
+PROGRAM = ("python3", "/opt/proxy/main.py")  # the proxy in its image (images/proxy/Dockerfile)
 PROXY_PORT = 8080
 _DATA = PurePosixPath("/data")
 _CASSETTE = PurePosixPath("/cassette/http.jsonl")
@@ -127,7 +128,6 @@ def serve_cassettes(
     settings = ProxySettings("replay", cassette, workdir, ignore_fields=ignore_fields, pace=pace)
     args = mitmdump_args(
         settings,
-        addon=PurePosixPath("/opt/proxy/addon.py"),
         confdir=_DATA / "confdir",
         cassette=_CASSETTE,
         report=_DATA / "report.json",
@@ -138,7 +138,7 @@ def serve_cassettes(
         client,
         proxy_image,
         name_prefix="runner-proxy",
-        command=["mitmdump", *args],
+        command=[*PROGRAM, *args],
         environment={**hardening.pop("environment"), "PYTHONUNBUFFERED": "1"},
         volumes={
             str(workdir): {"bind": str(_DATA), "mode": "rw"},

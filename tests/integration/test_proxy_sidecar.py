@@ -18,6 +18,7 @@ from proxy.report import read_report
 from runner.cassettes.process import ProxySettings, mitmdump_args
 from runner.cassettes.tls import make_ca
 from runner.engine import images
+from runner.replay.sidecar import PROGRAM
 from tests.helpers.containers import isolated, output
 
 pytestmark = pytest.mark.docker
@@ -47,14 +48,13 @@ def test_sidecar_replays_with_no_network(own_images: images.ImageSet, tmp_path: 
     settings = ProxySettings("replay", tmp_path / "http.jsonl", tmp_path)
     args = mitmdump_args(
         settings,
-        addon=Path("/opt/proxy/addon.py"),
         confdir=Path("/data/confdir"),
         cassette=Path("/data/http.jsonl"),
         report=Path("/data/report.json"),
         listen_port=8080,
     )
     sidecar = (
-        isolated(image, ["mitmdump", *args])
+        isolated(image, [*PROGRAM, *args])
         .with_env("PYTHONUNBUFFERED", "1")  # the readiness line must reach the log at once
         .with_volume_mapping(PROXY_DIR, "/opt/proxy", "ro")
         .with_volume_mapping(tmp_path, "/data", "rw")
