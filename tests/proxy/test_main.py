@@ -54,6 +54,7 @@ def test_each_event_goes_to_the_proxy_addons_only() -> None:
         "NextLayer",
         "TlsConfig",
         "DisableH2C",
+        "FreezeHeap",
         "CassetteProxy",
         "ErrorCheck",
     ]
