@@ -2,9 +2,12 @@
 
 For cassettes of 10, 1,000 and 10,000 LLM-like exchanges (POST JSON to /v1/chat/completions; every odd
 one asks `"stream": true` and gets an SSE stream of 20 events, recorded as chunks), both proxies run side
-by side as local mitmdump processes with the same CA, one keep-alive httpx client each; every request
-goes to both, the order alternating (at most 200 distinct requests per size, in rounds for small
-cassettes, half JSON and half SSE), reading every response to its end and checking its bytes.
+by side as local processes with the same CA (ours as the product runs it, proxy/main.py through
+ProxyProcess; server playback as users run it, `mitmdump --server-replay`), one keep-alive httpx client
+each; every request goes to both, the order alternating, reading every response to its end and checking
+its bytes. 400 requests per size by default, half JSON and half SSE, so each p95 is the 10th slowest of
+200: a cassette smaller than that is replayed in rounds, each round with fresh proxies (each recording
+answers once).
 SSE, apples to apples: both serve the same bytes of the same 21 events at once. Neither waits between
 events: server_replay cannot stream an answer it makes up, and ours replays a stream chunk by chunk only
 when asked to reproduce its timing (`cassette_pace` above 0; the bench runs the default, 0).
@@ -14,7 +17,7 @@ ratio (an interval holding 1.0 means no difference resolved at that noise); writ
 bench/out/proxy_bench.json.
 Goal: p50 and p95 <= 1.0x mitmproxy's server playback at every size, SSE included.
 
-    python bench/proxy_bench.py [--sizes 10,1000,10000] [--requests 200]
+    python bench/proxy_bench.py [--sizes 10,1000,10000] [--requests 400]
 """
 
 from __future__ import annotations
@@ -253,9 +256,9 @@ def run_rounds(
 ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
     """Both proxies run side by side; each request goes to one then the other, the order alternating, so
     a neighbour's burst of load falls on both alike. Small cassettes are replayed in several rounds (each
-    recording answers once), each round with fresh proxies."""
+    recording answers once), each round with fresh proxies, until `count` requests were timed."""
     per_round = min(size, count)
-    rounds = min(10, math.ceil(count / per_round))
+    rounds = math.ceil(count / per_round)
     step = max(1, size // per_round)
     # JSON and SSE alternate: an index of the wrong kind moves one up.
     indices = [k * step + (streams(k * step) != streams(k)) for k in range(per_round)]
@@ -283,7 +286,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="10,1000,10000")
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=400)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results = []
