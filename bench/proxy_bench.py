@@ -215,7 +215,8 @@ def client(proxy_url: str, ca: Path) -> Iterator[httpx.Client]:
     # httpx 0.26 renamed `proxies` to `proxy`; accept both.
     key = "proxy" if "proxy" in inspect.signature(httpx.Client).parameters else "proxies"
     with httpx.Client(**{key: proxy_url}, verify=str(ca), trust_env=False, http2=HTTP2) as made:  # type: ignore[arg-type]
-        made.get(f"https://{HOST}/warm-up")  # CONNECT and TLS once, outside the measurement
+        # CONNECT and TLS once, outside the measurement; waits for a proxy still loading its cassette.
+        made.get(f"https://{HOST}/warm-up", timeout=120)
         yield made
 
 
@@ -300,10 +301,14 @@ def main() -> None:
             write_flows(flows, size)
 
             def ours(cassette: Path = cassette, size: int = size) -> Iterator[str]:
-                with ProxyProcess(
+                p = ProxyProcess(
                     ProxySettings("replay", cassette, work / f"ours-{size}", ca=ca, start_timeout=120)
-                ) as p:
+                )
+                try:
+                    p.start(wait=False)  # starts while server playback does; its port queues the warm-up
                     yield p.url
+                finally:
+                    p.stop()
 
             def theirs(flows: Path = flows, size: int = size) -> Iterator[str]:
                 with server_replay(flows, ca, work) as url:
