@@ -101,6 +101,16 @@ def test_a_long_line_full_of_hits_is_redacted_once() -> None:
     assert fast == plain
 
 
+def test_lines_with_many_hits_each_then_secrets_on_the_next_lines_are_all_judged() -> None:
+    # The scan stops at the second hit on a line and resumes after it: the lines after must still be seen.
+    busy = "    def f(self, token: int, password: str, secret: bool, api_key: bytes) -> None:  # token: x"
+    secrets = [p.context for p in PLANTED]
+    lines = [line for pair in zip([busy] * len(secrets), secrets, strict=True) for line in pair]
+    plain, fast, found_plain, found_scan = both(padded([busy * 50, *lines, busy]))
+    assert fast == plain
+    assert found_scan == found_plain
+
+
 LINE = st.one_of(
     st.sampled_from([p.context for p in PLANTED] + NOISE),
     st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\n"), max_size=80),
