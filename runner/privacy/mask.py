@@ -40,15 +40,16 @@ import os
 import re
 import secrets as _secrets
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
 from proxy.cassette import Exchange
-from proxy.redact import PLACEHOLDER_RE, Detector
+from proxy.redact import PLACEHOLDER_RE
 from runner.errors import PrivacyError
 from runner.pack.manifest import (
     BUNDLE_PATH,
@@ -64,7 +65,14 @@ from runner.pack.manifest import (
 )
 from runner.privacy import audit, crypto, sealedmanifest
 from runner.privacy.crypto import Keyring
-from runner.privacy.policy import DEFAULT_POLICY, Policy, get, redact_argv, redact_env_value
+from runner.privacy.policy import (
+    DEFAULT_POLICY,
+    Policy,
+    get,
+    known_detectors,
+    redact_argv,
+    redact_env_value,
+)
 from runner.privacy.scan import ScanRedactor
 
 __all__ = [
@@ -100,6 +108,8 @@ class Builder(Protocol):
 
     def add_bytes(self, member: str, data: bytes) -> MemberDigest: ...
 
+    def precompress(self, member: str, data: bytes, sha256: str | None = None) -> None: ...
+
 
 @dataclass(frozen=True)
 class PrivacyOptions:
@@ -110,9 +120,7 @@ class PrivacyOptions:
     encrypt_payloads: bool = False
     sign: bool = False  # write signature.json with the keyring's newest key
     principal: str | None = None  # who recorded; default $RUNNER_PRINCIPAL, else user@host
-    now: Callable[[], str] | None = (
-        None  # stamps the audit's packed_at (off by default: packs stay deterministic)
-    )
+    now: Callable[[], str] | None = None  # stamps the audit's packed_at (off by default: deterministic)
     # Placeholders made before the build (the recording proxy's): their originals, sealed with the rest,
     # and, without a keyring, the key that made them (so one value gets one placeholder in the pack).
     known: tuple[Secret, ...] = ()
@@ -152,7 +160,9 @@ class _Pass:
 
     def __post_init__(self) -> None:
         self.redactor = ScanRedactor(
-            self.key, (*_known_detectors(self.known), *self.policy.detectors), self._note
+            self.key,
+            (*known_detectors((s.kind, s.value) for s in self.known), *self.policy.detectors),
+            self._note,
         )
         self._lock = threading.Lock()
 
@@ -264,20 +274,6 @@ def rewrite_text(
     return on_text(text)
 
 
-_MIN_KNOWN = 8  # shorter originals (a "yes" in an auth header) would blank out ordinary words
-
-
-def _known_detectors(known: tuple[Secret, ...]) -> tuple[Detector, ...]:
-    """Detectors for values already found secret before the build (the proxy saw them in an auth header):
-    wherever else they appear (an innocently named variable, a log line), they get the same placeholder."""
-    by_kind: dict[str, set[str]] = {}
-    for secret in known:
-        if len(secret.value) >= _MIN_KNOWN:
-            by_kind.setdefault(secret.kind, set()).add(secret.value)
-    ordered = {kind: tuple(sorted(values, key=len, reverse=True)) for kind, values in sorted(by_kind.items())}
-    return tuple(Detector(k, re.compile("|".join(map(re.escape, v))), literals=v) for k, v in ordered.items())
-
-
 def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Manifest:
     """Redact every text member and the manifest, seal originals and payloads, add the audit summary."""
     if options.policy is None:
@@ -293,10 +289,15 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
     renamed: dict[str, str] = {}  # old sha256 -> new, for artifacts whose content changed
     changed: set[str] = set()
     names = [n for n in sorted(builder.members) if n != BUNDLE_PATH and not n.startswith("privacy/")]
-    # Read, hashed and scanned on threads (those release the GIL), rewritten here in order (deterministic).
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        results = pool.map(lambda n: _redacted(run, n, builder.member_bytes(n)), names)
-        for name, (new, sha256) in zip(names, results, strict=True):
+    # Read, scanned, hashed on threads (GIL released) a few ahead; compressed and rewritten here in order.
+    workers = min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        queue = iter(names)
+        ahead = deque(pool.submit(_redacted, run, builder, n) for n in islice(queue, 2 * workers))
+        for name in names:
+            data, new, sha256 = ahead.popleft().result()
+            ahead.extend(pool.submit(_redacted, run, builder, n) for n in islice(queue, 1))
+            builder.precompress(name, data if new is None else new, sha256 or None)
             if new is None:
                 continue
             changed.add(name)
@@ -335,10 +336,11 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
     return replace(manifest, privacy=privacy)
 
 
-def _redacted(run: _Pass, name: str, data: bytes) -> tuple[bytes | None, str]:
-    """A member's redacted content (None when unchanged) and its sha256."""
+def _redacted(run: _Pass, builder: Builder, name: str) -> tuple[bytes, bytes | None, str]:
+    """A member's content, its redacted content (None when unchanged) and the sha256 of that."""
+    data = builder.member_bytes(name)
     new = run.member(name, data)
-    return new, "" if new is None else hashlib.sha256(new).hexdigest()
+    return data, new, "" if new is None else hashlib.sha256(new).hexdigest()
 
 
 def _redact_manifest(
