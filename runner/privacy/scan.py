@@ -163,8 +163,11 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 def _hs_pattern(pattern: re.Pattern[str]) -> bytes:
     r"""The pattern in hyperscan's syntax, matching at least what Python's does on ASCII text: Python's
     `\s` also matches \x1c-\x1f, so outside a negated class those are added; `{,n}` is `{0,n}`. (Verbose
-    and dot-all patterns are not scanned, see `_Database`.)"""
+    and dot-all patterns are not scanned, see `_Database`.) A value that must not start with a type name
+    becomes an automaton that rejects those starts (see `_not_a_type_name`)."""
     source, out, i, klass = pattern.pattern, [], 0, None
+    if pattern.flags & re.I:
+        source = _not_a_type_name(source)
     while i < len(source):
         c = source[i]
         if c == "\\":
@@ -191,6 +194,58 @@ def _hs_pattern(pattern: re.Pattern[str]) -> bytes:
         out.append(c)
         i += 1
     return "".join(out).encode("utf-8")
+
+
+# `["']?(?!(?:str|int|...)(?![\w.-]))` and the value after it, at the end of a pattern (the assignment
+# detector's `token: int` is a parameter's annotation, not a secret). Hyperscan has no lookahead.
+_TYPE_LOOKAHEAD = re.compile(r"""\[\\?"\\?'\]\?\(\?!\(\?:((?:[A-Za-z]+\|)*[A-Za-z]+)\)\(\?!\[\\w\.-\]\)\)""")
+
+
+def _not_a_type_name(source: str) -> str:
+    r"""`source` (a caseless pattern) with its value that must not start with a type name replaced by the
+    start of such a value: an optional quote, then characters that leave every type name's path (one a
+    value may start with), or follow a whole name with [\w.-] (`int_value`). Every value the pattern
+    accepts starts so, `int)` and `"str"` do not. The rest of the pattern is dropped (fewer constraints:
+    a superset), so only a suffix at the top level is replaced."""
+    m = _TYPE_LOOKAHEAD.search(source)
+    if m is None or not _top_level(source[: m.start()]):
+        return source
+    words = sorted({w.lower() for w in m.group(1).split("|")})
+
+    def node(prefix: str, first: str) -> str:
+        nexts = sorted({w[len(prefix)] for w in words if w.startswith(prefix) and len(w) > len(prefix)})
+        alts, chars = [c + node(prefix + c, first) for c in nexts], "".join(nexts)
+        if not prefix:
+            alts.append(f"[^{first}{chars}]")  # a first character no type name starts with
+        elif prefix in words:
+            alts.append(r"[\w.-]")  # a whole name, continued: `int_value`
+        else:
+            alts += [f"[^{chars}]", "$"]  # a name left halfway: `flo)`
+        return f"(?:{'|'.join(alts)})"
+
+    # A bare value starts with no space, quote or bracket; a quoted one (after its quote) with anything.
+    bare, quoted = node("", r"\s\"'\\&,;<>(){}\[\]"), node("", r"\\\n")
+    return source[: m.start()] + f"(?:[\"']{quoted}|{bare})"
+
+
+def _top_level(prefix: str) -> bool:
+    """Whether the end of `prefix` is outside every group and alternative of the pattern it starts."""
+    depth, i, klass = 0, 0, False
+    while i < len(prefix):
+        c = prefix[i]
+        if c == "\\":
+            i += 2
+            continue
+        if klass:
+            klass = c != "]" or prefix[i - 1] == "["
+        elif c == "[":
+            klass = True
+        elif c in "()":
+            depth += 1 if c == "(" else -1
+        elif c == "|" and depth == 0:
+            return False
+        i += 1
+    return depth == 0 and not klass
 
 
 def _compiled(expressions: list[bytes], flags: list[int]) -> hyperscan.Database:
