@@ -5,7 +5,8 @@ Input: the detectors of a policy (`proxy.redact.Detector`), then texts or member
 same `found` calls, in the same order), computed without running every detector over every line.
 Rules:
 - Every detector is compiled into hyperscan in prefilter mode: its matches are a superset of the Python
-  pattern's (constructs hyperscan lacks, like lookbehinds, are widened, never narrowed). The scan also
+  pattern's (constructs hyperscan lacks, like lookbehinds, are widened, never narrowed; a value that must
+  not start with a type name is rewritten as an automaton, so `token: int` is not flagged). The scan also
   flags lines holding `REDACTED_` (placeholders change what the detectors see); lines holding a non-ASCII
   byte are flagged too (Python's classes and case folding are Unicode-aware, the scan's are ASCII).
 - The detectors match within one line (the anchored ones are even applied line by line), so a text whose
@@ -18,15 +19,20 @@ Rules:
   detectors see it); a detector with no possible match would change nothing.
 - Bytes that are not UTF-8 are scanned as they are and decoded with surrogateescape line by line, which
   is what decoding the whole text does (lines end at an ASCII byte).
-- The scan releases the GIL; each thread has its own scratch space.
+- The scan releases the GIL; each thread has its own scratch space. Compiled databases are kept in
+  $XDG_CACHE_HOME/runner/hyperscan (default ~/.cache), named by the sha256 of what was compiled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import os
 import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import cast
 
 import hyperscan
@@ -72,8 +78,8 @@ class _Database:
         expressions = [_hs_pattern(detectors[i].pattern) for i in self.index] + list(_EXTRA)
         flags = [_hs_flags(detectors[i].pattern) for i in self.index] + [0] * len(_EXTRA)
         # `db` reports every match (to find the lines), `once` each pattern's first (which detectors).
-        self.db = _compiled(expressions, flags)
-        self.once = _compiled(expressions, [f | hyperscan.HS_FLAG_SINGLEMATCH for f in flags])
+        self.db = _cached(expressions, flags)
+        self.once = _cached(expressions, [f | hyperscan.HS_FLAG_SINGLEMATCH for f in flags])
 
     def scratch(self, db: hyperscan.Database) -> hyperscan.Scratch:
         """This thread's scratch space for `db` (one of this object's two)."""
@@ -251,6 +257,25 @@ def _top_level(prefix: str) -> bool:
 def _compiled(expressions: list[bytes], flags: list[int]) -> hyperscan.Database:
     db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
     db.compile(expressions=expressions, ids=list(range(len(expressions))), flags=flags)
+    return db
+
+
+def _cached(expressions: list[bytes], flags: list[int]) -> hyperscan.Database:
+    """`_compiled`, kept in the user's cache folder: compiling holds the GIL for about 0.1 s per build.
+    A file that does not load (damaged, another hyperscan or CPU) is compiled and written again."""
+    key = hashlib.sha256(repr((expressions, flags)).encode()).hexdigest()
+    path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "runner" / "hyperscan" / key
+    with contextlib.suppress(OSError, hyperscan.error):
+        data = path.read_bytes()
+        if hashlib.sha256(data[32:]).digest() == data[:32]:
+            return hyperscan.loadb(data[32:], hyperscan.HS_MODE_BLOCK)
+    db = _compiled(expressions, flags)
+    with contextlib.suppress(OSError, hyperscan.error):
+        data = hyperscan.dumpb(db)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_bytes(hashlib.sha256(data).digest() + data)
+        tmp.replace(path)
     return db
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import random
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.redact import DETECTORS, EXTRA_DETECTORS, Detector, Redactor
-from runner.privacy.scan import ScanRedactor, _database
+from runner.privacy.scan import ScanRedactor, _Database, _database
 from tests.helpers.secret_corpus import corpus
 
 KEY = b"k" * 32
@@ -187,3 +189,20 @@ def test_a_known_value_too_long_for_hyperscan_is_still_found_everywhere() -> Non
     assert found_scan == found_plain
     plain, fast, _, _ = both(padded(["no secret here"]), known)
     assert fast == plain
+
+
+def test_compiled_databases_are_kept_and_a_damaged_one_is_compiled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    text = b"ok\n" * 10 + b"password=hunter2secret\n" + b"ok\n" * 10
+    first = _Database(DETECTORS).lines(text)
+    kept = sorted((tmp_path / "runner/hyperscan").iterdir())
+    assert len(kept) == 2 and first == [(30, 52)]
+    stamps = [p.stat().st_mtime_ns for p in kept]
+    assert _Database(DETECTORS).lines(text) == first  # loaded, not written again
+    assert [p.stat().st_mtime_ns for p in kept] == stamps
+    for p in kept:
+        p.write_bytes(p.read_bytes()[:-100] + b"x" * 100)
+    assert _Database(DETECTORS).lines(text) == first
+    assert all(hashlib.sha256(p.read_bytes()[32:]).digest() == p.read_bytes()[:32] for p in kept)
