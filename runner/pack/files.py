@@ -3,19 +3,23 @@
 Inputs: a root folder and member names already checked by `layout.layout_problem`. Outputs: new files
 opened for writing. Rules: every folder is opened with O_NOFOLLOW|O_DIRECTORY from the root down and every
 file with O_CREAT|O_EXCL|O_NOFOLLOW, so a link planted in the tree is never followed and nothing is
-overwritten; with `only`, members outside it are not written (the reader still checks them).
+overwritten; with `only`, members outside it are not written (the reader still checks them). A
+`Digester` hashes member data and writes it on a thread of its own while the reader decompresses.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import threading
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from runner.pack.layout import MANIFEST
+from runner.pack.manifest import MemberDigest
 
-__all__ = ["DirWriter"]
+__all__ = ["Digester", "DirWriter"]
 
 
 class DirWriter:
@@ -66,3 +70,55 @@ class DirWriter:
         fds, self._fds = self._fds, {}
         for fd in fds.values():
             os.close(fd)
+
+
+class Digester:
+    """Hashes and writes member data on a worker thread, in order, while the caller decompresses.
+
+    At most a few chunks are in flight. The first member whose hash does not match (or whose file cannot
+    be written) is kept in `failure`; after that the worker only drains the queue.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=4)
+        self.failure: tuple[str, str] | None = None
+        self.checked = 0
+        self._unfinished: IO[bytes] | None = None  # a file whose member was cut short by an error
+        self._thread = threading.Thread(target=self._work, name="pack-digest", daemon=True)
+        self._thread.start()
+
+    def put(self, name: str, sha: Any, dst: IO[bytes] | None, chunk: bytes | memoryview) -> None:
+        self._unfinished = dst
+        self._queue.put((name, sha, dst, chunk, None))
+
+    def end(self, name: str, sha: Any, dst: IO[bytes] | None, expected: MemberDigest) -> None:
+        self._unfinished = None
+        self._queue.put((name, sha, dst, None, expected))
+
+    def close(self) -> tuple[str, str] | None:
+        """Wait for the worker; close what it did not; return the first failure."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._unfinished:
+            self._unfinished.close()
+        return self.failure
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            name, sha, dst, chunk, expected = item
+            if self.failure:
+                continue
+            try:
+                if chunk is not None:
+                    sha.update(chunk)
+                    if dst:
+                        dst.write(chunk)
+                    continue
+                if dst:
+                    dst.close()
+                if sha.hexdigest() != expected.sha256:
+                    self.failure = (name, "sha256 does not match the manifest: the member was altered")
+                else:
+                    self.checked += 1
+            except OSError as e:
+                self.failure = (name, f"cannot write the member: {e}")
