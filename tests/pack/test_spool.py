@@ -13,6 +13,7 @@ from runner.pack import build as pack
 from runner.pack import read as pack_read
 from runner.pack.manifest import Manifest, MemberDigest
 from runner.pack.spool import Spool
+from runner.privacy import mask
 from runner.privacy.mask import PrivacyOptions
 from tests.packfactory import make_manifest, raw_members
 
@@ -102,3 +103,30 @@ def test_the_spool_is_used_only_while_every_entry_is_still_that_member(tmp_path:
         spool.add("env/b.txt", b"b", "2" * 64)
     spool.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_pass_reads_a_bounded_number_of_bytes_ahead_of_the_compression(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mask, "_AHEAD", 250)  # bytes: three members of 100 in flight at most
+    events: list[str] = []
+    read, spool = pack.PackBuilder.member_bytes, pack.PackBuilder.precompress
+
+    def reading(self: pack.PackBuilder, member: str) -> bytes:
+        events.append("read")
+        return read(self, member)
+
+    def compressing(self: pack.PackBuilder, member: str, data: bytes, sha256: str | None = None) -> None:
+        events.append("compress")
+        spool(self, member, data, sha256)
+
+    monkeypatch.setattr(pack.PackBuilder, "member_bytes", reading)
+    monkeypatch.setattr(pack.PackBuilder, "precompress", compressing)
+    with pack.PackBuilder() as b:
+        b.add_bytes("workspace/base.bundle", b"bundle")
+        b.add_bytes("env/pip-freeze.txt", b"pytest==8\n")
+        for i in range(20):
+            b.add_artifact(b"%02d" % i * 50, media_type="text/plain", name=f"{i}.log")  # 100 bytes
+        b.build(make_manifest(), tmp_path / "p.tar.zst", privacy=KEY)
+    ahead = [events[: i + 1].count("read") - events[: i + 1].count("compress") for i in range(len(events))]
+    assert events.count("compress") == 21 and max(ahead) == 3
