@@ -23,6 +23,7 @@ from typing import IO, cast
 
 import zstandard
 
+from runner.errors import PackError
 from runner.pack.layout import CHUNK, padding, tar_header
 from runner.pack.manifest import MemberDigest
 
@@ -43,17 +44,23 @@ class Spool:
         """Append the tar entry of member `name` holding `data` (which hashes to `sha256`)."""
         if name in self.entries:
             return
-        if self._writer is None:
-            if self._file is not None:
-                raise RuntimeError("the spool was finished; no member can be added to it")
-            fd, path = tempfile.mkstemp(dir=self._folder, prefix=".spool-")
-            os.unlink(path)  # nothing to clean up whatever happens: the file goes with its descriptor
-            self._file = os.fdopen(fd, "w+b")
-            cctx = zstandard.ZstdCompressor(level=self._level, threads=-1, write_checksum=True)
-            self._writer = cctx.stream_writer(cast(IO[bytes], self._file), closefd=False)
-        self._writer.write(tar_header(name, len(data)))
-        self._writer.write(data)
-        self._writer.write(padding(len(data)))
+        try:
+            if self._writer is None:
+                if self._file is not None:
+                    raise RuntimeError("the spool was finished; no member can be added to it")
+                fd, path = tempfile.mkstemp(dir=self._folder, prefix=".spool-")
+                os.unlink(path)  # nothing to clean up whatever happens: the file goes with its descriptor
+                self._file = os.fdopen(fd, "w+b")
+                cctx = zstandard.ZstdCompressor(level=self._level, threads=-1, write_checksum=True)
+                self._writer = cctx.stream_writer(cast(IO[bytes], self._file), closefd=False)
+            self._writer.write(tar_header(name, len(data)))
+            self._writer.write(data)
+            self._writer.write(padding(len(data)))
+        except OSError as e:
+            raise PackError(
+                f"cannot write the pack's members to a temp file in {self._folder}: {e.strerror or e}; "
+                "check that folder has space (set TMPDIR to another)"
+            ) from e
         self.entries[name] = MemberDigest(sha256=sha256, size=len(data))
 
     def usable(self, members: Mapping[str, MemberDigest]) -> bool:

@@ -11,6 +11,7 @@ from proxy.redact import Redactor
 from runner.errors import PackError
 from runner.pack import build as pack
 from runner.pack import read as pack_read
+from runner.pack import spool as spool_module
 from runner.pack.manifest import Manifest, MemberDigest
 from runner.pack.spool import Spool
 from runner.privacy import mask
@@ -130,3 +131,15 @@ def test_the_pass_reads_a_bounded_number_of_bytes_ahead_of_the_compression(
         b.build(make_manifest(), tmp_path / "p.tar.zst", privacy=KEY)
     ahead = [events[: i + 1].count("read") - events[: i + 1].count("compress") for i in range(len(events))]
     assert events.count("compress") == 21 and max(ahead) == 3
+
+
+def test_a_full_temp_folder_is_a_pack_error_and_leaves_no_pack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spool_module.tempfile, "mkstemp", full)
+    with pytest.raises(PackError, match="No space left on device; check that folder has space"):
+        _build(tmp_path, "p.tar.zst")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.tar.zst.log", "p.tar.zst.txt"]  # the sources
