@@ -273,6 +273,7 @@ class PackBuilder:
         if not manifest.artifacts:
             manifest = replace(manifest, artifacts=self.artifacts)
         options = PrivacyOptions.from_env() if privacy is None else privacy
+        self._spool.close()  # what an earlier build spooled: this one spools afresh
         manifest = protect(self, manifest, options)
         if signer is None and options.sign and options.keyring is not None:
             signer = functools.partial(sign_manifest, keyring=options.keyring)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from tests.packfactory import make_manifest, raw_members
 
 SECRET = "sk-" + "A1b2C3d4" * 4
 KEY = PrivacyOptions(redaction_key=b"k" * 32)
+SHA_X = hashlib.sha256(b"x\n").hexdigest()
 PLACEHOLDER = Redactor(b"k" * 32).placeholder(SECRET, "openai-key")
 
 
@@ -143,3 +145,16 @@ def test_a_full_temp_folder_is_a_pack_error_and_leaves_no_pack(
     with pytest.raises(PackError, match="No space left on device; check that folder has space"):
         _build(tmp_path, "p.tar.zst")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.tar.zst.log", "p.tar.zst.txt"]  # the sources
+
+
+def test_a_builder_can_build_twice(tmp_path: Path) -> None:
+    with pack.PackBuilder() as b:
+        b.add_bytes("workspace/base.bundle", b"bundle")
+        b.add_bytes("env/pip-freeze.txt", b"pytest==8\n")
+        b.add_artifact(f"token {SECRET}\n".encode(), media_type="text/plain", name="b.log")
+        first = b.build(make_manifest(), tmp_path / "a.tar.zst", privacy=KEY)
+        b.add_bytes("env/uv.lock", b"x\n")
+        second = b.build(make_manifest(artifacts=first.artifacts), tmp_path / "b.tar.zst", privacy=KEY)
+    assert first.integrity and second.integrity
+    assert second.integrity.members == {**first.integrity.members, "env/uv.lock": MemberDigest(SHA_X, 2)}
+    assert dict(raw_members(tmp_path / "b.tar.zst"))["env/uv.lock"] == b"x\n"
