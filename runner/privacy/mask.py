@@ -90,7 +90,7 @@ SEALED_MEMBER = "privacy/sealed.bin"
 ENCRYPTED_PREFIXES = ("prompts/", "cassettes/", "artifacts/", "traces.jsonl", "patches/", "workspace/")
 _SEALED_FORMAT = "runner-sealed/1"
 _ARTIFACT = "artifacts/sha256/"
-_AHEAD = 64 << 20  # member bytes read ahead of the compression (at least one member)
+_AHEAD = 16 << 20  # member bytes read ahead of the compression (at least one member)
 
 
 class Builder(Protocol):
