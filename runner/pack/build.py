@@ -8,9 +8,13 @@ Rules:
 - `build` first runs the privacy pass (runner.privacy.mask.protect: redaction on by default, sealing,
   encryption, audit), so the hashes are those of what is written; `signature.json`, if any, is written
   last and is the one member outside `integrity` (it signs the root digest).
-- The builder hashes what is added at once and does not copy files: `build` reads them again, refusing
-  any that changed, and writes to a temp file next to the destination, fsyncs it, renames it, fsyncs
-  the folder: a crash never leaves a half-written pack under the final name.
+- The builder hashes what is added at once and does not copy files. The privacy pass reads each member
+  once and hands it, redacted, to `precompress`, which compresses it into a spool frame (`spool`) while
+  the pass goes on; `build` writes the manifest's frame, then copies that one, then reads and compresses
+  what the pass did not hand over (the bundle; every member when sealing rewrote some after it). It
+  refuses any source that changed since it was added, and writes to a temp file next to the
+  destination, fsyncs it, renames it, fsyncs the folder: a crash never leaves a half-written pack under
+  the final name.
 - `resign` writes a pack again with a new signature, members copied as they are.
 """
 
@@ -21,7 +25,6 @@ import functools
 import hashlib
 import os
 import shutil
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,9 +36,20 @@ import zstandard
 
 from runner.errors import PackError
 from runner.pack import manifest as mf
-from runner.pack.layout import BLOCK, CHUNK, MANIFEST, SIGNATURE, Limits, layout_problem, trailer
+from runner.pack.layout import (
+    BLOCK,
+    CHUNK,
+    MANIFEST,
+    SIGNATURE,
+    Limits,
+    layout_problem,
+    padding,
+    tar_header,
+    trailer,
+)
 from runner.pack.manifest import Artifact, Integrity, Manifest, MemberDigest
 from runner.pack.read import extract
+from runner.pack.spool import Spool
 from runner.privacy.mask import PrivacyOptions, protect
 from runner.privacy.sign import sign_manifest
 
@@ -45,6 +59,7 @@ DEFAULT_LEVEL = 3
 _FINE_TICK_NS = 100_000_000  # files modified this recently are hashed again at build ...
 _COARSE_TICK_NS = 2_000_000_000  # ... or this, where timestamps have whole seconds only
 _LIMITS = Limits()
+_ARTIFACTS = "artifacts/sha256/"
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,7 @@ class PackBuilder:
         self._artifact_set: set[Artifact] = set()
         self._folded: set[str] = set()  # casefolded member names
         self._folded_dirs: set[str] = set()  # casefolded folders holding them
+        self._spool = Spool(self.staging, level)  # members the privacy pass compressed already
 
     def __enter__(self) -> PackBuilder:
         return self
@@ -89,6 +105,7 @@ class PackBuilder:
         self.close()
 
     def close(self) -> None:
+        self._spool.close()
         if self._own_staging:
             shutil.rmtree(self.staging, ignore_errors=True)
 
@@ -178,16 +195,28 @@ class PackBuilder:
         of its new hash (joining an existing blob with that content); other members keep theirs. `sha256`
         is the new content's, when the caller has it already."""
         sha256 = sha256 or hashlib.sha256(data).hexdigest()
-        if not member.startswith("artifacts/sha256/"):
+        new = self._rewritten_name(member, sha256)
+        if new == member:
             self._stage(member, data, sha256)
             return member
         del self._members[member], self._sources[member]
         self._folded.discard(member.casefold())
-        new = f"artifacts/sha256/{sha256}"
         if new not in self._members:
             self._claim(new)
             self._stage(new, data, sha256)
         return new
+
+    @staticmethod
+    def _rewritten_name(member: str, sha256: str) -> str:
+        return f"{_ARTIFACTS}{sha256}" if member.startswith(_ARTIFACTS) else member
+
+    def precompress(self, member: str, data: bytes, sha256: str | None = None) -> None:
+        """Compress `data` now as what `member` holds at build: its current content, or, with `sha256`,
+        the content a `rewrite` to come gives it (an artifact then under its new name). Called in a
+        deterministic order from one thread; `build` copies these entries, in that order, instead of
+        reading and compressing the members again, provided each still has that name, size and hash."""
+        name = self._rewritten_name(member, sha256) if sha256 else member
+        self._spool.add(name, data, sha256 or self._members[member].sha256)
 
     def add_file(self, member: str, src_path: Path) -> MemberDigest:
         """Add `src_path` as `member` without copying it. It is hashed now and read again by `build`,
@@ -244,6 +273,7 @@ class PackBuilder:
         if not manifest.artifacts:
             manifest = replace(manifest, artifacts=self.artifacts)
         options = PrivacyOptions.from_env() if privacy is None else privacy
+        self._spool.close()  # what an earlier build spooled: this one spools afresh
         manifest = protect(self, manifest, options)
         if signer is None and options.sign and options.keyring is not None:
             signer = functools.partial(sign_manifest, keyring=options.keyring)
@@ -292,43 +322,80 @@ class PackBuilder:
         progress: Callable[[int, int], None] | None,
         signature: bytes | None = None,
     ) -> None:
-        # Tar headers are written directly: tarfile's stream writer re-slices its buffer on every write.
-        cctx = zstandard.ZstdCompressor(level=self.level, threads=-1, write_checksum=True)
+        # The manifest's frame, then the members the privacy pass compressed already (their own frame,
+        # copied), then the others in a frame compressed here: a zstd stream may hold several frames.
         hashed = _HashingWriter(raw)
-        with cctx.stream_writer(cast(IO[bytes], hashed), closefd=False) as zw:
-            zw.write(_tar_header(MANIFEST, len(manifest_text)))
-            zw.write(manifest_text + _padding(len(manifest_text)))
-            done = len(manifest_text)
-            for name, expected in members.items():
-                zw.write(_tar_header(name, expected.size))
-                source = self._sources[name]
-                changed = PackError(f"{source.path} ({name}) changed after it was added; add it again")
-                sha, size = hashlib.sha256() if source.recheck else None, 0
-                try:
-                    with open(source.path, "rb") as f:
-                        if _fingerprint(os.fstat(f.fileno())) != source.stat:
-                            raise changed
-                        while (chunk := f.read(CHUNK)) and size <= expected.size:
-                            if sha:
-                                sha.update(chunk)
-                            size += len(chunk)
-                            zw.write(chunk)
-                except OSError as e:
-                    raise PackError(f"cannot read {source.path} for {name}: {e.strerror}") from e
-                if size != expected.size or (sha and sha.hexdigest() != expected.sha256):
-                    raise changed
-                zw.write(_padding(size))
-                done += size
+        frames = _Frames(zstandard.ZstdCompressor(level=self.level, threads=-1, write_checksum=True), hashed)
+        frames.write(tar_header(MANIFEST, len(manifest_text)))
+        frames.write(manifest_text + padding(len(manifest_text)))
+        done = len(manifest_text)
+        spooled = self._spool.entries if self._spool.usable(members) else {}
+        for name in spooled:
+            self._read_member(name, members[name])  # refuses a source that changed since it was spooled
+        if spooled:
+            self._spool.copy(frames.copy)
+            done += sum(d.size for d in spooled.values())
+            if progress:
+                progress(done, total)
+        for name, expected in members.items():
+            if name not in spooled:
+                self._read_member(name, expected, frames)
+                done += expected.size
                 if progress:
                     progress(done, total)
-            if signature is not None:
-                zw.write(_tar_header(SIGNATURE, len(signature)) + signature + _padding(len(signature)))
-            zw.write(b"\0" * (2 * BLOCK))
+        if signature is not None:
+            frames.write(tar_header(SIGNATURE, len(signature)) + signature + padding(len(signature)))
+        frames.write(b"\0" * (2 * BLOCK))
+        frames.end()
         raw.write(trailer(hashed.sha.digest()))
 
+    def _read_member(self, name: str, expected: MemberDigest, frames: _Frames | None = None) -> None:
+        """Check that a member's source is unchanged; with `frames`, read it and write its tar entry."""
+        source = self._sources[name]
+        changed = PackError(f"{source.path} ({name}) changed after it was added; add it again")
+        sha, size = hashlib.sha256() if source.recheck and frames else None, 0
+        try:
+            if frames is None:
+                if _fingerprint(os.stat(source.path)) != source.stat:
+                    raise changed
+                return
+            frames.write(tar_header(name, expected.size))
+            with open(source.path, "rb") as f:
+                if _fingerprint(os.fstat(f.fileno())) != source.stat:
+                    raise changed
+                while (chunk := f.read(CHUNK)) and size <= expected.size:
+                    if sha:
+                        sha.update(chunk)
+                    size += len(chunk)
+                    frames.write(chunk)
+        except OSError as e:
+            raise PackError(f"cannot read {source.path} for {name}: {e.strerror or e}") from e
+        if size != expected.size or (sha and sha.hexdigest() != expected.sha256):
+            raise changed
+        frames.write(padding(size))
 
-def _padding(size: int) -> bytes:
-    return b"\0" * (-size % BLOCK)
+
+class _Frames:
+    """The compressed stream of a pack being written: bytes compressed into the current frame, or
+    frames compressed already copied as they are (which ends the current frame first)."""
+
+    def __init__(self, cctx: zstandard.ZstdCompressor, out: _HashingWriter) -> None:
+        self._out = out
+        self._writer = cctx.stream_writer(cast(IO[bytes], out), closefd=False)
+        self._open = False  # whether the current frame holds bytes: ending it writes them
+
+    def write(self, data: bytes) -> None:
+        self._writer.write(data)
+        self._open = True
+
+    def copy(self, frame: bytes) -> None:
+        self.end()
+        self._out.write(frame)
+
+    def end(self) -> None:
+        if self._open:
+            self._writer.flush(zstandard.FLUSH_FRAME)
+            self._open = False
 
 
 class _HashingWriter:
@@ -342,16 +409,6 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self._f.flush()
-
-
-def _tar_header(name: str, size: int) -> bytes:
-    # Fixed metadata: the same content gives the same pack bytes.
-    ti = tarfile.TarInfo(name)
-    ti.size = size
-    ti.mode = 0o644
-    ti.mtime = 0
-    ti.uname = ti.gname = ""
-    return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
 
 
 def resign(pack_path: Path, signer: Callable[[Manifest], bytes], limits: Limits = _LIMITS) -> Manifest:

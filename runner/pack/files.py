@@ -3,19 +3,23 @@
 Inputs: a root folder and member names already checked by `layout.layout_problem`. Outputs: new files
 opened for writing. Rules: every folder is opened with O_NOFOLLOW|O_DIRECTORY from the root down and every
 file with O_CREAT|O_EXCL|O_NOFOLLOW, so a link planted in the tree is never followed and nothing is
-overwritten; with `only`, members outside it are not written (the reader still checks them).
+overwritten; with `only`, members outside it are not written (the reader still checks them). A
+`Digester` hashes member data and writes it, on two threads, while the reader decompresses.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import threading
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from runner.pack.layout import MANIFEST
+from runner.pack.manifest import MemberDigest
 
-__all__ = ["DirWriter"]
+__all__ = ["Digester", "DirWriter"]
 
 
 class DirWriter:
@@ -66,3 +70,81 @@ class DirWriter:
         fds, self._fds = self._fds, {}
         for fd in fds.values():
             os.close(fd)
+
+
+class Digester:
+    """Hashes member data on one worker thread and writes it on another, in order, while the caller
+    decompresses: three stages on the cores there are (hashlib, zstd and file writes release the GIL).
+
+    At most a few chunks are in flight. The first member (in pack order) whose hash does not match or whose
+    file cannot be written is kept in `failure`; after that the workers only drain their queues.
+    """
+
+    def __init__(self) -> None:
+        self._hashing: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=4)
+        self._writing: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=4)
+        self.failure: tuple[str, str] | None = None
+        self.checked = 0
+        self._unfinished: IO[bytes] | None = None  # a file whose member was cut short by an error
+        self._threads = [
+            threading.Thread(target=self._hash, name="pack-digest", daemon=True),
+            threading.Thread(target=self._write, name="pack-write", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def put(self, name: str, sha: Any, dst: IO[bytes] | None, chunk: bytes | memoryview) -> None:
+        self._unfinished = dst
+        self._hashing.put((name, sha, dst, chunk, None))
+
+    def end(self, name: str, sha: Any, dst: IO[bytes] | None, expected: MemberDigest) -> None:
+        self._unfinished = None
+        self._hashing.put((name, sha, dst, None, expected))
+
+    def close(self) -> tuple[str, str] | None:
+        """Wait for the workers; close what they did not; return the first failure."""
+        self._hashing.put(None)
+        for thread in self._threads:
+            thread.join()
+        if self._unfinished:
+            self._unfinished.close()
+        return self.failure
+
+    def _hash(self) -> None:
+        """Hash chunks; a member's end goes on with its verdict (None: the hash matches)."""
+        try:
+            while (item := self._hashing.get()) is not None:
+                name, sha, dst, chunk, expected = item
+                if self.failure is None and chunk is not None:
+                    sha.update(chunk)
+                elif self.failure is None:
+                    wrong = sha.hexdigest() != expected.sha256
+                    item = (
+                        name,
+                        None,
+                        dst,
+                        None,
+                        "sha256 does not match the manifest: the member was altered" if wrong else None,
+                    )
+                self._writing.put(item)
+        finally:
+            self._writing.put(None)
+
+    def _write(self) -> None:
+        while (item := self._writing.get()) is not None:
+            name, _, dst, chunk, verdict = item
+            if self.failure:
+                continue
+            try:
+                if chunk is not None:
+                    if dst:
+                        dst.write(chunk)
+                    continue
+                if dst:
+                    dst.close()
+                if verdict:
+                    self.failure = (name, verdict)
+                else:
+                    self.checked += 1
+            except OSError as e:
+                self.failure = (name, f"cannot write the member: {e}")

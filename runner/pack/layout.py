@@ -1,7 +1,9 @@
 """What may be in a repro pack and how its container ends: the rules both the builder and the reader apply.
 
 Inputs: member names. Outputs: the reason a name cannot be a member (`layout_problem`), the reserved member
-names, the tar block and I/O chunk sizes, the trailer (`trailer`), and the `Limits` a reader applies.
+names, the tar block and I/O chunk sizes, a member's tar header and padding as builders write them (fixed
+metadata: the same content gives the same pack bytes), the trailer (`trailer`), and the `Limits` a reader
+applies.
 Rules: names are relative, in normal form, free of control characters and inside the layout of
 docs/pack-format.md. The pack ends with a zstd skippable frame (ignored by zstd tools) holding the sha256
 of every byte before it: the compressed encoding has redundant bits that decode to the same content, and
@@ -26,6 +28,8 @@ __all__ = [
     "TRAILER_TAG",
     "Limits",
     "layout_problem",
+    "padding",
+    "tar_header",
     "trailer",
     "trailer_digest",
 ]
@@ -98,3 +102,18 @@ def trailer_digest(tail: bytes) -> bytes:
             raise ValueError("this pack's container is a newer version; use a runner release that reads it")
         raise ValueError("no pack trailer at the end: the file is truncated or was not written by runner")
     return tail[len(head) :]
+
+
+def tar_header(name: str, size: int) -> bytes:
+    """The pax header of a member as written: mode 0644, mtime 0, no owner names."""
+    ti = tarfile.TarInfo(name)
+    ti.size = size
+    ti.mode = 0o644
+    ti.mtime = 0
+    ti.uname = ti.gname = ""
+    return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
+
+
+def padding(size: int) -> bytes:
+    """The zeros after `size` bytes of member content, up to the next tar block."""
+    return b"\0" * (-size % BLOCK)

@@ -18,26 +18,25 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
 import shutil
 import tarfile
 import tempfile
-import threading
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import zstandard
 
 from runner.errors import PackError
 from runner.pack import layout
 from runner.pack import manifest as mf
-from runner.pack.files import DirWriter
+from runner.pack.files import Digester, DirWriter
 from runner.pack.layout import BLOCK, CHUNK, MANIFEST, SIGNATURE, Limits, layout_problem
 from runner.pack.manifest import Manifest, MemberDigest
-from runner.privacy.crypto import Keyring
-from runner.privacy.mask import open_payloads
+
+if TYPE_CHECKING:
+    from runner.privacy.crypto import Keyring
 
 __all__ = ["UnpackedPack", "VerifyReport", "extract", "read_manifest", "unpack", "verify"]
 
@@ -110,6 +109,42 @@ class _CappedReader:
         if self.count > self.cap:
             raise _Refused(f"decompressed data goes past {self.cap} bytes, more than the manifest declares")
         return data
+
+
+class _Forward:
+    """The decompressed stream as the forward-only file tarfile reads headers from (`tell`, `seek` ahead),
+    and member data from, as views of the decompressor's chunks: no byte is copied on its way to the hash
+    and the file (tarfile's own stream reader joins and slices its buffer on every read)."""
+
+    def __init__(self, f: _CappedReader) -> None:
+        self._f = f
+        self._buf = memoryview(b"")
+        self._pos = 0
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence != 0 or pos < self._pos:
+            raise tarfile.ReadError("the tar stream would have to go back; it is damaged")
+        while self._pos < pos and self.view(pos - self._pos):
+            pass
+        return self._pos
+
+    def view(self, n: int) -> memoryview:
+        """Up to `n` bytes (fewer at the end of a chunk or of the stream), without copying them."""
+        if not self._buf:
+            self._buf = memoryview(self._f.read(CHUNK))
+        out, self._buf = self._buf[:n], self._buf[n:]
+        self._pos += len(out)
+        return out
+
+    def read(self, n: int = -1) -> bytes:
+        parts, want = [], CHUNK if n < 0 else n
+        while want and (part := self.view(want)):
+            parts.append(part)
+            want -= len(part)
+        return b"".join(parts)
 
 
 class _TrailedReader:
@@ -194,10 +229,9 @@ class _Scanner:
             dctx.stream_reader(cast(IO[bytes], source), read_size=CHUNK, read_across_frames=True) as zr,
         ):
             capped = _CappedReader(zr, limits.max_manifest_bytes + _SLACK)
-            # tarfile in stream mode with a large buffer (typeshed wants a real file as fileobj).
-            tar: tarfile.TarFile = cast(Any, tarfile.open)(
-                fileobj=capped, mode="r|", bufsize=CHUNK, tarinfo=_StrictTarInfo
-            )
+            # tarfile reading a forward-only file (typeshed wants a real file as fileobj).
+            stream = _Forward(capped)
+            tar = tarfile.TarFile(fileobj=cast(IO[bytes], stream), mode="r", tarinfo=_StrictTarInfo)
             first = tar.next()
             if first is None or first.name != MANIFEST or not first.isreg():
                 raise _Refused(f"the first member must be {MANIFEST}; this is not a repro pack")
@@ -219,7 +253,7 @@ class _Scanner:
                 + _SLACK
             )
             seen: dict[str, str] = {MANIFEST: MANIFEST}
-            digester = _Digester()
+            digester = Digester()
             try:
                 self._members_loop(tar, writer, members, seen, digester)
             except BaseException as e:
@@ -234,8 +268,7 @@ class _Scanner:
                 self.member = failure[0]
                 raise _Refused(failure[1])
             self.member = "(end of archive)"
-            tail = tar.fileobj
-            while chunk := tail.read(CHUNK):
+            while chunk := stream.read(CHUNK):
                 if chunk.count(0) != len(chunk):
                     raise _Refused("data after the end of the tar archive")
             absent = sorted(set(members) - set(seen.values()))  # keys are casefolded names
@@ -253,7 +286,7 @@ class _Scanner:
         writer: DirWriter | None,
         members: dict[str, MemberDigest],
         seen: dict[str, str],
-        digester: _Digester,
+        digester: Digester,
     ) -> None:
         count, folders = 1, {n[:i] for n in members for i, c in enumerate(n) if c == "/"}
         while (ti := tar.next()) is not None:
@@ -337,12 +370,12 @@ class _Scanner:
             raise _Refused(f"duplicate of {seen[folded]}")
         seen[folded] = ti.name
 
-    def _chunks(self, tar: tarfile.TarFile, ti: tarfile.TarInfo) -> Iterator[bytes]:
-        """A member's data, straight from the tar stream (what extractfile does, without two more buffers);
-        tarfile skips the block padding itself when asked for the next member."""
-        left = ti.size
+    def _chunks(self, tar: tarfile.TarFile, ti: tarfile.TarInfo) -> Iterator[memoryview]:
+        """A member's data, straight from the stream (what extractfile does, without its buffers and
+        copies); tarfile skips the block padding itself when asked for the next member."""
+        left, stream = ti.size, cast(_Forward, tar.fileobj)
         while left:
-            chunk = tar.fileobj.read(min(left, CHUNK))
+            chunk = stream.view(min(left, CHUNK))
             if not chunk:
                 raise _Refused(f"truncated: {left} of {ti.size} bytes missing")
             left -= len(chunk)
@@ -354,58 +387,6 @@ class _Scanner:
             with writer.create(ti.name) as dst:
                 dst.write(text)
         return text
-
-
-class _Digester:
-    """Hashes and writes member data on a worker thread, in order, while the caller decompresses.
-
-    At most a few chunks are in flight. The first member whose hash does not match (or whose file cannot
-    be written) is kept in `failure`; after that the worker only drains the queue.
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=4)
-        self.failure: tuple[str, str] | None = None
-        self.checked = 0
-        self._unfinished: IO[bytes] | None = None  # a file whose member was cut short by an error
-        self._thread = threading.Thread(target=self._work, name="pack-digest", daemon=True)
-        self._thread.start()
-
-    def put(self, name: str, sha: Any, dst: IO[bytes] | None, chunk: bytes) -> None:
-        self._unfinished = dst
-        self._queue.put((name, sha, dst, chunk, None))
-
-    def end(self, name: str, sha: Any, dst: IO[bytes] | None, expected: MemberDigest) -> None:
-        self._unfinished = None
-        self._queue.put((name, sha, dst, None, expected))
-
-    def close(self) -> tuple[str, str] | None:
-        """Wait for the worker; close what it did not; return the first failure."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._unfinished:
-            self._unfinished.close()
-        return self.failure
-
-    def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            name, sha, dst, chunk, expected = item
-            if self.failure:
-                continue
-            try:
-                if chunk is not None:
-                    sha.update(chunk)
-                    if dst:
-                        dst.write(chunk)
-                    continue
-                if dst:
-                    dst.close()
-                if sha.hexdigest() != expected.sha256:
-                    self.failure = (name, "sha256 does not match the manifest: the member was altered")
-                else:
-                    self.checked += 1
-            except OSError as e:
-                self.failure = (name, f"cannot write the member: {e}")
 
 
 def verify(pack_path: Path, limits: Limits = _LIMITS) -> VerifyReport:
@@ -439,10 +420,20 @@ def unpack(
         pack_path,
         dest_dir,
         limits,
-        lambda folder, m: open_payloads(folder, m, keyring),
+        lambda folder, m: _open_payloads(folder, m, keyring),
         only=frozenset(only) if only is not None else None,
         verify_first=verify_first,
     )
+
+
+def _open_payloads(folder: Path, manifest: Manifest, keyring: Keyring | None) -> Manifest:
+    """`mask.open_payloads`, imported (with hyperscan and cryptography) only for a pack with something
+    to open: encrypted payloads, or sealed originals to put back with a keyring."""
+    if keyring is None and not manifest.privacy.encrypted_payloads:
+        return manifest
+    from runner.privacy.mask import open_payloads
+
+    return open_payloads(folder, manifest, keyring)
 
 
 def extract(pack_path: Path, dest_dir: Path, limits: Limits = _LIMITS) -> UnpackedPack:

@@ -26,10 +26,9 @@ Rules:
   dirty baseline and the git bundle) are sealed member by member after redaction, and the manifest's
   command lines and environment values are sealed in `privacy/manifest.bin` (see `sealedmanifest`);
   `open_payloads` (called by `pack.unpack` with a keyring) opens them and returns the full manifest.
-- Patches are redacted too (they are source code, where secrets hide), so a patch whose lines hold a
-  secret no longer applies to the unredacted base commit. With the keyring, `open_payloads` also puts
-  the original values back into the patches (and the dirty baseline), so a privileged replay applies
-  exactly what was recorded.
+- Patches are redacted too (source code, where secrets hide), so a patch with a secret no longer applies
+  to the unredacted base commit; with the keyring, `open_payloads` puts the original values back into
+  the patches (and the dirty baseline), so a privileged replay applies exactly what was recorded.
 """
 
 from __future__ import annotations
@@ -37,18 +36,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import secrets as _secrets
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from proxy.cassette import Exchange
-from proxy.redact import PLACEHOLDER_RE, Detector
+from proxy.redact import PLACEHOLDER_RE
 from runner.errors import PrivacyError
 from runner.pack.manifest import (
     BUNDLE_PATH,
@@ -64,7 +62,15 @@ from runner.pack.manifest import (
 )
 from runner.privacy import audit, crypto, sealedmanifest
 from runner.privacy.crypto import Keyring
-from runner.privacy.policy import DEFAULT_POLICY, Policy, get, redact_argv, redact_env_value
+from runner.privacy.membertext import lines_of, rewrite_text, text_of
+from runner.privacy.policy import (
+    DEFAULT_POLICY,
+    Policy,
+    get,
+    known_detectors,
+    redact_argv,
+    redact_env_value,
+)
 from runner.privacy.scan import ScanRedactor
 
 __all__ = [
@@ -84,6 +90,7 @@ SEALED_MEMBER = "privacy/sealed.bin"
 ENCRYPTED_PREFIXES = ("prompts/", "cassettes/", "artifacts/", "traces.jsonl", "patches/", "workspace/")
 _SEALED_FORMAT = "runner-sealed/1"
 _ARTIFACT = "artifacts/sha256/"
+_AHEAD = 16 << 20  # member bytes read ahead of the compression (at least one member)
 
 
 class Builder(Protocol):
@@ -100,6 +107,8 @@ class Builder(Protocol):
 
     def add_bytes(self, member: str, data: bytes) -> MemberDigest: ...
 
+    def precompress(self, member: str, data: bytes, sha256: str | None = None) -> None: ...
+
 
 @dataclass(frozen=True)
 class PrivacyOptions:
@@ -110,9 +119,7 @@ class PrivacyOptions:
     encrypt_payloads: bool = False
     sign: bool = False  # write signature.json with the keyring's newest key
     principal: str | None = None  # who recorded; default $RUNNER_PRINCIPAL, else user@host
-    now: Callable[[], str] | None = (
-        None  # stamps the audit's packed_at (off by default: packs stay deterministic)
-    )
+    now: Callable[[], str] | None = None  # stamps the audit's packed_at (off by default: deterministic)
     # Placeholders made before the build (the recording proxy's): their originals, sealed with the rest,
     # and, without a keyring, the key that made them (so one value gets one placeholder in the pack).
     known: tuple[Secret, ...] = ()
@@ -152,7 +159,9 @@ class _Pass:
 
     def __post_init__(self) -> None:
         self.redactor = ScanRedactor(
-            self.key, (*_known_detectors(self.known), *self.policy.detectors), self._note
+            self.key,
+            (*known_detectors((s.kind, s.value) for s in self.known), *self.policy.detectors),
+            self._note,
         )
         self._lock = threading.Lock()
 
@@ -180,12 +189,12 @@ class _Pass:
 
     def member(self, name: str, data: bytes) -> bytes | None:
         """The redacted content, or None when the member holds nothing to redact. Bytes that are not
-        UTF-8 are scanned too (see `_text_of`) and come back unchanged around the placeholders."""
+        UTF-8 are scanned too (see `membertext.text_of`) and come back unchanged around the placeholders."""
         if not name.startswith("cassettes/") and not name.endswith((".json", ".jsonl")):
             return None if (redacted := self.redactor.redact(data)) is data else redacted  # rewrite_text's
-        text = _text_of(data)
+        text = text_of(data)
         if name.startswith("cassettes/"):
-            new = "".join(self._exchange(line) for line in _lines(text))
+            new = "".join(self._exchange(line) for line in lines_of(text))
         else:
             new = rewrite_text(name, text, self.text, self.value_of, self.strings)
         return new.encode("utf-8", "surrogateescape") if new != text else None
@@ -204,80 +213,6 @@ class _Pass:
         return json.dumps(redacted.to_json(), ensure_ascii=False, separators=(",", ":")) + end
 
 
-def _text_of(data: bytes) -> str:
-    """A member's text: bytes that are not UTF-8 become lone surrogates (surrogateescape), which the
-    detectors step over and `.encode("utf-8", "surrogateescape")` turns back into the same bytes."""
-    return data.decode("utf-8", "surrogateescape")
-
-
-def _lines(text: str) -> list[str]:
-    """Lines with their `\n`; str.splitlines would also split on characters JSON strings may hold raw."""
-    return re.findall(r"[^\n]*\n|[^\n]+\Z", text)
-
-
-def rewrite_text(
-    name: str,
-    text: str,
-    on_text: Callable[[str], str],
-    on_value: Callable[[str, str], str],
-    on_strings: Callable[[list[str]], list[str]] | None = None,
-) -> str:
-    """Apply `on_text` to a member's text; JSON members (.json, .jsonl lines) value by value instead, with
-    `on_value(key, value)` for string values under a key and `on_strings` (when given) for a list of
-    strings as a whole (an argv, where `--password` and its value are two items), so the result stays
-    valid JSON."""
-
-    def walk(value: Any) -> Any:
-        if isinstance(value, str):
-            return on_text(value)
-        if isinstance(value, list):
-            if on_strings is not None and value and all(isinstance(v, str) for v in value):
-                return on_strings(value)
-            return [walk(v) for v in value]
-        if isinstance(value, dict):
-            # Keys are text too: a secret can be an object's key ({"sk-...": "prod"}).
-            return {on_text(k): on_value(k, v) if isinstance(v, str) else walk(v) for k, v in value.items()}
-        return value
-
-    def json_text(line: str) -> str:
-        if not line.strip():
-            return line
-        try:
-            parsed = json.loads(line)
-        except ValueError:
-            return on_text(line)
-        cleaned = walk(parsed)
-        if cleaned == parsed:
-            return line
-        end = line[len(line.rstrip("\r\n")) :]
-        out = json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"))
-        try:
-            out.encode("utf-8", "surrogateescape")  # raw bytes read through surrogateescape go back raw
-        except UnicodeEncodeError:  # a `\ud800` escape in the JSON: it stays an escape
-            out = json.dumps(cleaned, separators=(",", ":"))
-        return out + end
-
-    if name.endswith(".jsonl"):
-        return "".join(json_text(line) for line in _lines(text))
-    if name.endswith(".json"):
-        return json_text(text)
-    return on_text(text)
-
-
-_MIN_KNOWN = 8  # shorter originals (a "yes" in an auth header) would blank out ordinary words
-
-
-def _known_detectors(known: tuple[Secret, ...]) -> tuple[Detector, ...]:
-    """Detectors for values already found secret before the build (the proxy saw them in an auth header):
-    wherever else they appear (an innocently named variable, a log line), they get the same placeholder."""
-    by_kind: dict[str, set[str]] = {}
-    for secret in known:
-        if len(secret.value) >= _MIN_KNOWN:
-            by_kind.setdefault(secret.kind, set()).add(secret.value)
-    ordered = {kind: tuple(sorted(values, key=len, reverse=True)) for kind, values in sorted(by_kind.items())}
-    return tuple(Detector(k, re.compile("|".join(map(re.escape, v))), literals=v) for k, v in ordered.items())
-
-
 def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Manifest:
     """Redact every text member and the manifest, seal originals and payloads, add the audit summary."""
     if options.policy is None:
@@ -293,10 +228,18 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
     renamed: dict[str, str] = {}  # old sha256 -> new, for artifacts whose content changed
     changed: set[str] = set()
     names = [n for n in sorted(builder.members) if n != BUNDLE_PATH and not n.startswith("privacy/")]
-    # Read, hashed and scanned on threads (those release the GIL), rewritten here in order (deterministic).
+    # Read, scanned and hashed on threads (those release the GIL), up to _AHEAD bytes ahead; handed to the
+    # builder's compression and rewritten here in order (deterministic), while each is in memory once.
+    sizes, queue, held = builder.members, iter(names), 0
+    ahead: deque[Future[tuple[bytes, bytes | None, str]]] = deque()
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        results = pool.map(lambda n: _redacted(run, n, builder.member_bytes(n)), names)
-        for name, (new, sha256) in zip(names, results, strict=True):
+        for name in names:
+            while (not ahead or held < _AHEAD) and (later := next(queue, None)) is not None:
+                ahead.append(pool.submit(_redacted, run, builder, later))
+                held += sizes[later].size
+            data, new, sha256 = ahead.popleft().result()
+            held -= sizes[name].size
+            builder.precompress(name, data if new is None else new, sha256 or None)
             if new is None:
                 continue
             changed.add(name)
@@ -335,10 +278,11 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
     return replace(manifest, privacy=privacy)
 
 
-def _redacted(run: _Pass, name: str, data: bytes) -> tuple[bytes | None, str]:
-    """A member's redacted content (None when unchanged) and its sha256."""
+def _redacted(run: _Pass, builder: Builder, name: str) -> tuple[bytes, bytes | None, str]:
+    """A member's content, its redacted content (None when unchanged) and the sha256 of that."""
+    data = builder.member_bytes(name)
     new = run.member(name, data)
-    return new, "" if new is None else hashlib.sha256(new).hexdigest()
+    return data, new, "" if new is None else hashlib.sha256(new).hexdigest()
 
 
 def _redact_manifest(
@@ -474,7 +418,7 @@ def open_payloads(folder: Path, manifest: Manifest, keyring: Keyring | None) -> 
     patches = [s.patch for s in manifest.steps if isinstance(s, PatchStep)]
     for name in [*patches, *([manifest.git.baseline_patch] if manifest.git.baseline_patch else [])]:
         path = folder / name
-        text = _text_of(path.read_bytes())
+        text = text_of(path.read_bytes())
         if "REDACTED_" in text:
             path.write_bytes(reveal_text(name, text, found).encode("utf-8", "surrogateescape"))
     return manifest

@@ -5,9 +5,10 @@ Rules: a published name never changes meaning; a new behaviour gets a new name (
 says exactly which rules masked it. The detectors themselves live in `proxy.redact` (the proxy applies
 the same ones to live traffic, so recorded and replayed requests still match).
 
-Also the two helpers for what has structure the detectors cannot see: `redact_argv` (a command line,
-where `--password` and its value are two arguments) and `redact_env_values` (an environment, where a key
-the policy denies, or a value shaped like a token whatever its name, loses its whole value).
+Also `known_detectors` (values found secret before the build, as detectors of their own) and the two
+helpers for what has structure the detectors cannot see: `redact_argv` (a command line, where
+`--password` and its value are two arguments) and `redact_env_values` (an environment, where a key the
+policy denies, or a value shaped like a token whatever its name, loses its whole value).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -27,6 +28,7 @@ __all__ = [
     "POLICIES",
     "Policy",
     "get",
+    "known_detectors",
     "looks_like_token",
     "redact_argv",
     "redact_env_value",
@@ -161,3 +163,18 @@ def _whole(value: str, redactor: Redactor, kind: str) -> str:
     if not value or PLACEHOLDER_RE.fullmatch(value):
         return value
     return redactor.placeholder(value, redactor.kind_of(value, kind))
+
+
+_MIN_KNOWN = 8  # shorter originals (a "yes" in an auth header) would blank out ordinary words
+
+
+def known_detectors(known: Iterable[tuple[str, str]]) -> tuple[Detector, ...]:
+    """Detectors for (kind, value) pairs already found secret before the build (the proxy saw them in an
+    auth header): wherever else they appear (an innocently named variable, a log line), they get the same
+    placeholder."""
+    by_kind: dict[str, set[str]] = {}
+    for kind, value in known:
+        if len(value) >= _MIN_KNOWN:
+            by_kind.setdefault(kind, set()).add(value)
+    ordered = {kind: tuple(sorted(values, key=len, reverse=True)) for kind, values in sorted(by_kind.items())}
+    return tuple(Detector(k, re.compile("|".join(map(re.escape, v))), literals=v) for k, v in ordered.items())

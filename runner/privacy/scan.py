@@ -5,7 +5,8 @@ Input: the detectors of a policy (`proxy.redact.Detector`), then texts or member
 same `found` calls, in the same order), computed without running every detector over every line.
 Rules:
 - Every detector is compiled into hyperscan in prefilter mode: its matches are a superset of the Python
-  pattern's (constructs hyperscan lacks, like lookbehinds, are widened, never narrowed). The scan also
+  pattern's (constructs hyperscan lacks, like lookbehinds, are widened, never narrowed; a value that must
+  not start with a type name is rewritten as an automaton, so `token: int` is not flagged). The scan also
   flags lines holding `REDACTED_` (placeholders change what the detectors see); lines holding a non-ASCII
   byte are flagged too (Python's classes and case folding are Unicode-aware, the scan's are ASCII).
 - The detectors match within one line (the anchored ones are even applied line by line), so a text whose
@@ -18,15 +19,20 @@ Rules:
   detectors see it); a detector with no possible match would change nothing.
 - Bytes that are not UTF-8 are scanned as they are and decoded with surrogateescape line by line, which
   is what decoding the whole text does (lines end at an ASCII byte).
-- The scan releases the GIL; each thread has its own scratch space.
+- The scan releases the GIL; each thread has its own scratch space. Compiled databases are kept in
+  $XDG_CACHE_HOME/runner/hyperscan (default ~/.cache), named by the sha256 of what was compiled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
+import os
 import re
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import cast
 
 import hyperscan
@@ -37,7 +43,8 @@ __all__ = ["ScanRedactor"]
 
 _SMALL = 512  # texts shorter than this go straight to the detectors: the scan would cost more
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=_\s\x1c-\x1f\x80-\xff-]")  # a byte no base64 blob holds
-_HITS_PER_LINE = 1000000  # hits on one line before the scan stops and resumes after it
+_HITS_PER_LINE = 1  # more hits on a flagged line stop the scan, which resumes after the line (each hit
+# costs a Python call holding the GIL; a line of `token: int` parameters can give dozens)
 _EXTRA = (rb"REDACTED_",)
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
 _WINDOW = 1 << 16  # bytes scanned per call, then up to the end of a line
@@ -71,8 +78,8 @@ class _Database:
         expressions = [_hs_pattern(detectors[i].pattern) for i in self.index] + list(_EXTRA)
         flags = [_hs_flags(detectors[i].pattern) for i in self.index] + [0] * len(_EXTRA)
         # `db` reports every match (to find the lines), `once` each pattern's first (which detectors).
-        self.db = _compiled(expressions, flags)
-        self.once = _compiled(expressions, [f | hyperscan.HS_FLAG_SINGLEMATCH for f in flags])
+        self.db = _cached(expressions, flags)
+        self.once = _cached(expressions, [f | hyperscan.HS_FLAG_SINGLEMATCH for f in flags])
 
     def scratch(self, db: hyperscan.Database) -> hyperscan.Scratch:
         """This thread's scratch space for `db` (one of this object's two)."""
@@ -162,8 +169,11 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 def _hs_pattern(pattern: re.Pattern[str]) -> bytes:
     r"""The pattern in hyperscan's syntax, matching at least what Python's does on ASCII text: Python's
     `\s` also matches \x1c-\x1f, so outside a negated class those are added; `{,n}` is `{0,n}`. (Verbose
-    and dot-all patterns are not scanned, see `_Database`.)"""
+    and dot-all patterns are not scanned, see `_Database`.) A value that must not start with a type name
+    becomes an automaton that rejects those starts (see `_not_a_type_name`)."""
     source, out, i, klass = pattern.pattern, [], 0, None
+    if pattern.flags & re.I:
+        source = _not_a_type_name(source)
     while i < len(source):
         c = source[i]
         if c == "\\":
@@ -192,9 +202,80 @@ def _hs_pattern(pattern: re.Pattern[str]) -> bytes:
     return "".join(out).encode("utf-8")
 
 
+# `["']?(?!(?:str|int|...)(?![\w.-]))` and the value after it, at the end of a pattern (the assignment
+# detector's `token: int` is a parameter's annotation, not a secret). Hyperscan has no lookahead.
+_TYPE_LOOKAHEAD = re.compile(r"""\[\\?"\\?'\]\?\(\?!\(\?:((?:[A-Za-z]+\|)*[A-Za-z]+)\)\(\?!\[\\w\.-\]\)\)""")
+
+
+def _not_a_type_name(source: str) -> str:
+    r"""`source` (a caseless pattern) with its value that must not start with a type name replaced by the
+    start of such a value: an optional quote, then characters that leave every type name's path (one a
+    value may start with), or follow a whole name with [\w.-] (`int_value`). Every value the pattern
+    accepts starts so, `int)` and `"str"` do not. The rest of the pattern is dropped (fewer constraints:
+    a superset), so only a suffix at the top level is replaced."""
+    m = _TYPE_LOOKAHEAD.search(source)
+    if m is None or not _top_level(source[: m.start()]):
+        return source
+    words = sorted({w.lower() for w in m.group(1).split("|")})
+
+    def node(prefix: str, first: str) -> str:
+        nexts = sorted({w[len(prefix)] for w in words if w.startswith(prefix) and len(w) > len(prefix)})
+        alts, chars = [c + node(prefix + c, first) for c in nexts], "".join(nexts)
+        if not prefix:
+            alts.append(f"[^{first}{chars}]")  # a first character no type name starts with
+        elif prefix in words:
+            alts.append(r"[\w.-]")  # a whole name, continued: `int_value`
+        else:
+            alts += [f"[^{chars}]", "$"]  # a name left halfway: `flo)`
+        return f"(?:{'|'.join(alts)})"
+
+    # A bare value starts with no space, quote or bracket; a quoted one (after its quote) with anything.
+    bare, quoted = node("", r"\s\"'\\&,;<>(){}\[\]"), node("", r"\\\n")
+    return source[: m.start()] + f"(?:[\"']{quoted}|{bare})"
+
+
+def _top_level(prefix: str) -> bool:
+    """Whether the end of `prefix` is outside every group and alternative of the pattern it starts."""
+    depth, i, klass = 0, 0, False
+    while i < len(prefix):
+        c = prefix[i]
+        if c == "\\":
+            i += 2
+            continue
+        if klass:
+            klass = c != "]" or prefix[i - 1] == "["
+        elif c == "[":
+            klass = True
+        elif c in "()":
+            depth += 1 if c == "(" else -1
+        elif c == "|" and depth == 0:
+            return False
+        i += 1
+    return depth == 0 and not klass
+
+
 def _compiled(expressions: list[bytes], flags: list[int]) -> hyperscan.Database:
     db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
     db.compile(expressions=expressions, ids=list(range(len(expressions))), flags=flags)
+    return db
+
+
+def _cached(expressions: list[bytes], flags: list[int]) -> hyperscan.Database:
+    """`_compiled`, kept in the user's cache folder: compiling holds the GIL for about 0.1 s per build.
+    A file that does not load (damaged, another hyperscan or CPU) is compiled and written again."""
+    key = hashlib.sha256(repr((expressions, flags)).encode()).hexdigest()
+    path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "runner" / "hyperscan" / key
+    with contextlib.suppress(OSError, hyperscan.error):
+        data = path.read_bytes()
+        if hashlib.sha256(data[32:]).digest() == data[:32]:
+            return hyperscan.loadb(data[32:], hyperscan.HS_MODE_BLOCK)
+    db = _compiled(expressions, flags)
+    with contextlib.suppress(OSError, hyperscan.error):
+        data = hyperscan.dumpb(db)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_bytes(hashlib.sha256(data).digest() + data)
+        tmp.replace(path)
     return db
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
+import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runner.errors import PackError
 from runner.pack import manifest as mf
@@ -285,3 +289,54 @@ def test_64_bit_integers_and_real_timestamps_still_read() -> None:
     )
     m = mf.load(text)
     assert m.llm is not None and m.llm.seed == 2**64 - 1 and m.session.created_at == "2025-11-24T13:42:17Z"
+
+
+# --- the fast validator never passes what jsonschema refuses ---------------------------------------
+
+_ODD = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.sampled_from(["", "a" * 64, "b" * 64 + "\n", "../x", "env//x", "patches/0001.diff\n", "x" * 300]),
+    st.text(max_size=12),
+    st.lists(st.text(max_size=3), max_size=2),
+    st.dictionaries(st.sampled_from(["id", "x", "path"]), st.text(max_size=3), max_size=2),
+)
+
+
+def _paths(value: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(value, dict):
+        return [at, *(p for k, v in value.items() for p in _paths(v, (*at, k)))]
+    if isinstance(value, list):
+        return [at, *(p for i, v in enumerate(value) for p in _paths(v, (*at, i)))]
+    return [at]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_the_fast_validator_passes_nothing_jsonschema_refuses(data: st.DataObject) -> None:
+    doc = mf.to_dict(_full())
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(_paths(doc)[1:]))
+        parent = doc
+        for key in path[:-1]:
+            parent = parent[key]
+        if data.draw(st.booleans()) and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = data.draw(_ODD)
+    refused = jsonschema.exceptions.best_match(mf._validator().iter_errors(doc)) is not None
+    try:
+        passed = mf._fast_validator().is_valid(doc)
+    except (ValueError, TypeError, OverflowError):
+        passed = False
+    assert not (passed and refused)
+
+
+def test_a_value_only_python_regexes_accept_still_loads() -> None:
+    # Python's `$` matches before a final newline: jsonschema_rs refuses it, jsonschema decides.
+    text = mf.dump(_full()).replace("span_id: 051581bf3cb55c13\n", 'span_id: "051581bf3cb55c13\\n"\n', 1)
+    assert '"051581bf3cb55c13\\n"' in text
+    assert not mf._fast_validator().is_valid(mf.strictyaml.load(text))
+    assert mf.load(text).steps[1].span_id == "051581bf3cb55c13\n"

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import random
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.redact import DETECTORS, EXTRA_DETECTORS, Detector, Redactor
-from runner.privacy.scan import ScanRedactor
+from runner.privacy.scan import ScanRedactor, _Database, _database
 from tests.helpers.secret_corpus import corpus
 
 KEY = b"k" * 32
@@ -101,8 +103,63 @@ def test_a_long_line_full_of_hits_is_redacted_once() -> None:
     assert fast == plain
 
 
+def test_lines_with_many_hits_each_then_secrets_on_the_next_lines_are_all_judged() -> None:
+    # The scan stops at the second hit on a line and resumes after it: the lines after must still be seen.
+    busy = "    def f(self, token: int, password: str, secret: bool, api_key: bytes) -> None:  # token: x"
+    secrets = [p.context for p in PLANTED]
+    lines = [line for pair in zip([busy] * len(secrets), secrets, strict=True) for line in pair]
+    plain, fast, found_plain, found_scan = both(padded([busy * 50, *lines, busy]))
+    assert fast == plain
+    assert found_scan == found_plain
+
+
+TYPED = [
+    "    def f(self, token: int) -> None:",
+    "token: INT) y",
+    "token: intx",
+    "token: int_value",
+    "token: int.x and token: int-x",
+    "token = flo)",
+    "token = flo",
+    "token = floats",
+    'password: "int" x',
+    'password: "int value"',
+    'password: " secret value"',
+    "password: 'str'",
+    'token: str = "abcdef123"',
+    "api_key: Optional[str] = None",
+    "api_key: Optional[str] = 'sEcr3tValue'",
+    "token: float",
+    'token: Path("/x")',
+    "secret = bytesx",
+    "secret = SecretStrValue",
+    "secret = Sequ",
+    'secret=\\"bytearray9\\"',
+    "token: in",
+    "token: int",
+]
+
+
+@pytest.mark.parametrize("line", TYPED)
+def test_values_starting_with_a_type_name_are_judged_as_the_plain_redactor_does(line: str) -> None:
+    plain, fast, found_plain, found_scan = both(padded([line]))
+    assert fast == plain
+    assert found_scan == found_plain
+    plain, fast, found_plain, found_scan = both(padded([line]).rstrip("\n") + "\n" + line)  # at the end
+    assert fast == plain
+
+
+def test_annotated_parameters_are_not_flagged_by_the_scan() -> None:
+    # `token: int` was the commonest line the detectors had to look at for nothing.
+    data = (
+        b"    def f(self, token: int, password: str, secret: bool, api_key: Optional[str]) -> None:\n" * 100
+    )
+    assert _database(DETECTORS).lines(data) == []
+    assert _database(DETECTORS).lines(data + b"token: intx\n") == [(len(data), len(data) + 11)]
+
+
 LINE = st.one_of(
-    st.sampled_from([p.context for p in PLANTED] + NOISE),
+    st.sampled_from([p.context for p in PLANTED] + NOISE + TYPED),
     st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\n"), max_size=80),
     st.text(alphabet="abcdefghijkmnopqrstuvwxyzABCKS0123456789:=@.-_/+ \t\"'\\", max_size=80),
 )
@@ -132,3 +189,20 @@ def test_a_known_value_too_long_for_hyperscan_is_still_found_everywhere() -> Non
     assert found_scan == found_plain
     plain, fast, _, _ = both(padded(["no secret here"]), known)
     assert fast == plain
+
+
+def test_compiled_databases_are_kept_and_a_damaged_one_is_compiled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    text = b"ok\n" * 10 + b"password=hunter2secret\n" + b"ok\n" * 10
+    first = _Database(DETECTORS).lines(text)
+    kept = sorted((tmp_path / "runner/hyperscan").iterdir())
+    assert len(kept) == 2 and first == [(30, 52)]
+    stamps = [p.stat().st_mtime_ns for p in kept]
+    assert _Database(DETECTORS).lines(text) == first  # loaded, not written again
+    assert [p.stat().st_mtime_ns for p in kept] == stamps
+    for p in kept:
+        p.write_bytes(p.read_bytes()[:-100] + b"x" * 100)
+    assert _Database(DETECTORS).lines(text) == first
+    assert all(hashlib.sha256(p.read_bytes()[32:]).digest() == p.read_bytes()[:32] for p in kept)
