@@ -181,21 +181,21 @@ class Session:
         self.tracing = Tracing(
             self._workdir / "traces.jsonl", common, o.agent, late=self._snapshot_attributes
         )
-        self.tracing.writer.dynamic = self._dynamic_attributes
+        self.tracing.dynamic = self._dynamic_attributes
         self.tracer = self.tracing.tracer
         self.session_span = self.tracer.start_span(
             "session", attributes={SPAN_TYPE: "session", "runner.agent.name": self.options.agent}
         )
         self._ctx_token = otel_context.attach(otel_trace.set_span_in_context(self.session_span))
         self.llm = LlmRecorder(
-            self.tracer,
+            self.tracing.starter,
             self._store_prompt,
             LlmPolicy(self.options.seed, self.options.temperature_policy),
             defer=self._deferred.submit,
         )
         self._tools = ToolRunner(
             root=self.git.root,
-            tracer=self.tracer,
+            spans=self.tracing.starter,
             blobs=self._blob_store,
             defer=self._deferred.submit,
             new_command=self._new_command,
