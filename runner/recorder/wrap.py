@@ -29,9 +29,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import IO, TYPE_CHECKING
 
 from runner.errors import RecordError, UsageError
@@ -75,7 +76,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 class _Agent:
-    """The agent process, its output streamed through to ours as it comes and kept."""
+    """The agent process, its output streamed through to ours as it comes and kept. A Ctrl-C that comes
+    before `wait` (the session is still starting) is held and acted on there, so the pack is still written."""
 
     def __init__(self, argv: Sequence[str], cwd: Path, env: dict[str, str]) -> None:
         self.started_ns, self.started = time.time_ns(), time.monotonic()
@@ -96,11 +98,26 @@ class _Agent:
         ]
         for t in self.pumps:
             t.start()
+        self.held = False
+        self._previous: signal.Handlers | Callable[[int, FrameType | None], object] | int | None = None
+        if threading.current_thread() is threading.main_thread():  # where Python runs signal handlers
+            self._previous = signal.signal(signal.SIGINT, self._hold)
+
+    def _hold(self, signum: int, frame: FrameType | None) -> None:
+        self.held = True
+
+    def _release(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
     def wait(self, timeout: float | None) -> tuple[int | None, bool]:
         """Wait for the agent's end, `timeout` seconds from its start at most; (exit code, interrupted)."""
+        self._release()
         proc, interrupted = self.proc, False
         try:
+            if self.held:
+                raise KeyboardInterrupt
             proc.wait(None if timeout is None else max(0.0, self.started + timeout - time.monotonic()))
         except subprocess.TimeoutExpired:
             _stop(proc)
@@ -117,6 +134,7 @@ class _Agent:
         return code, interrupted
 
     def stop(self) -> None:
+        self._release()
         if self.proc.poll() is None:
             _stop(self.proc)
         for t in self.pumps:
