@@ -236,11 +236,14 @@ def _rule(path: str, data: bytes) -> _OutputRule:
 def run_process(
     argv: tuple[str, ...], cwd: Path, env: Mapping[str, str] | None, timeout: float
 ) -> tuple[int | None, bytes, bytes]:
-    """Run a command to its end or its timeout (then its process group is killed): exit code or None, output."""
+    """Run a command to its end or its timeout (then its process group is killed): exit code or None, output.
+    A process group of its own rather than a session (setsid) keeps the interpreter's vfork path: ~0.15 ms
+    less per command on the agent's path. Its stdin is closed; one that opens /dev/tty to prompt stops
+    there (a background group) until its timeout, where in a session of its own it failed at once."""
     try:
         proc = subprocess.Popen(
             argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, start_new_session=True,
+            stderr=subprocess.PIPE, process_group=0,
         )  # fmt: skip
     except OSError as e:
         raise RecordError(f"cannot run {argv[0]!r} in {cwd}: {e.strerror}; check the command exists") from e
