@@ -13,10 +13,13 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from proxy.redact import Detector, Redactor
 from runner import gitcmd
 from runner.errors import RecordError
+
+if TYPE_CHECKING:
+    from proxy.redact import Detector
 
 __all__ = [
     "Bundled",
@@ -209,6 +212,8 @@ def _scan(
     work: Path, tip: str, origin: dict[str, str | None], detectors: tuple[Detector, ...]
 ) -> tuple[tuple[Finding, ...], int]:
     """Every secret the detectors find in the lines the bundle's commits add (the root adds its whole tree)."""
+    from proxy.redact import Redactor  # compiles the detectors: only a bundle needs it, at the end
+
     found: list[tuple[str, str]] = []
     redactor = Redactor(b"scan", detectors, found=lambda kind, secret, token: found.append((kind, secret)))
     log = gitcmd.run(

@@ -12,6 +12,8 @@ Rules:
   or goes out with a warning on the span (policy "warn").
 - Retrieval snippets (`retrieval=[...]`, taken out before the call) are recorded in order with sha256s.
 - Credentials in parameters (`extra_headers`, `api_key`, ...) are replaced before anything is written.
+- On the agent's thread a call only begins its span (runner.recorder.spans.Starter) and copies what was
+  sent; the span is made, filled and ended by the deferred work, with the call's own start and end times.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace import Status, StatusCode
 
 from runner import typedjson
 from runner.errors import RecordError
 from runner.pack.traces import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
+from runner.recorder.spans import SpanStart, Starter
 
 __all__ = ["LlmApi", "LlmPolicy", "LlmRecorder", "TemperaturePolicy", "instrument", "plain"]
 
@@ -142,12 +146,12 @@ class LlmRecorder:
 
     def __init__(
         self,
-        tracer: otel_trace.Tracer,
+        spans: Starter,
         store: Callable[[str, bytes], None],
         policy: LlmPolicy,
         defer: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
-        self.tracer = tracer
+        self.spans = spans
         self.store = store
         self.policy = policy
         self.defer = defer or (lambda work: work())
@@ -178,17 +182,17 @@ class LlmRecorder:
         # Agents append to their message list after a call: keep the lists as they were sent.
         sent = {k: list(v) if isinstance(v, list) else v for k, v in params.items()}
         snippets = list(retrieval) if retrieval is not None else None
-        span = self.tracer.start_span(
-            f"chat {params.get('model', '')}".strip(), kind=otel_trace.SpanKind.CLIENT
-        )
+        span = self.spans.begin(f"chat {params.get('model', '')}".strip(), otel_trace.SpanKind.CLIENT)
         self.defer(lambda: self._request(span, number, provider, sent, snippets, warning))
+        token = otel_context.attach(span.context())  # what the call opens nests under its span
         try:
-            with otel_trace.use_span(span, end_on_exit=False):
-                result = fn(**params)
+            result = fn(**params)
         except BaseException as e:
             error, end = e, time.time_ns()  # `e` is unbound after the except block; the lambda runs later
             self.defer(lambda: self._failed(span, error, end))
             raise
+        finally:
+            otel_context.detach(token)
         if (
             params.get("stream")
             and hasattr(result, "__iter__")
@@ -206,7 +210,7 @@ class LlmRecorder:
 
     def _request(
         self,
-        span: otel_trace.Span,
+        start: SpanStart,
         number: int,
         provider: LlmApi,
         sent: dict[str, Any],
@@ -248,10 +252,13 @@ class LlmRecorder:
             }
         if warning:
             attrs["runner.llm.warning"] = warning
-        span.set_attributes(attrs)
+        start.span.set_attributes(attrs)
         self._store_request(number, recorded, inputs)
 
-    def _failed(self, span: otel_trace.Span, error: BaseException, end: int) -> None:
+    def _failed(self, start: SpanStart, error: BaseException, end: int) -> None:
+        span = start.span
+        if isinstance(error, Exception):  # what `use_span` records on a span the call ran under
+            span.record_exception(error, timestamp=end)
         span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
         span.record_exception(error)
         span.end(end_time=end)
@@ -265,9 +272,7 @@ class LlmRecorder:
         for role, texts in by_role.items():
             self.store(f"{number:04d}-{role}.txt", "\n\n".join(texts).encode())
 
-    def _finish(
-        self, span: otel_trace.Span, number: int, result: Any, end: int, streamed: bool = False
-    ) -> None:
+    def _finish(self, start: SpanStart, number: int, result: Any, end: int, streamed: bool = False) -> None:
         output = plain(result)
         response = {"stream": output, "text": _stream_text(output)} if streamed else output
         outputs = _output_messages(response)
@@ -291,6 +296,7 @@ class LlmRecorder:
                         value = usage.get(ours, usage.get(theirs))
                         if isinstance(value, int):
                             attrs[f"gen_ai.usage.{ours}"] = value
+        span = start.span
         span.set_attributes(attrs)
         self.store(f"{number:04d}-response.json", json.dumps(response, indent=2, ensure_ascii=False).encode())
         texts = [_text(m.get("content")) if isinstance(m, dict) else str(m) for m in outputs]

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.errors import RecordError
-from runner.privacy.mask import PrivacyOptions
-from runner.privacy.policy import get as get_policy
+
+if TYPE_CHECKING:
+    from runner.privacy.mask import PrivacyOptions
 
 __all__ = ["preflight"]
 
@@ -29,6 +31,10 @@ def preflight(out: Path) -> PrivacyOptions:
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as e:
         raise RecordError(f"--out {out}: cannot write in {folder} ({e.strerror}); change --out") from None
+    # Imported here (~0.2 s: the pack's schema, cryptography): `runner record` runs this alongside git.
+    from runner.privacy.mask import PrivacyOptions
+    from runner.privacy.policy import get as get_policy
+
     privacy = PrivacyOptions.from_env()
     if privacy.policy is not None:
         get_policy(privacy.policy)

@@ -22,14 +22,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import trace as otel_trace
-from opentelemetry.context import Context
-
 from runner.errors import ProxyError
-from runner.pack.traces import SPAN_TYPE
 from runner.recorder.traffic import is_model_path
 
 if TYPE_CHECKING:
+    from opentelemetry import trace as otel_trace
+    from opentelemetry.context import Context
+
     from runner.cassettes.process import ProxyProcess
 
 __all__ = ["RecordingProxy"]
@@ -119,6 +118,8 @@ class RecordingProxy:
         cassette = process.settings.cassette
         count = 0
         if cassette.is_file():
+            from opentelemetry import trace as otel_trace  # here: `runner record` starts the proxy early
+
             context = otel_trace.set_span_in_context(parent) if parent is not None else None
             for line in cassette.read_text(encoding="utf-8").splitlines():
                 if not line.strip():
@@ -132,6 +133,10 @@ class RecordingProxy:
 
 
 def _http_span(tracer: otel_trace.Tracer, context: Context | None, ex: dict[str, Any], index: int) -> None:
+    from opentelemetry import trace as otel_trace
+
+    from runner.pack.traces import SPAN_TYPE
+
     req, resp = ex["request"], ex["response"]
     start = int(float(ex.get("started") or time.time()) * 1e9)
     span = tracer.start_span(

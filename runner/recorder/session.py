@@ -7,13 +7,16 @@ the session span then says so), and a `RecordSummary`. The work is done by colla
 proxy (runner.recorder.proxy), tool running (runner.recorder.tools) and manifest assembly
 (runner.recorder.assembly); the Session holds the state and the SDK's methods.
 Rules:
-- Start: git base commit and bundle, the dirty baseline (untracked files included, through a temporary
-  index), spans, and a recording proxy whose variables are set in os.environ for the block (and restored
-  after), so HTTP clients created inside record through it. Neither the proxy nor the environment
-  snapshot (with a per-session key) is waited for: the proxy takes the agent's first connections once it
-  runs (runner.recorder.proxy), the snapshot is taken on a thread alongside the agent (`snapshot` waits).
-- While the session runs, work is kept cheap: outputs are hashed and held in memory, spans are written
-  to a buffered file; the pack is assembled once, at the end.
+- Start: the baseline (runner.recorder.baseline: settings, git base commit, the working tree as found,
+  untracked files included, through a temporary index; given ready by `runner record`), spans, and a
+  recording proxy whose variables are set in os.environ for the block (and restored after), so HTTP
+  clients created inside record through it. The session span starts at the baseline. Neither the proxy
+  nor the environment snapshot (with a per-session key) is waited for: the proxy takes the agent's first
+  connections once it runs (runner.recorder.proxy), the snapshot is taken on a thread alongside the agent
+  (`snapshot` waits).
+- While the session runs, work is kept cheap: a model or tool call only begins its span on the agent's
+  thread (runner.recorder.spans.Starter); outputs are hashed and spans made on deferred work, written to a
+  buffered file; the pack is assembled once, at the end.
 - Sampling: artifacts "all" (default) keeps every blob; "failing-only" keeps blobs only for failed or
   slow sessions (`slow_threshold` seconds) and otherwise keeps hashes and metadata in the spans only.
 - `preflight` first checks what the end needs (the pack's folder, policy, keyring).
@@ -33,13 +36,11 @@ import platform
 import re
 import secrets
 import shutil
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -55,10 +56,10 @@ from runner.pack import snapshot
 from runner.pack.build import PackBuilder
 from runner.pack.snapshot import EnvSnapshot
 from runner.pack.traces import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
-from runner.recorder import assembly, envpolicy, gitstate, traffic
-from runner.recorder.assembly import ArtifactMode
-from runner.recorder.llm import LlmPolicy, LlmRecorder, TemperaturePolicy, instrument
-from runner.recorder.preflight import preflight
+from runner.recorder import assembly, baseline, envpolicy, gitstate, traffic
+from runner.recorder.baseline import Baseline
+from runner.recorder.llm import LlmPolicy, LlmRecorder, instrument
+from runner.recorder.options import RecordOptions
 from runner.recorder.proxy import RecordingProxy
 from runner.recorder.spans import Tracing, otlp_configured
 from runner.recorder.summary import RecordSummary
@@ -66,29 +67,6 @@ from runner.recorder.tools import Blob, BlobStore, Command, ToolResult, ToolRunn
 from runner.recorder.worker import Deferred, Later, alongside
 
 __all__ = ["PatchCapture", "RecordOptions", "RecordSummary", "Session", "TaskHandle", "ToolResult", "record"]
-
-
-@dataclass(frozen=True)
-class RecordOptions:
-    agent: str = "agent"
-    agent_commit: str | None = None
-    config_version: str | None = None
-    http: bool = True  # start a recording proxy
-    set_environ: bool = True  # put the proxy and trust variables in os.environ for the block
-    artifacts: ArtifactMode = "all"
-    slow_threshold: float | None = None  # seconds; a slower session keeps its artifacts
-    seed: int = 424242  # set on every model call that gives none
-    temperature_policy: TemperaturePolicy = "refuse"
-    level: int = 3
-    default_timeout: float = 600.0
-    upstream_ca: Path | None = None  # the CA bundle verifying real servers (default: this machine's)
-    record_loopback: bool = False  # also send requests to localhost through the proxy (local model servers)
-    env_allow: tuple[str, ...] = ()  # variables replayed verbatim whatever their name or value
-    env_secret: tuple[str, ...] = ()  # variables kept only as placeholders of their shape
-    # Finish spans on a background thread as the session goes (on when an OTLP endpoint is set), rather
-    # than all at the end, which keeps the agent's own thread free of recording work.
-    live_spans: bool = False
-    history: str | int = "base"  # what the git bundle carries: base (the base tree alone), full, or N commits
 
 
 @dataclass(frozen=True)
@@ -117,12 +95,16 @@ class Session:
     """One recording. Use `record(...)` rather than building one directly."""
 
     def __init__(
-        self, out: Path, repo: Path, options: RecordOptions, environ: Mapping[str, str] | None = None
+        self,
+        out: Path,
+        repo: Path,
+        options: RecordOptions,
+        environ: Mapping[str, str] | None = None,
+        baseline: Baseline | None = None,  # taken already (by `runner record`, before the agent started)
     ):
         self.out = Path(out).absolute()
         self.options = options
         self.id = str(uuid.uuid4())
-        self.key = secrets.token_bytes(32)
         self.failed = False
         self.failure: str | None = None
         self.agent_command: mf.AgentCommand | None = None
@@ -139,12 +121,18 @@ class Session:
         self._blobs: list[Blob] = []
         self._ctx_token: object | None = None
         self._workdir: Path | None = None
-        self._proxy = RecordingProxy(
-            self.key,
-            upstream_ca=options.upstream_ca,
-            record_loopback=options.record_loopback,
-            set_environ=options.set_environ,
+        self._given_baseline = baseline
+        self._proxy = (
+            baseline.proxy
+            if baseline is not None
+            else RecordingProxy(
+                secrets.token_bytes(32),
+                upstream_ca=options.upstream_ca,
+                record_loopback=options.record_loopback,
+                set_environ=options.set_environ,
+            )
         )
+        self.key = self._proxy.key
         self._tools: ToolRunner | None = None
         self._started = 0.0
         self._builder: PackBuilder | None = None
@@ -154,19 +142,12 @@ class Session:
     # --- start and end ---------------------------------------------------------------------------
 
     def start(self) -> Session:
-        self.privacy = preflight(self.out)
-        self._started = time.monotonic()
-        self.created_at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-        self.git = gitstate.read_state(self._repo)
-        self._history = gitstate.parse_history(self.options.history)  # bad values fail before the agent runs
-        self._workdir = Path(tempfile.mkdtemp(prefix="runner-record-"))
+        b = self._given_baseline or baseline.take(self.out, self._repo, self.options, self._proxy)
+        self.privacy, self.git, self._tree, self._history = b.privacy, b.git, b.tree, b.history
+        self._started, self.created_at, self._workdir = b.started, b.created_at, b.workdir
         self._builder = PackBuilder(level=self.options.level, staging_dir=self._workdir / "staging")
         self._blob_store = BlobStore(self._workdir / "blobs")
-        self._tree = gitstate.worktree_tree(self.git, exclude=(self.out,))
-        self.git = dataclasses.replace(self.git, dirty=self._tree != self.git.head_tree)
         self._baseline = gitstate.diff_trees(self.git, self.git.head_tree, self._tree)
-        if self.options.http:
-            self._proxy.start(self._workdir)
         o, environ = self.options, self.base_env()  # a copy: the agent may change os.environ meanwhile
         self.env_policy = envpolicy.decide(
             environ, runner_names=self._proxy.env, allow=o.env_allow, secret=o.env_secret
@@ -181,21 +162,23 @@ class Session:
         self.tracing = Tracing(
             self._workdir / "traces.jsonl", common, o.agent, late=self._snapshot_attributes
         )
-        self.tracing.writer.dynamic = self._dynamic_attributes
+        self.tracing.dynamic = self._dynamic_attributes
         self.tracer = self.tracing.tracer
         self.session_span = self.tracer.start_span(
-            "session", attributes={SPAN_TYPE: "session", "runner.agent.name": self.options.agent}
+            "session",
+            attributes={SPAN_TYPE: "session", "runner.agent.name": self.options.agent},
+            start_time=b.started_ns,
         )
         self._ctx_token = otel_context.attach(otel_trace.set_span_in_context(self.session_span))
         self.llm = LlmRecorder(
-            self.tracer,
+            self.tracing.starter,
             self._store_prompt,
             LlmPolicy(self.options.seed, self.options.temperature_policy),
             defer=self._deferred.submit,
         )
         self._tools = ToolRunner(
             root=self.git.root,
-            tracer=self.tracer,
+            spans=self.tracing.starter,
             blobs=self._blob_store,
             defer=self._deferred.submit,
             new_command=self._new_command,

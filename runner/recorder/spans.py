@@ -10,6 +10,10 @@ primitives; structured values are JSON strings. The common attributes are writte
 file, and sent over OTLP as resource attributes. Common attributes known only later (`late`: the
 environment snapshot's, taken while the agent starts) are resolved when the first span ends (at once when
 spans go over OTLP, whose resource is fixed when it is made).
+Spans on the agent's path (a model call, a tool call) are begun, not started: `Starter.begin` notes on the
+agent's thread what only that moment knows (start time, parent, ids, the task attributes), a tuple's worth
+of work, and `Starter.make` builds the OpenTelemetry span from it later, off the agent's path, with those
+ids (`GivenIds`) and that start time: the span is the one `start_span` would have made then.
 """
 
 from __future__ import annotations
@@ -17,24 +21,130 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from runner.errors import RecordError
 from runner.pack import traces
 
-__all__ = ["JsonlSpanWriter", "Tracing", "otlp_configured", "to_span"]
+__all__ = ["GivenIds", "JsonlSpanWriter", "SpanStart", "Starter", "Tracing", "otlp_configured", "to_span"]
 
 AttrMap = Mapping[str, str | bool | int | float]
+
+_making = threading.local()  # `start`: the SpanStart being made into a span on this thread, if any
+
+
+def _making_now() -> SpanStart | None:
+    start: SpanStart | None = getattr(_making, "start", None)
+    return start
+
+
+class SpanStart:
+    """What the agent's thread knows when a span begins; `span` makes the span from it (off that thread)."""
+
+    __slots__ = ("_span", "attributes", "kind", "name", "parent", "span_id", "start_time", "starter",
+                 "trace_flags", "trace_id")  # fmt: skip
+
+    def __init__(
+        self,
+        starter: Starter,
+        name: str,
+        kind: otel_trace.SpanKind,
+        parent: Context,
+        trace_id: int,
+        span_id: int,
+        trace_flags: int,
+        attributes: AttrMap,
+    ) -> None:
+        self.starter = starter
+        self.name = name
+        self.kind = kind
+        self.parent = parent  # the context it began in
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.trace_flags = trace_flags  # as the SDK sets them: sampled, and whether the trace id is random
+        self.attributes = attributes  # the dynamic attributes (the task) of that moment
+        self.start_time = time.time_ns()
+        self._span: otel_trace.Span | None = None
+
+    @property
+    def span_hex(self) -> str:
+        return _hex(self.span_id, 16)
+
+    @property
+    def span(self) -> otel_trace.Span:
+        """The OpenTelemetry span, made on first use: by deferred work, not on the agent's thread."""
+        if self._span is None:
+            self._span = self.starter.make(self)
+        return self._span
+
+    def context(self) -> Context:
+        """The parent context with this span current: what the agent's thread runs under meanwhile."""
+        flags = otel_trace.TraceFlags(self.trace_flags)
+        span_context = otel_trace.SpanContext(self.trace_id, self.span_id, is_remote=False, trace_flags=flags)
+        return otel_trace.set_span_in_context(otel_trace.NonRecordingSpan(span_context), self.parent)
+
+
+class GivenIds(RandomIdGenerator):
+    """Random ids, except for the span `Starter.make` is making on this thread: the ids it began with."""
+
+    def generate_span_id(self) -> int:
+        start = _making_now()
+        return start.span_id if start is not None else super().generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        start = _making_now()
+        return start.trace_id if start is not None else super().generate_trace_id()
+
+
+class Starter:
+    """Begins spans cheaply on the caller's thread and makes them later (see the module docstring).
+    The tracer's provider must hand out ids with `GivenIds`."""
+
+    def __init__(self, tracer: otel_trace.Tracer, dynamic: Callable[[], AttrMap] | None = None) -> None:
+        if not isinstance(tracer, SdkTracer) or not isinstance(tracer.id_generator, GivenIds):
+            raise TypeError("Starter needs the tracer of a TracerProvider(id_generator=GivenIds())")
+        self.tracer = tracer
+        self.ids = tracer.id_generator
+        self.dynamic = dynamic
+
+    def begin(self, name: str, kind: otel_trace.SpanKind = otel_trace.SpanKind.INTERNAL) -> SpanStart:
+        parent = otel_context.get_current()
+        above = otel_trace.get_current_span(parent).get_span_context()
+        if above.is_valid:
+            trace_id, random_trace = above.trace_id, above.trace_flags.random_trace_id
+        else:
+            trace_id, random_trace = self.ids.generate_trace_id(), True
+        flags = otel_trace.TraceFlags.SAMPLED | (otel_trace.TraceFlags.RANDOM_TRACE_ID if random_trace else 0)
+        attributes = self.dynamic() if self.dynamic is not None else {}
+        return SpanStart(self, name, kind, parent, trace_id, self.ids.generate_span_id(), flags, attributes)
+
+    def make(self, start: SpanStart) -> otel_trace.Span:
+        """The span `start` began, started at its time with its ids, parent and attributes (`start.span`)."""
+        _making.start = start
+        try:
+            return self.tracer.start_span(
+                start.name,
+                context=start.parent,
+                kind=start.kind,
+                attributes=start.attributes or None,
+                start_time=start.start_time,
+            )
+        finally:
+            _making.start = None
 
 
 def _hex(value: int, width: int) -> str:
@@ -93,7 +203,8 @@ class JsonlSpanWriter(SpanProcessor):
             raise RecordError(f"cannot write spans to {path}: {e.strerror}") from e
 
     def on_start(self, span: SdkSpan, parent_context: Context | None = None) -> None:
-        if self.dynamic is not None:
+        # A span made from a SpanStart took the dynamic attributes of the moment it began.
+        if self.dynamic is not None and _making_now() is None:
             span.set_attributes(self.dynamic())
 
     def on_end(self, span: ReadableSpan) -> None:
@@ -144,6 +255,7 @@ class Tracing:
         # whatever a parent says (ALWAYS_ON: no parent lookup on each span, ~30 µs less on the agent's path).
         self.provider = TracerProvider(
             sampler=ALWAYS_ON,
+            id_generator=GivenIds(),
             resource=Resource.create({"service.name": service_name, **common}),
             span_limits=SpanLimits(max_attributes=1024, max_events=1024, max_span_attributes=1024),
         )
@@ -153,6 +265,16 @@ class Tracing:
 
             self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         self.tracer: otel_trace.Tracer = self.provider.get_tracer("runner.recorder")
+        self.starter = Starter(self.tracer)
+
+    @property
+    def dynamic(self) -> Callable[[], AttrMap] | None:
+        """Attributes every span takes from the moment it starts (or begins: `starter`), e.g. the task."""
+        return self.writer.dynamic
+
+    @dynamic.setter
+    def dynamic(self, attributes: Callable[[], AttrMap] | None) -> None:
+        self.writer.dynamic = self.starter.dynamic = attributes
 
     def close(self) -> None:
         self.provider.force_flush()

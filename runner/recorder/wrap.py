@@ -11,33 +11,37 @@ in a form that resolves in the replay image, its own files from outside the repo
 (runner.recorder.agentcmd) and the variables replayed verbatim (runner.recorder.envpolicy); its output streams through to ours as it comes and is kept as an
 artifact; the environment snapshot is of the agent's environment (its PATH). Ctrl-C stops the agent
 (SIGINT, then SIGTERM, then SIGKILL to its process group) and the pack still holds what was captured.
+Start: the agent is spawned as soon as the baseline is taken (runner.recorder.baseline: settings, working
+tree, the proxy on its bound port); the session (OpenTelemetry, the pack builder) is imported and started
+while it runs, its `session` and `agent` spans dated from the baseline and the spawn. Should that fail,
+the agent is stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from types import FrameType
+from typing import IO, TYPE_CHECKING
 
-from opentelemetry import trace as otel_trace
-from opentelemetry.trace import Status, StatusCode
-
-from runner import typedjson
 from runner.errors import RecordError, UsageError
-from runner.pack import manifest as mf
-from runner.pack.traces import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
-from runner.recorder import agentcmd, gitstate
-from runner.recorder.preflight import preflight
-from runner.recorder.session import RecordOptions, RecordSummary, Session
+from runner.recorder import agentcmd, baseline, gitstate
+from runner.recorder.options import RecordOptions
+from runner.recorder.proxy import RecordingProxy
+
+if TYPE_CHECKING:
+    from runner.recorder.summary import RecordSummary
 
 __all__ = ["WrapResult", "record_command"]
 
@@ -71,46 +75,70 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def _run_agent(
-    session: Session, argv: Sequence[str], cwd: Path, timeout: float | None
-) -> tuple[int | None, bool, bytes, bytes]:
-    """Run the agent with its output streamed through; return (exit code, interrupted, stdout, stderr)."""
-    try:
-        proc = subprocess.Popen(
-            list(argv), cwd=cwd, env=session.base_env(), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-        )  # fmt: skip
-    except OSError as e:
-        raise UsageError(
-            f"cannot start the agent {argv[0]!r}: {e.strerror}; check the command after --"
-        ) from e
-    out, err = bytearray(), bytearray()
-    assert proc.stdout is not None and proc.stderr is not None
-    pumps = [
-        threading.Thread(target=_pump, args=(proc.stdout, sys.stdout.buffer, out), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, sys.stderr.buffer, err), daemon=True),
-    ]
-    for t in pumps:
-        t.start()
-    interrupted = False
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        _stop(proc)
-    except KeyboardInterrupt:
-        interrupted = True
-        _stop(proc)
-    finally:
-        if proc.poll() is None:
+class _Agent:
+    """The agent process, its output streamed through to ours as it comes and kept. A Ctrl-C that comes
+    before `wait` (the session is still starting) is held and acted on there, so the pack is still written."""
+
+    def __init__(self, argv: Sequence[str], cwd: Path, env: dict[str, str]) -> None:
+        self.started_ns, self.started = time.time_ns(), time.monotonic()
+        try:
+            self.proc = subprocess.Popen(
+                list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+            )  # fmt: skip
+        except OSError as e:
+            raise UsageError(
+                f"cannot start the agent {argv[0]!r}: {e.strerror}; check the command after --"
+            ) from e
+        self.out, self.err = bytearray(), bytearray()
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self.pumps = [
+            threading.Thread(target=_pump, args=(self.proc.stdout, sys.stdout.buffer, self.out), daemon=True),
+            threading.Thread(target=_pump, args=(self.proc.stderr, sys.stderr.buffer, self.err), daemon=True),
+        ]
+        for t in self.pumps:
+            t.start()
+        self.held = False
+        self._previous: signal.Handlers | Callable[[int, FrameType | None], object] | int | None = None
+        if threading.current_thread() is threading.main_thread():  # where Python runs signal handlers
+            self._previous = signal.signal(signal.SIGINT, self._hold)
+
+    def _hold(self, signum: int, frame: FrameType | None) -> None:
+        self.held = True
+
+    def _release(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def wait(self, timeout: float | None) -> tuple[int | None, bool]:
+        """Wait for the agent's end, `timeout` seconds from its start at most; (exit code, interrupted)."""
+        self._release()
+        proc, interrupted = self.proc, False
+        try:
+            if self.held:
+                raise KeyboardInterrupt
+            proc.wait(None if timeout is None else max(0.0, self.started + timeout - time.monotonic()))
+        except subprocess.TimeoutExpired:
             _stop(proc)
-        for t in pumps:
+        except KeyboardInterrupt:
+            interrupted = True
+            _stop(proc)
+        finally:
+            self.stop()
+        code = (
+            None
+            if interrupted or proc.returncode is None or (timeout and proc.returncode < 0)
+            else proc.returncode
+        )
+        return code, interrupted
+
+    def stop(self) -> None:
+        self._release()
+        if self.proc.poll() is None:
+            _stop(self.proc)
+        for t in self.pumps:
             t.join(5)
-    code = (
-        None
-        if interrupted or proc.returncode is None or (timeout and proc.returncode < 0)
-        else proc.returncode
-    )
-    return code, interrupted, bytes(out), bytes(err)
 
 
 def record_command(
@@ -128,26 +156,63 @@ def record_command(
         raise UsageError(
             "no agent command: put it after --, e.g. runner record --out s.tar.zst -- python agent.py"
         )
-    options = options or RecordOptions()
+    options = dataclasses.replace(options or RecordOptions(), set_environ=False)
     cwd = Path.cwd()
     if shutil.which(argv[0], path=os.environ.get("PATH")) is None:
         raise UsageError(
             f"cannot start the agent {argv[0]!r}: not found or not executable; check the command after --"
         )
     # Every setting is checked before the agent starts: a bad one must not cost the user the session.
-    root = gitstate.read_state(repo).root
+    git = gitstate.read_state(repo)
     try:
-        rel_cwd = cwd.resolve().relative_to(root.resolve()).as_posix() or "."
+        rel_cwd = cwd.resolve().relative_to(git.root.resolve()).as_posix() or "."
     except ValueError:
         raise RecordError(
-            f"the agent would run in {cwd}, outside the repository {root}; "
+            f"the agent would run in {cwd}, outside the repository {git.root}; "
             "run `runner record` from inside it or pass the right --repo"
         ) from None
-    preflight(Path(out).absolute())
     captured = agentcmd.read_capture_files(capture_files)
-    session = Session(
-        out, repo, RecordOptions(**{**vars(options), "set_environ": False}), environ=dict(os.environ)
+    proxy = RecordingProxy(
+        secrets.token_bytes(32),
+        upstream_ca=options.upstream_ca,
+        record_loopback=options.record_loopback,
+        set_environ=False,
     )
+    taken = baseline.take(Path(out).absolute(), git, options, proxy)
+    try:
+        agent = _Agent(argv, cwd, proxy.agent_env(None))
+        try:
+            return _record(agent, argv, cwd, rel_cwd, out, repo, checks, timeout, options, captured, taken)
+        finally:
+            agent.stop()  # when the session could not start: the agent must not outlive `runner record`
+    finally:
+        proxy.stop()  # both done by the session's end already, unless it never started
+        shutil.rmtree(taken.workdir, ignore_errors=True)
+
+
+def _record(
+    agent: _Agent,
+    argv: Sequence[str],
+    cwd: Path,
+    rel_cwd: str,
+    out: Path,
+    repo: Path,
+    checks: Sequence[str],
+    timeout: float | None,
+    options: RecordOptions,
+    captured: Sequence[tuple[str, bytes]],
+    taken: baseline.Baseline,
+) -> WrapResult:
+    """The session around the running agent, imported and started now (see the module docstring)."""
+    from opentelemetry import trace as otel_trace
+    from opentelemetry.trace import Status, StatusCode
+
+    from runner import typedjson
+    from runner.pack import manifest as mf
+    from runner.pack.traces import SPAN_INPUT, SPAN_OUTPUT, SPAN_TYPE
+    from runner.recorder.session import Session
+
+    session = Session(out, repo, options, environ=dict(os.environ), baseline=taken)
     interrupted = False
     agent_code: int | None = None
     check_codes: list[int | None] = []
@@ -166,19 +231,19 @@ def record_command(
                 SPAN_INPUT: typedjson.dumps({"args": [list(argv)], "kwargs": {"cwd": rel_cwd}}),
                 "runner.agent.argv": list(argv),
             },
+            start_time=agent.started_ns,
         ) as span:
-            started = time.monotonic()
-            agent_code, interrupted, stdout, stderr = _run_agent(session, argv, cwd, timeout)
+            agent_code, interrupted = agent.wait(timeout)
             span.set_attributes(
                 {
                     "runner.agent.exit_code": -1 if agent_code is None else agent_code,
-                    "runner.agent.duration_s": time.monotonic() - started,
+                    "runner.agent.duration_s": time.monotonic() - agent.started,
                     "runner.agent.interrupted": interrupted,
                     SPAN_OUTPUT: typedjson.dumps({"exit_code": agent_code}),
                 }
             )
-            session.artifact(stdout, name="agent.stdout", media_type="text/plain")
-            session.artifact(stderr, name="agent.stderr", media_type="text/plain")
+            session.artifact(bytes(agent.out), name="agent.stdout", media_type="text/plain")
+            session.artifact(bytes(agent.err), name="agent.stderr", media_type="text/plain")
             if agent_code != 0:
                 why = (
                     "interrupted"

@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from runner.errors import RecordError
 from runner.recorder.llm import LlmPolicy, LlmRecorder, instrument
+from runner.recorder.spans import GivenIds, Starter
 
 
 @dataclass
@@ -44,10 +45,14 @@ class _Namespace:
 
 def _recorder(policy: LlmPolicy | None = None) -> tuple[LlmRecorder, dict[str, bytes], InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
+    provider = TracerProvider(id_generator=GivenIds())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     store: dict[str, bytes] = {}
-    return LlmRecorder(provider.get_tracer("t"), store.__setitem__, policy or LlmPolicy()), store, exporter
+    return (
+        LlmRecorder(Starter(provider.get_tracer("t")), store.__setitem__, policy or LlmPolicy()),
+        store,
+        exporter,
+    )
 
 
 def _only(exporter: InMemorySpanExporter) -> ReadableSpan:
