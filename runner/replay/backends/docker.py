@@ -7,16 +7,22 @@ the proxy sidecar (`runner.replay.sidecar`) and the workload container in its ne
 
 Rules: both containers run in the sandbox `runner.engine.sandbox` describes; the workspace is bind-mounted
 at /workspace and lent to the sandbox user while a command runs, whose limits are watched. The sidecar is
-started without waiting for its proxy, so mitmproxy's start overlaps the workload's and the workspace's
-restore, and waited for (`ready`) before the first command. Every container carries the run's folder as a label and is removed when the session
-ends, unless `keep` (then the kept workspace is handed to the sandbox user, for a shell in the container).
-The docker SDK's errors during a step come back as `ExecuteError`s: an engine failure, not a divergence.
+claimed (a spare, `runner.replay.spare`) or started without waiting for its proxy, so mitmproxy's start
+overlaps the workload's and the workspace's restore, and waited for (`ready`) before the first command.
+The containers are removed together, with force, when the session ends, unless `keep` (then the kept
+workspace is handed to the sandbox user, for a shell in the container); a session that ended normally
+starts the next replay's spare sidecar meanwhile. The containers the runner starts carry the run's folder
+as a label. The interpreter probe of an image is cached by image id (an image never changes). The docker
+SDK's errors during a step come back as `ExecuteError`s: an engine failure, not a divergence.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -28,11 +34,11 @@ from docker.models.containers import Container
 from proxy.report import Report
 from runner.engine import containers
 from runner.engine import sandbox as sandbox_engine
-from runner.engine.host import BuildTrust
+from runner.engine.host import BuildTrust, runner_home
 from runner.errors import ExecuteError
 from runner.pack.read import UnpackedPack
 from runner.progress import Progress
-from runner.replay import environment, execute, sidecar
+from runner.replay import environment, execute, sidecar, spare
 from runner.replay.backends import BackendName, Prepared, Probe, Run, parse_probe, probe_script
 
 __all__ = ["WORKSPACE", "DockerBackend", "DockerSession"]
@@ -103,6 +109,10 @@ class DockerBackend:
             yield DockerSession(workload, proxy, workspace, self.limits, user, sandbox)
             if keep:  # the kept workspace is the sandbox user's, for a shell in the container
                 sandbox_engine.hand_over(workspace, user)
+                return
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spare") as pool:
+                pool.submit(spare.start_spare, self.client, self.proxy_image, user)
+                containers.remove(workload, proxy.container)
 
 
 def _workload(
@@ -191,10 +201,26 @@ class DockerSession:
         return bool(self._exec(["test", "-e", str(path)]).exit_code == 0)
 
     def probe(self) -> Probe | None:
-        result = self._exec(["python3", "-c", probe_script(environment.FAILED_LIST)])
+        """The image's interpreter, asked once per image id and script, then read from the cache."""
+        script = probe_script(environment.FAILED_LIST)
+        image = str(self.container.attrs.get("Image") or "").removeprefix("sha256:")
+        key = hashlib.sha256(f"{image}\n{script}".encode()).hexdigest()[:32]
+        cached = runner_home() / "probes" / f"{key}.json"
+        if image:
+            with suppress(OSError, ValueError, KeyError, TypeError):
+                return parse_probe(cached.read_text(encoding="utf-8"))
+        result = self._exec(["python3", "-c", script])
         if result.exit_code != 0:
             return None
-        return parse_probe(result.output.decode("utf-8", "replace"))
+        output = result.output.decode("utf-8", "replace")
+        found = parse_probe(output)
+        if image:
+            with suppress(OSError):
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(output.strip().splitlines()[-1], encoding="utf-8")
+                os.replace(tmp, cached)
+        return found
 
     def ready(self) -> None:
         self.proxy.wait_ready()  # mitmproxy started while the workload did and the workspace was restored

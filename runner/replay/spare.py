@@ -1,0 +1,238 @@
+"""Proxy sidecar containers on a folder: started for one replay, or ahead, as a spare the next replay claims.
+
+Input: a docker client, the proxy image, the sandbox user. Output: `options` (the `docker run` keywords of
+a sidecar running `proxy.claim` on a host folder mounted at /data, for a fresh sidecar and a spare alike),
+`claim` (a waiting spare taken for one replay, or None), `start_spare` (one started for the next replay,
+unless one waits already) and `sweep` (what expired, removed).
+
+Rules:
+- A spare is a new container that has served nothing: mitmproxy imported and waiting for its claim
+  (`proxy.claim`), network `none`, hardened like every sidecar, with a fresh CA of its own, labelled
+  `runner.role=spare` and `runner.spare-spec`: a hash of the proxy image's id, the sandbox user, the
+  hardening and this protocol's version. A replay claims only a spare of its own spec; others expire.
+- Its folder lives under `$RUNNER_HOME/spares` (default ~/.cache/runner/spares): in `staging/` while the
+  spare starts, `ready/` once it waits, `claimed/` once a replay took it. Claiming is the atomic rename of
+  the folder from ready/ to claimed/: of two replays only one gets a spare, the other starts its own
+  sidecar, so a sidecar never serves two replays, and a pack cannot reach the next replay's proxy.
+- A spare waits `RUNNER_SPARE_PROXY_IDLE` seconds (default 300), then exits and the engine removes it
+  (auto-remove); `sweep` removes the folders of spares gone. A spare within 30 s of its end is not
+  claimed. `RUNNER_SPARE_PROXY=0` turns spares off: each replay then starts its own sidecar, as the
+  first replay on a machine always does. A spare is only ever a speed-up: failing to start or claim one
+  is logged, never an error of the replay.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import docker
+import docker.errors
+
+from runner.cassettes.tls import make_ca
+from runner.engine.containers import labels as owner_labels
+from runner.engine.host import runner_home
+from runner.engine.sandbox import User, hand_over, sidecar_options
+
+if TYPE_CHECKING:
+    from docker.models.containers import Container
+
+__all__ = [
+    "DATA",
+    "ENABLED_ENV",
+    "IDLE_ENV",
+    "Claimed",
+    "claim",
+    "enabled",
+    "options",
+    "root",
+    "start_spare",
+    "sweep",
+]
+
+ENABLED_ENV = "RUNNER_SPARE_PROXY"
+IDLE_ENV = "RUNNER_SPARE_PROXY_IDLE"
+DATA = PurePosixPath("/data")  # the sidecar's folder, as the container sees it
+_PROTOCOL = 1  # bump when what a spare expects of its claim changes
+_IDLE = 300.0
+_MARGIN = 30.0  # seconds a claimed spare must still have before it would give up
+_SPEC_LABEL = "runner.spare-spec"
+_INFO = "spare.json"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    container: Container
+    folder: Path  # under claimed/: the replay writes its claim here, the proxy its report
+
+
+def enabled() -> bool:
+    return os.environ.get(ENABLED_ENV, "1").strip().lower() not in {"0", "off", "no", "false"}
+
+
+def _idle() -> float:
+    try:
+        return max(10.0, float(os.environ.get(IDLE_ENV, _IDLE)))
+    except ValueError:
+        return _IDLE
+
+
+def root() -> Path:
+    return runner_home() / "spares"
+
+
+def options(
+    proxy_image: str, folder: Path, user: User, *, idle: float, extra_labels: dict[str, str]
+) -> dict[str, Any]:
+    """`containers.create` keywords of a sidecar running `proxy.claim` on `folder` (mounted at /data)."""
+    hardening = sidecar_options(user)
+    return {
+        "image": proxy_image,
+        "command": ["python3", "-m", "proxy.claim", str(DATA), f"{idle:g}"],
+        "environment": {**hardening.pop("environment"), "PYTHONUNBUFFERED": "1"},
+        "volumes": {str(folder.resolve()): {"bind": str(DATA), "mode": "rw"}},
+        "network_mode": "none",
+        "labels": owner_labels(extra_labels),
+        **hardening,
+    }
+
+
+def _spec(client: docker.DockerClient, proxy_image: str, user: User) -> str:
+    image_id = client.images.get(proxy_image).id
+    what = {"image": image_id, "user": str(user), "options": sidecar_options(user), "protocol": _PROTOCOL}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _info(folder: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((folder / _INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def claim(client: docker.DockerClient, proxy_image: str, user: User) -> Claimed | None:
+    """A waiting spare of this image and user, now this replay's alone; None when there is none."""
+    if not enabled():
+        return None
+    ready = root() / "ready"
+    try:
+        names = sorted(os.listdir(ready))
+    except OSError:
+        return None
+    if not names:
+        return None
+    try:
+        want = _spec(client, proxy_image, user)
+    except docker.errors.DockerException as e:
+        log.info("no spare proxy sidecar: %s", e)
+        return None
+    (root() / "claimed").mkdir(parents=True, exist_ok=True)
+    for name in names:
+        info = _info(ready / name)
+        if info.get("spec") != want or float(info.get("expires", 0)) - time.time() < _MARGIN:
+            continue  # another version's, or about to give up: left to expire
+        mine = root() / "claimed" / name
+        try:
+            os.rename(ready / name, mine)  # the claim: only one replay's rename succeeds
+        except OSError:
+            continue
+        container = _running(client, str(info.get("id", "")), want)
+        if container is not None:
+            return Claimed(container, mine)
+        _discard(client, mine, str(info.get("id", "")))
+    return None
+
+
+def _running(client: docker.DockerClient, container_id: str, want: str) -> Container | None:
+    try:
+        container = client.containers.get(container_id)
+    except docker.errors.DockerException:
+        return None
+    if container.status != "running" or container.labels.get(_SPEC_LABEL) != want:
+        return None
+    return container
+
+
+def _discard(client: docker.DockerClient, folder: Path, container_id: str) -> None:
+    if container_id:
+        with suppress(docker.errors.DockerException):
+            client.containers.get(container_id).remove(force=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_spare(client: docker.DockerClient, proxy_image: str, user: User) -> None:
+    """Start a spare sidecar for the next replay, unless one of this spec waits already."""
+    if not enabled():
+        return
+    staging: Path | None = None
+    container_id = ""
+    try:
+        sweep(client)
+        want = _spec(client, proxy_image, user)
+        ready = root() / "ready"
+        ready.mkdir(parents=True, exist_ok=True)
+        for name in os.listdir(ready):
+            info = _info(ready / name)
+            if info.get("spec") == want and float(info.get("expires", 0)) - time.time() > _MARGIN:
+                return
+        name = f"runner-spare-{secrets.token_hex(4)}"
+        staging = root() / "staging" / name
+        staging.mkdir(parents=True)
+        make_ca(staging / "confdir")  # this sidecar's own CA, made now rather than while a replay waits
+        hand_over(staging, user)
+        idle = _idle()
+        labels = {"runner.role": "spare", _SPEC_LABEL: want}
+        settings = options(proxy_image, staging, user, idle=idle, extra_labels=labels)
+        container = client.containers.create(name=name, auto_remove=True, **settings)
+        container_id = container.id or ""
+        container.start()
+        info = {"id": container_id, "spec": want, "expires": time.time() + idle, "image": proxy_image}
+        (staging / _INFO).write_text(json.dumps(info), encoding="utf-8")
+        os.rename(staging, ready / name)
+    except Exception as e:  # a spare only saves time: whatever failed, the next replay starts its own
+        log.info("no spare proxy sidecar started: %s", e)
+        if staging is not None and staging.exists():
+            _discard(client, staging, container_id)
+
+
+def sweep(client: docker.DockerClient) -> None:
+    """Remove the folders of spares that expired or whose container is gone, and their containers."""
+    now = time.time()
+    for state in ("staging", "ready", "claimed"):
+        try:
+            folders = list((root() / state).iterdir())
+        except OSError:
+            continue
+        for folder in folders:
+            info = _info(folder)
+            container_id = str(info.get("id", ""))
+            expired = state == "ready" and float(info.get("expires", 0)) < now
+            try:
+                young = now - folder.stat().st_mtime < 60  # a spare starting, or a claim being written
+            except OSError:
+                continue
+            if expired or (not young and not _exists(client, container_id)):
+                _discard(client, folder, container_id)
+
+
+def _exists(client: docker.DockerClient, container_id: str) -> bool:
+    if not container_id:
+        return False
+    try:
+        client.containers.get(container_id)
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.DockerException:
+        return True  # unknown: keep it
+    return True
