@@ -156,14 +156,15 @@ def serve_cassettes(
     labels: dict[str, str] | None = None,
     user: User | None = None,
     wait: bool = True,
+    claim: bool = True,
 ) -> Iterator[Sidecar]:
-    """Run the replaying proxy in its own container, a claimed spare or a new one; removed when the block
-    ends, whatever happens, and its report left in `workdir`. With `wait=False` the caller calls
-    `wait_ready()` before the workload sends anything."""
+    """Run the replaying proxy in its own container, a claimed spare (unless `claim` is False) or a new
+    one; removed when the block ends, whatever happens, and its report left in `workdir`. With
+    `wait=False` the caller calls `wait_ready()` before the workload sends anything."""
     user = user or sandbox_user()
     workdir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        claimed = spare.claim(client, proxy_image, user)
+        claimed = spare.claim(client, proxy_image, user) if claim else None
         if claimed is not None:
             folder = claimed.folder
             stack.callback(_release, folder, workdir)  # runs after the container is removed

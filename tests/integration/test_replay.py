@@ -17,6 +17,7 @@ import pytest
 from packs.build import build
 from runner.engine.containers import owned
 from runner.pack import manifest as mf
+from runner.replay import spare
 from tests.gitrepo import make_repo
 from tests.packfactory import command, make_pack, patch, repack
 
@@ -31,9 +32,23 @@ def example_packs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def ours(docker_client: Any, folder: Path) -> list[str]:
-    """Names of the runner's containers from runs under `folder` (others may share the engine)."""
+    """Names of the runner's containers from runs under `folder` (others may share the engine): those
+    labelled with the run, the sidecars their workloads joined, and any spare sidecar that was claimed (a
+    spare carries no run label) and is still there; a spare waiting for the next replay is not a leak."""
     prefix = str(folder.resolve())
-    return [c.name for c in owned(docker_client) if c.labels.get("runner.run", "").startswith(prefix)]
+    everything = owned(docker_client)
+    mine = [c for c in everything if c.labels.get("runner.run", "").startswith(prefix)]
+    joined = {str(c.attrs["HostConfig"]["NetworkMode"]).removeprefix("container:") for c in mine}
+    waiting = {
+        json.loads((f / "spare.json").read_text())["id"]
+        for f in (spare.root() / "ready").glob("*")
+        if (f / "spare.json").is_file()
+    }
+    claimed = [
+        c for c in everything
+        if c.labels.get("runner.role") == "spare" and (c.id in joined or c.id not in waiting)
+    ]  # fmt: skip
+    return [c.name for c in mine] + [c.name for c in claimed if c not in mine]
 
 
 @pytest.fixture()

@@ -90,6 +90,7 @@ class DockerBackend:
                     labels=labels,
                     user=user,
                     wait=False,
+                    claim=not keep,  # a kept sidecar keeps its files in the kept scratch folder
                 )
             )
             workload = stack.enter_context(
