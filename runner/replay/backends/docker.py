@@ -9,9 +9,9 @@ Rules: both containers run in the sandbox `runner.engine.sandbox` describes; the
 at /workspace and lent to the sandbox user while a command runs, whose limits are watched. The sidecar is
 claimed (a spare, `runner.replay.spare`) or started without waiting for its proxy, so mitmproxy's start
 overlaps the workload's and the workspace's restore, and waited for (`ready`) before the first command.
-The containers are removed together, with force, when the session ends, unless `keep` (then the kept
-workspace is handed to the sandbox user, for a shell in the container); a session that ended normally
-starts the next replay's spare sidecar meanwhile. The containers the runner starts carry the run's folder
+Once both run, the next replay's spare sidecar is started beside them. The containers are removed
+together, with force, when the session ends, unless `keep` (then the kept workspace is handed to the
+sandbox user, for a shell in the container). The containers the runner starts carry the run's folder
 as a label. The interpreter probe of an image is cached by image id (an image never changes). The docker
 SDK's errors during a step come back as `ExecuteError`s: an engine failure, not a divergence.
 """
@@ -81,6 +81,8 @@ class DockerBackend:
         hardening = sandbox_engine.workload_options(self.client, self.limits, user)
         cassette = pack.path / pack.manifest.cassettes[0].path if pack.manifest.cassettes else None
         with ExitStack() as stack:
+            # Left last: the next replay's spare, started once this one's containers run, is waited for.
+            spares = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="spare"))
             proxy = stack.enter_context(
                 sidecar.serve_cassettes(
                     self.client,
@@ -106,14 +108,14 @@ class DockerBackend:
             if keep:  # the caller prints how to get a shell; nothing is removed
                 containers.keep(workload)
                 containers.keep(proxy.container)
+            else:  # mitmproxy's import in the spare overlaps this replay's steps, not its end
+                spares.submit(spare.start_spare, self.client, self.proxy_image, user)
             sandbox = sandbox_engine.describe(self.limits, user)
             yield DockerSession(workload, proxy, workspace, self.limits, user, sandbox)
             if keep:  # the kept workspace is the sandbox user's, for a shell in the container
                 sandbox_engine.hand_over(workspace, user)
                 return
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spare") as pool:
-                pool.submit(spare.start_spare, self.client, self.proxy_image, user)
-                containers.remove(workload, proxy.container)
+            containers.remove(workload, proxy.container)  # together, and before the spare is waited for
 
 
 def _workload(
