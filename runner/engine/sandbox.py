@@ -222,17 +222,22 @@ def _cgroup_counter(pid: int, controller: str, filename: str, key: bytes) -> int
 
 
 class LimitWatch:
-    """Tells whether the workload hit a limit since `start()`: `check()` while a step runs and after it."""
+    """Tells whether the workload hit a limit since `start()`: `check()` while a step runs and after it.
+    One watch serves every step of a session: `start()` before each."""
 
     def __init__(self, container: Container, limits: Limits) -> None:
         self.container = container
         self.limits = limits
         self._since = time.time()
         self._pids_base: int | None = None
+        self._pid_seen = 0
 
     def _pid(self) -> int:
+        if self._pid_seen:  # the container's init keeps its pid for the container's life: asked once
+            return self._pid_seen
         self.container.reload()
-        return int(self.container.attrs.get("State", {}).get("Pid") or 0)
+        self._pid_seen = int(self.container.attrs.get("State", {}).get("Pid") or 0)
+        return self._pid_seen
 
     def _fork_refusals(self) -> int | None:
         pid = self._pid()

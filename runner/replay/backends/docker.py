@@ -111,7 +111,8 @@ class DockerBackend:
             else:  # mitmproxy's import in the spare overlaps this replay's steps, not its end
                 spares.submit(spare.start_spare, self.client, self.proxy_image, user)
             sandbox = sandbox_engine.describe(self.limits, user)
-            yield DockerSession(workload, proxy, workspace, self.limits, user, sandbox)
+            watch = sandbox_engine.LimitWatch(workload, self.limits)
+            yield DockerSession(workload, proxy, workspace, self.limits, user, sandbox, watch)
             if keep:  # the kept workspace is the sandbox user's, for a shell in the container
                 sandbox_engine.hand_over(workspace, user)
                 return
@@ -155,6 +156,7 @@ class DockerSession:
     limits: sandbox_engine.Limits
     user: sandbox_engine.User
     sandbox: str
+    watch: sandbox_engine.LimitWatch  # one for the session's steps: it learns the container's pid once
     warnings: tuple[str, ...] = ()
 
     @property
@@ -174,7 +176,7 @@ class DockerSession:
     ) -> execute.CommandRun:
         """One command in the sandbox: the workspace lent to its user, its limits watched while it runs."""
         try:
-            watch = sandbox_engine.LimitWatch(self.container, self.limits)
+            watch = self.watch
             watch.start()
             with sandbox_engine.lend(self.host_workspace, self.user):
                 return execute.run_command(
