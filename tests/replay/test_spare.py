@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +163,16 @@ def test_a_spare_that_fails_to_start_leaves_nothing(client: _Client, monkeypatch
     spare.start_spare(client, "runner-proxy:a", USER)  # type: ignore[arg-type]  # logged, not raised
     assert _ready() == [] and client.containers.by_id == {}
     assert list((spare.root() / "staging").iterdir()) == []
+
+
+def test_of_many_replays_claiming_at_once_one_gets_the_spare(client: _Client) -> None:
+    spare.start_spare(client, "runner-proxy:a", USER)  # type: ignore[arg-type]
+    barrier = threading.Barrier(8)
+
+    def claim() -> spare.Claimed | None:
+        barrier.wait()
+        return spare.claim(client, "runner-proxy:a", USER)  # type: ignore[arg-type]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        claims = [c for c in pool.map(lambda _: claim(), range(8)) if c is not None]
+    assert len(claims) == 1 and claims[0].folder.is_dir()
