@@ -105,7 +105,7 @@ def _backend(client: docker.DockerClient | None, options: ReplayOptions) -> back
         raise UsageError("replay: no backend and no Docker client given")
     return DockerBackend(
         client, options.base_image, options.proxy_image, options.trust, options.allow_image_mismatch,
-        options.limits,
+        options.limits, spares=not options.keep,
     )  # fmt: skip
 
 
@@ -137,12 +137,11 @@ def replay(
 
             notify(StepEvent(pack, 0, total, "starting the cassette proxy and the workload"))
             run = backends.Run(pack, known.run_dir)
-            (scratch / "workspace").mkdir()  # restored while the proxy and the workload start
+            workspace = env.workspace or scratch / "workspace"  # a claimed spare's, or our own
+            workspace.mkdir(exist_ok=True)  # restored while the proxy and the workload start
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore") as restorer:
-                restoring = restorer.submit(_restore, unpacked, scratch / "workspace")
-                with backend.start(
-                    env, unpacked, scratch / "workspace", scratch, run=run, keep=options.keep
-                ) as session:
+                restoring = restorer.submit(_restore, unpacked, workspace)
+                with backend.start(env, unpacked, workspace, scratch, run=run, keep=options.keep) as session:
                     known = replace(
                         known, sandbox=session.sandbox, warnings=(*known.warnings, *session.warnings)
                     )

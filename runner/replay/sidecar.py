@@ -47,11 +47,19 @@ from runner.engine.sandbox import User, hand_over, sandbox_user
 from runner.errors import PackError, ProxyError
 from runner.replay import spare
 
-__all__ = ["PROXY_PORT", "Sidecar", "has_loopback", "serve_cassettes"]
+__all__ = [
+    "CA_IN_WORKLOAD",
+    "PROXY_PORT",
+    "Sidecar",
+    "hand_claim",
+    "has_loopback",
+    "serve_cassettes",
+    "workload_env",
+]
 
 PROXY_PORT = 8080
 _CASSETTE = "cassette.jsonl"
-_CA_IN_WORKLOAD = PurePosixPath("/runner/ca/ca.pem")
+CA_IN_WORKLOAD = PurePosixPath("/runner/ca/ca.pem")
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _POLL = 0.01
 
@@ -103,13 +111,10 @@ class Sidecar:
         Loopback bypasses the proxy (a test may start its own local server), unless the recording holds
         requests to loopback (a local model server, recorded with --record-loopback): then those go to
         the proxy like everything else."""
-        env = client_trust_env(_CA_IN_WORKLOAD, f"http://127.0.0.1:{PROXY_PORT}")
-        if self.route_loopback:
-            env["NO_PROXY"] = env["no_proxy"] = ""
-        return env
+        return workload_env(self.route_loopback)
 
     def workload_volumes(self) -> dict[str, dict[str, str]]:
-        return {str(self.ca_cert): {"bind": str(_CA_IN_WORKLOAD), "mode": "ro"}}
+        return {str(self.ca_cert): {"bind": str(CA_IN_WORKLOAD), "mode": "ro"}}
 
     def finish(self, timeout: float = 15) -> Report:
         """Ask the proxy to stop and read the report it writes on the way out (the container's own exit
@@ -143,6 +148,14 @@ class Sidecar:
         return data.decode("utf-8", "replace").rstrip()
 
 
+def workload_env(route_loopback: bool) -> dict[str, str]:
+    """`Sidecar.workload_env` before the sidecar exists (a spare workload is made with it)."""
+    env = client_trust_env(CA_IN_WORKLOAD, f"http://127.0.0.1:{PROXY_PORT}")
+    if route_loopback:
+        env["NO_PROXY"] = env["no_proxy"] = ""
+    return env
+
+
 @contextmanager
 def serve_cassettes(
     client: docker.DockerClient,
@@ -157,14 +170,17 @@ def serve_cassettes(
     user: User | None = None,
     wait: bool = True,
     claim: bool = True,
+    claimed: spare.Claimed | None = None,
 ) -> Iterator[Sidecar]:
-    """Run the replaying proxy in its own container, a claimed spare (unless `claim` is False) or a new
-    one; removed when the block ends, whatever happens, and its report left in `workdir`. With
-    `wait=False` the caller calls `wait_ready()` before the workload sends anything."""
+    """Run the replaying proxy in its own container: `claimed` (a spare the caller claimed), a spare
+    claimed here (unless `claim` is False) or a new one; removed when the block ends, whatever happens,
+    and its report left in `workdir`. With `wait=False` the caller calls `wait_ready()` before the
+    workload sends anything."""
     user = user or sandbox_user()
     workdir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        claimed = spare.claim(client, proxy_image, user) if claim else None
+        if claimed is None and claim:
+            claimed = spare.claim(client, proxy_image, user)
         if claimed is not None:
             folder = claimed.folder
             stack.callback(_release, folder, workdir)  # runs after the container is removed
@@ -172,7 +188,9 @@ def serve_cassettes(
         else:
             folder, container = workdir, None
             make_ca(folder / "confdir")
-        _claim(folder, cassette, user, ignore_fields, pace)
+            hand_over(folder, user)  # the proxy reads its CA key (0600) and writes its report here
+        if not (folder / CLAIM_FILE).exists():  # else handed over already (`hand_claim`)
+            hand_claim(folder, cassette, user, ignore_fields, pace)
         started_at = time.monotonic()
         if container is None:
             role = {**(labels or {}), "runner.role": "proxy"}
@@ -191,16 +209,22 @@ def serve_cassettes(
         yield proxy
 
 
-def _claim(
-    folder: Path, cassette: Path | None, user: User, ignore_fields: tuple[str, ...] | None, pace: float
+def hand_claim(
+    folder: Path,
+    cassette: Path | None,
+    user: User,
+    ignore_fields: tuple[str, ...] | None = None,
+    pace: float = 0.0,
 ) -> None:
-    """Put the cassette in the sidecar's folder, then the claim that starts its proxy (written whole)."""
+    """Put the cassette in the sidecar's folder, then the claim that starts its proxy (written whole).
+    Called early by a caller that claimed a spare, so the proxy starts while it does other things."""
     target = folder / _CASSETTE
     if cassette is None:  # no recording: every request is a miss, and still nothing leaves
         target.touch()
     else:
         shutil.copyfile(cassette, target)
-    hand_over(folder, user)  # the proxy reads its CA key (0600) and the cassette, and writes its report
+    # The folder and its CA are the sandbox user's already; a spare pair's workspace beside them is not.
+    hand_over(target, user)
     data = spare.DATA
     settings = ProxySettings("replay", target, folder, ignore_fields=ignore_fields, pace=pace)
     argv = mitmdump_args(

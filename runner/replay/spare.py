@@ -14,6 +14,13 @@ Rules:
   spare starts, `ready/` once it waits, `claimed/` once a replay took it. Claiming is the atomic rename of
   the folder from ready/ to claimed/: of two replays only one gets a spare, the other starts its own
   sidecar, so a sidecar never serves two replays, and a pack cannot reach the next replay's proxy.
+- A spare may come with a spare workload: a container of the image the last replay used, joined to the
+  spare's network namespace, with a workspace folder of its own (`workspace/`, mounted at /workspace) and
+  the spare's CA (`ca/`, read-only at /runner/ca). A replay whose workload would be the same (image id,
+  hardening, environment: the `spec` its caller computes) claims the pair (`claim(..., workload=spec)`)
+  and restores its workspace there; a replay that claims only the sidecar removes the spare workload.
+  The workload sleeps as long as the sidecar waits, then stays only if `ca/claimed` exists (`adopt`
+  writes it), so an unclaimed one exits and is removed by the engine too.
 - A spare waits `RUNNER_SPARE_PROXY_IDLE` seconds (default 300), then exits and the engine removes it
   (auto-remove); `sweep` removes the folders of spares gone. A spare within 30 s of its end is not
   claimed. `RUNNER_SPARE_PROXY=0` turns spares off: each replay then starts its own sidecar, as the
@@ -29,7 +36,9 @@ import logging
 import os
 import secrets
 import shutil
+import threading
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -51,13 +60,17 @@ __all__ = [
     "DATA",
     "ENABLED_ENV",
     "IDLE_ENV",
+    "WORKLOAD_SPEC_LABEL",
     "Claimed",
+    "SpareWorkload",
+    "adopt",
     "claim",
     "enabled",
     "options",
     "root",
     "start_spare",
     "sweep",
+    "workload_command",
 ]
 
 ENABLED_ENV = "RUNNER_SPARE_PROXY"
@@ -67,6 +80,7 @@ _PROTOCOL = 1  # bump when what a spare expects of its claim changes
 _IDLE = 300.0
 _MARGIN = 30.0  # seconds a claimed spare must still have before it would give up
 _SPEC_LABEL = "runner.spare-spec"
+WORKLOAD_SPEC_LABEL = "runner.spare-workload-spec"  # set by the caller's `SpareWorkload.start`
 _INFO = "spare.json"
 log = logging.getLogger(__name__)
 
@@ -75,6 +89,26 @@ log = logging.getLogger(__name__)
 class Claimed:
     container: Container
     folder: Path  # under claimed/: the replay writes its claim here, the proxy its report
+    workload: Container | None = None  # the spare workload in its namespace, when one was claimed with it
+
+    @property
+    def workspace(self) -> Path:
+        return self.folder / "workspace"
+
+
+@dataclass(frozen=True)
+class SpareWorkload:
+    """How to start a spare workload beside a spare sidecar: its `spec` (what a claim must match) and
+    `start(sidecar, folder, idle, name)`, which starts it and returns it (see the module rules)."""
+
+    spec: str
+    start: Callable[[Container, Path, float, str], Container]
+
+
+def workload_command(idle: float) -> list[str]:
+    """The spare workload's command: idle as long as its sidecar waits, then on only once claimed."""
+    script = 'sleep "$1"; test -e /runner/ca/claimed && exec sleep infinity'
+    return ["sh", "-c", script, "sh", f"{idle:g}"]
 
 
 def enabled() -> bool:
@@ -122,8 +156,12 @@ def _info(folder: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def claim(client: docker.DockerClient, proxy_image: str, user: User) -> Claimed | None:
-    """A waiting spare of this image and user, now this replay's alone; None when there is none."""
+def claim(
+    client: docker.DockerClient, proxy_image: str, user: User, *, workload: str | None = None
+) -> Claimed | None:
+    """A waiting spare of this image and user, now this replay's alone; None when there is none. With
+    `workload` (a `SpareWorkload.spec`) only a spare whose workload matches it, claimed with it; without,
+    a spare workload is removed (in the background: it would expire anyway)."""
     if not enabled():
         return None
     ready = root() / "ready"
@@ -143,41 +181,84 @@ def claim(client: docker.DockerClient, proxy_image: str, user: User) -> Claimed 
         info = _info(ready / name)
         if info.get("spec") != want or float(info.get("expires", 0)) - time.time() < _MARGIN:
             continue  # another version's, or about to give up: left to expire
+        if workload is not None and info.get("workload_spec") != workload:
+            continue
         mine = root() / "claimed" / name
         try:
             os.rename(ready / name, mine)  # the claim: only one replay's rename succeeds
         except OSError:
             continue
-        container = _running(client, str(info.get("id", "")), want)
-        if container is not None:
-            return Claimed(container, mine)
-        _discard(client, mine, str(info.get("id", "")))
+        found = _adopted(client, mine, want, workload)
+        if found is not None:
+            return found
+        _discard(client, mine)
     return None
 
 
-def _running(client: docker.DockerClient, container_id: str, want: str) -> Container | None:
+def adopt(client: docker.DockerClient, folder: Path) -> Claimed | None:
+    """The spare claimed into `folder` (by `claim(..., workload=...)`), its workload now kept on; None
+    when either container is gone meanwhile (their folder is then the caller's to remove)."""
+    info = _info(folder)
+    found = _adopted(client, folder, str(info.get("spec", "")), str(info.get("workload_spec", "")))
+    if found is None or found.workload is None:
+        for key in ("workload", "id"):
+            _remove(client, str(info.get(key, "")))
+        return None
+    (folder / "ca" / "claimed").touch()  # the workload stays on past its idle time
+    return found
+
+
+def _adopted(client: docker.DockerClient, folder: Path, want: str, workload: str | None) -> Claimed | None:
+    info = _info(folder)
+    container = _running(client, str(info.get("id", "")), want)
+    if container is None:
+        return None
+    spare_workload = str(info.get("workload", ""))
+    if workload is None:
+        if spare_workload:  # not this replay's: it goes (or expires), and the sidecar alone is claimed
+            _write_info(folder, {k: v for k, v in info.items() if k not in ("workload", "workload_spec")})
+            threading.Thread(target=_remove, args=(client, spare_workload), daemon=True).start()
+        return Claimed(container, folder)
+    found = _running(client, spare_workload, workload, label=WORKLOAD_SPEC_LABEL)
+    return Claimed(container, folder, found) if found is not None else None
+
+
+def _running(
+    client: docker.DockerClient, container_id: str, want: str, label: str = _SPEC_LABEL
+) -> Container | None:
+    if not container_id:
+        return None
     try:
         container = client.containers.get(container_id)
     except docker.errors.DockerException:
         return None
-    if container.status != "running" or container.labels.get(_SPEC_LABEL) != want:
+    if container.status != "running" or container.labels.get(label) != want:
         return None
     return container
 
 
-def _discard(client: docker.DockerClient, folder: Path, container_id: str) -> None:
+def _remove(client: docker.DockerClient, container_id: str) -> None:
     if container_id:
         with suppress(docker.errors.DockerException):
             client.containers.get(container_id).remove(force=True)
+
+
+def _discard(client: docker.DockerClient, folder: Path) -> None:
+    info = _info(folder)
+    for key in ("workload", "id"):
+        _remove(client, str(info.get(key, "")))
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def start_spare(client: docker.DockerClient, proxy_image: str, user: User) -> None:
-    """Start a spare sidecar for the next replay, unless one of this spec waits already."""
+def start_spare(
+    client: docker.DockerClient, proxy_image: str, user: User, workload: SpareWorkload | None = None
+) -> None:
+    """Start a spare sidecar for the next replay (with a spare `workload` beside it when given), unless
+    one of this spec waits already."""
     if not enabled():
         return
     staging: Path | None = None
-    container_id = ""
+    info: dict[str, Any] = {}
     try:
         sweep(client)
         want = _spec(client, proxy_image, user)
@@ -196,15 +277,27 @@ def start_spare(client: docker.DockerClient, proxy_image: str, user: User) -> No
         labels = {SPARE_ROLE[0]: SPARE_ROLE[1], _SPEC_LABEL: want}
         settings = options(proxy_image, staging, user, idle=idle, extra_labels=labels)
         container = client.containers.create(name=name, auto_remove=True, **settings)
-        container_id = container.id or ""
+        info = {"id": container.id or "", "spec": want, "expires": time.time() + idle, "image": proxy_image}
+        _write_info(staging, info)
         container.start()
-        info = {"id": container_id, "spec": want, "expires": time.time() + idle, "image": proxy_image}
-        (staging / _INFO).write_text(json.dumps(info), encoding="utf-8")
+        if workload is not None:
+            (staging / "workspace").mkdir()  # the runner's, like any workspace it restores
+            (staging / "ca").mkdir()
+            shutil.copyfile(staging / "confdir" / "mitmproxy-ca-cert.pem", staging / "ca" / "ca.pem")
+            started = workload.start(container, staging, idle, name.replace("spare", "spare-workload"))
+            info = {**info, "workload": started.id or "", "workload_spec": workload.spec}
+            _write_info(staging, info)
         os.rename(staging, ready / name)
     except Exception as e:  # a spare only saves time: whatever failed, the next replay starts its own
         log.info("no spare proxy sidecar started: %s", e)
         if staging is not None and staging.exists():
-            _discard(client, staging, container_id)
+            _discard(client, staging)
+
+
+def _write_info(folder: Path, info: dict[str, Any]) -> None:
+    tmp = folder / f".{_INFO}.tmp"
+    tmp.write_text(json.dumps(info), encoding="utf-8")
+    os.replace(tmp, folder / _INFO)
 
 
 def sweep(client: docker.DockerClient) -> None:
@@ -217,14 +310,17 @@ def sweep(client: docker.DockerClient) -> None:
             continue
         for folder in folders:
             info = _info(folder)
-            container_id = str(info.get("id", ""))
             expired = state == "ready" and float(info.get("expires", 0)) < now
             try:
                 young = now - folder.stat().st_mtime < 60  # a spare starting, or a claim being written
             except OSError:
                 continue
-            if expired or (not young and not _exists(client, container_id)):
-                _discard(client, folder, container_id)
+            # A pair lives as long as both do: a pair claimed by a replay that died before it started
+            # loses its workload at the idle time (no `claimed` mark), and then its sidecar goes too.
+            workload = str(info.get("workload", ""))
+            alive = _exists(client, str(info.get("id", ""))) and (not workload or _exists(client, workload))
+            if expired or (not young and not alive):
+                _discard(client, folder)
 
 
 def _exists(client: docker.DockerClient, container_id: str) -> bool:

@@ -19,7 +19,9 @@ SDK's errors during a step come back as `ExecuteError`s: an engine failure, not 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
@@ -55,6 +57,7 @@ class DockerBackend:
     trust: BuildTrust | None = None
     allow_image_mismatch: bool = False
     limits: sandbox_engine.Limits = field(default_factory=sandbox_engine.Limits)
+    spares: bool = True  # claim and leave spare sidecars (`runner.replay.spare`); off for --keep
 
     @property
     def name(self) -> BackendName:
@@ -69,7 +72,50 @@ class DockerBackend:
             self.client, pack, base_image=self.base_image, trust=self.trust,
             allow_mismatch=self.allow_image_mismatch, progress=progress,
         )  # fmt: skip
-        return Prepared(f"{env.image} ({env.how})", env.image, env.warnings)
+        claimed = None
+        if self.spares and spare.enabled():  # a spare workload of this very image may wait, with its sidecar
+            user = sandbox_engine.sandbox_user()
+            want = self._workload_spec(env.image, user, _loopback(pack))
+            claimed = spare.claim(self.client, self.proxy_image, user, workload=want)
+            if claimed is not None:  # its proxy starts now, while the workspace is restored
+                sidecar.hand_claim(claimed.folder, _cassette(pack), user)
+        workspace = claimed.workspace if claimed is not None else None
+        return Prepared(f"{env.image} ({env.how})", env.image, env.warnings, workspace)
+
+    def _hardening(self, user: sandbox_engine.User) -> dict[str, Any]:
+        return sandbox_engine.workload_options(self.client, self.limits, user)
+
+    def _workload_spec(self, image: str, user: sandbox_engine.User, loopback: bool) -> str:
+        """What a spare workload must match to serve as this replay's: image id, hardening, environment."""
+        what = {
+            "image": self.client.images.get(image).id,
+            "options": self._hardening(user),
+            "env": sidecar.workload_env(loopback),
+        }
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
+
+    def _spare_workload(self, image: str, user: sandbox_engine.User) -> spare.SpareWorkload:
+        """A spare workload of `image` beside the next spare sidecar (see `runner.replay.spare`)."""
+        hardening = self._hardening(user)
+        spec = self._workload_spec(image, user, False)
+
+        def start(proxy: Container, folder: Path, idle: float, name: str) -> Container:
+            options = dict(hardening)
+            labels = containers.labels({"runner.role": "spare-workload", spare.WORKLOAD_SPEC_LABEL: spec})
+            workload: Container = self.client.containers.run(
+                image, spare.workload_command(idle), name=name, detach=True, auto_remove=True, init=True,
+                network_mode=f"container:{proxy.id}",
+                environment={**options.pop("environment", {}), **sidecar.workload_env(False)},
+                working_dir=str(WORKSPACE),
+                volumes={
+                    str((folder / "workspace").resolve()): {"bind": str(WORKSPACE), "mode": "rw"},
+                    str((folder / "ca").resolve()): {"bind": str(sidecar.CA_IN_WORKLOAD.parent), "mode": "ro"},
+                },
+                labels=labels, **options,
+            )  # fmt: skip
+            return workload
+
+        return spare.SpareWorkload(spec, start)
 
     @contextmanager
     def start(
@@ -78,11 +124,14 @@ class DockerBackend:
         """The sidecar and the workload container, removed when the block ends unless `keep`."""
         labels = {"runner.run": str(run.folder.resolve())}  # so a run's containers can be found
         user = sandbox_engine.sandbox_user()
-        hardening = sandbox_engine.workload_options(self.client, self.limits, user)
-        cassette = pack.path / pack.manifest.cassettes[0].path if pack.manifest.cassettes else None
+        cassette = _cassette(pack)
         with ExitStack() as stack:
             # Left last: the next replay's spare, started once this one's containers run, is waited for.
             spares = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="spare"))
+            claimed = None
+            if prepared.workspace is not None and workspace == prepared.workspace:  # `prepare` claimed a pair
+                stack.callback(shutil.rmtree, workspace.parent, ignore_errors=True)  # after the containers
+                claimed = spare.adopt(self.client, workspace.parent)  # None: gone; new ones use the folder
             proxy = stack.enter_context(
                 sidecar.serve_cassettes(
                     self.client,
@@ -92,24 +141,29 @@ class DockerBackend:
                     labels=labels,
                     user=user,
                     wait=False,
-                    claim=not keep,  # a kept sidecar keeps its files in the kept scratch folder
+                    claim=self.spares
+                    and not keep,  # a kept sidecar keeps its files in the kept scratch folder
+                    claimed=claimed,
                 )
             )
-            workload = stack.enter_context(
-                _workload(
-                    self.client,
-                    prepared.handle,
-                    proxy,
-                    workspace,
-                    {**labels, "runner.pack": run.pack},
-                    hardening,
+            if claimed is not None and claimed.workload is not None:
+                workload = stack.enter_context(containers.adopted(claimed.workload))
+            else:
+                workload = stack.enter_context(
+                    _workload(
+                        self.client,
+                        prepared.handle,
+                        proxy,
+                        workspace,
+                        {**labels, "runner.pack": run.pack},
+                        self._hardening(user),
+                    )
                 )
-            )
             if keep:  # the caller prints how to get a shell; nothing is removed
                 containers.keep(workload)
                 containers.keep(proxy.container)
-            else:  # mitmproxy's import in the spare overlaps this replay's steps, not its end
-                spares.submit(spare.start_spare, self.client, self.proxy_image, user)
+            elif self.spares:  # mitmproxy's import in the spare overlaps this replay's steps, not its end
+                spares.submit(self._start_spare, prepared.handle, user)
             sandbox = sandbox_engine.describe(self.limits, user)
             watch = sandbox_engine.LimitWatch(workload, self.limits)
             yield DockerSession(workload, proxy, workspace, self.limits, user, sandbox, watch)
@@ -117,6 +171,22 @@ class DockerBackend:
                 sandbox_engine.hand_over(workspace, user)
                 return
             containers.remove(workload, proxy.container)  # together, and before the spare is waited for
+
+    def _start_spare(self, image: str, user: sandbox_engine.User) -> None:
+        try:
+            workload = self._spare_workload(image, user)
+        except docker.errors.DockerException:
+            workload = None  # the sidecar alone still saves the most
+        spare.start_spare(self.client, self.proxy_image, user, workload)
+
+
+def _cassette(pack: UnpackedPack) -> Path | None:
+    return pack.path / pack.manifest.cassettes[0].path if pack.manifest.cassettes else None
+
+
+def _loopback(pack: UnpackedPack) -> bool:
+    cassette = _cassette(pack)
+    return cassette is not None and sidecar.has_loopback(cassette)
 
 
 def _workload(
