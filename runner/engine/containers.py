@@ -25,10 +25,12 @@ from docker.models.resource import Model
 
 from runner.errors import ExecuteError
 
-__all__ = ["OWNER_LABEL", "SPARE_ROLE", "Kind", "adopted", "keep", "labels", "owned", "remove", "started"]
+__all__ = ["OWNER_LABEL", "ROLE_LABEL", "SPARE_ROLES", "Kind", "adopted", "keep", "labels", "owned", "remove", "started"]
 
 OWNER_LABEL = ("runner.owner", "runner")
-SPARE_ROLE = ("runner.role", "spare")  # a spare proxy sidecar waiting for a replay (runner.replay.spare)
+ROLE_LABEL = "runner.role"  # proxy | workload | spare | spare-workload
+# Containers started ahead for the next replay (runner.replay.spare): a proxy sidecar and a workload beside it.
+SPARE_ROLES = ("spare", "spare-workload")
 Kind = Literal["containers", "images", "networks", "volumes"]  # the docker SDK's collections that take labels
 # Containers the user asked to keep. A flag and not a popped ExitStack: a generator context manager that is
 # dropped unfinished is closed by the garbage collector, which would run the removal anyway.

@@ -10,8 +10,8 @@ name, and is never touched). A base or proxy tag goes when it is not the current
 tag goes when packs were named and none needs it, or, with no packs named, when it was built on another
 base than the current one (the `runner.base` label of snapshot images; their tags are keyed by the base
 image id, so such a tag is never asked for again). An image any container uses (running or stopped)
-stays, except a spare proxy sidecar (`runner.role=spare`): it waits only to save the next replay time,
-so it is removed with its image. Removal is by tag, without force: the engine refuses to delete an image other images are built on,
+stays, except a spare sidecar or workload (`runner.role=spare|spare-workload`): it waits only to save
+the next replay time, so it is removed with its image. Removal is by tag, without force: the engine refuses to delete an image other images are built on,
 and that refusal is reported, not raised. Bytes freed count each layer once: the layers of a removed image that no kept image
 holds (sizes by difference with the image holding the longest shared layer prefix).
 """
@@ -25,7 +25,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from runner.engine.containers import OWNER_LABEL, SPARE_ROLE
+from runner.engine.containers import OWNER_LABEL, ROLE_LABEL, SPARE_ROLES
 from runner.engine.images import BASE_PREFIX, PROXY_PREFIX, Planned
 from runner.errors import ImageError
 
@@ -117,7 +117,7 @@ def _containers(client: docker.DockerClient) -> tuple[set[str], dict[str, list[A
     spares: dict[str, list[Any]] = {}
     for c in every:
         image = str(c.attrs.get("Image", ""))
-        if (c.attrs.get("Config", {}).get("Labels") or {}).get(SPARE_ROLE[0]) == SPARE_ROLE[1]:
+        if (c.attrs.get("Config", {}).get("Labels") or {}).get(ROLE_LABEL) in SPARE_ROLES:
             spares.setdefault(image, []).append(c)
         else:
             used.add(image)

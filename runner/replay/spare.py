@@ -48,7 +48,7 @@ import docker
 import docker.errors
 
 from runner.cassettes.tls import make_ca
-from runner.engine.containers import SPARE_ROLE
+from runner.engine.containers import ROLE_LABEL, SPARE_ROLES
 from runner.engine.containers import labels as owner_labels
 from runner.engine.host import runner_home
 from runner.engine.sandbox import User, hand_over, sidecar_options
@@ -274,7 +274,7 @@ def start_spare(
         make_ca(staging / "confdir")  # this sidecar's own CA, made now rather than while a replay waits
         hand_over(staging, user)
         idle = _idle()
-        labels = {SPARE_ROLE[0]: SPARE_ROLE[1], _SPEC_LABEL: want}
+        labels = {ROLE_LABEL: SPARE_ROLES[0], _SPEC_LABEL: want}
         settings = options(proxy_image, staging, user, idle=idle, extra_labels=labels)
         container = client.containers.create(name=name, auto_remove=True, **settings)
         info = {"id": container.id or "", "spec": want, "expires": time.time() + idle, "image": proxy_image}

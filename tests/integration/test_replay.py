@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from packs.build import build
-from runner.engine.containers import owned
+from runner.engine.containers import SPARE_ROLES, owned
 from runner.pack import manifest as mf
 from runner.replay import spare
 from tests.gitrepo import make_repo
@@ -33,20 +33,22 @@ def example_packs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def ours(docker_client: Any, folder: Path) -> list[str]:
     """Names of the runner's containers from runs under `folder` (others may share the engine): those
-    labelled with the run, the sidecars their workloads joined, and any spare sidecar that was claimed (a
-    spare carries no run label) and is still there; a spare waiting for the next replay is not a leak."""
+    labelled with the run, the sidecars their workloads joined, and any spare sidecar or workload that was
+    claimed (a spare carries no run label) and is still there; spares waiting for the next replay are not
+    leaks."""
     prefix = str(folder.resolve())
     everything = owned(docker_client)
     mine = [c for c in everything if c.labels.get("runner.run", "").startswith(prefix)]
     joined = {str(c.attrs["HostConfig"]["NetworkMode"]).removeprefix("container:") for c in mine}
     waiting = {
-        json.loads((f / "spare.json").read_text())["id"]
+        json.loads((f / "spare.json").read_text()).get(key)
         for f in (spare.root() / "ready").glob("*")
         if (f / "spare.json").is_file()
+        for key in ("id", "workload")
     }
     claimed = [
         c for c in everything
-        if c.labels.get("runner.role") == "spare" and (c.id in joined or c.id not in waiting)
+        if c.labels.get("runner.role") in SPARE_ROLES and (c.id in joined or c.id not in waiting)
     ]  # fmt: skip
     return [c.name for c in mine] + [c.name for c in claimed if c not in mine]
 

@@ -1,5 +1,5 @@
-"""Spare proxy sidecars, in Docker: a replay leaves one for the next, the next claims it (a sidecar serves
-one replay), a pack's commands cannot reach it, it expires by itself, and it can be turned off.
+"""Spare sidecars and workloads, in Docker: a replay leaves a pair for the next, the next claims it (a
+container serves one replay), a pack's commands cannot reach it, it expires by itself, it can be turned off.
 
 Each test has its own RUNNER_HOME, so its spares are its own on an engine other replays share.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from runner.engine.containers import owned
+from runner.engine.containers import SPARE_ROLES, owned
 from tests.gitrepo import make_repo
 from tests.integration.test_replay import runner
 from tests.packfactory import command, make_pack
@@ -34,7 +34,7 @@ def _spares(docker_client: Any, home: Path) -> list[Any]:
     """The spare sidecars whose folder is under `home` (mounted at /data)."""
     found = []
     for c in owned(docker_client):
-        if c.labels.get("runner.role") == "spare":
+        if c.labels.get("runner.role") in SPARE_ROLES:
             mounts = c.attrs.get("Mounts") or []
             if any(str(m.get("Source", "")).startswith(str(home)) for m in mounts):
                 found.append(c)
@@ -60,28 +60,34 @@ def _pack(tmp_path: Path) -> Path:
     return make_pack(tmp_path, repo=repo, files={"env/pip-freeze.txt": b""}, steps=[confined])
 
 
-def test_a_replay_leaves_a_spare_that_the_next_one_claims(
+def test_a_replay_leaves_a_spare_pair_that_the_next_one_claims(
     own_images: Any, docker_client: Any, tmp_path: Path, home: Path
 ) -> None:
     pack = _pack(tmp_path)
     assert _replay(pack, tmp_path, home)["verdict"] == "reproduced"
     [first] = _waiting(home)
-    [container] = _spares(docker_client, home)
-    assert container.id == first["id"] and container.status == "running"
-    host = container.attrs["HostConfig"]
-    assert host["AutoRemove"] and host["NetworkMode"] == "none" and host["ReadonlyRootfs"]
-    assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
+    by_role = {c.labels["runner.role"]: c for c in _spares(docker_client, home)}
+    assert sorted(by_role) == ["spare", "spare-workload"]
+    sidecar, workload = by_role["spare"], by_role["spare-workload"]
+    assert (sidecar.id, workload.id) == (first["id"], first["workload"])
+    assert sidecar.attrs["HostConfig"]["NetworkMode"] == "none"
+    assert workload.attrs["HostConfig"]["NetworkMode"] == f"container:{sidecar.id}"
+    for container in (sidecar, workload):
+        host = container.attrs["HostConfig"]
+        assert container.status == "running" and host["AutoRemove"] and host["ReadonlyRootfs"]
+        assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
 
-    assert _replay(pack, tmp_path, home)["verdict"] == "reproduced"
+    second_run = _replay(pack, tmp_path, home)
+    assert second_run["verdict"] == "reproduced" and second_run["cassettes"]["misses"] == []
     [second] = _waiting(home)
-    assert second["id"] != first["id"]  # the first served that replay and went with it
-    assert [c.id for c in _spares(docker_client, home)] == [second["id"]]
+    assert {second["id"], second["workload"]}.isdisjoint({first["id"], first["workload"]})  # gone with it
+    assert sorted(c.id for c in _spares(docker_client, home)) == sorted([second["id"], second["workload"]])
     assert not list((home / "spares" / "claimed").iterdir())
 
 
 def test_a_spare_expires_by_itself(own_images: Any, docker_client: Any, tmp_path: Path, home: Path) -> None:
     _replay(_pack(tmp_path), tmp_path, home, RUNNER_SPARE_PROXY_IDLE="10")
-    assert len(_spares(docker_client, home)) == 1
+    assert len(_spares(docker_client, home)) == 2
     deadline = time.monotonic() + 120  # a bound on an engine under load, not a measurement
     while _spares(docker_client, home):
         assert time.monotonic() < deadline, "the spare did not remove itself"

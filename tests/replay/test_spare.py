@@ -176,3 +176,52 @@ def test_of_many_replays_claiming_at_once_one_gets_the_spare(client: _Client) ->
     with ThreadPoolExecutor(max_workers=8) as pool:
         claims = [c for c in pool.map(lambda _: claim(), range(8)) if c is not None]
     assert len(claims) == 1 and claims[0].folder.is_dir()
+
+
+def _pair(client: _Client, spec: str = "w1") -> spare.SpareWorkload:
+    def start(sidecar: Any, folder: Path, idle: float, name: str) -> _Container:
+        labels = {"runner.role": "spare-workload", spare.WORKLOAD_SPEC_LABEL: spec}
+        container = client.containers.create(name=name, labels=labels, command=spare.workload_command(idle))
+        container.start()
+        return container
+
+    return spare.SpareWorkload(spec, start)
+
+
+def test_a_spare_pair_is_claimed_whole_by_a_replay_whose_workload_matches(client: _Client) -> None:
+    spare.start_spare(client, "runner-proxy:a", USER, _pair(client))  # type: ignore[arg-type]
+    [name] = _ready()
+    folder = spare.root() / "ready" / name
+    assert (folder / "workspace").is_dir() and (folder / "ca" / "ca.pem").is_file()
+    assert spare.claim(client, "runner-proxy:a", USER, workload="other") is None  # type: ignore[arg-type]
+    claimed = spare.claim(client, "runner-proxy:a", USER, workload="w1")  # type: ignore[arg-type]
+    assert claimed is not None and claimed.workload is not None
+    assert claimed.workspace == claimed.folder / "workspace"
+    adopted = spare.adopt(client, claimed.folder)  # type: ignore[arg-type]
+    assert adopted is not None and adopted.workload is not None
+    assert adopted.workload.id == claimed.workload.id and (claimed.folder / "ca" / "claimed").exists()
+
+
+def test_a_replay_claiming_the_sidecar_alone_removes_the_spare_workload(client: _Client) -> None:
+    spare.start_spare(client, "runner-proxy:a", USER, _pair(client))  # type: ignore[arg-type]
+    claimed = spare.claim(client, "runner-proxy:a", USER)  # type: ignore[arg-type]
+    assert claimed is not None and claimed.workload is None
+    for _ in range(100):  # removed in the background
+        if len(client.removed) == 1:
+            break
+        time.sleep(0.01)
+    assert client.removed == ["id1"] and "workload" not in json.loads(
+        (claimed.folder / "spare.json").read_text()
+    )
+    assert spare.adopt(client, claimed.folder) is None  # type: ignore[arg-type]
+
+
+def test_a_claimed_pair_whose_workload_is_gone_is_swept_with_its_sidecar(client: _Client) -> None:
+    spare.start_spare(client, "runner-proxy:a", USER, _pair(client))  # type: ignore[arg-type]
+    claimed = spare.claim(client, "runner-proxy:a", USER, workload="w1")  # type: ignore[arg-type]
+    assert claimed is not None and claimed.workload is not None
+    claimed.workload.remove()  # its replay died before starting: no `claimed` mark, the workload expired
+    old = time.time() - 3600
+    os.utime(claimed.folder, (old, old))
+    spare.sweep(client)  # type: ignore[arg-type]
+    assert not claimed.folder.exists() and client.containers.by_id == {}

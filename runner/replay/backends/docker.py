@@ -101,7 +101,8 @@ class DockerBackend:
 
         def start(proxy: Container, folder: Path, idle: float, name: str) -> Container:
             options = dict(hardening)
-            labels = containers.labels({"runner.role": "spare-workload", spare.WORKLOAD_SPEC_LABEL: spec})
+            role = {containers.ROLE_LABEL: containers.SPARE_ROLES[1], spare.WORKLOAD_SPEC_LABEL: spec}
+            labels = containers.labels(role)
             workload: Container = self.client.containers.run(
                 image, spare.workload_command(idle), name=name, detach=True, auto_remove=True, init=True,
                 network_mode=f"container:{proxy.id}",
