@@ -25,7 +25,18 @@ from docker.models.resource import Model
 
 from runner.errors import ExecuteError
 
-__all__ = ["OWNER_LABEL", "ROLE_LABEL", "SPARE_ROLES", "Kind", "adopted", "keep", "labels", "owned", "remove", "started"]
+__all__ = [
+    "OWNER_LABEL",
+    "ROLE_LABEL",
+    "SPARE_ROLES",
+    "Kind",
+    "adopted",
+    "keep",
+    "labels",
+    "owned",
+    "remove",
+    "started",
+]
 
 OWNER_LABEL = ("runner.owner", "runner")
 ROLE_LABEL = "runner.role"  # proxy | workload | spare | spare-workload

@@ -7,7 +7,8 @@ unless one waits already) and `sweep` (what expired, removed).
 
 Rules:
 - A spare is a new container that has served nothing: mitmproxy imported and waiting for its claim
-  (`proxy.claim`), network `none`, hardened like every sidecar, with a fresh CA of its own, labelled
+  (`proxy.claim`), network `none`, hardened like every sidecar, with a fresh CA of its own, at the
+  engine's lowest CPU weight until claimed (its start must not slow the replay running meanwhile), labelled
   `runner.role=spare` and `runner.spare-spec`: a hash of the proxy image's id, the sandbox user, the
   hardening and this protocol's version. A replay claims only a spare of its own spec; others expire.
 - Its folder lives under `$RUNNER_HOME/spares` (default ~/.cache/runner/spares): in `staging/` while the
@@ -80,6 +81,7 @@ _PROTOCOL = 1  # bump when what a spare expects of its claim changes
 _IDLE = 300.0
 _MARGIN = 30.0  # seconds a claimed spare must still have before it would give up
 _SPEC_LABEL = "runner.spare-spec"
+_IDLE_SHARES, _CLAIMED_SHARES = 2, 1024  # the engine's least and its default CPU weight
 WORKLOAD_SPEC_LABEL = "runner.spare-workload-spec"  # set by the caller's `SpareWorkload.start`
 _INFO = "spare.json"
 log = logging.getLogger(__name__)
@@ -213,6 +215,10 @@ def _adopted(client: docker.DockerClient, folder: Path, want: str, workload: str
     container = _running(client, str(info.get("id", "")), want)
     if container is None:
         return None
+    try:
+        container.update(cpu_shares=_CLAIMED_SHARES)  # a claimed proxy runs as any sidecar does
+    except docker.errors.DockerException:
+        return None
     spare_workload = str(info.get("workload", ""))
     if workload is None:
         if spare_workload:  # not this replay's: it goes (or expires), and the sidecar alone is claimed
@@ -276,7 +282,8 @@ def start_spare(
         idle = _idle()
         labels = {ROLE_LABEL: SPARE_ROLES[0], _SPEC_LABEL: want}
         settings = options(proxy_image, staging, user, idle=idle, extra_labels=labels)
-        container = client.containers.create(name=name, auto_remove=True, **settings)
+        # The lowest CPU weight while it waits: its mitmproxy import takes only CPU the replays leave idle.
+        container = client.containers.create(name=name, auto_remove=True, cpu_shares=_IDLE_SHARES, **settings)
         info = {"id": container.id or "", "spec": want, "expires": time.time() + idle, "image": proxy_image}
         _write_info(staging, info)
         container.start()

@@ -28,6 +28,9 @@ class _Container:
     def start(self) -> None:
         self.status = "running"
 
+    def update(self, **kwargs: Any) -> None:
+        self.kwargs.update(kwargs)
+
     def remove(self, force: bool = False, v: bool = False) -> None:
         self.client.removed.append(self.id)
         self.client.containers.by_id.pop(self.id, None)
@@ -90,6 +93,7 @@ def test_a_spare_is_a_hardened_self_removing_sidecar_waiting_for_its_claim(clien
     assert kw["command"][:3] == ["python3", "-m", "proxy.claim"] and float(kw["command"][4]) == 300
     assert kw["network_mode"] == "none" and kw["read_only"] and kw["cap_drop"] == ["ALL"]
     assert container.labels["runner.role"] == "spare" and container.labels["runner.owner"] == "runner"
+    assert kw["cpu_shares"] == 2  # waiting, it takes only CPU nothing else wants
     folder = spare.root() / "ready" / name
     assert kw["volumes"] == {str(folder.parent.parent / "staging" / name): {"bind": "/data", "mode": "rw"}}
     assert (folder / "confdir" / "mitmproxy-ca.pem").stat().st_mode & 0o777 == 0o600  # its own CA
@@ -101,6 +105,7 @@ def test_one_replay_alone_claims_a_spare(client: _Client) -> None:
     spare.start_spare(client, "runner-proxy:a", USER)  # type: ignore[arg-type]
     first = spare.claim(client, "runner-proxy:a", USER)  # type: ignore[arg-type]
     assert first is not None and first.folder.parent.name == "claimed" and (first.folder / "confdir").is_dir()
+    assert first.container.kwargs["cpu_shares"] == 1024  # claimed: an ordinary sidecar
     assert spare.claim(client, "runner-proxy:a", USER) is None  # type: ignore[arg-type]
     assert _ready() == []
 
