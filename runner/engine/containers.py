@@ -110,10 +110,25 @@ def adopted(container: Container) -> Iterator[Container]:
 
 
 def remove(*containers: Container) -> None:
-    """Remove these containers now, all at once (forced, with their anonymous volumes), unless kept."""
+    """Remove these containers now, all at once (forced, with their anonymous volumes), unless kept. One
+    started with auto-remove (a claimed spare) is killed: the engine removes it as it exits, whether or
+    not this process is still there to wait for it."""
     with ThreadPoolExecutor(max_workers=max(1, len(containers)), thread_name_prefix="remove") as pool:
-        list(pool.map(_remove, containers))
+        list(pool.map(_end, containers))
     _GONE.update(c.id for c in containers if c.id and c.id not in _KEPT)
+
+
+def _end(container: Container) -> None:
+    if not (container.attrs.get("HostConfig") or {}).get("AutoRemove"):
+        _remove(container)
+    elif container.id not in _KEPT and container.id not in _GONE:
+        try:
+            container.kill()
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as e:
+            if e.status_code != 409:  # 409: not running any more; the engine removes it
+                raise
 
 
 def _remove(container: Container) -> None:

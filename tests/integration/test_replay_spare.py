@@ -80,7 +80,11 @@ def test_a_replay_leaves_a_spare_pair_that_the_next_one_claims(
     second_run = _replay(pack, tmp_path, home)
     assert second_run["verdict"] == "reproduced" and second_run["cassettes"]["misses"] == []
     [second] = _waiting(home)
-    assert {second["id"], second["workload"]}.isdisjoint({first["id"], first["workload"]})  # gone with it
+    assert {second["id"], second["workload"]}.isdisjoint({first["id"], first["workload"]})
+    deadline = time.monotonic() + 30  # the first pair was killed; the engine removes it as it exits
+    while {first["id"], first["workload"]} & {c.id for c in _spares(docker_client, home)}:
+        assert time.monotonic() < deadline, "the claimed pair was not removed"
+        time.sleep(0.5)
     assert sorted(c.id for c in _spares(docker_client, home)) == sorted([second["id"], second["workload"]])
     assert not list((home / "spares" / "claimed").iterdir())
 
