@@ -6,14 +6,17 @@ the proxy sidecar (`runner.replay.sidecar`) and the workload container in its ne
 `DockerSession` that execs the steps' commands (`runner.replay.execute`).
 
 Rules: both containers run in the sandbox `runner.engine.sandbox` describes; the workspace is bind-mounted
-at /workspace and lent to the sandbox user while a command runs, whose limits are watched. The sidecar is
-claimed (a spare, `runner.replay.spare`) or started without waiting for its proxy, so mitmproxy's start
-overlaps the workload's and the workspace's restore, and waited for (`ready`) before the first command.
-Once both run, the next replay's spare sidecar is started beside them. The containers are removed
-together, with force, when the session ends, unless `keep` (then the kept workspace is handed to the
-sandbox user, for a shell in the container). The containers the runner starts carry the run's folder
-as a label. The interpreter probe of an image is cached by image id (an image never changes). The docker
-SDK's errors during a step come back as `ExecuteError`s: an engine failure, not a divergence.
+at /workspace and lent to the sandbox user while a command runs, whose limits are watched. When a spare
+pair of the same workload waits (`runner.replay.spare`), `prepare` claims it and hands its proxy the
+cassette, and the workspace is restored in the pair's folder; else the sidecar is a spare one alone or a
+new one started without waiting for its proxy, so mitmproxy's start overlaps the workload's and the
+workspace's restore. The proxy is waited for (`ready`) before the first command. Once both containers
+run, the next replay's spare pair (of this image) is started beside them. The containers are removed
+together, with force, when the session ends (a claimed pair is killed; the engine removes it), unless
+`keep` (then no spare is claimed, and the kept workspace is handed to the sandbox user, for a shell in
+the container). The containers the runner starts for a run carry its folder as a label. The interpreter
+probe of an image is cached by image id (an image never changes). The docker SDK's errors during a step
+come back as `ExecuteError`s: an engine failure, not a divergence.
 """
 
 from __future__ import annotations
