@@ -37,9 +37,10 @@ import logging
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -69,6 +70,7 @@ __all__ = [
     "enabled",
     "options",
     "root",
+    "spawn",
     "start_spare",
     "sweep",
     "workload_command",
@@ -100,11 +102,29 @@ class Claimed:
 
 @dataclass(frozen=True)
 class SpareWorkload:
-    """How to start a spare workload beside a spare sidecar: its `spec` (what a claim must match) and
-    `start(sidecar, folder, idle, name)`, which starts it and returns it (see the module rules)."""
+    """A spare workload to start beside a spare sidecar: its `spec` (what a claim must match), its image,
+    the `docker run` keywords of its sandbox (hardening, environment, working folder), and where it sees
+    its workspace folder and the sidecar's CA."""
 
     spec: str
-    start: Callable[[Container, Path, float, str], Container]
+    image: str
+    options: dict[str, Any]
+    workspace_at: str
+    ca_at: str
+
+    def start(
+        self, client: docker.DockerClient, sidecar: Container, folder: Path, idle: float, name: str
+    ) -> Any:
+        role = {ROLE_LABEL: SPARE_ROLES[1], WORKLOAD_SPEC_LABEL: self.spec}
+        return client.containers.run(
+            self.image, workload_command(idle), name=name, detach=True, auto_remove=True, init=True,
+            network_mode=f"container:{sidecar.id}", labels=owner_labels(role),
+            volumes={
+                str((folder / "workspace").resolve()): {"bind": self.workspace_at, "mode": "rw"},
+                str((folder / "ca").resolve()): {"bind": self.ca_at, "mode": "ro"},
+            },
+            **self.options,
+        )  # fmt: skip
 
 
 def workload_command(idle: float) -> list[str]:
@@ -291,7 +311,9 @@ def start_spare(
             (staging / "workspace").mkdir()  # the runner's, like any workspace it restores
             (staging / "ca").mkdir()
             shutil.copyfile(staging / "confdir" / "mitmproxy-ca-cert.pem", staging / "ca" / "ca.pem")
-            started = workload.start(container, staging, idle, name.replace("spare", "spare-workload"))
+            started = workload.start(
+                client, container, staging, idle, name.replace("spare", "spare-workload")
+            )
             info = {**info, "workload": started.id or "", "workload_spec": workload.spec}
             _write_info(staging, info)
         os.rename(staging, ready / name)
@@ -340,3 +362,49 @@ def _exists(client: docker.DockerClient, container_id: str) -> bool:
     except docker.errors.DockerException:
         return True  # unknown: keep it
     return True
+
+
+def spawn(proxy_image: str, user: User, workload: SpareWorkload | None) -> None:
+    """`start_spare` in a process of its own, detached and at the lowest priority: the replay that asks
+    for it neither waits for it nor competes with it for CPU, and a Ctrl-C of that replay does not cut
+    it short halfway (it finishes, and its spare expires like any other)."""
+    if not enabled():
+        return
+    job: dict[str, Any] = {"proxy_image": proxy_image, "user": [user.uid, user.gid], "workload": None}
+    if workload is not None:
+        job["workload"] = {
+            "spec": workload.spec, "image": workload.image, "options": workload.options,
+            "workspace_at": workload.workspace_at, "ca_at": workload.ca_at,
+        }  # fmt: skip
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "runner.replay.spare"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+        )  # fmt: skip
+        assert child.stdin is not None
+        child.stdin.write(json.dumps(job).encode())
+        child.stdin.close()
+    except OSError as e:
+        log.info("no spare proxy sidecar started: %s", e)
+
+
+def main() -> None:
+    """The spawned process: read the job on stdin, start the spare, exit (0 whatever happened)."""
+    os.nice(19)
+    from runner.engine.daemon import connect
+
+    job = json.loads(sys.stdin.read())
+    uid, gid = job["user"]
+    w = job["workload"]
+    workload = (
+        SpareWorkload(w["spec"], w["image"], w["options"], w["workspace_at"], w["ca_at"]) if w else None
+    )
+    client = connect()
+    try:
+        start_spare(client, job["proxy_image"], User(int(uid), int(gid)), workload)
+    finally:
+        client.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -40,9 +40,10 @@ def ours(docker_client: Any, folder: Path) -> list[str]:
     everything = owned(docker_client)
     mine = [c for c in everything if c.labels.get("runner.run", "").startswith(prefix)]
     joined = {str(c.attrs["HostConfig"]["NetworkMode"]).removeprefix("container:") for c in mine}
-    waiting = {
+    waiting = {  # made (staging) or waiting (ready) for the next replay
         json.loads((f / "spare.json").read_text()).get(key)
-        for f in (spare.root() / "ready").glob("*")
+        for state in ("staging", "ready")
+        for f in (spare.root() / state).glob("*")
         if (f / "spare.json").is_file()
         for key in ("id", "workload")
     }

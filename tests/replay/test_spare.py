@@ -45,6 +45,11 @@ class _Containers:
         self.by_id[container.id] = container
         return container
 
+    def run(self, image: str, command: list[str], **kwargs: Any) -> _Container:
+        container = self.create(image=image, command=command, **kwargs)
+        container.start()
+        return container
+
     def get(self, cid: str) -> _Container:
         if cid not in self.by_id:
             raise docker.errors.NotFound(cid)
@@ -184,13 +189,9 @@ def test_of_many_replays_claiming_at_once_one_gets_the_spare(client: _Client) ->
 
 
 def _pair(client: _Client, spec: str = "w1") -> spare.SpareWorkload:
-    def start(sidecar: Any, folder: Path, idle: float, name: str) -> _Container:
-        labels = {"runner.role": "spare-workload", spare.WORKLOAD_SPEC_LABEL: spec}
-        container = client.containers.create(name=name, labels=labels, command=spare.workload_command(idle))
-        container.start()
-        return container
-
-    return spare.SpareWorkload(spec, start)
+    return spare.SpareWorkload(
+        spec, "runner-env:x", {"user": "1:1", "read_only": True}, "/workspace", "/runner/ca"
+    )
 
 
 def test_a_spare_pair_is_claimed_whole_by_a_replay_whose_workload_matches(client: _Client) -> None:
@@ -198,6 +199,10 @@ def test_a_spare_pair_is_claimed_whole_by_a_replay_whose_workload_matches(client
     [name] = _ready()
     folder = spare.root() / "ready" / name
     assert (folder / "workspace").is_dir() and (folder / "ca" / "ca.pem").is_file()
+    sidecar, workload = client.containers.by_id.values()
+    assert workload.kwargs["network_mode"] == f"container:{sidecar.id}" and workload.kwargs["auto_remove"]
+    assert workload.kwargs["read_only"] and workload.labels["runner.role"] == "spare-workload"
+    assert workload.kwargs["volumes"][str(spare.root() / "staging" / name / "ca")]["mode"] == "ro"
     assert spare.claim(client, "runner-proxy:a", USER, workload="other") is None  # type: ignore[arg-type]
     claimed = spare.claim(client, "runner-proxy:a", USER, workload="w1")  # type: ignore[arg-type]
     assert claimed is not None and claimed.workload is not None

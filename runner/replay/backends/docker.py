@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -99,27 +98,11 @@ class DockerBackend:
 
     def _spare_workload(self, image: str, user: sandbox_engine.User) -> spare.SpareWorkload:
         """A spare workload of `image` beside the next spare sidecar (see `runner.replay.spare`)."""
-        hardening = self._hardening(user)
+        options = dict(self._hardening(user))
+        options["environment"] = {**options.pop("environment", {}), **sidecar.workload_env(False)}
+        options["working_dir"] = str(WORKSPACE)
         spec = self._workload_spec(image, user, False)
-
-        def start(proxy: Container, folder: Path, idle: float, name: str) -> Container:
-            options = dict(hardening)
-            role = {containers.ROLE_LABEL: containers.SPARE_ROLES[1], spare.WORKLOAD_SPEC_LABEL: spec}
-            labels = containers.labels(role)
-            workload: Container = self.client.containers.run(
-                image, spare.workload_command(idle), name=name, detach=True, auto_remove=True, init=True,
-                network_mode=f"container:{proxy.id}",
-                environment={**options.pop("environment", {}), **sidecar.workload_env(False)},
-                working_dir=str(WORKSPACE),
-                volumes={
-                    str((folder / "workspace").resolve()): {"bind": str(WORKSPACE), "mode": "rw"},
-                    str((folder / "ca").resolve()): {"bind": str(sidecar.CA_IN_WORKLOAD.parent), "mode": "ro"},
-                },
-                labels=labels, **options,
-            )  # fmt: skip
-            return workload
-
-        return spare.SpareWorkload(spec, start)
+        return spare.SpareWorkload(spec, image, options, str(WORKSPACE), str(sidecar.CA_IN_WORKLOAD.parent))
 
     @contextmanager
     def start(
@@ -130,8 +113,6 @@ class DockerBackend:
         user = sandbox_engine.sandbox_user()
         cassette = _cassette(pack)
         with ExitStack() as stack:
-            # Left last: the next replay's spare, started once this one's containers run, is waited for.
-            spares = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="spare"))
             claimed = None
             if prepared.workspace is not None and workspace == prepared.workspace:  # `prepare` claimed a pair
                 stack.callback(shutil.rmtree, workspace.parent, ignore_errors=True)  # after the containers
@@ -166,8 +147,8 @@ class DockerBackend:
             if keep:  # the caller prints how to get a shell; nothing is removed
                 containers.keep(workload)
                 containers.keep(proxy.container)
-            elif self.spares:  # mitmproxy's import in the spare overlaps this replay's steps, not its end
-                spares.submit(self._start_spare, prepared.handle, user)
+            elif self.spares:  # the next replay's pair, made meanwhile by a process of its own
+                self._spawn_spare(prepared.handle, user)
             sandbox = sandbox_engine.describe(self.limits, user)
             watch = sandbox_engine.LimitWatch(workload, self.limits)
             yield DockerSession(workload, proxy, workspace, self.limits, user, sandbox, watch)
@@ -176,12 +157,12 @@ class DockerBackend:
                 return
             containers.remove(workload, proxy.container)  # together, and before the spare is waited for
 
-    def _start_spare(self, image: str, user: sandbox_engine.User) -> None:
+    def _spawn_spare(self, image: str, user: sandbox_engine.User) -> None:
         try:
             workload = self._spare_workload(image, user)
         except docker.errors.DockerException:
             workload = None  # the sidecar alone still saves the most
-        spare.start_spare(self.client, self.proxy_image, user, workload)
+        spare.spawn(self.proxy_image, user, workload)
 
 
 def _cassette(pack: UnpackedPack) -> Path | None:
