@@ -2,8 +2,10 @@
 
 Input: a docker client, the proxy image, the sandbox user. Output: `options` (the `docker run` keywords of
 a sidecar running `proxy.claim` on a host folder mounted at /data, for a fresh sidecar and a spare alike),
-`claim` (a waiting spare taken for one replay, or None), `start_spare` (one started for the next replay,
-unless one waits already) and `sweep` (what expired, removed).
+`claim` (a waiting spare taken for one replay, or None), `adopt` (a claimed pair, kept on), `start_spare`
+(one started for the next replay, unless one waits already), `spawn` (`start_spare` in a detached process
+at the lowest priority, `python -m runner.replay.spare`, so no replay waits for it) and `sweep` (what
+expired, removed).
 
 Rules:
 - A spare is a new container that has served nothing: mitmproxy imported and waiting for its claim

@@ -11,7 +11,7 @@ pair of the same workload waits (`runner.replay.spare`), `prepare` claims it and
 cassette, and the workspace is restored in the pair's folder; else the sidecar is a spare one alone or a
 new one started without waiting for its proxy, so mitmproxy's start overlaps the workload's and the
 workspace's restore. The proxy is waited for (`ready`) before the first command. Once both containers
-run, the next replay's spare pair (of this image) is started beside them. The containers are removed
+run, a detached process is asked to make the next replay's spare pair (of this image). The containers are removed
 together, with force, when the session ends (a claimed pair is killed; the engine removes it), unless
 `keep` (then no spare is claimed, and the kept workspace is handed to the sandbox user, for a shell in
 the container). The containers the runner starts for a run carry its folder as a label. The interpreter
