@@ -4,7 +4,7 @@ Input: a docker client, the proxy image, the sandbox user. Output: `options` (th
 a sidecar running `proxy.claim` on a host folder mounted at /data, for a fresh sidecar and a spare alike),
 `claim` (a waiting spare taken for one replay, or None), `adopt` (a claimed pair, kept on), `start_spare`
 (one started for the next replay, unless one waits already), `spawn` (`start_spare` in a detached process
-at the lowest priority, `python -m runner.replay.spare`, so no replay waits for it) and `sweep` (what
+at a low priority, `python -m runner.replay.spare`, so no replay waits for it) and `sweep` (what
 expired, removed).
 
 Rules:
@@ -86,6 +86,7 @@ _IDLE = 300.0
 _MARGIN = 30.0  # seconds a claimed spare must still have before it would give up
 _SPEC_LABEL = "runner.spare-spec"
 _IDLE_SHARES, _CLAIMED_SHARES = 2, 1024  # the engine's least and its default CPU weight
+_WAIT = 5.0  # seconds a replay waits for a spare being made (a new sidecar takes longer to be ready)
 WORKLOAD_SPEC_LABEL = "runner.spare-workload-spec"  # set by the caller's `SpareWorkload.start`
 _INFO = "spare.json"
 log = logging.getLogger(__name__)
@@ -188,18 +189,51 @@ def claim(
     a spare workload is removed (in the background: it would expire anyway)."""
     if not enabled():
         return None
-    ready = root() / "ready"
+    want: str | None = None
+    deadline = time.monotonic() + _WAIT
+    while True:
+        names = _names(root() / "ready")
+        if names and want is None:
+            try:
+                want = _spec(client, proxy_image, user)
+            except docker.errors.DockerException as e:
+                log.info("no spare proxy sidecar: %s", e)
+                return None
+        if want is not None:
+            found = _claim_ready(client, names, want, workload)
+            if found is not None:
+                return found
+        # One being made is ready sooner than a new one could start: wait for it, a while.
+        if time.monotonic() > deadline or not _being_made(workload):
+            return None
+        time.sleep(0.02)
+
+
+def _names(folder: Path) -> list[str]:
     try:
-        names = sorted(os.listdir(ready))
+        return sorted(os.listdir(folder))
     except OSError:
-        return None
-    if not names:
-        return None
-    try:
-        want = _spec(client, proxy_image, user)
-    except docker.errors.DockerException as e:
-        log.info("no spare proxy sidecar: %s", e)
-        return None
+        return []
+
+
+def _being_made(workload: str | None) -> bool:
+    """Whether a spare (with this workload, when given) is starting, recently enough to be waited for."""
+    staging = root() / "staging"
+    for name in _names(staging):
+        info = _info(staging / name)
+        try:
+            young = time.time() - (staging / name).stat().st_mtime < _WAIT
+        except OSError:
+            continue
+        if young and (workload is None or info.get("workload_spec") == workload):
+            return True
+    return False
+
+
+def _claim_ready(
+    client: docker.DockerClient, names: list[str], want: str, workload: str | None
+) -> Claimed | None:
+    ready = root() / "ready"
     (root() / "claimed").mkdir(parents=True, exist_ok=True)
     for name in names:
         info = _info(ready / name)
@@ -296,9 +330,13 @@ def start_spare(
             info = _info(ready / name)
             if info.get("spec") == want and float(info.get("expires", 0)) - time.time() > _MARGIN:
                 return
+        if _being_made(None):  # by another replay's maker, just now
+            return
         name = f"runner-spare-{secrets.token_hex(4)}"
         staging = root() / "staging" / name
         staging.mkdir(parents=True)
+        # Said at once, so that a replay starting meanwhile waits for this spare rather than start its own.
+        _write_info(staging, {"spec": want, "workload_spec": workload.spec if workload else None})
         make_ca(staging / "confdir")  # this sidecar's own CA, made now rather than while a replay waits
         hand_over(staging, user)
         idle = _idle()
@@ -307,7 +345,7 @@ def start_spare(
         # The lowest CPU weight while it waits: its mitmproxy import takes only CPU the replays leave idle.
         container = client.containers.create(name=name, auto_remove=True, cpu_shares=_IDLE_SHARES, **settings)
         info = {"id": container.id or "", "spec": want, "expires": time.time() + idle, "image": proxy_image}
-        _write_info(staging, info)
+        _write_info(staging, {**info, "workload_spec": workload.spec if workload else None})
         container.start()
         if workload is not None:
             (staging / "workspace").mkdir()  # the runner's, like any workspace it restores
@@ -367,8 +405,8 @@ def _exists(client: docker.DockerClient, container_id: str) -> bool:
 
 
 def spawn(proxy_image: str, user: User, workload: SpareWorkload | None) -> None:
-    """`start_spare` in a process of its own, detached and at the lowest priority: the replay that asks
-    for it neither waits for it nor competes with it for CPU, and a Ctrl-C of that replay does not cut
+    """`start_spare` in a process of its own, detached and at a low priority: the replay that asks for it
+    neither waits for it nor competes much with it for CPU, and a Ctrl-C of that replay does not cut
     it short halfway (it finishes, and its spare expires like any other)."""
     if not enabled():
         return
@@ -392,7 +430,7 @@ def spawn(proxy_image: str, user: User, workload: SpareWorkload | None) -> None:
 
 def main() -> None:
     """The spawned process: read the job on stdin, start the spare, exit (0 whatever happened)."""
-    os.nice(19)
+    os.nice(10)
     from runner.engine.daemon import connect
 
     job = json.loads(sys.stdin.read())

@@ -235,3 +235,15 @@ def test_a_claimed_pair_whose_workload_is_gone_is_swept_with_its_sidecar(client:
     os.utime(claimed.folder, (old, old))
     spare.sweep(client)  # type: ignore[arg-type]
     assert not claimed.folder.exists() and client.containers.by_id == {}
+
+
+def test_a_spare_being_made_is_waited_for(client: _Client) -> None:
+    spare.start_spare(client, "runner-proxy:a", USER)  # type: ignore[arg-type]
+    [name] = _ready()
+    staging = spare.root() / "staging" / name
+    os.rename(spare.root() / "ready" / name, staging)  # as if its maker were still at work
+    finish = threading.Timer(0.3, os.rename, (staging, spare.root() / "ready" / name))
+    finish.start()
+    claimed = spare.claim(client, "runner-proxy:a", USER)  # type: ignore[arg-type]
+    finish.join()
+    assert claimed is not None and claimed.folder.name == name

@@ -10,8 +10,8 @@ at /workspace and lent to the sandbox user while a command runs, whose limits ar
 pair of the same workload waits (`runner.replay.spare`), `prepare` claims it and hands its proxy the
 cassette, and the workspace is restored in the pair's folder; else the sidecar is a spare one alone or a
 new one started without waiting for its proxy, so mitmproxy's start overlaps the workload's and the
-workspace's restore. The proxy is waited for (`ready`) before the first command. Once both containers
-run, a detached process is asked to make the next replay's spare pair (of this image). The containers are removed
+workspace's restore. The proxy is waited for (`ready`) before the first command. Once the image is
+known, a detached process is asked to make the next replay's spare pair (of this image). The containers are removed
 together, with force, when the session ends (a claimed pair is killed; the engine removes it), unless
 `keep` (then no spare is claimed, and the kept workspace is handed to the sandbox user, for a shell in
 the container). The containers the runner starts for a run carry its folder as a label. The interpreter
@@ -81,6 +81,9 @@ class DockerBackend:
             claimed = spare.claim(self.client, self.proxy_image, user, workload=want)
             if claimed is not None:  # its proxy starts now, while the workspace is restored
                 sidecar.hand_claim(claimed.folder, _cassette(pack), user)
+            self._spawn_spare(
+                env.image, user
+            )  # the next replay's pair, made meanwhile by a process of its own
         workspace = claimed.workspace if claimed is not None else None
         return Prepared(f"{env.image} ({env.how})", env.image, env.warnings, workspace)
 
@@ -147,8 +150,6 @@ class DockerBackend:
             if keep:  # the caller prints how to get a shell; nothing is removed
                 containers.keep(workload)
                 containers.keep(proxy.container)
-            elif self.spares:  # the next replay's pair, made meanwhile by a process of its own
-                self._spawn_spare(prepared.handle, user)
             sandbox = sandbox_engine.describe(self.limits, user)
             watch = sandbox_engine.LimitWatch(workload, self.limits)
             yield DockerSession(workload, proxy, workspace, self.limits, user, sandbox, watch)
