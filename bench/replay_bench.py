@@ -3,7 +3,9 @@
 Both run in the same (warm) image, side by side in one process, rounds interleaved, best of each:
 - baseline: through the docker SDK, a container `sleep infinity` started, N x exec_run, removed;
 - replay:   `runner replay PACK` (the CLI): unpack and verify, workspace from the bundle, proxy sidecar,
-            workload container, the N commands with output comparison, report, cleanup.
+            workload container, the N commands with output comparison, report, cleanup; with its
+            defaults, so each replay claims the spare sidecar and workload the previous one left
+            (docs/sandbox.md) and leaves a pair for the next; the first, warming, replay starts its own.
 Each side runs with 1 and with 20 commands: the slope is the cost per command, the intercept the fixed
 part. Goals: fixed overhead (replay intercept - baseline intercept) <= 0.6 s; per-command cost <= 1.2x
 the baseline's. Writes bench/out/replay_bench.json (replay_bench_local.json with `--backend local`: the
@@ -147,7 +149,8 @@ def main() -> None:
     write(
         "replay_bench" if args.backend == "docker" else f"replay_bench_{args.backend}",
         {"commands": list(counts), "rounds": args.rounds, "image": image, "redaction_policy": "none (test pack)",
-         "backend": args.backend, "load_average": os.getloadavg()[0]},
+         "backend": args.backend, "load_average": os.getloadavg()[0],
+         "spare_containers": os.environ.get("RUNNER_SPARE_PROXY", "1") not in ("0", "off", "no", "false")},
         goal_list,
         baseline_s=b, replay_s=r, per_command_s={"baseline": b_slope, "replay": r_slope},
         fixed_s={"baseline": b_fixed, "replay": r_fixed}, cli_start_median_s=started,

@@ -140,6 +140,8 @@ def live_progress() -> LiveLog:
 
 def local_pack(arg: str) -> Path:
     """A pack argument as a local file: a path as given, or `oci://REF` pulled (once, by digest) into the cache."""
+    if not arg.startswith("oci://"):  # the store's OCI client is imported only for the packs it serves
+        return Path(arg)
     from runner.store import oci
 
     return oci.resolve_pack(arg, warn=lambda text: err_console.print(f"warning: {text}"))

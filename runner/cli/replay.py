@@ -125,16 +125,18 @@ def replay_cmd(
         ),
     ] = None,
 ) -> None:
+    # Only what this invocation uses is imported: the CLI's start is part of every replay's wall time.
     from runner.engine import images
-    from runner.privacy import crypto
     from runner.replay import backends, pipeline, report
-    from runner.replay.backends.local import LocalBackend
     from runner.replay.compare import DEFAULT_AGENT_PRIVATE
-    from runner.view.site import write_run_views
 
     selected = pipeline.select_packs([local_pack(p) for p in packs], shard)
     limits = sandbox.Limits(sandbox.parse_memory(memory), pids, cpus, runtime)
-    keyring = crypto.load_keyring(key) if key else None
+    keyring = None
+    if key:
+        from runner.privacy import crypto
+
+        keyring = crypto.load_keyring(key)
     trust = BuildTrust.from_host(ca_bundle)
     if no_isolation and backend == "docker":
         raise UsageError("--no-isolation applies to --backend local or auto; Docker always isolates")
@@ -148,8 +150,11 @@ def replay_cmd(
             keep_going=keep_going, allow_image_mismatch=allow_image_mismatch, trust=trust, rerun_agent=rerun_agent,
             keyring=keyring, limits=limits,
             ignore_agent_files=(*DEFAULT_AGENT_PRIVATE, *(ignore_agent_file or ())),
-            backend=LocalBackend(trust, no_isolation) if choice.name == "local" else None,
         )  # fmt: skip
+        if choice.name == "local":
+            from runner.replay.backends.local import LocalBackend
+
+            options = replace(options, backend=LocalBackend(trust, no_isolation))
         if client is not None:
             with live_progress() as live:
                 own = images.ensure(client, base_from=base_from, trust=trust, progress=live)
@@ -167,6 +172,8 @@ def replay_cmd(
         if outcome.run_dir:
             Path(outcome.run_dir, "report.json").write_text(report.to_json([outcome]), encoding="utf-8")
     if html_out is not None:  # the HTML report links to each run's view: RUN_DIR/view/index.html
+        from runner.view.site import write_run_views
+
         write_run_views(
             zip(selected, outcomes, strict=True),
             warn=lambda t: err_console.print(f"warning: {t}", markup=False),

@@ -1,8 +1,9 @@
 """What the host machine offers to the engine and image builds: OS identity, apt mirror, TLS trust, pip index.
 
 Inputs: /etc/os-release, /etc/apt/sources.list and /etc/apt/sources.list.d/*.list|*.sources (one-line and
-deb822 formats), and the environment (SSL_CERT_FILE, PIP_CERT, PIP_INDEX_URL, PIP_EXTRA_INDEX_URL).
-Outputs: frozen values (`OsRelease`, `AptEntry`, `BuildTrust`). Rules: everything is read from the machine at
+deb822 formats), and the environment (SSL_CERT_FILE, PIP_CERT, PIP_INDEX_URL, PIP_EXTRA_INDEX_URL,
+RUNNER_HOME). Outputs: frozen values (`OsRelease`, `AptEntry`, `BuildTrust`), the runner's own folder
+(`runner_home`: build logs, spare sidecars, cached probes). Rules: everything is read from the machine at
 run time, nothing about a particular mirror or host name is written down here; parsing never raises on odd
 lines, it skips them, and only `debian_mirror` raises when no usable mirror is configured.
 """
@@ -26,9 +27,15 @@ __all__ = [
     "os_release",
     "parse_deb822",
     "parse_one_line",
+    "runner_home",
 ]
 
 APT_DIR = Path("/etc/apt")
+
+
+def runner_home() -> Path:
+    """The runner's own folder on this machine: $RUNNER_HOME, default ~/.cache/runner."""
+    return Path(os.environ.get("RUNNER_HOME") or Path.home() / ".cache" / "runner")
 
 
 @dataclass(frozen=True)

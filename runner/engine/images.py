@@ -40,7 +40,7 @@ import docker.errors
 
 import proxy
 from runner.engine.containers import labels
-from runner.engine.host import BuildTrust, apt_entries, debian_mirror, os_release
+from runner.engine.host import BuildTrust, apt_entries, debian_mirror, os_release, runner_home
 from runner.errors import ImageError, UsageError
 from runner.progress import Progress, Silent, run_logged, tail
 
@@ -109,8 +109,7 @@ class Planned:
 
 def log_dir() -> Path:
     """Where build logs go: $RUNNER_HOME/logs, default ~/.cache/runner/logs."""
-    home = os.environ.get("RUNNER_HOME") or str(Path.home() / ".cache" / "runner")
-    return Path(home) / "logs"
+    return runner_home() / "logs"
 
 
 def recipe_hash(files: Mapping[str, bytes], args: Mapping[str, str]) -> str:

@@ -10,7 +10,8 @@ name, and is never touched). A base or proxy tag goes when it is not the current
 tag goes when packs were named and none needs it, or, with no packs named, when it was built on another
 base than the current one (the `runner.base` label of snapshot images; their tags are keyed by the base
 image id, so such a tag is never asked for again). An image any container uses (running or stopped)
-stays. Removal is by tag, without force: the engine refuses to delete an image other images are built on,
+stays, except a spare sidecar or workload (`runner.role=spare|spare-workload`): it waits only to save
+the next replay time, so it is removed with its image. Removal is by tag, without force: the engine refuses to delete an image other images are built on,
 and that refusal is reported, not raised. Bytes freed count each layer once: the layers of a removed image that no kept image
 holds (sizes by difference with the image holding the longest shared layer prefix).
 """
@@ -24,7 +25,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from runner.engine.containers import OWNER_LABEL
+from runner.engine.containers import OWNER_LABEL, ROLE_LABEL, SPARE_ROLES
 from runner.engine.images import BASE_PREFIX, PROXY_PREFIX, Planned
 from runner.errors import ImageError
 
@@ -106,11 +107,32 @@ def _reason(
     return None if built_on in (None, base_id) else "built on another base image"
 
 
-def _in_use(client: docker.DockerClient) -> set[str]:
+def _containers(client: docker.DockerClient) -> tuple[set[str], dict[str, list[Any]]]:
+    """The image ids containers use, and the spare sidecars by image id (which do not count as a use)."""
     try:
-        return {str(c.attrs.get("Image", "")) for c in client.containers.list(all=True, ignore_removed=True)}
+        every = list(client.containers.list(all=True, ignore_removed=True))
     except docker.errors.DockerException as e:
         raise ImageError(f"cannot list containers: {e}") from e
+    used: set[str] = set()
+    spares: dict[str, list[Any]] = {}
+    for c in every:
+        image = str(c.attrs.get("Image", ""))
+        if (c.attrs.get("Config", {}).get("Labels") or {}).get(ROLE_LABEL) in SPARE_ROLES:
+            spares.setdefault(image, []).append(c)
+        else:
+            used.add(image)
+    return used, spares
+
+
+def _remove_spares(spares: list[Any]) -> None:
+    for container in spares:
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as e:
+            if e.status_code != 409:  # 409: being removed already (it expired)
+                raise
 
 
 def _layers(image: Any) -> tuple[str, ...]:
@@ -157,7 +179,7 @@ def prune(
 
     `only` narrows the candidates to these tags (tests on an engine others share)."""
     images = _owned(client)
-    used = _in_use(client)
+    used, spares = _containers(client)
     plan: list[tuple[str, Any, str]] = []
     in_use: list[str] = []
     kept = 0
@@ -187,6 +209,7 @@ def prune(
         refused = None
         if not dry_run:
             try:
+                _remove_spares(spares.pop(image_id, []))
                 client.images.remove(tag)
             except docker.errors.APIError as e:
                 refused = str(e.explanation or e).strip()[:200]

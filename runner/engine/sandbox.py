@@ -123,13 +123,14 @@ def _hardened(
 
 def workload_options(client: docker.DockerClient, limits: Limits, user: User) -> dict[str, Any]:
     """`docker run` keywords for the container the steps run in."""
-    known = _runtimes(client)
+    info = _info(client)  # asked once: each question to the engine is a round trip of every replay
+    known = set((info.get("Runtimes") or {}).keys())
     if limits.runtime is not None and limits.runtime not in known:
         raise EngineError(
             f"--runtime {limits.runtime}: the Docker engine knows only {', '.join(sorted(known))}; register it "
             "in /etc/docker/daemon.json (see docs/sandbox.md) or replay without --runtime"
         )
-    ncpu = int(client.info().get("NCPU") or 1)
+    ncpu = int(info.get("NCPU") or 1)
     cpus = min(limits.cpus, float(ncpu))  # the engine refuses more CPUs than it has
     options = _hardened(user, limits.runtime, limits.memory, limits.pids, int(cpus * 1e9))
     options["tmpfs"]["/var/tmp"] = options["tmpfs"]["/tmp"]
@@ -145,13 +146,14 @@ def sidecar_options(user: User) -> dict[str, Any]:
     return options
 
 
-def _runtimes(client: docker.DockerClient) -> set[str]:
+def _info(client: docker.DockerClient) -> dict[str, Any]:
     import docker.errors
 
     try:
-        return set((client.info().get("Runtimes") or {}).keys())
+        info: dict[str, Any] = client.info()
     except docker.errors.DockerException as e:
         raise EngineError(f"cannot ask the Docker engine for its runtimes: {e}") from e
+    return info
 
 
 def _chown_tree(root: Path, user: User) -> None:
@@ -220,17 +222,22 @@ def _cgroup_counter(pid: int, controller: str, filename: str, key: bytes) -> int
 
 
 class LimitWatch:
-    """Tells whether the workload hit a limit since `start()`: `check()` while a step runs and after it."""
+    """Tells whether the workload hit a limit since `start()`: `check()` while a step runs and after it.
+    One watch serves every step of a session: `start()` before each."""
 
     def __init__(self, container: Container, limits: Limits) -> None:
         self.container = container
         self.limits = limits
         self._since = time.time()
         self._pids_base: int | None = None
+        self._pid_seen = 0
 
     def _pid(self) -> int:
+        if self._pid_seen:  # the container's init keeps its pid for the container's life: asked once
+            return self._pid_seen
         self.container.reload()
-        return int(self.container.attrs.get("State", {}).get("Pid") or 0)
+        self._pid_seen = int(self.container.attrs.get("State", {}).get("Pid") or 0)
+        return self._pid_seen
 
     def _fork_refusals(self) -> int | None:
         pid = self._pid()

@@ -48,6 +48,7 @@ class Spool:
             if self._writer is None:
                 if self._file is not None:
                     raise RuntimeError("the spool was finished; no member can be added to it")
+                self._folder.mkdir(parents=True, exist_ok=True)  # a builder's staging folder is made lazily
                 fd, path = tempfile.mkstemp(dir=self._folder, prefix=".spool-")
                 os.unlink(path)  # nothing to clean up whatever happens: the file goes with its descriptor
                 self._file = os.fdopen(fd, "w+b")

@@ -105,7 +105,7 @@ def _backend(client: docker.DockerClient | None, options: ReplayOptions) -> back
         raise UsageError("replay: no backend and no Docker client given")
     return DockerBackend(
         client, options.base_image, options.proxy_image, options.trust, options.allow_image_mismatch,
-        options.limits,
+        options.limits, spares=not options.keep,
     )  # fmt: skip
 
 
@@ -137,31 +137,36 @@ def replay(
 
             notify(StepEvent(pack, 0, total, "starting the cassette proxy and the workload"))
             run = backends.Run(pack, known.run_dir)
-            (scratch / "workspace").mkdir()  # restored while the proxy starts
-            with backend.start(
-                env, unpacked, scratch / "workspace", scratch, run=run, keep=options.keep
-            ) as session:
-                known = replace(known, sandbox=session.sandbox, warnings=(*known.warnings, *session.warnings))
-                if options.keep:  # the caller prints how to get at it; nothing is removed
-                    known = replace(known, warnings=(*known.warnings, session.kept()))
-                notify(StepEvent(pack, 0, total, "restoring the workspace"))
-                ws = _restore(unpacked, scratch / "workspace")
-                drift = backends.drift(session.probe(), unpacked.manifest, _where(backend.name))
-                known = replace(known, warnings=(*known.warnings, *drift))
-                session.ready()
+            workspace = env.workspace or scratch / "workspace"  # a claimed spare's, or our own
+            workspace.mkdir(exist_ok=True)  # restored while the proxy and the workload start
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore") as restorer:
+                restoring = restorer.submit(_restore, unpacked, workspace)
+                with backend.start(env, unpacked, workspace, scratch, run=run, keep=options.keep) as session:
+                    known = replace(
+                        known, sandbox=session.sandbox, warnings=(*known.warnings, *session.warnings)
+                    )
+                    if options.keep:  # the caller prints how to get at it; nothing is removed
+                        known = replace(known, warnings=(*known.warnings, session.kept()))
+                    ws = restoring.result()
+                    drift = backends.drift(session.probe(), unpacked.manifest, _where(backend.name))
+                    known = replace(known, warnings=(*known.warnings, *drift))
+                    session.ready()
 
-                rules = StepRules(
-                    options.timeout_scale, options.keep_going, options.rerun_agent, options.ignore_agent_files
-                )
-                steps = run_steps(
-                    session, ws, unpacked, known.run_dir, rules,
-                    lambda index, text: notify(StepEvent(pack, index, total, text)),
-                )  # fmt: skip
-                known = replace(known, steps=steps)
-                if steps.failure is not None:
-                    raise steps.failure
-                # With --keep the proxy stays up for the kept workload, so its report is not written yet.
-                usage = CassetteUsage() if options.keep else _usage(session.finish())
+                    rules = StepRules(
+                        options.timeout_scale,
+                        options.keep_going,
+                        options.rerun_agent,
+                        options.ignore_agent_files,
+                    )
+                    steps = run_steps(
+                        session, ws, unpacked, known.run_dir, rules,
+                        lambda index, text: notify(StepEvent(pack, index, total, text)),
+                    )  # fmt: skip
+                    known = replace(known, steps=steps)
+                    if steps.failure is not None:
+                        raise steps.failure
+                    # With --keep the proxy stays up for the kept workload, so its report is not written yet.
+                    usage = CassetteUsage() if options.keep else _usage(session.finish())
             _save_proxy_report(scratch / "proxy", known.run_dir)
             return _verdict(known, usage)
     except (RunnerError, docker.errors.DockerException) as e:

@@ -41,18 +41,29 @@ class _Images:
         image.tags.remove(tag)
 
 
+class _Container:
+    def __init__(self, owner: _Containers, image: str, labels: dict[str, str]) -> None:
+        self.owner, self.attrs = owner, {"Image": image, "Config": {"Labels": labels}}
+
+    def remove(self, force: bool = False) -> None:
+        self.owner.removed.append(self.attrs["Image"])
+
+
 class _Containers:
-    def __init__(self, images: list[str]) -> None:
-        self.images = images
+    def __init__(self, images: list[str], spares: list[str]) -> None:
+        self.images, self.spares, self.removed = images, spares, []  # type: ignore[var-annotated]
 
     def list(self, **kwargs: Any) -> list[Any]:
-        return [type("C", (), {"attrs": {"Image": i}})() for i in self.images]
+        spare = {"runner.owner": "runner", "runner.role": "spare"}
+        return [_Container(self, i, {}) for i in self.images] + [
+            _Container(self, i, spare) for i in self.spares
+        ]
 
 
 class _Client:
-    def __init__(self, images: list[_Image], used: list[str]) -> None:
+    def __init__(self, images: list[_Image], used: list[str], spares: list[str] | None = None) -> None:
         self.images = _Images(images)
-        self.containers = _Containers(used)
+        self.containers = _Containers(used, spares or [])
 
 
 def _engine() -> _Client:
@@ -113,3 +124,11 @@ def test_a_refusal_is_reported_and_frees_nothing() -> None:
         ("runner-base:old", "image has dependent child images")
     ]
     assert result.freed == 0
+
+
+def test_a_spare_sidecar_does_not_keep_an_old_proxy_image_it_is_removed_with_it() -> None:
+    client = _engine()
+    client.containers.spares = ["sha256:proxy-old", "sha256:proxy-now"]
+    result = inventory.prune(client, current={"runner-base:now", "runner-proxy:now"}, base_id=BASE_ID)  # type: ignore[arg-type]
+    assert "runner-proxy:old" in client.images.removed and "runner-proxy:old" not in result.in_use
+    assert client.containers.removed == ["sha256:proxy-old"]  # the current proxy's spare waits on

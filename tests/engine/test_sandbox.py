@@ -142,3 +142,15 @@ def test_the_watch_names_the_limit_that_was_hit(pids: int, ooms: int, said: str 
     watch = LimitWatch(_Container(pids, ooms), Limits(128 << 20, 64))  # type: ignore[arg-type]
     watch.start()
     assert watch.check() == said
+
+
+def test_one_watch_serves_every_step_and_asks_the_engine_for_the_pid_once() -> None:
+    container = _Container(3, 0)
+    container.attrs = {"State": {"Pid": os.getpid()}}  # a live pid: its cgroup is read from the host
+    reloads = []
+    container.reload = lambda: reloads.append(1)  # type: ignore[method-assign]
+    watch = LimitWatch(container, Limits(128 << 20, 64))  # type: ignore[arg-type]
+    for _ in range(3):
+        watch.start()
+        assert watch.check() is None
+    assert len(reloads) == 1

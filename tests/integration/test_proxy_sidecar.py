@@ -18,11 +18,11 @@ from proxy.report import read_report
 from runner.cassettes.process import ProxySettings, mitmdump_args
 from runner.cassettes.tls import make_ca
 from runner.engine import images
-from runner.replay.sidecar import PROGRAM
 from tests.helpers.containers import isolated, output
 
 pytestmark = pytest.mark.docker
 PROXY_DIR = Path(__file__).parents[2] / "proxy"
+PROGRAM = ("python3", "/opt/proxy/main.py")  # the proxy program in its image (images/proxy/Dockerfile)
 SSE = (Chunk(0.0, b"data: one\n\n"), Chunk(0.05, b"data: two\n\n"), Chunk(0.1, b"data: [DONE]\n\n"))
 
 

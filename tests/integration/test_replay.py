@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from packs.build import build
-from runner.engine.containers import owned
+from runner.engine.containers import SPARE_ROLES, owned
 from runner.pack import manifest as mf
+from runner.replay import spare
 from tests.gitrepo import make_repo
 from tests.packfactory import command, make_pack, patch, repack
 
@@ -31,15 +32,36 @@ def example_packs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def ours(docker_client: Any, folder: Path) -> list[str]:
-    """Names of the runner's containers from runs under `folder` (others may share the engine)."""
+    """Names of the runner's containers from runs under `folder` (others may share the engine): those
+    labelled with the run, the sidecars their workloads joined, and any spare sidecar or workload that was
+    claimed (a spare carries no run label) and is still there; spares waiting for the next replay are not
+    leaks."""
     prefix = str(folder.resolve())
-    return [c.name for c in owned(docker_client) if c.labels.get("runner.run", "").startswith(prefix)]
+    everything = owned(docker_client)
+    mine = [c for c in everything if c.labels.get("runner.run", "").startswith(prefix)]
+    joined = {str(c.attrs["HostConfig"]["NetworkMode"]).removeprefix("container:") for c in mine}
+    waiting = {  # made (staging) or waiting (ready) for the next replay
+        json.loads((f / "spare.json").read_text()).get(key)
+        for state in ("staging", "ready")
+        for f in (spare.root() / state).glob("*")
+        if (f / "spare.json").is_file()
+        for key in ("id", "workload")
+    }
+    claimed = [
+        c for c in everything
+        if c.labels.get("runner.role") in SPARE_ROLES and (c.id in joined or c.id not in waiting)
+    ]  # fmt: skip
+    return [c.name for c in mine] + [c.name for c in claimed if c not in mine]
 
 
 @pytest.fixture()
 def no_leaks(docker_client: Any, tmp_path: Path) -> Iterator[None]:
     yield
     left = ours(docker_client, tmp_path)
+    deadline = time.monotonic() + 30  # a claimed spare is killed, and removed by the engine as it exits
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = ours(docker_client, tmp_path)
     assert not left, f"containers left behind: {left}"
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,29 +42,45 @@ def test_a_malformed_cassette_is_bad_input(tmp_path: Path) -> None:
 
 
 class _Starting:
-    """A container whose log shows the ready line after a few polls, or which exits first."""
+    """A container whose followed log shows the ready line after a few lines, or which exits first."""
 
-    def __init__(self, polls: int, exits: bool = False) -> None:
-        self.polls, self.exits, self.status = polls, exits, "running"
+    def __init__(self, lines: int, exits: bool = False) -> None:
+        self.lines, self.exits, self.followed = lines, exits, 0
 
-    def logs(self, tail: int | None = None) -> bytes:
-        self.polls -= 1
-        if self.polls > 0:
-            return b"loading addon\n"
+    def logs(
+        self, tail: int | None = None, stream: bool = False, follow: bool = False
+    ) -> Iterator[bytes] | bytes:
+        if not stream:
+            return b"loading addon\nTraceback: boom\n"[-200:]
+        return self._follow()
+
+    def _follow(self) -> Iterator[bytes]:
+        for _ in range(self.lines):
+            self.followed += 1
+            yield b"loading addon\n"
         if self.exits:
-            self.status = "exited"
-            return b"Traceback: boom\n"
-        return ready_line("replay", [("127.0.0.1", 8080)]).encode()
-
-    def reload(self) -> None:
-        pass
+            yield b"Traceback: boom\n"
+            return  # the stream ends: the container stopped
+        self.followed += 1
+        yield ready_line("replay", [("127.0.0.1", 8080)]).encode()[:10]  # a line may come in pieces
+        yield ready_line("replay", [("127.0.0.1", 8080)]).encode()[10:] + b"\n"
+        time.sleep(60)  # still running: the wait must not need the stream to end
 
 
 def test_a_sidecar_started_without_waiting_is_ready_only_once_its_proxy_listens(tmp_path: Path) -> None:
-    starting = _Starting(polls=3)
+    starting = _Starting(lines=3)
     Sidecar(starting, tmp_path, tmp_path / "ca.pem", started_at=time.monotonic()).wait_ready()  # type: ignore[arg-type]
-    assert starting.polls == 0
-    with pytest.raises(ProxyError, match="did not become ready; its log:\nTraceback: boom"):
+    assert starting.followed == 4
+    with pytest.raises(ProxyError, match="did not become ready; its log:\nloading addon\nTraceback: boom"):
         Sidecar(
             _Starting(2, exits=True), tmp_path, tmp_path / "ca.pem", started_at=time.monotonic()
+        ).wait_ready()  # type: ignore[arg-type]
+
+
+def test_a_sidecar_that_never_gets_ready_times_out(tmp_path: Path) -> None:
+    silent = _Starting(lines=10**9)
+    silent._follow = lambda: iter(lambda: time.sleep(0.01) or b"loading\n", None)  # type: ignore[method-assign]
+    with pytest.raises(ProxyError, match="did not become ready"):
+        Sidecar(
+            silent, tmp_path, tmp_path / "ca.pem", start_timeout=0.2, started_at=time.monotonic()
         ).wait_ready()  # type: ignore[arg-type]

@@ -72,6 +72,7 @@ class Prepared:
     shown: str
     handle: str  # the image (docker) or the virtualenv folder (local)
     warnings: tuple[str, ...] = ()
+    workspace: Path | None = None  # where to restore the workspace (a claimed spare's); None: the caller's
 
 
 def probe_script(failed_list: str) -> str:

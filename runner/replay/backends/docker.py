@@ -6,17 +6,27 @@ the proxy sidecar (`runner.replay.sidecar`) and the workload container in its ne
 `DockerSession` that execs the steps' commands (`runner.replay.execute`).
 
 Rules: both containers run in the sandbox `runner.engine.sandbox` describes; the workspace is bind-mounted
-at /workspace and lent to the sandbox user while a command runs, whose limits are watched. The sidecar is
-started without waiting for its proxy, so mitmproxy's start overlaps the workload's and the workspace's
-restore, and waited for (`ready`) before the first command. Every container carries the run's folder as a label and is removed when the session
-ends, unless `keep` (then the kept workspace is handed to the sandbox user, for a shell in the container).
-The docker SDK's errors during a step come back as `ExecuteError`s: an engine failure, not a divergence.
+at /workspace and lent to the sandbox user while a command runs, whose limits are watched. When a spare
+pair of the same workload waits (`runner.replay.spare`), `prepare` claims it and hands its proxy the
+cassette, and the workspace is restored in the pair's folder; else the sidecar is a spare one alone or a
+new one started without waiting for its proxy, so mitmproxy's start overlaps the workload's and the
+workspace's restore. The proxy is waited for (`ready`) before the first command. Once the image is
+known, a detached process is asked to make the next replay's spare pair (of this image). The containers are removed
+together, with force, when the session ends (a claimed pair is killed; the engine removes it), unless
+`keep` (then no spare is claimed, and the kept workspace is handed to the sandbox user, for a shell in
+the container). The containers the runner starts for a run carry its folder as a label. The interpreter
+probe of an image is cached by image id (an image never changes). The docker SDK's errors during a step
+come back as `ExecuteError`s: an engine failure, not a divergence.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -28,11 +38,11 @@ from docker.models.containers import Container
 from proxy.report import Report
 from runner.engine import containers
 from runner.engine import sandbox as sandbox_engine
-from runner.engine.host import BuildTrust
+from runner.engine.host import BuildTrust, runner_home
 from runner.errors import ExecuteError
 from runner.pack.read import UnpackedPack
 from runner.progress import Progress
-from runner.replay import environment, execute, sidecar
+from runner.replay import environment, execute, sidecar, spare
 from runner.replay.backends import BackendName, Prepared, Probe, Run, parse_probe, probe_script
 
 __all__ = ["WORKSPACE", "DockerBackend", "DockerSession"]
@@ -49,6 +59,7 @@ class DockerBackend:
     trust: BuildTrust | None = None
     allow_image_mismatch: bool = False
     limits: sandbox_engine.Limits = field(default_factory=sandbox_engine.Limits)
+    spares: bool = True  # claim and leave spare sidecars (`runner.replay.spare`); off for --keep
 
     @property
     def name(self) -> BackendName:
@@ -63,7 +74,38 @@ class DockerBackend:
             self.client, pack, base_image=self.base_image, trust=self.trust,
             allow_mismatch=self.allow_image_mismatch, progress=progress,
         )  # fmt: skip
-        return Prepared(f"{env.image} ({env.how})", env.image, env.warnings)
+        claimed = None
+        if self.spares and spare.enabled():  # a spare workload of this very image may wait, with its sidecar
+            user = sandbox_engine.sandbox_user()
+            want = self._workload_spec(env.image, user, _loopback(pack))
+            claimed = spare.claim(self.client, self.proxy_image, user, workload=want)
+            if claimed is not None:  # its proxy starts now, while the workspace is restored
+                sidecar.hand_claim(claimed.folder, _cassette(pack), user)
+            self._spawn_spare(
+                env.image, user
+            )  # the next replay's pair, made meanwhile by a process of its own
+        workspace = claimed.workspace if claimed is not None else None
+        return Prepared(f"{env.image} ({env.how})", env.image, env.warnings, workspace)
+
+    def _hardening(self, user: sandbox_engine.User) -> dict[str, Any]:
+        return sandbox_engine.workload_options(self.client, self.limits, user)
+
+    def _workload_spec(self, image: str, user: sandbox_engine.User, loopback: bool) -> str:
+        """What a spare workload must match to serve as this replay's: image id, hardening, environment."""
+        what = {
+            "image": self.client.images.get(image).id,
+            "options": self._hardening(user),
+            "env": sidecar.workload_env(loopback),
+        }
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
+
+    def _spare_workload(self, image: str, user: sandbox_engine.User) -> spare.SpareWorkload:
+        """A spare workload of `image` beside the next spare sidecar (see `runner.replay.spare`)."""
+        options = dict(self._hardening(user))
+        options["environment"] = {**options.pop("environment", {}), **sidecar.workload_env(False)}
+        options["working_dir"] = str(WORKSPACE)
+        spec = self._workload_spec(image, user, False)
+        return spare.SpareWorkload(spec, image, options, str(WORKSPACE), str(sidecar.CA_IN_WORKLOAD.parent))
 
     @contextmanager
     def start(
@@ -72,9 +114,12 @@ class DockerBackend:
         """The sidecar and the workload container, removed when the block ends unless `keep`."""
         labels = {"runner.run": str(run.folder.resolve())}  # so a run's containers can be found
         user = sandbox_engine.sandbox_user()
-        hardening = sandbox_engine.workload_options(self.client, self.limits, user)
-        cassette = pack.path / pack.manifest.cassettes[0].path if pack.manifest.cassettes else None
+        cassette = _cassette(pack)
         with ExitStack() as stack:
+            claimed = None
+            if prepared.workspace is not None and workspace == prepared.workspace:  # `prepare` claimed a pair
+                stack.callback(shutil.rmtree, workspace.parent, ignore_errors=True)  # after the containers
+                claimed = spare.adopt(self.client, workspace.parent)  # None: gone; new ones use the folder
             proxy = stack.enter_context(
                 sidecar.serve_cassettes(
                     self.client,
@@ -84,25 +129,50 @@ class DockerBackend:
                     labels=labels,
                     user=user,
                     wait=False,
+                    claim=self.spares
+                    and not keep,  # a kept sidecar keeps its files in the kept scratch folder
+                    claimed=claimed,
                 )
             )
-            workload = stack.enter_context(
-                _workload(
-                    self.client,
-                    prepared.handle,
-                    proxy,
-                    workspace,
-                    {**labels, "runner.pack": run.pack},
-                    hardening,
+            if claimed is not None and claimed.workload is not None:
+                workload = stack.enter_context(containers.adopted(claimed.workload))
+            else:
+                workload = stack.enter_context(
+                    _workload(
+                        self.client,
+                        prepared.handle,
+                        proxy,
+                        workspace,
+                        {**labels, "runner.pack": run.pack},
+                        self._hardening(user),
+                    )
                 )
-            )
             if keep:  # the caller prints how to get a shell; nothing is removed
                 containers.keep(workload)
                 containers.keep(proxy.container)
             sandbox = sandbox_engine.describe(self.limits, user)
-            yield DockerSession(workload, proxy, workspace, self.limits, user, sandbox)
+            watch = sandbox_engine.LimitWatch(workload, self.limits)
+            yield DockerSession(workload, proxy, workspace, self.limits, user, sandbox, watch)
             if keep:  # the kept workspace is the sandbox user's, for a shell in the container
                 sandbox_engine.hand_over(workspace, user)
+                return
+            containers.remove(workload, proxy.container)  # together, and before the spare is waited for
+
+    def _spawn_spare(self, image: str, user: sandbox_engine.User) -> None:
+        try:
+            workload = self._spare_workload(image, user)
+        except docker.errors.DockerException:
+            workload = None  # the sidecar alone still saves the most
+        spare.spawn(self.proxy_image, user, workload)
+
+
+def _cassette(pack: UnpackedPack) -> Path | None:
+    return pack.path / pack.manifest.cassettes[0].path if pack.manifest.cassettes else None
+
+
+def _loopback(pack: UnpackedPack) -> bool:
+    cassette = _cassette(pack)
+    return cassette is not None and sidecar.has_loopback(cassette)
 
 
 def _workload(
@@ -142,6 +212,7 @@ class DockerSession:
     limits: sandbox_engine.Limits
     user: sandbox_engine.User
     sandbox: str
+    watch: sandbox_engine.LimitWatch  # one for the session's steps: it learns the container's pid once
     warnings: tuple[str, ...] = ()
 
     @property
@@ -161,7 +232,7 @@ class DockerSession:
     ) -> execute.CommandRun:
         """One command in the sandbox: the workspace lent to its user, its limits watched while it runs."""
         try:
-            watch = sandbox_engine.LimitWatch(self.container, self.limits)
+            watch = self.watch
             watch.start()
             with sandbox_engine.lend(self.host_workspace, self.user):
                 return execute.run_command(
@@ -191,10 +262,26 @@ class DockerSession:
         return bool(self._exec(["test", "-e", str(path)]).exit_code == 0)
 
     def probe(self) -> Probe | None:
-        result = self._exec(["python3", "-c", probe_script(environment.FAILED_LIST)])
+        """The image's interpreter, asked once per image id and script, then read from the cache."""
+        script = probe_script(environment.FAILED_LIST)
+        image = str(self.container.attrs.get("Image") or "").removeprefix("sha256:")
+        key = hashlib.sha256(f"{image}\n{script}".encode()).hexdigest()[:32]
+        cached = runner_home() / "probes" / f"{key}.json"
+        if image:
+            with suppress(OSError, ValueError, KeyError, TypeError):
+                return parse_probe(cached.read_text(encoding="utf-8"))
+        result = self._exec(["python3", "-c", script])
         if result.exit_code != 0:
             return None
-        return parse_probe(result.output.decode("utf-8", "replace"))
+        output = result.output.decode("utf-8", "replace")
+        found = parse_probe(output)
+        if image:
+            with suppress(OSError):
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(output.strip().splitlines()[-1], encoding="utf-8")
+                os.replace(tmp, cached)
+        return found
 
     def ready(self) -> None:
         self.proxy.wait_ready()  # mitmproxy started while the workload did and the workspace was restored
