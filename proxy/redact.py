@@ -34,6 +34,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 __all__ = [
     "DETECTORS",
@@ -65,6 +66,9 @@ SENSITIVE_HEADERS = frozenset(
         "private-token",
     }
 )
+_CACHED = 65_536  # distinct secrets (and credential values) a redactor remembers the placeholder (kind) of
+_V = TypeVar("_V")
+
 # Any other header is a credential when a part of its name (split at `-`/`_`) is one of these words or ends
 # with one (x-custom-auth, x-api-token, x-authtoken, x-session-id): `tokens` (rate limits), `authority` and
 # `author` are not.
@@ -297,13 +301,21 @@ class Redactor:
         self._key = key
         self._detectors = detectors
         self._found = found
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)  # copied per secret: the key is set up once
+        self._digests: dict[str, str] = {}  # secret -> the hex its placeholders end with
+        self._kinds: dict[str, str | None] = {}  # value -> the kind of the first detector matching it all
 
     def placeholder(self, secret: str, kind: str = "secret") -> str:
         """The stable stand-in for `secret`; a placeholder maps to itself so redaction is idempotent."""
         if PLACEHOLDER_RE.fullmatch(secret):
             return secret
-        digest = hmac.new(self._key, secret.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
-        token = f"REDACTED_{kind}_{digest[:16]}"
+        digest = self._digests.get(secret)
+        if digest is None:
+            keyed = self._keyed.copy()
+            keyed.update(secret.encode("utf-8", "surrogateescape"))
+            digest = keyed.hexdigest()[:16]
+            _remember(self._digests, secret, digest)
+        token = f"REDACTED_{kind}_{digest}"
         if self._found:
             self._found(kind, secret, token)
         return token
@@ -410,10 +422,19 @@ class Redactor:
     def kind_of(self, value: str, default: str) -> str:
         """The kind of a credential found by its context (`Bearer x`, `token=x`): its own shape's kind when
         it has one, so one secret gets one placeholder in a header, a body and a log alike."""
-        for detector in self._detectors:
-            if "s" not in detector.pattern.groupindex and detector.pattern.fullmatch(value):
-                return detector.kind
-        return default
+        if value in self._kinds:
+            known = self._kinds[value]
+            return default if known is None else known
+        kind = next(
+            (
+                d.kind
+                for d in self._detectors
+                if "s" not in d.pattern.groupindex and d.pattern.fullmatch(value)
+            ),
+            None,
+        )
+        _remember(self._kinds, value, kind)
+        return default if kind is None else kind
 
     def header_value(self, name: str, value: str) -> str:
         if is_sensitive_header(name):
@@ -437,6 +458,13 @@ class Redactor:
             )
             for name, value in pairs
         ]
+
+
+def _remember(cache: dict[str, _V], key: str, value: _V) -> None:
+    """Keep `value` for `key`; a cache that is full starts again (secret-heavy texts repeat a few secrets)."""
+    if len(cache) >= _CACHED:
+        cache.clear()
+    cache[key] = value
 
 
 def is_sensitive_header(name: str) -> bool:

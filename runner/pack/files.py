@@ -4,7 +4,9 @@ Inputs: a root folder and member names already checked by `layout.layout_problem
 opened for writing. Rules: every folder is opened with O_NOFOLLOW|O_DIRECTORY from the root down and every
 file with O_CREAT|O_EXCL|O_NOFOLLOW, so a link planted in the tree is never followed and nothing is
 overwritten; with `only`, members outside it are not written (the reader still checks them). A
-`Digester` hashes member data and writes it, on two threads, while the reader decompresses.
+`Digester` hashes member data and writes it, on two threads, while the reader decompresses; the writing
+thread creates each file too (a create costs more than decompressing a small member). A `DirWriter` may
+be used from several threads.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import contextlib
 import os
 import queue
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from runner.pack.layout import MANIFEST
 from runner.pack.manifest import MemberDigest
 
-__all__ = ["Digester", "DirWriter"]
+__all__ = ["Digester", "DirWriter", "Opener"]
+
+Opener = Callable[[], IO[bytes]]  # creates the file a member is written to
 
 
 class DirWriter:
@@ -34,6 +39,7 @@ class DirWriter:
         self.root = root
         self.only = only
         self._fds: dict[str, int] = {}
+        self._lock = threading.Lock()  # a folder's descriptor is not closed while a file opens in it
 
     def wants(self, name: str) -> bool:
         """Whether `name` is written (a member left out is still read and checked, then dropped)."""
@@ -46,7 +52,7 @@ class DirWriter:
         if fd is not None:
             return fd
         if len(self._fds) >= self._MAX_OPEN:
-            self.close()
+            self._close()
         if not parts:
             fd = os.open(self.root, self._DIR_FLAGS)
         else:
@@ -58,15 +64,21 @@ class DirWriter:
         return fd
 
     def mkdir(self, name: str) -> None:
-        self._dir(name.split("/"))
+        with self._lock:
+            self._dir(name.split("/"))
 
     def create(self, name: str) -> IO[bytes]:
         *parents, base = name.split("/")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(base, flags, 0o644, dir_fd=self._dir(parents))
+        with self._lock:
+            fd = os.open(base, flags, 0o644, dir_fd=self._dir(parents))
         return os.fdopen(fd, "wb")
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         fds, self._fds = self._fds, {}
         for fd in fds.values():
             os.close(fd)
@@ -76,8 +88,10 @@ class Digester:
     """Hashes member data on one worker thread and writes it on another, in order, while the caller
     decompresses: three stages on the cores there are (hashlib, zstd and file writes release the GIL).
 
-    At most a few chunks are in flight. The first member (in pack order) whose hash does not match or whose
-    file cannot be written is kept in `failure`; after that the workers only drain their queues.
+    At most a few chunks are in flight. A member's file is created (its `Opener` called) on the writing
+    thread, when its first chunk or its end comes. The first member (in pack order) whose hash does not
+    match or whose file cannot be created or written is kept in `failure`; after that the workers only
+    drain their queues.
     """
 
     def __init__(self) -> None:
@@ -85,7 +99,6 @@ class Digester:
         self._writing: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=4)
         self.failure: tuple[str, str] | None = None
         self.checked = 0
-        self._unfinished: IO[bytes] | None = None  # a file whose member was cut short by an error
         self._threads = [
             threading.Thread(target=self._hash, name="pack-digest", daemon=True),
             threading.Thread(target=self._write, name="pack-write", daemon=True),
@@ -93,21 +106,17 @@ class Digester:
         for thread in self._threads:
             thread.start()
 
-    def put(self, name: str, sha: Any, dst: IO[bytes] | None, chunk: bytes | memoryview) -> None:
-        self._unfinished = dst
+    def put(self, name: str, sha: Any, dst: Opener | None, chunk: bytes | memoryview) -> None:
         self._hashing.put((name, sha, dst, chunk, None))
 
-    def end(self, name: str, sha: Any, dst: IO[bytes] | None, expected: MemberDigest) -> None:
-        self._unfinished = None
+    def end(self, name: str, sha: Any, dst: Opener | None, expected: MemberDigest) -> None:
         self._hashing.put((name, sha, dst, None, expected))
 
     def close(self) -> tuple[str, str] | None:
-        """Wait for the workers; close what they did not; return the first failure."""
+        """Wait for the workers (the writer closes the file of a member cut short); return the first failure."""
         self._hashing.put(None)
         for thread in self._threads:
             thread.join()
-        if self._unfinished:
-            self._unfinished.close()
         return self.failure
 
     def _hash(self) -> None:
@@ -131,20 +140,29 @@ class Digester:
             self._writing.put(None)
 
     def _write(self) -> None:
-        while (item := self._writing.get()) is not None:
-            name, _, dst, chunk, verdict = item
-            if self.failure:
-                continue
-            try:
-                if chunk is not None:
-                    if dst:
-                        dst.write(chunk)
+        out: IO[bytes] | None = None  # the current member's file, created at its first chunk or end
+        try:
+            while (item := self._writing.get()) is not None:
+                name, _, dst, chunk, verdict = item
+                if self.failure:
                     continue
-                if dst:
-                    dst.close()
-                if verdict:
-                    self.failure = (name, verdict)
-                else:
-                    self.checked += 1
-            except OSError as e:
-                self.failure = (name, f"cannot write the member: {e}")
+                try:
+                    if dst and out is None:
+                        out = dst()
+                    if chunk is not None:
+                        if out:
+                            out.write(chunk)
+                        continue
+                    done, out = out, None
+                    if done:
+                        done.close()
+                    if verdict:
+                        self.failure = (name, verdict)
+                    else:
+                        self.checked += 1
+                except OSError as e:
+                    self.failure = (name, f"cannot write the member: {e}")
+        finally:
+            if out:
+                with contextlib.suppress(OSError):  # a failure is being reported already
+                    out.close()

@@ -16,6 +16,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -314,7 +315,7 @@ class _Scanner:
                 raise _Refused("member is not listed in the manifest's integrity section")
             if ti.size != expected.size:
                 raise _Refused(f"size {ti.size} differs from the {expected.size} bytes the manifest declares")
-            dst = writer.create(ti.name) if writer and writer.wants(ti.name) else None
+            dst = functools.partial(writer.create, ti.name) if writer and writer.wants(ti.name) else None
             sha = hashlib.sha256()
             for chunk in self._chunks(tar, ti):
                 digester.put(ti.name, sha, dst, chunk)

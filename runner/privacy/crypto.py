@@ -15,6 +15,8 @@ Rules:
   as ssh refuses a private key, with the chmod to run.
 - Key files come from elsewhere: every field is checked (key ids are 16 hex digits, AEAD keys and
   signing seeds 32 bytes, Ed25519 public keys 32 bytes); a damaged file is a PrivacyError naming it.
+- `cryptography` is imported when a key is first used, not with this module: packs built or read without
+  keys do not pay for its import (about a tenth of a second).
 """
 
 from __future__ import annotations
@@ -31,14 +33,12 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import PrivacyError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = [
     "SEAL_MAGIC",
@@ -73,9 +73,13 @@ class Key:
     signing_seed: bytes  # 32 bytes, Ed25519 private key
 
     def signer(self) -> Ed25519PrivateKey:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return Ed25519PrivateKey.from_private_bytes(self.signing_seed)
 
     def public_bytes(self) -> bytes:
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
         return self.signer().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
@@ -107,6 +111,8 @@ class PublicKeys:
     source: str = "public keys"
 
     def verifier(self, key_id: str) -> Ed25519PublicKey | None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         raw = self.keys.get(key_id)
         return Ed25519PublicKey.from_public_bytes(raw) if raw else None
 
@@ -282,6 +288,8 @@ def is_sealed(data: bytes) -> bool:
 
 def seal(keyring: Keyring, plaintext: bytes, name: str) -> bytes:
     """Encrypt `plaintext` under the newest key, bound to `name` (the member it is stored as)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     key = keyring.newest
     kid = bytes.fromhex(key.id)
     nonce = secrets.token_bytes(_NONCE)
@@ -295,6 +303,9 @@ def sealed_key_id(data: bytes) -> str:
 
 def open_sealed(keyring: Keyring, data: bytes, name: str) -> bytes:
     """The plaintext of a sealed member; PrivacyError for a wrong key, another member's blob or a flipped bit."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     size = len(SEAL_MAGIC) + _ID_BYTES + _NONCE
     if not is_sealed(data) or len(data) < size + 16:
         raise PrivacyError(f"{name}: not a sealed member (bad header); the pack is damaged")

@@ -356,7 +356,10 @@ class ScanRedactor(Redactor):
         return b"".join(out)
 
     def kind_of(self, value: str, default: str) -> str:
-        """`Redactor.kind_of`, trying only the detectors the scan finds a possible match for."""
+        """`Redactor.kind_of`, trying only the detectors the scan finds a possible match for (a short value,
+        the usual credential, goes straight to `Redactor.kind_of`, which remembers it: a scan costs more)."""
+        if len(value) < _SMALL:
+            return super().kind_of(value, default)
         candidates = None if "REDACTED_" in value else self._db.detectors_in(value)
         if candidates is None:
             return super().kind_of(value, default)

@@ -27,8 +27,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-
 from runner.errors import PrivacyError
 from runner.pack import manifest as mf
 from runner.pack.layout import MANIFEST
@@ -113,6 +111,8 @@ def check_signature(
         raise PrivacyError(
             "the pack is not signed (no signature.json); sign it with `runner sign PACK --key FILE`"
         )
+    from cryptography.exceptions import InvalidSignature  # with the keys, not with this module (`crypto`)
+
     if manifest.integrity is None:
         raise PrivacyError("the manifest has no integrity section; nothing to check the signature against")
     try:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from runner.pack.files import Digester
 from runner.pack.manifest import MemberDigest
@@ -22,8 +25,8 @@ def _digest(data: bytes) -> MemberDigest:
 def _feed(d: Digester, name: str, chunks: list[bytes], dst: io.BytesIO, expected: MemberDigest) -> None:
     sha = hashlib.sha256()
     for chunk in chunks:
-        d.put(name, sha, dst, memoryview(chunk))
-    d.end(name, sha, dst, expected)
+        d.put(name, sha, lambda: dst, memoryview(chunk))
+    d.end(name, sha, lambda: dst, expected)
 
 
 def test_members_are_hashed_and_written_in_order(tmp_path: Path) -> None:
@@ -47,3 +50,42 @@ def test_the_first_failure_in_pack_order_is_the_one_kept() -> None:
     _feed(d, "altered", [b"y"], io.BytesIO(), _digest(b"z"))
     failure = d.close()
     assert failure is not None and failure[0] == "unwritable" and "No space left" in failure[1]
+
+
+def test_files_are_created_on_the_writing_thread_once_per_member_even_when_empty(tmp_path: Path) -> None:
+    d, created = Digester(), []
+
+    def opener(name: str) -> Callable[[], IO[bytes]]:
+        def create() -> IO[bytes]:
+            created.append((name, threading.current_thread().name))
+            return open(tmp_path / name, "wb")
+
+        return create
+
+    for name, chunks in (("a", [b"x", b"y"]), ("empty", []), ("b", [b"z"])):
+        sha, dst = hashlib.sha256(), opener(name)
+        for chunk in chunks:
+            d.put(name, sha, dst, chunk)
+        d.end(name, sha, dst, _digest(b"".join(chunks)))
+    assert d.close() is None and d.checked == 3
+    assert created == [("a", "pack-write"), ("empty", "pack-write"), ("b", "pack-write")]
+    assert [(tmp_path / n).read_bytes() for n in ("a", "empty", "b")] == [b"xy", b"", b"z"]
+
+
+def test_a_file_that_cannot_be_created_is_the_failure_named_and_one_cut_short_is_closed(
+    tmp_path: Path,
+) -> None:
+    d = Digester()
+    half = open(tmp_path / "half", "wb")  # noqa: SIM115
+    sha = hashlib.sha256()
+    d.put("half", sha, lambda: half, b"abc")  # its end never comes: the reader stopped on an error
+    assert d.close() is None and d.checked == 0
+    assert half.closed
+    d = Digester()
+
+    def refused() -> IO[bytes]:
+        raise FileExistsError(17, "File exists")
+
+    d.end("taken", hashlib.sha256(), refused, _digest(b""))
+    failure = d.close()
+    assert failure is not None and failure[0] == "taken" and "File exists" in failure[1]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -227,3 +230,17 @@ def test_a_keyring_readable_by_others_is_refused_with_the_chmod_to_run(tmp_path:
     keys.chmod(0o600)
     assert cli("sign", pack, "--key", keys)[0] == 0
     assert cli("verify", pack, "--pubkey", f"{keys}.pub")[0] == 0  # the public half may be world-readable
+
+
+def test_building_and_reading_packs_without_keys_does_not_import_cryptography() -> None:
+    """Checked on `sys.modules` in a fresh interpreter, never on time."""
+    probe = (
+        "import sys, runner.pack.build, runner.pack.read, runner.privacy.sign\n"
+        "print('cryptography' in {m.split('.')[0] for m in sys.modules})"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=repo, check=True
+    )
+    assert done.stdout.split() == ["False"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 
 from proxy.redact import PLACEHOLDER_RE, Redactor
@@ -33,6 +36,23 @@ def test_placeholders_are_stable_per_key_and_distinct_across_keys() -> None:
     assert Redactor(KEY).placeholder(secret) != Redactor(b"other-key").placeholder(secret)
     assert Redactor(KEY).placeholder(secret) != Redactor(KEY).placeholder(SECRETS[1])
     assert Redactor(KEY).text(Redactor(KEY).text(secret)) == Redactor(KEY).text(secret)
+
+
+def test_placeholder_is_the_keyed_hmac_of_the_secret_every_time_and_each_use_is_reported() -> None:
+    found: list[tuple[str, str, str]] = []
+    r = Redactor(KEY, found=lambda *a: found.append(a))
+    secret = "caf\u00e9-\udcff-" + SECRETS[0]  # a lone surrogate (surrogateescape) too
+    expected = hmac.new(KEY, secret.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:16]
+    tokens = [r.placeholder(secret, "bearer"), r.placeholder(secret, "bearer"), r.placeholder(secret)]
+    assert tokens == [f"REDACTED_bearer_{expected}"] * 2 + [f"REDACTED_secret_{expected}"]
+    assert found == [("bearer", secret, tokens[0])] * 2 + [("secret", secret, tokens[2])]
+
+
+def test_kind_of_gives_the_same_answer_when_asked_again() -> None:
+    r = Redactor(KEY)
+    key = "sk-proj-" + "ab12" * 10
+    assert [r.kind_of(key, "bearer"), r.kind_of(key, "bearer")] == ["openai-key", "openai-key"]
+    assert [r.kind_of("opaque", "bearer"), r.kind_of("opaque", "credential")] == ["bearer", "credential"]
 
 
 def test_sensitive_headers_lose_their_value_authorization_keeps_its_scheme() -> None:
