@@ -4,8 +4,8 @@ Inputs: the session's working folder and key, the CA bundle verifying real serve
 traffic is recorded and os.environ is set. Outputs: `env` (proxy and CA trust variables for the agent's
 processes) and, at `stop`, one `http` span per recorded exchange, the number of exchanges and of those to a
 model API path (`model_exchanges`).
-Rules: built on runner.cassettes.process (a mitmdump on this host, writing `http.jsonl` in the working
-folder, redacting request headers under the session key). `start` does not wait for mitmdump: its port
+Rules: built on runner.cassettes.process (the proxy program on this host, writing `http.jsonl` in the working
+folder, redacting request headers under the session key). `start` does not wait for the proxy: its port
 is bound at once and the agent's first connections wait in that socket's backlog until the proxy takes
 them, so the agent starts ~1 s sooner and no request is lost. `stop` waits for the proxy to have started
 before stopping it; a proxy that never started is `failure` (a sentence for the summary's warnings), not
