@@ -119,7 +119,8 @@ class LocalBackend:
 class _NamespacedProxy(ProxyProcess):
     """The proxy program (proxy/main.py: mitmproxy with the cassette addon), started inside the namespace
     without waiting for it (`wait_ready()` before the first command: mitmproxy takes a second or two to
-    import itself). It binds its own port: one bound here would be in the host's network namespace, not the replay's."""
+    import itself). It binds its own port: one bound here would be in the host's network namespace, not
+    the replay's."""
 
     hand_over_socket = False
 
