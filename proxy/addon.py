@@ -15,8 +15,9 @@ Options (read once in `configure`):
   cassette_listen_fd      also accept on this inherited listening socket, reported first (see proxy.listen)
 
 Record (proxy.record): requests go upstream untouched; each exchange is redacted and appended as one
-line once complete, a streamed one as soon as its upstream body ends (even when the client has already
-gone), and every stream still in flight when the proxy stops is written before the report.
+line once complete, a streamed one as soon as its upstream body ends, or as what reached the client when
+the client goes first; streams still in flight when the proxy stops are written before the report.
+Streams are redacted as one joined text (proxy.stream.redact_stream); non-UTF-8 bodies are scanned too.
 Replay: `connection_strategy=lazy` and `upstream_cert=false` are forced, each request is answered in the
 `request` hook from the cassette, streamed recordings are replayed chunk by chunk with their recorded
 pauses when `cassette_pace` is above 0 (see proxy.stream), else their bytes go out at once, a
