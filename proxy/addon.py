@@ -14,9 +14,10 @@ Options (read once in `configure`):
   cassette_secrets        record: append the original of every placeholder here (0600, see proxy.originals)
   cassette_listen_fd      also accept on this inherited listening socket, reported first (see proxy.listen)
 
-Record: requests go upstream untouched; each finished exchange is redacted and appended as one line;
-streamed responses are passed through chunk by chunk while their chunks and offsets are kept, and are
-redacted as one joined text (proxy.stream.redact_stream). Bodies that are not UTF-8 are scanned too.
+Record (proxy.record): requests go upstream untouched; each exchange is redacted and appended as one
+line once complete, a streamed one as soon as its upstream body ends, or as what reached the client when
+the client goes first; streams still in flight when the proxy stops are written before the report.
+Streams are redacted as one joined text (proxy.stream.redact_stream); non-UTF-8 bodies are scanned too.
 Replay: `connection_strategy=lazy` and `upstream_cert=false` are forced, each request is answered in the
 `request` hook from the cassette, streamed recordings are replayed chunk by chunk with their recorded
 pauses when `cassette_pace` is above 0 (see proxy.stream), else their bytes go out at once, a
@@ -32,7 +33,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -60,34 +61,25 @@ if __package__ != "proxy":
 from mitmproxy import ctx, exceptions, http  # noqa: E402
 from mitmproxy.addons.proxyserver import Proxyserver  # noqa: E402
 from mitmproxy.connection import Address  # noqa: E402
-from mitmproxy.coretypes.multidict import MultiDictView  # noqa: E402
 from mitmproxy.proxy import server_hooks  # noqa: E402
 
-from proxy.cassette import (  # noqa: E402
-    CassetteError,
-    CassetteWriter,
-    Chunk,
-    Exchange,
-    RecordedRequest,
-    RecordedResponse,
-    read_exchanges,
-)
+from proxy.cassette import CassetteError, CassetteWriter, Exchange, RecordedResponse, read_exchanges  # noqa: E402
 from proxy.listen import serve  # noqa: E402
 from proxy.match import DEFAULT_IGNORE_FIELDS, CassetteIndex, Normalised, Normaliser  # noqa: E402
 from proxy.originals import OriginalsWriter  # noqa: E402
 from proxy.ready import MODES, Mode, ready_line  # noqa: E402
+from proxy.record import Recorder, request_from_flow  # noqa: E402
 from proxy.redact import Redactor, key_from_text  # noqa: E402
 from proxy.report import Miss, Report, Unused  # noqa: E402
-from proxy.stream import TOKEN_HEADER, StreamEndpoint, redact_stream  # noqa: E402
+from proxy.stream import TOKEN_HEADER, StreamEndpoint  # noqa: E402
 
-__all__ = ["CassetteProxy", "request_from_flow"]
+__all__ = ["CassetteProxy"]
 
 logger = logging.getLogger(__name__)
 
 MISS_STATUS = 502
 MISS_HEADER = "X-Cassette-Miss"
 _STREAM_MARK = "cassette_stream"
-_CHUNKS = "cassette_chunks"
 _DROP_ON_SERVE = frozenset({"transfer-encoding", "connection", "keep-alive", "proxy-connection", "upgrade"})
 
 
@@ -99,12 +91,11 @@ class CassetteProxy:
         self.redactor = Redactor(secrets.token_bytes(32))
         self.normaliser = Normaliser()
         self.index: CassetteIndex | None = None
-        self.writer: CassetteWriter | None = None
+        self.recorder: Recorder | None = None
         self.originals: OriginalsWriter | None = None
         self._made: dict[str, str] = {}  # placeholder -> the secret it replaced, this run
         self.stream: StreamEndpoint | None = None
         self.served = 0
-        self.recorded = 0
         self.misses: list[Miss] = []
         self.refused: list[str] = []
 
@@ -167,7 +158,7 @@ class CassetteProxy:
             try:
                 if opts.cassette_secrets:
                     self.originals = OriginalsWriter(Path(opts.cassette_secrets))
-                self.writer = CassetteWriter(self.cassette)
+                self.recorder = Recorder(CassetteWriter(self.cassette), self.redactor, self._made.get)
             except OSError as e:
                 raise _options_error(f"cannot open {opts.cassette_secrets}: {e.strerror}") from e
             except CassetteError as e:
@@ -251,44 +242,16 @@ class CassetteProxy:
                 req.scheme, req.host, req.port = flow.metadata.pop(_STREAM_MARK)
                 req.headers.pop(TOKEN_HEADER, None)
             return
-        if _is_stream(flow.response):
-            chunks: list[Chunk] = []
-            start = time.monotonic()
-
-            def capture(data: bytes) -> bytes:
-                if data:
-                    chunks.append(Chunk(time.monotonic() - start, data))
-                return data
-
-            flow.metadata[_CHUNKS] = chunks
-            flow.response.stream = capture
+        if self.recorder is not None:
+            self.recorder.headers(flow)
 
     def response(self, flow: http.HTTPFlow) -> None:
-        if self.mode != "record" or self.writer is None or flow.response is None:
-            return
-        if flow.response.status_code == 101:
-            # A protocol switch (WebSocket) cannot be replayed from a cassette: leave it out, so replay
-            # answers it with a clear miss instead of an upgrade that never speaks.
-            logger.warning(
-                f"cassette record: not recording the protocol upgrade of {self.redactor.text(flow.request.pretty_url)}"
-            )
-            return
-        chunks: list[Chunk] | None = flow.metadata.get(_CHUNKS)
-        if chunks:  # one secret may be split across chunks: redact the stream as one text
-            datas = redact_stream([c.data for c in chunks], self.redactor.text, self._made.get)
-            chunks = [Chunk(c.offset, data) for c, data in zip(chunks, datas, strict=True)]
-        exchange = exchange_from_flow(flow, chunks)
-        try:
-            self.writer.write(exchange.redacted(self.redactor))
-            self.recorded += 1
-        except CassetteError as e:
-            logger.error(f"cassette record: {e}")
+        if self.mode == "record" and self.recorder is not None:
+            self.recorder.response(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        if self.mode == "record" and flow.error is not None:
-            logger.warning(
-                f"cassette record: {flow.request.method} {self.redactor.text(flow.request.pretty_url)} failed ({flow.error.msg})"
-            )
+        if self.mode == "record" and self.recorder is not None:
+            self.recorder.error(flow)
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
         if self.mode != "replay" or data.server.address is None:
@@ -301,7 +264,7 @@ class CassetteProxy:
         logger.warning(f"cassette replay: refused an upstream connection to {target}")
 
     def done(self) -> None:
-        self._close_writer()
+        self._close_writer()  # streams in flight are written first: the report counts them
         if self.stream is not None:
             self.stream.close()
         if self.report_path is not None:
@@ -311,9 +274,8 @@ class CassetteProxy:
 
     def build_report(self) -> Report:
         if self.index is None:
-            return Report(
-                self.mode, str(self.cassette), self.recorded, 0, refused_upstream=tuple(self.refused)
-            )
+            recorded = self.recorder.recorded if self.recorder is not None else 0
+            return Report(self.mode, str(self.cassette), recorded, 0, refused_upstream=tuple(self.refused))
         return Report(
             mode=self.mode,
             cassette=str(self.cassette),
@@ -334,9 +296,8 @@ class CassetteProxy:
             self.originals.note(kind, secret, token)
 
     def _close_writer(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        if self.recorder is not None:
+            self.recorder.close()  # before the originals: a stream written now may make placeholders
         if self.originals is not None:
             self.originals.close()
             self.originals = None
@@ -385,44 +346,6 @@ def _local_error(reason: str, detail: dict[str, Any]) -> http.Response:
     )
 
 
-def request_from_flow(flow: http.HTTPFlow, headers: bool = True) -> RecordedRequest:
-    req = flow.request
-    path, has_query, _ = req.path.partition("?")
-    return RecordedRequest(
-        method=req.method,
-        scheme=req.scheme,
-        host=req.pretty_host,
-        port=req.port,
-        path=path,
-        query=_pairs(req.query) if has_query else (),
-        headers=_pairs(req.headers) if headers else (),
-        body=req.get_content(strict=False) or b"",
-        http_version=req.http_version,
-    )
-
-
-def exchange_from_flow(flow: http.HTTPFlow, chunks: list[Chunk] | None) -> Exchange:
-    resp = flow.response
-    assert resp is not None
-    started = flow.request.timestamp_start
-    ended = resp.timestamp_end or time.time()
-    return Exchange(
-        request=request_from_flow(flow),
-        response=RecordedResponse(
-            status=resp.status_code,
-            reason=resp.reason,
-            headers=_pairs(resp.headers),
-            body=b"".join(c.data for c in chunks)
-            if chunks is not None
-            else resp.get_content(strict=False) or b"",
-            chunks=tuple(chunks) if chunks is not None else None,
-            http_version=resp.http_version,
-        ),
-        started=started,
-        duration=max(0.0, ended - started),
-    )
-
-
 def response_from_recording(recorded: RecordedResponse, head: bool = False) -> http.Response:
     """A plain HTTP/1.1 response (mitmproxy translates it for HTTP/2 clients) with the recorded body."""
     now = time.time()
@@ -456,14 +379,6 @@ def response_from_recording(recorded: RecordedResponse, head: bool = False) -> h
     return response
 
 
-def _is_stream(response: http.Response) -> bool:
-    if "text/event-stream" in response.headers.get("content-type", ""):
-        return True
-    if "content-length" in response.headers:
-        return False
-    return "chunked" in response.headers.get("transfer-encoding", "").lower() or response.is_http2
-
-
 # --- typed doors: mitmproxy ships py.typed but leaves these few callables unannotated -----------------
 
 # MitmproxyException.__init__(self, message=None): mitmproxy shows the message and rejects the options.
@@ -482,13 +397,6 @@ def _listen_addrs() -> list[Address]:
     get = cast("Callable[[str], Proxyserver | None]", ctx.master.addons.get)
     server = get("proxyserver")
     return server.listen_addrs() if server is not None else []
-
-
-def _pairs(fields: http.Headers | MultiDictView[str, str]) -> tuple[tuple[str, str], ...]:
-    """Every (name, value) pair in order, repeated names kept."""
-    # _MultiDict.items(self, multi=False); with multi=True both give str pairs (Headers decodes its bytes).
-    items = cast("Callable[..., Iterable[tuple[str, str]]]", fields.items)
-    return tuple(items(multi=True))
 
 
 addons = [CassetteProxy()]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from mitmproxy import http
 from mitmproxy.addons.proxyserver import Proxyserver
+from mitmproxy.connection import ConnectionState
 from mitmproxy.test import taddons, tflow
 
 from proxy.addon import MISS_HEADER, CassetteProxy
@@ -334,3 +335,113 @@ def test_the_key_can_come_from_a_file(tmp_path: Path) -> None:
         addon.response(flow)
     (exchange,) = read_exchanges(cassette)
     assert exchange.request.body == Redactor(bytes.fromhex(KEY)).text(SECRET).encode()
+
+
+def _streaming(addon: CassetteProxy, parts: list[bytes]) -> http.HTTPFlow:
+    """A streamed response in flight, `parts` passed through; its end not yet stamped by mitmproxy."""
+    flow = tflow.tflow(resp=True)
+    assert flow.response is not None
+    flow.response.headers.clear()
+    flow.response.headers["content-type"] = "text/event-stream"
+    flow.response.timestamp_end = None
+    addon.responseheaders(flow)
+    assert callable(flow.response.stream)
+    for part in parts:
+        assert flow.response.stream(part) == part
+    return flow
+
+
+def _recording(tmp_path: Path) -> tuple[CassetteProxy, taddons.context]:
+    addon = CassetteProxy()
+    tctx = taddons.context(addon)
+    tctx.configure(
+        addon,
+        cassette_mode="record",
+        cassette_path=str(tmp_path / "rec.jsonl"),
+        cassette_report=str(tmp_path / "report.json"),
+        cassette_redact_key=KEY,
+    )
+    return addon, tctx
+
+
+def _gone(flow: http.HTTPFlow, message: str = "Client disconnected.") -> None:
+    flow.error = tflow.terr(message)
+    flow.client_conn.state = ConnectionState.CAN_WRITE  # mitmproxy read the client's end of file
+
+
+@pytest.mark.parametrize("after", ["response", "error", "done"])
+def test_a_stream_is_written_when_its_upstream_body_ends_and_only_then(tmp_path: Path, after: str) -> None:
+    addon, tctx = _recording(tmp_path)
+    with tctx:
+        flow = _streaming(addon, [b"data: 1\n\n", b"data: [DONE]\n\n"])
+        assert read_exchanges(tmp_path / "rec.jsonl") == []
+        assert flow.response is not None and callable(flow.response.stream)
+        flow.response.stream(b"")  # mitmproxy's call at the end of the upstream body, before any hook
+        assert len(read_exchanges(tmp_path / "rec.jsonl")) == 1
+        flow.response.timestamp_end = 1.0
+        if after == "response":
+            addon.response(flow)
+        elif after == "error":
+            _gone(flow)
+            addon.error(flow)
+        addon.done()
+    (exchange,) = read_exchanges(tmp_path / "rec.jsonl")
+    assert exchange.response.body == b"data: 1\n\ndata: [DONE]\n\n"
+    assert read_report(tmp_path / "report.json").exchanges == 1
+
+
+def test_an_http2_stream_waits_for_the_response_hook_as_empty_frames_come_mid_stream(tmp_path: Path) -> None:
+    addon, tctx = _recording(tmp_path)
+    with tctx:
+        flow = _streaming(addon, [])
+        assert flow.response is not None and callable(flow.response.stream)
+        flow.response.http_version = "HTTP/2.0"
+        for part in (b"data: 1\n\n", b"", b"data: 2\n\n", b""):
+            flow.response.stream(part)
+        assert read_exchanges(tmp_path / "rec.jsonl") == []
+        addon.response(flow)
+        addon.done()
+    (exchange,) = read_exchanges(tmp_path / "rec.jsonl")
+    assert exchange.response.body == b"data: 1\n\ndata: 2\n\n"
+
+
+@pytest.mark.parametrize("message", ["Client disconnected.", "stream reset by client (CANCEL)"])
+def test_a_stream_the_client_leaves_early_is_written_as_what_reached_it(tmp_path: Path, message: str) -> None:
+    addon, tctx = _recording(tmp_path)
+    with tctx:
+        flow = _streaming(addon, [b"data: 1\n\n", b"data: [DONE]\n\n"])
+        if message.startswith("Client"):
+            _gone(flow, message)
+        else:
+            flow.error = tflow.terr(message)  # an HTTP/2 client resets the stream, its connection stays
+        addon.error(flow)
+        assert len(read_exchanges(tmp_path / "rec.jsonl")) == 1
+        addon.response(flow)  # not again
+        addon.done()
+    (exchange,) = read_exchanges(tmp_path / "rec.jsonl")
+    assert exchange.response.chunks is not None
+    assert [c.data for c in exchange.response.chunks] == [b"data: 1\n\n", b"data: [DONE]\n\n"]
+
+
+def test_a_stream_the_upstream_breaks_off_is_not_written(tmp_path: Path) -> None:
+    addon, tctx = _recording(tmp_path)
+    with tctx:
+        flow = _streaming(addon, [b"data: 1\n\n"])
+        flow.error = tflow.terr("server closed connection")  # the client is still connected
+        addon.error(flow)
+        addon.done()
+    assert read_exchanges(tmp_path / "rec.jsonl") == []
+    assert read_report(tmp_path / "report.json").exchanges == 0
+
+
+def test_streams_in_flight_when_the_proxy_stops_are_written_before_the_report(tmp_path: Path) -> None:
+    addon, tctx = _recording(tmp_path)
+    with tctx:
+        _streaming(addon, [b"data: 1\n\n"])
+        _streaming(addon, [b"data: 2\n\n", b"data: [DONE]\n\n"])
+        addon.done()
+    assert [e.response.body for e in read_exchanges(tmp_path / "rec.jsonl")] == [
+        b"data: 1\n\n",
+        b"data: 2\n\ndata: [DONE]\n\n",
+    ]
+    assert read_report(tmp_path / "report.json").exchanges == 2
