@@ -78,6 +78,7 @@ except SystemExit as e:
     found = _modules_after(code, cwd=tmp_path)
     assert {m.split(".")[0] for m in found} & {*HEAVY, "yaml"} == set()
     assert {m for m in found if m.startswith("runner.cli.")} == {"runner.cli.common", "runner.cli.record"}
+    assert "runner.progress" not in found  # Rich's live display: only commands that show progress
     assert "runner.recorder.baseline" in found  # the probe ran up to the spawn
 
 
