@@ -29,15 +29,16 @@ import threading
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePath
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import proxy
-from proxy.originals import read_originals
 from proxy.ready import Mode, find_ready
-from proxy.redact import key_from_text
-from proxy.report import Report, read_report
 from runner.cassettes.tls import CertificateAuthority, default_bundle, make_ca
 from runner.errors import ProxyError
-from runner.privacy.mask import PrivacyOptions, Secret
+
+if TYPE_CHECKING:  # imported where used: a recording starts its proxy before it needs these
+    from proxy.report import Report
+    from runner.privacy.mask import PrivacyOptions
 
 __all__ = [
     "KEY_FILE",
@@ -228,6 +229,8 @@ class ProxyProcess:
         if self._reader is not None:
             self._reader.join(5)
         if self.report_path.is_file():
+            from proxy.report import read_report
+
             try:
                 self.report = read_report(self.report_path)
             except (OSError, ValueError) as e:
@@ -283,6 +286,8 @@ def recording_key(options: PrivacyOptions | None = None) -> str:
     """The `redact_key` of a recording proxy: the redaction key of the pack it records for (the tenant
     keyring's, from $RUNNER_KEYRING by default), so its placeholders are the ones the pack builder makes
     for the same value; without a keyring "" (the proxy makes a fresh key, `sealing_options` passes it on)."""
+    from runner.privacy.mask import PrivacyOptions
+
     options = PrivacyOptions.from_env() if options is None else options
     return options.keyring.redaction_key.hex() if options.keyring is not None else ""
 
@@ -291,6 +296,10 @@ def sealing_options(workdir: Path, options: PrivacyOptions | None = None) -> Pri
     """The privacy options to build the pack of a recording whose proxy worked in `workdir`: `options`
     ($RUNNER_* by default) plus the proxy's key (the pack's key when no keyring gives one) and the
     originals of the proxy's placeholders, sealed with the pack's other secrets under the tenant key."""
+    from proxy.originals import read_originals
+    from proxy.redact import key_from_text
+    from runner.privacy.mask import PrivacyOptions, Secret
+
     options = PrivacyOptions.from_env() if options is None else options
     key_path = workdir / KEY_FILE
     if not key_path.is_file():

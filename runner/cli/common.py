@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console, HighlighterType, JustifyMethod, OverflowMethod
@@ -21,7 +21,9 @@ from rich.text import Text
 
 from runner.display import visible, visible_text
 from runner.errors import ExitCode, RunnerError
-from runner.progress import LiveLog
+
+if TYPE_CHECKING:  # imported by the commands that show progress (Rich's live display and spinners)
+    from runner.progress import LiveLog
 
 __all__ = [
     "BASE_FROM_OPTION",
@@ -135,6 +137,8 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 def live_progress() -> LiveLog:
     """The live progress log of a long command, on stderr so stdout stays parseable."""
+    from runner.progress import LiveLog
+
     return LiveLog(err_console)
 
 

@@ -12,8 +12,9 @@ import typer
 from typer.core import TyperGroup
 from typer.testing import CliRunner
 
+import runner.cli
 from runner import __version__
-from runner.cli import app
+from runner.cli import GROUPS, app
 from runner.errors import ExitCode
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,6 +50,48 @@ def test_help_exits_0_and_leaf_commands_show_their_example(path: tuple[str, ...]
     if path in LEAVES:
         assert "Example" in result.output
         assert "runner " + " ".join(path) + " " in result.output.split("Example", 1)[1]
+
+
+@pytest.mark.parametrize("module", GROUPS)
+def test_each_groups_entry_names_the_commands_its_module_registers(module: str) -> None:
+    """`main` builds only the owner of the first command: the map must match what the modules register."""
+    alone = typer.main.get_command(runner.cli.build([module]))
+    assert isinstance(alone, TyperGroup)
+    assert tuple(alone.commands) == GROUPS[module]
+
+
+def test_the_groups_are_every_command_line_module() -> None:
+    modules = {p.stem for p in (REPO / "runner" / "cli").glob("*.py")} - {"__init__", "common"}
+    assert set(GROUPS) == modules
+    assert list(ROOT.commands) == [c for commands in GROUPS.values() for c in commands]
+
+
+@pytest.mark.parametrize(
+    ("argv", "built"),
+    [
+        (["record", "--out", "x.tar.zst", "--", "agent"], ["record"]),
+        (["images", "list"], ["doctor", "images"]),
+        ([], None),
+        (["--help"], None),
+        (["--version"], None),
+        (["no-such-command"], None),
+        (["--version", "record"], None),
+    ],
+)
+def test_main_builds_only_the_group_of_the_first_command(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], built: list[str] | None
+) -> None:
+    seen: list[str] = []
+
+    def run(self: typer.Typer, prog_name: str) -> None:
+        command = typer.main.get_command(self)
+        assert isinstance(command, TyperGroup)
+        seen.extend(command.commands)
+
+    monkeypatch.setattr(sys, "argv", ["runner", *argv])
+    monkeypatch.setattr(typer.Typer, "__call__", run)
+    runner.cli.main()
+    assert seen == (built if built is not None else list(ROOT.commands))
 
 
 def test_python_m_runner_version() -> None:

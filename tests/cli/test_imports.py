@@ -18,18 +18,19 @@ REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("docker", "mitmproxy", "hyperscan", "cryptography", "opentelemetry", "jsonschema", "git")
 
 
-def _heavy_after(code: str) -> list[str]:
-    """The heavy top-level packages in `sys.modules` after running `code` in a fresh interpreter."""
-    probe = (
-        f"{code}\nimport json, sys\n"
-        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))"
-    )
+def _modules_after(code: str, cwd: Path = REPO) -> set[str]:
+    """The names in `sys.modules` after running `code` in a fresh interpreter."""
+    probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=REPO, check=True
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=cwd, check=True
     )
-    found: list[str] = json.loads(done.stdout.splitlines()[-1])
-    return found
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def _heavy_after(code: str) -> list[str]:
+    """The heavy top-level packages in `sys.modules` after running `code` in a fresh interpreter."""
+    return sorted({m.split(".")[0] for m in _modules_after(code)} & set(HEAVY))
 
 
 def test_importing_the_command_line_pulls_in_no_heavy_library() -> None:
@@ -59,6 +60,33 @@ for argv in helps:
         assert e.code in (0, None), (argv, e.code)
 """
     assert _heavy_after(code) == []
+
+
+def test_runner_record_imports_its_own_group_alone_before_the_agent(tmp_path: Path) -> None:
+    """`runner record` up to the agent's spawn (here refused: no such program): no other command group,
+    no heavy library, no YAML (the recorder reads none before the agent runs)."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    code = f"""
+import sys
+from runner.cli import main
+sys.argv = ["runner", "record", "--no-http", "--out", {str(tmp_path / "s.tar.zst")!r}, "--", "/nonexistent/agent"]
+try:
+    main()
+except SystemExit as e:
+    assert e.code == 2, e.code  # BAD_INPUT: the agent cannot start
+"""
+    found = _modules_after(code, cwd=tmp_path)
+    assert {m.split(".")[0] for m in found} & {*HEAVY, "yaml"} == set()
+    assert {m for m in found if m.startswith("runner.cli.")} == {"runner.cli.common", "runner.cli.record"}
+    assert "runner.progress" not in found  # Rich's live display: only commands that show progress
+    assert "runner.recorder.baseline" in found  # the probe ran up to the spawn
+
+
+def test_the_proxy_process_module_leaves_reports_and_privacy_to_their_use() -> None:
+    """The recording proxy starts before the agent: its module imports the report reader, the originals
+    and the privacy settings only where they are used."""
+    found = _modules_after("import runner.cassettes.process")
+    assert found & {"proxy.report", "proxy.match", "proxy.originals", "runner.privacy.mask"} == set()
 
 
 def test_the_probe_sees_a_heavy_import() -> None:
