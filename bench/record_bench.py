@@ -19,7 +19,7 @@ with the pack build), as in any session without OTLP.
 The recording proxy is off (`http=False`) in the loop: its start-up is measured apart, as the time from
 `runner record` (the CLI, proxy on) to the agent's first instruction (an agent whose first line writes a
 timestamp), beside the CLI's own part of it (`import runner.cli`; `runner record` refusing an agent that
-does not exist, its first check: the import, Typer's parsing, whose coercion is built on pydantic, and the
+does not exist, its first check: the import of the one command group, Typer's parsing, and the
 recorder's light modules) and the in-process `record()` to the block's first line.
 JSON goes to bench/out/record_bench.json. Goals: overhead <= 2% (upper end of the interval); time to the
 agent's first instruction <= 0.3 s.
