@@ -44,8 +44,12 @@ def _packs(folder: Path, work: Path) -> dict[str, str]:
 
 
 @pytest.fixture()
-def env_tags(docker_client: Any, own_images: Any, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The environment tags of the two environments, absent before the test and removed after it."""
+def env_tags(
+    docker_client: Any, own_images: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """The environment tags of the two environments, absent before the test and removed after it. No spare
+    containers are started for the next replay: one would hold an environment image the test removes."""
+    monkeypatch.setenv("RUNNER_SPARE_PROXY", "0")
     base_id = docker_client.images.get(own_images.base.tag).id
     tags = {}
     for env, freeze in ENVIRONMENTS.items():
