@@ -285,11 +285,17 @@ def _write_private(path: Path, text: str) -> None:
 def recording_key(options: PrivacyOptions | None = None) -> str:
     """The `redact_key` of a recording proxy: the redaction key of the pack it records for (the tenant
     keyring's, from $RUNNER_KEYRING by default), so its placeholders are the ones the pack builder makes
-    for the same value; without a keyring "" (the proxy makes a fresh key, `sealing_options` passes it on)."""
-    from runner.privacy.mask import PrivacyOptions
+    for the same value; without a keyring "" (the proxy makes a fresh key, `sealing_options` passes it on).
+    Without `options`, only the keyring is read (runner.privacy.crypto), not the rest of the settings
+    (runner.privacy.mask, ~0.15 s): a recording starts its proxy before its agent."""
+    if options is not None:
+        keyring = options.keyring
+    else:
+        from runner.privacy.crypto import load_keyring
 
-    options = PrivacyOptions.from_env() if options is None else options
-    return options.keyring.redaction_key.hex() if options.keyring is not None else ""
+        ring = os.environ.get("RUNNER_KEYRING")  # as PrivacyOptions.from_env reads it
+        keyring = load_keyring(Path(ring)) if ring else None
+    return keyring.redaction_key.hex() if keyring is not None else ""
 
 
 def sealing_options(workdir: Path, options: PrivacyOptions | None = None) -> PrivacyOptions:

@@ -23,10 +23,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from runner.errors import UsageError
-from runner.pack.model import AgentFile
+
+if TYPE_CHECKING:  # imported by `plan`, once the agent runs
+    from runner.pack.model import AgentFile
 
 __all__ = ["MAX_FILE", "CommandPlan", "StoredFile", "plan", "read_capture_files"]
 
@@ -123,6 +125,8 @@ def plan(
     capture: Sequence[tuple[str, bytes]] = (),
 ) -> CommandPlan:
     """Rewrite `argv` for the replay image and collect the agent's files (see the module docstring)."""
+    from runner.pack.model import AgentFile
+
     root = root.resolve()
     new = list(argv)
     console: str | None = None

@@ -20,24 +20,20 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from runner.recorder import gitstate
 from runner.recorder.gitstate import GitState
 from runner.recorder.options import RecordOptions
-from runner.recorder.preflight import preflight
+from runner.recorder.preflight import Checked, preflight
 from runner.recorder.proxy import RecordingProxy
 from runner.recorder.worker import alongside
-
-if TYPE_CHECKING:
-    from runner.privacy.mask import PrivacyOptions
 
 __all__ = ["Baseline", "take"]
 
 
 @dataclass(frozen=True)
 class Baseline:
-    privacy: PrivacyOptions  # the settings the pack is built with (checked)
+    privacy: Checked  # the settings the pack is built with (`options()` once the agent runs)
     git: GitState  # its `dirty` says whether the working tree differs from HEAD
     tree: str  # the working tree's hash as the agent found it
     history: str  # what the bundle carries (checked)

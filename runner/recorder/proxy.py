@@ -51,7 +51,8 @@ class RecordingProxy:
         self._saved_environ: dict[str, str | None] = {}
 
     def start(self, workdir: Path) -> None:
-        # Imported here (~0.2 s) only by sessions that record HTTP, as `import runner.recorder` is the SDK's.
+        # Imported here (~0.1 s: cryptography, for the CA) only by sessions that record HTTP, as
+        # `import runner.recorder` is the SDK's.
         from runner.cassettes.process import ProxyProcess, ProxySettings, recording_key
         from runner.cassettes.tls import client_trust_env, write_trust_bundle
 

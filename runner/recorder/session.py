@@ -143,7 +143,7 @@ class Session:
 
     def start(self) -> Session:
         b = self._given_baseline or baseline.take(self.out, self._repo, self.options, self._proxy)
-        self.privacy, self.git, self._tree, self._history = b.privacy, b.git, b.tree, b.history
+        self.privacy, self.git, self._tree, self._history = b.privacy.options(), b.git, b.tree, b.history
         self._started, self.created_at, self._workdir = b.started, b.created_at, b.workdir
         self._builder = PackBuilder(level=self.options.level, staging_dir=self._workdir / "staging")
         self._blob_store = BlobStore(self._workdir / "blobs")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from runner.cassettes.importers import MAX_IMPORT_BYTES
 from runner.cli import cassette
+from tests.gitrepo import make_repo
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("docker", "mitmproxy", "hyperscan", "cryptography", "opentelemetry", "jsonschema", "git")
@@ -80,6 +81,45 @@ except SystemExit as e:
     assert {m for m in found if m.startswith("runner.cli.")} == {"runner.cli.common", "runner.cli.record"}
     assert "runner.progress" not in found  # Rich's live display: only commands that show progress
     assert "runner.recorder.baseline" in found  # the probe ran up to the spawn
+
+
+# What `runner record` imports once the agent runs, never before it is spawned.
+AFTER_THE_SPAWN = ("runner.privacy.mask", "runner.pack", "runner.recorder.session", "hyperscan", "yaml")
+
+
+def test_runner_record_with_its_proxy_leaves_the_pack_and_masking_to_after_the_spawn(tmp_path: Path) -> None:
+    """`runner record` with the recording proxy (and a keyring, whose redaction key the proxy takes), up to
+    the agent's spawn: the privacy settings are checked without the masking module (the pack's schema, the
+    scanner) and the agent's command is planned once it runs."""
+    make_repo(tmp_path, {"a.py": "x = 1\n"})
+    ring = tmp_path / "ring.json"
+    subprocess.run(
+        [sys.executable, "-m", "runner", "keys", "new", "--tenant", "t", "--out", str(ring)],
+        check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    code = f"""
+import json, os, sys
+from runner.cli import main
+from runner.recorder import wrap
+
+class Spawned(BaseException):
+    pass
+
+def spawn(self, *args, **kwargs):
+    raise Spawned(sorted(sys.modules))
+
+wrap._Agent.__init__ = spawn
+os.environ["RUNNER_KEYRING"] = {str(ring)!r}
+sys.argv = ["runner", "record", "--out", {str(tmp_path / "s.tar.zst")!r}, "--", "true"]
+try:
+    main()
+except Spawned as e:  # the proxy is stopped by now
+    print(json.dumps(e.args[0]), flush=True)
+    os._exit(0)
+"""
+    found = _modules_after(code, cwd=tmp_path)
+    assert "runner.cassettes.process" in found  # the probe ran up to the spawn, the proxy started
+    assert sorted(m for m in found if m.startswith(AFTER_THE_SPAWN)) == []
 
 
 def test_the_proxy_process_module_leaves_reports_and_privacy_to_their_use() -> None:
