@@ -325,21 +325,29 @@ class Redactor:
         detector) are never matched again, so `deploy:REDACTED_..@host` does not turn into an email. A text
         that is all base64 and decodes to text holding a secret becomes one placeholder of kind `base64`."""
         encoded = self._base64(text)
-        if encoded is not None:
-            return encoded
+        return encoded if encoded is not None else self._detect(text)
+
+    def _detect(self, text: str, candidates_of: Callable[[str], frozenset[int] | None] | None = None) -> str:
+        """The detectors over `text` in order, each on the text its predecessors left. `candidates_of`
+        (a prefilter) names the indices of the detectors that may match a text (None: any may); it is asked
+        again whenever a detector changed the text. Skipping the others changes nothing."""
+        candidates = None if candidates_of is None else candidates_of(text)
         lowered: tuple[str, str] | None = None  # (text, text.lower()) while text has not changed
-        for detector in self._detectors:
-            if not detector.finds(text):
+        for i, detector in enumerate(self._detectors):
+            if (candidates is not None and i not in candidates) or not detector.finds(text):
                 continue
+            before = text
             if not detector.anchors:
                 text = self._outside_placeholders(text, detector)
-                continue
-            probe = text
-            if detector.fold:
-                if lowered is None or lowered[0] is not text:
-                    lowered = (text, text.lower())
-                probe = lowered[1]
-            text = self._anchored(text, probe, detector)
+            else:
+                probe = text
+                if detector.fold:
+                    if lowered is None or lowered[0] is not text:
+                        lowered = (text, text.lower())
+                    probe = lowered[1]
+                text = self._anchored(text, probe, detector)
+            if candidates_of is not None and text is not before and text != before:
+                candidates = candidates_of(text)
         return text
 
     def blob(self, data: bytes) -> bytes:

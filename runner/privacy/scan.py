@@ -324,7 +324,7 @@ class ScanRedactor(Redactor):
                 new = self.redact(data)
                 return text if new is data else new.decode("utf-8", _SE)
         encoded = self._base64(text)
-        return encoded if encoded is not None else self._detect(text)
+        return encoded if encoded is not None else self._detect(text, self._db.detectors_in)
 
     def redact(self, data: bytes) -> bytes:
         """`data` read as text (surrogateescape), redacted, encoded again: `data` itself when unchanged."""
@@ -336,13 +336,13 @@ class ScanRedactor(Redactor):
         ):
             text = data.decode("utf-8", _SE)
             encoded = self._base64(text)
-            new = encoded if encoded is not None else self._detect(text)
+            new = encoded if encoded is not None else self._detect(text, self._db.detectors_in)
             return data if new == text else new.encode("utf-8", _SE)
         runs = db.lines(data)
         texts = [data[start:end].decode("utf-8", _SE) for start, end in runs]
         # All flagged lines in one text: each detector runs once per member, not once per line.
         joined = "\n".join(texts)
-        redacted = self._detect(joined)
+        redacted = self._detect(joined, self._db.detectors_in)
         if redacted == joined:
             return data
         lines = iter(redacted.split("\n"))  # placeholders hold no newline: every line is still there
@@ -371,25 +371,3 @@ class ScanRedactor(Redactor):
             ):
                 return detector.kind
         return default
-
-    def _detect(self, text: str) -> str:
-        """`Redactor.text`'s loop over the detectors (without its base64 rule), skipping those the scan
-        finds no match for in the text as it is at their turn: skipping them changes nothing."""
-        candidates = self._db.detectors_in(text)
-        lowered: tuple[str, str] | None = None  # (text, text.lower()) while text has not changed
-        for i, detector in enumerate(self._detectors):
-            if (candidates is not None and i not in candidates) or not detector.finds(text):
-                continue
-            before = text
-            if not detector.anchors:
-                text = self._outside_placeholders(text, detector)
-            else:
-                probe = text
-                if detector.fold:
-                    if lowered is None or lowered[0] is not text:
-                        lowered = (text, text.lower())
-                    probe = lowered[1]
-                text = self._anchored(text, probe, detector)
-            if text is not before and text != before:
-                candidates = self._db.detectors_in(text)
-        return text
