@@ -39,6 +39,15 @@ print(json.dumps(loaded))
 """
 
 
+def _repo_and_private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A one-file repository, and an empty folder that temp files go to (to check nothing is left there)."""
+    repo, work = tmp_path / "repo", tmp_path / "tmp"
+    make_repo(repo, {"a.py": "x = 1\n"})
+    work.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(work))
+    return repo, work
+
+
 def test_the_agent_is_spawned_before_opentelemetry_and_the_session_are_imported(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     make_repo(repo, {"a.py": "x = 1\n"})
@@ -54,11 +63,7 @@ def test_the_agent_is_spawned_before_opentelemetry_and_the_session_are_imported(
 def test_a_session_that_cannot_start_stops_the_running_agent_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo = tmp_path / "repo"
-    make_repo(repo, {"a.py": "x = 1\n"})
-    work = tmp_path / "tmp"
-    work.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(work))
+    repo, work = _repo_and_private_tmp(tmp_path, monkeypatch)
     monkeypatch.chdir(repo)
     pid_file = tmp_path / "agent.pid"
     agent = [
@@ -84,11 +89,7 @@ def test_a_session_that_cannot_start_stops_the_running_agent_and_leaves_nothing(
 def test_a_bad_setting_is_raised_first_and_the_started_proxy_is_stopped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    repo = tmp_path / "repo"
-    make_repo(repo, {"a.py": "x = 1\n"})
-    work = tmp_path / "tmp"
-    work.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(work))
+    repo, work = _repo_and_private_tmp(tmp_path, monkeypatch)
     monkeypatch.setenv("RUNNER_REDACTION_POLICY", "no-such-policy")
     proxy = RecordingProxy(b"k" * 32, upstream_ca=None, record_loopback=False, set_environ=False)
     options = RecordOptions(history="not-a-history")  # a git-side problem too: the setting's comes first
