@@ -199,9 +199,8 @@ def serve_cassettes(
             container = stack.enter_context(
                 started(client, image, name_prefix="runner-proxy", extra_labels=extra, **settings)
             )
-        loopback = cassette is not None and has_loopback(
-            cassette
-        )  # read (and checked) while mitmproxy starts
+        # Read (and checked) while mitmproxy starts.
+        loopback = cassette is not None and has_loopback(cassette)
         ca = folder / "confdir" / "mitmproxy-ca-cert.pem"
         proxy = Sidecar(container, folder, ca, loopback, start_timeout, started_at)
         if wait:

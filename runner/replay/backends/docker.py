@@ -81,9 +81,8 @@ class DockerBackend:
             claimed = spare.claim(self.client, self.proxy_image, user, workload=want)
             if claimed is not None:  # its proxy starts now, while the workspace is restored
                 sidecar.hand_claim(claimed.folder, _cassette(pack), user)
-            self._spawn_spare(
-                env.image, user
-            )  # the next replay's pair, made meanwhile by a process of its own
+            # The next replay's pair, made meanwhile by a process of its own.
+            self._spawn_spare(env.image, user)
         workspace = claimed.workspace if claimed is not None else None
         return Prepared(f"{env.image} ({env.how})", env.image, env.warnings, workspace)
 
@@ -129,8 +128,8 @@ class DockerBackend:
                     labels=labels,
                     user=user,
                     wait=False,
-                    claim=self.spares
-                    and not keep,  # a kept sidecar keeps its files in the kept scratch folder
+                    # A kept sidecar keeps its files in the kept scratch folder.
+                    claim=self.spares and not keep,
                     claimed=claimed,
                 )
             )
