@@ -11,8 +11,10 @@ the CLI's consoles never parse it (`runner.cli.common`), and a `Text` is never p
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.text import Text
 
 __all__ = ["visible", "visible_text"]
 
@@ -37,4 +39,6 @@ def visible(text: str, *, newlines: bool = False) -> str:
 
 def visible_text(text: str, style: str = "", *, newlines: bool = False) -> Text:
     """A rich `Text` of `visible(text)`: never parsed as markup, nothing raw reaches the terminal."""
+    from rich.text import Text  # imported by what prints, not by what only escapes
+
     return Text(visible(text, newlines=newlines), style=style)

@@ -7,7 +7,8 @@ requests, curl, Node, pip, git) at a bundle and route them through the proxy, an
 system CAs plus ours for recording on the host, where clients must keep trusting real servers.
 Rules: the CA key never leaves the confdir (mode 0600); a CA is valid for a short time only. Its key is
 ECDSA P-256 (mitmproxy signs every host's certificate with it and serves that key): made in ~1 ms, where
-RSA-2048 took ~0.1 s of `runner record`'s start, before its agent may run.
+RSA-2048 took ~0.1 s of `runner record`'s start, before its agent may run. `cryptography` is imported by
+`make_ca` alone: a recording that starts on a CA made ahead (runner.recorder.spareca) never imports it.
 """
 
 from __future__ import annotations
@@ -17,11 +18,6 @@ import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from runner.errors import ProxyError
 
@@ -44,6 +40,11 @@ def make_ca(
     confdir: Path, *, common_name: str = "runner cassette proxy CA", days: int = 30
 ) -> CertificateAuthority:
     """Generate a fresh CA in `confdir` laid out the way mitmproxy expects, and return its paths."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [

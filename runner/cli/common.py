@@ -5,6 +5,8 @@ codes, always as a `runner.errors.ExitCode`. Text that comes from packs, errors 
 consoles here never read Rich markup or emoji codes (a `[/x]` in an agent name neither crashes a command nor
 restyles a message, a `[link=...]` rewrites nothing), and every string they print goes through
 `runner.display.visible`, so control characters from a pack show as `\\x1b` instead of driving the terminal.
+Rich's console is imported when something is first printed (`console` and `err_console` are made on first
+access): `runner record` spawns its agent before it prints anything.
 """
 
 from __future__ import annotations
@@ -12,18 +14,21 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console, HighlighterType, JustifyMethod, OverflowMethod
-from rich.style import Style
-from rich.text import Text
 
 from runner.display import visible, visible_text
 from runner.errors import ExitCode, RunnerError
 
-if TYPE_CHECKING:  # imported by the commands that show progress (Rich's live display and spinners)
-    from runner.progress import LiveLog
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from runner.progress import LiveLog  # imported by the commands that show progress (Rich's live display)
+
+    console: Console
+    err_console: Console
 
 __all__ = [
     "BASE_FROM_OPTION",
@@ -43,38 +48,48 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class _PlainConsole(Console):
+@functools.cache
+def _plain_console(stderr: bool) -> Console:
     """A console that prints strings as data: no markup, no emoji codes, control characters made visible.
 
     Every `str` a renderable holds (a table cell, a title, `print`'s arguments) passes through `render_str`;
     `Text` values are the callers' to build with `visible_text`."""
+    from rich.console import Console, HighlighterType, JustifyMethod, OverflowMethod
+    from rich.style import Style
 
-    def render_str(
-        self,
-        text: str,
-        *,
-        style: str | Style = "",
-        justify: JustifyMethod | None = None,
-        overflow: OverflowMethod | None = None,
-        emoji: bool | None = None,
-        markup: bool | None = None,
-        highlight: bool | None = None,
-        highlighter: HighlighterType | None = None,
-    ) -> Text:
-        return super().render_str(
-            visible(text, newlines=True),
-            style=style,
-            justify=justify,
-            overflow=overflow,
-            emoji=False,
-            markup=False,
-            highlight=highlight,
-            highlighter=highlighter,
-        )
+    class _PlainConsole(Console):
+        def render_str(
+            self,
+            text: str,
+            *,
+            style: str | Style = "",
+            justify: JustifyMethod | None = None,
+            overflow: OverflowMethod | None = None,
+            emoji: bool | None = None,
+            markup: bool | None = None,
+            highlight: bool | None = None,
+            highlighter: HighlighterType | None = None,
+        ) -> Text:
+            return super().render_str(
+                visible(text, newlines=True),
+                style=style,
+                justify=justify,
+                overflow=overflow,
+                emoji=False,
+                markup=False,
+                highlight=highlight,
+                highlighter=highlighter,
+            )
+
+    return _PlainConsole(stderr=stderr, markup=False, emoji=False)
 
 
-err_console: Console = _PlainConsole(stderr=True, markup=False, emoji=False)
-console: Console = _PlainConsole(markup=False, emoji=False)
+def __getattr__(name: str) -> Any:
+    if name not in ("console", "err_console"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    made = globals()[name] = _plain_console(stderr=name == "err_console")
+    return made
+
 
 BASE_FROM_OPTION = typer.Option(
     None,
@@ -97,7 +112,7 @@ STORE_OPTION = typer.Option("--store", envvar="RUNNER_STORE", help="The store fo
 def say(text: str, *, soft_wrap: bool = True) -> None:
     """Print one line of plain text on stdout: no markup, no highlighting, control characters visible, and
     no line breaks inserted at the terminal's width (scripts read these lines)."""
-    console.print(visible_text(text), highlight=False, soft_wrap=soft_wrap)
+    _plain_console(stderr=False).print(visible_text(text), highlight=False, soft_wrap=soft_wrap)
 
 
 def cell(text: str) -> Text:
@@ -110,7 +125,9 @@ def fail(message: str, code: ExitCode = ExitCode.BAD_INPUT) -> typer.Exit:
 
     The message often quotes a pack or a tool; its control characters are shown, not obeyed (line breaks
     stay: some errors end with the last lines of a log)."""
-    err_console.print(
+    from rich.text import Text
+
+    _plain_console(stderr=True).print(
         Text.assemble(("error:", "bold red"), " ", visible_text(message, newlines=True)),
         highlight=False,
         soft_wrap=True,
@@ -139,7 +156,7 @@ def live_progress() -> LiveLog:
     """The live progress log of a long command, on stderr so stdout stays parseable."""
     from runner.progress import LiveLog
 
-    return LiveLog(err_console)
+    return LiveLog(_plain_console(stderr=True))
 
 
 def local_pack(arg: str) -> Path:
@@ -148,4 +165,4 @@ def local_pack(arg: str) -> Path:
         return Path(arg)
     from runner.store import oci
 
-    return oci.resolve_pack(arg, warn=lambda text: err_console.print(f"warning: {text}"))
+    return oci.resolve_pack(arg, warn=lambda text: _plain_console(stderr=True).print(f"warning: {text}"))

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.text import Text
 
-from runner.cli.common import err_console, fail, handles_errors, say
+from runner.cli.common import fail, handles_errors, say
 from runner.errors import ExitCode, UsageError
 
 __all__ = ["app"]
@@ -139,6 +138,10 @@ def record_cmd(
         argv, out, repo=repo, checks=check or [], timeout=timeout, options=options,
         capture_files=capture_file or (),
     )  # fmt: skip
+    from rich.text import Text
+
+    from runner.cli.common import err_console  # Rich's console: made once there is something to print
+
     summary = result.summary
     if result.interrupted:
         ended = "interrupted"

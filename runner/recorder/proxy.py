@@ -7,8 +7,9 @@ model API path (`model_exchanges`).
 Rules: built on runner.cassettes.process (the proxy program on this host, writing `http.jsonl` in the working
 folder, redacting request headers under the session key). `start` does not wait for the proxy: its port
 is bound at once and the agent's first connections wait in that socket's backlog until the proxy takes
-them, so the agent starts ~1 s sooner and no request is lost. `stop` waits for the proxy to have started
-before stopping it; a proxy that never started is `failure` (a sentence for the summary's warnings), not
+them, so the agent starts ~1 s sooner and no request is lost. Its CA is the spare the previous session
+made (runner.recorder.spareca), else made now; `stop` makes the next one. `stop` waits for the proxy to
+have started before stopping it; a proxy that never started is `failure` (a sentence for the summary's warnings), not
 an error that would cost the session. With `set_environ`, os.environ holds `env` while the proxy runs and
 is restored at `stop`; `stop` may be called again and then does nothing.
 """
@@ -55,6 +56,7 @@ class RecordingProxy:
         # `import runner.recorder` is the SDK's.
         from runner.cassettes.process import ProxyProcess, ProxySettings, recording_key
         from runner.cassettes.tls import client_trust_env, write_trust_bundle
+        from runner.recorder import spareca
 
         settings = ProxySettings(
             mode="record",
@@ -62,6 +64,7 @@ class RecordingProxy:
             workdir=workdir / "proxy",
             redact_key=recording_key(),  # the pack's redaction key: one value, one placeholder per pack
             upstream_ca=self.upstream_ca,
+            ca=spareca.claim(workdir / "proxy" / "confdir"),  # None: the proxy makes its CA now
         )
         process = ProxyProcess(settings)
         try:
@@ -116,6 +119,9 @@ class RecordingProxy:
         except ProxyError as e:
             self.failure = f"the recording proxy never started, so no HTTP exchange was recorded: {e}"
         process.stop()
+        from runner.recorder import spareca
+
+        spareca.make_spare()  # the next session's CA, now that this one's agent is done
         cassette = process.settings.cassette
         count = 0
         if cassette.is_file():

@@ -11,8 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from runner.cassettes.importers import MAX_IMPORT_BYTES
 from runner.cli import cassette
+from runner.recorder import spareca
 from tests.gitrepo import make_repo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,10 +90,18 @@ except SystemExit as e:
 AFTER_THE_SPAWN = ("runner.privacy.mask", "runner.pack", "runner.recorder.session", "hyperscan", "yaml")
 
 
-def test_runner_record_with_its_proxy_leaves_the_pack_and_masking_to_after_the_spawn(tmp_path: Path) -> None:
+def test_runner_record_with_its_proxy_leaves_the_pack_and_masking_to_after_the_spawn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`runner record` with the recording proxy (and a keyring, whose redaction key the proxy takes), up to
     the agent's spawn: the privacy settings are checked without the masking module (the pack's schema, the
-    scanner) and the agent's command is planned once it runs."""
+    scanner), the agent's command is planned once it runs, and the proxy's CA made ahead is taken without
+    cryptography."""
+    monkeypatch.setenv("RUNNER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RUNNER_SPARE_CA", raising=False)
+    spareca.make_spare()
+    spare = tmp_path / "home" / "spare-ca" / "ready" / "mitmproxy-ca.pem"
+    made = spare.read_bytes()
     make_repo(tmp_path, {"a.py": "x = 1\n"})
     ring = tmp_path / "ring.json"
     subprocess.run(
@@ -120,6 +131,8 @@ except Spawned as e:  # the proxy is stopped by now
     found = _modules_after(code, cwd=tmp_path)
     assert "runner.cassettes.process" in found  # the probe ran up to the spawn, the proxy started
     assert sorted(m for m in found if m.startswith(AFTER_THE_SPAWN)) == []
+    assert spare.read_bytes() != made  # claimed, and the next made by the proxy's stop
+    assert sorted(m for m in found if m.startswith("cryptography")) == []
 
 
 def test_the_proxy_process_module_leaves_reports_and_privacy_to_their_use() -> None:
