@@ -20,7 +20,6 @@ and those originals to the pack builder, so the proxy's placeholders are the pac
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -165,7 +164,7 @@ class ProxyProcess:
         if self.ca is None:
             self.ca = make_ca(s.workdir / "confdir")
         self.report_path.unlink(missing_ok=True)
-        _write_private(s.workdir / KEY_FILE, s.redact_key or secrets.token_hex(32))
+        _write_private(s.workdir / KEY_FILE, s.redact_key or os.urandom(32).hex())  # as secrets.token_hex
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
             env.pop(name, None)  # the proxy itself must never chain to another proxy
@@ -290,11 +289,12 @@ def recording_key(options: PrivacyOptions | None = None) -> str:
     (runner.privacy.mask, ~0.15 s): a recording starts its proxy before its agent."""
     if options is not None:
         keyring = options.keyring
-    else:
+    elif ring := os.environ.get("RUNNER_KEYRING"):  # as PrivacyOptions.from_env reads it
         from runner.privacy.crypto import load_keyring
 
-        ring = os.environ.get("RUNNER_KEYRING")  # as PrivacyOptions.from_env reads it
-        keyring = load_keyring(Path(ring)) if ring else None
+        keyring = load_keyring(Path(ring))
+    else:
+        keyring = None
     return keyring.redaction_key.hex() if keyring is not None else ""
 
 

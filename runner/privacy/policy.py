@@ -5,6 +5,9 @@ Rules: a published name never changes meaning; a new behaviour gets a new name (
 says exactly which rules masked it. The detectors themselves live in `proxy.redact` (the proxy applies
 the same ones to live traffic, so recorded and replayed requests still match).
 
+`NAMES` and `check` answer whether a name is a policy without compiling a detector (`runner record` checks
+its policy before its agent starts); the detectors (`proxy.redact`) are imported with the first `Policy`.
+
 Also `known_detectors` (values found secret before the build, as detectors of their own) and the two
 helpers for what has structure the detectors cannot see: `redact_argv` (a command line, where
 `--password` and its value are two arguments) and `redact_env_values` (an environment, where a key the
@@ -13,20 +16,28 @@ policy denies, or a value shaped like a token whatever its name, loses its whole
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
 
-from proxy.redact import DETECTORS, EXTRA_DETECTORS, PLACEHOLDER_RE, Detector, Redactor
 from runner.errors import PrivacyError
+
+if TYPE_CHECKING:
+    from proxy.redact import Detector, Redactor
+
+    POLICIES: Mapping[str, Policy]
 
 __all__ = [
     "DEFAULT_POLICY",
+    "NAMES",
     "POLICIES",
     "Policy",
+    "check",
     "get",
     "known_detectors",
     "looks_like_token",
@@ -65,19 +76,34 @@ _DENY_WORDS = (
 _DENY = re.compile(rf"(?i)(?:{_DENY_WORDS})$")
 _STRICT_DENY = re.compile(rf"(?i)(?:{_DENY_WORDS}|key|cert|salt|webhook|url|session|session[_-]?id)$")
 
-POLICIES: Mapping[str, Policy] = {
-    "default-v1": Policy("default-v1", DETECTORS, _ALLOW, _DENY),
-    "strict-v1": Policy("strict-v1", DETECTORS + EXTRA_DETECTORS, _ALLOW - {"USER"}, _STRICT_DENY),
-}
+NAMES = ("default-v1", "strict-v1")  # the keys of POLICIES
+
+
+@functools.cache
+def _policies() -> Mapping[str, Policy]:
+    from proxy.redact import DETECTORS, EXTRA_DETECTORS
+
+    return {
+        "default-v1": Policy("default-v1", DETECTORS, _ALLOW, _DENY),
+        "strict-v1": Policy("strict-v1", DETECTORS + EXTRA_DETECTORS, _ALLOW - {"USER"}, _STRICT_DENY),
+    }
+
+
+def __getattr__(name: str) -> Any:
+    if name != "POLICIES":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return _policies()
+
+
+def check(name: str) -> None:
+    """PrivacyError unless `name` is a policy."""
+    if name not in NAMES:
+        raise PrivacyError(f"unknown redaction policy {name!r}; known: {', '.join(sorted(NAMES))}")
 
 
 def get(name: str) -> Policy:
-    try:
-        return POLICIES[name]
-    except KeyError:
-        raise PrivacyError(
-            f"unknown redaction policy {name!r}; known: {', '.join(sorted(POLICIES))}"
-        ) from None
+    check(name)
+    return _policies()[name]
 
 
 # A long option whose value is a credential (the value follows as `=VALUE` or as the next argument).
@@ -123,6 +149,8 @@ def redact_argv(argv: Sequence[str], redactor: Redactor) -> list[str]:
 def redact_env_value(key: str, value: str, redactor: Redactor, policy: Policy) -> str:
     """One environment value: whole when the policy denies its key or it looks like a token (whatever its
     name, unless the policy allows the key), else through the detectors."""
+    from proxy.redact import PLACEHOLDER_RE
+
     if not value or PLACEHOLDER_RE.fullmatch(value):
         return value
     if policy.masks_key(key) or (key not in policy.allow_keys and looks_like_token(value)):
@@ -135,7 +163,7 @@ def redact_env_values(
 ) -> dict[str, str]:
     """An environment with every secret-looking value replaced (see `redact_env_value`); the default
     policy's keys when `policy` is None."""
-    rules = policy or POLICIES[DEFAULT_POLICY]
+    rules = policy or get(DEFAULT_POLICY)
     return {k: redact_env_value(k, v, redactor, rules) for k, v in env.items()}
 
 
@@ -160,6 +188,8 @@ def looks_like_token(value: str) -> bool:
 
 
 def _whole(value: str, redactor: Redactor, kind: str) -> str:
+    from proxy.redact import PLACEHOLDER_RE
+
     if not value or PLACEHOLDER_RE.fullmatch(value):
         return value
     return redactor.placeholder(value, redactor.kind_of(value, kind))
@@ -172,6 +202,8 @@ def known_detectors(known: Iterable[tuple[str, str]]) -> tuple[Detector, ...]:
     """Detectors for (kind, value) pairs already found secret before the build (the proxy saw them in an
     auth header): wherever else they appear (an innocently named variable, a log line), they get the same
     placeholder."""
+    from proxy.redact import Detector
+
     by_kind: dict[str, set[str]] = {}
     for kind, value in known:
         if len(value) >= _MIN_KNOWN:

@@ -5,7 +5,8 @@ Inputs: the pack's path and the $RUNNER_* privacy settings (policy, keyring, enc
 Rules: each problem is one line (RecordError or PrivacyError, exit 2) naming the setting and what to do;
 the probe file in the pack's folder is anonymous (an unlinked temporary file), so nothing is left there.
 Only what must refuse runs before the agent starts (the policy's name, the keyring, encryption without a
-keyring), on the light modules that check them (runner.privacy.policy and crypto, ~20 ms);
+keyring), on the light modules that check them (runner.privacy.policy's names, not its detectors, and
+runner.privacy.crypto when there is a keyring);
 `runner.privacy.mask` (the pack's schema, the scanner, ~0.15 s) is imported by `options()`, which the
 session calls once the agent runs, reusing the keyring read here.
 """
@@ -57,16 +58,18 @@ def preflight(out: Path, environ: Mapping[str, str] = os.environ) -> Checked:
         tempfile.TemporaryFile(dir=folder).close()
     except OSError as e:
         raise RecordError(f"--out {out}: cannot write in {folder} ({e.strerror}); change --out") from None
-    from runner.privacy import crypto
-    from runner.privacy.policy import DEFAULT_POLICY
-    from runner.privacy.policy import get as get_policy
+    from runner.privacy import policy as policies
 
     settings = {k: v for k, v in environ.items() if k.startswith("RUNNER_")}
-    policy = settings.get("RUNNER_REDACTION_POLICY", DEFAULT_POLICY)
+    policy = settings.get("RUNNER_REDACTION_POLICY", policies.DEFAULT_POLICY)
     if policy.lower() not in {"off", "none"}:  # as PrivacyOptions.from_env reads it
-        get_policy(policy)
+        policies.check(policy)
     ring = settings.get(_KEYRING)
-    keyring = crypto.load_keyring(Path(ring)) if ring else None
+    keyring = None
+    if ring:
+        from runner.privacy import crypto
+
+        keyring = crypto.load_keyring(Path(ring))
     encrypt = settings.get("RUNNER_ENCRYPT_PAYLOADS", "").lower() in {"1", "true", "yes"}
     if encrypt and keyring is None:
         raise RecordError(

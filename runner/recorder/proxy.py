@@ -16,7 +16,6 @@ is restored at `stop`; `stop` may be called again and then does nothing.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Mapping
@@ -125,7 +124,9 @@ class RecordingProxy:
         cassette = process.settings.cassette
         count = 0
         if cassette.is_file():
-            from opentelemetry import trace as otel_trace  # here: `runner record` starts the proxy early
+            import json  # here, as OpenTelemetry: `runner record` starts the proxy before its agent
+
+            from opentelemetry import trace as otel_trace
 
             context = otel_trace.set_span_in_context(parent) if parent is not None else None
             for line in cassette.read_text(encoding="utf-8").splitlines():

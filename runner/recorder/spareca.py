@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import stat
 import time
@@ -49,7 +48,7 @@ def claim(confdir: Path) -> CertificateAuthority | None:
     folder = _folder()
     if folder is None:
         return None
-    taken = folder / f"claimed-{secrets.token_hex(8)}"
+    taken = folder / f"claimed-{os.urandom(8).hex()}"
     try:
         os.rename(folder / "ready", taken)
     except OSError:  # none waits, or another session took it first
@@ -81,7 +80,7 @@ def make_spare() -> None:
         return
     from runner.cassettes.tls import make_ca  # cryptography: at a session's end, not before an agent
 
-    staging = folder / f"staging-{secrets.token_hex(8)}"
+    staging = folder / f"staging-{os.urandom(8).hex()}"
     try:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.mkdir(staging, 0o700)

@@ -8,8 +8,9 @@ Rules: nothing is dropped: the pending list is bounded by running the work inlin
 `max_pending` closures, and the background queue blocks when full. `drain` runs or waits for all of it
 and re-raises the first error a closure raised.
 `alongside(fn)` runs one function on its own thread while the agent works (the environment snapshot) and
-returns a Future; `Later(fn)` is a mapping computed by `fn` on first use, so a caller that never looks
-into it never waits for it.
+returns an `Alongside`: a Future's `done`, `result` and `exception`, without importing concurrent.futures
+before the agent starts. `Later(fn)` is a mapping computed by `fn` on first use, so a caller that never
+looks into it never waits for it.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future
-from typing import TypeVar
+from typing import Generic, TypeVar
 
-__all__ = ["Deferred", "Later", "alongside"]
+__all__ = ["Alongside", "Deferred", "Later", "alongside"]
 
 T = TypeVar("T")
 
@@ -90,18 +90,40 @@ class Deferred:
                 self._queue.task_done()
 
 
-def alongside(fn: Callable[[], T], name: str) -> Future[T]:
-    """Run `fn` on a daemon thread now; its result (or error) in the returned Future."""
-    future: Future[T] = Future()
+class Alongside(Generic[T]):
+    """`fn` running on a daemon thread named `name`, started at once."""
 
-    def run() -> None:
+    def __init__(self, fn: Callable[[], T], name: str) -> None:
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], T]) -> None:
         try:
-            future.set_result(fn())
+            self._value = fn()
         except BaseException as e:  # handed to whoever asks for the result
-            future.set_exception(e)
+            self._error = e
 
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return future
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def exception(self) -> BaseException | None:
+        """What `fn` raised (None when it returned), once it is done."""
+        self._thread.join()
+        return self._error
+
+    def result(self) -> T:
+        """What `fn` returned, once it is done; what it raised is raised here."""
+        error = self.exception()
+        if error is not None:
+            raise error
+        return self._value  # type: ignore[return-value]  # set: fn returned
+
+
+def alongside(fn: Callable[[], T], name: str) -> Alongside[T]:
+    """Run `fn` on a daemon thread now; its result (or error) in the returned `Alongside`."""
+    return Alongside(fn, name)
 
 
 class Later(Mapping[str, str]):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -36,7 +35,7 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING
 
 from runner.errors import RecordError, UsageError
-from runner.recorder import agentcmd, baseline, gitstate
+from runner.recorder import agentcmd, baseline
 from runner.recorder.options import RecordOptions
 from runner.recorder.proxy import RecordingProxy
 
@@ -163,23 +162,16 @@ def record_command(
             f"cannot start the agent {argv[0]!r}: not found or not executable; check the command after --"
         )
     # Every setting is checked before the agent starts: a bad one must not cost the user the session.
-    git = gitstate.read_state(repo)
-    try:
-        rel_cwd = cwd.resolve().relative_to(git.root.resolve()).as_posix() or "."
-    except ValueError:
-        raise RecordError(
-            f"the agent would run in {cwd}, outside the repository {git.root}; "
-            "run `runner record` from inside it or pass the right --repo"
-        ) from None
     captured = agentcmd.read_capture_files(capture_files)
     proxy = RecordingProxy(
-        secrets.token_bytes(32),
+        os.urandom(32),  # secrets.token_bytes, without importing hashlib before the agent starts
         upstream_ca=options.upstream_ca,
         record_loopback=options.record_loopback,
         set_environ=False,
     )
-    taken = baseline.take(Path(out).absolute(), git, options, proxy)
+    taken = baseline.take(Path(out).absolute(), repo, options, proxy)  # git read while the proxy starts
     try:
+        rel_cwd = _relative_cwd(cwd, taken.git.root)
         agent = _Agent(argv, cwd, proxy.agent_env(None))
         try:
             return _record(agent, argv, cwd, rel_cwd, out, repo, checks, timeout, options, captured, taken)
@@ -188,6 +180,17 @@ def record_command(
     finally:
         proxy.stop()  # both done by the session's end already, unless it never started
         shutil.rmtree(taken.workdir, ignore_errors=True)
+
+
+def _relative_cwd(cwd: Path, root: Path) -> str:
+    """Where the agent runs, relative to the repository's top level; RecordError when outside it."""
+    try:
+        return cwd.resolve().relative_to(root.resolve()).as_posix() or "."
+    except ValueError:
+        raise RecordError(
+            f"the agent would run in {cwd}, outside the repository {root}; "
+            "run `runner record` from inside it or pass the right --repo"
+        ) from None
 
 
 def _record(

@@ -133,6 +133,7 @@ except Spawned as e:  # the proxy is stopped by now
     assert sorted(m for m in found if m.startswith(AFTER_THE_SPAWN)) == []
     assert spare.read_bytes() != made  # claimed, and the next made by the proxy's stop
     assert sorted(m for m in found if m.startswith("cryptography")) == []
+    assert "runner.privacy.policy" in found and "proxy.redact" not in found  # its name, not its detectors
 
 
 def test_the_proxy_process_module_leaves_reports_and_privacy_to_their_use() -> None:

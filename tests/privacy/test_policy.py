@@ -85,3 +85,10 @@ def test_policies_by_name() -> None:
     assert not policy.get("default-v1").masks_key("max_tokens")
     with pytest.raises(PrivacyError, match="unknown redaction policy"):
         policy.get("nope")
+
+
+def test_the_names_checked_before_a_recording_are_the_policies() -> None:
+    assert tuple(policy.POLICIES) == policy.NAMES
+    policy.check("strict-v1")
+    with pytest.raises(PrivacyError, match="unknown redaction policy 'nope'; known: default-v1, strict-v1"):
+        policy.check("nope")
