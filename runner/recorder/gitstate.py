@@ -58,6 +58,24 @@ def read_state(repo: Path) -> GitState:
     """The base commit and branch of `repo`; RecordError when it is not a git repository with a commit."""
     if not repo.is_dir():
         raise RecordError(f"{repo}: no such folder; pass --repo with the repository the agent works in")
+    # One git for the usual case (a repository with a commit); the questions one by one when it fails, for
+    # the error naming what is missing.
+    first = gitcmd.run(
+        repo, "rev-parse", "--show-toplevel", "HEAD^{commit}", "HEAD^{tree}", check=False, error=RecordError
+    )
+    answers = [line.strip() for line in first.stdout.decode("utf-8", "surrogateescape").splitlines()]
+    if first.returncode == 0 and len(answers) == 3 and all(answers):
+        top, commit, head_tree = answers
+        root = Path(top)
+    else:
+        root, commit, head_tree = _one_by_one(repo)
+    branch = _answer(root, "symbolic-ref", "-q", "--short", "HEAD")
+    remote = _answer(root, "config", "--get", "remote.origin.url")
+    return GitState(root, commit, head_tree, branch, remote, dirty=False)
+
+
+def _one_by_one(repo: Path) -> tuple[Path, str, str]:
+    """The top level, the base commit and its tree; RecordError for the first one missing."""
     top = _answer(repo, "rev-parse", "--show-toplevel")
     if top is None:
         raise RecordError(f"{repo}: not a git repository; run `git init` and commit the starting state")
@@ -65,10 +83,7 @@ def read_state(repo: Path) -> GitState:
     commit = _answer(root, "rev-parse", "--verify", "-q", "HEAD^{commit}")
     if commit is None:
         raise RecordError(f"{root}: the repository has no commit yet; commit the starting state first")
-    branch = _answer(root, "symbolic-ref", "-q", "--short", "HEAD")
-    remote = _answer(root, "config", "--get", "remote.origin.url")
-    head_tree = gitcmd.output(root, "rev-parse", "HEAD^{tree}", error=RecordError).strip()
-    return GitState(root, commit, head_tree, branch, remote, dirty=False)
+    return root, commit, gitcmd.output(root, "rev-parse", "HEAD^{tree}", error=RecordError).strip()
 
 
 def worktree_tree(state: GitState, exclude: tuple[Path, ...] = ()) -> str:

@@ -9,9 +9,12 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
 import zstandard
 
+from runner.errors import RecordError
 from runner.pack.read import read_manifest
+from runner.recorder.gitstate import read_state
 from runner.replay.workspace import restore
 from tests.gitrepo import git, make_repo, write
 from tests.helpers.secret_corpus import corpus, history_secret
@@ -148,3 +151,20 @@ def test_sdk_records_history_on_request(tmp_path: Path) -> None:
     assert manifest.git.history == "2"
     assert session.summary is not None
     assert any(f"config.py@{leaked[:12]}" in w for w in session.summary.warnings)
+
+
+def test_the_state_is_read_from_any_folder_of_the_repository_and_a_missing_commit_is_named(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    commit = make_repo(repo, {"pkg/a.py": "x = 1\n"})
+    git(repo, "remote", "add", "origin", "https://example.invalid/r.git")
+    state = read_state(repo / "pkg")
+    assert (state.root, state.base_commit, state.branch) == (repo, commit, "main")
+    assert state.head_tree == git(repo, "rev-parse", "HEAD^{tree}").strip()
+    assert state.remote == "https://example.invalid/r.git"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    git(empty, "init", "-q")
+    with pytest.raises(RecordError, match="the repository has no commit yet"):
+        read_state(empty)
