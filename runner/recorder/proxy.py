@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import ProxyError
-from runner.recorder.traffic import is_model_path
 
 if TYPE_CHECKING:
     from opentelemetry import trace as otel_trace
@@ -127,6 +126,8 @@ class RecordingProxy:
             import json  # here, as OpenTelemetry: `runner record` starts the proxy before its agent
 
             from opentelemetry import trace as otel_trace
+
+            from runner.recorder.traffic import is_model_path
 
             context = otel_trace.set_span_in_context(parent) if parent is not None else None
             for line in cassette.read_text(encoding="utf-8").splitlines():
