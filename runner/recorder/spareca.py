@@ -13,7 +13,8 @@ Rules:
   copied into the session's confdir (removed with the session's working folder) and the claimed folder is
   removed.
 - A spare is taken only when it is a real folder (not a link) owned by this user and under a day old (its
-  certificate is valid for 30 days from its making); anything else found there is removed.
+  certificate is valid for 30 days from its making); anything else found there is removed, and so are
+  staging and claimed folders over an hour old (a session killed between two steps).
 - `RUNNER_SPARE_CA=0` turns spares off: every session then makes its CA before its agent starts. A spare is
   only a speed-up: failing to make or claim one is never an error of the session.
 """
@@ -34,7 +35,7 @@ from runner.errors import ProxyError
 __all__ = ["claim", "make_spare"]
 
 MAX_AGE_S = 24 * 3600
-_CERT = "mitmproxy-ca-cert.pem"  # the file runner.cassettes.tls.make_ca writes last but one
+_CERT = "mitmproxy-ca-cert.pem"  # the certificate alone, as runner.cassettes.tls.make_ca lays it out
 
 
 def _folder() -> Path | None:
@@ -76,7 +77,10 @@ def claim(confdir: Path) -> CertificateAuthority | None:
 def make_spare() -> None:
     """Make the next session's spare CA, unless one waits (or spares are off, or the folder is unusable)."""
     folder = _folder()
-    if folder is None or (folder / "ready").exists():
+    if folder is None:
+        return
+    _sweep(folder)
+    if (folder / "ready").exists():
         return
     from runner.cassettes.tls import make_ca  # cryptography: at a session's end, not before an agent
 
@@ -90,6 +94,15 @@ def make_spare() -> None:
         pass
     finally:
         _remove(staging)
+
+
+def _sweep(folder: Path) -> None:
+    """Remove what a session killed between two steps left: staging and claimed folders over an hour old."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            left = entry.name.startswith(("staging-", "claimed-"))
+            if left and time.time() - entry.stat(follow_symlinks=False).st_mtime > 3600:
+                _remove(Path(entry.path))
 
 
 def _remove(path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,15 @@ def test_the_recording_proxy_starts_on_the_spare_and_its_stop_makes_the_next(
         proxy.stop()
     next_one = (home / "spare-ca" / "ready" / "mitmproxy-ca-cert.pem").read_bytes()
     assert next_one != spare
+
+
+def test_what_a_killed_session_left_is_swept_by_the_next_spare(home: Path) -> None:
+    folder = home / "spare-ca"
+    for name in ("staging-0123456789abcdef", "claimed-fedcba9876543210", "claimed-recent0000000000"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "mitmproxy-ca.pem").write_text("key")
+    hour_ago = time.time() - 3700
+    for name in ("staging-0123456789abcdef", "claimed-fedcba9876543210"):
+        os.utime(folder / name, (hour_ago, hour_ago))
+    spareca.make_spare()
+    assert sorted(p.name for p in folder.iterdir()) == ["claimed-recent0000000000", "ready"]
