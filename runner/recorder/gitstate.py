@@ -59,17 +59,19 @@ def read_state(repo: Path) -> GitState:
     if not repo.is_dir():
         raise RecordError(f"{repo}: no such folder; pass --repo with the repository the agent works in")
     # One git for the usual case (a repository with a commit); the questions one by one when it fails, for
-    # the error naming what is missing.
+    # the error naming what is missing. `--abbrev-ref=loose` names the branch as `symbolic-ref --short`
+    # does, and a detached HEAD as HEAD (no branch is named HEAD).
     first = gitcmd.run(
-        repo, "rev-parse", "--show-toplevel", "HEAD^{commit}", "HEAD^{tree}", check=False, error=RecordError
-    )
+        repo, "rev-parse", "--show-toplevel", "HEAD^{commit}", "HEAD^{tree}", "--abbrev-ref=loose", "HEAD",
+        check=False, error=RecordError,
+    )  # fmt: skip
     answers = [line.strip() for line in first.stdout.decode("utf-8", "surrogateescape").splitlines()]
-    if first.returncode == 0 and len(answers) == 3 and all(answers):
-        top, commit, head_tree = answers
-        root = Path(top)
+    if first.returncode == 0 and len(answers) == 4 and all(answers):
+        top, commit, head_tree, head = answers
+        root, branch = Path(top), None if head == "HEAD" else head
     else:
         root, commit, head_tree = _one_by_one(repo)
-    branch = _answer(root, "symbolic-ref", "-q", "--short", "HEAD")
+        branch = _answer(root, "symbolic-ref", "-q", "--short", "HEAD")
     remote = _answer(root, "config", "--get", "remote.origin.url")
     return GitState(root, commit, head_tree, branch, remote, dirty=False)
 

@@ -163,6 +163,12 @@ def test_the_state_is_read_from_any_folder_of_the_repository_and_a_missing_commi
     assert (state.root, state.base_commit, state.branch) == (repo, commit, "main")
     assert state.head_tree == git(repo, "rev-parse", "HEAD^{tree}").strip()
     assert state.remote == "https://example.invalid/r.git"
+    git(repo, "tag", "main")  # a tag of the branch's name: the branch is named as `symbolic-ref --short` does
+    assert (
+        read_state(repo).branch == git(repo, "symbolic-ref", "-q", "--short", "HEAD").strip() == "heads/main"
+    )
+    git(repo, "checkout", "-q", "--detach")
+    assert read_state(repo).branch is None
     empty = tmp_path / "empty"
     empty.mkdir()
     git(empty, "init", "-q")
