@@ -18,17 +18,11 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
-
-from goals import Goal, report, write
-from rich.console import Console
-from rich.table import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 TIME = "/usr/bin/time"  # GNU time, for the peak RSS of each measured process tree
@@ -143,6 +137,8 @@ def measure(argv: list[str]) -> Run:
     The peak comes from GNU time run as the direct child: Linux carries a process's peak RSS across
     exec, so a process started straight from this (larger) one would report this one's peak as its own.
     """
+    import subprocess
+
     with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
         start = time.perf_counter()
         done = subprocess.run(
@@ -169,6 +165,13 @@ def main() -> None:
         return _build(Path(args._build[0]), Path(args._build[1]), args._build[2] == "on")
     if args._unpack:
         return _unpack(Path(args._unpack[0]), Path(args._unpack[1]))
+    # The measuring side's own imports: the measured children (above) do not pay for them.
+    from importlib import metadata
+
+    from goals import Goal, report, write
+    from rich.console import Console
+    from rich.table import Table
+
     for tool, package in (("zstd", "zstd"), ("tar", "tar"), (TIME, "time")):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is not installed; install it (apt-get install {package}) to compare")

@@ -48,10 +48,8 @@ from runner.pack.layout import (
     trailer,
 )
 from runner.pack.manifest import Artifact, Integrity, Manifest, MemberDigest
-from runner.pack.read import extract
 from runner.pack.spool import Spool
 from runner.privacy.mask import PrivacyOptions, protect
-from runner.privacy.sign import sign_manifest
 
 __all__ = ["DEFAULT_LEVEL", "PackBuilder", "resign"]
 
@@ -276,6 +274,8 @@ class PackBuilder:
         self._spool.close()  # what an earlier build spooled: this one spools afresh
         manifest = protect(self, manifest, options)
         if signer is None and options.sign and options.keyring is not None:
+            from runner.privacy.sign import sign_manifest
+
             signer = functools.partial(sign_manifest, keyring=options.keyring)
         missing = sorted(manifest.referenced_members() - set(self._members))
         if missing:
@@ -416,6 +416,8 @@ def resign(pack_path: Path, signer: Callable[[Manifest], bytes], limits: Limits 
 
     Members are copied as they are (encrypted ones stay encrypted); the root digest does not change.
     """
+    from runner.pack.read import extract
+
     pack_path = Path(pack_path)
     with tempfile.TemporaryDirectory(dir=pack_path.parent, prefix=f".{pack_path.name}.") as tmp:
         folder = Path(tmp) / "pack"
