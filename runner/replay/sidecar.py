@@ -171,11 +171,13 @@ def serve_cassettes(
     wait: bool = True,
     claim: bool = True,
     claimed: spare.Claimed | None = None,
+    route_loopback: bool | None = None,
 ) -> Iterator[Sidecar]:
     """Run the replaying proxy in its own container: `claimed` (a spare the caller claimed), a spare
     claimed here (unless `claim` is False) or a new one; removed when the block ends, whatever happens,
     and its report left in `workdir`. With `wait=False` the caller calls `wait_ready()` before the
-    workload sends anything."""
+    workload sends anything. `route_loopback`: whether the cassette holds loopback exchanges, when the
+    caller knows already (`has_loopback`); None: read here."""
     user = user or sandbox_user()
     workdir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
@@ -199,10 +201,10 @@ def serve_cassettes(
             container = stack.enter_context(
                 started(client, image, name_prefix="runner-proxy", extra_labels=extra, **settings)
             )
-        # Read (and checked) while mitmproxy starts.
-        loopback = cassette is not None and has_loopback(cassette)
+        if route_loopback is None:  # read (and checked) while mitmproxy starts
+            route_loopback = cassette is not None and has_loopback(cassette)
         ca = folder / "confdir" / "mitmproxy-ca-cert.pem"
-        proxy = Sidecar(container, folder, ca, loopback, start_timeout, started_at)
+        proxy = Sidecar(container, folder, ca, route_loopback, start_timeout, started_at)
         if wait:
             proxy.wait_ready()
         yield proxy

@@ -253,17 +253,10 @@ def _claim_ready(
     return None
 
 
-def adopt(client: docker.DockerClient, folder: Path) -> Claimed | None:
-    """The spare claimed into `folder` (by `claim(..., workload=...)`), its workload now kept on; None
-    when either container is gone meanwhile (their folder is then the caller's to remove)."""
-    info = _info(folder)
-    found = _adopted(client, folder, str(info.get("spec", "")), str(info.get("workload_spec", "")))
-    if found is None or found.workload is None:
-        for key in ("workload", "id"):
-            _remove(client, str(info.get(key, "")))
-        return None
-    (folder / "ca" / "claimed").touch()  # the workload stays on past its idle time
-    return found
+def adopt(claimed: Claimed) -> None:
+    """The pair `claim(..., workload=...)` returned (its containers found running then), now kept on:
+    its workload stays past its idle time."""
+    (claimed.folder / "ca" / "claimed").touch()
 
 
 def _adopted(client: docker.DockerClient, folder: Path, want: str, workload: str | None) -> Claimed | None:

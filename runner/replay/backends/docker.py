@@ -74,37 +74,21 @@ class DockerBackend:
             self.client, pack, base_image=self.base_image, trust=self.trust,
             allow_mismatch=self.allow_image_mismatch, progress=progress,
         )  # fmt: skip
+        loopback = _loopback(pack)  # read once: `start` has it from the `Prepared`
         claimed = None
         if self.spares and spare.enabled():  # a spare workload of this very image may wait, with its sidecar
             user = sandbox_engine.sandbox_user()
-            want = self._workload_spec(env.image, user, _loopback(pack))
+            hardening = self._hardening(user)
+            want = _workload_spec(env.image_id, hardening, loopback)
             claimed = spare.claim(self.client, self.proxy_image, user, workload=want)
             if claimed is not None:  # its proxy starts now, while the workspace is restored
                 sidecar.hand_claim(claimed.folder, _cassette(pack), user)
             # The next replay's pair, made meanwhile by a process of its own.
-            self._spawn_spare(env.image, user)
-        workspace = claimed.workspace if claimed is not None else None
-        return Prepared(f"{env.image} ({env.how})", env.image, env.warnings, workspace)
+            spare.spawn(self.proxy_image, user, _spare_workload(env.image, env.image_id, hardening))
+        return Prepared(f"{env.image} ({env.how})", env.image, env.warnings, loopback, claimed)
 
     def _hardening(self, user: sandbox_engine.User) -> dict[str, Any]:
         return sandbox_engine.workload_options(self.client, self.limits, user)
-
-    def _workload_spec(self, image: str, user: sandbox_engine.User, loopback: bool) -> str:
-        """What a spare workload must match to serve as this replay's: image id, hardening, environment."""
-        what = {
-            "image": self.client.images.get(image).id,
-            "options": self._hardening(user),
-            "env": sidecar.workload_env(loopback),
-        }
-        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
-
-    def _spare_workload(self, image: str, user: sandbox_engine.User) -> spare.SpareWorkload:
-        """A spare workload of `image` beside the next spare sidecar (see `runner.replay.spare`)."""
-        options = dict(self._hardening(user))
-        options["environment"] = {**options.pop("environment", {}), **sidecar.workload_env(False)}
-        options["working_dir"] = str(WORKSPACE)
-        spec = self._workload_spec(image, user, False)
-        return spare.SpareWorkload(spec, image, options, str(WORKSPACE), str(sidecar.CA_IN_WORKLOAD.parent))
 
     @contextmanager
     def start(
@@ -115,10 +99,12 @@ class DockerBackend:
         user = sandbox_engine.sandbox_user()
         cassette = _cassette(pack)
         with ExitStack() as stack:
-            claimed = None
-            if prepared.workspace is not None and workspace == prepared.workspace:  # `prepare` claimed a pair
-                stack.callback(shutil.rmtree, workspace.parent, ignore_errors=True)  # after the containers
-                claimed = spare.adopt(self.client, workspace.parent)  # None: gone; new ones use the folder
+            claimed = (
+                prepared.claimed if workspace == prepared.workspace else None
+            )  # `prepare` claimed a pair
+            if claimed is not None:
+                stack.callback(shutil.rmtree, claimed.folder, ignore_errors=True)  # after the containers
+                spare.adopt(claimed)
             proxy = stack.enter_context(
                 sidecar.serve_cassettes(
                     self.client,
@@ -131,6 +117,7 @@ class DockerBackend:
                     # A kept sidecar keeps its files in the kept scratch folder.
                     claim=self.spares and not keep,
                     claimed=claimed,
+                    route_loopback=prepared.route_loopback,
                 )
             )
             if claimed is not None and claimed.workload is not None:
@@ -157,13 +144,6 @@ class DockerBackend:
                 return
             containers.remove(workload, proxy.container)  # together, and before the spare is waited for
 
-    def _spawn_spare(self, image: str, user: sandbox_engine.User) -> None:
-        try:
-            workload = self._spare_workload(image, user)
-        except docker.errors.DockerException:
-            workload = None  # the sidecar alone still saves the most
-        spare.spawn(self.proxy_image, user, workload)
-
 
 def _cassette(pack: UnpackedPack) -> Path | None:
     return pack.path / pack.manifest.cassettes[0].path if pack.manifest.cassettes else None
@@ -172,6 +152,21 @@ def _cassette(pack: UnpackedPack) -> Path | None:
 def _loopback(pack: UnpackedPack) -> bool:
     cassette = _cassette(pack)
     return cassette is not None and sidecar.has_loopback(cassette)
+
+
+def _workload_spec(image_id: str, hardening: dict[str, Any], loopback: bool) -> str:
+    """What a spare workload must match to serve as a replay's: image id, hardening, environment."""
+    what = {"image": image_id, "options": hardening, "env": sidecar.workload_env(loopback)}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _spare_workload(image: str, image_id: str, hardening: dict[str, Any]) -> spare.SpareWorkload:
+    """A spare workload of `image` beside the next spare sidecar (see `runner.replay.spare`)."""
+    options = dict(hardening)
+    options["environment"] = {**options.pop("environment", {}), **sidecar.workload_env(False)}
+    options["working_dir"] = str(WORKSPACE)
+    spec = _workload_spec(image_id, hardening, False)
+    return spare.SpareWorkload(spec, image, options, str(WORKSPACE), str(sidecar.CA_IN_WORKLOAD.parent))
 
 
 def _workload(
