@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import docker
 import docker.errors
@@ -33,7 +34,6 @@ from runner.engine import sandbox as sandbox_engine
 from runner.engine.host import BuildTrust
 from runner.errors import ExitCode, PackError, RunnerError, UsageError
 from runner.pack import read as pack_stage
-from runner.privacy.crypto import Keyring
 from runner.progress import Progress, Silent
 from runner.replay import backends
 from runner.replay import workspace as workspace_stage
@@ -41,6 +41,9 @@ from runner.replay.backends.docker import DockerBackend
 from runner.replay.compare import DEFAULT_AGENT_PRIVATE
 from runner.replay.outcome import CassetteUsage, PackOutcome, Verdict, likely_cause
 from runner.replay.steps import StepRules, StepsResult, run_steps
+
+if TYPE_CHECKING:
+    from runner.privacy.crypto import Keyring
 
 __all__ = ["ReplayOptions", "StepEvent", "replay", "replay_all", "select_packs"]
 

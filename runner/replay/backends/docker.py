@@ -10,11 +10,13 @@ at /workspace and lent to the sandbox user while a command runs, whose limits ar
 pair of the same workload waits (`runner.replay.spare`), `prepare` claims it and hands its proxy the
 cassette, and the workspace is restored in the pair's folder; else the sidecar is a spare one alone or a
 new one started without waiting for its proxy, so mitmproxy's start overlaps the workload's and the
-workspace's restore. The proxy is waited for (`ready`) before the first command. Once the image is
-known, a detached process is asked to make the next replay's spare pair (of this image). The containers are removed
-together, with force, when the session ends (a claimed pair is killed; the engine removes it), unless
-`keep` (then no spare is claimed, and the kept workspace is handed to the sandbox user, for a shell in
-the container). The containers the runner starts for a run carry its folder as a label. The interpreter
+workspace's restore. What `prepare` learnt (the claimed pair, whether the cassette holds loopback
+exchanges) reaches `start` in the `Prepared`. The proxy is waited for (`ready`) before the first command.
+Once the image is known, a detached process is asked to make the next replay's spare pair (of this
+image). When the session ends well, a claimed pair is handed to a detached process that removes it and
+then its folder (`spare.release`: the replay does not wait for the engine); other containers, and any
+after a failure, are removed here, together, with force. Nothing is removed with `keep` (then no spare
+is claimed, and the kept workspace is handed to the sandbox user, for a shell in the container). The containers the runner starts for a run carry its folder as a label. The interpreter
 probe of an image is cached by image id (an image never changes). The docker SDK's errors during a step
 come back as `ExecuteError`s: an engine failure, not a divergence.
 """
@@ -103,7 +105,8 @@ class DockerBackend:
                 prepared.claimed if workspace == prepared.workspace else None
             )  # `prepare` claimed a pair
             if claimed is not None:
-                stack.callback(shutil.rmtree, claimed.folder, ignore_errors=True)  # after the containers
+                # After the containers, when the session failed (else `release` moved the folder away).
+                stack.callback(shutil.rmtree, claimed.folder, ignore_errors=True)
                 spare.adopt(claimed)
             proxy = stack.enter_context(
                 sidecar.serve_cassettes(
@@ -141,8 +144,10 @@ class DockerBackend:
             yield DockerSession(workload, proxy, workspace, self.limits, user, sandbox, watch)
             if keep:  # the kept workspace is the sandbox user's, for a shell in the container
                 sandbox_engine.hand_over(workspace, user)
-                return
-            containers.remove(workload, proxy.container)  # together, and before the spare is waited for
+            elif claimed is not None:  # removed by a process of its own: the replay does not wait for it
+                spare.release(self.client, claimed)
+            else:
+                containers.remove(workload, proxy.container)  # together, and before the spare is waited for
 
 
 def _cassette(pack: UnpackedPack) -> Path | None:
