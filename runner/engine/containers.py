@@ -71,8 +71,8 @@ def owned(client: docker.DockerClient, kind: Kind = "containers") -> list[Model]
     """The objects of one kind labelled as the runner's (Container, Image, ... models), for leak checks."""
     collection = getattr(client, kind)
     selector = f"{OWNER_LABEL[0]}={OWNER_LABEL[1]}"
-    if kind == "containers":
-        return list(collection.list(all=True, filters={"label": selector}))
+    if kind == "containers":  # one removed between the listing and its inspection is not there
+        return list(collection.list(all=True, filters={"label": selector}, ignore_removed=True))
     return list(collection.list(filters={"label": selector}))
 
 
