@@ -2,7 +2,8 @@
 
     unpack (safe) -> environment (image | virtualenv)
     -> session (cassette proxy with no egress + workload; the workspace restored from bundle + baseline
-       while the proxy starts) -> steps (patch | command, each compared)
+       while the environment is prepared and the proxy starts, then moved into a claimed spare's folder)
+    -> steps (patch | command, each compared)
     -> verdict (reproduced | diverged at step N with its likely cause | error)
 
 Every stage is a module with one verb that takes typed values and returns typed values; `replay` reads as the
@@ -135,22 +136,24 @@ def replay(
             total = len(unpacked.manifest.steps)
 
             notify(StepEvent(pack, 0, total, f"preparing the environment ({backend.name})"))
-            env = backend.prepare(unpacked, progress)
-            known = replace(known, image=env.shown, warnings=env.warnings)
-
-            notify(StepEvent(pack, 0, total, "starting the cassette proxy and the workload"))
-            run = backends.Run(pack, known.run_dir)
-            workspace = env.workspace or scratch / "workspace"  # a claimed spare's, or our own
-            workspace.mkdir(exist_ok=True)  # restored while the proxy and the workload start
+            own = scratch / "workspace"
+            own.mkdir()
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore") as restorer:
-                restoring = restorer.submit(_restore, unpacked, workspace)
+                # Restored while the environment is prepared and the proxy and the workload start.
+                restoring = restorer.submit(_restore, unpacked, own)
+                env = backend.prepare(unpacked, progress)
+                known = replace(known, image=env.shown, warnings=env.warnings)
+
+                notify(StepEvent(pack, 0, total, "starting the cassette proxy and the workload"))
+                run = backends.Run(pack, known.run_dir)
+                workspace = env.workspace or own  # a claimed spare's, or our own
                 with backend.start(env, unpacked, workspace, scratch, run=run, keep=options.keep) as session:
                     known = replace(
                         known, sandbox=session.sandbox, warnings=(*known.warnings, *session.warnings)
                     )
                     if options.keep:  # the caller prints how to get at it; nothing is removed
                         known = replace(known, warnings=(*known.warnings, session.kept()))
-                    ws = restoring.result()
+                    ws = _moved(restoring.result(), workspace, unpacked)
                     drift = backends.drift(session.probe(), unpacked.manifest, _where(backend.name))
                     known = replace(known, warnings=(*known.warnings, *drift))
                     session.ready()
@@ -230,6 +233,19 @@ def _restore(unpacked: pack_stage.UnpackedPack, dest: Path) -> workspace_stage.W
     git = unpacked.manifest.git
     baseline = unpacked.path / git.baseline_patch if git.baseline_patch else None
     return workspace_stage.restore(unpacked.path / git.bundle, git.checkout, dest, baseline)
+
+
+def _moved(
+    ws: workspace_stage.Workspace, dest: Path, unpacked: pack_stage.UnpackedPack
+) -> workspace_stage.Workspace:
+    """The restored workspace in `dest` (a claimed spare's folder, which its container has mounted): moved
+    there, or restored there again from another file system."""
+    if ws.path == dest:
+        return ws
+    try:
+        return workspace_stage.move_into(ws, dest)
+    except OSError:
+        return _restore(unpacked, dest)
 
 
 def _save_proxy_report(proxy_dir: Path, run_dir: Path) -> None:

@@ -8,7 +8,7 @@ the proxy sidecar (`runner.replay.sidecar`) and the workload container in its ne
 Rules: both containers run in the sandbox `runner.engine.sandbox` describes; the workspace is bind-mounted
 at /workspace and lent to the sandbox user while a command runs, whose limits are watched. When a spare
 pair of the same workload waits (`runner.replay.spare`), `prepare` claims it and hands its proxy the
-cassette, and the workspace is restored in the pair's folder; else the sidecar is a spare one alone or a
+cassette, and the workspace is restored into the pair's folder; else the sidecar is a spare one alone or a
 new one started without waiting for its proxy, so mitmproxy's start overlaps the workload's and the
 workspace's restore. What `prepare` learnt (the claimed pair, whether the cassette holds loopback
 exchanges) reaches `start` in the `Prepared`. The proxy is waited for (`ready`) before the first command.
