@@ -18,11 +18,6 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 from runner.errors import ProxyError
 
 __all__ = ["CertificateAuthority", "client_trust_env", "default_bundle", "make_ca", "write_trust_bundle"]
@@ -44,6 +39,12 @@ def make_ca(
     confdir: Path, *, common_name: str = "runner cassette proxy CA", days: int = 30
 ) -> CertificateAuthority:
     """Generate a fresh CA in `confdir` laid out the way mitmproxy expects, and return its paths."""
+    # Imported here: a replay that claims a spare sidecar (which made its CA ahead) never needs them.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
