@@ -37,11 +37,10 @@ import hashlib
 import json
 import os
 import secrets as _secrets
-import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -149,12 +148,11 @@ class Secret:
 
 @dataclass
 class _Pass:
-    """One redaction pass: the redactor and what it found."""
+    """One redaction pass: the redactor and what it found (the `known` secrets, then every replacement:
+    `found` by placeholder, `counts` by kind, up to date once `settle` ran)."""
 
     policy: Policy
     key: bytes
-    found: dict[str, Secret] = field(default_factory=dict)
-    counts: Counter[str] = field(default_factory=Counter)
     known: tuple[Secret, ...] = ()
 
     def __post_init__(self) -> None:
@@ -163,12 +161,22 @@ class _Pass:
             (*known_detectors((s.kind, s.value) for s in self.known), *self.policy.detectors),
             self._note,
         )
-        self._lock = threading.Lock()
+        self.found = {s.token: s for s in self.known}
+        self.counts = Counter(s.kind for s in self.known)
+        self._notes: list[tuple[str, str, str]] = []
 
     def _note(self, kind: str, value: str, token: str) -> None:
-        with self._lock:  # members are redacted on several threads
-            self.counts[kind] += 1
-            self.found[token] = Secret(token, kind, value)
+        self._notes.append((kind, value, token))  # one append: atomic on any of the pass's threads
+
+    def settle(self) -> None:
+        """Fold the replacements noted so far into `found` and `counts`."""
+        notes, self._notes = self._notes, []
+        self.counts.update(kind for kind, _, _ in notes)
+        found = self.found
+        for kind, value, token in notes:
+            known = found.get(token)
+            if known is None or known.value != value or known.kind != kind:
+                found[token] = Secret(token, kind, value)
 
     def text(self, text: str) -> str:
         return self.redactor.text(text)
@@ -223,8 +231,6 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
         raise PrivacyError("encrypted payloads need a keyring: pass --key FILE (see `runner keys new`)")
     key = options.keyring.redaction_key if options.keyring else options.redaction_key
     run = _Pass(get(options.policy), key or _secrets.token_bytes(32), known=options.known)
-    run.found.update((s.token, s) for s in options.known)
-    run.counts.update(s.kind for s in options.known)
     renamed: dict[str, str] = {}  # old sha256 -> new, for artifacts whose content changed
     changed: set[str] = set()
     names = [n for n in sorted(builder.members) if n != BUNDLE_PATH and not n.startswith("privacy/")]
@@ -247,6 +253,7 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
             if moved != name:
                 renamed[name.removeprefix(_ARTIFACT)] = moved.removeprefix(_ARTIFACT)
     manifest = _redact_manifest(manifest, run, renamed, builder.members)
+    run.settle()
     summary = _audit(builder, manifest, run, changed, options)
     extra: dict[str, Any] = {"audit": summary.to_dict()}
     key_ids: tuple[str, ...] = ()
