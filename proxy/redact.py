@@ -302,7 +302,9 @@ class Redactor:
             inner.update(secret.encode("utf-8", "surrogateescape"))
             outer.update(inner.digest())
             digest = outer.hexdigest()[:16]
-            _remember(self._digests, secret, digest)
+            if len(self._digests) >= _CACHED:
+                self._digests.clear()  # see `_remember`
+            self._digests[secret] = digest
         token = f"REDACTED_{kind}_{digest}"
         if self._found:
             self._found(kind, secret, token)

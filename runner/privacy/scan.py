@@ -362,26 +362,25 @@ class ScanRedactor(Redactor):
         if (
             db.everywhere
             or any(literal in data for literal in db.literals)
-            or (len(data.strip()) >= 16 and not _NOT_BASE64.search(data))
+            or (not _NOT_BASE64.search(data) and len(data.strip()) >= 16)
         ):
             text = data.decode("utf-8", _SE)
             encoded = self._base64(text)
             new = encoded if encoded is not None else self._detect(text, self._db.detectors_in)
             return data if new == text else new.encode("utf-8", _SE)
         runs = db.lines(data)
-        texts = [data[start:end].decode("utf-8", _SE) for start, end in runs]
-        # All flagged lines in one text: each detector runs once per member, not once per line.
-        joined = "\n".join(texts)
+        # All flagged lines in one text: each detector runs once per member, not once per line. Decoding
+        # them joined is decoding each (a line ends at an ASCII byte), and encoding gives back the bytes.
+        joined = b"\n".join([data[start:end] for start, end in runs]).decode("utf-8", _SE)
         redacted = self._detect(joined, self._db.detectors_in)
         if redacted == joined:
             return data
-        lines = iter(redacted.split("\n"))  # placeholders hold no newline: every line is still there
-        out, done = [], 0
-        for (start, end), text in zip(runs, texts, strict=True):
-            new = "\n".join(next(lines) for _ in range(text.count("\n") + 1))
-            if new != text:
-                out += [data[done:start], new.encode("utf-8", _SE)]
-                done = end
+        lines = redacted.encode("utf-8", _SE).split(b"\n")  # placeholders hold no newline
+        out, done, k = [], 0, 0
+        for start, end in runs:
+            n = data.count(b"\n", start, end) + 1
+            out += [data[done:start], b"\n".join(lines[k : k + n])]
+            done, k = end, k + n
         out.append(data[done:])
         return b"".join(out)
 
