@@ -149,7 +149,7 @@ class Secret:
 @dataclass
 class _Pass:
     """One redaction pass: the redactor and what it found (the `known` secrets, then every replacement:
-    `found` by placeholder, `counts` by kind, up to date once `settle` ran)."""
+    `found` by placeholder, `counts` by kind, as of the last `settle`)."""
 
     policy: Policy
     key: bytes
@@ -161,22 +161,26 @@ class _Pass:
             (*known_detectors((s.kind, s.value) for s in self.known), *self.policy.detectors),
             self._note,
         )
-        self.found = {s.token: s for s in self.known}
         self.counts = Counter(s.kind for s in self.known)
         self._notes: list[tuple[str, str, str]] = []
+        self._latest: dict[str, tuple[str, str]] = {}  # placeholder -> (kind, secret), as last noted
 
     def _note(self, kind: str, value: str, token: str) -> None:
         self._notes.append((kind, value, token))  # one append: atomic on any of the pass's threads
 
     def settle(self) -> None:
-        """Fold the replacements noted so far into `found` and `counts`."""
+        """Fold the replacements noted so far into `counts` and `found`."""
         notes, self._notes = self._notes, []
         self.counts.update(kind for kind, _, _ in notes)
-        found = self.found
-        for kind, value, token in notes:
-            known = found.get(token)
-            if known is None or known.value != value or known.kind != kind:
-                found[token] = Secret(token, kind, value)
+        self._latest.update({token: (kind, value) for kind, value, token in notes})
+
+    @property
+    def found(self) -> dict[str, Secret]:
+        """The secret behind each placeholder: the known ones, then each replacement's (made when asked:
+        only a keyring seals them)."""
+        found = {s.token: s for s in self.known}
+        found.update((token, Secret(token, kind, value)) for token, (kind, value) in self._latest.items())
+        return found
 
     def text(self, text: str) -> str:
         return self.redactor.text(text)
