@@ -39,11 +39,10 @@ import hashlib
 import json
 import os
 import secrets as _secrets
-import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -158,12 +157,11 @@ class Secret:
 
 @dataclass
 class _Pass:
-    """One redaction pass: the redactor and what it found."""
+    """One redaction pass: the redactor and what it found (the `known` secrets, then every replacement:
+    `found` by placeholder, `counts` by kind, as of the last `settle`)."""
 
     policy: Policy
     key: bytes
-    found: dict[str, Secret] = field(default_factory=dict)
-    counts: Counter[str] = field(default_factory=Counter)
     known: tuple[Secret, ...] = ()
 
     def __post_init__(self) -> None:
@@ -172,12 +170,26 @@ class _Pass:
             (*known_detectors((s.kind, s.value) for s in self.known), *self.policy.detectors),
             self._note,
         )
-        self._lock = threading.Lock()
+        self.counts = Counter(s.kind for s in self.known)
+        self._notes: list[tuple[str, str, str]] = []
+        self._latest: dict[str, tuple[str, str]] = {}  # placeholder -> (kind, secret), as last noted
 
     def _note(self, kind: str, value: str, token: str) -> None:
-        with self._lock:  # members are redacted on several threads
-            self.counts[kind] += 1
-            self.found[token] = Secret(token, kind, value)
+        self._notes.append((kind, value, token))  # one append: atomic on any of the pass's threads
+
+    def settle(self) -> None:
+        """Fold the replacements noted so far into `counts` and `found`."""
+        notes, self._notes = self._notes, []
+        self.counts.update(kind for kind, _, _ in notes)
+        self._latest.update({token: (kind, value) for kind, value, token in notes})
+
+    @property
+    def found(self) -> dict[str, Secret]:
+        """The secret behind each placeholder: the known ones, then each replacement's (made when asked:
+        only a keyring seals them)."""
+        found = {s.token: s for s in self.known}
+        found.update((token, Secret(token, kind, value)) for token, (kind, value) in self._latest.items())
+        return found
 
     def text(self, text: str) -> str:
         return self.redactor.text(text)
@@ -234,8 +246,6 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
         raise PrivacyError("encrypted payloads need a keyring: pass --key FILE (see `runner keys new`)")
     key = options.keyring.redaction_key if options.keyring else options.redaction_key
     run = _Pass(get(options.policy), key or _secrets.token_bytes(32), known=options.known)
-    run.found.update((s.token, s) for s in options.known)
-    run.counts.update(s.kind for s in options.known)
     renamed: dict[str, str] = {}  # old sha256 -> new, for artifacts whose content changed
     changed: set[str] = set()
     names = [n for n in sorted(builder.members) if n != BUNDLE_PATH and not n.startswith("privacy/")]
@@ -258,6 +268,7 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
             if moved != name:
                 renamed[name.removeprefix(_ARTIFACT)] = moved.removeprefix(_ARTIFACT)
     manifest = _redact_manifest(manifest, run, renamed, builder.members)
+    run.settle()
     summary = _audit(builder, manifest, run, changed, options)
     extra: dict[str, Any] = {"audit": summary.to_dict()}
     key_ids: tuple[str, ...] = ()
