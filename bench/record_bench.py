@@ -21,7 +21,7 @@ The recording proxy is off (`http=False`) in the loop: its start-up is measured 
 timestamp), beside the CLI's own part of it (`import runner.cli`; `runner record` refusing an agent that
 does not exist, its first check: the import of the one command group, Typer's parsing, and the
 recorder's light modules) and the in-process `record()` to the block's first line; a first `runner record`
-is not timed (it writes the modules' bytecode, see `child_env`, and leaves the proxy's CA for the next).
+is not timed (the page cache warmed, and the proxy's CA made ahead for the next, as after any recording).
 JSON goes to bench/out/record_bench.json. Goals: overhead <= 2% (upper end of the interval); time to the
 agent's first instruction <= 0.3 s. `--start-only` measures the start alone (its goals, in
 bench/out/record_bench_start.json).
@@ -85,23 +85,16 @@ def bootstrap(ratios: list[float], rounds: int = 2000, seed: int = 1) -> tuple[f
     return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]
 
 
-def child_env() -> dict[str, str]:
-    """The environment of the `runner` processes timed: this checkout's runner, its modules' bytecode cached
-    (in their __pycache__ folders) as an installed runner's is. A PYTHONDONTWRITEBYTECODE set in a developer's
-    shell would have every timed run compile runner/ and proxy/ from source, which no installed runner does."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    return {**env, "PYTHONPATH": str(ROOT)}
-
-
 def first_instruction(repo: Path, out: Path) -> float:
     """Seconds from starting `runner record` (proxy on) to the agent's first line running."""
     stamp = out.with_suffix(".stamp")
     agent = f"import time; open({str(stamp)!r}, 'w').write(repr(time.time()))"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = time.time()
     done = subprocess.run(
         [sys.executable, "-m", "runner", "record", "--out", str(out), "--repo", str(repo), "--",
          sys.executable, "-S", "-c", agent],
-        capture_output=True, text=True, env=child_env(), check=False, cwd=repo,
+        capture_output=True, text=True, env=env, check=False, cwd=repo,
     )  # fmt: skip
     if done.returncode != 0 or not stamp.exists():
         raise SystemExit(f"runner record failed ({done.returncode}):\n{done.stderr[-2000:]}")
@@ -166,15 +159,16 @@ def total_ratio(
 def cli_alone(*args: str) -> float:
     """Seconds `python ARGS` takes (its exit code aside): the part of `runner record`'s start before any
     recording."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
-    subprocess.run([sys.executable, *args], env=child_env(), check=False, capture_output=True)
+    subprocess.run([sys.executable, *args], env=env, check=False, capture_output=True)
     return time.perf_counter() - started
 
 
 def start_times(repo: Path, tmp: Path, runs: int) -> dict[str, float]:
     """Medians of `runs` starts: `runner record` to the agent's first instruction, the CLI's parts of it, and
     the SDK's `record()` to its block's first line."""
-    first_instruction(repo, tmp / "warm.tar.zst")  # untimed: bytecode written, the page cache warm
+    first_instruction(repo, tmp / "warm.tar.zst")  # untimed: the page cache warm, a spare CA made
     starts = [first_instruction(repo, tmp / f"start{i}.tar.zst") for i in range(runs)]
     imports = [cli_alone("-c", "import runner.cli") for _ in range(runs)]
     parsed = [

@@ -6,6 +6,8 @@ Both run in the same (warm) image, side by side in one process, rounds interleav
             workload container, the N commands with output comparison, report, cleanup; with its
             defaults, so each replay claims the spare sidecar and workload the previous one left
             (docs/sandbox.md) and leaves a pair for the next; the first, warming, replay starts its own.
+            The claimed pair is removed by a detached process the CLI starts as it ends (the user has
+            the result without waiting for the engine to stop the containers); it is not timed.
 Each side runs with 1 and with 20 commands: the slope is the cost per command, the intercept the fixed
 part. Goals: fixed overhead (replay intercept - baseline intercept) <= 0.6 s; per-command cost <= 1.2x
 the baseline's. Writes bench/out/replay_bench.json (replay_bench_local.json with `--backend local`: the

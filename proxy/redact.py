@@ -29,12 +29,13 @@ import base64
 import binascii
 import functools
 import hashlib
-import hmac
 import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
+
+from proxy.patterns import first_fullmatch, line_local
 
 __all__ = [
     "DETECTORS",
@@ -52,20 +53,12 @@ __all__ = [
 
 SENSITIVE_HEADERS = frozenset(
     {
-        "authorization",
-        "proxy-authorization",
-        "cookie",
-        "set-cookie",
-        "api-key",
-        "x-api-key",
-        "x-goog-api-key",
-        "x-auth-token",
-        "x-access-token",
-        "x-amz-security-token",
-        "x-csrf-token",
+        "authorization", "proxy-authorization", "cookie", "set-cookie", "api-key", "x-api-key",
+        "x-goog-api-key", "x-auth-token", "x-access-token", "x-amz-security-token", "x-csrf-token",
         "private-token",
     }
-)
+)  # fmt: skip
+_IPAD, _OPAD = bytes(b ^ 0x36 for b in range(256)), bytes(b ^ 0x5C for b in range(256))
 _CACHED = 65_536  # distinct secrets (and credential values) a redactor remembers the placeholder (kind) of
 _V = TypeVar("_V")
 
@@ -80,24 +73,11 @@ _SENSITIVE_HEADER_PART = re.compile(
 
 SENSITIVE_PARAMS = frozenset(
     {
-        "key",
-        "api_key",
-        "apikey",
-        "api-key",
-        "access_token",
-        "refresh_token",
-        "id_token",
-        "token",
-        "client_secret",
-        "secret",
-        "password",
-        "sig",
-        "signature",
-        "x-amz-signature",
-        "x-amz-credential",
+        "key", "api_key", "apikey", "api-key", "access_token", "refresh_token", "id_token", "token",
+        "client_secret", "secret", "password", "sig", "signature", "x-amz-signature", "x-amz-credential",
         "x-amz-security-token",
     }
-)
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -301,20 +281,30 @@ class Redactor:
         self._key = key
         self._detectors = detectors
         self._found = found
-        self._keyed = hmac.new(key, digestmod=hashlib.sha256)  # copied per secret: the key is set up once
+        # HMAC-SHA256 (RFC 2104) from the hashes of the padded key, copied per secret: `hmac` sets up a
+        # context per call that costs more than hashing a short secret.
+        block = (key if len(key) <= 64 else hashlib.sha256(key).digest()).ljust(64, b"\0")
+        self._inner, self._outer = (
+            hashlib.sha256(block.translate(_IPAD)),
+            hashlib.sha256(block.translate(_OPAD)),
+        )
+        self._shapes: tuple[tuple[str, ...], Callable[[str], int | None]] | None = None  # see `kind_of`
         self._digests: dict[str, str] = {}  # secret -> the hex its placeholders end with
         self._kinds: dict[str, str | None] = {}  # value -> the kind of the first detector matching it all
 
     def placeholder(self, secret: str, kind: str = "secret") -> str:
         """The stable stand-in for `secret`; a placeholder maps to itself so redaction is idempotent."""
-        if PLACEHOLDER_RE.fullmatch(secret):
+        if secret.startswith("REDACTED_") and PLACEHOLDER_RE.fullmatch(secret):
             return secret
         digest = self._digests.get(secret)
         if digest is None:
-            keyed = self._keyed.copy()
-            keyed.update(secret.encode("utf-8", "surrogateescape"))
-            digest = keyed.hexdigest()[:16]
-            _remember(self._digests, secret, digest)
+            inner, outer = self._inner.copy(), self._outer.copy()
+            inner.update(secret.encode("utf-8", "surrogateescape"))
+            outer.update(inner.digest())
+            digest = outer.hexdigest()[:16]
+            if len(self._digests) >= _CACHED:
+                self._digests.clear()  # see `_remember`
+            self._digests[secret] = digest
         token = f"REDACTED_{kind}_{digest}"
         if self._found:
             self._found(kind, secret, token)
@@ -400,15 +390,17 @@ class Redactor:
                 lines.add((start, done))
         if not lines:
             return text
+        # A pattern that sees one line at a time runs once over each run of adjacent lines.
+        runs = _adjacent(sorted(lines)) if line_local(detector.pattern) else sorted(lines)
         out, done = [], 0
-        for start, end in sorted(lines):
+        for start, end in runs:
             out += [text[done:start], self._outside_placeholders(text[start:end], detector)]
             done = end
         out.append(text[done:])
         return "".join(out)
 
     def _outside_placeholders(self, text: str, detector: Detector) -> str:
-        replace = functools.partial(self._replace, kind=detector.kind)
+        replace = functools.partial(self._replace, detector.kind)
         if "REDACTED_" not in text:
             return detector.pattern.sub(replace, text)
         out, pos = [], 0
@@ -418,14 +410,14 @@ class Redactor:
         out.append(detector.pattern.sub(replace, text[pos:]))
         return "".join(out)
 
-    def _replace(self, m: re.Match[str], kind: str) -> str:
-        if "s" not in m.re.groupindex:
+    def _replace(self, kind: str, m: re.Match[str]) -> str:
+        groups = m.re.groupindex
+        if "s" not in groups:
             return self.placeholder(m.group(0), kind)
-        group = "s" if m.group("s") is not None or "c" not in m.re.groupindex else "c"
-        start, end = m.span(group)
+        group = "s" if "c" not in groups or m.group("s") is not None else "c"
+        value, (start, end), at = m.group(group), m.span(group), m.start()
         whole = m.group(0)
-        secret = self.placeholder(m.group(group), self.kind_of(m.group(group), kind))
-        return whole[: start - m.start()] + secret + whole[end - m.start() :]
+        return whole[: start - at] + self.placeholder(value, self.kind_of(value, kind)) + whole[end - at :]
 
     def kind_of(self, value: str, default: str) -> str:
         """The kind of a credential found by its context (`Bearer x`, `token=x`): its own shape's kind when
@@ -433,14 +425,11 @@ class Redactor:
         if value in self._kinds:
             known = self._kinds[value]
             return default if known is None else known
-        kind = next(
-            (
-                d.kind
-                for d in self._detectors
-                if "s" not in d.pattern.groupindex and d.pattern.fullmatch(value)
-            ),
-            None,
-        )
+        if self._shapes is None:  # the detectors without a secret group, tried in order by one regex call
+            shapes = [d for d in self._detectors if "s" not in d.pattern.groupindex]
+            self._shapes = tuple(d.kind for d in shapes), first_fullmatch(tuple(d.pattern for d in shapes))
+        kinds, first = self._shapes
+        kind = None if (i := first(value)) is None else kinds[i]
         _remember(self._kinds, value, kind)
         return default if kind is None else kind
 
@@ -466,6 +455,17 @@ class Redactor:
             )
             for name, value in pairs
         ]
+
+
+def _adjacent(lines: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted line spans (end at the line's `\n`), each run of adjacent ones as one span."""
+    out = [lines[0]]
+    for start, end in lines[1:]:
+        if start == out[-1][1] + 1:
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
 
 
 def _remember(cache: dict[str, _V], key: str, value: _V) -> None:

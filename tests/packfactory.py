@@ -18,14 +18,16 @@ import tarfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zstandard
 
 from runner.pack import manifest as mf
 from runner.pack.build import PackBuilder
-from runner.pack.traces import Span, span_line
 from runner.privacy.mask import PrivacyOptions
+
+if TYPE_CHECKING:  # the trace model is imported where a pack gets traces (the pack bench builds without)
+    from runner.pack.traces import Span
 
 StepRecipe = Callable[[PackBuilder, int], mf.Step]
 
@@ -99,6 +101,8 @@ def make_manifest(**overrides: Any) -> mf.Manifest:
 
 
 def root_span() -> Span:
+    from runner.pack.traces import Span
+
     return Span(
         trace_id=TRACE_ID,
         span_id=ROOT_SPAN,
@@ -132,6 +136,8 @@ def make_pack(
 ) -> Path:
     """Build `tmp_path/name` and return its path. `files` adds or replaces members (member -> bytes);
     `privacy` is passed to `PackBuilder.build` (default: redaction with default-v1, no keyring)."""
+    from runner.pack.traces import span_line
+
     files = dict(files or {})
     defaults = {
         "traces.jsonl": (span_line(root_span()) + "\n").encode(),

@@ -40,6 +40,8 @@ def make_ca(
     confdir: Path, *, common_name: str = "runner cassette proxy CA", days: int = 30
 ) -> CertificateAuthority:
     """Generate a fresh CA in `confdir` laid out the way mitmproxy expects, and return its paths."""
+    # Imported here: a replay that claims a spare sidecar, or a recording a spare CA (both made ahead),
+    # never needs them.
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec

@@ -7,7 +7,8 @@ otherwise, and is removed on exit of the block even when its own start failed, u
 it (`runner replay --keep`: the user gets a shell in it); a start failure is raised as ExecuteError with the
 container's last log lines attached. A container started elsewhere (a claimed spare sidecar) is `adopted`:
 removed the same way. `remove` removes several at once (forced: their outputs were collected), before
-their blocks end; the blocks then have nothing left to do.
+their blocks end, and `disown` leaves them to another process that removes them; the blocks then have
+nothing left to do.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "SPARE_ROLES",
     "Kind",
     "adopted",
+    "disown",
     "keep",
     "labels",
     "owned",
@@ -46,12 +48,18 @@ Kind = Literal["containers", "images", "networks", "volumes"]  # the docker SDK'
 # Containers the user asked to keep. A flag and not a popped ExitStack: a generator context manager that is
 # dropped unfinished is closed by the garbage collector, which would run the removal anyway.
 _KEPT: set[str] = set()
-_GONE: set[str] = set()  # removed by `remove` before their block ended
+_GONE: set[str] = set()  # removed by `remove`, or `disown`ed, before their block ended
 
 
 def keep(container: Container) -> None:
     """Leave `container` running when its `started` block ends."""
     _KEPT.add(container.id)
+
+
+def disown(*containers: Container) -> None:
+    """Leave these containers to whoever removes them now (a detached process): their blocks end without
+    touching them."""
+    _GONE.update(c.id for c in containers if c.id and c.id not in _KEPT)
 
 
 def labels(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -63,8 +71,8 @@ def owned(client: docker.DockerClient, kind: Kind = "containers") -> list[Model]
     """The objects of one kind labelled as the runner's (Container, Image, ... models), for leak checks."""
     collection = getattr(client, kind)
     selector = f"{OWNER_LABEL[0]}={OWNER_LABEL[1]}"
-    if kind == "containers":
-        return list(collection.list(all=True, filters={"label": selector}))
+    if kind == "containers":  # one removed between the listing and its inspection is not there
+        return list(collection.list(all=True, filters={"label": selector}, ignore_removed=True))
     return list(collection.list(filters={"label": selector}))
 
 

@@ -235,7 +235,9 @@ class LimitWatch:
     def _pid(self) -> int:
         if self._pid_seen:  # the container's init keeps its pid for the container's life: asked once
             return self._pid_seen
-        self.container.reload()
+        # Known already when the container was looked up running (a claimed spare); else asked now.
+        if not self.container.attrs.get("State", {}).get("Pid"):
+            self.container.reload()
         self._pid_seen = int(self.container.attrs.get("State", {}).get("Pid") or 0)
         return self._pid_seen
 

@@ -38,20 +38,18 @@ from runner.errors import PackError
 from runner.pack import manifest as mf
 from runner.pack.layout import (
     BLOCK,
-    CHUNK,
     MANIFEST,
     SIGNATURE,
     Limits,
+    chunks,
     layout_problem,
     padding,
     tar_header,
     trailer,
 )
 from runner.pack.manifest import Artifact, Integrity, Manifest, MemberDigest
-from runner.pack.read import extract
 from runner.pack.spool import Spool
 from runner.privacy.mask import PrivacyOptions, protect
-from runner.privacy.sign import sign_manifest
 
 __all__ = ["DEFAULT_LEVEL", "PackBuilder", "resign"]
 
@@ -146,9 +144,9 @@ class PackBuilder:
     def _hash_file(self, src_path: Path) -> tuple[MemberDigest, _Source]:
         sha, size = hashlib.sha256(), 0
         try:
-            with open(src_path, "rb") as f:
+            with open(src_path, "rb", buffering=0) as f:
                 before = os.fstat(f.fileno())
-                while chunk := f.read(CHUNK):
+                for chunk in chunks(f):
                     sha.update(chunk)
                     size += len(chunk)
                 after = os.fstat(f.fileno())
@@ -276,6 +274,8 @@ class PackBuilder:
         self._spool.close()  # what an earlier build spooled: this one spools afresh
         manifest = protect(self, manifest, options)
         if signer is None and options.sign and options.keyring is not None:
+            from runner.privacy.sign import sign_manifest
+
             signer = functools.partial(sign_manifest, keyring=options.keyring)
         missing = sorted(manifest.referenced_members() - set(self._members))
         if missing:
@@ -360,14 +360,16 @@ class PackBuilder:
                     raise changed
                 return
             frames.write(tar_header(name, expected.size))
-            with open(source.path, "rb") as f:
+            with open(source.path, "rb", buffering=0) as f:
                 if _fingerprint(os.fstat(f.fileno())) != source.stat:
                     raise changed
-                while (chunk := f.read(CHUNK)) and size <= expected.size:
+                for chunk in chunks(f):
                     if sha:
                         sha.update(chunk)
                     size += len(chunk)
                     frames.write(chunk)
+                    if size > expected.size:
+                        break
         except OSError as e:
             raise PackError(f"cannot read {source.path} for {name}: {e.strerror or e}") from e
         if size != expected.size or (sha and sha.hexdigest() != expected.sha256):
@@ -384,11 +386,11 @@ class _Frames:
         self._writer = cctx.stream_writer(cast(IO[bytes], out), closefd=False)
         self._open = False  # whether the current frame holds bytes: ending it writes them
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self._writer.write(data)
         self._open = True
 
-    def copy(self, frame: bytes) -> None:
+    def copy(self, frame: bytes | memoryview) -> None:
         self.end()
         self._out.write(frame)
 
@@ -403,7 +405,7 @@ class _HashingWriter:
         self._f = f
         self.sha = hashlib.sha256()
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | memoryview) -> int:
         self.sha.update(data)
         return self._f.write(data)
 
@@ -416,6 +418,8 @@ def resign(pack_path: Path, signer: Callable[[Manifest], bytes], limits: Limits 
 
     Members are copied as they are (encrypted ones stay encrypted); the root digest does not change.
     """
+    from runner.pack.read import extract
+
     pack_path = Path(pack_path)
     with tempfile.TemporaryDirectory(dir=pack_path.parent, prefix=f".{pack_path.name}.") as tmp:
         folder = Path(tmp) / "pack"

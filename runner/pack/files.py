@@ -4,7 +4,7 @@ Inputs: a root folder and member names already checked by `layout.layout_problem
 opened for writing. Rules: every folder is opened with O_NOFOLLOW|O_DIRECTORY from the root down and every
 file with O_CREAT|O_EXCL|O_NOFOLLOW, so a link planted in the tree is never followed and nothing is
 overwritten; with `only`, members outside it are not written (the reader still checks them). A
-`Digester` hashes member data and writes it, on two threads, while the reader decompresses; the writing
+`Digester` hashes member data and writes it on a worker thread while the reader decompresses; that
 thread creates each file too (a create costs more than decompressing a small member). A `DirWriter` may
 be used from several threads.
 """
@@ -85,79 +85,54 @@ class DirWriter:
 
 
 class Digester:
-    """Hashes member data on one worker thread and writes it on another, in order, while the caller
-    decompresses: three stages on the cores there are (hashlib, zstd and file writes release the GIL).
+    """Hashes member data and writes it, in order, on one worker thread while the caller decompresses:
+    two stages on the cores there are (hashlib, zstd and file writes release the GIL).
 
-    At most a few chunks are in flight. A member's file is created (its `Opener` called) on the writing
-    thread, when its first chunk or its end comes. The first member (in pack order) whose hash does not
-    match or whose file cannot be created or written is kept in `failure`; after that the workers only
-    drain their queues.
+    At most a few chunks are in flight. A member's file is created (its `Opener` called) on the worker,
+    when its first chunk or its end comes. The first member (in pack order) whose hash does not match or
+    whose file cannot be created or written is kept in `failure`; after that the worker only drains its
+    queue.
     """
 
     def __init__(self) -> None:
-        self._hashing: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=4)
-        self._writing: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=4)
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=4)
         self.failure: tuple[str, str] | None = None
         self.checked = 0
-        self._threads = [
-            threading.Thread(target=self._hash, name="pack-digest", daemon=True),
-            threading.Thread(target=self._write, name="pack-write", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._thread = threading.Thread(target=self._work, name="pack-write", daemon=True)
+        self._thread.start()
 
     def put(self, name: str, sha: Any, dst: Opener | None, chunk: bytes | memoryview) -> None:
-        self._hashing.put((name, sha, dst, chunk, None))
+        self._queue.put((name, sha, dst, chunk, None))
 
     def end(self, name: str, sha: Any, dst: Opener | None, expected: MemberDigest) -> None:
-        self._hashing.put((name, sha, dst, None, expected))
+        self._queue.put((name, sha, dst, None, expected))
 
     def close(self) -> tuple[str, str] | None:
-        """Wait for the workers (the writer closes the file of a member cut short); return the first failure."""
-        self._hashing.put(None)
-        for thread in self._threads:
-            thread.join()
+        """Wait for the worker (it closes the file of a member cut short); return the first failure."""
+        self._queue.put(None)
+        self._thread.join()
         return self.failure
 
-    def _hash(self) -> None:
-        """Hash chunks; a member's end goes on with its verdict (None: the hash matches)."""
-        try:
-            while (item := self._hashing.get()) is not None:
-                name, sha, dst, chunk, expected = item
-                if self.failure is None and chunk is not None:
-                    sha.update(chunk)
-                elif self.failure is None:
-                    wrong = sha.hexdigest() != expected.sha256
-                    item = (
-                        name,
-                        None,
-                        dst,
-                        None,
-                        "sha256 does not match the manifest: the member was altered" if wrong else None,
-                    )
-                self._writing.put(item)
-        finally:
-            self._writing.put(None)
-
-    def _write(self) -> None:
+    def _work(self) -> None:
         out: IO[bytes] | None = None  # the current member's file, created at its first chunk or end
         try:
-            while (item := self._writing.get()) is not None:
-                name, _, dst, chunk, verdict = item
+            while (item := self._queue.get()) is not None:
+                name, sha, dst, chunk, expected = item
                 if self.failure:
                     continue
                 try:
                     if dst and out is None:
                         out = dst()
                     if chunk is not None:
+                        sha.update(chunk)
                         if out:
                             out.write(chunk)
                         continue
                     done, out = out, None
                     if done:
                         done.close()
-                    if verdict:
-                        self.failure = (name, verdict)
+                    if sha.hexdigest() != expected.sha256:
+                        self.failure = (name, "sha256 does not match the manifest: the member was altered")
                     else:
                         self.checked += 1
                 except OSError as e:

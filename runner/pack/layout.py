@@ -1,7 +1,8 @@
 """What may be in a repro pack and how its container ends: the rules both the builder and the reader apply.
 
 Inputs: member names. Outputs: the reason a name cannot be a member (`layout_problem`), the reserved member
-names, the tar block and I/O chunk sizes, a member's tar header and padding as builders write them (fixed
+names, the tar block and I/O chunk sizes (`chunks` reads a file by chunks into a buffer kept per thread,
+so no page of a fresh buffer is faulted in per chunk), a member's tar header and padding as builders write them (fixed
 metadata: the same content gives the same pack bytes), the trailer (`trailer`), and the `Limits` a reader
 applies.
 Rules: names are relative, in normal form, free of control characters and inside the layout of
@@ -16,8 +17,10 @@ import posixpath
 import re
 import struct
 import tarfile
-from collections.abc import Collection
+import threading
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 __all__ = [
     "BLOCK",
@@ -27,6 +30,7 @@ __all__ = [
     "TRAILER_SIZE",
     "TRAILER_TAG",
     "Limits",
+    "chunks",
     "layout_problem",
     "padding",
     "tar_header",
@@ -41,6 +45,8 @@ BLOCK = tarfile.BLOCKSIZE
 TRAILER_MAGIC = 0x184D2A5E
 TRAILER_TAG = b"RPK1sha256"
 TRAILER_SIZE = 8 + len(TRAILER_TAG) + 32
+
+_buffers = threading.local()
 
 _SEG = r"(?!\.\.?(?:/|$))[A-Za-z0-9_.+=@-]+"
 _FILE_LAYOUT = re.compile(
@@ -117,3 +123,17 @@ def tar_header(name: str, size: int) -> bytes:
 def padding(size: int) -> bytes:
     """The zeros after `size` bytes of member content, up to the next tar block."""
     return b"\0" * (-size % BLOCK)
+
+
+class _ReadsInto(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+def chunks(f: _ReadsInto) -> Iterator[memoryview]:
+    """The rest of `f`, chunk by chunk, read into this thread's own buffer: a chunk is valid until the next
+    one is read, so use one of these at a time per thread."""
+    buf: memoryview | None = getattr(_buffers, "chunk", None)
+    if buf is None:
+        buf = _buffers.chunk = memoryview(bytearray(CHUNK))
+    while n := f.readinto(buf):
+        yield buf[:n]

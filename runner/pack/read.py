@@ -16,6 +16,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -30,11 +31,11 @@ from typing import IO, TYPE_CHECKING, Any, cast
 import zstandard
 
 from runner.errors import PackError
-from runner.pack import layout
 from runner.pack import manifest as mf
 from runner.pack.files import Digester, DirWriter
 from runner.pack.layout import BLOCK, CHUNK, MANIFEST, SIGNATURE, Limits, layout_problem
 from runner.pack.manifest import Manifest, MemberDigest
+from runner.pack.stream import Ahead, CappedReader, Forward, Refused, TrailedReader
 
 if TYPE_CHECKING:
     from runner.privacy.crypto import Keyring
@@ -72,10 +73,6 @@ class VerifyReport:
     manifest_sha256: str | None = None  # of the exact manifest.yaml bytes, which a signature covers
 
 
-class _Refused(Exception):
-    """A reason to refuse the pack; `_Scanner` turns it into a PackError naming the pack and member."""
-
-
 class _StrictTarInfo(tarfile.TarInfo):
     """Refuses tar meta headers that would make tarfile buffer unbounded data or read sparse maps."""
 
@@ -83,105 +80,16 @@ class _StrictTarInfo(tarfile.TarInfo):
 
     def _proc_member(self, tf: tarfile.TarFile) -> tarfile.TarInfo:
         if self.type in self._META and self.size > _MAX_META_HEADER:
-            raise _Refused(f"tar meta header of {self.size} bytes is larger than {_MAX_META_HEADER}")
+            raise Refused(f"tar meta header of {self.size} bytes is larger than {_MAX_META_HEADER}")
         if self.type in (tarfile.XGLTYPE, tarfile.GNUTYPE_SPARSE):
-            raise _Refused("global pax headers and sparse members are not allowed")
+            raise Refused("global pax headers and sparse members are not allowed")
         result: tarfile.TarInfo = super()._proc_member(tf)  # type: ignore[misc]
         return result
 
     def _proc_gnusparse_00(self, *args: Any) -> None:
-        raise _Refused("sparse members are not allowed")
+        raise Refused("sparse members are not allowed")
 
     _proc_gnusparse_01 = _proc_gnusparse_10 = _proc_gnusparse_00
-
-
-class _CappedReader:
-    """Counts decompressed bytes and refuses to go past `cap`, so a bomb stops early."""
-
-    def __init__(self, f: Any, cap: int) -> None:
-        self._f = f
-        self.cap = cap
-        self.count = 0
-
-    def read(self, n: int = -1) -> bytes:
-        want = CHUNK if n is None or n < 0 else n
-        data: bytes = self._f.read(min(want, self.cap - self.count + 1))
-        self.count += len(data)
-        if self.count > self.cap:
-            raise _Refused(f"decompressed data goes past {self.cap} bytes, more than the manifest declares")
-        return data
-
-
-class _Forward:
-    """The decompressed stream as the forward-only file tarfile reads headers from (`tell`, `seek` ahead),
-    and member data from, as views of the decompressor's chunks: no byte is copied on its way to the hash
-    and the file (tarfile's own stream reader joins and slices its buffer on every read)."""
-
-    def __init__(self, f: _CappedReader) -> None:
-        self._f = f
-        self._buf = memoryview(b"")
-        self._pos = 0
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        if whence != 0 or pos < self._pos:
-            raise tarfile.ReadError("the tar stream would have to go back; it is damaged")
-        while self._pos < pos and self.view(pos - self._pos):
-            pass
-        return self._pos
-
-    def view(self, n: int) -> memoryview:
-        """Up to `n` bytes (fewer at the end of a chunk or of the stream), without copying them."""
-        if not self._buf:
-            self._buf = memoryview(self._f.read(CHUNK))
-        out, self._buf = self._buf[:n], self._buf[n:]
-        self._pos += len(out)
-        return out
-
-    def read(self, n: int = -1) -> bytes:
-        parts, want = [], CHUNK if n < 0 else n
-        while want and (part := self.view(want)):
-            parts.append(part)
-            want -= len(part)
-        return b"".join(parts)
-
-
-class _TrailedReader:
-    """Reads the compressed stream up to the trailer, hashing it; `expected` is the trailer's digest."""
-
-    def __init__(self, f: IO[bytes], size: int) -> None:
-        self._f = f
-        self._left = size - layout.TRAILER_SIZE
-        self.sha = hashlib.sha256()
-        if self._left < 0:
-            raise _Refused("too short to be a repro pack")
-        f.seek(self._left)
-        tail = f.read(layout.TRAILER_SIZE)
-        f.seek(0)
-        try:
-            self.expected = layout.trailer_digest(tail)
-        except ValueError as e:
-            raise _Refused(str(e)) from e
-
-    def __enter__(self) -> _TrailedReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._f.read(self._left if n < 0 else min(n, self._left))
-        self._left -= len(data)
-        self.sha.update(data)
-        return data
-
-    def finish(self) -> bytes:
-        """Hash whatever the decoder left unread and return the digest of the whole stream."""
-        while self.read(CHUNK):
-            pass
-        return self.sha.digest()
 
 
 class _Scanner:
@@ -206,7 +114,7 @@ class _Scanner:
             raise PackError(f"{self.pack}: no such pack file; check the path")
         try:
             return self._run(writer, manifest_only)
-        except _Refused as e:
+        except Refused as e:
             raise PackError(
                 f"{self.pack}: {self.where}: {e}; the pack is damaged or unsafe, ask for a new one"
             ) from e
@@ -226,20 +134,19 @@ class _Scanner:
         dctx = zstandard.ZstdDecompressor(max_window_size=limits.max_window_size)
         with (
             open(self.pack, "rb") as raw,
-            _TrailedReader(raw, self.pack.stat().st_size) as source,
+            TrailedReader(raw, self.pack.stat().st_size) as source,
             dctx.stream_reader(cast(IO[bytes], source), read_size=CHUNK, read_across_frames=True) as zr,
+            contextlib.nullcontext(zr) if manifest_only else Ahead(zr) as ahead,
         ):
-            capped = _CappedReader(zr, limits.max_manifest_bytes + _SLACK)
+            capped = CappedReader(ahead, limits.max_manifest_bytes + _SLACK)
             # tarfile reading a forward-only file (typeshed wants a real file as fileobj).
-            stream = _Forward(capped)
+            stream = Forward(capped)
             tar = tarfile.TarFile(fileobj=cast(IO[bytes], stream), mode="r", tarinfo=_StrictTarInfo)
             first = tar.next()
             if first is None or first.name != MANIFEST or not first.isreg():
-                raise _Refused(f"the first member must be {MANIFEST}; this is not a repro pack")
+                raise Refused(f"the first member must be {MANIFEST}; this is not a repro pack")
             if first.size > limits.max_manifest_bytes:
-                raise _Refused(
-                    f"{first.size} bytes is larger than the {limits.max_manifest_bytes} byte limit"
-                )
+                raise Refused(f"{first.size} bytes is larger than the {limits.max_manifest_bytes} byte limit")
             text = self._read_manifest(tar, first, writer)
             self.manifest_sha256 = hashlib.sha256(text).hexdigest()
             manifest = mf.load(text, source=f"{self.pack}: {MANIFEST}")
@@ -261,24 +168,25 @@ class _Scanner:
                 failure = digester.close()
                 if failure and not isinstance(e, KeyboardInterrupt):
                     self.member = failure[0]  # an earlier member went bad first: that is the one to name
-                    raise _Refused(failure[1]) from e
+                    raise Refused(failure[1]) from e
                 raise
             failure = digester.close()
             self.checked += digester.checked
             if failure:
                 self.member = failure[0]
-                raise _Refused(failure[1])
+                raise Refused(failure[1])
             self.member = "(end of archive)"
             while chunk := stream.read(CHUNK):
                 if chunk.count(0) != len(chunk):
-                    raise _Refused("data after the end of the tar archive")
+                    raise Refused("data after the end of the tar archive")
             absent = sorted(set(members) - set(seen.values()))  # keys are casefolded names
             if absent:
                 self.member = absent[0]
-                raise _Refused("listed in the manifest but missing from the pack")
+                raise Refused("listed in the manifest but missing from the pack")
             self.member = "(pack trailer)"
+            ahead.close()  # done with the decompressor: the rest of the stream is hashed here
             if source.finish() != source.expected:
-                raise _Refused("sha256 of the compressed stream does not match: the pack file was altered")
+                raise Refused("sha256 of the compressed stream does not match: the pack file was altered")
         return manifest
 
     def _members_loop(
@@ -296,7 +204,7 @@ class _Scanner:
             self.member = ti.name
             count += 1
             if count > self.limits.max_members:
-                raise _Refused(f"more than {self.limits.max_members} members")
+                raise Refused(f"more than {self.limits.max_members} members")
             self._check_entry(ti, seen, folders)
             if ti.isdir():
                 if writer and writer.only is None:
@@ -305,16 +213,16 @@ class _Scanner:
             expected = members.get(ti.name)
             if expected is None and ti.name == SIGNATURE:
                 if ti.size > _MAX_SIGNATURE:
-                    raise _Refused(f"{ti.size} bytes is larger than the {_MAX_SIGNATURE} byte limit")
+                    raise Refused(f"{ti.size} bytes is larger than the {_MAX_SIGNATURE} byte limit")
                 self.signature = b"".join(self._chunks(tar, ti))
                 if writer and writer.wants(ti.name):
                     with writer.create(ti.name) as out:
                         out.write(self.signature)
                 continue
             if expected is None:
-                raise _Refused("member is not listed in the manifest's integrity section")
+                raise Refused("member is not listed in the manifest's integrity section")
             if ti.size != expected.size:
-                raise _Refused(f"size {ti.size} differs from the {expected.size} bytes the manifest declares")
+                raise Refused(f"size {ti.size} differs from the {expected.size} bytes the manifest declares")
             dst = functools.partial(writer.create, ti.name) if writer and writer.wants(ti.name) else None
             sha = hashlib.sha256()
             for chunk in self._chunks(tar, ti):
@@ -326,59 +234,59 @@ class _Scanner:
     def _check_manifest(self, manifest: Manifest) -> dict[str, MemberDigest]:
         limits = self.limits
         if manifest.integrity is None:
-            raise _Refused("no integrity section; the pack was not written by a pack builder")
+            raise Refused("no integrity section; the pack was not written by a pack builder")
         members = dict(manifest.integrity.members)
         if mf.root_digest(replace(manifest, integrity=None), members) != manifest.integrity.root:
-            raise _Refused("root digest does not match: the manifest or its member list was edited")
+            raise Refused("root digest does not match: the manifest or its member list was edited")
         for name, digest in members.items():
             problem = layout_problem(name) or (
                 "the manifest cannot list itself" if name == MANIFEST else None
             )
             if problem:
-                raise _Refused(f"integrity lists {name!r}: {problem}")
+                raise Refused(f"integrity lists {name!r}: {problem}")
             if digest.size > limits.max_member_bytes:
-                raise _Refused(
+                raise Refused(
                     f"integrity lists {name} at {digest.size} bytes, over the {limits.max_member_bytes} limit"
                 )
         if len(members) + 1 > limits.max_members:
-            raise _Refused(f"integrity lists more than {limits.max_members} members")
+            raise Refused(f"integrity lists more than {limits.max_members} members")
         total = sum(d.size for d in members.values())
         if total > limits.max_total_bytes:
-            raise _Refused(f"members add up to {total} bytes, over the {limits.max_total_bytes} byte limit")
+            raise Refused(f"members add up to {total} bytes, over the {limits.max_total_bytes} byte limit")
         missing = sorted(manifest.referenced_members() - set(members))
         if missing:
-            raise _Refused(f"the manifest points at {missing[0]}, which integrity does not list")
+            raise Refused(f"the manifest points at {missing[0]}, which integrity does not list")
         self.checked = 1
         self.content_bytes = total
         return members
 
     def _check_entry(self, ti: tarfile.TarInfo, seen: dict[str, str], folders: set[str]) -> None:
         if ti.issym() or ti.islnk():
-            raise _Refused("links are not allowed in a pack")
+            raise Refused("links are not allowed in a pack")
         if ti.isdev():
-            raise _Refused("devices and fifos are not allowed in a pack")
+            raise Refused("devices and fifos are not allowed in a pack")
         if not (ti.isreg() or ti.isdir()) or ti.type not in (
             tarfile.REGTYPE,
             tarfile.AREGTYPE,
             tarfile.DIRTYPE,
         ):
-            raise _Refused(f"member type {ti.type!r} is not allowed; only files and folders")
+            raise Refused(f"member type {ti.type!r} is not allowed; only files and folders")
         problem = layout_problem(ti.name, is_dir=ti.isdir(), folders=folders)
         if problem:
-            raise _Refused(problem)
+            raise Refused(problem)
         folded = ti.name.casefold()
         if folded in seen:
-            raise _Refused(f"duplicate of {seen[folded]}")
+            raise Refused(f"duplicate of {seen[folded]}")
         seen[folded] = ti.name
 
     def _chunks(self, tar: tarfile.TarFile, ti: tarfile.TarInfo) -> Iterator[memoryview]:
         """A member's data, straight from the stream (what extractfile does, without its buffers and
         copies); tarfile skips the block padding itself when asked for the next member."""
-        left, stream = ti.size, cast(_Forward, tar.fileobj)
+        left, stream = ti.size, cast(Forward, tar.fileobj)
         while left:
             chunk = stream.view(min(left, CHUNK))
             if not chunk:
-                raise _Refused(f"truncated: {left} of {ti.size} bytes missing")
+                raise Refused(f"truncated: {left} of {ti.size} bytes missing")
             left -= len(chunk)
             yield chunk
 

@@ -15,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -24,7 +25,7 @@ from typing import IO, cast
 import zstandard
 
 from runner.errors import PackError
-from runner.pack.layout import CHUNK, padding, tar_header
+from runner.pack.layout import chunks, padding, tar_header
 from runner.pack.manifest import MemberDigest
 
 __all__ = ["Spool"]
@@ -36,7 +37,7 @@ class Spool:
     def __init__(self, folder: Path, level: int) -> None:
         self._folder = folder
         self._level = level
-        self._file: IO[bytes] | None = None
+        self._file: io.BufferedRandom | None = None
         self._writer: zstandard.ZstdCompressionWriter | None = None
         self.entries: dict[str, MemberDigest] = {}
 
@@ -68,14 +69,14 @@ class Spool:
         """Whether every entry is still the member of that name in `members`."""
         return bool(self.entries) and all(members.get(n) == d for n, d in self.entries.items())
 
-    def copy(self, write: Callable[[bytes], object]) -> None:
+    def copy(self, write: Callable[[memoryview], object]) -> None:
         """Pass the whole frame to `write` in chunks."""
         if self._writer is not None:
             self._writer.flush(zstandard.FLUSH_FRAME)
             self._writer = None
         assert self._file is not None  # usable() holds: there are entries
         self._file.seek(0)
-        while chunk := self._file.read(CHUNK):
+        for chunk in chunks(self._file):
             write(chunk)
 
     def close(self) -> None:

@@ -12,11 +12,9 @@ pattern over command lines: it flags for review, it does not prove intent.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
 import os
 import re
-import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +82,9 @@ def principal(explicit: str | None = None, environ: Mapping[str, str] = os.envir
         return explicit
     if environ.get("RUNNER_PRINCIPAL"):
         return environ["RUNNER_PRINCIPAL"]
+    import getpass  # with socket, only when the principal is not given
+    import socket
+
     try:
         user = getpass.getuser()
     except (OSError, KeyError):

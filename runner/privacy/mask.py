@@ -26,6 +26,8 @@ Rules:
   dirty baseline and the git bundle) are sealed member by member after redaction, and the manifest's
   command lines and environment values are sealed in `privacy/manifest.bin` (see `sealedmanifest`);
   `open_payloads` (called by `pack.unpack` with a keyring) opens them and returns the full manifest.
+- Keys and sealing (`crypto`, `sealedmanifest`) and the cassette format are imported when a pack uses
+  them: a build without a keyring or cassettes does not pay for their imports.
 - Patches are redacted too (source code, where secrets hide), so a patch with a secret no longer applies
   to the unredacted base commit; with the keyring, `open_payloads` puts the original values back into
   the patches (and the dirty baseline), so a privileged replay applies exactly what was recorded.
@@ -37,15 +39,13 @@ import hashlib
 import json
 import os
 import secrets as _secrets
-import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from proxy.cassette import Exchange
 from proxy.redact import PLACEHOLDER_RE
 from runner.errors import PrivacyError
 from runner.pack.manifest import (
@@ -60,8 +60,7 @@ from runner.pack.manifest import (
     Privacy,
     Step,
 )
-from runner.privacy import audit, crypto, sealedmanifest
-from runner.privacy.crypto import Keyring
+from runner.privacy import audit
 from runner.privacy.membertext import lines_of, rewrite_text, text_of
 from runner.privacy.policy import (
     DEFAULT_POLICY,
@@ -72,6 +71,9 @@ from runner.privacy.policy import (
     redact_env_value,
 )
 from runner.privacy.scan import ScanRedactor
+
+if TYPE_CHECKING:
+    from runner.privacy.crypto import Keyring
 
 __all__ = [
     "ENCRYPTED_PREFIXES",
@@ -133,11 +135,17 @@ class PrivacyOptions:
         ring = environ.get("RUNNER_KEYRING")
         return cls(
             policy=None if name.lower() in {"off", "none"} else name,
-            keyring=crypto.load_keyring(Path(ring)) if ring else None,
+            keyring=_load_keyring(Path(ring)) if ring else None,
             encrypt_payloads=environ.get("RUNNER_ENCRYPT_PAYLOADS", "").lower() in {"1", "true", "yes"},
             sign=environ.get("RUNNER_SIGN", "").lower() in {"1", "true", "yes"},
             principal=environ.get("RUNNER_PRINCIPAL") or None,
         )
+
+
+def _load_keyring(path: Path) -> Keyring:
+    from runner.privacy import crypto
+
+    return crypto.load_keyring(path)
 
 
 @dataclass(frozen=True)
@@ -149,12 +157,11 @@ class Secret:
 
 @dataclass
 class _Pass:
-    """One redaction pass: the redactor and what it found."""
+    """One redaction pass: the redactor and what it found (the `known` secrets, then every replacement:
+    `found` by placeholder, `counts` by kind, as of the last `settle`)."""
 
     policy: Policy
     key: bytes
-    found: dict[str, Secret] = field(default_factory=dict)
-    counts: Counter[str] = field(default_factory=Counter)
     known: tuple[Secret, ...] = ()
 
     def __post_init__(self) -> None:
@@ -163,12 +170,26 @@ class _Pass:
             (*known_detectors((s.kind, s.value) for s in self.known), *self.policy.detectors),
             self._note,
         )
-        self._lock = threading.Lock()
+        self.counts = Counter(s.kind for s in self.known)
+        self._notes: list[tuple[str, str, str]] = []
+        self._latest: dict[str, tuple[str, str]] = {}  # placeholder -> (kind, secret), as last noted
 
     def _note(self, kind: str, value: str, token: str) -> None:
-        with self._lock:  # members are redacted on several threads
-            self.counts[kind] += 1
-            self.found[token] = Secret(token, kind, value)
+        self._notes.append((kind, value, token))  # one append: atomic on any of the pass's threads
+
+    def settle(self) -> None:
+        """Fold the replacements noted so far into `counts` and `found`."""
+        notes, self._notes = self._notes, []
+        self.counts.update(kind for kind, _, _ in notes)
+        self._latest.update({token: (kind, value) for kind, value, token in notes})
+
+    @property
+    def found(self) -> dict[str, Secret]:
+        """The secret behind each placeholder: the known ones, then each replacement's (made when asked:
+        only a keyring seals them)."""
+        found = {s.token: s for s in self.known}
+        found.update((token, Secret(token, kind, value)) for token, (kind, value) in self._latest.items())
+        return found
 
     def text(self, text: str) -> str:
         return self.redactor.text(text)
@@ -202,6 +223,8 @@ class _Pass:
     def _exchange(self, line: str) -> str:
         """A cassette line through the proxy's own redaction of an exchange (sensitive headers and query
         parameters lose their whole value); a line that is not an exchange is redacted as JSON."""
+        from proxy.cassette import Exchange  # only for packs with cassettes
+
         try:
             exchange = Exchange.from_json(json.loads(line))
         except (ValueError, RecursionError):
@@ -223,8 +246,6 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
         raise PrivacyError("encrypted payloads need a keyring: pass --key FILE (see `runner keys new`)")
     key = options.keyring.redaction_key if options.keyring else options.redaction_key
     run = _Pass(get(options.policy), key or _secrets.token_bytes(32), known=options.known)
-    run.found.update((s.token, s) for s in options.known)
-    run.counts.update(s.kind for s in options.known)
     renamed: dict[str, str] = {}  # old sha256 -> new, for artifacts whose content changed
     changed: set[str] = set()
     names = [n for n in sorted(builder.members) if n != BUNDLE_PATH and not n.startswith("privacy/")]
@@ -247,10 +268,13 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
             if moved != name:
                 renamed[name.removeprefix(_ARTIFACT)] = moved.removeprefix(_ARTIFACT)
     manifest = _redact_manifest(manifest, run, renamed, builder.members)
+    run.settle()
     summary = _audit(builder, manifest, run, changed, options)
     extra: dict[str, Any] = {"audit": summary.to_dict()}
     key_ids: tuple[str, ...] = ()
     if options.keyring is not None:
+        from runner.privacy import crypto, sealedmanifest
+
         key_ids = (options.keyring.newest.id,)
         extra["tenant"] = options.keyring.tenant
         extra["sealed"] = SEALED_MEMBER
@@ -386,6 +410,8 @@ def sealed_secrets(folder: Path, manifest: Manifest, keyring: Keyring) -> tuple[
         raise PrivacyError(
             f"privacy.sealed names {SEALED_MEMBER}, which the pack does not hold; it is damaged"
         )
+    from runner.privacy import crypto
+
     data = crypto.open_sealed(keyring, sealed.read_bytes(), SEALED_MEMBER)
     try:
         body = json.loads(data)
@@ -413,6 +439,8 @@ def open_payloads(folder: Path, manifest: Manifest, keyring: Keyring | None) -> 
     _decrypt(folder, manifest, keyring)
     if keyring is None or not manifest.privacy.extra.get("sealed"):
         return manifest
+    from runner.privacy import sealedmanifest
+
     manifest = sealedmanifest.restore(folder, manifest, keyring)
     found = sealed_secrets(folder, manifest, keyring)
     patches = [s.patch for s in manifest.steps if isinstance(s, PatchStep)]
@@ -433,6 +461,8 @@ def _decrypt(folder: Path, manifest: Manifest, keyring: Keyring | None) -> None:
             "this pack's payloads are encrypted; pass the tenant keyring with --key FILE "
             f"(key id {', '.join(manifest.privacy.key_ids) or 'unknown'})"
         )
+    from runner.privacy import crypto
+
     for name in names:
         if not isinstance(name, str) or name not in (
             manifest.integrity.members if manifest.integrity else {}

@@ -15,8 +15,11 @@ Rules:
   newline) sends the whole text through the detectors when one of its literals is in it; a text that may
   be one base64 blob goes through the whole-text base64 rule first, as in `Redactor.text`.
 - On a flagged line the detectors run in their order, each only when the scan finds a possible match for
-  it in the line as it is at its turn (ASCII text, scanned part by part between placeholders, as the
-  detectors see it); a detector with no possible match would change nothing.
+  it in the line as it is at its turn (ASCII text; the detectors see the parts between placeholders one
+  by one, the scan sees a line break in place of each placeholder, with `^`/`$` multi-line, unless a
+  pattern asserts the whole text's start or end); a detector with no possible match would change nothing.
+- A class repeated without bound at a pattern's end is compiled repeated its minimum (`_first_end`): the
+  same lines are flagged, with one report per secret instead of one per character past the minimum.
 - Bytes that are not UTF-8 are scanned as they are and decoded with surrogateescape line by line, which
   is what decoding the whole text does (lines end at an ASCII byte).
 - The scan releases the GIL; each thread has its own scratch space. Compiled databases are kept in
@@ -43,12 +46,14 @@ __all__ = ["ScanRedactor"]
 
 _SMALL = 512  # texts shorter than this go straight to the detectors: the scan would cost more
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=_\s\x1c-\x1f\x80-\xff-]")  # a byte no base64 blob holds
-_HITS_PER_LINE = 1  # more hits on a flagged line stop the scan, which resumes after the line (each hit
-# costs a Python call holding the GIL; a line of `token: int` parameters can give dozens)
+_HITS_PER_LINE = 4  # more hits on a flagged line stop the scan, which resumes after the line (each hit
+# costs a Python call holding the GIL; a line of `token: int` parameters can give dozens). A secret gives one
+# hit a pattern (`_first_end`); a stop costs about a scan of the window, so a few hits go through first.
 _EXTRA = (rb"REDACTED_",)
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
 _WINDOW = 1 << 16  # bytes scanned per call, then up to the end of a line
 _SE = "surrogateescape"
+_WHOLE_TEXT_ANCHOR = re.compile(rb"\\[AZzG]")
 
 
 class _Database:
@@ -77,9 +82,13 @@ class _Database:
         self.index = [i for i in range(len(detectors)) if i not in whole]  # the detector of each scan id
         expressions = [_hs_pattern(detectors[i].pattern) for i in self.index] + list(_EXTRA)
         flags = [_hs_flags(detectors[i].pattern) for i in self.index] + [0] * len(_EXTRA)
-        # `db` reports every match (to find the lines), `once` each pattern's first (which detectors).
+        # `db` reports every match (to find the lines), `once` each pattern's first (which detectors), with
+        # `^` and `$` at every line break (see `detectors_in`).
         self.db = _cached(expressions, flags)
-        self.once = _cached(expressions, [f | hyperscan.HS_FLAG_SINGLEMATCH for f in flags])
+        single = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_MULTILINE
+        self.once = _cached(expressions, [f | single for f in flags])
+        # Whether a pattern asserts the start or end of the whole text: a line break is not one of those.
+        self.edges = any(_WHOLE_TEXT_ANCHOR.search(e) for e in expressions)
 
     def scratch(self, db: hyperscan.Database) -> hyperscan.Scratch:
         """This thread's scratch space for `db` (one of this object's two)."""
@@ -91,8 +100,10 @@ class _Database:
         return scratch
 
     def detectors_in(self, text: str) -> frozenset[int] | None:
-        """Indices of the detectors that may match `text` (None: any may). The parts between placeholders
-        are scanned one by one, as the detectors see them (`Redactor._outside_placeholders`)."""
+        """Indices of the detectors that may match `text` (None: any may). The detectors see the parts
+        between placeholders one by one (`Redactor._outside_placeholders`): the scan sees a line break in
+        place of each placeholder, which a pattern takes as a part's start or end (`\b`, lookarounds, and
+        `^`/`$`, multi-line here) or matches across (a superset), in one call for the whole text."""
         if not text.isascii():
             return None
         found = set(self.always)
@@ -102,13 +113,12 @@ class _Database:
             if id_ < len(index):
                 found.add(index[id_])
 
-        pos = 0
-        for m in (*PLACEHOLDER_RE.finditer(text), None):
-            part = text[pos : m.start() if m else len(text)]
+        parts = [text]
+        if "REDACTED_" in text:
+            parts = PLACEHOLDER_RE.split(text)[::3] if self.edges else [PLACEHOLDER_RE.sub("\n", text)]
+        for part in parts:
             if part:
                 self.once.scan(part.encode("ascii"), match_event_handler=on_match, scratch=scratch)
-            if m:
-                pos = m.end()
         return frozenset(found)
 
     def lines(self, data: bytes) -> list[tuple[int, int]]:
@@ -199,7 +209,28 @@ def _hs_pattern(pattern: re.Pattern[str]) -> bytes:
             c = "{0"
         out.append(c)
         i += 1
-    return "".join(out).encode("utf-8")
+    return _first_end("".join(out)).encode("utf-8")
+
+
+# A class repeated without bound (`{n,}` or `+`) at the very end of a pattern, inside closing groups only.
+_OPEN_END = re.compile(r"(\[(?:\\.|[^\\\]])+\])(?:\{(\d+),\}|\+)(\)*)\Z")
+
+
+def _first_end(source: str) -> str:
+    """`source` with a class repeated without bound at its end repeated just its minimum: a match of the
+    pattern has a prefix matching this one and ending on the same line (the class takes no newline), and
+    the other way round, so the same lines are flagged; but `Bearer x{8,}` is reported once, not at every
+    character after the eighth (each report is a Python call)."""
+    m = _OPEN_END.search(source)
+    if m is None:
+        return source
+    try:
+        takes_newline = re.compile(m.group(1)).match("\n") is not None
+    except re.error:
+        return source
+    if takes_newline:
+        return source
+    return f"{source[: m.start()]}{m.group(1)}{{{m.group(2) or 1}}}{m.group(3)}"
 
 
 # `["']?(?!(?:str|int|...)(?![\w.-]))` and the value after it, at the end of a pattern (the assignment
@@ -332,26 +363,25 @@ class ScanRedactor(Redactor):
         if (
             db.everywhere
             or any(literal in data for literal in db.literals)
-            or (len(data.strip()) >= 16 and not _NOT_BASE64.search(data))
+            or (not _NOT_BASE64.search(data) and len(data.strip()) >= 16)
         ):
             text = data.decode("utf-8", _SE)
             encoded = self._base64(text)
             new = encoded if encoded is not None else self._detect(text, self._db.detectors_in)
             return data if new == text else new.encode("utf-8", _SE)
         runs = db.lines(data)
-        texts = [data[start:end].decode("utf-8", _SE) for start, end in runs]
-        # All flagged lines in one text: each detector runs once per member, not once per line.
-        joined = "\n".join(texts)
+        # All flagged lines in one text: each detector runs once per member, not once per line. Decoding
+        # them joined is decoding each (a line ends at an ASCII byte), and encoding gives back the bytes.
+        joined = b"\n".join([data[start:end] for start, end in runs]).decode("utf-8", _SE)
         redacted = self._detect(joined, self._db.detectors_in)
         if redacted == joined:
             return data
-        lines = iter(redacted.split("\n"))  # placeholders hold no newline: every line is still there
-        out, done = [], 0
-        for (start, end), text in zip(runs, texts, strict=True):
-            new = "\n".join(next(lines) for _ in range(text.count("\n") + 1))
-            if new != text:
-                out += [data[done:start], new.encode("utf-8", _SE)]
-                done = end
+        lines = redacted.encode("utf-8", _SE).split(b"\n")  # placeholders hold no newline
+        out, done, k = [], 0, 0
+        for start, end in runs:
+            n = data.count(b"\n", start, end) + 1
+            out += [data[done:start], b"\n".join(lines[k : k + n])]
+            done, k = end, k + n
         out.append(data[done:])
         return b"".join(out)
 

@@ -2,7 +2,8 @@
 
     unpack (safe) -> environment (image | virtualenv)
     -> session (cassette proxy with no egress + workload; the workspace restored from bundle + baseline
-       while the proxy starts) -> steps (patch | command, each compared)
+       while the environment is prepared and the proxy starts, then moved into a claimed spare's folder)
+    -> steps (patch | command, each compared)
     -> verdict (reproduced | diverged at step N with its likely cause | error)
 
 Every stage is a module with one verb that takes typed values and returns typed values; `replay` reads as the
@@ -24,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import docker
 import docker.errors
@@ -33,7 +35,6 @@ from runner.engine import sandbox as sandbox_engine
 from runner.engine.host import BuildTrust
 from runner.errors import ExitCode, PackError, RunnerError, UsageError
 from runner.pack import read as pack_stage
-from runner.privacy.crypto import Keyring
 from runner.progress import Progress, Silent
 from runner.replay import backends
 from runner.replay import workspace as workspace_stage
@@ -41,6 +42,9 @@ from runner.replay.backends.docker import DockerBackend
 from runner.replay.compare import DEFAULT_AGENT_PRIVATE
 from runner.replay.outcome import CassetteUsage, PackOutcome, Verdict, likely_cause
 from runner.replay.steps import StepRules, StepsResult, run_steps
+
+if TYPE_CHECKING:
+    from runner.privacy.crypto import Keyring
 
 __all__ = ["ReplayOptions", "StepEvent", "replay", "replay_all", "select_packs"]
 
@@ -132,22 +136,24 @@ def replay(
             total = len(unpacked.manifest.steps)
 
             notify(StepEvent(pack, 0, total, f"preparing the environment ({backend.name})"))
-            env = backend.prepare(unpacked, progress)
-            known = replace(known, image=env.shown, warnings=env.warnings)
-
-            notify(StepEvent(pack, 0, total, "starting the cassette proxy and the workload"))
-            run = backends.Run(pack, known.run_dir)
-            workspace = env.workspace or scratch / "workspace"  # a claimed spare's, or our own
-            workspace.mkdir(exist_ok=True)  # restored while the proxy and the workload start
+            own = scratch / "workspace"
+            own.mkdir()
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restore") as restorer:
-                restoring = restorer.submit(_restore, unpacked, workspace)
+                # Restored while the environment is prepared and the proxy and the workload start.
+                restoring = restorer.submit(_restore, unpacked, own)
+                env = backend.prepare(unpacked, progress)
+                known = replace(known, image=env.shown, warnings=env.warnings)
+
+                notify(StepEvent(pack, 0, total, "starting the cassette proxy and the workload"))
+                run = backends.Run(pack, known.run_dir)
+                workspace = env.workspace or own  # a claimed spare's, or our own
                 with backend.start(env, unpacked, workspace, scratch, run=run, keep=options.keep) as session:
                     known = replace(
                         known, sandbox=session.sandbox, warnings=(*known.warnings, *session.warnings)
                     )
                     if options.keep:  # the caller prints how to get at it; nothing is removed
                         known = replace(known, warnings=(*known.warnings, session.kept()))
-                    ws = restoring.result()
+                    ws = _moved(restoring.result(), workspace, unpacked)
                     drift = backends.drift(session.probe(), unpacked.manifest, _where(backend.name))
                     known = replace(known, warnings=(*known.warnings, *drift))
                     session.ready()
@@ -227,6 +233,19 @@ def _restore(unpacked: pack_stage.UnpackedPack, dest: Path) -> workspace_stage.W
     git = unpacked.manifest.git
     baseline = unpacked.path / git.baseline_patch if git.baseline_patch else None
     return workspace_stage.restore(unpacked.path / git.bundle, git.checkout, dest, baseline)
+
+
+def _moved(
+    ws: workspace_stage.Workspace, dest: Path, unpacked: pack_stage.UnpackedPack
+) -> workspace_stage.Workspace:
+    """The restored workspace in `dest` (a claimed spare's folder, which its container has mounted): moved
+    there, or restored there again from another file system."""
+    if ws.path == dest:
+        return ws
+    try:
+        return workspace_stage.move_into(ws, dest)
+    except OSError:
+        return _restore(unpacked, dest)
 
 
 def _save_proxy_report(proxy_dir: Path, run_dir: Path) -> None:

@@ -72,6 +72,7 @@ class Sidecar:
     route_loopback: bool = False  # the cassette holds loopback exchanges: send those to the proxy too
     start_timeout: float = 60.0
     started_at: float = 0.0  # time.monotonic() when the container was claimed or started
+    report_copy: Path | None = None  # where `finish` also leaves the report (a claimed spare's folder goes)
 
     def wait_ready(self) -> None:
         """Return once the proxy listens; raise ProxyError with its log if it stopped or took too long.
@@ -131,6 +132,8 @@ class Sidecar:
             if time.monotonic() > deadline or (polls % 50 == 0 and not self._alive()):
                 raise ProxyError(f"the proxy sidecar wrote no report; its log:\n{self.logs()}")
             time.sleep(_POLL)
+        if self.report_copy is not None:
+            shutil.copyfile(path, self.report_copy)
         return read_report(path)
 
     def _alive(self) -> bool:
@@ -171,19 +174,22 @@ def serve_cassettes(
     wait: bool = True,
     claim: bool = True,
     claimed: spare.Claimed | None = None,
+    route_loopback: bool | None = None,
 ) -> Iterator[Sidecar]:
     """Run the replaying proxy in its own container: `claimed` (a spare the caller claimed), a spare
     claimed here (unless `claim` is False) or a new one; removed when the block ends, whatever happens,
     and its report left in `workdir`. With `wait=False` the caller calls `wait_ready()` before the
-    workload sends anything."""
+    workload sends anything. `route_loopback`: whether the cassette holds loopback exchanges, when the
+    caller knows already (`has_loopback`); None: read here."""
     user = user or sandbox_user()
     workdir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         if claimed is None and claim:
             claimed = spare.claim(client, proxy_image, user)
+            if claimed is not None:  # claimed here, removed here; the caller's own claim is the caller's
+                stack.callback(shutil.rmtree, claimed.folder, ignore_errors=True)  # after the container
         if claimed is not None:
             folder = claimed.folder
-            stack.callback(_release, folder, workdir)  # runs after the container is removed
             container: Container | None = stack.enter_context(adopted(claimed.container))
         else:
             folder, container = workdir, None
@@ -199,10 +205,11 @@ def serve_cassettes(
             container = stack.enter_context(
                 started(client, image, name_prefix="runner-proxy", extra_labels=extra, **settings)
             )
-        # Read (and checked) while mitmproxy starts.
-        loopback = cassette is not None and has_loopback(cassette)
+        if route_loopback is None:  # read (and checked) while mitmproxy starts
+            route_loopback = cassette is not None and has_loopback(cassette)
         ca = folder / "confdir" / "mitmproxy-ca-cert.pem"
-        proxy = Sidecar(container, folder, ca, loopback, start_timeout, started_at)
+        report = workdir / "report.json" if folder != workdir else None
+        proxy = Sidecar(container, folder, ca, route_loopback, start_timeout, started_at, report)
         if wait:
             proxy.wait_ready()
         yield proxy
@@ -236,13 +243,6 @@ def hand_claim(
     tmp = folder / f".{CLAIM_FILE}.tmp"
     tmp.write_text(json.dumps({"argv": argv}), encoding="utf-8")
     os.replace(tmp, folder / CLAIM_FILE)
-
-
-def _release(folder: Path, workdir: Path) -> None:
-    """A claimed spare's folder, once its container is gone: the report kept in `workdir`, the rest removed."""
-    if (folder / "report.json").is_file():
-        shutil.copyfile(folder / "report.json", workdir / "report.json")
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def has_loopback(cassette: Path) -> bool:

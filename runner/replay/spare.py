@@ -2,10 +2,10 @@
 
 Input: a docker client, the proxy image, the sandbox user. Output: `options` (the `docker run` keywords of
 a sidecar running `proxy.claim` on a host folder mounted at /data, for a fresh sidecar and a spare alike),
-`claim` (a waiting spare taken for one replay, or None), `adopt` (a claimed pair, kept on), `start_spare`
-(one started for the next replay, unless one waits already), `spawn` (`start_spare` in a detached process
-at a low priority, `python -m runner.replay.spare`, so no replay waits for it) and `sweep` (what
-expired, removed).
+`claim` (a waiting spare taken for one replay, or None), `adopt` (a claimed pair, kept on), `release`
+(a claimed pair, removed), `start_spare` (one started for the next replay, unless one waits already),
+`spawn` (`start_spare` in a detached process at a low priority, `python -m runner.replay.spare`, so no
+replay waits for it) and `sweep` (what expired, removed).
 
 Rules:
 - A spare is a new container that has served nothing: mitmproxy imported and waiting for its claim
@@ -14,9 +14,12 @@ Rules:
   `runner.role=spare` and `runner.spare-spec`: a hash of the proxy image's id, the sandbox user, the
   hardening and this protocol's version. A replay claims only a spare of its own spec; others expire.
 - Its folder lives under `$RUNNER_HOME/spares` (default ~/.cache/runner/spares): in `staging/` while the
-  spare starts, `ready/` once it waits, `claimed/` once a replay took it. Claiming is the atomic rename of
-  the folder from ready/ to claimed/: of two replays only one gets a spare, the other starts its own
-  sidecar, so a sidecar never serves two replays, and a pack cannot reach the next replay's proxy.
+  spare starts, `ready/` once it waits, `claimed/` once a replay took it, `released/` once that replay is
+  done with it. Claiming is the atomic rename of the folder from ready/ to claimed/: of two replays only
+  one gets a spare, the other starts its own sidecar, so a sidecar never serves two replays, and a pack
+  cannot reach the next replay's proxy. `release` hands a claimed pair to a detached process that
+  removes its containers, then its folder (the replay does not wait for the engine); a released folder
+  still there a minute later is removed, containers first, by the next `sweep`.
 - A spare may come with a spare workload: a container of the image the last replay used, joined to the
   spare's network namespace, with a workspace folder of its own (`workspace/`, mounted at /workspace) and
   the spare's CA (`ca/`, read-only at /runner/ca). A replay whose workload would be the same (image id,
@@ -52,7 +55,7 @@ import docker
 import docker.errors
 
 from runner.cassettes.tls import make_ca
-from runner.engine.containers import ROLE_LABEL, SPARE_ROLES
+from runner.engine.containers import ROLE_LABEL, SPARE_ROLES, disown
 from runner.engine.containers import labels as owner_labels
 from runner.engine.host import runner_home
 from runner.engine.sandbox import User, hand_over, sidecar_options
@@ -71,6 +74,7 @@ __all__ = [
     "claim",
     "enabled",
     "options",
+    "release",
     "root",
     "spawn",
     "start_spare",
@@ -253,17 +257,22 @@ def _claim_ready(
     return None
 
 
-def adopt(client: docker.DockerClient, folder: Path) -> Claimed | None:
-    """The spare claimed into `folder` (by `claim(..., workload=...)`), its workload now kept on; None
-    when either container is gone meanwhile (their folder is then the caller's to remove)."""
-    info = _info(folder)
-    found = _adopted(client, folder, str(info.get("spec", "")), str(info.get("workload_spec", "")))
-    if found is None or found.workload is None:
-        for key in ("workload", "id"):
-            _remove(client, str(info.get(key, "")))
-        return None
-    (folder / "ca" / "claimed").touch()  # the workload stays on past its idle time
-    return found
+def adopt(claimed: Claimed) -> None:
+    """The pair `claim(..., workload=...)` returned (its containers found running then), now kept on:
+    its workload stays past its idle time."""
+    (claimed.folder / "ca" / "claimed").touch()
+
+
+def release(client: docker.DockerClient, claimed: Claimed) -> None:
+    """The replay is done with its claimed spare: the pair is removed, then its folder, by a detached
+    process (the replay does not wait for the engine to stop them); here, waiting, when that process
+    cannot start. The folder moves to released/ first, where `sweep` finds it if that process failed."""
+    folder = root() / "released" / claimed.folder.name
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(claimed.folder, folder)  # the containers keep their mounts: a rename moves no file
+    disown(*(c for c in (claimed.container, claimed.workload) if c is not None))
+    if not _detach({"release": str(folder)}):
+        _discard(client, folder)
 
 
 def _adopted(client: docker.DockerClient, folder: Path, want: str, workload: str | None) -> Claimed | None:
@@ -372,7 +381,7 @@ def _write_info(folder: Path, info: dict[str, Any]) -> None:
 def sweep(client: docker.DockerClient) -> None:
     """Remove the folders of spares that expired or whose container is gone, and their containers."""
     now = time.time()
-    for state in ("staging", "ready", "claimed"):
+    for state in ("staging", "ready", "claimed", "released"):
         try:
             folders = list((root() / state).iterdir())
         except OSError:
@@ -388,7 +397,7 @@ def sweep(client: docker.DockerClient) -> None:
             # loses its workload at the idle time (no `claimed` mark), and then its sidecar goes too.
             workload = str(info.get("workload", ""))
             alive = _exists(client, str(info.get("id", ""))) and (not workload or _exists(client, workload))
-            if expired or (not young and not alive):
+            if expired or (not young and (state == "released" or not alive)):
                 _discard(client, folder)
 
 
@@ -416,6 +425,12 @@ def spawn(proxy_image: str, user: User, workload: SpareWorkload | None) -> None:
             "spec": workload.spec, "image": workload.image, "options": workload.options,
             "workspace_at": workload.workspace_at, "ca_at": workload.ca_at,
         }  # fmt: skip
+    _detach(job)
+
+
+def _detach(job: dict[str, Any]) -> bool:
+    """Run `main` on `job` in a process of its own session (a Ctrl-C of this one does not cut it short);
+    False when it cannot start."""
     try:
         child = subprocess.Popen(
             [sys.executable, "-m", "runner.replay.spare"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
@@ -425,22 +440,28 @@ def spawn(proxy_image: str, user: User, workload: SpareWorkload | None) -> None:
         child.stdin.write(json.dumps(job).encode())
         child.stdin.close()
     except OSError as e:
-        log.info("no spare proxy sidecar started: %s", e)
+        log.info("cannot start a process: %s", e)
+        return False
+    return True
 
 
 def main() -> None:
-    """The spawned process: read the job on stdin, start the spare, exit (0 whatever happened)."""
+    """The detached process: read the job on stdin, start the spare or release a claimed pair, exit (0
+    whatever happened)."""
     os.nice(10)
     from runner.engine.daemon import connect
 
     job = json.loads(sys.stdin.read())
-    uid, gid = job["user"]
-    w = job["workload"]
-    workload = (
-        SpareWorkload(w["spec"], w["image"], w["options"], w["workspace_at"], w["ca_at"]) if w else None
-    )
     client = connect()
     try:
+        if "release" in job:
+            _discard(client, Path(job["release"]))
+            return
+        uid, gid = job["user"]
+        w = job["workload"]
+        workload = (
+            SpareWorkload(w["spec"], w["image"], w["options"], w["workspace_at"], w["ca_at"]) if w else None
+        )
         start_spare(client, job["proxy_image"], User(int(uid), int(gid)), workload)
     finally:
         client.close()

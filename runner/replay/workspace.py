@@ -29,6 +29,7 @@ __all__ = [
     "Workspace",
     "apply_patch",
     "diff_trees",
+    "move_into",
     "restore",
     "tree",
     "tree_with_patch",
@@ -115,6 +116,16 @@ def restore(bundle: Path, base_commit: str, dest: Path, baseline: Path | None = 
     if baseline is not None:
         apply_patch(workspace, baseline)
     return workspace
+
+
+def move_into(workspace: Workspace, dest: Path) -> Workspace:
+    """Move a restored workspace into the empty folder `dest` on the same file system, entry by entry
+    (`dest` itself stays: a container may have it mounted). OSError, with nothing moved, from another."""
+    if any(dest.iterdir()):
+        raise WorkspaceError(f"{dest}: workspace folder is not empty; pass an empty folder")
+    for entry in sorted(workspace.path.iterdir()):  # renames: no file is copied
+        os.rename(entry, dest / entry.name)
+    return Workspace(path=dest, base_commit=workspace.base_commit)
 
 
 def apply_patch(workspace: Workspace, patch: Path) -> PatchResult:

@@ -150,3 +150,39 @@ def test_the_probe_sees_a_heavy_import() -> None:
 
 def test_the_cassette_size_default_is_the_importers_cap() -> None:
     assert cassette.MAX_IMPORT_MIB * 2**20 == MAX_IMPORT_BYTES
+
+
+# What a pack build needs only for some packs: keys (sealing, signing), cassettes; the reader for resign.
+ONLY_WHEN_USED = (
+    "runner.privacy.crypto",
+    "runner.privacy.sealedmanifest",
+    "runner.privacy.sign",
+    "runner.pack.read",
+    "proxy.cassette",
+    "cryptography",
+)
+
+
+def test_a_pack_built_without_keys_or_cassettes_imports_neither_and_unpacking_it_no_privacy(
+    tmp_path: Path,
+) -> None:
+    """A build with the default redaction and no keyring imports the scanner, not the keys, signing or
+    cassette modules; unpacking a pack without encrypted payloads imports none of the privacy pass."""
+    pack = tmp_path / "p.tar.zst"
+    build = f"""
+from pathlib import Path
+from runner.pack.build import PackBuilder
+from tests.packfactory import make_manifest
+with PackBuilder() as b:
+    b.add_bytes("env/pip-freeze.txt", b"x==1\\n")
+    b.add_bytes("workspace/base.bundle", b"bundle")
+    b.build(make_manifest(), Path({str(pack)!r}))
+"""
+    found = _modules_after(build)
+    assert "hyperscan" in found  # the probe built with redaction on
+    assert sorted(m for m in found if m.startswith(ONLY_WHEN_USED)) == []
+    found = _modules_after(
+        f"from pathlib import Path\nfrom runner.pack.read import unpack\nunpack(Path({str(pack)!r}), Path({str(tmp_path / 'out')!r}))"
+    )
+    assert (tmp_path / "out" / "manifest.yaml").is_file()  # the probe unpacked it
+    assert sorted(m for m in found if m.startswith(("runner.privacy", "hyperscan", "proxy"))) == []

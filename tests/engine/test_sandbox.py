@@ -144,13 +144,21 @@ def test_the_watch_names_the_limit_that_was_hit(pids: int, ooms: int, said: str 
     assert watch.check() == said
 
 
-def test_one_watch_serves_every_step_and_asks_the_engine_for_the_pid_once() -> None:
+@pytest.mark.parametrize("known", [False, True])  # started here (created: no pid yet); looked up running
+def test_one_watch_serves_every_step_and_asks_the_engine_for_the_pid_at_most_once(known: bool) -> None:
     container = _Container(3, 0)
-    container.attrs = {"State": {"Pid": os.getpid()}}  # a live pid: its cgroup is read from the host
+    live = {"State": {"Pid": os.getpid()}}  # a live pid: its cgroup is read from the host
     reloads = []
-    container.reload = lambda: reloads.append(1)  # type: ignore[method-assign]
+
+    def reload() -> None:
+        reloads.append(1)
+        container.attrs = live
+
+    container.reload = reload  # type: ignore[method-assign]
+    if known:
+        container.attrs = live
     watch = LimitWatch(container, Limits(128 << 20, 64))  # type: ignore[arg-type]
     for _ in range(3):
         watch.start()
         assert watch.check() is None
-    assert len(reloads) == 1
+    assert len(reloads) == (0 if known else 1)

@@ -1,4 +1,4 @@
-"""The digester: member data hashed and written on two threads, the first failure in pack order kept."""
+"""The digester: member data hashed and written on a worker thread, the first failure in pack order kept."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from runner.errors import PackError
 from runner.pack import layout as pack_layout
 from runner.pack import read as pack
+from runner.pack import stream
 from tests.pack.conftest import REPO
 from tests.packfactory import raw_members, repack, seal, tar_bytes, write_pack, zstd_bomb
 
@@ -232,14 +233,14 @@ def _zeros_frame(size: int) -> bytes:
 def _measure(monkeypatch: pytest.MonkeyPatch, fn: Callable[[], pack.VerifyReport]) -> tuple[str, int, int]:
     """Run `fn`, return (problem, peak Python memory, decompressed bytes read)."""
     seen = [0]
-    original = pack._CappedReader.read
+    original = stream.CappedReader.read
 
-    def counting(self: pack._CappedReader, n: int = -1) -> bytes:
+    def counting(self: stream.CappedReader, n: int = -1) -> bytes:
         data = original(self, n)
         seen[0] = max(seen[0], self.count)
         return data
 
-    monkeypatch.setattr(pack._CappedReader, "read", counting)
+    monkeypatch.setattr(stream.CappedReader, "read", counting)
     tracemalloc.start()
     try:
         report = fn()

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.redact import DETECTORS, EXTRA_DETECTORS, Detector, Redactor
-from runner.privacy.scan import ScanRedactor, _Database, _database
+from runner.privacy.scan import ScanRedactor, _Database, _database, _first_end
 from tests.helpers.secret_corpus import corpus
 
 KEY = b"k" * 32
@@ -73,6 +73,28 @@ def test_a_secret_next_to_a_placeholder_is_judged_as_the_plain_redactor_does() -
     assert fast == plain
 
 
+@pytest.mark.parametrize("end", ["$", r"\Z", r"\b"])
+def test_a_secret_ending_where_a_placeholder_starts_is_judged_as_the_plain_redactor_does(end: str) -> None:
+    # The scan puts a line break where each placeholder is: `$` (scanned multi-line) and `\b` hold there as
+    # at the end of a part; a pattern asserting the end of the whole text has its parts scanned one by one.
+    edge = (Detector("custom", re.compile(r"zz\d{3}" + end), ("zz",)), *DETECTORS)
+    line = "REDACTED_custom_0123456789abcdefzz123REDACTED_0123456789abcdefzz"
+    plain, fast, found_plain, found_scan = both("ok\n" * 200 + line + "\n", edge)  # ASCII: scanned
+    assert fast == plain and found_scan == found_plain
+    assert "zz123" not in fast
+
+
+def test_a_secret_is_reported_by_the_scan_once_not_at_every_character() -> None:
+    # `Bearer x{8,}` in hyperscan reports every end; each report is a Python call.
+    ends: list[int] = []
+    db = _database(DETECTORS)
+    line = b"Authorization: Bearer sk-proj-" + b"a" * 40 + b" to dev@example.com\n"
+    db.db.scan(line, match_event_handler=lambda *hit: ends.append(hit[2]), scratch=db.scratch(db.db))
+    assert len(ends) == 3  # bearer, openai-key, email
+    assert _first_end(r"x(?P<s>[^\s\"']{3,})") == r"x(?P<s>[^\s\"']{3})"
+    assert _first_end(r"x[a-z\s]+") == r"x[a-z\s]+"  # the class takes a newline: the line could differ
+
+
 def test_multi_line_detectors_and_whole_base64_texts_take_the_plain_path() -> None:
     key = next(p for p in PLANTED if p.kind == "private-key")
     plain, fast, _, _ = both(padded([key.context]))
@@ -104,7 +126,7 @@ def test_a_long_line_full_of_hits_is_redacted_once() -> None:
 
 
 def test_lines_with_many_hits_each_then_secrets_on_the_next_lines_are_all_judged() -> None:
-    # The scan stops at the second hit on a line and resumes after it: the lines after must still be seen.
+    # The scan stops after a few hits on a line and resumes after it: the lines after must still be seen.
     busy = "    def f(self, token: int, password: str, secret: bool, api_key: bytes) -> None:  # token: x"
     secrets = [p.context for p in PLANTED]
     lines = [line for pair in zip([busy] * len(secrets), secrets, strict=True) for line in pair]

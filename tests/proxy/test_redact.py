@@ -38,11 +38,12 @@ def test_placeholders_are_stable_per_key_and_distinct_across_keys() -> None:
     assert Redactor(KEY).text(Redactor(KEY).text(secret)) == Redactor(KEY).text(secret)
 
 
-def test_placeholder_is_the_keyed_hmac_of_the_secret_every_time_and_each_use_is_reported() -> None:
+@pytest.mark.parametrize("key", [KEY, b"k", b"k" * 64, b"k" * 65, bytes(range(200))])
+def test_placeholder_is_the_keyed_hmac_of_the_secret_every_time_and_each_use_is_reported(key: bytes) -> None:
     found: list[tuple[str, str, str]] = []
-    r = Redactor(KEY, found=lambda *a: found.append(a))
+    r = Redactor(key, found=lambda *a: found.append(a))
     secret = "caf\u00e9-\udcff-" + SECRETS[0]  # a lone surrogate (surrogateescape) too
-    expected = hmac.new(KEY, secret.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:16]
+    expected = hmac.new(key, secret.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:16]
     tokens = [r.placeholder(secret, "bearer"), r.placeholder(secret, "bearer"), r.placeholder(secret)]
     assert tokens == [f"REDACTED_bearer_{expected}"] * 2 + [f"REDACTED_secret_{expected}"]
     assert found == [("bearer", secret, tokens[0])] * 2 + [("secret", secret, tokens[2])]

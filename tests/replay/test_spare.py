@@ -207,9 +207,9 @@ def test_a_spare_pair_is_claimed_whole_by_a_replay_whose_workload_matches(client
     claimed = spare.claim(client, "runner-proxy:a", USER, workload="w1")  # type: ignore[arg-type]
     assert claimed is not None and claimed.workload is not None
     assert claimed.workspace == claimed.folder / "workspace"
-    adopted = spare.adopt(client, claimed.folder)  # type: ignore[arg-type]
-    assert adopted is not None and adopted.workload is not None
-    assert adopted.workload.id == claimed.workload.id and (claimed.folder / "ca" / "claimed").exists()
+    assert not (claimed.folder / "ca" / "claimed").exists()  # an unclaimed workload ends at its idle time
+    spare.adopt(claimed)
+    assert (claimed.folder / "ca" / "claimed").exists()
 
 
 def test_a_replay_claiming_the_sidecar_alone_removes_the_spare_workload(client: _Client) -> None:
@@ -223,7 +223,29 @@ def test_a_replay_claiming_the_sidecar_alone_removes_the_spare_workload(client: 
     assert client.removed == ["id1"] and "workload" not in json.loads(
         (claimed.folder / "spare.json").read_text()
     )
-    assert spare.adopt(client, claimed.folder) is None  # type: ignore[arg-type]
+
+
+def test_a_released_pair_goes_with_its_folder_by_a_detached_process_or_else_here(
+    client: _Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jobs: list[dict[str, Any]] = []
+    for started in (True, False):  # the detached process starts; it cannot start
+        monkeypatch.setattr(spare, "_detach", lambda job, ok=started: jobs.append(job) or ok)
+        spare.start_spare(client, "runner-proxy:a", USER, _pair(client))  # type: ignore[arg-type]
+        claimed = spare.claim(client, "runner-proxy:a", USER, workload="w1")  # type: ignore[arg-type]
+        assert claimed is not None and claimed.workload is not None
+        spare.release(client, claimed)  # type: ignore[arg-type]
+        released = spare.root() / "released" / claimed.folder.name
+        assert not claimed.folder.exists() and jobs[-1] == {"release": str(released)}
+        pair = {claimed.container.id, claimed.workload.id}
+        if started:  # left to that process: nothing removed here
+            assert released.is_dir() and pair <= set(client.containers.by_id)
+            spare.sweep(client)  # type: ignore[arg-type]
+            assert released.is_dir()  # a minute for that process to do its work
+            old = time.time() - 3600
+            os.utime(released, (old, old))
+            spare.sweep(client)  # type: ignore[arg-type]
+        assert not released.exists() and not pair & set(client.containers.by_id)
 
 
 def test_a_claimed_pair_whose_workload_is_gone_is_swept_with_its_sidecar(client: _Client) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import WorkspaceError
-from runner.replay.workspace import apply_patch, restore
+from runner.replay.workspace import apply_patch, move_into, restore, tree
 from tests.gitrepo import bundle, diff_of, git, make_repo
 
 LINES = "".join(f"line {i}\n" for i in range(1, 30))
@@ -31,6 +31,23 @@ def test_restore_checks_out_base_commit_and_applies_baseline(
     assert ws.base_commit == commit
     assert (ws.path / "README").read_text() == "hello, dirty\n"
     assert (ws.path / "src/app.py").read_text() == LINES
+
+
+def test_a_restored_workspace_moves_into_an_empty_folder_that_stays(
+    tmp_path: Path, origin: tuple[Path, str]
+) -> None:
+    repo, commit = origin
+    ws = restore(bundle(repo, tmp_path / "b.bundle"), commit, tmp_path / "ws")
+    before = tree(ws)
+    mounted = tmp_path / "spare" / "workspace"
+    mounted.mkdir(parents=True)
+    inode = mounted.stat().st_ino
+    moved = move_into(ws, mounted)
+    assert moved.path == mounted and mounted.stat().st_ino == inode and moved.base_commit == commit
+    assert not any(ws.path.iterdir()) and tree(moved) == before
+    assert git(mounted, "status", "--porcelain") == ""
+    with pytest.raises(WorkspaceError, match="not empty"):
+        move_into(restore(bundle(repo, tmp_path / "b.bundle"), commit, tmp_path / "ws2"), mounted)
 
 
 def test_restore_refuses_unknown_commit(tmp_path: Path, origin: tuple[Path, str]) -> None:

@@ -19,7 +19,7 @@ import json
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from proxy.report import Report
 from runner.errors import EngineError, UsageError
@@ -27,6 +27,9 @@ from runner.pack.manifest import Manifest
 from runner.pack.read import UnpackedPack
 from runner.progress import Progress
 from runner.replay.execute import CommandRun
+
+if TYPE_CHECKING:
+    from runner.replay.spare import Claimed  # it pulls in the docker SDK, which the seam does not need
 
 __all__ = [
     "BACKENDS",
@@ -72,7 +75,13 @@ class Prepared:
     shown: str
     handle: str  # the image (docker) or the virtualenv folder (local)
     warnings: tuple[str, ...] = ()
-    workspace: Path | None = None  # where to restore the workspace (a claimed spare's); None: the caller's
+    route_loopback: bool = False  # the cassette holds loopback exchanges: those go to the proxy too
+    claimed: Claimed | None = None  # a spare pair claimed for this replay (docker)
+
+    @property
+    def workspace(self) -> Path | None:
+        """Where to restore the workspace: a claimed spare pair's folder; None: the caller's."""
+        return self.claimed.workspace if self.claimed is not None else None
 
 
 def probe_script(failed_list: str) -> str:

@@ -8,13 +8,15 @@ the proxy sidecar (`runner.replay.sidecar`) and the workload container in its ne
 Rules: both containers run in the sandbox `runner.engine.sandbox` describes; the workspace is bind-mounted
 at /workspace and lent to the sandbox user while a command runs, whose limits are watched. When a spare
 pair of the same workload waits (`runner.replay.spare`), `prepare` claims it and hands its proxy the
-cassette, and the workspace is restored in the pair's folder; else the sidecar is a spare one alone or a
+cassette, and the workspace is restored into the pair's folder; else the sidecar is a spare one alone or a
 new one started without waiting for its proxy, so mitmproxy's start overlaps the workload's and the
-workspace's restore. The proxy is waited for (`ready`) before the first command. Once the image is
-known, a detached process is asked to make the next replay's spare pair (of this image). The containers are removed
-together, with force, when the session ends (a claimed pair is killed; the engine removes it), unless
-`keep` (then no spare is claimed, and the kept workspace is handed to the sandbox user, for a shell in
-the container). The containers the runner starts for a run carry its folder as a label. The interpreter
+workspace's restore. What `prepare` learnt (the claimed pair, whether the cassette holds loopback
+exchanges) reaches `start` in the `Prepared`. The proxy is waited for (`ready`) before the first command.
+Once the image is known, a detached process is asked to make the next replay's spare pair (of this
+image). When the session ends well, a claimed pair is handed to a detached process that removes it and
+then its folder (`spare.release`: the replay does not wait for the engine); other containers, and any
+after a failure, are removed here, together, with force. Nothing is removed with `keep` (then no spare
+is claimed, and the kept workspace is handed to the sandbox user, for a shell in the container). The containers the runner starts for a run carry its folder as a label. The interpreter
 probe of an image is cached by image id (an image never changes). The docker SDK's errors during a step
 come back as `ExecuteError`s: an engine failure, not a divergence.
 """
@@ -74,37 +76,21 @@ class DockerBackend:
             self.client, pack, base_image=self.base_image, trust=self.trust,
             allow_mismatch=self.allow_image_mismatch, progress=progress,
         )  # fmt: skip
+        loopback = _loopback(pack)  # read once: `start` has it from the `Prepared`
         claimed = None
         if self.spares and spare.enabled():  # a spare workload of this very image may wait, with its sidecar
             user = sandbox_engine.sandbox_user()
-            want = self._workload_spec(env.image, user, _loopback(pack))
+            hardening = self._hardening(user)
+            want = _workload_spec(env.image_id, hardening, loopback)
             claimed = spare.claim(self.client, self.proxy_image, user, workload=want)
             if claimed is not None:  # its proxy starts now, while the workspace is restored
                 sidecar.hand_claim(claimed.folder, _cassette(pack), user)
             # The next replay's pair, made meanwhile by a process of its own.
-            self._spawn_spare(env.image, user)
-        workspace = claimed.workspace if claimed is not None else None
-        return Prepared(f"{env.image} ({env.how})", env.image, env.warnings, workspace)
+            spare.spawn(self.proxy_image, user, _spare_workload(env.image, env.image_id, hardening))
+        return Prepared(f"{env.image} ({env.how})", env.image, env.warnings, loopback, claimed)
 
     def _hardening(self, user: sandbox_engine.User) -> dict[str, Any]:
         return sandbox_engine.workload_options(self.client, self.limits, user)
-
-    def _workload_spec(self, image: str, user: sandbox_engine.User, loopback: bool) -> str:
-        """What a spare workload must match to serve as this replay's: image id, hardening, environment."""
-        what = {
-            "image": self.client.images.get(image).id,
-            "options": self._hardening(user),
-            "env": sidecar.workload_env(loopback),
-        }
-        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
-
-    def _spare_workload(self, image: str, user: sandbox_engine.User) -> spare.SpareWorkload:
-        """A spare workload of `image` beside the next spare sidecar (see `runner.replay.spare`)."""
-        options = dict(self._hardening(user))
-        options["environment"] = {**options.pop("environment", {}), **sidecar.workload_env(False)}
-        options["working_dir"] = str(WORKSPACE)
-        spec = self._workload_spec(image, user, False)
-        return spare.SpareWorkload(spec, image, options, str(WORKSPACE), str(sidecar.CA_IN_WORKLOAD.parent))
 
     @contextmanager
     def start(
@@ -115,10 +101,13 @@ class DockerBackend:
         user = sandbox_engine.sandbox_user()
         cassette = _cassette(pack)
         with ExitStack() as stack:
-            claimed = None
-            if prepared.workspace is not None and workspace == prepared.workspace:  # `prepare` claimed a pair
-                stack.callback(shutil.rmtree, workspace.parent, ignore_errors=True)  # after the containers
-                claimed = spare.adopt(self.client, workspace.parent)  # None: gone; new ones use the folder
+            claimed = (
+                prepared.claimed if workspace == prepared.workspace else None
+            )  # `prepare` claimed a pair
+            if claimed is not None:
+                # After the containers, when the session failed (else `release` moved the folder away).
+                stack.callback(shutil.rmtree, claimed.folder, ignore_errors=True)
+                spare.adopt(claimed)
             proxy = stack.enter_context(
                 sidecar.serve_cassettes(
                     self.client,
@@ -131,6 +120,7 @@ class DockerBackend:
                     # A kept sidecar keeps its files in the kept scratch folder.
                     claim=self.spares and not keep,
                     claimed=claimed,
+                    route_loopback=prepared.route_loopback,
                 )
             )
             if claimed is not None and claimed.workload is not None:
@@ -154,15 +144,10 @@ class DockerBackend:
             yield DockerSession(workload, proxy, workspace, self.limits, user, sandbox, watch)
             if keep:  # the kept workspace is the sandbox user's, for a shell in the container
                 sandbox_engine.hand_over(workspace, user)
-                return
-            containers.remove(workload, proxy.container)  # together, and before the spare is waited for
-
-    def _spawn_spare(self, image: str, user: sandbox_engine.User) -> None:
-        try:
-            workload = self._spare_workload(image, user)
-        except docker.errors.DockerException:
-            workload = None  # the sidecar alone still saves the most
-        spare.spawn(self.proxy_image, user, workload)
+            elif claimed is not None:  # removed by a process of its own: the replay does not wait for it
+                spare.release(self.client, claimed)
+            else:
+                containers.remove(workload, proxy.container)  # together, and before the spare is waited for
 
 
 def _cassette(pack: UnpackedPack) -> Path | None:
@@ -172,6 +157,21 @@ def _cassette(pack: UnpackedPack) -> Path | None:
 def _loopback(pack: UnpackedPack) -> bool:
     cassette = _cassette(pack)
     return cassette is not None and sidecar.has_loopback(cassette)
+
+
+def _workload_spec(image_id: str, hardening: dict[str, Any], loopback: bool) -> str:
+    """What a spare workload must match to serve as a replay's: image id, hardening, environment."""
+    what = {"image": image_id, "options": hardening, "env": sidecar.workload_env(loopback)}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _spare_workload(image: str, image_id: str, hardening: dict[str, Any]) -> spare.SpareWorkload:
+    """A spare workload of `image` beside the next spare sidecar (see `runner.replay.spare`)."""
+    options = dict(hardening)
+    options["environment"] = {**options.pop("environment", {}), **sidecar.workload_env(False)}
+    options["working_dir"] = str(WORKSPACE)
+    spec = _workload_spec(image_id, hardening, False)
+    return spare.SpareWorkload(spec, image, options, str(WORKSPACE), str(sidecar.CA_IN_WORKLOAD.parent))
 
 
 def _workload(

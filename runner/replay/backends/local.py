@@ -79,7 +79,11 @@ class LocalBackend:
             )
         warnings += _host_drift(m)
         env = venv_stage.ensure(pins, python, version, self.trust, progress)
-        return Prepared(f"{env.path} ({'built' if env.built else 'cached'})", str(env.path), tuple(warnings))
+        cassette = _cassette(pack)
+        return Prepared(
+            f"{env.path} ({'built' if env.built else 'cached'})", str(env.path), tuple(warnings),
+            route_loopback=cassette is not None and has_loopback(cassette),
+        )  # fmt: skip
 
     @contextmanager
     def start(
@@ -87,11 +91,10 @@ class LocalBackend:
     ) -> Iterator[LocalSession]:
         for folder in ("home", "tmp", "relocated", "root"):
             (scratch / folder).mkdir(exist_ok=True)
-        cassette = pack.path / pack.manifest.cassettes[0].path if pack.manifest.cassettes else None
+        cassette = _cassette(pack)
         if cassette is None:  # no recording: every request is a miss, and still nothing leaves
             cassette = scratch / "empty.jsonl"
             cassette.touch()
-        route_loopback = has_loopback(cassette)
         warnings: list[str] = []
         with private_network(self.no_isolation) as namespace:
             shown = namespace.show(workspace, WORKSPACE, scratch / "root")
@@ -107,7 +110,7 @@ class LocalBackend:
                     scratch,
                     namespace,
                     proxy,
-                    route_loopback,
+                    prepared.route_loopback,
                     tuple(warnings),
                 )
                 try:
@@ -245,6 +248,10 @@ class LocalSession:
         for group in list(self._groups):
             _kill_group(group)
         self._groups.clear()
+
+
+def _cassette(pack: UnpackedPack) -> Path | None:
+    return pack.path / pack.manifest.cassettes[0].path if pack.manifest.cassettes else None
 
 
 def _kill_group(pid: int) -> None:

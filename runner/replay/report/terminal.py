@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
@@ -56,6 +55,8 @@ def render_terminal(outcomes: Sequence[PackOutcome], console: Console) -> None:
             for d in first.differences:
                 parts.append(visible_text(d.summary, "bold", newlines=True))
                 if d.diff:
+                    from rich.syntax import Syntax  # pygments: only for a diff to show
+
                     diff = visible(d.diff, newlines=True)
                     parts.append(Syntax(diff, "diff", theme="ansi_dark", word_wrap=True))
         if o.run_dir:
