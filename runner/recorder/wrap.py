@@ -35,7 +35,7 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING
 
 from runner.errors import RecordError, UsageError
-from runner.recorder import agentcmd, baseline
+from runner.recorder import agentcmd, baseline, gitstate
 from runner.recorder.options import RecordOptions
 from runner.recorder.proxy import RecordingProxy
 
@@ -161,7 +161,10 @@ def record_command(
         raise UsageError(
             f"cannot start the agent {argv[0]!r}: not found or not executable; check the command after --"
         )
-    # Every setting is checked before the agent starts: a bad one must not cost the user the session.
+    # Every setting is checked before the agent starts: a bad one must not cost the user the session. The
+    # repository and the agent's folder first: refusing them needs no proxy (whose stop waits for its start).
+    git = gitstate.read_state(repo)
+    rel_cwd = _relative_cwd(cwd, git.root)
     captured = agentcmd.read_capture_files(capture_files)
     proxy = RecordingProxy(
         os.urandom(32),  # secrets.token_bytes, without importing hashlib before the agent starts
@@ -169,9 +172,8 @@ def record_command(
         record_loopback=options.record_loopback,
         set_environ=False,
     )
-    taken = baseline.take(Path(out).absolute(), repo, options, proxy)  # git read while the proxy starts
+    taken = baseline.take(Path(out).absolute(), git, options, proxy)
     try:
-        rel_cwd = _relative_cwd(cwd, taken.git.root)
         agent = _Agent(argv, cwd, proxy.agent_env(None))
         try:
             return _record(agent, argv, cwd, rel_cwd, out, repo, checks, timeout, options, captured, taken)
