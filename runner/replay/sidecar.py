@@ -206,7 +206,7 @@ def serve_cassettes(
                 started(client, image, name_prefix="runner-proxy", extra_labels=extra, **settings)
             )
         if route_loopback is None:  # read (and checked) while mitmproxy starts
-            route_loopback = cassette is not None and has_loopback(cassette)
+            route_loopback = has_loopback(cassette)
         ca = folder / "confdir" / "mitmproxy-ca-cert.pem"
         report = workdir / "report.json" if folder != workdir else None
         proxy = Sidecar(container, folder, ca, route_loopback, start_timeout, started_at, report)
@@ -245,7 +245,10 @@ def hand_claim(
     os.replace(tmp, folder / CLAIM_FILE)
 
 
-def has_loopback(cassette: Path) -> bool:
+def has_loopback(cassette: Path | None) -> bool:
+    """Whether the cassette (None: no recording) holds exchanges with a loopback host."""
+    if cassette is None:
+        return False
     try:
         return any(e.request.host in _LOOPBACK for e in iter_exchanges(cassette))
     except (OSError, ValueError) as e:

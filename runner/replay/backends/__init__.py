@@ -41,6 +41,7 @@ __all__ = [
     "Run",
     "Session",
     "Workload",
+    "cassette_of",
     "drift",
     "parse_probe",
     "probe_script",
@@ -82,6 +83,11 @@ class Prepared:
     def workspace(self) -> Path | None:
         """Where to restore the workspace: a claimed spare pair's folder; None: the caller's."""
         return self.claimed.workspace if self.claimed is not None else None
+
+
+def cassette_of(pack: UnpackedPack) -> Path | None:
+    """The pack's cassette (the first), unpacked; None when it recorded none."""
+    return pack.path / pack.manifest.cassettes[0].path if pack.manifest.cassettes else None
 
 
 def probe_script(failed_list: str) -> str:

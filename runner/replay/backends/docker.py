@@ -45,7 +45,7 @@ from runner.errors import ExecuteError
 from runner.pack.read import UnpackedPack
 from runner.progress import Progress
 from runner.replay import environment, execute, sidecar, spare
-from runner.replay.backends import BackendName, Prepared, Probe, Run, parse_probe, probe_script
+from runner.replay.backends import BackendName, Prepared, Probe, Run, cassette_of, parse_probe, probe_script
 
 __all__ = ["WORKSPACE", "DockerBackend", "DockerSession"]
 
@@ -76,7 +76,7 @@ class DockerBackend:
             self.client, pack, base_image=self.base_image, trust=self.trust,
             allow_mismatch=self.allow_image_mismatch, progress=progress,
         )  # fmt: skip
-        loopback = _loopback(pack)  # read once: `start` has it from the `Prepared`
+        loopback = sidecar.has_loopback(cassette_of(pack))  # read once: `start` has it from the `Prepared`
         claimed = None
         if self.spares and spare.enabled():  # a spare workload of this very image may wait, with its sidecar
             user = sandbox_engine.sandbox_user()
@@ -84,7 +84,7 @@ class DockerBackend:
             want = _workload_spec(env.image_id, hardening, loopback)
             claimed = spare.claim(self.client, self.proxy_image, user, workload=want)
             if claimed is not None:  # its proxy starts now, while the workspace is restored
-                sidecar.hand_claim(claimed.folder, _cassette(pack), user)
+                sidecar.hand_claim(claimed.folder, cassette_of(pack), user)
             # The next replay's pair, made meanwhile by a process of its own.
             spare.spawn(self.proxy_image, user, _spare_workload(env.image, env.image_id, hardening))
         return Prepared(f"{env.image} ({env.how})", env.image, env.warnings, loopback, claimed)
@@ -99,11 +99,10 @@ class DockerBackend:
         """The sidecar and the workload container, removed when the block ends unless `keep`."""
         labels = {"runner.run": str(run.folder.resolve())}  # so a run's containers can be found
         user = sandbox_engine.sandbox_user()
-        cassette = _cassette(pack)
+        cassette = cassette_of(pack)
         with ExitStack() as stack:
-            claimed = (
-                prepared.claimed if workspace == prepared.workspace else None
-            )  # `prepare` claimed a pair
+            # The pair `prepare` claimed, when the workspace was restored into its folder.
+            claimed = prepared.claimed if workspace == prepared.workspace else None
             if claimed is not None:
                 # After the containers, when the session failed (else `release` moved the folder away).
                 stack.callback(shutil.rmtree, claimed.folder, ignore_errors=True)
@@ -148,15 +147,6 @@ class DockerBackend:
                 spare.release(self.client, claimed)
             else:
                 containers.remove(workload, proxy.container)  # together, and before the spare is waited for
-
-
-def _cassette(pack: UnpackedPack) -> Path | None:
-    return pack.path / pack.manifest.cassettes[0].path if pack.manifest.cassettes else None
-
-
-def _loopback(pack: UnpackedPack) -> bool:
-    cassette = _cassette(pack)
-    return cassette is not None and sidecar.has_loopback(cassette)
 
 
 def _workload_spec(image_id: str, hardening: dict[str, Any], loopback: bool) -> str:

@@ -38,7 +38,7 @@ from runner.pack.manifest import CommandStep, Manifest
 from runner.pack.read import UnpackedPack
 from runner.progress import Progress
 from runner.replay import environment
-from runner.replay.backends import BackendName, Prepared, Probe, Run, parse_probe, probe_script
+from runner.replay.backends import BackendName, Prepared, Probe, Run, cassette_of, parse_probe, probe_script
 from runner.replay.backends import venv as venv_stage
 from runner.replay.backends.docker import WORKSPACE
 from runner.replay.backends.netns import Namespace, private_network
@@ -79,10 +79,9 @@ class LocalBackend:
             )
         warnings += _host_drift(m)
         env = venv_stage.ensure(pins, python, version, self.trust, progress)
-        cassette = _cassette(pack)
         return Prepared(
             f"{env.path} ({'built' if env.built else 'cached'})", str(env.path), tuple(warnings),
-            route_loopback=cassette is not None and has_loopback(cassette),
+            route_loopback=has_loopback(cassette_of(pack)),
         )  # fmt: skip
 
     @contextmanager
@@ -91,7 +90,7 @@ class LocalBackend:
     ) -> Iterator[LocalSession]:
         for folder in ("home", "tmp", "relocated", "root"):
             (scratch / folder).mkdir(exist_ok=True)
-        cassette = _cassette(pack)
+        cassette = cassette_of(pack)
         if cassette is None:  # no recording: every request is a miss, and still nothing leaves
             cassette = scratch / "empty.jsonl"
             cassette.touch()
@@ -248,10 +247,6 @@ class LocalSession:
         for group in list(self._groups):
             _kill_group(group)
         self._groups.clear()
-
-
-def _cassette(pack: UnpackedPack) -> Path | None:
-    return pack.path / pack.manifest.cassettes[0].path if pack.manifest.cassettes else None
 
 
 def _kill_group(pid: int) -> None:
