@@ -302,9 +302,7 @@ class Redactor:
             inner.update(secret.encode("utf-8", "surrogateescape"))
             outer.update(inner.digest())
             digest = outer.hexdigest()[:16]
-            if len(self._digests) >= _CACHED:
-                self._digests.clear()  # see `_remember`
-            self._digests[secret] = digest
+            _remember(self._digests, secret, digest)
         token = f"REDACTED_{kind}_{digest}"
         if self._found:
             self._found(kind, secret, token)

@@ -114,8 +114,10 @@ class _Database:
                 found.add(index[id_])
 
         parts = [text]
-        if "REDACTED_" in text:
-            parts = PLACEHOLDER_RE.split(text)[::3] if self.edges else [PLACEHOLDER_RE.sub("\n", text)]
+        if "REDACTED_" in text and self.edges:  # the parts alone (split also returns each one's groups)
+            parts = PLACEHOLDER_RE.split(text)[:: PLACEHOLDER_RE.groups + 1]
+        elif "REDACTED_" in text:
+            parts = [PLACEHOLDER_RE.sub("\n", text)]
         for part in parts:
             if part:
                 self.once.scan(part.encode("ascii"), match_event_handler=on_match, scratch=scratch)
