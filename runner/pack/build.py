@@ -8,13 +8,13 @@ Rules:
 - `build` first runs the privacy pass (runner.privacy.mask.protect: redaction on by default, sealing,
   encryption, audit), so the hashes are those of what is written; `signature.json`, if any, is written
   last and is the one member outside `integrity` (it signs the root digest).
-- The builder hashes what is added at once and does not copy files. The privacy pass reads each member
-  once and hands it, redacted, to `precompress`, which compresses it into a spool frame (`spool`) while
-  the pass goes on; `build` writes the manifest's frame, then copies that one, then reads and compresses
-  what the pass did not hand over (the bundle; every member when sealing rewrote some after it). It
-  refuses any source that changed since it was added, and writes to a temp file next to the
-  destination, fsyncs it, renames it, fsyncs the folder: a crash never leaves a half-written pack under
-  the final name.
+- The builder reads what is added once, hashes it and hands it to its `Spool`, which compresses it on
+  worker threads while the next members are added (files are not copied; bytes are staged). `build` runs
+  the privacy pass (which stages what it rewrites, compressed the same way), writes the manifest's frame,
+  copies the spooled groups whose members all stand as they were spooled, then reads, checks (size and
+  sha256) and compresses the other members again (those sharing a group with a rewritten one). It refuses
+  any source that changed since it was added, and writes to a temp file next to the destination, fsyncs
+  it, renames it, fsyncs the folder: a crash never leaves a half-written pack under the final name.
 - `resign` writes a pack again with a new signature, members copied as they are.
 """
 
@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, cast
+from typing import IO
 
 import zstandard
 
@@ -49,7 +49,7 @@ from runner.pack.layout import (
 )
 from runner.pack.manifest import Artifact, Integrity, Manifest, MemberDigest
 from runner.pack.spool import Spool
-from runner.privacy.mask import PrivacyOptions, protect
+from runner.privacy.mask import Prescan, PrivacyOptions, protect, scanned
 
 __all__ = ["DEFAULT_LEVEL", "PackBuilder", "resign"]
 
@@ -74,15 +74,22 @@ def _fingerprint(st: os.stat_result) -> tuple[int, ...]:
 class PackBuilder:
     """Collect members (bytes in a private staging folder, files where they are), then `build` a pack.
 
-    Use as a context manager (the staging folder is removed on exit):
+    `privacy` is what `build` protects the pack with unless told otherwise (None: as $RUNNER_* says); the
+    redaction pass starts on what is added with it, so give the options here when they are known. Use as
+    a context manager (the staging folder is removed on exit):
 
-        with PackBuilder() as b:
+        with PackBuilder(privacy=PrivacyOptions()) as b:
             b.add_bytes("patches/0001.diff", diff)
             digest = b.add_artifact(log_path, media_type="text/plain", name="pytest.log", span_id=sid)
             b.build(manifest, Path("session.tar.zst"))
     """
 
-    def __init__(self, level: int = DEFAULT_LEVEL, staging_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        level: int = DEFAULT_LEVEL,
+        staging_dir: Path | None = None,
+        privacy: PrivacyOptions | None = None,
+    ) -> None:
         if not 1 <= level <= 19:
             raise PackError(f"zstd level {level} is out of range; use 1..19 (default {DEFAULT_LEVEL})")
         self.level = level
@@ -94,7 +101,10 @@ class PackBuilder:
         self._artifact_set: set[Artifact] = set()
         self._folded: set[str] = set()  # casefolded member names
         self._folded_dirs: set[str] = set()  # casefolded folders holding them
-        self._spool = Spool(self.staging, level)  # members the privacy pass compressed already
+        self._spool = Spool(self.staging, level)  # members compressed as they are added
+        self._privacy = privacy  # what `build` protects with by default (None: as $RUNNER_* says)
+        self._prescan: Prescan | None = None  # the privacy pass run as members are added
+        self._prescan_off = False
 
     def __enter__(self) -> PackBuilder:
         return self
@@ -131,40 +141,91 @@ class PackBuilder:
         self._folded.add(folded)
         self._folded_dirs.update(parents)
 
-    def _stage(self, member: str, data: bytes, sha256: str | None = None) -> MemberDigest:
+    def _stage(
+        self, member: str, data: bytes, sha256: str | None = None, inspect: bool = False
+    ) -> MemberDigest:
         path = self.staging / member
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         # Only this builder writes in its staging folder: the stat fingerprint is enough at build time.
         self._sources[member] = _Source(path, _fingerprint(path.stat()), recheck=False)
-        digest = sha256 or hashlib.sha256(data).hexdigest()
-        self._members[member] = MemberDigest(sha256=digest, size=len(data))
+        inspect = inspect and self._inspecting() and scanned(member)
+        self._members[member] = self._spool.add(member, len(data), (data,), sha256, inspect)
         return self._members[member]
 
-    def _hash_file(self, src_path: Path) -> tuple[MemberDigest, _Source]:
-        sha, size = hashlib.sha256(), 0
+    def _options(self) -> PrivacyOptions:
+        if self._privacy is None:
+            self._privacy = PrivacyOptions.from_env()
+        return self._privacy
+
+    def _inspecting(self) -> bool:
+        """Whether the privacy pass runs ahead on what is added (set up at the first member, with the options
+        `build` uses by default, unless they turn redaction off)."""
+        if self._prescan is None and not self._prescan_off:
+            options = self._options()
+            self._prescan_off = options.policy is None
+            if not self._prescan_off:
+                self._prescan = Prescan(options)
+                self._spool.inspect = self._prescan.untouched
+        return self._prescan is not None
+
+    def _untouched(self, member: str, digest: MemberDigest) -> bool:
+        self._spool.flush()  # every verdict in
+        return self._spool.verdicts.get((member, digest.sha256), False)
+
+    def _add_path(self, src_path: Path, member: str | None) -> tuple[str, MemberDigest]:
+        """Read `src_path` as `member` (None: an artifact, named by its hash) and record it: straight into
+        the spool's job buffer, hashed there and inspected by the privacy pass run ahead, when it fits one
+        (else by pieces; an artifact is then hashed first, read again if new). A member added already (the
+        same artifact) is not kept twice."""
+        view: memoryview | None = None
         try:
             with open(src_path, "rb", buffering=0) as f:
                 before = os.fstat(f.fileno())
-                for chunk in chunks(f):
-                    sha.update(chunk)
-                    size += len(chunk)
+                room = len(tar_header(member or f"{_ARTIFACTS}{'0' * 64}", before.st_size))
+                view = self._spool.read_into(f, before.st_size, room)
+                if view is not None:
+                    sha256 = hashlib.sha256(view).hexdigest()
+                    member = member or f"{_ARTIFACTS}{sha256}"
+                    digest = MemberDigest(sha256, len(view))
+                elif member is None:
+                    sha = hashlib.sha256()
+                    for chunk in chunks(f):
+                        sha.update(chunk)
+                    member = f"{_ARTIFACTS}{sha.hexdigest()}"
+                    digest = MemberDigest(sha.hexdigest(), f.tell())
+                    if member not in self._members:
+                        f.seek(0)
+                        spooled = self._spool.add(member, before.st_size, chunks(f))
+                        digest = digest if spooled == digest else MemberDigest("", -1)
+                else:
+                    digest = self._spool.add(member, before.st_size, chunks(f))
                 after = os.fstat(f.fileno())
         except OSError as e:
+            if view is not None:
+                self._spool.drop()
             raise PackError(f"cannot read {src_path} to add it to the pack: {e.strerror}") from e
-        if _fingerprint(before) != _fingerprint(after) or size != after.st_size:
+        changed = _fingerprint(before) != _fingerprint(after) or digest.size != after.st_size
+        if view is not None:
+            if changed or member in self._members:
+                self._spool.drop()
+            else:
+                self._spool.commit(member, digest, inspect=self._inspecting() and scanned(member))
+        if changed:
             raise PackError(f"{src_path} changed while it was being added to the pack; add it again")
+        if member in self._members:
+            return member, digest
         # Timestamps move in ticks (a few ms; whole seconds on some file systems): a file modified within a
         # tick of now could change again without its timestamps moving, so build() hashes it again.
         tick = _COARSE_TICK_NS if after.st_mtime_ns % 1_000_000_000 == 0 else _FINE_TICK_NS
         recent = time.time_ns() - max(after.st_mtime_ns, after.st_ctime_ns) < tick
-        return MemberDigest(sha256=sha.hexdigest(), size=size), _Source(
-            Path(src_path), _fingerprint(after), recent
-        )
+        self._sources[member] = _Source(Path(src_path), _fingerprint(after), recent)
+        self._members[member] = digest
+        return member, digest
 
     def add_bytes(self, member: str, data: bytes) -> MemberDigest:
         self._claim(member)
-        return self._stage(member, data)
+        return self._stage(member, data, inspect=True)
 
     def member_bytes(self, member: str) -> bytes:
         """The current content of a member added to this builder, checked as `build` checks it (the stat
@@ -208,22 +269,11 @@ class PackBuilder:
     def _rewritten_name(member: str, sha256: str) -> str:
         return f"{_ARTIFACTS}{sha256}" if member.startswith(_ARTIFACTS) else member
 
-    def precompress(self, member: str, data: bytes, sha256: str | None = None) -> None:
-        """Compress `data` now as what `member` holds at build: its current content, or, with `sha256`,
-        the content a `rewrite` to come gives it (an artifact then under its new name). Called in a
-        deterministic order from one thread; `build` copies these entries, in that order, instead of
-        reading and compressing the members again, provided each still has that name, size and hash."""
-        name = self._rewritten_name(member, sha256) if sha256 else member
-        self._spool.add(name, data, sha256 or self._members[member].sha256)
-
     def add_file(self, member: str, src_path: Path) -> MemberDigest:
         """Add `src_path` as `member` without copying it. It is hashed now and read again by `build`,
         which refuses it if it changed in between (stat fingerprint; hash again when recently modified)."""
         self._claim(member)
-        digest, source = self._hash_file(src_path)
-        self._sources[member] = source
-        self._members[member] = digest
-        return digest
+        return self._add_path(src_path, member)[1]
 
     def add_artifact(
         self,
@@ -238,13 +288,9 @@ class PackBuilder:
             digest = MemberDigest(hashlib.sha256(data_or_path).hexdigest(), len(data_or_path))
             member = f"artifacts/sha256/{digest.sha256}"
             if member not in self._members:
-                self._stage(member, data_or_path)
+                self._stage(member, data_or_path, digest.sha256, inspect=True)
         else:
-            digest, source = self._hash_file(data_or_path)
-            member = f"artifacts/sha256/{digest.sha256}"
-            if member not in self._members:
-                self._sources[member] = source
-                self._members[member] = digest
+            member, digest = self._add_path(data_or_path, None)
         entry = Artifact(member, digest.sha256, digest.size, media_type, span_id=span_id, name=name)
         if entry not in self._artifact_set:
             self._artifact_set.add(entry)
@@ -262,17 +308,18 @@ class PackBuilder:
         """Write the pack to `out_path` atomically and return the manifest as written (with integrity).
 
         An empty `manifest.artifacts` is filled from this builder's artifact index. Then the privacy pass
-        runs (`runner.privacy.mask.protect`): by default the `default-v1` redaction policy, with the keyring
-        named by $RUNNER_KEYRING when set; `privacy=PrivacyOptions(policy=None)` turns it off. Hashes are
+        runs (`runner.privacy.mask.protect`) with `privacy`, by default the builder's: the `default-v1`
+        redaction policy, with the keyring named by $RUNNER_KEYRING when set, unless the builder was given
+        others; `privacy=PrivacyOptions(policy=None)` turns it off. Hashes are
         computed after it. `signer(final manifest)` (or `privacy.sign` with a keyring) gives the bytes of
         `signature.json`, written last and outside `integrity`. `progress(done, total)` is called with
         content bytes as they are written.
         """
         if not manifest.artifacts:
             manifest = replace(manifest, artifacts=self.artifacts)
-        options = PrivacyOptions.from_env() if privacy is None else privacy
-        self._spool.close()  # what an earlier build spooled: this one spools afresh
-        manifest = protect(self, manifest, options)
+        options = self._options() if privacy is None else privacy
+        ahead = self._prescan is not None and self._prescan.scope == (options.policy, options.known)
+        manifest = protect(self, manifest, options, self._untouched if ahead else None)
         if signer is None and options.sign and options.keyring is not None:
             from runner.privacy.sign import sign_manifest
 
@@ -322,82 +369,69 @@ class PackBuilder:
         progress: Callable[[int, int], None] | None,
         signature: bytes | None = None,
     ) -> None:
-        # The manifest's frame, then the members the privacy pass compressed already (their own frame,
-        # copied), then the others in a frame compressed here: a zstd stream may hold several frames.
+        # The manifest's frame, then the spooled groups still standing (their frames copied), then the
+        # other members compressed again, then the end: a zstd stream may hold any number of frames.
         hashed = _HashingWriter(raw)
-        frames = _Frames(zstandard.ZstdCompressor(level=self.level, threads=-1, write_checksum=True), hashed)
-        frames.write(tar_header(MANIFEST, len(manifest_text)))
-        frames.write(manifest_text + padding(len(manifest_text)))
+        cctx = zstandard.ZstdCompressor(level=self.level, write_checksum=True)
+        hashed.write(
+            cctx.compress(
+                tar_header(MANIFEST, len(manifest_text)) + manifest_text + padding(len(manifest_text))
+            )
+        )
         done = len(manifest_text)
-        spooled = self._spool.entries if self._spool.usable(members) else {}
-        for name in spooled:
-            self._read_member(name, members[name])  # refuses a source that changed since it was spooled
-        if spooled:
-            self._spool.copy(frames.copy)
-            done += sum(d.size for d in spooled.values())
+        groups = self._spool.usable(members)
+        covered = {name for group in groups for name in group.members}
+        for name in covered:
+            self._check_unchanged(name)
+        for group in groups:
+            self._spool.copy(group, hashed.write)
+            done += group.size
             if progress:
                 progress(done, total)
-        for name, expected in members.items():
-            if name not in spooled:
-                self._read_member(name, expected, frames)
-                done += expected.size
-                if progress:
-                    progress(done, total)
+        rest = [name for name in members if name not in covered]
+        if rest:
+            again = Spool(self.staging, self.level)
+            try:
+                for name in rest:
+                    self._spool_again(again, name, members[name])
+                    done += members[name].size
+                    if progress:
+                        progress(done, total)
+                again.flush()
+                for group in again.groups:  # each member in them checked against its digest
+                    again.copy(group, hashed.write)
+            finally:
+                again.close()
+        end = b"\0" * (2 * BLOCK)
         if signature is not None:
-            frames.write(tar_header(SIGNATURE, len(signature)) + signature + padding(len(signature)))
-        frames.write(b"\0" * (2 * BLOCK))
-        frames.end()
+            end = tar_header(SIGNATURE, len(signature)) + signature + padding(len(signature)) + end
+        hashed.write(cctx.compress(end))
         raw.write(trailer(hashed.sha.digest()))
 
-    def _read_member(self, name: str, expected: MemberDigest, frames: _Frames | None = None) -> None:
-        """Check that a member's source is unchanged; with `frames`, read it and write its tar entry."""
+    def _changed(self, name: str) -> PackError:
+        return PackError(f"{self._sources[name].path} ({name}) changed after it was added; add it again")
+
+    def _check_unchanged(self, name: str) -> None:
+        """Refuse a member whose source changed since it was added (its spooled copy is what was added)."""
         source = self._sources[name]
-        changed = PackError(f"{source.path} ({name}) changed after it was added; add it again")
-        sha, size = hashlib.sha256() if source.recheck and frames else None, 0
         try:
-            if frames is None:
-                if _fingerprint(os.stat(source.path)) != source.stat:
-                    raise changed
-                return
-            frames.write(tar_header(name, expected.size))
-            with open(source.path, "rb", buffering=0) as f:
-                if _fingerprint(os.fstat(f.fileno())) != source.stat:
-                    raise changed
-                for chunk in chunks(f):
-                    if sha:
-                        sha.update(chunk)
-                    size += len(chunk)
-                    frames.write(chunk)
-                    if size > expected.size:
-                        break
+            if _fingerprint(os.stat(source.path)) != source.stat:
+                raise self._changed(name)
         except OSError as e:
             raise PackError(f"cannot read {source.path} for {name}: {e.strerror or e}") from e
-        if size != expected.size or (sha and sha.hexdigest() != expected.sha256):
-            raise changed
-        frames.write(padding(size))
 
-
-class _Frames:
-    """The compressed stream of a pack being written: bytes compressed into the current frame, or
-    frames compressed already copied as they are (which ends the current frame first)."""
-
-    def __init__(self, cctx: zstandard.ZstdCompressor, out: _HashingWriter) -> None:
-        self._out = out
-        self._writer = cctx.stream_writer(cast(IO[bytes], out), closefd=False)
-        self._open = False  # whether the current frame holds bytes: ending it writes them
-
-    def write(self, data: bytes | memoryview) -> None:
-        self._writer.write(data)
-        self._open = True
-
-    def copy(self, frame: bytes | memoryview) -> None:
-        self.end()
-        self._out.write(frame)
-
-    def end(self) -> None:
-        if self._open:
-            self._writer.flush(zstandard.FLUSH_FRAME)
-            self._open = False
+    def _spool_again(self, spool: Spool, name: str, expected: MemberDigest) -> None:
+        """Read a member's source into `spool`, refusing it unless it is still what was added."""
+        source = self._sources[name]
+        try:
+            with open(source.path, "rb", buffering=0) as f:
+                if _fingerprint(os.fstat(f.fileno())) != source.stat:
+                    raise self._changed(name)
+                digest = spool.add(name, expected.size, chunks(f))
+        except OSError as e:
+            raise PackError(f"cannot read {source.path} for {name}: {e.strerror or e}") from e
+        if digest != expected:
+            raise self._changed(name)
 
 
 class _HashingWriter:
@@ -425,7 +459,7 @@ def resign(pack_path: Path, signer: Callable[[Manifest], bytes], limits: Limits 
         folder = Path(tmp) / "pack"
         manifest = extract(pack_path, folder, limits).manifest
         assert manifest.integrity is not None  # the scanner refuses a pack without one
-        with PackBuilder(staging_dir=Path(tmp)) as builder:
+        with PackBuilder(staging_dir=Path(tmp), privacy=PrivacyOptions(policy=None)) as builder:
             for name in manifest.integrity.members:
                 builder.add_file(name, folder / name)
-            return builder.build(manifest, pack_path, privacy=PrivacyOptions(policy=None), signer=signer)
+            return builder.build(manifest, pack_path, signer=signer)

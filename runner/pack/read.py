@@ -336,11 +336,11 @@ def unpack(
 
 
 def _open_payloads(folder: Path, manifest: Manifest, keyring: Keyring | None) -> Manifest:
-    """`mask.open_payloads`, imported (with hyperscan and cryptography) only for a pack with something
+    """`unseal.open_payloads`, imported (with hyperscan and cryptography) only for a pack with something
     to open: encrypted payloads, or sealed originals to put back with a keyring."""
     if keyring is None and not manifest.privacy.encrypted_payloads:
         return manifest
-    from runner.privacy.mask import open_payloads
+    from runner.privacy.unseal import open_payloads
 
     return open_payloads(folder, manifest, keyring)
 

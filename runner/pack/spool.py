@@ -1,87 +1,307 @@
-"""Members compressed ahead of the build, in the order they came, into one zstd frame in a temp file.
+"""Members compressed as they are added: their tar entries, in jobs compressed into zstd frames on worker
+threads while the builder goes on reading (zstd and the redaction scan release the GIL).
 
-Input: members as the redaction pass finishes them (name as it will be written, content, sha256), in a
-deterministic order, from one thread. Output: a zstd frame of their tar entries that `build` copies into
-the pack after the manifest, so a member is read, redacted, hashed and compressed while it is in memory
-once, and zstd's threads compress while the pass scans the next members.
+Input: members as a builder gets them, in a deterministic order, from one thread: content by pieces
+(`add`), or a file read straight into the job being filled (`read_into`, then `commit` or `drop`).
+Output: `groups`, each the frames holding the whole tar entries of some consecutive members, with those
+members' digests; `usable` picks the groups whose members are all still those members of the pack, `copy`
+passes a group's frames on as they are; `verdicts`, what `inspect` said of members, when asked.
 Rules:
-- The frame holds exactly the tar entries `build` would write (header, content, padding), compressed at
-  the pack's level with the content checksum on; a name already spooled is not spooled again (two
-  artifacts redacted to the same content are one blob).
-- `build` uses the frame only when every entry still has its name, size and sha256 in the final member
-  list (a member sealed after redaction was rewritten: then every member is compressed at write time).
-- The temp file lives in the builder's staging folder and goes with it (or on `close`).
+- A job fills a buffer of `JOB` bytes and ends at the end of a member once it holds `FILL` bytes, before a
+  file read whole would not fit, or when the buffer is full (a member added by pieces goes on in the next
+  job). A group is the jobs its members span, so a group can be copied or not without cutting a member.
+  Each job is one frame: the pack's level, the content checksum on. The same members added in the same
+  order give the same bytes, whatever the timing.
+- What is compressed is what was hashed: `add` hashes what it appends (or takes the caller's hash of
+  bytes, which cannot change), `read_into` returns the bytes the caller hashes. A member whose content
+  does not match the size its header announced, or whose reading failed, breaks its group: that group is
+  never used.
+- `inspect(name, content)`, when set, runs on the worker before the job is compressed, for each member
+  added with `inspect=True` whose content lies in that one job; its answer is kept under the member's
+  name and sha256 (an exception counts as False). False means the member may well be rewritten: the job
+  is then not compressed at all (its group is not copied; `build` compresses what stands of it later).
+  The buffer is used again only once the job is done.
+- Memory stays bounded: at most one job per worker in flight and one being filled; frames go to a temp file
+  in the folder given (unlinked at once, so nothing is left whatever happens) in order.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, cast
+from typing import IO
 
 import zstandard
 
 from runner.errors import PackError
-from runner.pack.layout import chunks, padding, tar_header
+from runner.pack.layout import BLOCK, CHUNK, padding, tar_header
 from runner.pack.manifest import MemberDigest
 
-__all__ = ["Spool"]
+__all__ = ["FILL", "JOB", "Group", "Spool"]
+
+JOB = 16 << 20  # a job's buffer; frames this size compress about as well as one stream of the whole
+FILL = 8 << 20  # a job ends at the first member's end past this
+
+Inspect = Callable[[str, memoryview], bool]
+_Done = tuple[bytes | None, dict[tuple[str, str], bool]]
+
+
+@dataclass
+class Group:
+    """Consecutive members' tar entries, compressed: `frames` are (offset, length) in the spool's file."""
+
+    members: dict[str, MemberDigest] = field(default_factory=dict)
+    frames: list[tuple[int, int]] = field(default_factory=list)
+    broken: bool = False  # an entry is not whole, or a job was left uncompressed: never copy this group
+
+    @property
+    def size(self) -> int:
+        return sum(d.size for d in self.members.values())
+
+
+@dataclass
+class _Read:
+    """A file read into the job being filled, after `room` bytes for its header at `at`."""
+
+    at: int
+    room: int
+    size: int
 
 
 class Spool:
-    """Tar entries compressed ahead of the build; `entries` maps each name to its digest, in order."""
+    """Tar entries compressed as members are added; see the module docstring."""
 
-    def __init__(self, folder: Path, level: int) -> None:
+    def __init__(self, folder: Path, level: int, workers: int | None = None) -> None:
         self._folder = folder
         self._level = level
-        self._file: io.BufferedRandom | None = None
-        self._writer: zstandard.ZstdCompressionWriter | None = None
-        self.entries: dict[str, MemberDigest] = {}
+        self._workers = workers or os.cpu_count() or 1
+        self.inspect: Inspect | None = None
+        self.verdicts: dict[tuple[str, str], bool] = {}  # (name, sha256) -> what `inspect` said
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()  # each worker's compressor
+        self._file: IO[bytes] | None = None
+        self._free: list[bytearray] = []  # buffers of jobs done, used again
+        self._buf: bytearray | None = None
+        self._fill = 0
+        self._jobs = 0  # jobs submitted so far: a member whose add saw none is whole in one buffer
+        self._look: list[tuple[str, str, int, int]] = []  # members of the job being filled to inspect
+        self._read: _Read | None = None
+        self._inflight: deque[tuple[Future[_Done], bytearray, Group]] = deque()
+        self._group = Group()
+        self.groups: list[Group] = []  # complete groups, in order (`flush` completes the last one)
 
-    def add(self, name: str, data: bytes, sha256: str) -> None:
-        """Append the tar entry of member `name` holding `data` (which hashes to `sha256`)."""
-        if name in self.entries:
+    def add(
+        self,
+        name: str,
+        size: int,
+        pieces: Iterable[bytes | memoryview],
+        sha256: str | None = None,
+        inspect: bool = False,
+    ) -> MemberDigest:
+        """Append member `name`'s tar entry: a header announcing `size` bytes, then `pieces`. Returns the
+        digest of the pieces (`sha256` when the caller hashed them already: bytes, which cannot change);
+        the entry counts only when the pieces hold `size` bytes (else the group is broken)."""
+        if name in self._group.members:  # added again (rewritten): a group holds one entry per name
+            self._end_group()
+        group, sha, n = self._group, None if sha256 else hashlib.sha256(), 0
+        whole = False
+        try:
+            self._put(tar_header(name, size))
+            jobs, start = self._jobs, self._fill
+            for piece in pieces:
+                n += len(piece)
+                if n > size:
+                    break
+                if sha is not None:
+                    sha.update(piece)
+                self._put(piece)
+            if n != size:
+                return MemberDigest(sha256="", size=n)
+            end = self._fill
+            self._put(padding(size))
+            whole = True
+        finally:
+            if not whole:
+                group.broken = True
+        digest = MemberDigest(sha256=sha.hexdigest() if sha is not None else str(sha256), size=size)
+        self._record(name, digest, inspect and jobs == self._jobs, start, end)
+        return digest
+
+    def read_into(self, f: io.RawIOBase, size: int, room: int) -> memoryview | None:
+        """Read file `f`, `size` bytes expected (a byte more if it grew), straight into the job being filled,
+        after `room` bytes for its tar header (the header's length for the name `commit` will give).
+        Returns what was read, valid until `commit` or `drop` (one of them must follow); None when the
+        file would not fit in a job (add it by pieces)."""
+        need = room + size + 1 + BLOCK
+        if need > JOB:
+            return None
+        if self._buf is not None and JOB - self._fill < need:
+            self._end_group()
+        if self._buf is None:
+            self._buf, self._fill = self._new_buffer(), 0
+        at, view = self._fill + room, memoryview(self._buf)
+        got = 0
+        while got <= size and (n := f.readinto(view[at + got : at + size + 1])):
+            got += n
+        self._read = _Read(self._fill, room, got)
+        return view[at : at + got]
+
+    def commit(self, name: str, digest: MemberDigest, inspect: bool = False) -> None:
+        """Keep the file `read_into` read as member `name` (`digest` being the caller's hash of it)."""
+        read, self._read = self._read, None
+        assert read is not None and self._buf is not None and digest.size == read.size
+        header = tar_header(name, read.size)
+        if len(header) != read.room:
+            raise ValueError(f"the header of {name!r} takes {len(header)} bytes, not {read.room}")
+        if name in self._group.members:
+            raise ValueError(f"{name!r} is in the group being filled already")
+        self._buf[read.at : read.at + read.room] = header
+        start = read.at + read.room
+        self._fill = start + read.size
+        self._put(padding(read.size))
+        self._record(name, digest, inspect, start, start + read.size)
+
+    def drop(self) -> None:
+        """Forget what `read_into` read (the member was added already, or it changed)."""
+        self._read = None
+
+    def _record(self, name: str, digest: MemberDigest, inspect: bool, start: int, end: int) -> None:
+        self._group.members[name] = digest
+        if inspect and self.inspect is not None:
+            self._look.append((name, digest.sha256, start, end))
+        if self._fill >= FILL:
+            self._submit(end_group=True)
+
+    def flush(self) -> None:
+        """Compress what is pending and wait for every frame: `groups` and `verdicts` are then complete."""
+        self._end_group()
+        while self._inflight:
+            self._collect()
+
+    def usable(self, members: Mapping[str, MemberDigest]) -> list[Group]:
+        """The groups to copy, in order: whole, each member still that member of `members`, none already in
+        an earlier group taken (content rewritten, then rewritten back)."""
+        self.flush()
+        taken: set[str] = set()
+        out = []
+        for group in self.groups:
+            if group.broken or not all(members.get(n) == d for n, d in group.members.items()):
+                continue
+            if taken.isdisjoint(group.members):
+                taken.update(group.members)
+                out.append(group)
+        return out
+
+    def copy(self, group: Group, write: Callable[[bytes], object]) -> None:
+        """Pass a group's frames to `write`, as they are."""
+        assert self._file is not None  # a group has frames, so the file exists
+        try:
+            for offset, length in group.frames:
+                self._file.seek(offset)
+                while length > 0:
+                    data = self._file.read(min(length, CHUNK))
+                    if not data:
+                        raise OSError("the spool's temp file ended early")
+                    write(data)
+                    length -= len(data)
+        except OSError as e:
+            raise self._error(e) from e
+        self._file.seek(0, os.SEEK_END)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            for future, _, _ in self._inflight:
+                future.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._inflight.clear()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._buf, self._fill, self._free, self._look, self._read = None, 0, [], [], None
+        self._group, self.groups = Group(), []
+        self.verdicts.clear()
+
+    def _new_buffer(self) -> bytearray:
+        return self._free.pop() if self._free else bytearray(JOB)
+
+    def _put(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            if self._buf is None:
+                self._buf, self._fill = self._new_buffer(), 0
+            k = min(len(view), JOB - self._fill)
+            self._buf[self._fill : self._fill + k] = view[:k]
+            self._fill += k
+            view = view[k:]
+            if self._fill == JOB:
+                self._submit(end_group=False)
+
+    def _end_group(self) -> None:
+        if self._buf is not None and self._fill:
+            self._submit(end_group=True)
+        elif self._group.members or self._group.broken:  # its last job was submitted full
+            self.groups.append(self._group)
+            self._group = Group()
+
+    def _submit(self, end_group: bool) -> None:
+        assert self._buf is not None
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="runner-pack")
+        buf, group, look = self._buf, self._group, self._look
+        future = self._pool.submit(self._work, memoryview(buf)[: self._fill], look)
+        self._inflight.append((future, buf, group))
+        self._buf, self._fill, self._look = None, 0, []
+        self._jobs += 1
+        if end_group:
+            self.groups.append(group)
+            self._group = Group()
+        while len(self._inflight) > self._workers:
+            self._collect()
+
+    def _work(self, data: memoryview, look: list[tuple[str, str, int, int]]) -> _Done:
+        verdicts = {}
+        for name, sha256, start, end in look:
+            try:
+                verdicts[(name, sha256)] = bool(self.inspect and self.inspect(name, data[start:end]))
+            except Exception:  # the pass itself will look at the member, and say what is wrong
+                verdicts[(name, sha256)] = False
+        if not all(verdicts.values()):
+            return None, verdicts
+        cctx: zstandard.ZstdCompressor | None = getattr(self._local, "cctx", None)
+        if cctx is None:
+            cctx = self._local.cctx = zstandard.ZstdCompressor(level=self._level, write_checksum=True)
+        return cctx.compress(data), verdicts
+
+    def _collect(self) -> None:
+        future, buf, group = self._inflight.popleft()
+        frame, verdicts = future.result()
+        self._free.append(buf)
+        self.verdicts.update(verdicts)
+        if frame is None:
+            group.broken = True
             return
         try:
-            if self._writer is None:
-                if self._file is not None:
-                    raise RuntimeError("the spool was finished; no member can be added to it")
+            if self._file is None:
                 self._folder.mkdir(parents=True, exist_ok=True)  # a builder's staging folder is made lazily
                 fd, path = tempfile.mkstemp(dir=self._folder, prefix=".spool-")
                 os.unlink(path)  # nothing to clean up whatever happens: the file goes with its descriptor
                 self._file = os.fdopen(fd, "w+b")
-                cctx = zstandard.ZstdCompressor(level=self._level, threads=-1, write_checksum=True)
-                self._writer = cctx.stream_writer(cast(IO[bytes], self._file), closefd=False)
-            self._writer.write(tar_header(name, len(data)))
-            self._writer.write(data)
-            self._writer.write(padding(len(data)))
+            group.frames.append((self._file.tell(), len(frame)))
+            self._file.write(frame)
         except OSError as e:
-            raise PackError(
-                f"cannot write the pack's members to a temp file in {self._folder}: {e.strerror or e}; "
-                "check that folder has space (set TMPDIR to another)"
-            ) from e
-        self.entries[name] = MemberDigest(sha256=sha256, size=len(data))
+            raise self._error(e) from e
 
-    def usable(self, members: Mapping[str, MemberDigest]) -> bool:
-        """Whether every entry is still the member of that name in `members`."""
-        return bool(self.entries) and all(members.get(n) == d for n, d in self.entries.items())
-
-    def copy(self, write: Callable[[memoryview], object]) -> None:
-        """Pass the whole frame to `write` in chunks."""
-        if self._writer is not None:
-            self._writer.flush(zstandard.FLUSH_FRAME)
-            self._writer = None
-        assert self._file is not None  # usable() holds: there are entries
-        self._file.seek(0)
-        for chunk in chunks(self._file):
-            write(chunk)
-
-    def close(self) -> None:
-        self._writer = None
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self.entries.clear()
+    def _error(self, e: OSError) -> PackError:
+        return PackError(
+            f"cannot write the pack's members to a temp file in {self._folder}: {e.strerror or e}; "
+            "check that folder has space (set TMPDIR to another)"
+        )

@@ -19,8 +19,9 @@ from runner.pack import read as pack_read
 from runner.pack import summary as pack_summary
 from runner.pack.manifest import Manifest, dump
 from runner.privacy.crypto import Keyring, PublicKeys
-from runner.privacy.mask import Secret, reveal_text, sealed_secrets
+from runner.privacy.mask import Secret
 from runner.privacy.sign import SignatureCheck, check_signature, sign_manifest
+from runner.privacy.unseal import reveal_text, sealed_secrets
 
 __all__ = ["check_verified", "reveal", "sign_pack", "verify_pack"]
 

@@ -1,4 +1,4 @@
-"""The redaction pass run when a pack is built, and the privileged way back (reveal).
+"""The redaction pass run when a pack is built (the privileged way back is `unseal`).
 
 Inputs: the builder's staged members and the manifest, `PrivacyOptions` (policy name, tenant keyring,
 whether to encrypt payloads, principal). Output: the manifest to write (artifacts renamed after their new
@@ -25,11 +25,15 @@ Rules:
 - With `encrypt_payloads`, prompts/, cassettes/, artifacts/, traces.jsonl, patches/ and workspace/ (the
   dirty baseline and the git bundle) are sealed member by member after redaction, and the manifest's
   command lines and environment values are sealed in `privacy/manifest.bin` (see `sealedmanifest`);
-  `open_payloads` (called by `pack.unpack` with a keyring) opens them and returns the full manifest.
+  `unseal.open_payloads` (called by `pack.unpack` with a keyring) opens them and returns the full manifest.
+- The pass may start before the build: a `Prescan` made with the options the build will use runs the
+  detectors over members as the builder gets them (on threads, bounded memory) and notes those left as
+  they are; `protect` with the same policy and known secrets reads and scans only the others (a verdict
+  that a member is unchanged holds whatever the key: placeholders are only made for what changes).
 - Keys and sealing (`crypto`, `sealedmanifest`) and the cassette format are imported when a pack uses
   them: a build without a keyring or cassettes does not pay for their imports.
 - Patches are redacted too (source code, where secrets hide), so a patch with a secret no longer applies
-  to the unredacted base commit; with the keyring, `open_payloads` puts the original values back into
+  to the unredacted base commit; with the keyring, `unseal.open_payloads` puts the original values back into
   the patches (and the dirty baseline), so a privileged replay applies exactly what was recorded.
 """
 
@@ -40,7 +44,7 @@ import json
 import os
 import secrets as _secrets
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -56,7 +60,6 @@ from runner.pack.manifest import (
     Expectation,
     Manifest,
     MemberDigest,
-    PatchStep,
     Privacy,
     Step,
 )
@@ -77,22 +80,22 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENCRYPTED_PREFIXES",
+    "SEALED_FORMAT",
     "SEALED_MEMBER",
     "Builder",
+    "Prescan",
     "PrivacyOptions",
     "Secret",
-    "open_payloads",
     "protect",
-    "reveal_text",
     "rewrite_text",
-    "sealed_secrets",
+    "scanned",
 ]
 
 SEALED_MEMBER = "privacy/sealed.bin"
 ENCRYPTED_PREFIXES = ("prompts/", "cassettes/", "artifacts/", "traces.jsonl", "patches/", "workspace/")
-_SEALED_FORMAT = "runner-sealed/1"
+SEALED_FORMAT = "runner-sealed/1"
 _ARTIFACT = "artifacts/sha256/"
-_AHEAD = 16 << 20  # member bytes read ahead of the compression (at least one member)
+_AHEAD = 16 << 20  # member bytes read ahead of the rewrites (at least one member)
 
 
 class Builder(Protocol):
@@ -108,8 +111,6 @@ class Builder(Protocol):
     def rewrite_in_place(self, member: str, data: bytes) -> None: ...
 
     def add_bytes(self, member: str, data: bytes) -> MemberDigest: ...
-
-    def precompress(self, member: str, data: bytes, sha256: str | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,14 @@ class _Pass:
         """A command's environment: also token-shaped values whatever their name (ids in JSON are not)."""
         return {k: redact_env_value(k, v, self.redactor, self.policy) for k, v in env.items()}
 
+    def untouched(self, name: str, data: memoryview) -> bool:
+        """True when `member(name, data)` is surely None, decided by the scan alone where it can be (a text
+        member without a possible match); False when not known that cheaply. JSON members go through
+        `member` (escapes and denied keys are only seen once parsed)."""
+        if not name.startswith("cassettes/") and not name.endswith((".json", ".jsonl")):
+            return self.redactor.untouched(data)
+        return self.member(name, bytes(data)) is None
+
     def member(self, name: str, data: bytes) -> bytes | None:
         """The redacted content, or None when the member holds nothing to redact. Bytes that are not
         UTF-8 are scanned too (see `membertext.text_of`) and come back unchanged around the placeholders."""
@@ -236,8 +245,35 @@ class _Pass:
         return json.dumps(redacted.to_json(), ensure_ascii=False, separators=(",", ":")) + end
 
 
-def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Manifest:
-    """Redact every text member and the manifest, seal originals and payloads, add the audit summary."""
+def scanned(name: str) -> bool:
+    """Whether the pass reads a member (not the git bundle, see the module docstring; not its own)."""
+    return name != BUNDLE_PATH and not name.startswith("privacy/")
+
+
+class Prescan:
+    """The detectors run over members as a builder gets them, before `protect` (see the module docstring):
+    `untouched` says whether the pass would surely leave a member as it is, cheaply (a text member with a
+    possible match is left to `protect` at the scan's first hit: a pack holding secrets is not scanned
+    twice over). Its verdicts hold for a `protect` with the same `scope`."""
+
+    def __init__(self, options: PrivacyOptions) -> None:
+        assert options.policy is not None
+        self.scope = (options.policy, options.known)  # what a verdict depends on
+        self._run = _Pass(get(options.policy), _secrets.token_bytes(32), known=options.known)
+
+    def untouched(self, name: str, data: memoryview) -> bool:
+        """Of a member the pass reads (see `scanned`)."""
+        return self._run.untouched(name, data)
+
+
+def protect(
+    builder: Builder,
+    manifest: Manifest,
+    options: PrivacyOptions,
+    untouched: Callable[[str, MemberDigest], bool] | None = None,
+) -> Manifest:
+    """Redact every text member and the manifest, seal originals and payloads, add the audit summary.
+    Members `untouched` says a `Prescan` with these options left as they are are not read again."""
     if options.policy is None:
         if options.encrypt_payloads:
             raise PrivacyError("encrypted payloads need redaction on: pick a policy (e.g. default-v1)")
@@ -248,19 +284,19 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
     run = _Pass(get(options.policy), key or _secrets.token_bytes(32), known=options.known)
     renamed: dict[str, str] = {}  # old sha256 -> new, for artifacts whose content changed
     changed: set[str] = set()
-    names = [n for n in sorted(builder.members) if n != BUNDLE_PATH and not n.startswith("privacy/")]
-    # Read, scanned and hashed on threads (those release the GIL), up to _AHEAD bytes ahead; handed to the
-    # builder's compression and rewritten here in order (deterministic), while each is in memory once.
-    sizes, queue, held = builder.members, iter(names), 0
-    ahead: deque[Future[tuple[bytes, bytes | None, str]]] = deque()
+    members = builder.members
+    names = [n for n in sorted(members) if scanned(n) and not (untouched and untouched(n, members[n]))]
+    # Read, scanned and hashed on threads (those release the GIL), up to _AHEAD bytes ahead; rewritten here
+    # in order (deterministic: the builder compresses what is rewritten as it comes).
+    sizes, queue, held = members, iter(names), 0
+    ahead: deque[Future[tuple[bytes | None, str]]] = deque()
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         for name in names:
             while (not ahead or held < _AHEAD) and (later := next(queue, None)) is not None:
                 ahead.append(pool.submit(_redacted, run, builder, later))
                 held += sizes[later].size
-            data, new, sha256 = ahead.popleft().result()
+            new, sha256 = ahead.popleft().result()
             held -= sizes[name].size
-            builder.precompress(name, data if new is None else new, sha256 or None)
             if new is None:
                 continue
             changed.add(name)
@@ -279,7 +315,7 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
         extra["tenant"] = options.keyring.tenant
         extra["sealed"] = SEALED_MEMBER
         body = {
-            "format": _SEALED_FORMAT,
+            "format": SEALED_FORMAT,
             "secrets": [vars(s) for s in sorted(run.found.values(), key=lambda s: s.token)],
         }
         builder.add_bytes(
@@ -302,11 +338,10 @@ def protect(builder: Builder, manifest: Manifest, options: PrivacyOptions) -> Ma
     return replace(manifest, privacy=privacy)
 
 
-def _redacted(run: _Pass, builder: Builder, name: str) -> tuple[bytes, bytes | None, str]:
-    """A member's content, its redacted content (None when unchanged) and the sha256 of that."""
-    data = builder.member_bytes(name)
-    new = run.member(name, data)
-    return data, new, "" if new is None else hashlib.sha256(new).hexdigest()
+def _redacted(run: _Pass, builder: Builder, name: str) -> tuple[bytes | None, str]:
+    """A member's redacted content (None when unchanged) and the sha256 of that."""
+    new = run.member(name, builder.member_bytes(name))
+    return new, "" if new is None else hashlib.sha256(new).hexdigest()
 
 
 def _redact_manifest(
@@ -394,79 +429,3 @@ def _audit(
         traces=dict(texts).get("traces.jsonl", ""),
         now=options.now,
     )
-
-
-# --- the privileged side -------------------------------------------------------------------------
-
-
-def sealed_secrets(folder: Path, manifest: Manifest, keyring: Keyring) -> tuple[Secret, ...]:
-    """The original values of an unpacked pack's placeholders; PrivacyError without the right key."""
-    if not manifest.privacy.extra.get("sealed"):
-        raise PrivacyError(
-            "this pack keeps no sealed originals (it was built without a keyring); nothing to reveal"
-        )
-    sealed = folder / SEALED_MEMBER
-    if not sealed.is_file():
-        raise PrivacyError(
-            f"privacy.sealed names {SEALED_MEMBER}, which the pack does not hold; it is damaged"
-        )
-    from runner.privacy import crypto
-
-    data = crypto.open_sealed(keyring, sealed.read_bytes(), SEALED_MEMBER)
-    try:
-        body = json.loads(data)
-        if body.get("format") != _SEALED_FORMAT:
-            raise ValueError(f"format {body.get('format')!r}")
-        return tuple(Secret(str(s["token"]), str(s["kind"]), str(s["value"])) for s in body["secrets"])
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise PrivacyError(f"{SEALED_MEMBER}: unreadable sealed secrets ({e}); the pack is damaged") from e
-
-
-def reveal_text(name: str, text: str, secrets: Iterable[Secret]) -> str:
-    """A member's text with every known placeholder back to its original value (JSON stays JSON)."""
-    table = {s.token: s.value for s in secrets}
-
-    def back(t: str) -> str:
-        return PLACEHOLDER_RE.sub(lambda m: table.get(m.group(0), m.group(0)), t)
-
-    return rewrite_text(name, text, back, lambda _, v: back(v))
-
-
-def open_payloads(folder: Path, manifest: Manifest, keyring: Keyring | None) -> Manifest:
-    """Decrypt an unpacked pack's sealed payload members in place (PrivacyError without a usable key);
-    with a keyring, also put the original values back into its patches. Returns the full manifest (its
-    sealed command lines and environment values back in place)."""
-    _decrypt(folder, manifest, keyring)
-    if keyring is None or not manifest.privacy.extra.get("sealed"):
-        return manifest
-    from runner.privacy import sealedmanifest
-
-    manifest = sealedmanifest.restore(folder, manifest, keyring)
-    found = sealed_secrets(folder, manifest, keyring)
-    patches = [s.patch for s in manifest.steps if isinstance(s, PatchStep)]
-    for name in [*patches, *([manifest.git.baseline_patch] if manifest.git.baseline_patch else [])]:
-        path = folder / name
-        text = text_of(path.read_bytes())
-        if "REDACTED_" in text:
-            path.write_bytes(reveal_text(name, text, found).encode("utf-8", "surrogateescape"))
-    return manifest
-
-
-def _decrypt(folder: Path, manifest: Manifest, keyring: Keyring | None) -> None:
-    names = manifest.privacy.extra.get("encrypted_members") or []
-    if not manifest.privacy.encrypted_payloads or not names:
-        return
-    if keyring is None:
-        raise PrivacyError(
-            "this pack's payloads are encrypted; pass the tenant keyring with --key FILE "
-            f"(key id {', '.join(manifest.privacy.key_ids) or 'unknown'})"
-        )
-    from runner.privacy import crypto
-
-    for name in names:
-        if not isinstance(name, str) or name not in (
-            manifest.integrity.members if manifest.integrity else {}
-        ):
-            raise PrivacyError(f"privacy.encrypted_members lists {name!r}, which is not a member of the pack")
-        path = folder / name
-        path.write_bytes(crypto.open_sealed(keyring, path.read_bytes(), name))

@@ -9,6 +9,8 @@ Rules:
   not start with a type name is rewritten as an automaton, so `token: int` is not flagged). The scan also
   flags lines holding `REDACTED_` (placeholders change what the detectors see); lines holding a non-ASCII
   byte are flagged too (Python's classes and case folding are Unicode-aware, the scan's are ASCII).
+- `untouched` tells in one scan, stopping at the first hit, that a text surely needs no detector: its
+  database also holds the literals that send a text through the detectors whole, and any non-ASCII byte.
 - The detectors match within one line (the anchored ones are even applied line by line), so a text whose
   flagged lines are redacted and whose other lines stay as they are is the plain redactor's result. A
   detector that may span lines (compiled with re.S, like private-key blocks, or a known value holding a
@@ -49,7 +51,8 @@ _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=_\s\x1c-\x1f\x80-\xff-]")  # a byte no
 _HITS_PER_LINE = 4  # more hits on a flagged line stop the scan, which resumes after the line (each hit
 # costs a Python call holding the GIL; a line of `token: int` parameters can give dozens). A secret gives one
 # hit a pattern (`_first_end`); a stop costs about a scan of the window, so a few hits go through first.
-_EXTRA = (rb"REDACTED_",)
+_PLACEHOLDER = b"REDACTED_"  # in the database after the detectors, then the whole-text literals
+_LITERAL_MAX = 64  # longer whole-text literals (a known value) are searched for apart
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
 _WINDOW = 1 << 16  # bytes scanned per call, then up to the end of a line
 _SE = "surrogateescape"
@@ -72,27 +75,32 @@ class _Database:
             self._compile(detectors, whole)
         # One without a literal can match anywhere: every text goes through the detectors whole.
         self.everywhere = any(not detectors[i].literals for i in whole)
-        self.literals = tuple(
-            lit.encode("utf-8", _SE) for i in sorted(whole) for lit in detectors[i].literals
-        )
+        self.literals = tuple(_whole_literals(detectors, whole))
+        self.unscanned = tuple(lit for lit in self.literals if len(lit) > _LITERAL_MAX)  # not in `db`
         self.always = frozenset(whole)
         self._local = threading.local()
 
     def _compile(self, detectors: tuple[Detector, ...], whole: set[int]) -> None:
         self.index = [i for i in range(len(detectors)) if i not in whole]  # the detector of each scan id
-        expressions = [_hs_pattern(detectors[i].pattern) for i in self.index] + list(_EXTRA)
-        flags = [_hs_flags(detectors[i].pattern) for i in self.index] + [0] * len(_EXTRA)
+        literals = [
+            b"".join(b"\\x%02x" % c for c in lit)
+            for lit in (_PLACEHOLDER, *_whole_literals(detectors, whole))
+            if len(lit) <= _LITERAL_MAX
+        ]
+        expressions = [_hs_pattern(detectors[i].pattern) for i in self.index] + literals
+        flags = [_hs_flags(detectors[i].pattern) for i in self.index] + [0] * len(literals)
         # `db` reports every match (to find the lines), `once` each pattern's first (which detectors), with
         # `^` and `$` at every line break (see `detectors_in`).
         self.db = _cached(expressions, flags)
         single = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_MULTILINE
         self.once = _cached(expressions, [f | single for f in flags])
+        self.quick = _cached([*expressions, rb"[\x80-\xff]"], [*flags, 0])  # for `hit`
         # Whether a pattern asserts the start or end of the whole text: a line break is not one of those.
         self.edges = any(_WHOLE_TEXT_ANCHOR.search(e) for e in expressions)
 
     def scratch(self, db: hyperscan.Database) -> hyperscan.Scratch:
-        """This thread's scratch space for `db` (one of this object's two)."""
-        name = "db" if db is self.db else "once"
+        """This thread's scratch space for `db` (one of this object's three)."""
+        name = "db" if db is self.db else "once" if db is self.once else "quick"
         scratch: hyperscan.Scratch | None = getattr(self._local, name, None)
         if scratch is None:
             scratch = hyperscan.Scratch(db)
@@ -122,6 +130,19 @@ class _Database:
             if part:
                 self.once.scan(part.encode("ascii"), match_event_handler=on_match, scratch=scratch)
         return frozenset(found)
+
+    def hit(self, data: bytes | memoryview) -> bool:
+        """Whether a detector may match somewhere in `data`, or it holds a placeholder, a whole-text literal
+        or a non-ASCII byte (the scan stops at the first)."""
+
+        def on_match(_id: int, _start: int, _end: int, _flags: int, _ctx: object) -> bool:
+            return True
+
+        try:
+            self.quick.scan(cast(bytes, data), match_event_handler=on_match, scratch=self.scratch(self.quick))
+        except hyperscan.ScanTerminated:
+            return True
+        return False
 
     def lines(self, data: bytes) -> list[tuple[int, int]]:
         """(start, end) of the runs of lines where a detector may match, `end` at their last newline."""
@@ -156,6 +177,10 @@ class _Database:
             while m := _NON_ASCII.search(data, pos):
                 pos = _line_at(data, pos, m.start(), found) + 1
         return _merged(found)
+
+
+def _whole_literals(detectors: tuple[Detector, ...], whole: set[int]) -> list[bytes]:
+    return [lit.encode("utf-8", _SE) for i in sorted(whole) for lit in detectors[i].literals]
 
 
 def _line_at(data: bytes, floor: int, offset: int, out: list[tuple[int, int]]) -> int:
@@ -359,19 +384,34 @@ class ScanRedactor(Redactor):
         encoded = self._base64(text)
         return encoded if encoded is not None else self._detect(text, self._db.detectors_in)
 
-    def redact(self, data: bytes) -> bytes:
-        """`data` read as text (surrogateescape), redacted, encoded again: `data` itself when unchanged."""
+    def untouched(self, data: bytes | memoryview) -> bool:
+        """True when `redact(data)` is surely `data`, as far as the scan alone tells (no line to look at):
+        False when the detectors would have to look (it may still be unchanged). Stops at the first hit."""
         db = self._db
-        if (
+        return not (
+            db.everywhere
+            or not _NOT_BASE64.search(data)  # it may be one base64 blob
+            or (db.unscanned and any(literal in bytes(data) for literal in db.unscanned))
+            or db.hit(data)
+        )
+
+    def _whole(self, data: bytes) -> bool:
+        """Whether `data` goes through the detectors whole (see the module docstring)."""
+        db = self._db
+        return (
             db.everywhere
             or any(literal in data for literal in db.literals)
             or (not _NOT_BASE64.search(data) and len(data.strip()) >= 16)
-        ):
+        )
+
+    def redact(self, data: bytes) -> bytes:
+        """`data` read as text (surrogateescape), redacted, encoded again: `data` itself when unchanged."""
+        if self._whole(data):
             text = data.decode("utf-8", _SE)
             encoded = self._base64(text)
             new = encoded if encoded is not None else self._detect(text, self._db.detectors_in)
             return data if new == text else new.encode("utf-8", _SE)
-        runs = db.lines(data)
+        runs = self._db.lines(data)
         # All flagged lines in one text: each detector runs once per member, not once per line. Decoding
         # them joined is decoding each (a line ends at an ASCII byte), and encoding gives back the bytes.
         joined = b"\n".join([data[start:end] for start, end in runs]).decode("utf-8", _SE)

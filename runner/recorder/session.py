@@ -145,7 +145,9 @@ class Session:
         b = self._given_baseline or baseline.take(self.out, self._repo, self.options, self._proxy)
         self.privacy, self.git, self._tree, self._history = b.privacy.options(), b.git, b.tree, b.history
         self._started, self.created_at, self._workdir = b.started, b.created_at, b.workdir
-        self._builder = PackBuilder(level=self.options.level, staging_dir=self._workdir / "staging")
+        self._builder = PackBuilder(
+            level=self.options.level, staging_dir=self._workdir / "staging", privacy=self.privacy
+        )
         self._blob_store = BlobStore(self._workdir / "blobs")
         self._baseline = gitstate.diff_trees(self.git, self.git.head_tree, self._tree)
         o, environ = self.options, self.base_env()  # a copy: the agent may change os.environ meanwhile

@@ -1,9 +1,14 @@
-"""Members compressed during the redaction pass: the pack reads as if each were compressed at write time."""
+"""Members compressed as they are added: the pack reads as if each were compressed at write time."""
 
 from __future__ import annotations
 
 import hashlib
+import io
+import tarfile
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
@@ -58,16 +63,36 @@ def test_spooled_members_read_back_as_members_compressed_at_write_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spooled, _ = _build(tmp_path, "spooled.tar.zst")
-    monkeypatch.setattr(Spool, "usable", lambda self, members: False)
+    monkeypatch.setattr(Spool, "usable", lambda self, members: [])
     plain, _ = _build(tmp_path, "plain.tar.zst")
-    assert _frames(spooled) == 3  # manifest, the spooled members, the rest (bundle, end of archive)
-    assert _frames(plain) == 1
+    assert _frames(spooled) >= 3  # manifest, the groups copied, the members compressed again, the end
     assert dict(raw_members(spooled)) == dict(raw_members(plain))
     assert raw_members(spooled)[0][0] == "manifest.yaml"
     out = pack_read.unpack(spooled, tmp_path / "out")
     blobs = [p.read_bytes() for p in (tmp_path / "out/artifacts/sha256").iterdir()]
     assert len(blobs) == 3 and not any(SECRET.encode() in b for b in blobs)
     assert len({a.path for a in out.manifest.artifacts}) == 3
+
+
+def test_groups_whose_members_stand_are_copied_and_the_others_compressed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "FILL", 1)  # a group per member
+    copied: list[list[str]] = []
+    copy = Spool.copy
+
+    def copying(self: Spool, group: spool_module.Group, write: object) -> None:
+        copied.append(list(group.members))
+        copy(self, group, write)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Spool, "copy", copying)
+    out, _ = _build(tmp_path, "p.tar.zst")
+    names = [n for group in copied for n in group]
+    assert len(names) == len(set(names))  # each member once
+    members = dict(raw_members(out))
+    assert set(names) == set(members) - {"manifest.yaml"}
+    secret_free = [n for n, data in members.items() if n.startswith("artifacts/")]
+    assert all(SECRET.encode() not in members[n] for n in secret_free)
 
 
 def test_spooled_build_is_deterministic(tmp_path: Path) -> None:
@@ -90,56 +115,129 @@ def test_a_file_changed_after_it_was_spooled_is_refused(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
 
 
-def test_the_spool_is_used_only_while_every_entry_is_still_that_member(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, 3)
-    assert not spool.usable({})
-    spool.add("env/a.txt", b"a", "1" * 64)
-    spool.add("env/a.txt", b"a", "1" * 64)  # a name is spooled once
-    assert list(spool.entries) == ["env/a.txt"]
-    assert spool.usable({"env/a.txt": MemberDigest("1" * 64, 1), "env/b.txt": MemberDigest("2" * 64, 1)})
-    assert not spool.usable({"env/a.txt": MemberDigest("2" * 64, 1)})  # rewritten since (sealed)
-    assert not spool.usable({"env/b.txt": MemberDigest("2" * 64, 1)})
+def _entries(spool: Spool, group: spool_module.Group) -> bytes:
     chunks: list[bytes] = []
-    spool.copy(chunks.append)
-    assert zstandard.ZstdDecompressor().decompressobj().decompress(b"".join(chunks))[512:513] == b"a"
-    with pytest.raises(RuntimeError, match="finished"):
-        spool.add("env/b.txt", b"b", "2" * 64)
+    spool.copy(group, chunks.append)
+    data, out = b"".join(chunks), b""
+    while data:
+        reader = zstandard.ZstdDecompressor().decompressobj()
+        out += reader.decompress(data)
+        data = reader.unused_data
+    return out
+
+
+def test_a_group_is_copied_only_while_every_member_in_it_is_still_that_member(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 3)
+    a = spool.add("env/a.txt", 1, [b"a"])
+    assert a == MemberDigest(hashlib.sha256(b"a").hexdigest(), 1)
+    b = spool.add("env/b.txt", 1, [b"b"], sha256="2" * 64)  # the caller's hash of bytes is taken as given
+    assert b == MemberDigest("2" * 64, 1)
+    assert spool.usable({}) == []
+    (group,) = spool.usable({"env/a.txt": a, "env/b.txt": b, "env/c.txt": a})
+    assert group.members == {"env/a.txt": a, "env/b.txt": b} and group.size == 2
+    assert not spool.usable({"env/a.txt": MemberDigest("3" * 64, 1), "env/b.txt": b})  # rewritten since
+    assert not spool.usable({"env/b.txt": b})  # a member gone (an artifact renamed by its redaction)
+    entries = _entries(spool, group)
+    assert entries[512:513] == b"a" and entries[1536:1537] == b"b"
     spool.close()
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_pass_reads_a_bounded_number_of_bytes_ahead_of_the_compression(
+def test_a_member_read_short_or_long_breaks_its_group(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 3)
+    assert spool.add("env/a.txt", 5, [b"abc"]).size == 3  # the file shrank while read
+    spool.add("env/b.txt", 1, [b"b"])
+    assert spool.usable({"env/b.txt": MemberDigest(hashlib.sha256(b"b").hexdigest(), 1)}) == []
+    other = Spool(tmp_path, 3)
+    assert other.add("env/a.txt", 2, [b"ab", b"c"]).size == 3  # it grew
+    assert other.usable({}) == [] and other.groups[0].broken
+
+    def failing() -> Iterator[bytes]:
+        yield b"a"
+        raise OSError("I/O error")
+
+    third = Spool(tmp_path, 3)
+    with pytest.raises(OSError):
+        third.add("env/a.txt", 2, failing())
+    third.add("env/a.txt", 1, [b"a"])  # added again, in the same group: that group stays broken
+    assert third.usable({"env/a.txt": MemberDigest(hashlib.sha256(b"a").hexdigest(), 1)}) == []
+    for s in (spool, other, third):
+        s.close()
+
+
+def test_jobs_end_at_a_member_past_fill_or_when_full_and_groups_never_cut_a_member(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "JOB", 4096)
+    monkeypatch.setattr(spool_module, "FILL", 2048)
+    spool = Spool(tmp_path, 3, workers=2)
+    members = {}
+    contents = {f"env/{i}.txt": bytes([65 + i]) * (300 if i % 3 else 9000) for i in range(12)}
+    for name, data in contents.items():
+        members[name] = spool.add(name, len(data), [data[:100], data[100:]])
+        assert len(spool._inflight) <= 2  # memory stays bounded
+    groups = spool.usable(members)
+    assert [n for g in groups for n in g.members] == list(contents)
+    assert any(len(g.frames) > 1 for g in groups)  # a member larger than a job spans frames
+    assert all(len(g.frames) == 1 for g in groups if g.size < 2048)
+    assert len(spool._free) <= 3  # job buffers are used again
+    with tarfile.open(fileobj=io.BytesIO(b"".join(_entries(spool, g) for g in groups) + b"\0" * 1024)) as tar:
+        assert {m.name: tar.extractfile(m).read() for m in tar} == contents  # type: ignore[union-attr]
+    spool.close()
+
+
+def test_a_member_added_again_starts_a_group_and_is_copied_once(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 3)
+    first = {"env/a.txt": spool.add("env/a.txt", 1, [b"a"]), "env/b.txt": spool.add("env/b.txt", 1, [b"b"])}
+    rewritten = {**first, "env/a.txt": spool.add("env/a.txt", 2, [b"aa"])}  # in the same open group
+    assert [list(g.members) for g in spool.usable(rewritten)] == [["env/a.txt"]]
+    spool.add("env/a.txt", 1, [b"a"])  # back to its first content
+    (group,) = spool.usable(first)
+    assert list(group.members) == ["env/a.txt", "env/b.txt"]
+    assert _entries(spool, group).count(b"ustar") == 2
+    spool.close()
+
+
+def test_the_pass_reads_a_bounded_number_of_bytes_ahead_of_its_rewrites(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(mask, "_AHEAD", 250)  # bytes: three members of 100 in flight at most
     events: list[str] = []
-    read, spool = pack.PackBuilder.member_bytes, pack.PackBuilder.precompress
+    read, rewrite = pack.PackBuilder.member_bytes, pack.PackBuilder.rewrite
 
     def reading(self: pack.PackBuilder, member: str) -> bytes:
         events.append("read")
         return read(self, member)
 
-    def compressing(self: pack.PackBuilder, member: str, data: bytes, sha256: str | None = None) -> None:
-        events.append("compress")
-        spool(self, member, data, sha256)
+    def rewriting(self: pack.PackBuilder, member: str, data: bytes, sha256: str | None = None) -> str:
+        events.append("rewrite")
+        return rewrite(self, member, data, sha256)
 
     monkeypatch.setattr(pack.PackBuilder, "member_bytes", reading)
-    monkeypatch.setattr(pack.PackBuilder, "precompress", compressing)
+    monkeypatch.setattr(pack.PackBuilder, "rewrite", rewriting)
     with pack.PackBuilder() as b:
         b.add_bytes("workspace/base.bundle", b"bundle")
-        b.add_bytes("env/pip-freeze.txt", b"pytest==8\n")
-        for i in range(20):
-            b.add_artifact(b"%02d" % i * 50, media_type="text/plain", name=f"{i}.log")  # 100 bytes
+        b.add_bytes("env/pip-freeze.txt", b"pytest==8\n")  # read too, not rewritten
+        for i in range(20):  # 100 bytes each, each with a secret
+            b.add_artifact(
+                (b"%02d key " % i + SECRET.encode()).ljust(99) + b"\n",
+                media_type="text/plain",
+                name=f"{i}.log",
+            )
         b.build(make_manifest(), tmp_path / "p.tar.zst", privacy=KEY)
-    ahead = [events[: i + 1].count("read") - events[: i + 1].count("compress") for i in range(len(events))]
-    assert events.count("compress") == 21 and max(ahead) == 3
+    ahead = [events[: i + 1].count("read") - events[: i + 1].count("rewrite") for i in range(len(events))]
+    assert events.count("rewrite") == 20 and max(ahead) == 3
 
 
 def test_a_full_temp_folder_is_a_pack_error_and_leaves_no_pack(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def full(*args: object, **kwargs: object) -> tuple[int, str]:
-        raise OSError(28, "No space left on device")
+    mkstemp = tempfile.mkstemp
+
+    def full(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        if kwargs.get("prefix") == ".spool-":
+            raise OSError(28, "No space left on device")
+        return mkstemp(*args, **kwargs)
 
     monkeypatch.setattr(spool_module.tempfile, "mkstemp", full)
     with pytest.raises(PackError, match="No space left on device; check that folder has space"):
@@ -158,3 +256,156 @@ def test_a_builder_can_build_twice(tmp_path: Path) -> None:
     assert first.integrity and second.integrity
     assert second.integrity.members == {**first.integrity.members, "env/uv.lock": MemberDigest(SHA_X, 2)}
     assert dict(raw_members(tmp_path / "b.tar.zst"))["env/uv.lock"] == b"x\n"
+
+
+def _reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    read, names = pack.PackBuilder.member_bytes, []
+
+    def reading(self: pack.PackBuilder, member: str) -> bytes:
+        names.append(member)
+        return read(self, member)
+
+    monkeypatch.setattr(pack.PackBuilder, "member_bytes", reading)
+    return names
+
+
+CLEAN = b"2026-01-01 INFO all good, nothing to see.\n" * 200
+CLEAN_MEMBER = f"artifacts/sha256/{hashlib.sha256(CLEAN).hexdigest()}"
+
+
+def _session(b: pack.PackBuilder, tmp_path: Path) -> None:
+    (tmp_path / "clean.log").write_bytes(CLEAN)
+    (tmp_path / "secret.log").write_bytes(f"2026-01-01 INFO key {SECRET} used.\n".encode() * 20)
+    b.add_bytes("workspace/base.bundle", b"bundle")
+    b.add_bytes("env/pip-freeze.txt", b"pytest==8.3.1\n")
+    b.add_bytes("env/settings.json", b'{"password": "hunter2", "ok": 1}')  # denied key: JSON rules
+    b.add_artifact(tmp_path / "clean.log", media_type="text/plain", name="clean.log")
+    b.add_artifact(tmp_path / "secret.log", media_type="text/plain", name="secret.log")
+
+
+def test_members_the_pass_found_untouched_as_they_were_added_are_not_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "FILL", 1)  # a group per member
+    reads = _reads(monkeypatch)
+    with pack.PackBuilder(privacy=KEY) as b:
+        _session(b, tmp_path)
+        b.build(make_manifest(), tmp_path / "ahead.tar.zst")
+    assert len(reads) == 2 and "env/settings.json" in reads  # and the secret log, renamed since
+    assert CLEAN_MEMBER not in reads and "env/pip-freeze.txt" not in reads
+    monkeypatch.setattr(mask.Prescan, "untouched", lambda self, name, data: False)
+    with pack.PackBuilder(privacy=KEY) as b:
+        _session(b, tmp_path)
+        b.build(make_manifest(), tmp_path / "plain.tar.zst")
+    assert len(reads) == 2 + 4
+    members = dict(raw_members(tmp_path / "ahead.tar.zst"))
+    assert members == dict(raw_members(tmp_path / "plain.tar.zst"))
+    assert members[CLEAN_MEMBER] == CLEAN
+    assert not any(SECRET.encode() in data or b"hunter2" in data for data in members.values())
+
+
+def test_a_build_with_other_options_than_the_builder_s_reads_every_member(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads = _reads(monkeypatch)
+    known = mask.Secret("REDACTED_credential_0123456789ab", "credential", "all good")  # a value the proxy saw
+    with pack.PackBuilder(privacy=KEY) as b:
+        _session(b, tmp_path)
+        b.build(
+            make_manifest(),
+            tmp_path / "p.tar.zst",
+            privacy=PrivacyOptions(redaction_key=b"k" * 32, known=(known,)),
+        )
+    assert CLEAN_MEMBER in reads and "env/pip-freeze.txt" in reads
+    members = dict(raw_members(tmp_path / "p.tar.zst"))
+    assert not any(b"all good" in data for data in members.values())
+
+
+def test_files_larger_than_a_job_are_hashed_then_read_again_and_one_content_is_one_member(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "JOB", 8192)
+    monkeypatch.setattr(spool_module, "FILL", 4096)
+    big, small = b"large log line.\n" * 2000, b"small log line.\n" * 100
+    for name, data in (("big", big), ("big-again", big), ("small", small), ("small-again", small)):
+        (tmp_path / name).write_bytes(data)
+    with pack.PackBuilder(privacy=KEY) as b:
+        b.add_bytes("workspace/base.bundle", b"bundle")
+        b.add_file("env/pip-freeze.txt", tmp_path / "big")  # a named member larger than a job: by pieces
+        digests = [b.add_artifact(tmp_path / n, name=n) for n in ("big", "big-again", "small", "small-again")]
+        b.build(make_manifest(), tmp_path / "p.tar.zst")
+    assert digests == [hashlib.sha256(d).hexdigest() for d in (big, big, small, small)]
+    members = dict(raw_members(tmp_path / "p.tar.zst"))
+    assert members["env/pip-freeze.txt"] == big
+    assert (
+        members[f"artifacts/sha256/{digests[0]}"] == big
+        and members[f"artifacts/sha256/{digests[2]}"] == small
+    )
+    assert len([n for n in members if n.startswith("artifacts/")]) == 2
+
+
+def test_a_file_that_grows_while_read_is_refused_and_the_builder_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "growing.log"
+    log.write_bytes(b"line.\n" * 100)
+    read_into = Spool.read_into
+
+    def growing(self: Spool, f: Any, size: int, room: int) -> memoryview | None:
+        with log.open("ab") as more:
+            more.write(b"one more line.\n")
+        return read_into(self, f, size, room)
+
+    with pack.PackBuilder(privacy=KEY) as b:
+        b.add_bytes("workspace/base.bundle", b"bundle")
+        with monkeypatch.context() as m:
+            m.setattr(Spool, "read_into", growing)
+            with pytest.raises(PackError, match="changed while it was being added"):
+                b.add_artifact(log, name="growing.log")
+        digest = b.add_artifact(log, name="growing.log")
+        b.add_bytes("env/pip-freeze.txt", b"pytest==8\n")
+        b.build(make_manifest(), tmp_path / "p.tar.zst")
+    assert dict(raw_members(tmp_path / "p.tar.zst"))[f"artifacts/sha256/{digest}"] == log.read_bytes()
+
+
+def test_inspect_runs_on_members_whole_in_one_job_and_a_failing_one_says_false(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spool_module, "JOB", 4096)
+    monkeypatch.setattr(spool_module, "FILL", 2048)
+    seen: list[tuple[str, bytes]] = []
+
+    def inspect(name: str, data: memoryview) -> bool:
+        seen.append((name, bytes(data)))
+        if name == "env/boom.txt":
+            raise RuntimeError("boom")
+        return True
+
+    spool = Spool(tmp_path, 3)
+    spool.inspect = inspect
+    kept = spool.add("env/kept.txt", 3000, [b"k" * 3000], inspect=True)  # a job of its own, compressed
+    a = spool.add("env/a.txt", 3, [b"abc"], inspect=True)
+    spool.add("env/not-asked.txt", 3, [b"xyz"])
+    boom = spool.add("env/boom.txt", 4, [b"boom"], inspect=True)
+    spans = spool.add("env/long.txt", 6000, [b"L" * 6000], inspect=True)  # across two jobs
+    spool.flush()
+    assert sorted(seen) == [("env/a.txt", b"abc"), ("env/boom.txt", b"boom"), ("env/kept.txt", b"k" * 3000)]
+    assert spool.verdicts == {
+        ("env/kept.txt", kept.sha256): True,
+        ("env/a.txt", a.sha256): True,
+        ("env/boom.txt", boom.sha256): False,
+    }
+    assert ("env/long.txt", spans.sha256) not in spool.verdicts
+    # The job holding a member likely to be rewritten is not compressed: its group is never copied.
+    (kept_group,) = [g for g in spool.groups if "env/kept.txt" in g.members]
+    (boom_group,) = [g for g in spool.groups if "env/boom.txt" in g.members]
+    assert kept_group.frames and not kept_group.broken
+    assert boom_group.broken and len(boom_group.frames) == 1  # the job with boom.txt was not compressed
+    with (tmp_path / "f").open("wb") as f:
+        f.write(b"12345")
+    with open(tmp_path / "f", "rb", buffering=0) as f:
+        view = spool.read_into(f, 5, 512)
+        assert view is not None and bytes(view) == b"12345"
+        with pytest.raises(ValueError, match="takes"):
+            spool.commit("env/" + "x" * 200 + ".txt", MemberDigest("0" * 64, 5))  # a longer header
+    spool.close()

@@ -220,7 +220,7 @@ def test_compiled_databases_are_kept_and_a_damaged_one_is_compiled_again(
     text = b"ok\n" * 10 + b"password=hunter2secret\n" + b"ok\n" * 10
     first = _Database(DETECTORS).lines(text)
     kept = sorted((tmp_path / "runner/hyperscan").iterdir())
-    assert len(kept) == 2 and first == [(30, 52)]
+    assert len(kept) == 3 and first == [(30, 52)]
     stamps = [p.stat().st_mtime_ns for p in kept]
     assert _Database(DETECTORS).lines(text) == first  # loaded, not written again
     assert [p.stat().st_mtime_ns for p in kept] == stamps
@@ -228,3 +228,41 @@ def test_compiled_databases_are_kept_and_a_damaged_one_is_compiled_again(
         p.write_bytes(p.read_bytes()[:-100] + b"x" * 100)
     assert _Database(DETECTORS).lines(text) == first
     assert all(hashlib.sha256(p.read_bytes()[32:]).digest() == p.read_bytes()[:32] for p in kept)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(LINE, min_size=1, max_size=30))
+def test_a_text_said_untouched_is_one_the_detectors_leave_as_it_is(lines: list[str]) -> None:
+    data = padded(lines).encode("utf-8", "surrogatepass")
+    scan = ScanRedactor(KEY, DETECTORS)
+    untouched = scan.untouched(data)
+    assert untouched == scan.untouched(memoryview(bytearray(data)))  # the builder hands job buffers
+    if untouched:
+        assert scan.redact(data) is data
+        assert Redactor(KEY, DETECTORS).text(data.decode("utf-8", "surrogateescape")) == data.decode(
+            "utf-8", "surrogateescape"
+        )
+
+
+def test_untouched_is_said_of_plain_noise_and_never_of_a_secret_a_placeholder_or_a_blob() -> None:
+    scan = ScanRedactor(KEY, DETECTORS)
+    noise = [line for line in NOISE if line.isascii()] * 20
+
+    def text(*lines: str) -> bytes:
+        return "\n".join([*noise, *lines, *noise]).encode("utf-8")
+
+    assert scan.untouched(text())
+    for p in PLANTED:  # a base64 blob inside a text is only a secret to the JSON rules (see mask)
+        assert scan.untouched(text(f"x {p.context} y")) == (p.kind == "base64"), p.kind
+    placeholder = Redactor(KEY).placeholder("hunter2hunter2", "password")
+    for odd in (placeholder, "café", "-----BEGIN OPENSSH PRIVATE KEY-----"):
+        assert not scan.untouched(text(odd)), odd
+    assert not scan.untouched(base64.b64encode(b"just a blob " * 10))
+
+
+def test_a_known_value_too_long_for_the_database_is_looked_for_apart() -> None:
+    value = "cookie-" + "x9" * 40_000
+    known = (Detector("credential", re.compile(re.escape(value)), literals=(value,)), *DETECTORS)
+    scan = ScanRedactor(KEY, known)
+    assert scan.untouched(b"no secret here.\n" * 100)
+    assert not scan.untouched(memoryview(f"Set: {value} end\n".encode() * 3))
