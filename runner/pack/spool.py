@@ -185,6 +185,7 @@ class Spool:
         self._end_group()
         while self._inflight:
             self._collect()
+        self._free = []  # the next job, if any, takes a new buffer: memory goes back meanwhile
 
     def usable(self, members: Mapping[str, MemberDigest]) -> list[Group]:
         """The groups to copy, in order: whole, each member still that member of `members`, none already in
