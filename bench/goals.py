@@ -2,7 +2,10 @@
 
 `Goal(name, value, limit, op, unit)` prints as `name: value (goal op limit): met|missed`, the verdict computed
 from the numbers. `write(name, settings, goals, **data)` writes bench/out/<name>.json with the settings, the
-machine (cores, load average before and after) and each goal with its verdict.
+machine (cores, load average before and after, how busy it was when `settle` let the bench start) and each
+goal with its verdict. `settle()` waits (a minute and a half at most) until the other processes leave the
+CPUs at least 90 % idle over a second: what an earlier bench leaves behind (containers stopping, a spare
+proxy starting) then does not land in a throughput measurement.
 
 Importing this module compiles runner/ and proxy/ to bytecode (`compileall`, which writes even under
 PYTHONDONTWRITEBYTECODE): the processes a bench starts then load the runner as an installed one does (its
@@ -15,12 +18,14 @@ import compileall
 import json
 import os
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 OUT = Path(__file__).resolve().parent / "out"
 LOAD_AT_START = os.getloadavg()
+_SETTLED: dict[str, float] = {}
 for _package in ("runner", "proxy"):
     compileall.compile_dir(OUT.parents[1] / _package, quiet=1)
 
@@ -58,7 +63,32 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "load_average_at_start": [round(x, 2) for x in LOAD_AT_START],
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        **({"busy_before_measuring": _SETTLED} if _SETTLED else {}),
     }
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def settle(idle: float = 0.9, wait: float = 90.0) -> float:
+    """Wait until the CPUs were at least `idle` idle over the last second (or `wait` seconds passed);
+    print and return how busy they were then (a fraction)."""
+    start = time.monotonic()
+    while True:
+        busy0, total0 = _cpu_times()
+        time.sleep(1.0)
+        busy1, total1 = _cpu_times()
+        busy = (busy1 - busy0) / max(total1 - total0, 1)
+        if busy <= 1 - idle or time.monotonic() - start >= wait:
+            break
+    waited = time.monotonic() - start
+    _SETTLED.update(busy=round(busy, 3), waited_s=round(waited, 1))
+    print(f"machine {busy:.0%} busy before measuring (waited {waited:.0f} s for it to settle)")
+    return busy
 
 
 def report(goals: list[Goal]) -> None:

@@ -175,7 +175,7 @@ def main() -> None:
     # The measuring side's own imports: the measured children (above) do not pay for them.
     from importlib import metadata
 
-    from goals import Goal, report, write
+    from goals import Goal, report, settle, write
     from rich.console import Console
     from rich.table import Table
 
@@ -208,6 +208,7 @@ def main() -> None:
             "cli unpack": ["bash", "-c", f"zstd -dc {tmp / 'cli.tar.zst'} | tar -x -C {tmp / 'cli-out'}"],
             "runner unpack": [*me, "--_unpack", str(tmp / "runner.tar.zst"), str(tmp / "runner-out")],
         }
+        settle()
         tried: dict[str, list[Run]] = {name: [] for name in sides}
         for round_ in range(args.rounds):
             with console.status(f"round {round_ + 1} of {args.rounds}: build and unpack, runner and the CLI"):

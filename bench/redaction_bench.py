@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from goals import Goal, report, write  # noqa: E402
+from goals import Goal, report, settle, write  # noqa: E402
 
 from runner.pack.build import PackBuilder  # noqa: E402
 from runner.privacy.mask import PrivacyOptions  # noqa: E402
@@ -91,6 +91,7 @@ def main() -> None:
         f"policy default-v1, best of {args.rounds} builds each way, hyperscan {metadata.version('hyperscan')}"
     )
     runs: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
+    settle()
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.rounds):
             runs["off"].append(build(data, Path(tmp), PrivacyOptions(policy=None), "off.tar.zst"))
