@@ -48,6 +48,7 @@ __all__ = ["ScanRedactor"]
 
 _SMALL = 512  # texts shorter than this go straight to the detectors: the scan would cost more
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=_\s\x1c-\x1f\x80-\xff-]")  # a byte no base64 blob holds
+_LOOK_AT_MOST = 64  # flagged lines `untouched` looks at before leaving a text to the pass
 _HITS_PER_LINE = 4  # more hits on a flagged line stop the scan, which resumes after the line (each hit
 # costs a Python call holding the GIL; a line of `token: int` parameters can give dozens). A secret gives one
 # hit a pattern (`_first_end`); a stop costs about a scan of the window, so a few hits go through first.
@@ -144,12 +145,14 @@ class _Database:
             return True
         return False
 
-    def lines(self, data: bytes) -> list[tuple[int, int]]:
-        """(start, end) of the runs of lines where a detector may match, `end` at their last newline."""
+    def lines(self, data: bytes, most: int | None = None) -> list[tuple[int, int]] | None:
+        """(start, end) of the runs of lines where a detector may match, `end` at their last newline; None
+        as soon as more than `most` lines are flagged, when given."""
         # hyperscan reads any buffer; its stubs say str or bytes.
         view, scratch = cast(bytes, memoryview(data)), self.scratch(self.db)
         found: list[tuple[int, int]] = []
         line = [0, -1, 0]  # the last flagged line's start and end, and how many more hits it had
+        limit = len(data) if most is None else most
 
         def on_match(_id: int, _start: int, end: int, _flags: int, base: object) -> bool:
             last = cast(int, base) + end - 1  # the match's last byte
@@ -158,7 +161,7 @@ class _Database:
                 return line[2] >= _HITS_PER_LINE  # stop; the scan resumes after this line
             line[1] = _line_at(data, cast(int, base), last, found)
             line[0], line[2] = found[-1][0], 0
-            return False
+            return len(found) > limit
 
         pos = 0
         while pos < len(data):
@@ -171,11 +174,15 @@ class _Database:
                     self.db.scan(view[pos:stop], match_event_handler=on_match, context=pos, scratch=scratch)
                     pos = stop
                 except hyperscan.ScanTerminated:
+                    if len(found) > limit:
+                        return None
                     pos = line[1] + 1
         if not data.isascii():
             pos = 0
             while m := _NON_ASCII.search(data, pos):
                 pos = _line_at(data, pos, m.start(), found) + 1
+                if len(found) > limit:
+                    return None
         return _merged(found)
 
 
@@ -385,15 +392,25 @@ class ScanRedactor(Redactor):
         return encoded if encoded is not None else self._detect(text, self._db.detectors_in)
 
     def untouched(self, data: bytes | memoryview) -> bool:
-        """True when `redact(data)` is surely `data`, as far as the scan alone tells (no line to look at):
-        False when the detectors would have to look (it may still be unchanged). Stops at the first hit."""
+        """True when `redact(data)` is surely `data`: the scan finds nothing, or the detectors change none
+        of the few lines it flags. False: it may change (a base64-like text, many flagged lines, or a
+        change). Costs one scan stopping at the first hit when the text is clean."""
         db = self._db
-        return not (
+        if (
             db.everywhere
             or not _NOT_BASE64.search(data)  # it may be one base64 blob
             or (db.unscanned and any(literal in bytes(data) for literal in db.unscanned))
-            or db.hit(data)
-        )
+        ):
+            return False
+        if not db.hit(data):
+            return True
+        # A possible match, a placeholder or a non-ASCII byte: the line path of `redact` decides, when few
+        # lines are flagged (a text full of secrets is left to the pass, which pays for them once).
+        data = bytes(data)
+        if self._whole(data):
+            return False
+        runs = db.lines(data, most=_LOOK_AT_MOST)
+        return runs is not None and self._redact_lines(data, runs) is data
 
     def _whole(self, data: bytes) -> bool:
         """Whether `data` goes through the detectors whole (see the module docstring)."""
@@ -412,6 +429,11 @@ class ScanRedactor(Redactor):
             new = encoded if encoded is not None else self._detect(text, self._db.detectors_in)
             return data if new == text else new.encode("utf-8", _SE)
         runs = self._db.lines(data)
+        assert runs is not None  # no limit
+        return self._redact_lines(data, runs)
+
+    def _redact_lines(self, data: bytes, runs: list[tuple[int, int]]) -> bytes:
+        """`data` with its flagged `runs` of lines redacted: `data` itself when unchanged."""
         # All flagged lines in one text: each detector runs once per member, not once per line. Decoding
         # them joined is decoding each (a line ends at an ASCII byte), and encoding gives back the bytes.
         joined = b"\n".join([data[start:end] for start, end in runs]).decode("utf-8", _SE)
