@@ -58,6 +58,7 @@ _FINE_TICK_NS = 100_000_000  # files modified this recently are hashed again at 
 _COARSE_TICK_NS = 2_000_000_000  # ... or this, where timestamps have whole seconds only
 _LIMITS = Limits()
 _ARTIFACTS = "artifacts/sha256/"
+_HOLD = 256 << 20  # bytes members held in memory, at most; the others are written to the staging folder
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class _Source:
     path: Path
     stat: tuple[int, ...]  # _fingerprint when added
     recheck: bool  # hash again at build: the timestamps alone cannot prove it unchanged
+    data: bytes | None = None  # bytes held in memory instead (nothing at `path` then)
 
 
 def _fingerprint(st: os.stat_result) -> tuple[int, ...]:
@@ -72,7 +74,8 @@ def _fingerprint(st: os.stat_result) -> tuple[int, ...]:
 
 
 class PackBuilder:
-    """Collect members (bytes in a private staging folder, files where they are), then `build` a pack.
+    """Collect members (bytes in memory up to 256 MiB, then in a private staging folder; files where they
+    are), then `build` a pack.
 
     `privacy` is what `build` protects the pack with unless told otherwise (None: as $RUNNER_* says); the
     redaction pass starts on what is added with it, so give the options here when they are known. Use as
@@ -102,6 +105,7 @@ class PackBuilder:
         self._folded: set[str] = set()  # casefolded member names
         self._folded_dirs: set[str] = set()  # casefolded folders holding them
         self._spool = Spool(self.staging, level)  # members compressed as they are added
+        self._held = 0  # bytes of the members held in memory (see _HOLD)
         self._privacy = privacy  # what `build` protects with by default (None: as $RUNNER_* says)
         self._prescan: Prescan | None = None  # the privacy pass run as members are added
         self._prescan_off = False
@@ -144,14 +148,24 @@ class PackBuilder:
     def _stage(
         self, member: str, data: bytes, sha256: str | None = None, inspect: bool = False
     ) -> MemberDigest:
+        self._forget(member)
         path = self.staging / member
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        # Only this builder writes in its staging folder: the stat fingerprint is enough at build time.
-        self._sources[member] = _Source(path, _fingerprint(path.stat()), recheck=False)
+        if self._held + len(data) <= _HOLD:  # bytes cannot change: holding them is enough
+            self._held += len(data)
+            self._sources[member] = _Source(path, (), recheck=False, data=data)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            # Only this builder writes in its staging folder: the stat fingerprint is enough at build time.
+            self._sources[member] = _Source(path, _fingerprint(path.stat()), recheck=False)
         inspect = inspect and self._inspecting() and scanned(member)
         self._members[member] = self._spool.add(member, len(data), (data,), sha256, inspect)
         return self._members[member]
+
+    def _forget(self, member: str) -> None:
+        source = self._sources.pop(member, None)
+        if source is not None and source.data is not None:
+            self._held -= len(source.data)
 
     def _options(self) -> PrivacyOptions:
         if self._privacy is None:
@@ -231,6 +245,8 @@ class PackBuilder:
         """The current content of a member added to this builder, checked as `build` checks it (the stat
         fingerprint; the hash too when the file was modified within a timestamp tick of being added)."""
         source, expected = self._sources[member], self._members[member]
+        if source.data is not None:
+            return source.data
         changed = PackError(f"{source.path} ({member}) changed after it was added; add it again")
         try:
             with open(source.path, "rb") as f:
@@ -258,7 +274,8 @@ class PackBuilder:
         if new == member:
             self._stage(member, data, sha256)
             return member
-        del self._members[member], self._sources[member]
+        del self._members[member]
+        self._forget(member)
         self._folded.discard(member.casefold())
         if new not in self._members:
             self._claim(new)
@@ -414,6 +431,8 @@ class PackBuilder:
     def _check_unchanged(self, name: str) -> None:
         """Refuse a member whose source changed since it was added (its spooled copy is what was added)."""
         source = self._sources[name]
+        if source.data is not None:
+            return
         try:
             if _fingerprint(os.stat(source.path)) != source.stat:
                 raise self._changed(name)
@@ -424,10 +443,13 @@ class PackBuilder:
         """Read a member's source into `spool`, refusing it unless it is still what was added."""
         source = self._sources[name]
         try:
-            with open(source.path, "rb", buffering=0) as f:
-                if _fingerprint(os.fstat(f.fileno())) != source.stat:
-                    raise self._changed(name)
-                digest = spool.add(name, expected.size, chunks(f))
+            if source.data is not None:
+                digest = spool.add(name, expected.size, (source.data,))
+            else:
+                with open(source.path, "rb", buffering=0) as f:
+                    if _fingerprint(os.fstat(f.fileno())) != source.stat:
+                        raise self._changed(name)
+                    digest = spool.add(name, expected.size, chunks(f))
         except OSError as e:
             raise PackError(f"cannot read {source.path} for {name}: {e.strerror or e}") from e
         if digest != expected:

@@ -16,6 +16,7 @@ from runner.errors import PackError
 from runner.pack import build as pack
 from runner.pack import manifest as mf
 from runner.pack import read as pack_read
+from runner.privacy.mask import PrivacyOptions
 from tests.pack.conftest import DIFF, REPO
 from tests.packfactory import make_manifest, make_pack, patch, raw_members
 
@@ -55,7 +56,12 @@ def test_artifacts_are_stored_once_however_often_added(tmp_path: Path) -> None:
         assert first == second
         assert [a.name for a in b.artifacts] == ["a.log", "b.log"]
         assert list(b.members) == [f"artifacts/sha256/{first}"]
-        assert len(list((b.staging / "artifacts/sha256").iterdir())) == 1
+        assert b.member_bytes(f"artifacts/sha256/{first}") == b"same log\n"
+        b.add_bytes("workspace/base.bundle", b"bundle")
+        b.add_bytes("env/pip-freeze.txt", b"pytest==8\n")
+        b.build(make_manifest(), tmp_path / "p.tar.zst", privacy=PrivacyOptions(policy=None))
+    names = [n for n, _ in raw_members(tmp_path / "p.tar.zst")]
+    assert names.count(f"artifacts/sha256/{first}") == 1
 
 
 @pytest.mark.parametrize(

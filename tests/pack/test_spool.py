@@ -411,3 +411,25 @@ def test_inspect_runs_on_members_whole_in_one_job_and_a_failing_one_says_false(
         with pytest.raises(ValueError, match="takes"):
             spool.commit("env/" + "x" * 200 + ".txt", MemberDigest("0" * 64, 5))  # a longer header
     spool.close()
+
+
+def test_bytes_are_held_in_memory_up_to_a_budget_then_staged_and_the_pack_is_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def session(out: str) -> tuple[dict[str, bytes], list[Path]]:
+        with pack.PackBuilder(privacy=KEY) as b:
+            b.add_bytes("workspace/base.bundle", b"bundle")
+            b.add_bytes("env/pip-freeze.txt", b"pytest==8.3.1\n")
+            for i in range(6):  # 300 bytes each, two with a secret (rewritten: held or staged too)
+                text = f"{i} key {SECRET} used.\n" if i % 3 == 0 else f"{i} nothing to see here.\n"
+                b.add_artifact(text.encode().ljust(299, b".") + b"\n", name=f"{i}.log")
+            b.build(make_manifest(), tmp_path / out)
+            staged = [p for p in b.staging.rglob("*") if p.is_file() and not p.name.startswith(".spool")]
+        return dict(raw_members(tmp_path / out)), staged
+
+    held, none_staged = session("held.tar.zst")
+    monkeypatch.setattr(pack, "_HOLD", 700)  # two members' worth
+    budget, staged = session("budget.tar.zst")
+    assert none_staged == [] and len(staged) >= 4  # past the budget, members go to the staging folder
+    assert held == budget
+    assert not any(SECRET.encode() in data for data in held.values())
