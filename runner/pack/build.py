@@ -9,8 +9,9 @@ Rules:
   encryption, audit), so the hashes are those of what is written; `signature.json`, if any, is written
   last and is the one member outside `integrity` (it signs the root digest).
 - The builder reads what is added once, hashes it and hands it to its `Spool`, which compresses it on
-  worker threads while the next members are added (files are not copied; bytes are staged). `build` runs
-  the privacy pass (which stages what it rewrites, compressed the same way), writes the manifest's frame,
+  worker threads while the next members are added (files are not copied; bytes are held in memory up to
+  `_HOLD`, then staged in a private folder). `build` runs the privacy pass (what it rewrites is held or
+  staged and compressed the same way), writes the manifest's frame,
   copies the spooled groups whose members all stand as they were spooled, then reads, checks (size and
   sha256) and compresses the other members again (those sharing a group with a rewritten one). It refuses
   any source that changed since it was added, and writes to a temp file next to the destination, fsyncs
