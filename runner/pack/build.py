@@ -50,7 +50,7 @@ from runner.pack.layout import (
 )
 from runner.pack.manifest import Artifact, Integrity, Manifest, MemberDigest
 from runner.pack.spool import Spool
-from runner.privacy.mask import Prescan, PrivacyOptions, protect, scanned
+from runner.privacy.mask import Prescan, PrivacyOptions, is_json, protect, scanned
 
 __all__ = ["DEFAULT_LEVEL", "PackBuilder", "resign"]
 
@@ -184,9 +184,22 @@ class PackBuilder:
                 self._spool.inspect = self._prescan.untouched
         return self._prescan is not None
 
-    def _untouched(self, member: str, digest: MemberDigest) -> bool:
+    def _untouched_under(self, options: PrivacyOptions) -> Callable[[str, MemberDigest], bool] | None:
+        """Whether the pass with `options` leaves a member as it is, by the verdicts of the pass run ahead
+        (see `Prescan.extra_values`); None when they do not carry over."""
+        extra = None if self._prescan is None else self._prescan.extra_values(options)
+        if extra is None:
+            return None
         self._spool.flush()  # every verdict in
-        return self._spool.verdicts.get((member, digest.sha256), False)
+
+        def untouched(member: str, digest: MemberDigest) -> bool:
+            if not self._spool.verdicts.get((member, digest.sha256), False):
+                return False
+            if not extra:
+                return True
+            return not is_json(member) and not any(value in self.member_bytes(member) for value in extra)
+
+        return untouched
 
     def _add_path(self, src_path: Path, member: str | None) -> tuple[str, MemberDigest]:
         """Read `src_path` as `member` (None: an artifact, named by its hash) and record it: straight into
@@ -336,8 +349,7 @@ class PackBuilder:
         if not manifest.artifacts:
             manifest = replace(manifest, artifacts=self.artifacts)
         options = self._options() if privacy is None else privacy
-        ahead = self._prescan is not None and self._prescan.scope == (options.policy, options.known)
-        manifest = protect(self, manifest, options, self._untouched if ahead else None)
+        manifest = protect(self, manifest, options, self._untouched_under(options))
         if signer is None and options.sign and options.keyring is not None:
             from runner.privacy.sign import sign_manifest
 

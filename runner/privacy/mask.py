@@ -86,6 +86,7 @@ __all__ = [
     "Prescan",
     "PrivacyOptions",
     "Secret",
+    "is_json",
     "protect",
     "rewrite_text",
     "scanned",
@@ -213,14 +214,14 @@ class _Pass:
         """True when `member(name, data)` is surely None, decided by the scan alone where it can be (a text
         member without a possible match); False when not known that cheaply. JSON members go through
         `member` (escapes and denied keys are only seen once parsed)."""
-        if not name.startswith("cassettes/") and not name.endswith((".json", ".jsonl")):
+        if not is_json(name):
             return self.redactor.untouched(data)
         return self.member(name, bytes(data)) is None
 
     def member(self, name: str, data: bytes) -> bytes | None:
         """The redacted content, or None when the member holds nothing to redact. Bytes that are not
         UTF-8 are scanned too (see `membertext.text_of`) and come back unchanged around the placeholders."""
-        if not name.startswith("cassettes/") and not name.endswith((".json", ".jsonl")):
+        if not is_json(name):
             return None if (redacted := self.redactor.redact(data)) is data else redacted  # rewrite_text's
         text = text_of(data)
         if name.startswith("cassettes/"):
@@ -254,16 +255,34 @@ class Prescan:
     """The detectors run over members as a builder gets them, before `protect` (see the module docstring):
     `untouched` says whether the pass would surely leave a member as it is, cheaply (a text member with a
     possible match is left to `protect` at the scan's first hit: a pack holding secrets is not scanned
-    twice over). Its verdicts hold for a `protect` with the same `scope`."""
+    twice over). Its verdicts hold for a `protect` with the same policy and known secrets, and, for a text
+    member holding none of them, with more known secrets (`extra_values`)."""
 
     def __init__(self, options: PrivacyOptions) -> None:
         assert options.policy is not None
-        self.scope = (options.policy, options.known)  # what a verdict depends on
+        self.policy, self.known = options.policy, options.known  # what a verdict depends on
         self._run = _Pass(get(options.policy), _secrets.token_bytes(32), known=options.known)
 
     def untouched(self, name: str, data: memoryview) -> bool:
         """Of a member the pass reads (see `scanned`)."""
         return self._run.untouched(name, data)
+
+    def extra_values(self, options: PrivacyOptions) -> tuple[bytes, ...] | None:
+        """The known values `options` has beyond this prescan's, encoded as member bytes hold them; None
+        when its verdicts do not carry over (another policy, or a known secret it had and `options` has
+        not). A verdict is that no detector changed anything, so each detector left the text as it was:
+        with more known values (each found only where it is written out), a text member in which none of
+        them is written is still left as it was. A JSON member's values are read unescaped: not so."""
+        if options.policy != self.policy or not set(self.known) <= set(options.known):
+            return None
+        extra = known_detectors((s.kind, s.value) for s in set(options.known) - set(self.known))
+        values = {literal for detector in extra for literal in detector.literals}  # long enough to count
+        return tuple(value.encode("utf-8", "surrogateescape") for value in sorted(values))
+
+
+def is_json(name: str) -> bool:
+    """Whether the pass reads a member value by value (cassettes, JSON and JSON lines)."""
+    return name.startswith("cassettes/") or name.endswith((".json", ".jsonl"))
 
 
 def protect(

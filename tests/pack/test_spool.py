@@ -7,6 +7,7 @@ import io
 import tarfile
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -306,21 +307,48 @@ def test_members_the_pass_found_untouched_as_they_were_added_are_not_read_again(
     assert not any(SECRET.encode() in data or b"hunter2" in data for data in members.values())
 
 
-def test_a_build_with_other_options_than_the_builder_s_reads_every_member(
+def test_known_secrets_added_at_build_send_back_only_the_members_that_hold_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reads = _reads(monkeypatch)
+    redacted, redact = [], mask._redacted
+
+    def redacting(run: Any, builder: Any, name: str) -> Any:
+        redacted.append(name)
+        return redact(run, builder, name)
+
+    monkeypatch.setattr(mask, "_redacted", redacting)
     known = mask.Secret("REDACTED_credential_0123456789ab", "credential", "all good")  # a value the proxy saw
     with pack.PackBuilder(privacy=KEY) as b:
         _session(b, tmp_path)
-        b.build(
-            make_manifest(),
-            tmp_path / "p.tar.zst",
-            privacy=PrivacyOptions(redaction_key=b"k" * 32, known=(known,)),
-        )
-    assert CLEAN_MEMBER in reads and "env/pip-freeze.txt" in reads
+        b.add_bytes("env/notes.json", b'{"note": "all good"}')  # JSON: looked at again whatever it holds
+        b.add_bytes("env/other.json", b'{"note": "fine"}')
+        b.build(make_manifest(), tmp_path / "p.tar.zst", privacy=replace(KEY, known=(known,)))
+    assert CLEAN_MEMBER in redacted and "env/notes.json" in redacted and "env/other.json" in redacted
+    assert "env/pip-freeze.txt" not in redacted  # cleared ahead, and the new value is not written in it
     members = dict(raw_members(tmp_path / "p.tar.zst"))
     assert not any(b"all good" in data for data in members.values())
+    assert members["env/pip-freeze.txt"] == b"pytest==8.3.1\n"
+
+
+@pytest.mark.parametrize(
+    ("ahead", "at_build"),
+    [
+        (KEY, PrivacyOptions(policy="strict-v1", redaction_key=b"k" * 32)),  # another policy
+        (  # a known secret the build does not have
+            replace(KEY, known=(mask.Secret("REDACTED_credential_0123456789ab", "credential", "hunter22"),)),
+            KEY,
+        ),
+    ],
+    ids=["policy", "fewer-known"],
+)
+def test_verdicts_that_do_not_carry_over_send_every_member_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ahead: PrivacyOptions, at_build: PrivacyOptions
+) -> None:
+    reads = _reads(monkeypatch)
+    with pack.PackBuilder(privacy=ahead) as b:
+        _session(b, tmp_path)
+        b.build(make_manifest(), tmp_path / "p.tar.zst", privacy=at_build)
+    assert CLEAN_MEMBER in reads and "env/pip-freeze.txt" in reads
 
 
 def test_files_larger_than_a_job_are_hashed_then_read_again_and_one_content_is_one_member(
