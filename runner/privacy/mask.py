@@ -28,8 +28,9 @@ Rules:
   `unseal.open_payloads` (called by `pack.unpack` with a keyring) opens them and returns the full manifest.
 - The pass may start before the build: a `Prescan` made with the options the build will use runs the
   detectors over members as the builder gets them (on threads, bounded memory) and notes those left as
-  they are; `protect` with the same policy and known secrets reads and scans only the others (a verdict
-  that a member is unchanged holds whatever the key: placeholders are only made for what changes).
+  they are; `protect` with the same policy and known secrets (or more, for the text members in which
+  none of the new values is written) reads and scans only the others (a verdict that a member is
+  unchanged holds whatever the key: placeholders are only made for what changes).
 - Keys and sealing (`crypto`, `sealedmanifest`) and the cassette format are imported when a pack uses
   them: a build without a keyring or cassettes does not pay for their imports.
 - Patches are redacted too (source code, where secrets hide), so a patch with a secret no longer applies
@@ -307,15 +308,15 @@ def protect(
     names = [n for n in sorted(members) if scanned(n) and not (untouched and untouched(n, members[n]))]
     # Read, scanned and hashed on threads (those release the GIL), up to _AHEAD bytes ahead; rewritten here
     # in order (deterministic: the builder compresses what is rewritten as it comes).
-    sizes, queue, held = members, iter(names), 0
+    queue, held = iter(names), 0
     ahead: deque[Future[tuple[bytes | None, str]]] = deque()
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         for name in names:
             while (not ahead or held < _AHEAD) and (later := next(queue, None)) is not None:
                 ahead.append(pool.submit(_redacted, run, builder, later))
-                held += sizes[later].size
+                held += members[later].size
             new, sha256 = ahead.popleft().result()
-            held -= sizes[name].size
+            held -= members[name].size
             if new is None:
                 continue
             changed.add(name)
