@@ -186,6 +186,11 @@ class _Database:
         return _merged(found)
 
 
+def _base64_like(data: bytes | memoryview) -> bool:
+    """Whether `data` may be one base64 blob, which `Redactor.text` decodes (16 characters at least)."""
+    return not _NOT_BASE64.search(data) and len(bytes(data).strip()) >= 16
+
+
 def _whole_literals(detectors: tuple[Detector, ...], whole: set[int]) -> list[bytes]:
     return [lit.encode("utf-8", _SE) for i in sorted(whole) for lit in detectors[i].literals]
 
@@ -398,7 +403,7 @@ class ScanRedactor(Redactor):
         db = self._db
         if (
             db.everywhere
-            or not _NOT_BASE64.search(data)  # it may be one base64 blob
+            or _base64_like(data)
             or (db.unscanned and any(literal in bytes(data) for literal in db.unscanned))
         ):
             return False
@@ -415,11 +420,7 @@ class ScanRedactor(Redactor):
     def _whole(self, data: bytes) -> bool:
         """Whether `data` goes through the detectors whole (see the module docstring)."""
         db = self._db
-        return (
-            db.everywhere
-            or any(literal in data for literal in db.literals)
-            or (not _NOT_BASE64.search(data) and len(data.strip()) >= 16)
-        )
+        return db.everywhere or any(literal in data for literal in db.literals) or _base64_like(data)
 
     def redact(self, data: bytes) -> bytes:
         """`data` read as text (surrogateescape), redacted, encoded again: `data` itself when unchanged."""

@@ -262,6 +262,8 @@ def test_untouched_is_said_of_plain_noise_and_never_of_a_secret_a_placeholder_or
     assert scan.untouched(text(*["def f(token: int, password: str) -> None:"] * 70))  # not even flagged
     assert not scan.untouched(text("-----BEGIN OPENSSH PRIVATE KEY-----"))  # the whole text is looked at
     assert not scan.untouched(base64.b64encode(b"just a blob " * 10))
+    for short in (b"bench==1\n", b"ok\n", b"0\n", b""):  # too short to be read as a blob: cleared
+        assert scan.untouched(short) and scan.redact(short) is short, short
 
 
 def test_a_known_value_too_long_for_the_database_is_looked_for_apart() -> None:
