@@ -45,6 +45,7 @@ __all__ = [
     "SENSITIVE_PARAMS",
     "Detector",
     "Redactor",
+    "base64_text",
     "collapse",
     "detectors_by_kind",
     "is_sensitive_header",
@@ -249,6 +250,23 @@ EXTRA_DETECTORS: tuple[Detector, ...] = (
 # One base64 blob (standard or URL-safe alphabet, padded or not): decoded and scanned as text.
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}|[A-Za-z0-9_-]{16,}={0,2}")
 
+
+def base64_text(text: str) -> str | None:
+    """The UTF-8 text `text` encodes when it is one base64 blob (16 characters at least, either alphabet)."""
+    blob = text.strip()
+    if len(blob) < 16 or not _BASE64.fullmatch(blob) or "REDACTED_" in blob:
+        return None
+    try:
+        decoded = base64.b64decode(
+            blob + "=" * (-len(blob) % 4),
+            altchars=b"-_" if "-" in blob or "_" in blob else None,
+            validate=True,
+        )
+        return decoded.decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+
+
 # `REDACTED_<16 hex>` is the form of cassettes written before placeholders carried their kind.
 PLACEHOLDER_RE = re.compile(r"REDACTED_(?:([a-z][a-z0-9-]*)_)?([0-9a-f]{16})")
 
@@ -349,21 +367,13 @@ class Redactor:
     def _base64(self, text: str) -> str | None:
         """The placeholder for `text` when it is one base64 blob whose decoded text holds a secret. The
         whole blob goes (its original is what gets sealed): a placeholder inside it would not show."""
-        blob = text.strip()
-        if len(blob) < 16 or not _BASE64.fullmatch(blob) or "REDACTED_" in blob:
-            return None
-        try:
-            decoded = base64.b64decode(
-                blob + "=" * (-len(blob) % 4),
-                altchars=b"-_" if "-" in blob or "_" in blob else None,
-                validate=True,
-            )
-            inner = decoded.decode("utf-8")
-        except (binascii.Error, ValueError):
+        inner = base64_text(text)
+        if inner is None:
             return None
         probe = Redactor(self._key, self._detectors)
         if probe.text(inner) == inner:
             return None
+        blob = text.strip()
         return text.replace(blob, self.placeholder(blob, "base64"))
 
     def _anchored(self, text: str, probe: str, detector: Detector) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,25 @@ def test_hooks_never_run(tmp_path: Path) -> None:
     }
     gitcmd.run(repo, "commit", "-qam", "change", env=env)
     assert not (repo / "hook-ran").exists()
+
+
+def test_lines_stream_the_output_and_a_failure_names_gits_complaint(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    make_repo(repo, {"a.txt": "one\ntwo\n"})
+    assert list(gitcmd.lines(repo, "show", "HEAD:a.txt")) == [b"one\n", b"two\n"]
+    with pytest.raises(WorkspaceError, match=r"git log failed in .*not a git repository"):
+        list(gitcmd.lines(tmp_path, "log", error=WorkspaceError))
+
+
+def test_lines_kill_a_git_past_its_timeout_and_one_left_unread(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    make_repo(repo, {"a.txt": "a\n" * 200_000})
+    started = time.monotonic()
+    with pytest.raises(WorkspaceError, match=r"could not run .*timed out"):
+        # git starts a shell that outlives git itself unless its whole process group is killed
+        for _ in gitcmd.lines(repo, "-c", "alias.slow=!sleep 30", "slow", timeout=0.5, error=WorkspaceError):
+            pass
+    assert time.monotonic() - started < 20
+    stream = gitcmd.lines(repo, "show", "HEAD:a.txt")
+    assert next(stream) == b"a\n"
+    stream.close()  # the rest unread: git is killed, not left writing to a full pipe

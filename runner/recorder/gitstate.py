@@ -10,6 +10,7 @@ caches that tools write while a session runs (__pycache__, .pytest_cache) and pa
 
 from __future__ import annotations
 
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ __all__ = [
     "worktree_tree",
 ]
 
+_MAYBE_BASE64 = re.compile(rb"\s*[A-Za-z0-9+/=_-]{16,}\s*")  # a line `base64_text` may read as a blob
 _CACHE_EXCLUDES = (
     ":(exclude,glob)**/__pycache__/**",
     ":(exclude,glob)**/.pytest_cache/**",
@@ -228,27 +230,50 @@ def _first_parents(work: Path, commit: str, count: int) -> list[str]:
 def _scan(
     work: Path, tip: str, origin: dict[str, str | None], detectors: tuple[Detector, ...]
 ) -> tuple[tuple[Finding, ...], int]:
-    """Every secret the detectors find in the lines the bundle's commits add (the root adds its whole tree)."""
-    from proxy.redact import Redactor  # compiles the detectors: only a bundle needs it, at the end
+    """Every secret the detectors find in the lines the bundle's commits add (the root adds its whole tree).
+    The lines a commit adds to a file are scanned as one text (hyperscan points the detectors at the lines
+    where one may match, so a long history takes seconds), as they stream out of `git log`; a line that may
+    be one base64 blob is also read as a text of its own, as each line was before."""
+    from proxy.redact import base64_text
+    from runner.privacy.scan import ScanRedactor  # compiles the detectors: only a bundle needs it, at the end
 
     found: list[tuple[str, str]] = []
-    redactor = Redactor(b"scan", detectors, found=lambda kind, secret, token: found.append((kind, secret)))
-    log = gitcmd.run(
-        work, "log", "-p", "--unified=0", "--no-renames", "--no-color", "--no-ext-diff", "--format=%x00%H", tip,
-        error=RecordError, timeout=1800,
-    ).stdout  # fmt: skip
+    scan = ScanRedactor(b"scan", detectors, found=lambda kind, secret, token: found.append((kind, secret)))
     findings: dict[tuple[str, str | None, str], Finding] = {}
     commit: str | None = None
-    path = ""
-    for raw in log.split(b"\n"):
+    path, header = "", False
+    added: list[bytes] = []  # the lines the current commit adds to the current file
+
+    def flush() -> None:
+        if not added:
+            return
+        found.clear()
+        scan.redact(b"".join(added))
+        for line in added:
+            text = line.decode("utf-8", "surrogateescape") if _MAYBE_BASE64.fullmatch(line) else None
+            if text is not None and base64_text(text) is not None:
+                scan.text(text)
+        for kind, secret in found:
+            findings.setdefault((secret, commit, path), Finding(kind, path, commit))
+        added.clear()
+
+    log = gitcmd.lines(
+        work, "log", "-p", "--unified=0", "--no-renames", "--no-color", "--no-ext-diff", "--format=%x00%H", tip,
+        error=RecordError, timeout=1800,
+    )  # fmt: skip
+    for raw in log:
         if raw.startswith(b"\x00"):
-            bundled = raw[1:].decode()
+            flush()
+            bundled = raw[1:].strip().decode()
             commit = origin.get(bundled, bundled) if origin else bundled
-        elif raw.startswith(b"+++ "):
-            path = raw[4:].decode("utf-8", "surrogateescape").removeprefix("b/")
-        elif raw.startswith(b"+"):
-            found.clear()
-            redactor.text(raw[1:].decode("utf-8", "surrogateescape"))
-            for kind, secret in found:
-                findings.setdefault((secret, commit, path), Finding(kind, path, commit))
+        elif raw.startswith(b"diff --git "):
+            flush()
+            header = True
+        elif header and raw.startswith(b"+++ "):
+            path = raw[4:].rstrip(b"\n").decode("utf-8", "surrogateescape").removeprefix("b/")
+        elif raw.startswith(b"@@ "):
+            header = False
+        elif raw.startswith(b"+") and not header:
+            added.append(raw[1:])
+    flush()
     return tuple(findings.values()), len({secret for secret, _, _ in findings})
