@@ -60,6 +60,8 @@ _FILE_LAYOUT = re.compile(
     r"|privacy/[a-z0-9_-]+\.(?:bin|json)"
     r"|agent/files/[0-9]{4,}-[A-Za-z0-9_.+=@-]+"
 )
+_DRIVE = re.compile(r"[A-Za-z]:")
+_CONTROL_OR_BACKSLASH = re.compile(r"[\x00-\x1f\x7f\\]")
 _DIR_LAYOUT = re.compile(
     rf"prompts|patches|artifacts|artifacts/sha256|cassettes|workspace|privacy|agent|agent/files|env(?:/{_SEG})*"
 )
@@ -80,11 +82,11 @@ class Limits:
 def layout_problem(name: str, is_dir: bool = False, folders: Collection[str] | None = None) -> str | None:
     """Why `name` cannot be a member of a pack, or None when it can. A folder entry must be in `folders` (the
     folders of the listed members) when given: an empty one would ride along outside the root digest."""
-    if not name or name.startswith("/") or re.match(r"[A-Za-z]:", name):
+    if not name or name.startswith("/") or _DRIVE.match(name):
         return "absolute path"
     if ".." in name.split("/"):
         return "'..' component"
-    if "\\" in name or any(ord(c) < 0x20 or c == "\x7f" for c in name):
+    if _CONTROL_OR_BACKSLASH.search(name):
         return "backslash or control character in name"
     if posixpath.normpath(name) != name:
         return "name is not in normal form"
