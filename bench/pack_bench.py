@@ -6,14 +6,14 @@ peak RSS are that process tree's alone. A runner child starts Python, imports wh
 the bench's reporting) and loads the runner from bytecode, as an installed runner does (bench/goals.py);
 an unmeasured build and unpack of a small tree come first (the scan's compiled database is cached). The
 runner builds with the DEFAULT redaction policy (what users get), and once more with redaction off for
-comparison. Each side runs `--rounds` times (3), interleaved with the others, and keeps its fastest run
+comparison. Each side runs `--rounds` times (5), interleaved with the others, and keeps its fastest run
 (a shared 2-core machine's neighbours only ever slow a run down). Prints a table and each goal with its
 verdict and
 writes bench/out/pack_bench.json. Goals: build >= 150 MB/s and <= 1.5x the zstd CLI; unpack (every hash
 checked) >= 300 MB/s; peak RSS < 200 MB for a 1 GB pack (`--memory-mb 1000` measures that case on its own
 tree; by default the peak of the --mb tree is the one compared, and the output says which ran).
 
-    python bench/pack_bench.py [--mb 200] [--memory-mb 1000] [--rounds 3]
+    python bench/pack_bench.py [--mb 200] [--memory-mb 1000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def main() -> None:
     parser.add_argument(
         "--memory-mb", type=int, default=0, help="also build a pack of this many MB for the peak-memory goal"
     )
-    parser.add_argument("--rounds", type=int, default=3, help="runs of each side; the fastest is kept")
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each side; the fastest is kept")
     parser.add_argument("--_build", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--_unpack", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -5,10 +5,10 @@ redaction or without, weighed on the throughput) with a Bearer token and an e-ma
 line (two secrets per ~5.8 KiB), builds a pack from it both ways, prints the settings, the times,
 throughputs and their ratio, and the privacy pass's own throughput (size / the extra seconds it adds).
 CPU seconds are printed beside wall seconds: on a shared machine the wall clock measures the neighbours;
-each side keeps its best of `--rounds` (3). CPU seconds include any child processes. Prints the build
+each side keeps its best of `--rounds` (5). CPU seconds include any child processes. Prints the build
 goal of issue 16 with its verdict and writes bench/out/redaction_bench.json.
 
-    python bench/redaction_bench.py [--mb 100] [--rounds 3]
+    python bench/redaction_bench.py [--mb 100] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def cpu_now() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mb", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     data = make_text(args.mb)
     planted = 2 * data.count(b" Authorization: Bearer ")
