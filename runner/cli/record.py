@@ -7,6 +7,9 @@ ended. Exit codes: OK, INTERRUPTED after Ctrl-C (the pack then holds what was ca
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -136,7 +139,7 @@ def record_cmd(
     )
     result = record_command(
         argv, out, repo=repo, checks=check or [], timeout=timeout, options=options,
-        capture_files=capture_file or (),
+        capture_files=capture_file or (), finishing=_writing_status(out),
     )  # fmt: skip
     from rich.text import Text
 
@@ -154,3 +157,20 @@ def record_cmd(
         err_console.print(Text.assemble(("warning:", "bold yellow"), " ", warning), soft_wrap=True)
     if result.interrupted:
         raise fail(f"interrupted: {summary.path} holds what was captured before Ctrl-C", ExitCode.INTERRUPTED)
+
+
+def _writing_status(out: Path) -> Callable[[], contextlib.AbstractContextManager[object]] | None:
+    """A spinner on a terminal's stderr while the pack is written (redaction, compression, the bundle's
+    secret scan: seconds for a long history or large outputs); nothing when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def status() -> contextlib.AbstractContextManager[object]:
+        from rich.text import Text
+
+        from runner.cli.common import err_console
+
+        # A Text, not markup: the path is the user's and may hold brackets.
+        return err_console.status(Text(f"writing {out} (redaction, compression, the git bundle)"))
+
+    return status

@@ -149,8 +149,10 @@ def record_command(
     timeout: float | None = None,
     options: RecordOptions | None = None,
     capture_files: Sequence[str] = (),
+    finishing: Callable[[], contextlib.AbstractContextManager[object]] | None = None,
 ) -> WrapResult:
-    """Record `argv` as an agent session into the pack `out`; see the module docstring."""
+    """Record `argv` as an agent session into the pack `out`; see the module docstring. `finishing()` is
+    entered once the agent and the checks are done and left once the pack is written (a status line)."""
     if not argv:
         raise UsageError(
             "no agent command: put it after --, e.g. runner record --out s.tar.zst -- python agent.py"
@@ -176,7 +178,9 @@ def record_command(
     try:
         agent = _Agent(argv, cwd, proxy.agent_env(None))
         try:
-            return _record(agent, argv, cwd, rel_cwd, out, repo, checks, timeout, options, captured, taken)
+            return _record(
+                agent, argv, cwd, rel_cwd, out, repo, checks, timeout, options, captured, taken, finishing
+            )
         finally:
             agent.stop()  # when the session could not start: the agent must not outlive `runner record`
     finally:
@@ -207,6 +211,7 @@ def _record(
     options: RecordOptions,
     captured: Sequence[tuple[str, bytes]],
     taken: baseline.Baseline,
+    finishing: Callable[[], contextlib.AbstractContextManager[object]] | None,
 ) -> WrapResult:
     """The session around the running agent, imported and started now (see the module docstring)."""
     from opentelemetry import trace as otel_trace
@@ -221,7 +226,7 @@ def _record(
     interrupted = False
     agent_code: int | None = None
     check_codes: list[int | None] = []
-    with session:
+    with contextlib.ExitStack() as ending, session:
         plan = agentcmd.plan(
             argv, cwd=cwd, root=session.git.root, console_scripts=session.console_scripts,
             capture=captured,
@@ -278,4 +283,6 @@ def _record(
                     ["/bin/sh", "-c", check], cwd=session.git.root, name=f"check {check}"
                 )
                 check_codes.append(result.exit_code)
+        if finishing is not None:  # left after the session's end, which writes the pack
+            ending.enter_context(finishing())
     return WrapResult(session.summary, agent_code, interrupted, tuple(check_codes))

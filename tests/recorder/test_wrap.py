@@ -320,3 +320,32 @@ def test_a_bad_setting_exits_2_in_one_line_before_the_agent_runs(
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2, proc.stderr
     assert not marker.exists() and not list(tmp_path.rglob("*.tar.zst*"))
+
+
+def test_the_finishing_status_spans_the_writing_of_the_pack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`runner record` shows a status line from the agent's end (and its checks') until the pack is
+    written: what the status sees when it starts and when it stops."""
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    from runner.recorder import RecordOptions
+    from runner.recorder.wrap import record_command
+
+    repo, out = tmp_path / "repo", tmp_path / "out.tar.zst"
+    make_repo(repo, {"a.txt": "a\n"})
+    seen: list[tuple[str, bool]] = []
+
+    @contextmanager
+    def finishing() -> Iterator[None]:
+        seen.append(("start", out.exists()))
+        yield
+        seen.append(("stop", out.exists()))
+
+    monkeypatch.chdir(repo)
+    record_command(
+        ["sh", "-c", "echo b > a.txt"], out, repo=repo, checks=["true"], options=RecordOptions(http=False),
+        finishing=finishing,
+    )  # fmt: skip
+    assert seen == [("start", False), ("stop", True)]
