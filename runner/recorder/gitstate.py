@@ -33,6 +33,8 @@ __all__ = [
     "worktree_tree",
 ]
 
+_C_ESCAPE = re.compile(rb'\\([0-7]{1,3}|[abtnvfr"\\])')  # git's quoting of a file name, C style
+_C_CHARS = {bytes([k]): bytes([v]) for k, v in zip(b'abtnvfr"\\', b'\a\b\t\n\v\f\r"\\', strict=True)}
 _MAYBE_BASE64 = re.compile(rb"\s*[A-Za-z0-9+/=_-]{16,}\s*")  # a line `base64_text` may read as a blob
 _CACHE_EXCLUDES = (
     ":(exclude,glob)**/__pycache__/**",
@@ -221,6 +223,16 @@ def bundle(
     return Bundled(history, tip, findings, secrets)
 
 
+def _diff_path(name: bytes) -> str:
+    """A file name from a `+++ b/NAME` line: git quotes one holding a quote, a backslash, a control or (by
+    default) a non-ASCII byte in C style ("b/na\\303\\257ve.py"), which is read back here, and ends one
+    holding a space with a tab."""
+    name = name.removesuffix(b"\t")  # after a name holding a space (a tab in one would be quoted)
+    if name.startswith(b'"') and name.endswith(b'"') and len(name) > 1:
+        name = _C_ESCAPE.sub(lambda m: _C_CHARS.get(m[1]) or bytes([int(m[1], 8) & 0xFF]), name[1:-1])
+    return name.decode("utf-8", "surrogateescape").removeprefix("b/")
+
+
 def _first_parents(work: Path, commit: str, count: int) -> list[str]:
     """The last `count` first-parent commits ending at `commit`, oldest first."""
     out = gitcmd.output(work, "rev-list", "--first-parent", "-n", str(count), commit, error=RecordError)
@@ -270,7 +282,7 @@ def _scan(
             flush()
             header = True
         elif header and raw.startswith(b"+++ "):
-            path = raw[4:].rstrip(b"\n").decode("utf-8", "surrogateescape").removeprefix("b/")
+            path = _diff_path(raw[4:].rstrip(b"\n"))
         elif raw.startswith(b"@@ "):
             header = False
         elif raw.startswith(b"+") and not header:

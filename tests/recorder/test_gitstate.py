@@ -109,18 +109,18 @@ def test_full_history_is_scanned_and_the_warning_names_the_commit(tmp_path: Path
 
 def test_the_history_scan_finds_what_every_added_line_holds_and_blocks_across_lines(tmp_path: Path) -> None:
     """Each added line read alone by the plain redactor is the floor (a base64 blob on a line of its own
-    included); private-key blocks spanning lines come on top, and a line that reads like a diff header
-    (`++ ...` added) is a line, not a file name."""
+    included); private-key blocks spanning lines come on top, a line that reads like a diff header
+    (`++ ...` added) is a line, not a file name, and a file name git quotes is named as it is."""
     planted = corpus()
     noise = "def handler(token: int) -> None:  # a type, not a secret\n"
     body = "".join(f"{noise}{p.context}\n" for p in planted) + f"++ {LEAK.context}\n"
     repo = tmp_path / "repo"
     make_repo(repo, {"app.py": "print('hi')\n"})
-    write(repo, {"notes/secrets.txt": body})
+    write(repo, {"notes/naïve café.txt": body})  # git quotes this name in its patches
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "add secrets")
     added = git(repo, "rev-parse", "HEAD").strip()
-    write(repo, {"notes/secrets.txt": "gone\n"})
+    write(repo, {"notes/naïve café.txt": "gone\n"})
     git(repo, "commit", "-qam", "drop them")
     per_line: set[str] = set()
     plain = Redactor(b"k", DETECTORS, found=lambda kind, secret, token: per_line.add(secret))
@@ -131,7 +131,7 @@ def test_the_history_scan_finds_what_every_added_line_holds_and_blocks_across_li
     assert blocks and not any(p.value in per_line for p in blocks)  # no line alone holds a whole block
     assert bundled.secrets == len(per_line) + len(blocks)
     assert {p.kind for p in planted} <= {f.kind for f in bundled.findings}
-    assert {(f.path, f.commit) for f in bundled.findings} == {("notes/secrets.txt", added)}
+    assert {(f.path, f.commit) for f in bundled.findings} == {("notes/naïve café.txt", added)}
 
 
 def test_history_n_keeps_the_last_commits_on_a_squashed_root(tmp_path: Path) -> None:
