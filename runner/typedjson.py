@@ -39,6 +39,7 @@ from runner.errors import DebugError
 __all__ = [
     "MAX_DEPTH",
     "Json",
+    "PickleRefused",
     "Unrepresentable",
     "decode",
     "dumps",
@@ -212,14 +213,30 @@ def pickle_globals(payload: bytes) -> list[str]:
     return names
 
 
+class PickleRefused(DebugError):
+    """A pickle payload met while decoding without `allow_pickle`."""
+
+
+class _TooDeep(Exception):
+    """Data nested deeper than MAX_DEPTH, met while decoding (`decode` names the path it was given)."""
+
+
 def decode(data: Json, *, allow_pickle: bool = False, path: str = "state") -> Any:
-    """Decode what `encode` wrote; raise DebugError for unknown tags, unresolvable classes, pickles, data
-    nested deeper than MAX_DEPTH and values out of range."""
-    _check_depth(data, path)
+    """Decode what `encode` wrote; raise DebugError for unknown tags, unresolvable classes, pickles
+    (PickleRefused), data nested deeper than MAX_DEPTH and values out of range. The depth is checked as
+    the data is decoded; with `allow_pickle`, all of it first, so no payload runs before a refusal."""
+    if allow_pickle:
+        _check_depth(data, path)
     try:
-        return _decode(data, allow_pickle, path)
+        return _decode(data, allow_pickle, path, 1)
+    except _TooDeep:
+        raise DebugError(_too_deep(path)) from None
     except RecursionError as e:  # only when the caller's stack is already nearly full
         raise DebugError(f"{path} is nested too deeply to decode") from e
+
+
+def _too_deep(path: str) -> str:
+    return f"{path} is nested more than {MAX_DEPTH} levels deep; refusing to decode it"
 
 
 def _check_depth(data: Json, path: str) -> None:
@@ -228,23 +245,32 @@ def _check_depth(data: Json, path: str) -> None:
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
-            raise DebugError(f"{path} is nested more than {MAX_DEPTH} levels deep; refusing to decode it")
+            raise DebugError(_too_deep(path))
         children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
         stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
 
 
-def _decode(d: Json, allow_pickle: bool, path: str) -> Any:
+def _decode(d: Json, allow_pickle: bool, path: str, depth: int) -> Any:
+    """`d` decoded; `depth` is its level, counted in JSON containers as `_check_depth` counts them."""
     if isinstance(d, list):
-        return [x if type(x) in _PLAIN else _decode(x, allow_pickle, f"{path}[{i}]") for i, x in enumerate(d)]
+        if depth > MAX_DEPTH:
+            raise _TooDeep
+        return [
+            x if type(x) in _PLAIN else _decode(x, allow_pickle, f"{path}[{i}]", depth + 1)
+            for i, x in enumerate(d)
+        ]
     if not isinstance(d, dict):
         return d
+    if depth > MAX_DEPTH:
+        raise _TooDeep
     if not _is_tag_like(d):
         return {
-            k: x if type(x) in _PLAIN else _decode(x, allow_pickle, f"{path}[{k!r}]") for k, x in d.items()
+            k: x if type(x) in _PLAIN else _decode(x, allow_pickle, f"{path}[{k!r}]", depth + 1)
+            for k, x in d.items()
         }
     tag, arg = next(iter(d.items()))
     try:
-        return _decode_tag(tag, arg, allow_pickle, path)
+        return _decode_tag(tag, arg, allow_pickle, path, depth + 1)
     except DebugError:
         raise
     except (TypeError, ValueError, KeyError, IndexError, AttributeError, ArithmeticError) as e:
@@ -258,10 +284,16 @@ def _first_line(e: BaseException) -> str:
     return line if len(line) <= 200 else line[:197] + "..."
 
 
-def _items(arg: Json, allow_pickle: bool, path: str) -> list[Any]:
+def _items(arg: Json, allow_pickle: bool, path: str, depth: int) -> list[Any]:
+    """The items of a tag's list `arg`, which sits at `depth`."""
     if not isinstance(arg, list):
         raise TypeError("expected a list")
-    return [x if type(x) in _PLAIN else _decode(x, allow_pickle, f"{path}[{i}]") for i, x in enumerate(arg)]
+    if depth > MAX_DEPTH:
+        raise _TooDeep
+    return [
+        x if type(x) in _PLAIN else _decode(x, allow_pickle, f"{path}[{i}]", depth + 1)
+        for i, x in enumerate(arg)
+    ]
 
 
 _SIMPLE_TAGS: dict[str, Callable[[str], Any]] = {
@@ -276,7 +308,8 @@ _SIMPLE_TAGS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def _decode_tag(tag: str, arg: Json, allow_pickle: bool, path: str) -> Any:
+def _decode_tag(tag: str, arg: Json, allow_pickle: bool, path: str, depth: int) -> Any:
+    """A tag's value `arg` (at `depth`) decoded."""
     if tag in _SIMPLE_TAGS:
         if not isinstance(arg, str):
             raise TypeError("expected a string")
@@ -286,29 +319,31 @@ def _decode_tag(tag: str, arg: Json, allow_pickle: bool, path: str) -> Any:
             raise ValueError(f"not a special float: {arg!r}")
         return float(str(arg))
     if tag == "$tuple":
-        return tuple(_items(arg, allow_pickle, path))
+        return tuple(_items(arg, allow_pickle, path, depth))
     if tag in ("$set", "$frozenset"):
-        items = _items(arg, allow_pickle, path)
+        items = _items(arg, allow_pickle, path, depth)
         return set(items) if tag == "$set" else frozenset(items)
     if tag == "$dict":
-        pairs = _items(arg, allow_pickle, path)
+        pairs = _items(arg, allow_pickle, path, depth)
         return {k: v for k, v in pairs}
     if tag == "$timedelta":
-        days, seconds, micros = _items(arg, False, path)
+        days, seconds, micros = _items(arg, False, path, depth)
         return dt.timedelta(days=days, seconds=seconds, microseconds=micros)
     if tag == "$complex":
-        real, imag = _items(arg, False, path)
+        real, imag = _items(arg, False, path, depth)
         return complex(float(real), float(imag))
     if tag in ("$enum", "$dataclass", "$repr"):
         if not isinstance(arg, dict) or not isinstance(arg.get("type"), str):
             raise TypeError("expected an object with a 'type'")
-        return _decode_object(tag, arg, allow_pickle, path)
+        if depth > MAX_DEPTH:
+            raise _TooDeep
+        return _decode_object(tag, arg, allow_pickle, path, depth)
     if tag == "$pickle":
         return _unpickle(arg, allow_pickle, path)
     raise DebugError(f"{path}: unknown tag {tag!r}; the file was written by a newer runner or is damaged")
 
 
-def _decode_object(tag: str, arg: dict[str, Json], allow_pickle: bool, path: str) -> Any:
+def _decode_object(tag: str, arg: dict[str, Json], allow_pickle: bool, path: str, depth: int) -> Any:
     type_ref = str(arg["type"])
     if tag == "$repr":
         return Unrepresentable(type_ref, str(arg.get("text", "")))
@@ -316,12 +351,14 @@ def _decode_object(tag: str, arg: dict[str, Json], allow_pickle: bool, path: str
     if tag == "$enum":
         if not issubclass(cls, enum.Enum):
             raise DebugError(f"{path}: {type_ref!r} is not an Enum")
-        return cls(_decode(arg.get("value"), allow_pickle, f"{path}.value"))
+        return cls(_decode(arg.get("value"), allow_pickle, f"{path}.value", depth + 1))
     if not dataclasses.is_dataclass(cls):
         raise DebugError(f"{path}: {type_ref!r} is not a dataclass")
     fields = arg.get("fields")
     if not isinstance(fields, dict):
         raise TypeError("expected 'fields' to be an object")
+    if depth + 1 > MAX_DEPTH:
+        raise _TooDeep
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(fields) - known
     if unknown:
@@ -330,7 +367,7 @@ def _decode_object(tag: str, arg: dict[str, Json], allow_pickle: bool, path: str
         )
     obj = cls.__new__(cls)
     for name, value in fields.items():
-        object.__setattr__(obj, name, _decode(value, allow_pickle, f"{path}.{name}"))
+        object.__setattr__(obj, name, _decode(value, allow_pickle, f"{path}.{name}", depth + 2))
     return obj
 
 
@@ -353,7 +390,7 @@ def _resolve_loaded_class(type_ref: str, path: str) -> type:
 def _unpickle(arg: Json, allow_pickle: bool, path: str) -> Any:
     payload = base64.b64decode(arg if isinstance(arg, str) else "", validate=True)
     if not allow_pickle:
-        raise DebugError(
+        raise PickleRefused(
             f"{path} is a pickle payload (would import {', '.join(pickle_globals(payload)) or 'nothing'}); "
             "refusing to unpickle: load with allow_pickle=True only if you trust where the file came from"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import pickle
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runner import typedjson
@@ -92,6 +93,41 @@ def test_nesting_past_max_depth_is_refused_before_decoding_and_the_limit_itself_
     assert typedjson.decode(nested(typedjson.MAX_DEPTH)) is not None
     with pytest.raises(DebugError, match="nested more than 200 levels deep"):
         typedjson.decode(nested(typedjson.MAX_DEPTH + 1))
+
+
+@dataclasses.dataclass
+class _Box:
+    v: Any
+
+
+_WRAPPERS = {  # each wraps a value as `encode` would, some levels deeper in JSON
+    "list": lambda x: [x],
+    "object": lambda x: {"k": x},
+    "tuple": lambda x: {"$tuple": [x]},
+    "dict": lambda x: {"$dict": [[1, x]]},
+    "dataclass": lambda x: {"$dataclass": {"type": f"{__name__}:_Box", "fields": {"v": x}}},
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(sorted(_WRAPPERS)), min_size=60, max_size=110), st.sampled_from([1, [1]]))
+def test_decoding_refuses_exactly_the_data_the_depth_walk_refuses(wrappers: list[str], leaf: Any) -> None:
+    """The depth is checked while decoding (without allow_pickle): the same data as the walk ahead refuses."""
+    data: typedjson.Json = leaf
+    for name in wrappers:
+        data = _WRAPPERS[name](data)
+    try:
+        typedjson._check_depth(data, "state")
+        walk = None
+    except DebugError as e:
+        walk = str(e)
+    try:
+        typedjson.decode(data)
+        decoded = None
+    except DebugError as e:
+        decoded = str(e)
+    assert decoded == walk
+    assert decoded is None or "nested more than 200 levels deep" in decoded
 
 
 @pytest.mark.parametrize(

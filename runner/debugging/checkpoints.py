@@ -290,16 +290,22 @@ def _read_checkpoint_document(file: Path) -> dict[str, Any]:
 
 
 def _checkpoint_from_document(document: dict[str, Any], file: Path, allow_pickle: bool) -> Checkpoint:
-    pickles = typedjson.find_pickles(document.get("agent_state"), "agent_state")
-    pickles += typedjson.find_pickles(document.get("metadata"), "metadata")
-    if pickles and not allow_pickle:
+    try:
+        return _checkpoint(document, file, allow_pickle)
+    except typedjson.PickleRefused:  # name every payload the file holds, and what each would import
+        pickles = typedjson.find_pickles(document.get("agent_state"), "agent_state")
+        pickles += typedjson.find_pickles(document.get("metadata"), "metadata")
         where = "; ".join(
             f"{p} (would import {', '.join(typedjson.pickle_globals(b)) or 'nothing'})" for p, b in pickles
         )
         raise DebugError(
             f"{file} holds {len(pickles)} pickle payload(s): {where}. Refusing to unpickle: load with "
             "allow_pickle=True only if you trust where the file came from"
-        )
+        ) from None
+
+
+def _checkpoint(document: dict[str, Any], file: Path, allow_pickle: bool) -> Checkpoint:
+    """The checkpoint a document holds; PickleRefused at a pickle payload without `allow_pickle`."""
     try:
         trace_doc = document["trace"]
         trace_id = trace_doc["trace_id"]
@@ -323,6 +329,8 @@ def _checkpoint_from_document(document: dict[str, Any], file: Path, allow_pickle
             workspace=workspace,
         )
         checkpoint.trace.get_span(checkpoint.span_id)
+    except typedjson.PickleRefused:
+        raise
     except DebugError as e:
         raise DebugError(f"{file}: {e}") from e
     except (KeyError, TypeError, ValueError, OverflowError) as e:
