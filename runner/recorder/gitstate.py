@@ -269,9 +269,10 @@ def _scan(
             findings.setdefault((secret, commit, path), Finding(kind, path, commit))
         added.clear()
 
+    # The bytes the bundle carries: no diff driver or text conversion turns them into something else.
     log = gitcmd.lines(
-        work, "log", "-p", "--unified=0", "--no-renames", "--no-color", "--no-ext-diff", "--format=%x00%H", tip,
-        error=RecordError, timeout=1800,
+        work, "log", "-p", "--unified=0", "--no-renames", "--no-color", "--no-ext-diff", "--no-textconv",
+        "--format=%x00%H", tip, error=RecordError, timeout=1800,
     )  # fmt: skip
     for raw in log:
         if raw.startswith(b"\x00"):

@@ -202,3 +202,23 @@ def test_the_state_is_read_from_any_folder_of_the_repository_and_a_missing_commi
     git(empty, "init", "-q")
     with pytest.raises(RecordError, match="the repository has no commit yet"):
         read_state(empty)
+
+
+def test_the_history_scan_reads_the_bytes_not_a_diff_drivers_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A text conversion the user's git config sets up for some files would hide what they hold."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "attributes").write_text("*.env diff=masked\n")  # global: read in the scan's bare repository too
+    (home / ".gitconfig").write_text(
+        f'[core]\n\tattributesFile = {home / "attributes"}\n[diff "masked"]\n\ttextconv = tr a-zA-Z0-9 x\n'
+    )
+    monkeypatch.setenv("HOME", str(home))
+    repo = tmp_path / "repo"
+    make_repo(repo, {"app.py": "print('hi')\n"})
+    write(repo, {"prod.env": LEAK.context + "\n"})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "add env")
+    bundled = bundle(read_state(repo), tmp_path / "b.bundle", "full", DETECTORS)
+    assert bundled.secrets == 1 and [f.path for f in bundled.findings] == ["prod.env"]
