@@ -109,12 +109,13 @@ def worktree_tree(state: GitState, exclude: tuple[Path, ...] = ()) -> str:
 
 
 def diff_trees(state: GitState, before: str, after: str) -> bytes:
-    """A unified diff from tree `before` to tree `after`, binary files and new files included."""
+    """A unified diff from tree `before` to tree `after`, binary files and new files included: the bytes
+    themselves, whatever diff driver or text conversion the user's git config sets up for some files."""
     if before == after:
         return b""
     return gitcmd.run(
-        state.root, "diff", "--binary", "--full-index", "--no-color", "--no-ext-diff", "--no-renames", before, after,
-        error=RecordError,
+        state.root, "diff", "--binary", "--full-index", "--no-color", "--no-ext-diff", "--no-textconv",
+        "--no-renames", before, after, error=RecordError,
     ).stdout  # fmt: skip
 
 

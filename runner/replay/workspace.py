@@ -195,6 +195,7 @@ def diff_trees(workspace: Workspace, recorded: str, replayed: str) -> str:
     if recorded == replayed:
         return ""
     proc = gitcmd.run(
-        workspace.path, "diff", "--binary", recorded, replayed, env=_GIT_ENV, error=WorkspaceError
-    )
+        workspace.path, "diff", "--binary", "--no-ext-diff", "--no-textconv", recorded, replayed,
+        env=_GIT_ENV, error=WorkspaceError,
+    )  # fmt: skip
     return proc.stdout.decode("utf-8", "replace")

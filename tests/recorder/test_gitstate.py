@@ -15,7 +15,7 @@ import zstandard
 from proxy.redact import DETECTORS, Redactor
 from runner.errors import RecordError
 from runner.pack.read import read_manifest
-from runner.recorder.gitstate import bundle, read_state
+from runner.recorder.gitstate import bundle, diff_trees, read_state, worktree_tree
 from runner.replay.workspace import restore
 from tests.gitrepo import git, make_repo, write
 from tests.helpers.secret_corpus import corpus, history_secret
@@ -204,17 +204,23 @@ def test_the_state_is_read_from_any_folder_of_the_repository_and_a_missing_commi
         read_state(empty)
 
 
+def _masking_diff_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's git config with a text conversion for *.env files (as git-crypt or notebook tools set up),
+    through a global attributes file, which reaches every repository, bare ones too."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "attributes").write_text("*.env diff=masked\n")
+    (home / ".gitconfig").write_text(
+        f"[core]\n\tattributesFile = {home / 'attributes'}\n"
+        '[diff "masked"]\n\ttextconv = sh -c \'tr a-zA-Z0-9 x < "$0"\'\n'
+    )
+    monkeypatch.setenv("HOME", str(home))
+
+
 def test_the_history_scan_reads_the_bytes_not_a_diff_drivers_text(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A text conversion the user's git config sets up for some files would hide what they hold."""
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "attributes").write_text("*.env diff=masked\n")  # global: read in the scan's bare repository too
-    (home / ".gitconfig").write_text(
-        f'[core]\n\tattributesFile = {home / "attributes"}\n[diff "masked"]\n\ttextconv = tr a-zA-Z0-9 x\n'
-    )
-    monkeypatch.setenv("HOME", str(home))
+    _masking_diff_driver(tmp_path, monkeypatch)
     repo = tmp_path / "repo"
     make_repo(repo, {"app.py": "print('hi')\n"})
     write(repo, {"prod.env": LEAK.context + "\n"})
@@ -222,3 +228,16 @@ def test_the_history_scan_reads_the_bytes_not_a_diff_drivers_text(
     git(repo, "commit", "-qm", "add env")
     bundled = bundle(read_state(repo), tmp_path / "b.bundle", "full", DETECTORS)
     assert bundled.secrets == 1 and [f.path for f in bundled.findings] == ["prod.env"]
+
+
+def test_a_patch_holds_the_change_itself_not_a_diff_drivers_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Converted, both versions read `xxxxxx=xxx`: the patch came out empty and the change was lost."""
+    _masking_diff_driver(tmp_path, monkeypatch)
+    repo = tmp_path / "repo"
+    make_repo(repo, {"a.env": "secret=abc\n"})
+    state = read_state(repo)
+    write(repo, {"a.env": "secret=def\n"})
+    patch = diff_trees(state, state.head_tree, worktree_tree(state))
+    assert b"-secret=abc\n+secret=def\n" in patch
