@@ -33,6 +33,12 @@ __all__ = [
     "worktree_tree",
 ]
 
+# Patches of the bytes themselves, laid out as `git apply` reads them, whatever the user's git config sets
+# (a diff driver or text conversion for some files, as git-crypt or notebook tools set up, would turn a
+# change into something else or make two versions read alike; diff.noprefix drops the a/ and b/).
+_PLAIN_DIFF = (
+    "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames", "--src-prefix=a/", "--dst-prefix=b/",
+)  # fmt: skip
 _C_ESCAPE = re.compile(rb'\\([0-7]{1,3}|[abtnvfr"\\])')  # git's quoting of a file name, C style
 _C_CHARS = {bytes([k]): bytes([v]) for k, v in zip(b'abtnvfr"\\', b'\a\b\t\n\v\f\r"\\', strict=True)}
 _MAYBE_BASE64 = re.compile(rb"\s*[A-Za-z0-9+/=_-]{16,}\s*")  # a line `base64_text` may read as a blob
@@ -109,14 +115,13 @@ def worktree_tree(state: GitState, exclude: tuple[Path, ...] = ()) -> str:
 
 
 def diff_trees(state: GitState, before: str, after: str) -> bytes:
-    """A unified diff from tree `before` to tree `after`, binary files and new files included: the bytes
-    themselves, whatever diff driver or text conversion the user's git config sets up for some files."""
+    """A unified diff from tree `before` to tree `after`, binary files and new files included, as `git apply`
+    takes it whatever the user's git config says (see `_PLAIN_DIFF`)."""
     if before == after:
         return b""
     return gitcmd.run(
-        state.root, "diff", "--binary", "--full-index", "--no-color", "--no-ext-diff", "--no-textconv",
-        "--no-renames", before, after, error=RecordError,
-    ).stdout  # fmt: skip
+        state.root, "diff", *_PLAIN_DIFF, "--binary", "--full-index", before, after, error=RecordError
+    ).stdout
 
 
 def parse_history(value: str | int) -> str:
@@ -270,11 +275,8 @@ def _scan(
             findings.setdefault((secret, commit, path), Finding(kind, path, commit))
         added.clear()
 
-    # The bytes the bundle carries: no diff driver or text conversion turns them into something else.
-    log = gitcmd.lines(
-        work, "log", "-p", "--unified=0", "--no-renames", "--no-color", "--no-ext-diff", "--no-textconv",
-        "--format=%x00%H", tip, error=RecordError, timeout=1800,
-    )  # fmt: skip
+    args = ("log", "-p", *_PLAIN_DIFF, "--unified=0", "--format=%x00%H", tip)
+    log = gitcmd.lines(work, *args, error=RecordError, timeout=1800)
     for raw in log:
         if raw.startswith(b"\x00"):
             flush()

@@ -195,7 +195,6 @@ def diff_trees(workspace: Workspace, recorded: str, replayed: str) -> str:
     if recorded == replayed:
         return ""
     proc = gitcmd.run(
-        workspace.path, "diff", "--binary", "--no-ext-diff", "--no-textconv", recorded, replayed,
-        env=_GIT_ENV, error=WorkspaceError,
-    )  # fmt: skip
+        workspace.path, "diff", "--binary", recorded, replayed, env=_GIT_ENV, error=WorkspaceError
+    )
     return proc.stdout.decode("utf-8", "replace")

@@ -206,13 +206,15 @@ def test_the_state_is_read_from_any_folder_of_the_repository_and_a_missing_commi
 
 def _masking_diff_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A user's git config with a text conversion for *.env files (as git-crypt or notebook tools set up),
-    through a global attributes file, which reaches every repository, bare ones too."""
+    through a global attributes file, which reaches every repository, bare ones too; and patches without
+    their a/ and b/ prefixes."""
     home = tmp_path / "home"
     home.mkdir()
     (home / "attributes").write_text("*.env diff=masked\n")
     (home / ".gitconfig").write_text(
         f"[core]\n\tattributesFile = {home / 'attributes'}\n"
         '[diff "masked"]\n\ttextconv = sh -c \'tr a-zA-Z0-9 x < "$0"\'\n'
+        "[diff]\n\tnoprefix = true\n"
     )
     monkeypatch.setenv("HOME", str(home))
 
@@ -233,11 +235,16 @@ def test_the_history_scan_reads_the_bytes_not_a_diff_drivers_text(
 def test_a_patch_holds_the_change_itself_not_a_diff_drivers_text(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Converted, both versions read `xxxxxx=xxx`: the patch came out empty and the change was lost."""
+    """Converted, both versions read `xxxxxx=xxx`: the patch came out empty and the change was lost; without
+    prefixes, `git apply` could not place it. It applies to a clone of the base."""
     _masking_diff_driver(tmp_path, monkeypatch)
     repo = tmp_path / "repo"
-    make_repo(repo, {"a.env": "secret=abc\n"})
+    make_repo(repo, {"conf/a.env": "secret=abc\n"})
     state = read_state(repo)
-    write(repo, {"a.env": "secret=def\n"})
+    write(repo, {"conf/a.env": "secret=def\n"})
     patch = diff_trees(state, state.head_tree, worktree_tree(state))
-    assert b"-secret=abc\n+secret=def\n" in patch
+    assert b"--- a/conf/a.env\n+++ b/conf/a.env\n" in patch and b"-secret=abc\n+secret=def\n" in patch
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    subprocess.run(["git", "apply", "-"], cwd=clone, input=patch, check=True)
+    assert (clone / "conf" / "a.env").read_text() == "secret=def\n"
