@@ -275,7 +275,8 @@ def _scan(
             findings.setdefault((secret, commit, path), Finding(kind, path, commit))
         added.clear()
 
-    args = ("log", "-p", *_PLAIN_DIFF, "--unified=0", "--format=%x00%H", tip)
+    # --root: log.showRoot=false in the user's config hid a root's diff, the whole tree of a squashed bundle.
+    args = ("log", "-p", "--root", *_PLAIN_DIFF, "--unified=0", "--format=%x00%H", tip)
     log = gitcmd.lines(work, *args, error=RecordError, timeout=1800)
     for raw in log:
         if raw.startswith(b"\x00"):

@@ -207,14 +207,14 @@ def test_the_state_is_read_from_any_folder_of_the_repository_and_a_missing_commi
 def _masking_diff_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A user's git config with a text conversion for *.env files (as git-crypt or notebook tools set up),
     through a global attributes file, which reaches every repository, bare ones too; and patches without
-    their a/ and b/ prefixes."""
+    their a/ and b/ prefixes; and logs that hide a root commit's diff."""
     home = tmp_path / "home"
     home.mkdir()
     (home / "attributes").write_text("*.env diff=masked\n")
     (home / ".gitconfig").write_text(
         f"[core]\n\tattributesFile = {home / 'attributes'}\n"
         '[diff "masked"]\n\ttextconv = sh -c \'tr a-zA-Z0-9 x < "$0"\'\n'
-        "[diff]\n\tnoprefix = true\n"
+        "[diff]\n\tnoprefix = true\n[log]\n\tshowRoot = false\n"
     )
     monkeypatch.setenv("HOME", str(home))
 
@@ -248,3 +248,14 @@ def test_a_patch_holds_the_change_itself_not_a_diff_drivers_text(
     subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
     subprocess.run(["git", "apply", "-"], cwd=clone, input=patch, check=True)
     assert (clone / "conf" / "a.env").read_text() == "secret=def\n"
+
+
+def test_the_scan_of_the_default_bundle_reads_its_root_whatever_the_users_log_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default bundle is one squashed root commit: with log.showRoot=false, git log showed no diff."""
+    _masking_diff_driver(tmp_path, monkeypatch)
+    repo = tmp_path / "repo"
+    make_repo(repo, {"settings.py": LEAK.context + "\n"})
+    bundled = bundle(read_state(repo), tmp_path / "b.bundle", "base", DETECTORS)
+    assert bundled.secrets == 1 and [(f.path, f.commit) for f in bundled.findings] == [("settings.py", None)]
