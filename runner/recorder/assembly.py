@@ -39,7 +39,7 @@ __all__ = [
     "SamplingReason",
     "build",
     "bundle_scan",
-    "bundle_warning",
+    "bundle_warnings",
     "environment",
     "llm_defaults",
     "replayed_env",
@@ -180,13 +180,29 @@ def bundle_scan(bundled: Bundled) -> dict[str, Any]:
         {"kind": f.kind, "path": f.path[:500], **({"commit": f.commit} if f.commit else {})}
         for f in bundled.findings[:_MAX_LISTED]
     ]
-    return {"history": bundled.history, "secrets": bundled.secrets, "findings": listed}
+    shallow = {"shallow": True} if bundled.shallow else {}
+    return {"history": bundled.history, **shallow, "secrets": bundled.secrets, "findings": listed}
 
 
-def bundle_warning(manifest: mf.Manifest) -> str | None:
-    """One line for the end of the recording when the git bundle carries secrets; None when it carries none."""
+def bundle_warnings(manifest: mf.Manifest) -> list[str]:
+    """Lines for the end of the recording: the history a shallow clone could give, and the secrets the git
+    bundle carries."""
     scan = manifest.privacy.extra.get("bundle_scan")
-    if not isinstance(scan, dict) or not scan.get("secrets"):
+    if not isinstance(scan, dict):
+        return []
+    lines = []
+    if scan.get("shallow") and manifest.git.history != "base":
+        lines.append(
+            f"the repository is a shallow clone: the git bundle holds the {scan.get('history')} commit(s) of "
+            "history it has (run `git fetch --unshallow` first for all of them)"
+        )
+    secrets = _secrets_warning(scan)
+    return [*lines, secrets] if secrets else lines
+
+
+def _secrets_warning(scan: dict[str, Any]) -> str | None:
+    """One line when the git bundle carries secrets; None when it carries none."""
+    if not scan.get("secrets"):
         return None
     findings = [f for f in scan.get("findings", ()) if isinstance(f, dict)]
     in_history = sorted({f"{f['path']}@{str(f['commit'])[:12]}" for f in findings if f.get("commit")})

@@ -11,6 +11,7 @@ caches that tools write while a session runs (__pycache__, .pytest_cache) and pa
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,6 +148,7 @@ class Bundled:
     commit: str  # the commit the bundle holds and replay checks out (its tree is the base tree)
     findings: tuple[Finding, ...]
     secrets: int = 0  # distinct secret values among the findings
+    shallow: bool = False  # a shallow clone held less history than asked: the bundle holds what it has
 
 
 # A squashed commit is the same for the same tree: fixed identity and date, so packs stay deterministic.
@@ -184,14 +186,25 @@ def bundle(
     with tempfile.TemporaryDirectory(prefix="runner-bundle-") as tmp:
         work = Path(tmp) / "repo.git"
         gitcmd.run(Path(tmp), "init", "-q", "--bare", str(work), error=RecordError)
-        objects = gitcmd.output(state.root, "rev-parse", "--git-path", "objects", error=RecordError).strip()
-        (work / "objects" / "info" / "alternates").write_text(str((state.root / objects).resolve()) + "\n")
+        paths = gitcmd.output(
+            state.root, "rev-parse", "--git-path", "objects", "--git-path", "shallow", error=RecordError
+        ).splitlines()
+        (work / "objects" / "info" / "alternates").write_text(str((state.root / paths[0]).resolve()) + "\n")
+        # A shallow clone's oldest commits name parents it does not hold: its `shallow` file tells git where
+        # history stops, and all of that history is rewritten onto a root (a bundle of the commits as they
+        # are could not be fetched).
+        shallow = (state.root / paths[1]).is_file()
+        if shallow:
+            shutil.copyfile(state.root / paths[1], work / "shallow")
         origin: dict[str, str | None] = {}  # bundled commit -> the original it stands for (None: squashed)
-        if history == "full":
+        asked = history
+        if history == "full" and not shallow:
             tip = state.base_commit
         else:
-            count = None if history == "base" else int(history)
-            chain = [] if count is None else _first_parents(work, state.base_commit, count)
+            count = None if history in ("base", "full") else int(history)
+            chain = [] if history == "base" else _first_parents(work, state.base_commit, count)
+            if history != "base" and (count is None or len(chain) < count):
+                history = str(len(chain))  # all there is: what a shallow clone holds, or a short history
             oldest = chain[0] if chain else state.base_commit
             parents = gitcmd.output(
                 work, "rev-list", "--parents", "-n", "1", oldest, error=RecordError
@@ -226,7 +239,7 @@ def bundle(
         gitcmd.run(work, "update-ref", ref, tip, error=RecordError)
         gitcmd.run(work, "bundle", "create", "-q", str(out), ref, error=RecordError)
         findings, secrets = _scan(work, tip, origin, detectors) if detectors else ((), 0)
-    return Bundled(history, tip, findings, secrets)
+    return Bundled(history, tip, findings, secrets, shallow and history != asked)
 
 
 def _diff_path(name: bytes) -> str:
@@ -239,9 +252,10 @@ def _diff_path(name: bytes) -> str:
     return name.decode("utf-8", "surrogateescape").removeprefix("b/")
 
 
-def _first_parents(work: Path, commit: str, count: int) -> list[str]:
-    """The last `count` first-parent commits ending at `commit`, oldest first."""
-    out = gitcmd.output(work, "rev-list", "--first-parent", "-n", str(count), commit, error=RecordError)
+def _first_parents(work: Path, commit: str, count: int | None) -> list[str]:
+    """The last `count` first-parent commits ending at `commit` (None: all of them), oldest first."""
+    limit = () if count is None else ("-n", str(count))
+    out = gitcmd.output(work, "rev-list", "--first-parent", *limit, commit, error=RecordError)
     return out.split()[::-1]
 
 

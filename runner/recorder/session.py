@@ -285,7 +285,7 @@ class Session:
             final = assembly.build(
                 self._captured(exchanges), sampling.keep, self._builder, self._workdir, self.out, self.privacy
             )
-            self.warnings += filter(None, [assembly.bundle_warning(final)])
+            self.warnings += assembly.bundle_warnings(final)
             return RecordSummary(
                 path=self.out,
                 manifest=final,

@@ -259,3 +259,26 @@ def test_the_scan_of_the_default_bundle_reads_its_root_whatever_the_users_log_co
     make_repo(repo, {"settings.py": LEAK.context + "\n"})
     bundled = bundle(read_state(repo), tmp_path / "b.bundle", "base", DETECTORS)
     assert bundled.secrets == 1 and [(f.path, f.commit) for f in bundled.findings] == [("settings.py", None)]
+
+
+def test_a_shallow_clone_bundles_the_history_it_has_and_replays(tmp_path: Path) -> None:
+    """A shallow clone's oldest commit names a parent it does not hold: `full` (or more commits than it
+    has) failed at the end of the recording; the bundle now holds what there is, rewritten onto a root."""
+    origin = tmp_path / "origin"
+    make_repo(origin, {"f.txt": "0\n"})
+    for i in range(1, 4):
+        write(origin, {"f.txt": f"{i}\n"})
+        git(origin, "commit", "-qam", f"change {i}")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--depth", "2", f"file://{origin}", str(clone)], check=True)
+    state = read_state(clone)
+    for asked, held, short in (("full", "2", True), ("5", "2", True), ("1", "1", False)):
+        out = tmp_path / f"{asked}.bundle"
+        bundled = bundle(state, out, asked, DETECTORS)
+        assert (bundled.history, bundled.shallow) == (held, short)
+        assert (
+            bundled.commit != state.base_commit
+        )  # rewritten: a bundle of the clone's commits would not fetch
+        ws = restore(out, bundled.commit, tmp_path / f"ws-{asked}")
+        assert git(ws.path, "rev-parse", "HEAD^{tree}") == git(clone, "rev-parse", "HEAD^{tree}")
+        assert int(git(ws.path, "rev-list", "--count", "HEAD")) == int(held) + (0 if short else 1)
