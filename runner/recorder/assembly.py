@@ -181,12 +181,21 @@ def bundle_scan(bundled: Bundled) -> dict[str, Any]:
         for f in bundled.findings[:_MAX_LISTED]
     ]
     shallow = {"shallow": True} if bundled.shallow else {}
-    return {"history": bundled.history, **shallow, "secrets": bundled.secrets, "findings": listed}
+    submodules = (
+        {"submodules": [p[:500] for p in bundled.submodules[:_MAX_LISTED]]} if bundled.submodules else {}
+    )
+    return {
+        "history": bundled.history,
+        **shallow,
+        **submodules,
+        "secrets": bundled.secrets,
+        "findings": listed,
+    }
 
 
 def bundle_warnings(manifest: mf.Manifest) -> list[str]:
-    """Lines for the end of the recording: the history a shallow clone could give, and the secrets the git
-    bundle carries."""
+    """Lines for the end of the recording: the history a shallow clone could give, submodules (their files
+    are not in the pack), and the secrets the git bundle carries."""
     scan = manifest.privacy.extra.get("bundle_scan")
     if not isinstance(scan, dict):
         return []
@@ -195,6 +204,13 @@ def bundle_warnings(manifest: mf.Manifest) -> list[str]:
         lines.append(
             f"the repository is a shallow clone: the git bundle holds the {scan.get('history')} commit(s) of "
             "history it has (run `git fetch --unshallow` first for all of them)"
+        )
+    submodules = scan.get("submodules")
+    if isinstance(submodules, list) and submodules:
+        shown = ", ".join(str(p) for p in submodules[:5]) + (" ..." if len(submodules) > 5 else "")
+        lines.append(
+            f"the repository has submodules ({shown}): the pack holds none of their files, and replay "
+            "restores those folders empty"
         )
     secrets = _secrets_warning(scan)
     return [*lines, secrets] if secrets else lines

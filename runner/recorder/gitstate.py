@@ -149,6 +149,7 @@ class Bundled:
     findings: tuple[Finding, ...]
     secrets: int = 0  # distinct secret values among the findings
     shallow: bool = False  # a shallow clone held less history than asked: the bundle holds what it has
+    submodules: tuple[str, ...] = ()  # their paths: the bundle holds none of their files
 
 
 # A squashed commit is the same for the same tree: fixed identity and date, so packs stay deterministic.
@@ -239,7 +240,14 @@ def bundle(
         gitcmd.run(work, "update-ref", ref, tip, error=RecordError)
         gitcmd.run(work, "bundle", "create", "-q", str(out), ref, error=RecordError)
         findings, secrets = _scan(work, tip, origin, detectors) if detectors else ((), 0)
-    return Bundled(history, tip, findings, secrets, shallow and history != asked)
+        # A submodule is a commit of another repository: the bundle holds its path, not its files.
+        tree = gitcmd.run(work, "ls-tree", "-r", "-z", state.base_commit, error=RecordError).stdout
+        submodules = tuple(
+            entry.split(b"\t", 1)[1].decode("utf-8", "surrogateescape")
+            for entry in tree.split(b"\0")
+            if entry.startswith(b"160000 ")
+        )
+    return Bundled(history, tip, findings, secrets, shallow and history != asked, submodules)
 
 
 def _diff_path(name: bytes) -> str:

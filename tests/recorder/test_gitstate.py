@@ -282,3 +282,20 @@ def test_a_shallow_clone_bundles_the_history_it_has_and_replays(tmp_path: Path) 
         ws = restore(out, bundled.commit, tmp_path / f"ws-{asked}")
         assert git(ws.path, "rev-parse", "HEAD^{tree}") == git(clone, "rev-parse", "HEAD^{tree}")
         assert int(git(ws.path, "rev-list", "--count", "HEAD")) == int(held) + (0 if short else 1)
+
+
+def test_submodules_are_named_in_the_scan_and_warned_about(tmp_path: Path) -> None:
+    """A submodule is another repository's commit: the pack holds none of its files (replay restores the
+    folder empty), which the recording says rather than letting a replayed command fail on it."""
+    lib = tmp_path / "lib"
+    make_repo(lib, {"lib.txt": "lib\n"})
+    repo = tmp_path / "repo"
+    make_repo(repo, {"app.txt": "app\n"})
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "-q", "add", str(lib), "vendor/lib")
+    git(repo, "commit", "-qm", "add the submodule")
+    out = tmp_path / "p.tar.zst"
+    proc = _record(repo, out)
+    assert proc.returncode == 0, proc.stderr
+    manifest, _ = read_manifest(out)
+    assert manifest.privacy.extra["bundle_scan"]["submodules"] == ["vendor/lib"]
+    assert "submodules (vendor/lib)" in proc.stderr and "restores those folders empty" in proc.stderr
