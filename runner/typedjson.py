@@ -288,12 +288,8 @@ def _items(arg: Json, allow_pickle: bool, path: str, depth: int) -> list[Any]:
     """The items of a tag's list `arg`, which sits at `depth`."""
     if not isinstance(arg, list):
         raise TypeError("expected a list")
-    if depth > MAX_DEPTH:
-        raise _TooDeep
-    return [
-        x if type(x) in _PLAIN else _decode(x, allow_pickle, f"{path}[{i}]", depth + 1)
-        for i, x in enumerate(arg)
-    ]
+    items: list[Any] = _decode(arg, allow_pickle, path, depth)
+    return items
 
 
 _SIMPLE_TAGS: dict[str, Callable[[str], Any]] = {
