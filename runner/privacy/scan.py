@@ -401,12 +401,12 @@ class ScanRedactor(Redactor):
         of the few lines it flags. False: it may change (a base64-like text, many flagged lines, or a
         change). Costs one scan stopping at the first hit when the text is clean."""
         db = self._db
-        if (
-            db.everywhere
-            or _base64_like(data)
-            or (db.unscanned and any(literal in bytes(data) for literal in db.unscanned))
-        ):
+        if db.everywhere or _base64_like(data):
             return False
+        if db.unscanned:  # known values too long for the database: looked for in one copy of the bytes
+            raw = bytes(data)
+            if any(literal in raw for literal in db.unscanned):
+                return False
         if not db.hit(data):
             return True
         # A possible match, a placeholder or a non-ASCII byte: the line path of `redact` decides, when few
