@@ -341,14 +341,14 @@ class PackBuilder:
         An empty `manifest.artifacts` is filled from this builder's artifact index. Then the privacy pass
         runs (`runner.privacy.mask.protect`) with `privacy`, by default the builder's: the `default-v1`
         redaction policy, with the keyring named by $RUNNER_KEYRING when set, unless the builder was given
-        others; `privacy=PrivacyOptions(policy=None)` turns it off. Hashes are
-        computed after it. `signer(final manifest)` (or `privacy.sign` with a keyring) gives the bytes of
-        `signature.json`, written last and outside `integrity`. `progress(done, total)` is called with
-        content bytes as they are written.
+        others; `privacy=PrivacyOptions(policy=None)` turns it off. Hashes are computed after it.
+        `signer(final manifest)` (or `privacy.sign` with a keyring) gives the bytes of `signature.json`,
+        written last and outside `integrity`. `progress(done, total)` is called with content bytes as written.
         """
         if not manifest.artifacts:
             manifest = replace(manifest, artifacts=self.artifacts)
         options = self._options() if privacy is None else privacy
+        mf.fast_validator()  # compiled while the last members compress (the pass below waits for them)
         manifest = protect(self, manifest, options, self._untouched_under(options))
         if signer is None and options.sign and options.keyring is not None:
             from runner.privacy.sign import sign_manifest

@@ -11,27 +11,48 @@ Rules (on top of `yaml.SafeLoader`'s constructor, which never builds Python obje
 - nesting deeper than `max_depth` is refused while composing, before Python's recursion limit is reached;
 - integers are at most 40 characters and inside the 64-bit range (Python refuses to read 4,300 digits,
   and YAML 1.1's base-60 `1:2:3:...` grows without bound); timestamps must be real dates (no year 0).
-The text is scanned and parsed by libyaml (`yaml.CParser`, ten times faster) when PyYAML was built with it,
-else by PyYAML's pure-Python reader; either way the nodes are composed here, one event at a time, so every
-check above runs before a refused node is built, with the same messages. Syntax errors are worded by the
-parser that found them.
+The text is scanned, parsed and composed by libyaml (`yaml.CParser`, ten times faster) when PyYAML was built
+with it: an alias there is the node its anchor named, shared, never copied, so nothing grows before a walk
+over the nodes checks that no node is reached twice and none lies too deep. A text that fails there (or
+that libyaml refuses) is read again one event at a time, composed here, as PyYAML's pure-Python reader
+always does: every check above then runs before a refused node is built, and its message names where.
+Syntax errors are worded by the parser that found them.
+`dump` writes plain data (dict, list, str, int, float, bool, None) as block YAML, keys in their order: the
+text `yaml.dump(data, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True, width=100)` gives,
+from events made here (PyYAML's serializer asks its Python resolver twice per scalar how the text would
+read back, which was most of the time a large manifest took to write), emitted by libyaml when present.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.composer import Composer, ComposerError
 from yaml.constructor import ConstructorError, SafeConstructor
-from yaml.events import AliasEvent
-from yaml.nodes import MappingNode, Node, ScalarNode
+from yaml.events import (
+    AliasEvent,
+    DocumentEndEvent,
+    DocumentStartEvent,
+    Event,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+    StreamStartEvent,
+)
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.parser import Parser
 from yaml.reader import Reader
+from yaml.representer import SafeRepresenter
 from yaml.resolver import Resolver
 from yaml.scanner import Scanner
 
-__all__ = ["MAX_INT_CHARS", "YamlRefused", "load", "parser"]
+__all__ = ["MAX_INT_CHARS", "YamlRefused", "dump", "load", "parser"]
 
 MAX_INT_CHARS = 40
 _INT_RANGE = range(-(2**63), 2**64)  # signed and unsigned 64-bit values both fit
@@ -157,6 +178,40 @@ def parser() -> str:
 
 def load(text: str | bytes, *, max_depth: int = 64) -> Any:
     """The tree of one YAML document; YamlRefused (one line, with the line number) for anything refused."""
+    if _CParser is not None and issubclass(_StrictLoader, _CParser):
+        loader = _StrictLoader(text)  # type: ignore[call-arg]
+        try:
+            node = _CParser.get_single_node(loader)  # composed by libyaml
+            if node is None:
+                return None
+            if _tree(node, max_depth):
+                return loader.construct_document(node)
+        except (yaml.YAMLError, ValueError, OverflowError, RecursionError):
+            pass  # refused: read again below, event by event, for the message naming its line
+        finally:
+            loader.dispose()  # type: ignore[attr-defined]
+    return _load_by_events(text, max_depth)
+
+
+def _tree(node: Node, max_depth: int) -> bool:
+    """Whether the nodes reached from `node` form a tree (no node reached twice: no alias) of at most
+    `max_depth` levels, the top one counting as one. Walked a level at a time, each checked whole."""
+    seen: set[int] = set()
+    level = [node]
+    for _ in range(max_depth):
+        ids = set(map(id, level))
+        if len(ids) != len(level) or not seen.isdisjoint(ids):
+            return False
+        seen |= ids
+        pairs = chain.from_iterable(n.value for n in level if isinstance(n, MappingNode))
+        items = chain.from_iterable(n.value for n in level if isinstance(n, SequenceNode))
+        level = [*chain.from_iterable(pairs), *items]
+        if not level:
+            return True
+    return False
+
+
+def _load_by_events(text: str | bytes, max_depth: int) -> Any:
     loader: _Strict | None = None
     try:
         loader = _StrictLoader(text)  # type: ignore[call-arg]  # the reader checks the characters here
@@ -175,3 +230,59 @@ def load(text: str | bytes, *, max_depth: int = 64) -> Any:
     finally:
         if loader is not None:
             loader.dispose()  # type: ignore[attr-defined]
+
+
+def dump(data: Any) -> str:
+    """Block YAML for plain data, keys in their order (see the module docstring)."""
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    text: str = yaml.emit(_events(data), Dumper=dumper, allow_unicode=True, width=100)
+    return text
+
+
+_IMPLICIT = Resolver.yaml_implicit_resolvers  # first character -> [(tag, pattern)], as the resolver reads
+_FLOAT = SafeRepresenter()
+_DONE = object()
+
+
+def _plain(value: str) -> bool:
+    """Whether `value` written plain reads back as a string (else it is quoted)."""
+    return not any(pattern.match(value) for _, pattern in _IMPLICIT.get(value[:1], ()))
+
+
+def _events(data: Any) -> Iterator[Event]:
+    yield StreamStartEvent()
+    yield DocumentStartEvent(explicit=False)
+    stack: list[Iterator[Any]] = [iter((data,))]
+    ends: list[Event] = []
+    while stack:
+        value: Any = next(stack[-1], _DONE)
+        if value is _DONE:  # this collection is done
+            stack.pop()
+            if ends:
+                yield ends.pop()
+            continue
+        kind = type(value)
+        if kind is str:
+            yield ScalarEvent(None, None, (_plain(value), True), value)
+        elif kind is dict:
+            yield MappingStartEvent(None, None, True, flow_style=False)
+            stack.append(x for pair in value.items() for x in pair)
+            ends.append(MappingEndEvent())
+        elif kind is list or kind is tuple:
+            yield SequenceStartEvent(None, None, True, flow_style=False)
+            stack.append(iter(value))
+            ends.append(SequenceEndEvent())
+        elif kind is bool:
+            yield ScalarEvent(None, "tag:yaml.org,2002:bool", (True, False), "true" if value else "false")
+        elif kind is int:
+            yield ScalarEvent(None, "tag:yaml.org,2002:int", (True, False), str(value))
+        elif kind is float:
+            yield ScalarEvent(
+                None, "tag:yaml.org,2002:float", (True, False), _FLOAT.represent_float(value).value
+            )
+        elif value is None:
+            yield ScalarEvent(None, "tag:yaml.org,2002:null", (True, False), "null")
+        else:
+            raise TypeError(f"cannot write {kind.__name__} values as YAML")
+    yield DocumentEndEvent(explicit=False)
+    yield StreamEndEvent()

@@ -371,11 +371,11 @@ def _redact_manifest(
         return None if h is None else renamed.get(h, h)
 
     def artifact(a: Artifact) -> Artifact:
-        new = renamed.get(a.sha256)
+        new, name = renamed.get(a.sha256), a.name and run.text(a.name)
         if new is None:
-            return replace(a, name=a.name and run.text(a.name))
+            return a if name == a.name else replace(a, name=name)
         path = _ARTIFACT + new
-        return replace(a, path=path, sha256=new, size=members[path].size, name=a.name and run.text(a.name))
+        return replace(a, path=path, sha256=new, size=members[path].size, name=name)
 
     steps: list[Step] = []
     for step in m.steps:

@@ -1,5 +1,5 @@
-"""The strict YAML reader on both parsers: libyaml's (taken whenever PyYAML has it) and the pure-Python
-fallback give the same trees and refuse the same texts with the same messages."""
+"""The strict YAML reader on both parsers: libyaml's (taken whenever PyYAML has it, composing the nodes
+itself) and the pure-Python fallback give the same trees and refuse the same texts with the same messages."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from yaml._yaml import CParser
 
 from runner.pack import strictyaml
@@ -32,6 +34,12 @@ def test_libyaml_reads_the_text_when_pyyaml_has_it() -> None:
         ("x: {name: a, name: b}\n", "line 1, column 14: duplicate key 'name', first given at line 1"),
         ("a: &x 1\nb: *x\n", "line 2, column 4: YAML aliases are not allowed"),
         ("a: [&x 1, *x]\n", "line 1, column 11: YAML aliases are not allowed"),
+        # libyaml composes these with the alias sharing its anchor's node: the walk after it refuses them
+        ("a: &x [1]\nb: *x\n", "line 2, column 4: YAML aliases are not allowed"),
+        ("&a [*a, *a]\n", "line 1, column 5: YAML aliases are not allowed"),
+        ("a: &a {b: *a}\n", "line 1, column 11: YAML aliases are not allowed"),
+        ("- &a x\n- [[[*a]]]\n", "line 2, column 6: YAML aliases are not allowed"),
+        ("a: *nope\n", "line 1, column 4: YAML aliases are not allowed"),
         ("a: {k: 1}\nb: {<<: {k: 2}}\n", "line 2, column 5: merge keys (<<) are not allowed"),
         ("x: " + "[" * 200 + "]" * 200 + "\n", "line 1, column 67: nested deeper than 64 levels"),
         ("x: " + "{a: " * 100 + "\n", "nested deeper than 64 levels"),
@@ -77,3 +85,57 @@ def test_the_depth_cap_is_the_callers(monkeypatch: pytest.MonkeyPatch) -> None:
         assert _load_with(name, nested, monkeypatch, max_depth=11) == {"x": [[[[[[[[[[]]]]]]]]]]}
         with pytest.raises(strictyaml.YamlRefused, match="nested deeper than 10 levels"):
             _load_with(name, nested, monkeypatch, max_depth=10)
+
+
+def test_libyaml_composes_a_text_it_accepts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The event-by-event reading is only for texts the libyaml path refuses."""
+
+    def refused(text: str | bytes, max_depth: int) -> Any:
+        raise AssertionError("read event by event")
+
+    monkeypatch.setattr(strictyaml, "_load_by_events", refused)
+    text = "a: [1, {b: c}]\nd: 2025-01-01\n" + "".join(f"k{i}: {{x: [{i}]}}\n" for i in range(50))
+    assert strictyaml.load(text, max_depth=4) == yaml.load(text, Loader=yaml.SafeLoader)
+    with pytest.raises(AssertionError, match="event by event"):
+        strictyaml.load(text, max_depth=3)
+
+
+_TRICKY = ["", "null", "yes", "No", "~", "123", "0x1f", "1e3", ".inf", "2025-01-01", "<<", "=", "a: b", "- x"]
+_TRICKY += [
+    " lead",
+    "trail ",
+    "#x",
+    "a\nb",
+    "\t",
+    "\x85",
+    "\u2028",
+    "é",
+    "😀",
+    "@x",
+    "!x",
+    "&a",
+    "*a",
+    "x\r\ny",
+]
+_SCALARS = st.one_of(
+    st.text(), st.integers(-(2**70), 2**70), st.floats(), st.booleans(), st.none(), st.sampled_from(_TRICKY)
+)
+_DATA = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8) | st.sampled_from(_TRICKY), inner)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_DATA)
+def test_dump_writes_what_pyyaml_writes(data: Any) -> None:
+    text = strictyaml.dump(data)
+    assert text == yaml.dump(data, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def test_dump_refuses_what_is_not_plain_data() -> None:
+    with pytest.raises(TypeError, match="cannot write bytes values"):
+        strictyaml.dump({"a": [b"x"]})
