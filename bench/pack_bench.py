@@ -4,16 +4,16 @@ Generates a deterministic tree of mixed text and log files (200 MB by default) i
 each side in its own process under GNU time, so wall time, CPU time (user + system, children included) and
 peak RSS are that process tree's alone; "in-process" is the runner child's own clock around the build or
 unpack, after its imports (what a build costs at the end of a recording, whose process has them loaded).
-A runner child starts Python, imports what it needs (no Rich nor the bench's reporting) and loads the
-runner from bytecode, as an installed runner does (bench/goals.py); an unmeasured build and unpack of a
-small tree come first (the scan's compiled database is cached). The runner builds with the DEFAULT
-redaction policy (what users get), and once more with redaction off for comparison. Each side runs
-`--rounds` times (5), interleaved with the others, and keeps its fastest run (a shared 2-core machine's
-neighbours only ever slow a run down). Prints a table and each goal with its verdict and writes
-bench/out/pack_bench.json. Goals (on wall times): build >= 150 MB/s and <= 1.5x the zstd CLI; unpack
-(every hash checked) >= 300 MB/s; peak RSS < 200 MB for a 1 GB pack (`--memory-mb 1000` measures that
-case on its own tree; by default the peak of the --mb tree is the one compared, and the output says
-which ran).
+A runner child starts Python, imports what it needs (no Rich nor the bench's reporting), loads the runner
+from bytecode, as an installed runner does (bench/goals.py), and leaves as the `runner` command does
+(`runner.finish`); an unmeasured build and unpack of a small tree come first (the scan's compiled database
+is cached). The runner builds with the DEFAULT redaction policy (what users get), and once more with
+redaction off for comparison. Each side runs `--rounds` times (5), interleaved with the others, and keeps
+its fastest run (a shared 2-core machine's neighbours only ever slow a run down). Prints a table and each
+goal with its verdict and writes bench/out/pack_bench.json. Goals (on wall times): build >= 150 MB/s and
+<= 1.5x the zstd CLI; unpack (every hash checked) >= 300 MB/s; peak RSS < 200 MB for a 1 GB pack
+(`--memory-mb 1000` measures that case on its own tree; by default the peak of the --mb tree is the one
+compared, and the output says which ran).
 
     python bench/pack_bench.py [--mb 200] [--memory-mb 1000] [--rounds 5]
 """
@@ -107,6 +107,7 @@ def make_tree(root: Path, total_mb: int, seed: int = 7) -> int:
 
 
 def _build(tree: Path, out: Path, redaction: bool) -> None:
+    import runner
     from runner.pack.build import PackBuilder
     from runner.privacy.mask import PrivacyOptions
     from tests.packfactory import make_manifest
@@ -121,14 +122,17 @@ def _build(tree: Path, out: Path, redaction: bool) -> None:
                 b.add_artifact(path, media_type="text/plain", name=str(path.relative_to(tree)))
         b.build(make_manifest(), out)
     print(json.dumps({"seconds": time.perf_counter() - start}))
+    runner.finish()  # as the `runner` command leaves
 
 
 def _unpack(pack_path: Path, dest: Path) -> None:
+    import runner
     from runner.pack.read import unpack
 
     start = time.perf_counter()
     unpack(pack_path, dest)
     print(json.dumps({"seconds": time.perf_counter() - start}))
+    runner.finish()  # as the `runner` command leaves
 
 
 @dataclass(frozen=True)

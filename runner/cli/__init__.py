@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from runner import __version__
+from runner import __version__, finish
 from runner.cli.common import say
 
 if TYPE_CHECKING:
@@ -94,4 +94,7 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
-    build(_needed(sys.argv[1:]))(prog_name="runner")
+    try:
+        build(_needed(sys.argv[1:]))(prog_name="runner")
+    finally:
+        finish()

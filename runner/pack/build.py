@@ -42,11 +42,11 @@ from runner.pack.layout import (
     MANIFEST,
     SIGNATURE,
     Limits,
+    TrailedWriter,
     chunks,
     layout_problem,
     padding,
     tar_header,
-    trailer,
 )
 from runner.pack.manifest import Artifact, Integrity, Manifest, MemberDigest
 from runner.pack.spool import Spool
@@ -401,42 +401,42 @@ class PackBuilder:
     ) -> None:
         # The manifest's frame, then the spooled groups still standing (their frames copied), then the
         # other members compressed again, then the end: a zstd stream may hold any number of frames.
-        hashed = _HashingWriter(raw)
-        cctx = zstandard.ZstdCompressor(level=self.level, write_checksum=True)
-        hashed.write(
-            cctx.compress(
-                tar_header(MANIFEST, len(manifest_text)) + manifest_text + padding(len(manifest_text))
+        with TrailedWriter(raw) as hashed:
+            cctx = zstandard.ZstdCompressor(level=self.level, write_checksum=True)
+            hashed.write(
+                cctx.compress(
+                    tar_header(MANIFEST, len(manifest_text)) + manifest_text + padding(len(manifest_text))
+                )
             )
-        )
-        done = len(manifest_text)
-        groups = self._spool.usable(members)
-        covered = {name for group in groups for name in group.members}
-        for name in covered:
-            self._check_unchanged(name)
-        for group in groups:
-            self._spool.copy(group, hashed.write)
-            done += group.size
-            if progress:
-                progress(done, total)
-        rest = [name for name in members if name not in covered]
-        if rest:
-            again = Spool(self.staging, self.level)
-            try:
-                for name in rest:
-                    self._spool_again(again, name, members[name])
-                    done += members[name].size
-                    if progress:
-                        progress(done, total)
-                again.flush()
-                for group in again.groups:  # each member in them checked against its digest
-                    again.copy(group, hashed.write)
-            finally:
-                again.close()
-        end = b"\0" * (2 * BLOCK)
-        if signature is not None:
-            end = tar_header(SIGNATURE, len(signature)) + signature + padding(len(signature)) + end
-        hashed.write(cctx.compress(end))
-        raw.write(trailer(hashed.sha.digest()))
+            done = len(manifest_text)
+            groups = self._spool.usable(members)
+            covered = {name for group in groups for name in group.members}
+            for name in covered:
+                self._check_unchanged(name)
+            for group in groups:
+                self._spool.copy(group, hashed.write)
+                done += group.size
+                if progress:
+                    progress(done, total)
+            rest = [name for name in members if name not in covered]
+            if rest:
+                again = Spool(self.staging, self.level)
+                try:
+                    for name in rest:
+                        self._spool_again(again, name, members[name])
+                        done += members[name].size
+                        if progress:
+                            progress(done, total)
+                    again.flush()
+                    for group in again.groups:  # each member in them checked against its digest
+                        again.copy(group, hashed.write)
+                finally:
+                    again.close()
+            end = b"\0" * (2 * BLOCK)
+            if signature is not None:
+                end = tar_header(SIGNATURE, len(signature)) + signature + padding(len(signature)) + end
+            hashed.write(cctx.compress(end))
+            hashed.end()
 
     def _changed(self, name: str) -> PackError:
         return PackError(f"{self._sources[name].path} ({name}) changed after it was added; add it again")
@@ -467,19 +467,6 @@ class PackBuilder:
             raise PackError(f"cannot read {source.path} for {name}: {e.strerror or e}") from e
         if digest != expected:
             raise self._changed(name)
-
-
-class _HashingWriter:
-    def __init__(self, f: IO[bytes]) -> None:
-        self._f = f
-        self.sha = hashlib.sha256()
-
-    def write(self, data: bytes | memoryview) -> int:
-        self.sha.update(data)
-        return self._f.write(data)
-
-    def flush(self) -> None:
-        self._f.flush()
 
 
 def resign(pack_path: Path, signer: Callable[[Manifest], bytes], limits: Limits = _LIMITS) -> Manifest:

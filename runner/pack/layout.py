@@ -2,9 +2,10 @@
 
 Inputs: member names. Outputs: the reason a name cannot be a member (`layout_problem`), the reserved member
 names, the tar block and I/O chunk sizes (`chunks` reads a file by chunks into a buffer kept per thread,
-so no page of a fresh buffer is faulted in per chunk), a member's tar header and padding as builders write them (fixed
-metadata: the same content gives the same pack bytes), the trailer (`trailer`), and the `Limits` a reader
-applies.
+so no page of a fresh buffer is faulted in per chunk), a member's tar header and padding as builders
+write them (fixed metadata: the same content gives the same pack bytes), the trailer (`trailer`; a
+builder writes through a `TrailedWriter`, which hashes what it writes and ends with it), and the `Limits`
+a reader applies.
 Rules: names are relative, in normal form, free of control characters and inside the layout of
 docs/pack-format.md. The pack ends with a zstd skippable frame (ignored by zstd tools) holding the sha256
 of every byte before it: the compressed encoding has redundant bits that decode to the same content, and
@@ -13,14 +14,16 @@ those must not pass.
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
 import re
 import struct
 import tarfile
 import threading
 from collections.abc import Collection, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import IO, Protocol
 
 __all__ = [
     "BLOCK",
@@ -30,6 +33,7 @@ __all__ = [
     "TRAILER_SIZE",
     "TRAILER_TAG",
     "Limits",
+    "TrailedWriter",
     "chunks",
     "layout_problem",
     "padding",
@@ -102,6 +106,35 @@ def trailer(digest: bytes) -> bytes:
     return struct.pack("<II", TRAILER_MAGIC, len(TRAILER_TAG) + len(digest)) + TRAILER_TAG + digest
 
 
+class TrailedWriter:
+    """Writes a pack's compressed pieces to `f` and hashes them, a piece's hash on a thread of its own while
+    it is written (both release the GIL); `end` writes the trailer. A piece must not change once given."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f, self._sha = f, hashlib.sha256()
+        self._hashing: Future[None] | None = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="runner-pack-hash")
+
+    def __enter__(self) -> TrailedWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown()
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._hashed()
+        self._hashing = self._pool.submit(self._sha.update, data)
+        return self._f.write(data)
+
+    def end(self) -> None:
+        self._hashed()
+        self._f.write(trailer(self._sha.digest()))
+
+    def _hashed(self) -> None:
+        if self._hashing is not None:
+            self._hashing.result()
+
+
 def trailer_digest(tail: bytes) -> bytes:
     """The digest held by the last TRAILER_SIZE bytes of a pack; ValueError saying why they are no trailer."""
     head = trailer(b"\0" * 32)[: 8 + len(TRAILER_TAG)]
@@ -113,13 +146,28 @@ def trailer_digest(tail: bytes) -> bytes:
 
 
 def tar_header(name: str, size: int) -> bytes:
-    """The pax header of a member as written: mode 0644, mtime 0, no owner names."""
+    """The pax header of a member as written: mode 0644, mtime 0, no owner names. A short ASCII name and a
+    size under 8 GiB need no pax record: that ustar block is filled in here, as tarfile writes it (ten times
+    faster; every artifact's header is made twice, to reserve its room and to write it)."""
+    if len(name) <= 100 and name.isascii() and 0 <= size < 8**11:
+        block = bytearray(_USTAR)
+        block[: len(name)] = name.encode("ascii")
+        block[124:136] = b"%011o\0" % size
+        block[148:155] = b"%06o\0" % sum(block)  # the checksum, counted with its own field as spaces
+        return bytes(block)
+    return _tarfile_header(name, size)
+
+
+def _tarfile_header(name: str, size: int) -> bytes:
     ti = tarfile.TarInfo(name)
     ti.size = size
     ti.mode = 0o644
     ti.mtime = 0
     ti.uname = ti.gname = ""
     return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
+
+
+_USTAR = _tarfile_header("", 0)[:148] + b" " * 8 + _tarfile_header("", 0)[156:]
 
 
 def padding(size: int) -> bytes:

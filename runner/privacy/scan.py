@@ -219,12 +219,17 @@ def _hs_pattern(pattern: re.Pattern[str]) -> bytes:
     r"""The pattern in hyperscan's syntax, matching at least what Python's does on ASCII text: Python's
     `\s` also matches \x1c-\x1f, so outside a negated class those are added; `{,n}` is `{0,n}`. (Verbose
     and dot-all patterns are not scanned, see `_Database`.) A value that must not start with a type name
-    becomes an automaton that rejects those starts (see `_not_a_type_name`)."""
+    becomes an automaton that rejects those starts (see `_not_a_type_name`); an optional character before
+    a class joins the class (`_OPTIONAL_BEFORE_CLASS`)."""
     source, out, i, klass = pattern.pattern, [], 0, None
     if pattern.flags & re.I:
         source = _not_a_type_name(source)
     while i < len(source):
         c = source[i]
+        if c == "\\" and klass is None and (m := _OPTIONAL_BEFORE_CLASS.match(source, i)):
+            out.append(f"[{m.group(1)}{m.group(2)}]{{1,2}}")  # `\)?[ .-]` -> `[\) .-]{1,2}`
+            i = m.end()
+            continue
         if c == "\\":
             pair = source[i : i + 2]
             if pair == "\\s" and klass is None:
@@ -249,6 +254,12 @@ def _hs_pattern(pattern: re.Pattern[str]) -> bytes:
         out.append(c)
         i += 1
     return _first_end("".join(out)).encode("utf-8")
+
+
+# An escaped character made optional just before a class of plain characters, the class not repeated: taken
+# into the class, repeated once or twice, it matches what it did and more (a superset), and hyperscan scans
+# that much faster (the US phone pattern's `\)?[ .-]` cost a fifth of the scan of a 200 MB tree of logs).
+_OPTIONAL_BEFORE_CLASS = re.compile(r"(\\[^A-Za-z0-9])\?\[([^\\\]^][^\\\]]*)\](?![?*+{])")
 
 
 # A class repeated without bound (`{n,}` or `+`) at the very end of a pattern, inside closing groups only.

@@ -90,8 +90,25 @@ def test_main_builds_only_the_group_of_the_first_command(
 
     monkeypatch.setattr(sys, "argv", ["runner", *argv])
     monkeypatch.setattr(typer.Typer, "__call__", run)
+    monkeypatch.setattr(runner.cli, "finish", lambda: None)  # this test process goes on
     runner.cli.main()
     assert seen == (built if built is not None else list(ROOT.commands))
+
+
+def test_main_finishes_the_process_whatever_the_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`runner.finish` runs after the command, also when it leaves by an exception (Typer's exit codes)."""
+    finished: list[int] = []
+    monkeypatch.setattr(runner.cli, "finish", lambda: finished.append(1))
+    monkeypatch.setattr(sys, "argv", ["runner", "--version"])
+    with pytest.raises(SystemExit):
+        runner.cli.main()
+    assert finished == [1]
+
+
+def test_finish_leaves_what_was_allocated_to_the_exit() -> None:
+    code = "import gc, runner; runner.finish(); print(gc.get_freeze_count() > 0)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "True", done.stderr
 
 
 def test_python_m_runner_version() -> None:

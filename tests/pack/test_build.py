@@ -6,14 +6,18 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runner.errors import PackError
 from runner.pack import build as pack
+from runner.pack import layout
 from runner.pack import manifest as mf
 from runner.pack import read as pack_read
 from runner.privacy.mask import PrivacyOptions
@@ -174,3 +178,24 @@ def test_builder_output_is_deterministic(tmp_path: Path) -> None:
     a = make_pack(tmp_path, name="a.tar.zst", steps=[patch("p1", DIFF)])
     b = make_pack(tmp_path, name="b.tar.zst", steps=[patch("p1", DIFF)])
     assert a.read_bytes() == b.read_bytes()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=110),
+        st.text(alphabet=st.characters(max_codepoint=127), min_size=95, max_size=101),
+        st.just("artifacts/sha256/" + "0" * 64),
+    ),
+    st.one_of(st.integers(0, 8**11 + 5), st.sampled_from([0, 1, 8**11 - 1, 8**11, 2**40])),
+)
+def test_member_headers_are_what_tarfile_writes(name: str, size: int) -> None:
+    header = tarfile.TarInfo(name)
+    header.size, header.mode, header.mtime, header.uname, header.gname = size, 0o644, 0, "", ""
+    try:
+        expected = header.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
+    except UnicodeEncodeError:  # lone surrogates: no header at all
+        with pytest.raises(UnicodeEncodeError):
+            layout.tar_header(name, size)
+        return
+    assert layout.tar_header(name, size) == expected

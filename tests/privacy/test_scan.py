@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.redact import DETECTORS, EXTRA_DETECTORS, Detector, Redactor
-from runner.privacy.scan import ScanRedactor, _Database, _database, _first_end
+from runner.privacy.scan import ScanRedactor, _Database, _database, _first_end, _hs_pattern
 from tests.helpers.secret_corpus import corpus
 
 KEY = b"k" * 32
@@ -93,6 +93,33 @@ def test_a_secret_is_reported_by_the_scan_once_not_at_every_character() -> None:
     assert len(ends) == 3  # bearer, openai-key, email
     assert _first_end(r"x(?P<s>[^\s\"']{3,})") == r"x(?P<s>[^\s\"']{3})"
     assert _first_end(r"x[a-z\s]+") == r"x[a-z\s]+"  # the class takes a newline: the line could differ
+
+
+def test_an_optional_character_before_a_class_joins_it_in_the_scan() -> None:
+    def hs(source: str) -> str:
+        return _hs_pattern(re.compile(source)).decode()
+
+    assert hs(r"\d{3}\)?[ .-]\d{3}") == r"\d{3}[\) .-]{1,2}\d{3}"
+    assert hs(r"[\)?[ab]x") == r"[\)?[ab]x"  # inside a class: the same
+    assert hs(r"\)?[ab]+x") == r"\)?[ab]+x"  # a repeated class: the same
+    assert hs(r"\x41?[ab]") == r"\x41?[ab]"  # an escape that is no single character: the same
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["", "("]),
+    st.text(alphabet="0123456789", min_size=3, max_size=3),
+    st.sampled_from([" ", ".", "-", ") ", ").", ")-", ")", " )", ""]),
+    st.text(alphabet="0123456789", min_size=7, max_size=7),
+    st.sampled_from(["", " ", "x", "-", "\n"]),
+)
+def test_phone_numbers_are_judged_as_the_plain_redactor_does(
+    open_: str, area: str, gap: str, rest: str, after: str
+) -> None:
+    line = f"call {open_}{area}{gap}{rest[:3]}-{rest[3:]}{after} today"
+    plain, fast, found_plain, found_scan = both(padded([line]))
+    assert fast == plain
+    assert found_scan == found_plain
 
 
 def test_multi_line_detectors_and_whole_base64_texts_take_the_plain_path() -> None:
