@@ -18,7 +18,6 @@ import hashlib
 import posixpath
 import re
 import struct
-import tarfile
 import threading
 from collections.abc import Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,7 +44,7 @@ __all__ = [
 MANIFEST = "manifest.yaml"
 SIGNATURE = "signature.json"  # signs the root digest, so it cannot be one of the members the root covers
 CHUNK = 1 << 20
-BLOCK = tarfile.BLOCKSIZE
+BLOCK = 512  # tarfile.BLOCKSIZE
 TRAILER_MAGIC = 0x184D2A5E
 TRAILER_TAG = b"RPK1sha256"
 TRAILER_SIZE = 8 + len(TRAILER_TAG) + 32
@@ -159,6 +158,8 @@ def tar_header(name: str, size: int) -> bytes:
 
 
 def _tarfile_header(name: str, size: int) -> bytes:
+    import tarfile  # a long or non-ASCII name, or 8 GiB and more: a pax record first
+
     ti = tarfile.TarInfo(name)
     ti.size = size
     ti.mode = 0o644
@@ -167,7 +168,11 @@ def _tarfile_header(name: str, size: int) -> bytes:
     return ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
 
 
-_USTAR = _tarfile_header("", 0)[:148] + b" " * 8 + _tarfile_header("", 0)[156:]
+# A ustar block for an empty name and size: mode 0644, owner 0, mtime 0, a regular file, the checksum field
+# blank (spaces, as it is counted), no link, owner or group names, no device numbers, no prefix.
+_USTAR = (
+    b"\0" * 100 + b"0000644\0" + b"0000000\0" * 2 + b"00000000000\0" * 2 + b" " * 8 + b"0" + b"\0" * 100
+) + (b"ustar\x0000" + b"\0" * 64 + b"\0" * 16 + b"\0" * 155 + b"\0" * 12)
 
 
 def padding(size: int) -> bytes:

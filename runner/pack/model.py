@@ -63,6 +63,8 @@ BASELINE_PATH = "workspace/baseline.diff"
 
 @dataclass(frozen=True)
 class Session:
+    """The recorded session: its id and when it started."""
+
     id: str
     created_at: str  # RFC 3339, kept as text so it round-trips exactly
 
@@ -94,6 +96,8 @@ class AgentCommand:
 
 @dataclass(frozen=True)
 class Agent:
+    """The agent that worked in the session: name, version and configuration, how it was started."""
+
     name: str
     commit: str | None = None
     config_version: str | None = None
@@ -103,6 +107,8 @@ class Agent:
 
 @dataclass(frozen=True)
 class GitInputs:
+    """The repository the session started from: base commit, uncommitted changes, the bundle."""
+
     base_commit: str
     remote: str | None = None
     branch: str | None = None
@@ -123,18 +129,24 @@ class GitInputs:
 
 @dataclass(frozen=True)
 class ImageRef:
+    """A container image pinned by digest."""
+
     reference: str  # name@sha256:<digest>
     id: str | None = None  # local image id (sha256:<hex>), when known
 
 
 @dataclass(frozen=True)
 class DockerfileRef:
+    """A Dockerfile stored in the pack, with its base image pinned by digest."""
+
     path: str  # env/... member holding the Dockerfile
     base_digest: str  # its FROM image, name@sha256:<digest>
 
 
 @dataclass(frozen=True)
 class EnvSnapshot:
+    """The interpreter, packages and platform of a session recorded without an image."""
+
     python: str
     packages: str  # env/... member, `pip freeze` output
     os: str
@@ -166,6 +178,8 @@ class EnvDecision:
 
 @dataclass(frozen=True)
 class Environment:
+    """Where the commands ran: an image, a Dockerfile or a snapshot; lockfiles, runtimes, variables."""
+
     kind: EnvKind
     image: ImageRef | None = None
     dockerfile: DockerfileRef | None = None
@@ -177,6 +191,8 @@ class Environment:
 
 @dataclass(frozen=True)
 class LlmDefaults:
+    """The model the session called and the sampling settings it used."""
+
     provider: str
     model: str
     revision: str | None = None
@@ -188,6 +204,8 @@ class LlmDefaults:
 
 @dataclass(frozen=True)
 class PatchStep:
+    """A patch applied to the workspace at this point of the timeline."""
+
     id: str
     patch: str  # patches/NNNN.diff
     span_id: str | None = None
@@ -197,6 +215,8 @@ class PatchStep:
 
 @dataclass(frozen=True)
 class Expectation:
+    """What a command gave when recorded: exit code, output hashes, files it wrote."""
+
     exit_code: int = 0
     stdout: str | None = None  # sha256 of an indexed artifact
     stderr: str | None = None
@@ -205,6 +225,8 @@ class Expectation:
 
 @dataclass(frozen=True)
 class Comparison:
+    """How replay compares a command's outputs with the recorded ones."""
+
     stdout: tuple[str, ...] = ()  # normaliser names, from NORMALISERS
     stderr: tuple[str, ...] = ()
     outputs: Mapping[str, str] = field(default_factory=dict)  # path -> rule, from OUTPUT_RULES
@@ -212,6 +234,8 @@ class Comparison:
 
 @dataclass(frozen=True)
 class CommandStep:
+    """A command run in the workspace at this point of the timeline, and what it gave."""
+
     id: str
     argv: tuple[str, ...]
     timeout: float  # seconds
@@ -228,6 +252,8 @@ Step = PatchStep | CommandStep
 
 @dataclass(frozen=True)
 class Artifact:
+    """A content-addressed blob stored in the pack (outputs, prompts, responses, files)."""
+
     path: str  # artifacts/sha256/<sha256>
     sha256: str
     size: int
@@ -238,6 +264,8 @@ class Artifact:
 
 @dataclass(frozen=True)
 class CassetteIndex:
+    """A cassette of recorded HTTP exchanges stored in the pack."""
+
     path: str  # cassettes/<name>.jsonl
     format_version: int
     count: int
@@ -245,6 +273,8 @@ class CassetteIndex:
 
 @dataclass(frozen=True)
 class Privacy:
+    """How the pack was redacted and sealed."""
+
     redaction_policy: str | None = None
     encrypted_payloads: bool = False
     key_ids: tuple[str, ...] = ()
@@ -264,12 +294,16 @@ class Recording:
 
 @dataclass(frozen=True)
 class MemberDigest:
+    """The sha256 and size of a pack member."""
+
     sha256: str
     size: int
 
 
 @dataclass(frozen=True)
 class Integrity:
+    """The digests of every member and the root digest binding them to the manifest body."""
+
     root: str
     members: Mapping[str, MemberDigest]
     algorithm: str = "sha256"
@@ -277,6 +311,8 @@ class Integrity:
 
 @dataclass(frozen=True)
 class Manifest:
+    """The whole manifest of a pack (format version 1)."""
+
     session: Session
     agent: Agent
     git: GitInputs
