@@ -190,7 +190,7 @@ class PackBuilder:
         extra = None if self._prescan is None else self._prescan.extra_values(options)
         if extra is None:
             return None
-        self._spool.flush()  # every verdict in
+        self._spool.judge()  # every verdict in; the last members may still be compressing
 
         def untouched(member: str, digest: MemberDigest) -> bool:
             if not self._spool.verdicts.get((member, digest.sha256), False):
@@ -348,7 +348,7 @@ class PackBuilder:
         if not manifest.artifacts:
             manifest = replace(manifest, artifacts=self.artifacts)
         options = self._options() if privacy is None else privacy
-        mf.fast_validator()  # compiled while the last members compress (the pass below waits for them)
+        mf.prepare()  # while the last members compress (the pass below waits for them)
         manifest = protect(self, manifest, options, self._untouched_under(options))
         if signer is None and options.sign and options.keyring is not None:
             from runner.privacy.sign import sign_manifest

@@ -31,7 +31,6 @@ from importlib import resources
 from typing import Any
 
 from runner.errors import PackError
-from runner.pack import strictyaml
 from runner.pack.model import (
     BASELINE_PATH,
     BUNDLE_PATH,
@@ -97,6 +96,7 @@ __all__ = [
     "dump",
     "fast_validator",
     "load",
+    "prepare",
     "root_digest",
     "schema",
     "to_dict",
@@ -125,14 +125,24 @@ def _validator() -> Any:
 @cache
 def fast_validator() -> Any:
     """jsonschema_rs's validator of the schema (~40x faster than jsonschema on 300 artifacts), compiled at
-    the first call (~20 ms) and kept: a caller may make that call while it waits on other threads."""
+    the first call and kept."""
     import jsonschema_rs
 
     return jsonschema_rs.Draft202012Validator(schema())
 
 
+def prepare() -> None:
+    """Import the YAML reader and writer and compile the schema's validator now (~40 ms, done once): a caller
+    may do it while it waits on other threads rather than at its first manifest."""
+    from runner.pack import strictyaml  # noqa: F401
+
+    fast_validator()
+
+
 def load(text: str | bytes, source: str = "manifest.yaml") -> Manifest:
     """Parse and validate manifest text. Raises PackError naming `source` and the offending field."""
+    from runner.pack import strictyaml  # PyYAML, imported when a manifest is first read or written
+
     try:
         data = strictyaml.load(text, max_depth=_MAX_DEPTH + 1)
     except strictyaml.YamlRefused as e:
@@ -162,6 +172,8 @@ def validate(manifest: Manifest, source: str = "manifest") -> None:
 
 def dump(manifest: Manifest) -> str:
     """YAML text for a manifest; `load(dump(m)) == m` for every valid manifest."""
+    from runner.pack import strictyaml
+
     return strictyaml.dump(to_dict(manifest))
 
 
@@ -449,19 +461,8 @@ def to_dict(m: Manifest) -> dict[str, Any]:
 
 
 def _command_to_dict(c: AgentCommand) -> dict[str, Any]:
-    return _drop_none(
-        {
-            "argv": list(c.argv),
-            "cwd": c.cwd,
-            "env": dict(c.env) or None,
-            "timeout": c.timeout,
-            "stdin": c.stdin,
-            "argv_recorded": list(c.argv_recorded) or None,
-            "console_script": c.console_script,
-            "files": [dict(vars(f)) for f in c.files] or None,
-            "exit_code": c.exit_code,
-        }
-    )
+    lists = {"argv": list(c.argv), "env": dict(c.env) or None, "argv_recorded": list(c.argv_recorded) or None}
+    return _drop_none({**vars(c), **lists, "files": [dict(vars(f)) for f in c.files] or None})
 
 
 def _step_to_dict(s: Step) -> dict[str, Any]:
@@ -477,13 +478,7 @@ def _step_to_dict(s: Step) -> dict[str, Any]:
             "outputs": dict(s.expect.outputs) or None,
         }
     )
-    compare = _drop_none(
-        {
-            "stdout": list(s.compare.stdout) or None,
-            "stderr": list(s.compare.stderr) or None,
-            "outputs": dict(s.compare.outputs) or None,
-        }
-    )
+    compare = {k: list(v) if isinstance(v, tuple) else dict(v) for k, v in vars(s.compare).items() if v}
     return _drop_none(
         {
             "id": s.id,

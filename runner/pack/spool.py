@@ -5,7 +5,8 @@ Input: members as a builder gets them, in a deterministic order, from one thread
 (`add`), or a file read straight into the job being filled (`read_into`, then `commit` or `drop`).
 Output: `groups`, each the frames holding the whole tar entries of some consecutive members, with those
 members' digests; `usable` picks the groups whose members are all still those members of the pack, `copy`
-passes a group's frames on as they are; `verdicts`, what `inspect` said of members, when asked.
+passes a group's frames on as they are; `verdicts`, what `inspect` said of members, when asked (`judge`
+waits for those alone: a job is inspected before it is compressed).
 Rules:
 - A job fills a buffer of `JOB` bytes and ends at the end of a member once it holds `FILL` bytes, before a
   file read whole would not fit, or when the buffer is full (a member added by pieces goes on in the next
@@ -51,7 +52,7 @@ JOB = 16 << 20  # a job's buffer; frames this size compress about as well as one
 FILL = 8 << 20  # a job ends at the first member's end past this
 
 Inspect = Callable[[str, memoryview], bool]
-_Done = tuple[bytes | None, dict[tuple[str, str], bool]]
+_Verdicts = dict[tuple[str, str], bool]
 
 
 @dataclass
@@ -94,7 +95,7 @@ class Spool:
         self._jobs = 0  # jobs submitted so far: a member whose add saw none is whole in one buffer
         self._look: list[tuple[str, str, int, int]] = []  # members of the job being filled to inspect
         self._read: _Read | None = None
-        self._inflight: deque[tuple[Future[_Done], bytearray, Group]] = deque()
+        self._inflight: deque[tuple[Future[bytes | None], Future[_Verdicts], bytearray, Group]] = deque()
         self._group = Group()
         self.groups: list[Group] = []  # complete groups, in order (`flush` completes the last one)
 
@@ -180,6 +181,13 @@ class Spool:
         if self._fill >= FILL:
             self._submit(end_group=True)
 
+    def judge(self) -> None:
+        """Send what is pending and wait for `inspect`'s answers alone: `verdicts` is then complete while the
+        last jobs may still be compressing."""
+        self._end_group()
+        for _, judged, _, _ in self._inflight:
+            self.verdicts.update(judged.result())
+
     def flush(self) -> None:
         """Compress what is pending and wait for every frame: `groups` and `verdicts` are then complete."""
         self._end_group()
@@ -219,7 +227,7 @@ class Spool:
 
     def close(self) -> None:
         if self._pool is not None:
-            for future, _, _ in self._inflight:
+            for future, _, _, _ in self._inflight:
                 future.cancel()
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -257,9 +265,9 @@ class Spool:
         assert self._buf is not None
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="runner-pack")
-        buf, group, look = self._buf, self._group, self._look
-        future = self._pool.submit(self._work, memoryview(buf)[: self._fill], look)
-        self._inflight.append((future, buf, group))
+        buf, group, look, judged = self._buf, self._group, self._look, Future[_Verdicts]()
+        future = self._pool.submit(self._work, memoryview(buf)[: self._fill], look, judged)
+        self._inflight.append((future, judged, buf, group))
         self._buf, self._fill, self._look = None, 0, []
         self._jobs += 1
         if end_group:
@@ -268,25 +276,30 @@ class Spool:
         while len(self._inflight) > self._workers:
             self._collect()
 
-    def _work(self, data: memoryview, look: list[tuple[str, str, int, int]]) -> _Done:
+    def _work(
+        self, data: memoryview, look: list[tuple[str, str, int, int]], judged: Future[_Verdicts]
+    ) -> bytes | None:
         verdicts = {}
-        for name, sha256, start, end in look:
-            try:
-                verdicts[(name, sha256)] = bool(self.inspect and self.inspect(name, data[start:end]))
-            except Exception:  # the pass itself will look at the member, and say what is wrong
-                verdicts[(name, sha256)] = False
+        try:
+            for name, sha256, start, end in look:
+                try:
+                    verdicts[(name, sha256)] = bool(self.inspect and self.inspect(name, data[start:end]))
+                except Exception:  # the pass itself will look at the member, and say what is wrong
+                    verdicts[(name, sha256)] = False
+        finally:
+            judged.set_result(verdicts)  # before compressing: `judge` waits for this alone
         if not all(verdicts.values()):
-            return None, verdicts
+            return None
         cctx: zstandard.ZstdCompressor | None = getattr(self._local, "cctx", None)
         if cctx is None:
             cctx = self._local.cctx = zstandard.ZstdCompressor(level=self._level, write_checksum=True)
-        return cctx.compress(data), verdicts
+        return cctx.compress(data)
 
     def _collect(self) -> None:
-        future, buf, group = self._inflight.popleft()
-        frame, verdicts = future.result()
+        future, judged, buf, group = self._inflight.popleft()
+        frame = future.result()
         self._free.append(buf)
-        self.verdicts.update(verdicts)
+        self.verdicts.update(judged.result())
         if frame is None:
             group.broken = True
             return

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from runner.errors import PackError
 from runner.pack import manifest as mf
+from runner.pack import strictyaml
 from tests.packfactory import make_manifest
 
 SHA = "b" * 64
@@ -338,5 +339,5 @@ def test_a_value_only_python_regexes_accept_still_loads() -> None:
     # Python's `$` matches before a final newline: jsonschema_rs refuses it, jsonschema decides.
     text = mf.dump(_full()).replace("span_id: 051581bf3cb55c13\n", 'span_id: "051581bf3cb55c13\\n"\n', 1)
     assert '"051581bf3cb55c13\\n"' in text
-    assert not mf.fast_validator().is_valid(mf.strictyaml.load(text))
+    assert not mf.fast_validator().is_valid(strictyaml.load(text))
     assert mf.load(text).steps[1].span_id == "051581bf3cb55c13\n"

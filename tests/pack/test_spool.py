@@ -6,6 +6,7 @@ import hashlib
 import io
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -178,7 +179,7 @@ def test_jobs_end_at_a_member_past_fill_or_when_full_and_groups_never_cut_a_memb
     for name, data in contents.items():
         members[name] = spool.add(name, len(data), [data[:100], data[100:]])
         assert len(spool._inflight) <= 2  # memory stays bounded
-        buffers.update(id(buf) for _, buf, _ in spool._inflight)
+        buffers.update(id(buf) for _, _, buf, _ in spool._inflight)
     groups = spool.usable(members)
     assert [n for g in groups for n in g.members] == list(contents)
     assert any(len(g.frames) > 1 for g in groups)  # a member larger than a job spans frames
@@ -461,3 +462,32 @@ def test_bytes_are_held_in_memory_up_to_a_budget_then_staged_and_the_pack_is_the
     assert none_staged == [] and len(staged) >= 4  # past the budget, members go to the staging folder
     assert held == budget
     assert not any(SECRET.encode() in data for data in held.values())
+
+
+def test_verdicts_are_all_in_while_the_last_job_still_compresses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`judge` waits for `inspect` alone: the pass can start while the last members compress."""
+    release, real = threading.Event(), zstandard.ZstdCompressor(level=3, write_checksum=True)
+
+    class Slow:
+        def compress(self, data: bytes) -> bytes:
+            assert release.wait(10)
+            return real.compress(data)
+
+    monkeypatch.setattr(spool_module.zstandard, "ZstdCompressor", lambda **kwargs: Slow())
+    spool = Spool(tmp_path, 3, workers=2)
+    spool.inspect = lambda name, data: bytes(data) != b"secret"
+    a = spool.add("env/a.txt", 1, [b"a"], inspect=True)
+    s = spool.add("env/s.txt", 6, [b"secret"], inspect=True)
+    spool.judge()
+    assert spool.verdicts == {("env/a.txt", a.sha256): True, ("env/s.txt", s.sha256): False}
+    assert spool.usable({"env/a.txt": a, "env/s.txt": s}) == []  # the job holding a rewritten member
+    b = spool.add("env/b.txt", 1, [b"b"], inspect=True)
+    spool.judge()
+    assert spool.verdicts[("env/b.txt", b.sha256)] is True
+    assert not spool._inflight[-1][0].done()  # its compression is still waiting
+    release.set()
+    (group,) = spool.usable({"env/a.txt": a, "env/s.txt": s, "env/b.txt": b})
+    assert list(group.members) == ["env/b.txt"] and group.frames
+    spool.close()
