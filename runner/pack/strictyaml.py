@@ -179,8 +179,9 @@ def parser() -> str:
 def load(text: str | bytes, *, max_depth: int = 64) -> Any:
     """The tree of one YAML document; YamlRefused (one line, with the line number) for anything refused."""
     if _CParser is not None and issubclass(_StrictLoader, _CParser):
-        loader = _StrictLoader(text)  # type: ignore[call-arg]
+        loader: _Strict | None = None
         try:
+            loader = _StrictLoader(text)  # type: ignore[call-arg]
             node = _CParser.get_single_node(loader)  # composed by libyaml
             if node is None:
                 return None
@@ -189,7 +190,8 @@ def load(text: str | bytes, *, max_depth: int = 64) -> Any:
         except (yaml.YAMLError, ValueError, OverflowError, RecursionError):
             pass  # refused: read again below, event by event, for the message naming its line
         finally:
-            loader.dispose()  # type: ignore[attr-defined]
+            if loader is not None:
+                loader.dispose()  # type: ignore[attr-defined]
     return _load_by_events(text, max_depth)
 
 

@@ -139,3 +139,9 @@ def test_dump_writes_what_pyyaml_writes(data: Any) -> None:
 def test_dump_refuses_what_is_not_plain_data() -> None:
     with pytest.raises(TypeError, match="cannot write bytes values"):
         strictyaml.dump({"a": [b"x"]})
+
+
+@pytest.mark.parametrize("name", LOADERS)
+def test_a_lone_surrogate_is_refused_not_raised(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(strictyaml.YamlRefused):
+        _load_with(name, "a: \ud800\n", monkeypatch)
