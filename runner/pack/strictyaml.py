@@ -58,6 +58,8 @@ MAX_INT_CHARS = 40
 _INT_RANGE = range(-(2**63), 2**64)  # signed and unsigned 64-bit values both fit
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _LIBYAML_TOO_DEEP = "exceeded maximum nesting depth"
+# What reading a text may raise for the text itself (in libyaml's path, a cue to read it again event by event).
+_REFUSED = (yaml.YAMLError, ValueError, OverflowError, RecursionError)
 
 
 class YamlRefused(ValueError):
@@ -159,7 +161,7 @@ try:
 except ImportError:  # PyYAML built without libyaml
     _CParser = None
 _StrictLoader: type[_Strict] = _PureLoader
-if _CParser is not None:  # libyaml events; composition stays in Python, above, for the checks
+if _CParser is not None:  # libyaml composes (`load`); a refused text is composed here from its events
 
     class _CLoader(_Strict, _CParser, Resolver):  # type: ignore[misc, valid-type]
         def __init__(self, stream: str | bytes) -> None:
@@ -187,7 +189,7 @@ def load(text: str | bytes, *, max_depth: int = 64) -> Any:
                 return None
             if _tree(node, max_depth):
                 return loader.construct_document(node)
-        except (yaml.YAMLError, ValueError, OverflowError, RecursionError):
+        except _REFUSED:
             pass  # refused: read again below, event by event, for the message naming its line
         finally:
             if loader is not None:
@@ -226,7 +228,7 @@ def _load_by_events(text: str | bytes, max_depth: int) -> Any:
         mark = e.problem_mark or e.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         raise YamlRefused(f"{where}{reason}".replace("\n", " ")) from e
-    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as e:
+    except _REFUSED as e:
         lines = str(e).strip().splitlines()
         raise YamlRefused(lines[0] if lines else type(e).__name__) from e
     finally:
