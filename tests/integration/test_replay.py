@@ -57,11 +57,17 @@ def ours(docker_client: Any, folder: Path) -> list[str]:
 @pytest.fixture()
 def no_leaks(docker_client: Any, tmp_path: Path) -> Iterator[None]:
     yield
-    left = ours(docker_client, tmp_path)
-    deadline = time.monotonic() + 30  # a claimed spare is killed, and removed by the engine as it exits
+    assert_no_leaks(docker_client, tmp_path)
+
+
+def assert_no_leaks(docker_client: Any, folder: Path) -> None:
+    """No container of the runs under `folder` is left, within 30 s: a replay hands its claimed spare to a
+    detached process, which kills it, and the engine removes it as it exits."""
+    left = ours(docker_client, folder)
+    deadline = time.monotonic() + 30
     while left and time.monotonic() < deadline:
         time.sleep(0.5)
-        left = ours(docker_client, tmp_path)
+        left = ours(docker_client, folder)
     assert not left, f"containers left behind: {left}"
 
 
@@ -201,7 +207,7 @@ def test_ctrl_c_leaves_nothing_behind(own_images: Any, docker_client: Any, tmp_p
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err
-    assert not ours(docker_client, tmp_path)
+    assert_no_leaks(docker_client, tmp_path)
     assert not list(private_tmp.glob("runner-*"))
 
 
