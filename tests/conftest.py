@@ -16,6 +16,19 @@ if TYPE_CHECKING:
 # Ryuk (testcontainers' reaper) is an image from Docker Hub, and no registry is reachable here; every
 # testcontainers container is removed by its own `with` block instead.
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+# pytest-xdist gives its workers the terminal's COLUMNS; the CLI's console, made when a test module imports
+# it, would keep that width for good, whatever COLUMNS a test then sets: tests run as in one process.
+os.environ.pop("COLUMNS", None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that use the Docker engine run one after another on one xdist worker (`--dist loadgroup`): they
+    share the engine's spare sidecars and count its containers. They come first, the longest piece of work,
+    so the other tests spread over the other workers meanwhile."""
+    docker = [item for item in items if item.get_closest_marker("docker")]
+    for item in docker:
+        item.add_marker(pytest.mark.xdist_group("docker"))
+    items[:] = docker + [item for item in items if not item.get_closest_marker("docker")]
 
 
 @pytest.fixture(scope="session")
