@@ -16,6 +16,7 @@ from pathlib import Path
 from runner.privacy import crypto
 from runner.privacy.mask import PrivacyOptions
 from runner.view import serve, site
+from tests.helpers.signals import default_sigint
 from tests.view.test_site import GITHUB_TOKEN
 from tests.view.viewfixtures import session_pack
 
@@ -58,7 +59,7 @@ def _serve_and_fetch(args: list[str]) -> tuple[str, bytes, str, int]:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "runner", "view", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=default_sigint,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
