@@ -14,6 +14,7 @@ first access.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -94,7 +95,19 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
+    _stop_on_sigterm()
     try:
         build(_needed(sys.argv[1:]))(prog_name="runner")
     finally:
         finish()
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a CI job cancelled, `timeout`, `kill`) stops a command as Ctrl-C does: what it started is
+    removed, what it wrote is whole, and it exits 130. Left ignored when it was ignored when we started."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

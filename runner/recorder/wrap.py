@@ -9,8 +9,8 @@ checked before the agent starts. The agent runs with stdin closed and the record
 CA trust in its environment (the runner's own os.environ is left alone); `agent.command` records its argv
 in a form that resolves in the replay image, its own files from outside the repository
 (runner.recorder.agentcmd) and the variables replayed verbatim (runner.recorder.envpolicy); its output streams through to ours as it comes and is kept as an
-artifact; the environment snapshot is of the agent's environment (its PATH). Ctrl-C stops the agent
-(SIGINT, then SIGTERM, then SIGKILL to its process group) and the pack still holds what was captured.
+artifact; the environment snapshot is of the agent's environment (its PATH). Ctrl-C (or SIGTERM) stops the
+agent (SIGINT, then SIGTERM, then SIGKILL to its process group) and the pack still holds what was captured.
 Start: the agent is spawned as soon as the baseline is taken (runner.recorder.baseline: settings, working
 tree, the proxy on its bound port); the session (OpenTelemetry, the pack builder) is imported and started
 while it runs, its `session` and `agent` spans dated from the baseline and the spawn. Should that fail,
@@ -98,17 +98,22 @@ class _Agent:
         for t in self.pumps:
             t.start()
         self.held = False
-        self._previous: signal.Handlers | Callable[[int, FrameType | None], object] | int | None = None
+        # Ctrl-C or SIGTERM while the session starts is held until `wait` (a signal that was ignored stays so).
+        self._previous: dict[
+            signal.Signals, signal.Handlers | Callable[[int, FrameType | None], object] | int | None
+        ] = {}
         if threading.current_thread() is threading.main_thread():  # where Python runs signal handlers
-            self._previous = signal.signal(signal.SIGINT, self._hold)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._hold)
 
     def _hold(self, signum: int, frame: FrameType | None) -> None:
         self.held = True
 
     def _release(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
 
     def wait(self, timeout: float | None) -> tuple[int | None, bool]:
         """Wait for the agent's end, `timeout` seconds from its start at most; (exit code, interrupted)."""

@@ -91,6 +91,7 @@ def test_main_builds_only_the_group_of_the_first_command(
     monkeypatch.setattr(sys, "argv", ["runner", *argv])
     monkeypatch.setattr(typer.Typer, "__call__", run)
     monkeypatch.setattr(runner.cli, "finish", lambda: None)  # this test process goes on
+    monkeypatch.setattr(runner.cli, "_stop_on_sigterm", lambda: None)  # and keeps its own SIGTERM
     runner.cli.main()
     assert seen == (built if built is not None else list(ROOT.commands))
 
@@ -99,6 +100,7 @@ def test_main_finishes_the_process_whatever_the_exit(monkeypatch: pytest.MonkeyP
     """`runner.finish` runs after the command, also when it leaves by an exception (Typer's exit codes)."""
     finished: list[int] = []
     monkeypatch.setattr(runner.cli, "finish", lambda: finished.append(1))
+    monkeypatch.setattr(runner.cli, "_stop_on_sigterm", lambda: None)
     monkeypatch.setattr(sys, "argv", ["runner", "--version"])
     with pytest.raises(SystemExit):
         runner.cli.main()
@@ -109,6 +111,16 @@ def test_finish_leaves_what_was_allocated_to_the_exit() -> None:
     code = "import gc, runner; runner.finish(); print(gc.get_freeze_count() > 0)"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "True", done.stderr
+
+
+@pytest.mark.parametrize(("at_start", "after"), [("SIG_DFL", "_interrupt"), ("SIG_IGN", "ignored")])
+def test_sigterm_stops_a_command_as_ctrl_c_does_unless_it_was_ignored(at_start: str, after: str) -> None:
+    code = (
+        f"import signal; signal.signal(signal.SIGTERM, signal.{at_start}); import runner.cli as cli; "
+        "cli._stop_on_sigterm(); h = signal.getsignal(signal.SIGTERM); print(h.__name__ if callable(h) else 'ignored')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == after, done.stderr
 
 
 def test_python_m_runner_version() -> None:

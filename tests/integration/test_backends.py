@@ -212,7 +212,8 @@ def test_where_no_namespace_can_be_made_the_replay_is_an_environment_error(tmp_p
     assert "--no-isolation" in error and "\n" not in error and "Traceback" not in proc.stderr
 
 
-def test_ctrl_c_leaves_no_process_and_no_folder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_leaves_no_process_and_no_folder(tmp_path: Path, sig: signal.Signals) -> None:
     if subprocess.run(["unshare", "--net", "true"], capture_output=True, check=False).returncode != 0:
         unavailable("no network namespace can be made here (run as root)")
     pack = _pack(tmp_path, command("slow", ["sh", "-c", f"sleep {MARK} & sleep {MARK}"], timeout=300))
@@ -228,7 +229,7 @@ def test_ctrl_c_leaves_no_process_and_no_folder(tmp_path: Path) -> None:
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.2)
     assert str(tmp_path) not in Path("/proc/self/mountinfo").read_text()  # the replay's mounts are its own
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert not left_running(tmp_path)

@@ -185,7 +185,10 @@ def test_timeout_kills_the_command(own_images: Any, tmp_path: Path, no_leaks: No
     assert "killed after its timeout of 1s" in pack_out["steps"][0]["summary"]
 
 
-def test_ctrl_c_leaves_nothing_behind(own_images: Any, docker_client: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_leaves_nothing_behind(
+    own_images: Any, docker_client: Any, tmp_path: Path, sig: signal.Signals
+) -> None:
     repo = tmp_path / "repo"
     make_repo(repo, {"a.txt": "a\n"})
     pack = make_pack(
@@ -205,7 +208,7 @@ def test_ctrl_c_leaves_nothing_behind(own_images: Any, docker_client: Any, tmp_p
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.2)
     time.sleep(1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err

@@ -146,8 +146,14 @@ def test_a_failing_agent_is_recorded_with_its_exit_code(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(120)
 # No pause: Ctrl-C comes while the session is still starting beside the agent (it is held until it has).
-@pytest.mark.parametrize("pause", [0.0, 0.2], ids=["while-the-session-starts", "while-the-agent-runs"])
-def test_ctrl_c_stops_the_agent_and_still_writes_what_was_captured(tmp_path: Path, pause: float) -> None:
+@pytest.mark.parametrize(
+    ("pause", "sig"),
+    [(0.0, signal.SIGINT), (0.2, signal.SIGINT), (0.2, signal.SIGTERM)],
+    ids=["while-the-session-starts", "while-the-agent-runs", "sigterm-while-the-agent-runs"],
+)
+def test_ctrl_c_stops_the_agent_and_still_writes_what_was_captured(
+    tmp_path: Path, pause: float, sig: signal.Signals
+) -> None:
     repo = tmp_path / "repo"
     make_repo(repo, {"a.txt": "one\n"})
     out = tmp_path / "interrupted.tar.zst"
@@ -161,7 +167,7 @@ def test_ctrl_c_stops_the_agent_and_still_writes_what_was_captured(tmp_path: Pat
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(pause)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and str(out) in stderr

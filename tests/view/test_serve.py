@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 from runner.privacy import crypto
 from runner.privacy.mask import PrivacyOptions
 from runner.view import serve, site
@@ -54,8 +56,9 @@ def test_serves_the_page_on_loopback_with_a_strict_policy(tmp_path: Path) -> Non
         assert _get(port, "/", host=f"attacker.example:{port}")[0] == 421  # DNS rebinding
 
 
-def _serve_and_fetch(args: list[str]) -> tuple[str, bytes, str, int]:
-    """Run `runner view ARGS`, fetch its page, press Ctrl-C: (first line, page, stdout rest, exit code)."""
+def _serve_and_fetch(args: list[str], sig: int = signal.SIGINT) -> tuple[str, bytes, str, int]:
+    """Run `runner view ARGS`, fetch its page, press Ctrl-C (or send `sig`): (first line, page, stdout rest,
+    exit code)."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "runner", "view", *args],
@@ -68,7 +71,7 @@ def _serve_and_fetch(args: list[str]) -> tuple[str, bytes, str, int]:
         port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
         status, _, body = _get(port, "/")
         assert status == 200 and b"view-data" in body
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -77,8 +80,9 @@ def _serve_and_fetch(args: list[str]) -> tuple[str, bytes, str, int]:
     return line, body, out, proc.returncode
 
 
-def test_cli_prints_the_url_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    line, _, out, code = _serve_and_fetch([str(session_pack(tmp_path))])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_cli_prints_the_url_and_stops_cleanly_on_ctrl_c(tmp_path: Path, sig: signal.Signals) -> None:
+    line, _, out, code = _serve_and_fetch([str(session_pack(tmp_path))], sig)
     assert "masked" in line and code == 0 and "stopped" in out
 
 
