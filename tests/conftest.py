@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,11 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 # A COLUMNS in the environment (some shells export it; pytest-xdist sets it in its workers) would fix the
 # width of the CLI's console, made when a test module imports it, whatever COLUMNS a test then sets.
 os.environ.pop("COLUMNS", None)
+# A test run started in the background (`make test &` in a script, as a CI job may be) inherits SIGINT ignored,
+# and every process it starts would keep it so across exec: the tests that press Ctrl-C on a runner process need
+# it at its default there, as a terminal gives it (a handler, unlike an ignored signal, is reset by exec).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

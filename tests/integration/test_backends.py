@@ -23,7 +23,6 @@ from packs.build import build
 from runner.pack import manifest as mf
 from tests.gitrepo import make_repo
 from tests.helpers.prerequisites import unavailable
-from tests.helpers.signals import default_sigint
 from tests.packfactory import command, make_pack, patch
 
 pytestmark = pytest.mark.docker
@@ -222,7 +221,6 @@ def test_ctrl_c_leaves_no_process_and_no_folder(tmp_path: Path, sig: signal.Sign
     proc = subprocess.Popen(
         [sys.executable, "-m", "runner", "replay", str(pack), "--backend", "local"], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
-        preexec_fn=default_sigint,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not any(f"sleep {MARK}" in line for line in left_running(tmp_path)):

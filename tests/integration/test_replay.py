@@ -19,7 +19,6 @@ from runner.engine.containers import SPARE_ROLES, owned
 from runner.pack import manifest as mf
 from runner.replay import spare
 from tests.gitrepo import make_repo
-from tests.helpers.signals import default_sigint
 from tests.packfactory import command, make_pack, patch, repack
 
 pytestmark = pytest.mark.docker
@@ -201,7 +200,6 @@ def test_ctrl_c_leaves_nothing_behind(
     proc = subprocess.Popen(
         [sys.executable, "-m", "runner", "replay", str(pack)], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
-        preexec_fn=default_sigint,
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not any("workload" in name for name in ours(docker_client, tmp_path)):

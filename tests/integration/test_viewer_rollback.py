@@ -14,7 +14,6 @@ import pytest
 from playwright.sync_api import Browser
 
 from tests.config.conftest import PRINCIPAL, cli, registry  # noqa: F401  (a fixture)
-from tests.helpers.signals import default_sigint
 from tests.integration.test_viewer import Watched, browser  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.slow
@@ -28,7 +27,6 @@ def test_roll_back_from_the_page(browser: Browser, registry: Path, tmp_path: Pat
     proc = subprocess.Popen(
         [sys.executable, "-m", "runner", "view", "--registry", str(registry)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
-        preexec_fn=default_sigint,
     )  # fmt: skip
     try:
         assert proc.stdout is not None

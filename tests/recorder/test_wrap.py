@@ -19,7 +19,6 @@ from runner.pack import summary as pack_summary
 from runner.pack.agentenv import replay_env
 from tests.gitrepo import make_repo
 from tests.helpers.https_server import STREAM_WORDS, https_server
-from tests.helpers.signals import default_sigint
 from tests.hostreplay import rerun
 from tests.recorder.test_session import HOST_ENV, members
 
@@ -162,7 +161,6 @@ def test_ctrl_c_stops_the_agent_and_still_writes_what_was_captured(
         [sys.executable, "-m", "runner", "record", "--out", str(out), "--no-http", "--check", "true",
          "--", "python", "-c", agent],
         cwd=repo, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=default_sigint,
     )  # fmt: skip
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "ready"

@@ -18,7 +18,6 @@ import pytest
 from runner.privacy import crypto
 from runner.privacy.mask import PrivacyOptions
 from runner.view import serve, site
-from tests.helpers.signals import default_sigint
 from tests.view.test_site import GITHUB_TOKEN
 from tests.view.viewfixtures import session_pack
 
@@ -62,7 +61,7 @@ def _serve_and_fetch(args: list[str], sig: int = signal.SIGINT) -> tuple[str, by
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "runner", "view", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, preexec_fn=default_sigint,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
         assert proc.stdout is not None
