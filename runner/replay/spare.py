@@ -196,6 +196,9 @@ def claim(
     want: str | None = None
     deadline = time.monotonic() + _WAIT
     while True:
+        # Staging is looked at before ready: a spare moving from one to the other in between is seen in
+        # ready, rather than missed by both looks (the replay would start a sidecar of its own).
+        making = _being_made(workload)
         names = _names(root() / "ready")
         if names and want is None:
             try:
@@ -208,7 +211,7 @@ def claim(
             if found is not None:
                 return found
         # One being made is ready sooner than a new one could start: wait for it, a while.
-        if time.monotonic() > deadline or not _being_made(workload):
+        if time.monotonic() > deadline or not making:
             return None
         time.sleep(0.02)
 

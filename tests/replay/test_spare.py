@@ -269,3 +269,27 @@ def test_a_spare_being_made_is_waited_for(client: _Client) -> None:
     claimed = spare.claim(client, "runner-proxy:a", USER)  # type: ignore[arg-type]
     finish.join()
     assert claimed is not None and claimed.folder.name == name
+
+
+def test_a_spare_becoming_ready_between_the_two_looks_is_claimed(
+    client: _Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The maker renames staging/ to ready/ just after `claim` looked at one of them: whichever it looks at
+    first, the spare is seen (it once looked at ready/ first, then found staging/ empty and gave up)."""
+    spare.start_spare(client, "runner-proxy:a", USER)  # type: ignore[arg-type]
+    [name] = _ready()
+    staging = spare.root() / "staging" / name
+    os.rename(spare.root() / "ready" / name, staging)
+    looks: list[str] = []
+    names = spare._names
+
+    def look(folder: Path) -> list[str]:
+        found = names(folder)
+        looks.append(folder.name)
+        if len(looks) == 1:  # the maker finishes right after the first look
+            os.rename(staging, spare.root() / "ready" / name)
+        return found
+
+    monkeypatch.setattr(spare, "_names", look)
+    claimed = spare.claim(client, "runner-proxy:a", USER)  # type: ignore[arg-type]
+    assert claimed is not None and claimed.folder.name == name
