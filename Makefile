@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUNNER := $(BIN)/runner
 PYTEST_ARGS ?=
+# Tests spread over every core; those using Docker run in turn on one worker (tests/conftest.py). PYTEST_ARGS=-n0: one process.
+PYTEST_PARALLEL := -n auto --dist loadgroup
 export TESTCONTAINERS_RYUK_DISABLED := true
 
 .DEFAULT_GOAL := help
@@ -48,14 +50,14 @@ demo: images packs ## Replay the bundled example pack (exit 0: reproduced)
 	$(RUNNER) replay packs/demo-fix.tar.zst
 
 unit: install browser ## Run the tests that need no Docker engine
-	$(BIN)/python -m pytest -m 'not docker' $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m 'not docker' $(PYTEST_ARGS)
 
 test-agents: install ## Cached virtualenvs of the third-party agents and the PyPI repository the real-agent tests use
 	$(BIN)/python -m tests.agents.venvs
 
 test: images packs browser test-agents ## Run the whole suite: lint, type checks, unit and Docker integration tests
 	$(MAKE) --no-print-directory lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 lint: install ## ruff (lint and format), mypy --strict, and the layers (import-linter, pyproject.toml)
 	$(BIN)/ruff check runner proxy tests packs bench images
