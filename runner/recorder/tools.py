@@ -36,6 +36,8 @@ from runner.recorder.spans import Starter
 
 __all__ = ["Blob", "BlobStore", "Command", "ToolResult", "ToolRunner", "run_process", "span_hex"]
 
+# poll() as subprocess uses it: one system call a wait, where epoll (the default) needs four more to set up.
+_Selector = getattr(selectors, "PollSelector", selectors.SelectSelector)
 _BLOB_IN_MEMORY = 8 << 20  # larger outputs are staged to disk at once
 # The manifest's OUTPUT_RULES, as a type.
 _OutputRule = Literal["exact", "text", "junit"]
@@ -140,13 +142,14 @@ class ToolRunner:
         argv = tuple(str(a) for a in argv)
         if not argv:
             raise RecordError("run_tool needs a command: argv is empty")
-        where = Path(cwd) if cwd is not None else self.root
+        # A Path given is used as it is: parsing it again costs more than the rest of this method's work.
+        where = self.root if cwd is None else cwd if isinstance(cwd, Path) else Path(cwd)
         if not where.is_absolute():
             where = self.root / where
         rel_cwd = self.relative_cwd(where)
         limit = timeout if timeout is not None else self.default_timeout
         extra = dict(env or {})
-        start = self.spans.begin(name or f"tool {Path(argv[0]).name}")
+        start = self.spans.begin(name or f"tool {os.path.basename(argv[0])}")
         span_id = start.span_hex
         started = time.monotonic()
         code, out, err = run_process(argv, where, self.command_env(extra), limit)
@@ -271,7 +274,7 @@ def _communicate(proc: subprocess.Popen[bytes], deadline: float) -> tuple[bytes,
     assert proc.stdout is not None and proc.stderr is not None
     out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
     chunks: dict[int, list[bytes]] = {out_fd: [], err_fd: []}
-    with selectors.DefaultSelector() as sel:
+    with _Selector() as sel:
         for fd in chunks:
             sel.register(fd, selectors.EVENT_READ)
         while sel.get_map():
