@@ -87,9 +87,12 @@ def sampling(mode: ArtifactMode, failed: bool, slow: bool) -> Sampling:
     return Sampling(failed or slow, "failed" if failed else "slow" if slow else "passed")
 
 
+_REPLAYED_NAMES = tuple(sorted(REPLAYED_ENV))  # in a fixed order: a set's order changes between processes
+
+
 def replayed_env(given: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
     """What a command step records of its environment (see the module docstring)."""
-    env = {k: given[k] for k in sorted(REPLAYED_ENV) if k in given}  # not a walk over all of os.environ
+    env = {k: given[k] for k in _REPLAYED_NAMES if k in given}  # not a walk over all of os.environ
     env.update({k: v for k, v in extra.items() if not _SECRET_NAME.search(k)})
     return env
 
