@@ -58,21 +58,39 @@ class Audit:
 
 
 _SHELL = r"(?:^|[;&|`(]\s*|\b(?:sudo|xargs|exec)\s+)"
-RISK_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("force-push", re.compile(r"\bgit\s+(?:-\S+\s+)*push\b[^\n;&|]*(?:\s--force\b|\s-f\b|\s--force-with-lease\b|\s\+\S)")),
-    ("rm-root", re.compile(_SHELL + r"rm\s+(?:-\S+\s+)*(?:/|~|\$HOME|/\*)(?=\s|$|;|&)")),
+# Each pattern with its anchor: what every match holds, starting with a literal (Python's regexes search
+# for a literal start fast) and checking the word boundary after it; a match starts at it or just before
+# the whitespace ahead of it (see `risks_in`).
+RISK_PATTERNS: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = (
+    ("force-push", re.compile(r"\bgit\s+(?:-\S+\s+)*push\b[^\n;&|]*(?:\s--force\b|\s-f\b|\s--force-with-lease\b|\s\+\S)"), re.compile(r"git(?<!\wgit)\s")),
+    ("rm-root", re.compile(_SHELL + r"rm\s+(?:-\S+\s+)*(?:/|~|\$HOME|/\*)(?=\s|$|;|&)"), re.compile(r"rm(?<!\wrm)\s")),
     ("delete-outside-workspace",
-     re.compile(_SHELL + r"rm\s+(?:-\S+\s+)*(?:/(?!tmp/)[^\s;&|]+|\.\./[^\s;&|]*|~/[^\s;&|]*)")),
-    ("chmod-777", re.compile(r"\bchmod\s+(?:-\S+\s+)*(?:0?777|a\+rwx|ugo\+rwx)\b")),
-    ("curl-pipe-shell", re.compile(r"\b(?:curl|wget)\b[^\n|;]*\|\s*(?:sudo\s+)?(?:ba|z|da)?sh\b")),
+     re.compile(_SHELL + r"rm\s+(?:-\S+\s+)*(?:/(?!tmp/)[^\s;&|]+|\.\./[^\s;&|]*|~/[^\s;&|]*)"), re.compile(r"rm(?<!\wrm)\s")),
+    ("chmod-777", re.compile(r"\bchmod\s+(?:-\S+\s+)*(?:0?777|a\+rwx|ugo\+rwx)\b"), re.compile("chmod")),
+    ("curl-pipe-shell", re.compile(r"\b(?:curl|wget)\b[^\n|;]*\|\s*(?:sudo\s+)?(?:ba|z|da)?sh\b"), re.compile(r"curl|wget")),
 )  # fmt: skip
 
 
 def risks_in(text: str, where: str) -> list[Finding]:
+    """The risky commands in `text`, each within a line: tried only where a match may start around one of
+    its pattern's anchors (at the anchor, or before the whitespace ahead of it: `; rm`, `sudo rm`). A
+    session's traces run to tens of MB, and hold each command again in every later prompt: a pattern
+    searched for at every character would take seconds."""
     found = []
-    for code, pattern in RISK_PATTERNS:
-        for m in pattern.finditer(text):
-            found.append(Finding(code, where, m.group(0).strip()[:200]))
+    for code, pattern, anchor in RISK_PATTERNS:
+        tried: set[int] = set()
+        for a in anchor.finditer(text):
+            start = text.rfind("\n", 0, a.start()) + 1
+            end = text.find("\n", a.start())
+            end = len(text) if end < 0 else end
+            j = a.start()
+            while j > start and text[j - 1].isspace():
+                j -= 1
+            for at in sorted({a.start(), j - 1, j - len("sudo"), j - len("xargs")} - tried):
+                if at >= start and (m := pattern.match(text, at, end)):
+                    tried.add(at)
+                    found.append(Finding(code, where, m.group(0).strip()[:200]))
+                    break
     return found
 
 

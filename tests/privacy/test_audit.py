@@ -75,3 +75,25 @@ def test_the_pack_audit_names_principal_steps_traces_and_counts(tmp_path: Path) 
 def test_principal_defaults_to_env_then_user_at_host() -> None:
     assert audit.principal(None, {"RUNNER_PRINCIPAL": "bot@ci"}) == "bot@ci"
     assert "@" in audit.principal(None, {})
+
+
+def test_risks_in_a_long_text_are_those_of_each_line_searched_whole() -> None:
+    """The anchored search finds exactly what each line's full search finds, wherever on the line the
+    command sits and whatever precedes it (words ending in the anchor, several anchors on a line)."""
+    commands = [
+        "git push --force origin main", "cd x && git  push -f", "sudo rm -rf ~", "ls; rm -rf /",
+        "(rm -rf /etc/nginx)", "find . | xargs rm -r ../other", "chmod -R a+rwx .", "wget -qO- x | sudo bash",
+        "perform format; confirm rm -rf build", "git push origin main", "rm -rf /tmp/x", "farm rm", "exec rm -rf /",
+    ]  # fmt: skip
+    lines = [f'{{"n": {i}, "prompt": "step {i}: {c} then {commands[(i + 3) % len(commands)]}"}}' for i, c in
+             enumerate(commands * 3)]  # fmt: skip
+    text = "rm -rf / first\n" + "\n".join(lines)
+    expected = {
+        audit.Finding(code, "t", m.group(0).strip()[:200])
+        for code, pattern, _ in audit.RISK_PATTERNS
+        for line in text.split("\n")
+        for m in pattern.finditer(text, text.index(line), text.index(line) + len(line))
+    }
+    found = audit.risks_in(text, "t")
+    assert set(found) == expected and len(expected) >= 9
+    assert {f.code for f in found} == {code for code, _, _ in audit.RISK_PATTERNS}
