@@ -76,8 +76,8 @@ class _Database:
             self._compile(detectors, whole)
         # One without a literal can match anywhere: every text goes through the detectors whole.
         self.everywhere = any(not detectors[i].literals for i in whole)
-        self.literals = tuple(_whole_literals(detectors, whole))
-        self.unscanned = tuple(lit for lit in self.literals if len(lit) > _LITERAL_MAX)  # not in `db`
+        # Whole-text literals too long for the database (a known value) are looked for apart.
+        self.unscanned = tuple(lit for lit in _whole_literals(detectors, whole) if len(lit) > _LITERAL_MAX)
         self.always = frozenset(whole)
         self._local = threading.local()
 
@@ -147,14 +147,20 @@ class _Database:
 
     def lines(self, data: bytes, most: int | None = None) -> list[tuple[int, int]] | None:
         """(start, end) of the runs of lines where a detector may match, `end` at their last newline; None
-        as soon as more than `most` lines are flagged, when given."""
+        as soon as a whole-text literal is found (the text goes through the detectors whole, see
+        `ScanRedactor.redact`), or more than `most` lines are flagged, when given."""
         # hyperscan reads any buffer; its stubs say str or bytes.
         view, scratch = cast(bytes, memoryview(data)), self.scratch(self.db)
         found: list[tuple[int, int]] = []
         line = [0, -1, 0]  # the last flagged line's start and end, and how many more hits it had
         limit = len(data) if most is None else most
+        first_literal = len(self.index) + 1  # the ids of whole-text literals (after the placeholder's)
+        whole: list[bool] = []
 
-        def on_match(_id: int, _start: int, end: int, _flags: int, base: object) -> bool:
+        def on_match(id_: int, _start: int, end: int, _flags: int, base: object) -> bool:
+            if id_ >= first_literal:
+                whole.append(True)
+                return True
             last = cast(int, base) + end - 1  # the match's last byte
             if line[0] <= last <= line[1]:
                 line[2] += 1
@@ -174,7 +180,7 @@ class _Database:
                     self.db.scan(view[pos:stop], match_event_handler=on_match, context=pos, scratch=scratch)
                     pos = stop
                 except hyperscan.ScanTerminated:
-                    if len(found) > limit:
+                    if whole or len(found) > limit:
                         return None
                     pos = line[1] + 1
         if not data.isascii():
@@ -421,28 +427,23 @@ class ScanRedactor(Redactor):
         if not db.hit(data):
             return True
         # A possible match, a placeholder or a non-ASCII byte: the line path of `redact` decides, when few
-        # lines are flagged (a text full of secrets is left to the pass, which pays for them once).
+        # lines are flagged and no whole-text literal is found (a text full of secrets is left to the pass,
+        # which pays for them once).
         data = bytes(data)
-        if self._whole(data):
-            return False
         runs = db.lines(data, most=_LOOK_AT_MOST)
         return runs is not None and self._redact_lines(data, runs) is data
 
-    def _whole(self, data: bytes) -> bool:
-        """Whether `data` goes through the detectors whole (see the module docstring)."""
-        db = self._db
-        return db.everywhere or any(literal in data for literal in db.literals) or _base64_like(data)
-
     def redact(self, data: bytes) -> bytes:
         """`data` read as text (surrogateescape), redacted, encoded again: `data` itself when unchanged."""
-        if self._whole(data):
-            text = data.decode("utf-8", _SE)
-            encoded = self._base64(text)
-            new = encoded if encoded is not None else self._detect(text, self._db.detectors_in)
-            return data if new == text else new.encode("utf-8", _SE)
-        runs = self._db.lines(data)
-        assert runs is not None  # no limit
-        return self._redact_lines(data, runs)
+        db = self._db
+        whole = db.everywhere or _base64_like(data) or any(literal in data for literal in db.unscanned)
+        runs = None if whole else db.lines(data)  # None: a whole-text literal is in `data`
+        if runs is not None:
+            return self._redact_lines(data, runs)
+        text = data.decode("utf-8", _SE)
+        encoded = self._base64(text)
+        new = encoded if encoded is not None else self._detect(text, db.detectors_in)
+        return data if new == text else new.encode("utf-8", _SE)
 
     def _redact_lines(self, data: bytes, runs: list[tuple[int, int]]) -> bytes:
         """`data` with its flagged `runs` of lines redacted: `data` itself when unchanged."""
