@@ -7,6 +7,7 @@ Input: compiled `re.Pattern[str]`s. Output:
   gives exactly what it gives on each line alone: the same matches at the same places, in the same order.
 - `first_fullmatch(patterns)`: a function giving the index of the first pattern matching a whole text, in
   one regex call (the patterns as one alternation, which tries them in order).
+- `adjacent(spans)`: line spans with each run of adjacent lines as one (where a line-local pattern runs once).
 Rules: decided on the parsed pattern (the standard library's parser), never by trying it on text; a
 construct the check does not know (a back reference, a conditional group, a pattern it cannot parse)
 gives False; patterns that do not join (a back reference, verbose or ASCII flags) are tried one by one.
@@ -25,7 +26,7 @@ with warnings.catch_warnings():  # the parser module is deprecated as a name, no
     warnings.simplefilter("ignore", DeprecationWarning)
     import sre_parse as _sre
 
-__all__ = ["first_fullmatch", "line_local"]
+__all__ = ["adjacent", "first_fullmatch", "line_local"]
 
 _NEWLINE = ord("\n")
 # Categories (`\s`, `\D`, `\W` ...) a line break belongs to.
@@ -123,3 +124,14 @@ def _takes_newline(items: list[tuple[Any, Any]]) -> bool:
         else:  # a class the check does not know: count it as taking one
             return True
     return held != negate
+
+
+def adjacent(lines: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted line spans (end at the line's `\n`), each run of adjacent ones as one span."""
+    out = [lines[0]]
+    for start, end in lines[1:]:
+        if start == out[-1][1] + 1:
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out

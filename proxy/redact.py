@@ -31,11 +31,11 @@ import functools
 import hashlib
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from proxy.patterns import first_fullmatch, line_local
+from proxy.patterns import adjacent, first_fullmatch, line_local
 
 __all__ = [
     "DETECTORS",
@@ -62,6 +62,7 @@ SENSITIVE_HEADERS = frozenset(
 _IPAD, _OPAD = bytes(b ^ 0x36 for b in range(256)), bytes(b ^ 0x5C for b in range(256))
 _CACHED = 65_536  # distinct secrets (and credential values) a redactor remembers the placeholder (kind) of
 _V = TypeVar("_V")
+_Candidates = Callable[[str], frozenset[int] | None]  # see `Redactor._detect`
 
 # Any other header is a credential when a part of its name (split at `-`/`_`) is one of these words or ends
 # with one (x-custom-auth, x-api-token, x-authtoken, x-session-id): `tokens` (rate limits), `authority` and
@@ -333,14 +334,17 @@ class Redactor:
         encoded = self._base64(text)
         return encoded if encoded is not None else self._detect(text)
 
-    def _detect(self, text: str, candidates_of: Callable[[str], frozenset[int] | None] | None = None) -> str:
+    def _detect(self, text: str, candidates_of: _Candidates | None = None) -> str:
         """The detectors over `text` in order, each on the text its predecessors left. `candidates_of`
         (a prefilter) names the indices of the detectors that may match a text (None: any may); it is asked
         again whenever a detector changed the text. Skipping the others changes nothing."""
-        candidates = None if candidates_of is None else candidates_of(text)
+        order = self._order(text, candidates_of, 0)
         lowered: tuple[str, str] | None = None  # (text, text.lower()) while text has not changed
-        for i, detector in enumerate(self._detectors):
-            if (candidates is not None and i not in candidates) or not detector.finds(text):
+        k = 0
+        while k < len(order):
+            i, k = order[k], k + 1
+            detector = self._detectors[i]
+            if not detector.finds(text):
                 continue
             before = text
             if not detector.anchors:
@@ -353,8 +357,15 @@ class Redactor:
                     probe = lowered[1]
                 text = self._anchored(text, probe, detector)
             if candidates_of is not None and text is not before and text != before:
-                candidates = candidates_of(text)
+                order, k = self._order(text, candidates_of, i + 1), 0
         return text
+
+    def _order(self, text: str, candidates_of: _Candidates | None, first: int) -> Sequence[int]:
+        """The indices of the detectors from `first` on that may match `text`, in order."""
+        candidates = None if candidates_of is None else candidates_of(text)
+        if candidates is None:
+            return range(first, len(self._detectors))
+        return sorted(i for i in candidates if i >= first)
 
     def blob(self, data: bytes) -> bytes:
         """`data` with every secret replaced, whatever its encoding. Bytes that are not UTF-8 (a latin-1
@@ -399,7 +410,7 @@ class Redactor:
         if not lines:
             return text
         # A pattern that sees one line at a time runs once over each run of adjacent lines.
-        runs = _adjacent(sorted(lines)) if line_local(detector.pattern) else sorted(lines)
+        runs = adjacent(sorted(lines)) if line_local(detector.pattern) else sorted(lines)
         out, done = [], 0
         for start, end in runs:
             out += [text[done:start], self._outside_placeholders(text[start:end], detector)]
@@ -463,17 +474,6 @@ class Redactor:
             )
             for name, value in pairs
         ]
-
-
-def _adjacent(lines: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Sorted line spans (end at the line's `\n`), each run of adjacent ones as one span."""
-    out = [lines[0]]
-    for start, end in lines[1:]:
-        if start == out[-1][1] + 1:
-            out[-1] = (out[-1][0], end)
-        else:
-            out.append((start, end))
-    return out
 
 
 def _remember(cache: dict[str, _V], key: str, value: _V) -> None:
