@@ -50,7 +50,8 @@ from runner.pack.layout import (
 )
 from runner.pack.manifest import Artifact, Integrity, Manifest, MemberDigest
 from runner.pack.spool import Spool
-from runner.privacy.mask import Prescan, PrivacyOptions, is_json, protect, scanned
+from runner.privacy.mask import PrivacyOptions, is_json, protect, scanned
+from runner.privacy.prescan import Prescan
 
 __all__ = ["DEFAULT_LEVEL", "PackBuilder", "resign"]
 
@@ -181,7 +182,7 @@ class PackBuilder:
             self._prescan_off = options.policy is None
             if not self._prescan_off:
                 self._prescan = Prescan(options)
-                self._spool.inspect = self._prescan.untouched
+                self._spool.inspect = self._prescan.inspect
         return self._prescan is not None
 
     def _untouched_under(self, options: PrivacyOptions) -> Callable[[str, MemberDigest], bool] | None:
@@ -349,7 +350,8 @@ class PackBuilder:
             manifest = replace(manifest, artifacts=self.artifacts)
         options = self._options() if privacy is None else privacy
         mf.prepare()  # while the last members compress (the pass below waits for them)
-        manifest = protect(self, manifest, options, self._untouched_under(options))
+        ahead = self._prescan if self._prescan is not None and self._prescan.matches(options) else None
+        manifest = protect(self, manifest, options, self._untouched_under(options), ahead)
         if signer is None and options.sign and options.keyring is not None:
             from runner.privacy.sign import sign_manifest
 

@@ -17,9 +17,9 @@ Rules:
   bytes, which cannot change), `read_into` returns the bytes the caller hashes. A member whose content
   does not match the size its header announced, or whose reading failed, breaks its group: that group is
   never used.
-- `inspect(name, content)`, when set, runs on the worker before the job is compressed, for each member
-  added with `inspect=True` whose content lies in that one job; its answer is kept under the member's
-  name and sha256 (an exception counts as False). False means the member may well be rewritten: the job
+- `inspect(name, sha256, content)`, when set, runs on the worker before the job is compressed, for each
+  member added with `inspect=True` whose content lies in that one job; its answer is kept under the
+  member's name and sha256 (an exception counts as False). False means the member may well be rewritten: the job
   is then not compressed at all (its group is not copied; `build` compresses what stands of it later).
   The buffer is used again only once the job is done.
 - Memory stays bounded: at most one job per worker in flight and one being filled; frames go to a temp file
@@ -51,7 +51,7 @@ __all__ = ["FILL", "JOB", "Group", "Spool"]
 JOB = 16 << 20  # a job's buffer; frames this size compress about as well as one stream of the whole
 FILL = 8 << 20  # a job ends at the first member's end past this
 
-Inspect = Callable[[str, memoryview], bool]
+Inspect = Callable[[str, str, memoryview], bool]
 _Verdicts = dict[tuple[str, str], bool]
 
 
@@ -283,7 +283,9 @@ class Spool:
         try:
             for name, sha256, start, end in look:
                 try:
-                    verdicts[(name, sha256)] = bool(self.inspect and self.inspect(name, data[start:end]))
+                    verdicts[(name, sha256)] = bool(
+                        self.inspect and self.inspect(name, sha256, data[start:end])
+                    )
                 except Exception:  # the pass itself will look at the member, and say what is wrong
                     verdicts[(name, sha256)] = False
         finally:

@@ -26,11 +26,11 @@ Rules:
   dirty baseline and the git bundle) are sealed member by member after redaction, and the manifest's
   command lines and environment values are sealed in `privacy/manifest.bin` (see `sealedmanifest`);
   `unseal.open_payloads` (called by `pack.unpack` with a keyring) opens them and returns the full manifest.
-- The pass may start before the build: a `Prescan` made with the options the build will use runs the
-  detectors over members as the builder gets them (on threads, bounded memory) and notes those left as
-  they are; `protect` with the same policy and known secrets (or more, for the text members in which
-  none of the new values is written) reads and scans only the others (a verdict that a member is
-  unchanged holds whatever the key: placeholders are only made for what changes).
+- The pass may start before the build: a `prescan.Prescan` made with the options the build will use runs
+  the detectors over members as the builder gets them (on threads, bounded memory), notes those left as
+  they are and redacts the others; `protect` with the same policy and known secrets (or more, for the
+  text members in which none of the new values is written) reads and scans only the others, and takes
+  what was redacted ahead when its key is the same too (see that module).
 - Keys and sealing (`crypto`, `sealedmanifest`) and the cassette format are imported when a pack uses
   them: a build without a keyring or cassettes does not pay for their imports.
 - Patches are redacted too (source code, where secrets hide), so a patch with a secret no longer applies
@@ -84,8 +84,8 @@ __all__ = [
     "SEALED_FORMAT",
     "SEALED_MEMBER",
     "Builder",
-    "Prescan",
     "PrivacyOptions",
+    "Redacted",
     "Secret",
     "is_json",
     "protect",
@@ -98,6 +98,8 @@ ENCRYPTED_PREFIXES = ("prompts/", "cassettes/", "artifacts/", "traces.jsonl", "p
 SEALED_FORMAT = "runner-sealed/1"
 _ARTIFACT = "artifacts/sha256/"
 _AHEAD = 16 << 20  # member bytes read ahead of the rewrites (at least one member)
+_SHORT = 64  # texts up to this long are remembered when clean (see `_Pass.text`)
+_REMEMBERED = 65_536  # short texts and JSON keys remembered, at most
 
 
 class Builder(Protocol):
@@ -176,9 +178,19 @@ class _Pass:
         self.counts = Counter(s.kind for s in self.known)
         self._notes: list[tuple[str, str, str]] = []
         self._latest: dict[str, tuple[str, str]] = {}  # placeholder -> (kind, secret), as last noted
+        self._clean: set[str] = set()  # short texts the detectors leave as they are
+        self._denied: dict[str, bool] = {}  # JSON key -> whether the policy masks its value
 
     def _note(self, kind: str, value: str, token: str) -> None:
         self._notes.append((kind, value, token))  # one append: atomic on any of the pass's threads
+
+    def notes(self) -> tuple[tuple[str, str, str], ...]:
+        """The replacements noted since the last `settle`: (kind, secret, placeholder)."""
+        return tuple(self._notes)
+
+    def adopt(self, notes: tuple[tuple[str, str, str], ...]) -> None:
+        """Take the notes of another pass with the same key (a member redacted ahead, see `Redacted`)."""
+        self._notes.extend(notes)
 
     def settle(self) -> None:
         """Fold the replacements noted so far into `counts` and `found`."""
@@ -195,11 +207,27 @@ class _Pass:
         return found
 
     def text(self, text: str) -> str:
-        return self.redactor.text(text)
+        """`text` redacted. Short texts (JSON keys, names, ids) repeat from line to line: one found clean
+        is remembered as such (the same text is always left the same)."""
+        if len(text) > _SHORT:
+            return self.redactor.text(text)
+        if text in self._clean:
+            return text
+        new = self.redactor.text(text)
+        if new == text:
+            if len(self._clean) >= _REMEMBERED:
+                self._clean.clear()
+            self._clean.add(text)
+        return new
 
     def value_of(self, key: str, value: str) -> str:
         """A JSON value under `key`: whole when the policy denies the key, else through the detectors."""
-        if self.policy.masks_key(key) and value and not PLACEHOLDER_RE.fullmatch(value):
+        denied = self._denied.get(key)
+        if denied is None:
+            if len(self._denied) >= _REMEMBERED:
+                self._denied.clear()
+            denied = self._denied[key] = self.policy.masks_key(key)
+        if denied and value and not PLACEHOLDER_RE.fullmatch(value):
             return self.redactor.placeholder(value, self.redactor.kind_of(value, "credential"))
         return self.text(value)
 
@@ -252,33 +280,33 @@ def scanned(name: str) -> bool:
     return name != BUNDLE_PATH and not name.startswith("privacy/")
 
 
-class Prescan:
-    """The detectors run over members as a builder gets them, before `protect` (see the module docstring):
-    `untouched` says whether the pass would surely leave a member as it is, cheaply (a text member with a
-    possible match is left to `protect` at the scan's first hit: a pack holding secrets is not scanned
-    twice over). Its verdicts hold for a `protect` with the same policy and known secrets, and, for a text
-    member holding none of them, with more known secrets (`extra_values`)."""
+@dataclass(frozen=True)
+class Redacted:
+    """A member's content redacted ahead of `protect` (by `prescan.Prescan`), its sha256 and the notes of
+    the replacements made."""
 
-    def __init__(self, options: PrivacyOptions) -> None:
-        assert options.policy is not None
-        self.policy, self.known = options.policy, options.known  # what a verdict depends on
-        self._run = _Pass(get(options.policy), _secrets.token_bytes(32), known=options.known)
+    data: bytes
+    sha256: str
+    notes: tuple[tuple[str, str, str], ...]
 
-    def untouched(self, name: str, data: memoryview) -> bool:
-        """Of a member the pass reads (see `scanned`)."""
-        return self._run.untouched(name, data)
 
-    def extra_values(self, options: PrivacyOptions) -> tuple[bytes, ...] | None:
-        """The known values `options` has beyond this prescan's, encoded as member bytes hold them; None
-        when its verdicts do not carry over (another policy, or a known secret it had and `options` has
-        not). A verdict is that no detector changed anything, so each detector left the text as it was:
-        with more known values (each found only where it is written out), a text member in which none of
-        them is written is still left as it was. A JSON member's values are read unescaped: not so."""
-        if options.policy != self.policy or not set(self.known) <= set(options.known):
-            return None
-        extra = known_detectors((s.kind, s.value) for s in set(options.known) - set(self.known))
-        values = {literal for detector in extra for literal in detector.literals}  # long enough to count
-        return tuple(value.encode("utf-8", "surrogateescape") for value in sorted(values))
+class Ahead(Protocol):
+    """What `protect` takes from a pass run ahead with the same options: its key and what it redacted."""
+
+    key: bytes
+
+    def take(self, name: str, sha256: str) -> Redacted | None: ...
+
+
+def pass_key(options: PrivacyOptions) -> bytes | None:
+    """The key placeholders are made with, when the options give one (the keyring's, or the key given)."""
+    return options.keyring.redaction_key if options.keyring else options.redaction_key
+
+
+def run_for(options: PrivacyOptions, key: bytes) -> _Pass:
+    """A pass with the options' policy and known secrets, making placeholders with `key`."""
+    assert options.policy is not None
+    return _Pass(get(options.policy), key, known=options.known)
 
 
 def is_json(name: str) -> bool:
@@ -291,32 +319,42 @@ def protect(
     manifest: Manifest,
     options: PrivacyOptions,
     untouched: Callable[[str, MemberDigest], bool] | None = None,
+    ahead: Ahead | None = None,
 ) -> Manifest:
     """Redact every text member and the manifest, seal originals and payloads, add the audit summary.
-    Members `untouched` says a `Prescan` with these options left as they are are not read again."""
+    Members `untouched` says a `prescan.Prescan` with these options left as they are are not read again;
+    those `ahead` (one with these options, see `Prescan.matches`) redacted are taken as it made them, and
+    its key makes the placeholders."""
     if options.policy is None:
         if options.encrypt_payloads:
             raise PrivacyError("encrypted payloads need redaction on: pick a policy (e.g. default-v1)")
         return manifest
     if options.encrypt_payloads and options.keyring is None:
         raise PrivacyError("encrypted payloads need a keyring: pass --key FILE (see `runner keys new`)")
-    key = options.keyring.redaction_key if options.keyring else options.redaction_key
-    run = _Pass(get(options.policy), key or _secrets.token_bytes(32), known=options.known)
+    run = run_for(options, ahead.key if ahead else pass_key(options) or _secrets.token_bytes(32))
     renamed: dict[str, str] = {}  # old sha256 -> new, for artifacts whose content changed
     changed: set[str] = set()
     members = builder.members
     names = [n for n in sorted(members) if scanned(n) and not (untouched and untouched(n, members[n]))]
-    # Read, scanned and hashed on threads (those release the GIL), up to _AHEAD bytes ahead; rewritten here
-    # in order (deterministic: the builder compresses what is rewritten as it comes).
-    queue, held = iter(names), 0
-    ahead: deque[Future[tuple[bytes | None, str]]] = deque()
+    ready: dict[str, tuple[bytes | None, str]] = {}
+    for name in names:
+        if ahead is not None and (got := ahead.take(name, members[name].sha256)) is not None:
+            ready[name] = (got.data, got.sha256)
+            run.adopt(got.notes)
+    # The others read, scanned and hashed on threads (those release the GIL), up to _AHEAD bytes ahead; all
+    # rewritten here in order (deterministic: the builder compresses what is rewritten as it comes).
+    queue, held = iter([n for n in names if n not in ready]), 0
+    pending: deque[Future[tuple[bytes | None, str]]] = deque()
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         for name in names:
-            while (not ahead or held < _AHEAD) and (later := next(queue, None)) is not None:
-                ahead.append(pool.submit(_redacted, run, builder, later))
+            while (not pending or held < _AHEAD) and (later := next(queue, None)) is not None:
+                pending.append(pool.submit(_redacted, run, builder, later))
                 held += members[later].size
-            new, sha256 = ahead.popleft().result()
-            held -= members[name].size
+            if name in ready:
+                new, sha256 = ready.pop(name)
+            else:
+                new, sha256 = pending.popleft().result()
+                held -= members[name].size
             if new is None:
                 continue
             changed.add(name)

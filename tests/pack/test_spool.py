@@ -22,7 +22,7 @@ from runner.pack import read as pack_read
 from runner.pack import spool as spool_module
 from runner.pack.manifest import Manifest, MemberDigest
 from runner.pack.spool import Spool
-from runner.privacy import mask
+from runner.privacy import mask, prescan
 from runner.privacy.mask import PrivacyOptions
 from tests.packfactory import make_manifest, raw_members
 
@@ -287,21 +287,22 @@ def _session(b: pack.PackBuilder, tmp_path: Path) -> None:
     b.add_artifact(tmp_path / "secret.log", media_type="text/plain", name="secret.log")
 
 
-def test_members_the_pass_found_untouched_as_they_were_added_are_not_read_again(
+def test_members_the_pass_ran_ahead_on_are_not_read_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Left as they were or redacted as they were added: the build reads none of them again, and makes the
+    pack a build without the pass ahead makes."""
     monkeypatch.setattr(spool_module, "FILL", 1)  # a group per member
     reads = _reads(monkeypatch)
     with pack.PackBuilder(privacy=KEY) as b:
         _session(b, tmp_path)
         b.build(make_manifest(), tmp_path / "ahead.tar.zst")
-    assert len(reads) == 2 and "env/settings.json" in reads  # and the secret log, renamed since
-    assert CLEAN_MEMBER not in reads and "env/pip-freeze.txt" not in reads
-    monkeypatch.setattr(mask.Prescan, "untouched", lambda self, name, data: False)
+    assert reads == []
+    monkeypatch.setattr(prescan.Prescan, "inspect", lambda self, name, sha256, data: False)
     with pack.PackBuilder(privacy=KEY) as b:
         _session(b, tmp_path)
         b.build(make_manifest(), tmp_path / "plain.tar.zst")
-    assert len(reads) == 2 + 4
+    assert len(reads) == 4 and "env/settings.json" in reads
     members = dict(raw_members(tmp_path / "ahead.tar.zst"))
     assert members == dict(raw_members(tmp_path / "plain.tar.zst"))
     assert members[CLEAN_MEMBER] == CLEAN
@@ -406,7 +407,7 @@ def test_inspect_runs_on_members_whole_in_one_job_and_a_failing_one_says_false(
     monkeypatch.setattr(spool_module, "FILL", 2048)
     seen: list[tuple[str, bytes]] = []
 
-    def inspect(name: str, data: memoryview) -> bool:
+    def inspect(name: str, _sha256: str, data: memoryview) -> bool:
         seen.append((name, bytes(data)))
         if name == "env/boom.txt":
             raise RuntimeError("boom")
@@ -477,7 +478,7 @@ def test_verdicts_are_all_in_while_the_last_job_still_compresses(
 
     monkeypatch.setattr(spool_module.zstandard, "ZstdCompressor", lambda **kwargs: Slow())
     spool = Spool(tmp_path, 3, workers=2)
-    spool.inspect = lambda name, data: bytes(data) != b"secret"
+    spool.inspect = lambda name, sha256, data: bytes(data) != b"secret"
     a = spool.add("env/a.txt", 1, [b"a"], inspect=True)
     s = spool.add("env/s.txt", 6, [b"secret"], inspect=True)
     spool.judge()

@@ -21,7 +21,7 @@ from runner.privacy import access, crypto
 from runner.privacy.mask import PrivacyOptions
 from runner.replay import compare
 from tests.helpers.secret_corpus import Planted, corpus
-from tests.packfactory import ROOT_SPAN, TRACE_ID, command, make_pack, patch
+from tests.packfactory import ROOT_SPAN, TRACE_ID, command, make_pack, patch, raw_members
 
 SECRETS = corpus()
 
@@ -412,3 +412,16 @@ def test_record_through_the_cli_keeps_argv_and_latin1_files_free_of_secrets(tmp_
     for secret in (SECRETS[0].value, flag, url_pw, db_pass):
         assert secret.encode() not in raw, secret
     assert "caf\u00e9".encode("latin-1") in raw  # the rest of the latin-1 file is still there
+
+
+def test_a_short_json_value_holding_a_secret_is_replaced_and_counted_on_every_line(tmp_path: Path) -> None:
+    """Short texts found clean are remembered; those that change never are: each occurrence is replaced
+    and counted, and a denied key's value goes on every line, not only the first."""
+    secret = "sk-" + "Q1w2E3r4" * 3  # a short value, as JSON keys and ids are
+    lines = [{"name": "llm", "key": secret, "password": "pw1", "n": i} for i in range(3)]
+    traces_text = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    p = make_pack(tmp_path, files={"traces.jsonl": traces_text})
+    data = dict(raw_members(p))["traces.jsonl"]
+    assert secret.encode() not in data and b"pw1" not in data and data.count(b'"name":"llm"') == 3
+    counts = pack_summary.inspect(p).manifest.privacy.extra["audit"]["redactions"]
+    assert counts["openai-key"] == 3 and counts["credential"] == 3
