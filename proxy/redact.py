@@ -13,10 +13,10 @@ Rules:
   (x-custom-auth, x-api-token, x-session-id), lose their whole value; an `Authorization: <scheme>
   <credentials>` keeps its scheme so the cassette stays readable;
 - query parameters named in SENSITIVE_PARAMS lose their value;
-- every `Detector` in DETECTORS (provider keys, cloud and forge tokens, JWTs, private key blocks,
-  Bearer/Basic credentials, user:pass@ in URLs, `--password VALUE` flags, credential headers written
-  as text, `password=`/`SECRET_KEY=`/`DB_PASS=`-style assignments quoted or JSON-escaped, emails, phone
-  numbers) is replaced wherever it matches; text that already is a placeholder is never touched again;
+- every detector of `proxy.detectors.DETECTORS` (provider keys, cloud and forge tokens, JWTs, private
+  key blocks, Bearer/Basic credentials, user:pass@ in URLs, `--password VALUE` flags, credential headers
+  written as text, `password=`/`SECRET_KEY=`/`DB_PASS=`-style assignments quoted or JSON-escaped, emails,
+  phone numbers) is replaced wherever it matches; text that already is a placeholder is never touched again;
 - bytes that are not UTF-8 never switch redaction off: `blob` reads them with surrogateescape, so the
   text around them is scanned and every other byte comes back as it was;
 - a text that is one base64 blob decoding to text with a secret becomes one `base64` placeholder.
@@ -32,22 +32,18 @@ import hashlib
 import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
+from proxy.detectors import DETECTORS, Detector
 from proxy.patterns import adjacent, first_fullmatch, line_local
 
 __all__ = [
-    "DETECTORS",
-    "EXTRA_DETECTORS",
     "PLACEHOLDER_RE",
     "SENSITIVE_HEADERS",
     "SENSITIVE_PARAMS",
-    "Detector",
     "Redactor",
     "base64_text",
     "collapse",
-    "detectors_by_kind",
     "is_sensitive_header",
     "key_from_text",
 ]
@@ -61,6 +57,7 @@ SENSITIVE_HEADERS = frozenset(
 )  # fmt: skip
 _IPAD, _OPAD = bytes(b ^ 0x36 for b in range(256)), bytes(b ^ 0x5C for b in range(256))
 _CACHED = 65_536  # distinct secrets (and credential values) a redactor remembers the placeholder (kind) of
+_LONG = 256  # a text from this long is searched only around anchor hits by a detector with a reach
 _V = TypeVar("_V")
 _Candidates = Callable[[str], frozenset[int] | None]  # see `Redactor._detect`
 
@@ -81,172 +78,6 @@ SENSITIVE_PARAMS = frozenset(
     }
 )  # fmt: skip
 
-
-@dataclass(frozen=True)
-class Detector:
-    """One kind of secret. The secret is the group `s` when the pattern has one (the value of
-    `password=...`; the group `c` when `s` did not take part), else the whole match.
-
-    Speed: Python's regex engine scans fast for a pattern that starts with a literal, so patterns start
-    with their literal prefix and check the word boundary just after it (`sk-(?<![A-Za-z0-9_]sk-)`).
-    `literals`: one of them is in every match, a substring test that skips the pattern for text that
-    cannot hold one. A pattern with no literal prefix has `anchors` (fast patterns, each starting with a
-    literal, one of which every match's line holds; searched in the lower-cased text when `fold`): only
-    lines with an anchor hit are searched.
-    """
-
-    kind: str
-    pattern: re.Pattern[str]
-    literals: tuple[str, ...] = ()
-    anchors: tuple[re.Pattern[str], ...] = ()
-    fold: bool = False
-
-    def finds(self, text: str) -> bool:
-        return not self.literals or any(literal in text for literal in self.literals)
-
-
-def _d(
-    kind: str,
-    pattern: str,
-    *literals: str,
-    flags: int = 0,
-    anchor: str | tuple[str, ...] = (),
-    fold: bool = False,
-) -> Detector:
-    anchors = (anchor,) if isinstance(anchor, str) else anchor
-    return Detector(kind, re.compile(pattern, flags), literals, tuple(re.compile(a) for a in anchors), fold)
-
-
-def _word(prefix: str) -> str:
-    """`prefix` not preceded by a word character, in a form that keeps the literal prefix first."""
-    return f"{re.escape(prefix)}(?<![A-Za-z0-9_]{re.escape(prefix)})"
-
-
-# Names that end a key whose value is a credential: GITHUB_TOKEN=, "password": , client_secret:, DB_PASS=,
-# SECRET_KEY=, PGPASSWORD= ... (`max_tokens`, `token_count`, `bypass` and `secretary` are not).
-_KEY_WORDS = (
-    r"(?:pass(?:word|wd|phrase)|(?<![a-z0-9])pass|secret(?:[_-]?key)?|token|api[_-]?key|access[_-]?key"
-    r"|private[_-]?key|credentials?)"
-)
-# The same words as the end of a command-line flag: --password X, --api-key=X, --db-pass X.
-_FLAG_WORDS = (
-    r"(?:pass(?:word|wd|phrase)?|secret(?:[_-]?key)?|token|api[_-]?key|apikey|access[_-]?key"
-    r"|private[_-]?key|credentials?)"
-)
-# Between a flag and its value: a space, `=`, or the `", "` of an argv written as a JSON or Python list.
-_FLAG_GAP = r"(?:[ \t]+|=|\\*[\"'][ \t]*,[ \t]*)\\*[\"']?(?!-)"
-# A value: quoted (up to its closing quote, spaces and all; `\"` inside a JSON string) or bare. Not a
-# literal null/boolean, not a $VARIABLE reference.
-_VALUE = (
-    r"(?!(?:null|none|true|false)\b)(?!\$[A-Za-z_{(])"
-    r"(?P<s>(?<=\")[^\"\\\n]{3,}(?=\\*\")|(?<=')[^'\\\n]{3,}(?=')|[^\s\"'\\&,;<>(){}\[\]]{3,})"
-)
-# A type annotation, not a value: `def login(self, token: str)`, `password: Optional[str] = None`. Code in
-# patches and artifacts is full of them; they are names, never secrets.
-_TYPE_NAME = (
-    r"(?:str|int|float|bool|bytes|bytearray|dict|list|tuple|set|frozenset|object|type|complex|Any|Optional"
-    r"|Union|Literal|Callable|Sequence|Mapping|Iterable|Iterator|SecretStr|SecretBytes|Path)(?![\w.-])"
-)
-# Lines worth searching for an assignment: a key word, the rest of the name, then `=` or `:`.
-_ASSIGNMENT_ANCHORS = tuple(
-    rf"{word}[a-z0-9_.-]*\\*[\"']?[ \t]*[=:]" for word in ("pass", "secret", "token", "key", "cred")
-)
-
-# Order matters: the most specific shapes first, so a Bearer JWT or a PEM block becomes one placeholder.
-DETECTORS: tuple[Detector, ...] = (
-    _d(
-        "private-key",
-        r"-----BEGIN [A-Z ]*PRIVATE KEY( BLOCK)?-----.*?-----END [A-Z ]*PRIVATE KEY( BLOCK)?-----",
-        "PRIVATE KEY",
-        flags=re.S,
-    ),
-    _d("bearer", _word("Bearer ") + r"(?P<s>[A-Za-z0-9._~+/=-]{8,})", "Bearer "),
-    _d("basic-auth", _word("Basic ") + r"(?P<s>[A-Za-z0-9+/]{8,}={0,2})", "Basic "),
-    _d("url-credentials", r"://[^/\s:@\"'<>]{1,256}:(?P<s>[^/\s@\"'<>]{1,256})(?=@)", "://"),
-    _d("anthropic-key", _word("sk-ant-") + r"[A-Za-z0-9_-]{16,}", "sk-ant-"),
-    _d("openai-key", _word("sk-") + r"[A-Za-z0-9_-]{16,}", "sk-"),
-    _d("github-token", _word("gh") + r"[pousr]_[A-Za-z0-9]{30,}", "gh"),
-    _d("github-token", _word("github_pat_") + r"[A-Za-z0-9_]{22,}", "github_pat_"),
-    _d("gitlab-token", _word("gl") + r"(?:pat|dt|rt|ptt|cbt)-[A-Za-z0-9_-]{20,}", "gl"),
-    _d(
-        "aws-access-key",
-        r"(?:AKIA|ASIA)(?<![A-Za-z0-9_]AKIA)(?<![A-Za-z0-9_]ASIA)[0-9A-Z]{16}\b",
-        "AKIA",
-        "ASIA",
-    ),
-    _d(
-        "aws-secret-key",
-        r"(?i)aws_?secret_?access_?key[\"']?\s*[=:]\s*[\"']?(?P<s>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])",
-        anchor="secret",
-        fold=True,
-    ),
-    _d("jwt", r"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", "eyJ"),
-    _d("gcp-api-key", _word("AIza") + r"[0-9A-Za-z_-]{35}", "AIza"),
-    _d("slack-token", _word("xox") + r"[abprse]-[A-Za-z0-9-]{10,}", "xox"),
-    _d("slack-webhook", r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]{20,}", "hooks.slack.com"),
-    _d("huggingface-token", _word("hf_") + r"[A-Za-z0-9]{30,}", "hf_"),
-    _d(
-        "stripe-key",
-        r"(?:sk|rk)_(?<![A-Za-z0-9_]sk_)(?<![A-Za-z0-9_]rk_)(?:live|test)_[A-Za-z0-9]{20,}",
-        "k_live_",
-        "k_test_",
-    ),
-    _d(
-        "flag",
-        r"--(?<![\w-]--)(?:[A-Za-z0-9]+[-_])*" + _FLAG_WORDS + _FLAG_GAP + _VALUE,
-        "--",
-        flags=re.I,
-    ),
-    # Short flags that take a password, only for the programs where they do: sshpass -p X, mysql -pX.
-    _d("flag", _word("sshpass") + r"(?:[ \t]+-[A-Za-oq-z]\S*)*[ \t]+-p[ \t]*(?P<s>[^\s\"']{3,})", "sshpass"),
-    _d(
-        "flag",
-        _word("redis-cli") + r"(?:[ \t]+[^\s|;&]+){0,20}?[ \t]+-a[ \t]+(?P<s>[^\s\"'-][^\s\"']{2,})",
-        "redis-cli",
-    ),
-    _d(
-        "flag",
-        r"(?:mysql|mariadb)[a-z-]*(?:[ \t]+[^\s|;&]+){0,20}?[ \t]+-p(?P<s>[^\s\"'-][^\s\"']{2,})",
-        "mysql",
-        "mariadb",
-    ),
-    # A credential header written out as text (curl -H, a logged request): custom X-...-Auth/-Token/-Key
-    # headers lose their value, a Cookie line all of it.
-    _d(
-        "header",
-        r"(?i)(?<![\w-])(?:x-[a-z0-9-]*?(?:auth|token|key|secret|session|password)(?:-[a-z0-9-]*)?[ \t]*:[ \t]*"
-        r"(?P<s>[^\s\"'\\,;]{3,})|(?:set-)?cookie[ \t]*:[ \t]*(?P<c>[^\r\n\"'\\]{3,}))",
-        anchor=(r"x-[a-z0-9-]*(?:auth|token|key|secret|session|password)[a-z0-9-]*[ \t]*:", r"cookie[ \t]*:"),
-        fold=True,
-    ),
-    _d(
-        "assignment",
-        # `==` compares or pins a version (`tiktoken==0.12.0` in a pip freeze); it assigns nothing.
-        # `token: str = "..."`: the annotation is skipped and the value after `=` is the secret.
-        rf"(?i){_KEY_WORDS}\\*[\"']?[ \t]*(?::[ \t]*{_TYPE_NAME}(?:\[[^\]\n]{{0,80}}\])?[ \t]*(?==[^=]))?"
-        rf"(?:=>|:=|[=:])(?!=)[ \t]*\\*[\"']?(?!{_TYPE_NAME})" + _VALUE,
-        anchor=_ASSIGNMENT_ANCHORS,
-        fold=True,
-    ),
-    _d(
-        "email",
-        r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b",
-        "@",
-        anchor=r"@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b",
-    ),
-    _d("phone", r"\+(?<![\w+]\+)[1-9]\d{0,2}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\w)", "+"),
-    _d("phone", r"(?<![\w-])\(?\d{3}\)?[ .-]\d{3}-\d{4}(?![\w-])", "-", anchor=r"-\d{4}(?![\w-])"),
-)
-
-# Kinds only the strict policies use: noisy in logs, but personal data in some jurisdictions.
-EXTRA_DETECTORS: tuple[Detector, ...] = (
-    _d(
-        "ip-address",
-        r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])",
-        ".",
-        anchor=r"\d\.\d{1,3}\.\d",
-    ),
-)
 
 # One base64 blob (standard or URL-safe alphabet, padded or not): decoded and scanned as text.
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}|[A-Za-z0-9_-]{16,}={0,2}")
@@ -270,11 +101,6 @@ def base64_text(text: str) -> str | None:
 
 # `REDACTED_<16 hex>` is the form of cassettes written before placeholders carried their kind.
 PLACEHOLDER_RE = re.compile(r"REDACTED_(?:([a-z][a-z0-9-]*)_)?([0-9a-f]{16})")
-
-
-def detectors_by_kind(kinds: Iterable[str]) -> tuple[Detector, ...]:
-    wanted = set(kinds)
-    return tuple(d for d in (*DETECTORS, *EXTRA_DETECTORS) if d.kind in wanted)
 
 
 def collapse(text: str) -> str:
@@ -421,12 +247,35 @@ class Redactor:
     def _outside_placeholders(self, text: str, detector: Detector) -> str:
         replace = functools.partial(self._replace, detector.kind)
         if "REDACTED_" not in text:
-            return detector.pattern.sub(replace, text)
+            return self._sub(detector, replace, text)
         out, pos = [], 0
         for m in PLACEHOLDER_RE.finditer(text):
-            out += [detector.pattern.sub(replace, text[pos : m.start()]), m.group(0)]
+            out += [self._sub(detector, replace, text[pos : m.start()]), m.group(0)]
             pos = m.end()
-        out.append(detector.pattern.sub(replace, text[pos:]))
+        out.append(self._sub(detector, replace, text[pos:]))
+        return "".join(out)
+
+    @staticmethod
+    def _sub(detector: Detector, replace: Callable[[re.Match[str]], str], text: str) -> str:
+        """`detector.pattern.sub(replace, text)`; a long text, with `reach`, tried only from `reach` before
+        each anchor hit to its end (every match starts there, see `Detector`), leftmost first as `sub`."""
+        probe = text.lower() if detector.fold else text
+        if detector.reach is None or len(text) < _LONG or len(probe) != len(text):
+            return detector.pattern.sub(replace, text)
+        spans = sorted(
+            (m.start() - detector.reach, m.end()) for a in detector.anchors for m in a.finditer(probe)
+        )
+        out, done, at = [], 0, 0
+        for low, high in spans:
+            at = max(at, low, 0)
+            while at < high:
+                m = detector.pattern.match(text, at)
+                if m is None or m.end() == at:
+                    at += 1
+                    continue
+                out += [text[done:at], replace(m)]
+                done = at = m.end()
+        out.append(text[done:])
         return "".join(out)
 
     def _replace(self, kind: str, m: re.Match[str]) -> str:

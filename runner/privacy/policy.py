@@ -2,7 +2,7 @@
 
 Input: a policy name (recorded in the manifest's `privacy.redaction_policy`). Output: a `Policy`.
 Rules: a published name never changes meaning; a new behaviour gets a new name (`default-v2`), so a pack
-says exactly which rules masked it. The detectors themselves live in `proxy.redact` (the proxy applies
+says exactly which rules masked it. The detectors themselves live in `proxy.detectors` (the proxy applies
 the same ones to live traffic, so recorded and replayed requests still match).
 
 `NAMES` and `check` answer whether a name is a policy without compiling a detector (`runner record` checks
@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 from runner.errors import PrivacyError
 
 if TYPE_CHECKING:
-    from proxy.redact import Detector, Redactor
+    from proxy.detectors import Detector
+    from proxy.redact import Redactor
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -78,7 +79,7 @@ NAMES = ("default-v1", "strict-v1")  # the policies `get` knows
 
 @functools.cache
 def _policies() -> Mapping[str, Policy]:
-    from proxy.redact import DETECTORS, EXTRA_DETECTORS
+    from proxy.detectors import DETECTORS, EXTRA_DETECTORS
 
     return {
         "default-v1": Policy("default-v1", DETECTORS, _ALLOW, _DENY),
@@ -193,7 +194,7 @@ def known_detectors(known: Iterable[tuple[str, str]]) -> tuple[Detector, ...]:
     """Detectors for (kind, value) pairs already found secret before the build (the proxy saw them in an
     auth header): wherever else they appear (an innocently named variable, a log line), they get the same
     placeholder."""
-    from proxy.redact import Detector
+    from proxy.detectors import Detector
 
     by_kind: dict[str, set[str]] = {}
     for kind, value in known:

@@ -1,6 +1,6 @@
 """The redaction scan: hyperscan finds where a secret may be, the detectors decide there and only there.
 
-Input: the detectors of a policy (`proxy.redact.Detector`), then texts or member bytes. Output: a
+Input: the detectors of a policy (`proxy.detectors.Detector`), then texts or member bytes. Output: a
 `ScanRedactor`, a `proxy.redact.Redactor` whose results are exactly the plain one's (same placeholders,
 same `found` calls, in the same order), computed without running every detector over every line.
 Rules:
@@ -42,7 +42,8 @@ from typing import cast
 
 import hyperscan
 
-from proxy.redact import PLACEHOLDER_RE, Detector, Redactor
+from proxy.detectors import Detector
+from proxy.redact import PLACEHOLDER_RE, Redactor
 
 __all__ = ["ScanRedactor"]
 

@@ -21,7 +21,7 @@ from runner import gitcmd
 from runner.errors import RecordError
 
 if TYPE_CHECKING:
-    from proxy.redact import Detector
+    from proxy.detectors import Detector
 
 __all__ = [
     "Bundled",

@@ -23,7 +23,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from proxy.redact import DETECTORS, EXTRA_DETECTORS, Redactor, collapse
+from proxy.detectors import DETECTORS, EXTRA_DETECTORS
+from proxy.redact import Redactor, collapse
 from runner.pack.manifest import OUTPUT_RULES, CommandStep
 
 __all__ = [

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.redact import DETECTORS, EXTRA_DETECTORS, Detector, Redactor
+from proxy.detectors import DETECTORS, EXTRA_DETECTORS, Detector
+from proxy.redact import Redactor
 from runner.privacy.scan import ScanRedactor, _Database, _database, _first_end, _hs_pattern
 from tests.helpers.secret_corpus import corpus
 

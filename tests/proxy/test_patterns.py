@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.detectors import DETECTORS, EXTRA_DETECTORS
 from proxy.patterns import first_fullmatch, line_local
-from proxy.redact import DETECTORS, EXTRA_DETECTORS
 
 LOCAL = [d.pattern for d in DETECTORS + EXTRA_DETECTORS if line_local(d.pattern)]
 PIECES = ["user@example.com", "(555) 123-4567", "10.0.0.1", "X-Api-Token: abc123", "Cookie: a=b", " ", "-"]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import random
+from dataclasses import replace
 
 import pytest
 
+from proxy.detectors import DETECTORS
 from proxy.redact import PLACEHOLDER_RE, Redactor
+from tests.helpers.secret_corpus import corpus
 
 KEY = b"k" * 32
 SECRETS = [
@@ -200,3 +204,25 @@ def test_a_base64_body_is_decoded_and_replaced_whole_when_it_holds_a_secret() ->
     harmless = base64.b64encode(b"nothing to hide in this one").decode()
     binary = base64.b64encode(bytes(range(256))).decode()
     assert r.text(harmless) == harmless and r.text(binary) == binary
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_detector_with_a_reach_finds_on_a_long_line_what_a_search_of_the_whole_line_finds(
+    seed: int,
+) -> None:
+    """`reach` only narrows where the pattern is tried (around anchor hits), never what it finds: long
+    one-line texts (a request body) mixing every planted context, key words that do not assign, several
+    keys run together and names the anchor spans over (`token_token=`, `private_key=`)."""
+    rnd = random.Random(seed)
+    pieces = [p.context for p in corpus() if p.kind != "base64"] + [
+        "token_token=abcdef123", "private_key = 'k3y-v4lue'", "ACCESS-KEY: AKxyz12345", "max_tokens=100",
+        "passwords are long", "api_key:int", '"secret": "s3cr3t!"', "def f(token: str) -> None:",
+        'x\\"password\\": \\"hunter22\\"', "Pass=ok1234 secretkey=qwerty12 credential=abc", "ü password=grün123",
+    ]  # fmt: skip
+    text = " ".join(rnd.choice(pieces) for _ in range(400))  # one line, ~10 KB
+    with_reach = [d for d in DETECTORS if d.reach is not None]
+    assert with_reach
+    for detector in with_reach:
+        plain = replace(detector, reach=None)
+        key = b"k" * 32
+        assert Redactor(key, (detector,)).text(text) == Redactor(key, (plain,)).text(text)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from proxy.redact import DETECTORS, Redactor
+from proxy.detectors import DETECTORS
+from proxy.redact import Redactor
 from runner.errors import RecordError
 from runner.pack.read import read_manifest
 from runner.recorder.gitstate import bundle, diff_trees, read_state, worktree_tree
