@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
@@ -45,53 +46,68 @@ __all__ = [
 _Rule = Callable[[str], str]
 
 
-def _subs(*pairs: tuple[str, str]) -> _Rule:
-    compiled = tuple((re.compile(p), r) for p, r in pairs)
+def _subs(*rules: tuple[str, str] | tuple[str, str, tuple[str, ...]]) -> _Rule:
+    """`re.sub` of each (pattern, replacement), in order; with a third item, only on texts holding one of
+    those literals (every match holds one)."""
+    compiled = tuple((re.compile(rule[0]), rule[1], rule[2] if len(rule) > 2 else ()) for rule in rules)
 
     def apply(text: str) -> str:
-        for pattern, repl in compiled:
-            text = pattern.sub(repl, text)
+        for pattern, repl, literals in compiled:
+            if not literals or any(literal in text for literal in literals):
+                text = pattern.sub(repl, text)
         return text
 
     return apply
 
 
-# Any key will do: only the kind survives `collapse`.
-_SECRETS = Redactor(b"compare", DETECTORS + EXTRA_DETECTORS)
+@functools.cache
+def _secrets_redactor() -> Redactor:
+    """Any key will do: only the kind survives `collapse`. The scan's redactor: the same results as the
+    plain one, found through hyperscan (an output of megabytes would take the detectors seconds)."""
+    from runner.privacy.scan import ScanRedactor
+
+    return ScanRedactor(b"compare", DETECTORS + EXTRA_DETECTORS)
 
 
 def _secrets(text: str) -> str:
     """Placeholders of a redacted pack and live secrets alike become `REDACTED_<kind>`, so a recorded
     output masked at packing time equals a replayed one holding any secret of the same kind."""
-    return collapse(_SECRETS.text(text))
+    return collapse(_secrets_redactor().text(text))
 
 
 # Order matters: secrets first (their text holds digits and dashes the others would rewrite), uuids and
-# timestamps before durations (a time of day contains digits and colons).
+# timestamps before durations (a time of day contains digits and colons). Each pattern starts with a
+# literal or a character class (Python's regexes search for those fast), the word boundary before it
+# checked just after it (`0x(?<!\w0x)` is `\b0x`); the local hosts' ports only in texts naming one.
+_HEX = "[0-9a-fA-F]"
 _RULES: dict[str, _Rule] = {
     "secrets": _secrets,
     "uuids": _subs(
-        (r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "<UUID>"),
+        (rf"{_HEX}(?<!\w{_HEX}){_HEX}{{7}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}\b", "<UUID>"),
     ),
     "timestamps": _subs(
         (r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?", "<TIMESTAMP>"),
-        (r"\b\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\b", "<TIME>"),
-        (r"\b1[5-9]\d{8}(?:\.\d+|\d{3,9})?\b", "<EPOCH>"),
+        (r"\d(?<!\w\d)\d:\d{2}:\d{2}(?:[.,]\d+)?\b", "<TIME>"),
+        (r"1(?<!\w1)[5-9]\d{8}(?:\.\d+|\d{3,9})?\b", "<EPOCH>"),
     ),
     "durations": _subs(
-        (r"\b\d+(?:\.\d+)?\s?(?:ns|us|µs|ms|s|sec|secs|seconds?|m|min|minutes?|h)\b", "<DURATION>"),
-        (r"\bin \d+(?:\.\d+)?s\b", "in <DURATION>"),
+        (r"\d(?<!\w\d)\d*(?:\.\d+)?\s?(?:ns|us|µs|ms|s|sec|secs|seconds?|m|min|minutes?|h)\b", "<DURATION>"),
+        (r"in(?<!\win) \d+(?:\.\d+)?s\b", "in <DURATION>"),
     ),
     "tmp_paths": _subs(
         (r"/(?:private/)?(?:tmp|var/tmp|var/folders)/[^\s'\":]+", "<TMP>"),
         (r"/pytest-of-[^/\s]+/pytest-\d+", "<TMP>"),
     ),
     "addresses": _subs(
-        (r"\b0x[0-9a-fA-F]{6,16}\b", "<ADDR>"),
+        (r"0x(?<!\w0x)[0-9a-fA-F]{6,16}\b", "<ADDR>"),
     ),
     "ports": _subs(
-        (r"((?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\]|::1)):\d{2,5}\b", r"\1:<PORT>"),
-        (r"\bport \d{2,5}\b", "port <PORT>"),
+        (
+            r"((?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\]|::1)):\d{2,5}\b",
+            r"\1:<PORT>",
+            ("localhost", "::1", ".0."),
+        ),
+        (r"port(?<!\wport) \d{2,5}\b", "port <PORT>"),
     ),
 }
 

@@ -178,3 +178,49 @@ def test_agent_private_files_are_ignored_and_reported_and_volatile_text_normalis
 def test_agent_private_globs() -> None:
     assert agent_private("a/b/.cache/c", (".cache/",)) and not agent_private(".cache", (".cache/",))
     assert agent_private("deep/x.log", ("*.log",)) and not agent_private("x.py", DEFAULT_AGENT_PRIVATE)
+
+
+# The normalisers as first written (each pattern tried at every character), the reference the faster
+# forms in `compare` must agree with.
+_REFERENCE = {
+    "uuids": [(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b", "<UUID>")],
+    "timestamps": [
+        (r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?", "<TIMESTAMP>"),
+        (r"\b\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\b", "<TIME>"),
+        (r"\b1[5-9]\d{8}(?:\.\d+|\d{3,9})?\b", "<EPOCH>"),
+    ],
+    "durations": [
+        (r"\b\d+(?:\.\d+)?\s?(?:ns|us|µs|ms|s|sec|secs|seconds?|m|min|minutes?|h)\b", "<DURATION>"),
+        (r"\bin \d+(?:\.\d+)?s\b", "in <DURATION>"),
+    ],
+    "addresses": [(r"\b0x[0-9a-fA-F]{6,16}\b", "<ADDR>")],
+    "ports": [
+        (r"((?:localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\]|::1)):\d{2,5}\b", r"\1:<PORT>"),
+        (r"\bport \d{2,5}\b", "port <PORT>"),
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_each_normaliser_rewrites_what_its_reference_form_rewrites(seed: int) -> None:
+    """Texts made of the pieces each rule looks for, run together with and without word characters
+    around them (`x0x1234567`, `a1700000000`, `localhost::1:80`, `::1:8080`, digits in words)."""
+    import random
+    import re
+
+    rnd = random.Random(seed)
+    pieces = [
+        "550e8400-e29b-41d4-a716-446655440000", "x550e8400-e29b-41d4-a716-446655440000", "2026-01-02T03:04:05.123Z",
+        "2026-01-02 03:04:05+01:00", "12:34:56", "a12:34:56", "12:34:56,789", "1700000000", "1700000000.25",
+        "x1700000000", "1700000000123", "3.5s", "12 ms", "7µs", "99min", "x12ms", "in 0.42s", "login 3s",
+        "0x7ffdeadbeef", "a0x7ffdeadbeef", "0x12345", "localhost:8080", "127.0.0.1:5432", "[::1]:80",
+        "::1:8080", "localhost::1:80", "0.0.0.0:99999", "port 8080", "export 8080", "passport 80", "1", "22",
+        "-", ":", ".", " ", "\n", "é", "٣", "h", "s", "in", "port", "0x", "x",
+    ]  # fmt: skip
+    for _ in range(40):
+        text = "".join(rnd.choice(pieces) + rnd.choice(["", "", " ", "_", "-", "\t"]) for _ in range(30))
+        for rule, pairs in _REFERENCE.items():
+            expected = text
+            for pattern, repl in pairs:
+                expected = re.sub(pattern, repl, expected)
+            assert normalise(text, [rule]) == expected, (rule, text)
