@@ -46,6 +46,7 @@ __all__ = [
     "collapse",
     "is_sensitive_header",
     "key_from_text",
+    "remember",
 ]
 
 SENSITIVE_HEADERS = frozenset(
@@ -147,7 +148,7 @@ class Redactor:
             inner.update(secret.encode("utf-8", "surrogateescape"))
             outer.update(inner.digest())
             digest = outer.hexdigest()[:16]
-            _remember(self._digests, secret, digest)
+            remember(self._digests, secret, digest)
         token = f"REDACTED_{kind}_{digest}"
         if self._found:
             self._found(kind, secret, token)
@@ -259,8 +260,10 @@ class Redactor:
     def _sub(detector: Detector, replace: Callable[[re.Match[str]], str], text: str) -> str:
         """`detector.pattern.sub(replace, text)`; a long text, with `reach`, tried only from `reach` before
         each anchor hit to its end (every match starts there, see `Detector`), leftmost first as `sub`."""
+        if detector.reach is None or len(text) < _LONG:
+            return detector.pattern.sub(replace, text)
         probe = text.lower() if detector.fold else text
-        if detector.reach is None or len(text) < _LONG or len(probe) != len(text):
+        if len(probe) != len(text):  # lower-casing changed some lengths: offsets do not carry over
             return detector.pattern.sub(replace, text)
         spans = sorted(
             (m.start() - detector.reach, m.end()) for a in detector.anchors for m in a.finditer(probe)
@@ -298,7 +301,7 @@ class Redactor:
             self._shapes = tuple(d.kind for d in shapes), first_fullmatch(tuple(d.pattern for d in shapes))
         kinds, first = self._shapes
         kind = None if (i := first(value)) is None else kinds[i]
-        _remember(self._kinds, value, kind)
+        remember(self._kinds, value, kind)
         return default if kind is None else kind
 
     def header_value(self, name: str, value: str) -> str:
@@ -325,8 +328,9 @@ class Redactor:
         ]
 
 
-def _remember(cache: dict[str, _V], key: str, value: _V) -> None:
-    """Keep `value` for `key`; a cache that is full starts again (secret-heavy texts repeat a few secrets)."""
+def remember(cache: dict[str, _V], key: str, value: _V) -> None:
+    """Keep `value` for `key`; a cache that is full (`_CACHED` entries) starts again: what is kept repeats
+    (a few secrets in secret-heavy texts, a JSON member's keys and names), so it soon fills again."""
     if len(cache) >= _CACHED:
         cache.clear()
     cache[key] = value

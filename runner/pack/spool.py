@@ -19,9 +19,9 @@ Rules:
   never used.
 - `inspect(name, sha256, content)`, when set, runs on the worker before the job is compressed, for each
   member added with `inspect=True` whose content lies in that one job; its answer is kept under the
-  member's name and sha256 (an exception counts as False). False means the member may well be rewritten: the job
-  is then not compressed at all (its group is not copied; `build` compresses what stands of it later).
-  The buffer is used again only once the job is done.
+  member's name and sha256 (an exception counts as False). False means the member may well be
+  rewritten: the job is then not compressed at all (its group is not copied; `build` compresses what
+  stands of it later). The buffer is used again only once the job is done.
 - Memory stays bounded: at most one job per worker in flight and one being filled; frames go to a temp file
   in the folder given (unlinked at once, so nothing is left whatever happens) in order.
 """

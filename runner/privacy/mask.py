@@ -51,7 +51,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from proxy.redact import PLACEHOLDER_RE
+from proxy.redact import PLACEHOLDER_RE, remember
 from runner.errors import PrivacyError
 from runner.pack.manifest import (
     BUNDLE_PATH,
@@ -99,7 +99,6 @@ SEALED_FORMAT = "runner-sealed/1"
 _ARTIFACT = "artifacts/sha256/"
 _AHEAD = 16 << 20  # member bytes read ahead of the rewrites (at least one member)
 _SHORT = 64  # texts up to this long are remembered when clean (see `_Pass.text`)
-_REMEMBERED = 65_536  # short texts and JSON keys remembered, at most
 
 
 class Builder(Protocol):
@@ -178,7 +177,7 @@ class _Pass:
         self.counts = Counter(s.kind for s in self.known)
         self._notes: list[tuple[str, str, str]] = []
         self._latest: dict[str, tuple[str, str]] = {}  # placeholder -> (kind, secret), as last noted
-        self._clean: set[str] = set()  # short texts the detectors leave as they are
+        self._clean: dict[str, bool] = {}  # short texts the detectors leave as they are
         self._denied: dict[str, bool] = {}  # JSON key -> whether the policy masks its value
 
     def _note(self, kind: str, value: str, token: str) -> None:
@@ -215,18 +214,15 @@ class _Pass:
             return text
         new = self.redactor.text(text)
         if new == text:
-            if len(self._clean) >= _REMEMBERED:
-                self._clean.clear()
-            self._clean.add(text)
+            remember(self._clean, text, True)
         return new
 
     def value_of(self, key: str, value: str) -> str:
         """A JSON value under `key`: whole when the policy denies the key, else through the detectors."""
         denied = self._denied.get(key)
         if denied is None:
-            if len(self._denied) >= _REMEMBERED:
-                self._denied.clear()
-            denied = self._denied[key] = self.policy.masks_key(key)
+            denied = self.policy.masks_key(key)
+            remember(self._denied, key, denied)
         if denied and value and not PLACEHOLDER_RE.fullmatch(value):
             return self.redactor.placeholder(value, self.redactor.kind_of(value, "credential"))
         return self.text(value)

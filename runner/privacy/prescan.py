@@ -38,6 +38,7 @@ class Prescan:
     def __init__(self, options: PrivacyOptions) -> None:
         assert options.policy is not None
         self.policy, self.known = options.policy, options.known  # what a verdict depends on
+        self._options = options
         self.key = pass_key(options) or secrets.token_bytes(32)
         self._verdicts = run_for(options, self.key)  # for members past the memory bound
         self._kept: dict[tuple[str, str], Redacted] = {}
@@ -55,7 +56,7 @@ class Prescan:
             self._held += len(data) if room else 0
         if not room:
             return self._verdicts.untouched(name, data) if json else False
-        run = run_for(PrivacyOptions(policy=self.policy, known=self.known), self.key)
+        run = run_for(self._options, self.key)
         new = run.member(name, bytes(data))
         with self._lock:
             self._held -= len(data)
