@@ -455,12 +455,14 @@ class ScanRedactor(Redactor):
         if redacted == joined:
             return data
         lines = redacted.encode("utf-8", _SE).split(b"\n")  # placeholders hold no newline
-        out, done, k = [], 0, 0
+        view: memoryview = memoryview(data)  # the pieces between runs are not copied before the join
+        out: list[bytes | memoryview] = []
+        done, k = 0, 0
         for start, end in runs:
             n = data.count(b"\n", start, end) + 1
-            out += [data[done:start], b"\n".join(lines[k : k + n])]
+            out += [view[done:start], lines[k] if n == 1 else b"\n".join(lines[k : k + n])]
             done, k = end, k + n
-        out.append(data[done:])
+        out.append(view[done:])
         return b"".join(out)
 
     def kind_of(self, value: str, default: str) -> str:
