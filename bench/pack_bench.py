@@ -13,7 +13,11 @@ its fastest run (a shared 2-core machine's neighbours only ever slow a run down)
 goal with its verdict and writes bench/out/pack_bench.json. Goals (on wall times): build >= 150 MB/s and
 <= 1.5x the zstd CLI; unpack (every hash checked) >= 300 MB/s; peak RSS < 200 MB for a 1 GB pack
 (`--memory-mb 1000` measures that case on its own tree; by default the peak of the --mb tree is the one
-compared, and the output says which ran).
+compared, and the output says which ran). Then, for information, the build's floor on this machine: what
+a build cannot do without, each part measured alone on one thread (reading the tree; then over its bytes
+in memory SHA-256, the default policy's scan, zstd at level 3 in the spool's frames; the start:
+interpreter, imports, exit), and the wall that leaves at best on these cores (the start alone on one,
+the rest shared evenly).
 
     python bench/pack_bench.py [--mb 200] [--memory-mb 1000] [--rounds 5]
 """
@@ -124,6 +128,49 @@ def _build(tree: Path, out: Path, redaction: bool) -> None:
     runner.finish()  # as the `runner` command leaves
 
 
+def _floor(tree: Path) -> None:
+    """What a build cannot do without, by part, each timed alone on this thread: reading the tree, SHA-256
+    of each file (the manifest's digests), the default policy's scan (as the pass run ahead does) and zstd
+    at the pack's level in the spool's 16 MiB frames."""
+    import hashlib
+
+    import zstandard
+
+    from runner.pack.spool import JOB
+    from runner.privacy.mask import PrivacyOptions, run_for
+
+    paths = [path for path in sorted(tree.rglob("*")) if path.is_file()]
+    run = run_for(PrivacyOptions(), b"\0" * 32)
+    run.untouched("warm.log", memoryview(b"warm"))
+    cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
+    parts: dict[str, float] = {}
+    start = time.thread_time()
+    contents = [path.read_bytes() for path in paths]
+    parts["read"] = time.thread_time() - start
+    start = time.thread_time()
+    for data in contents:
+        hashlib.sha256(data).digest()
+    parts["sha256"] = time.thread_time() - start
+    start = time.thread_time()
+    clean = sum(run.untouched(f"{i}.log", memoryview(data)) for i, data in enumerate(contents))
+    parts["scan"] = time.thread_time() - start
+    whole = memoryview(b"".join(contents))
+    start = time.thread_time()
+    for at in range(0, len(whole), JOB):
+        cctx.compress(whole[at : at + JOB])
+    parts["zstd"] = time.thread_time() - start
+    print(json.dumps({**parts, "clean": clean, "members": len(contents)}))
+
+
+def _start() -> None:
+    """A build's start alone: the interpreter, the imports a build makes, and the exit."""
+    import runner
+    import runner.pack.build
+    import runner.privacy.mask
+
+    runner.finish()
+
+
 def _unpack(pack_path: Path, dest: Path) -> None:
     import runner
     from runner.pack.read import unpack
@@ -161,6 +208,15 @@ def measure(argv: list[str]) -> Run:
         peak_kb, user, system = rss.read().split()[-3:]
     operation = json.loads(done.stdout)["seconds"] if done.stdout.strip() else elapsed
     return Run(elapsed, operation, float(user) + float(system), int(peak_kb) / 1024)
+
+
+def subprocess_output(argv: list[str]) -> str:
+    import subprocess
+
+    done = subprocess.run(argv, stdout=subprocess.PIPE, check=False, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{argv} failed with exit code {done.returncode}")
+    return done.stdout
 
 
 def main() -> None:
@@ -219,6 +275,9 @@ def main() -> None:
                     (tmp / "cli-out").mkdir()
                     tried[name].append(measure(argv))
         runs.update({name: min(results, key=lambda r: r.wall) for name, results in tried.items()})
+        with console.status("the build's floor: its start, SHA-256 and the scan alone"):
+            starts = [measure([*me, "--_start"]) for _ in range(args.rounds)]
+            parts = json.loads(subprocess_output([*me, "--_floor", str(tree)]))
         sizes = {
             "cli": (tmp / "cli.tar.zst").stat().st_size,
             "runner": (tmp / "runner.tar.zst").stat().st_size,
@@ -270,6 +329,17 @@ def main() -> None:
         f"(ratio {size / sizes['runner']:.1f}); redaction policy default-v1"
     )
     build, unpack, cli = runs["runner build"], runs["runner unpack"], runs["cli build"]
+    # What a build cannot do without, and the wall that leaves on these cores at best.
+    start = min(starts, key=lambda r: r.wall)
+    work = parts["read"] + parts["zstd"] + parts["sha256"] + parts["scan"]
+    floor_cpu, floor_wall = work + start.cpu, start.wall + work / (os.cpu_count() or 1)
+    console.print(
+        f"the build's floor here: reading {parts['read']:.2f} + zstd {parts['zstd']:.2f} + SHA-256 "
+        f"{parts['sha256']:.2f} + the scan {parts['scan']:.2f} + the start {start.cpu:.2f} = "
+        f"{floor_cpu:.2f} cpu-s ({floor_cpu / cli.cpu:.2f}x the CLI's cpu); on {os.cpu_count()} cores at "
+        f"least {start.wall:.2f} + the rest shared = {floor_wall:.2f} s ({floor_wall / cli.wall:.2f}x its "
+        "wall); information, no goal"
+    )
     goal_list = [
         Goal("build with default redaction, MB/s (wall)", size / 1e6 / build.wall, 150, ">="),
         Goal("build / tar|zstd -3 -T0 (wall)", build.wall / cli.wall, 1.5, "<=", "x"),
@@ -293,6 +363,14 @@ def main() -> None:
         },
         goal_list,
         runs={k: {**vars(r), "mb_per_s": round(size / 1e6 / r.wall, 1)} for k, r in runs.items()},
+        floor={
+            "parts_cpu_s": {k: parts[k] for k in ("read", "zstd", "sha256", "scan")},
+            "start": vars(start),
+            "cpu_s": floor_cpu,
+            "wall_s": floor_wall,
+            "cpu_ratio": floor_cpu / cli.cpu,
+            "wall_ratio": floor_wall / cli.wall,
+        },
         pack_bytes=sizes,
     )
 
@@ -302,5 +380,9 @@ if __name__ == "__main__":
         _build(Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4] == "on")
     elif sys.argv[1:2] == ["--_unpack"]:
         _unpack(Path(sys.argv[2]), Path(sys.argv[3]))
+    elif sys.argv[1:2] == ["--_floor"]:
+        _floor(Path(sys.argv[2]))
+    elif sys.argv[1:2] == ["--_start"]:
+        _start()
     else:
         main()
