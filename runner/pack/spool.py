@@ -12,7 +12,9 @@ Rules:
   file read whole would not fit, or when the buffer is full (a member added by pieces goes on in the next
   job). A group is the jobs its members span, so a group can be copied or not without cutting a member.
   Each job is one frame: the pack's level, the content checksum on. The same members added in the same
-  order give the same bytes, whatever the timing.
+  order give the same bytes, whatever the timing. A member given as one bytes object of `OWN` bytes or
+  more is a job and a group of its own, compressed from those bytes where they lie (bytes cannot change;
+  copying them into a buffer would hold the interpreter's lock, which the redaction threads need).
 - What is compressed is what was hashed: `add` hashes what it appends (or takes the caller's hash of
   bytes, which cannot change), `read_into` returns the bytes the caller hashes. A member whose content
   does not match the size its header announced, or whose reading failed, breaks its group: that group is
@@ -50,6 +52,7 @@ __all__ = ["FILL", "JOB", "Group", "Spool"]
 
 JOB = 16 << 20  # a job's buffer; frames this size compress about as well as one stream of the whole
 FILL = 8 << 20  # a job ends at the first member's end past this
+OWN = 1 << 20  # a member given as one bytes object this big is a job of its own, not copied into a buffer
 
 Inspect = Callable[[str, str, memoryview], bool]
 _Verdicts = dict[tuple[str, str], bool]
@@ -95,7 +98,9 @@ class Spool:
         self._jobs = 0  # jobs submitted so far: a member whose add saw none is whole in one buffer
         self._look: list[tuple[str, str, int, int]] = []  # members of the job being filled to inspect
         self._read: _Read | None = None
-        self._inflight: deque[tuple[Future[bytes | None], Future[_Verdicts], bytearray, Group]] = deque()
+        self._inflight: deque[tuple[Future[bytes | None], Future[_Verdicts], bytearray | None, Group]] = (
+            deque()
+        )
         self._group = Group()
         self.groups: list[Group] = []  # complete groups, in order (`flush` completes the last one)
 
@@ -112,6 +117,9 @@ class Spool:
         the entry counts only when the pieces hold `size` bytes (else the group is broken)."""
         if name in self._group.members:  # added again (rewritten): a group holds one entry per name
             self._end_group()
+        one = pieces[0] if isinstance(pieces, tuple | list) and len(pieces) == 1 else None
+        if isinstance(one, bytes) and len(one) == size >= OWN:
+            return self._add_own(name, one, sha256, inspect)
         group, sha, n = self._group, None if sha256 else hashlib.sha256(), 0
         whole = False
         try:
@@ -134,6 +142,17 @@ class Spool:
                 group.broken = True
         digest = MemberDigest(sha256=sha.hexdigest() if sha is not None else str(sha256), size=size)
         self._record(name, digest, inspect and jobs == self._jobs, start, end)
+        return digest
+
+    def _add_own(self, name: str, data: bytes, sha256: str | None, inspect: bool) -> MemberDigest:
+        """A member given as one bytes object of `OWN` bytes or more: a group and a job of its own, which
+        holds `data` itself (bytes cannot change: nothing is copied under the interpreter's lock)."""
+        digest = MemberDigest(sha256 or hashlib.sha256(data).hexdigest(), len(data))
+        self._end_group()
+        self._group.members[name] = digest
+        look = [(name, digest.sha256, 0, len(data))] if inspect and self.inspect is not None else []
+        self._send(memoryview(data), look, None, (tar_header(name, len(data)), padding(len(data))))
+        self._end_group()
         return digest
 
     def read_into(self, f: io.RawIOBase, size: int, room: int) -> memoryview | None:
@@ -263,21 +282,38 @@ class Spool:
 
     def _submit(self, end_group: bool) -> None:
         assert self._buf is not None
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="runner-pack")
-        buf, group, look, judged = self._buf, self._group, self._look, Future[_Verdicts]()
-        future = self._pool.submit(self._work, memoryview(buf)[: self._fill], look, judged)
-        self._inflight.append((future, judged, buf, group))
+        buf, fill, group, look = self._buf, self._fill, self._group, self._look
         self._buf, self._fill, self._look = None, 0, []
-        self._jobs += 1
+        self._send(memoryview(buf)[:fill], look, buf, None)
         if end_group:
             self.groups.append(group)
             self._group = Group()
+
+    def _send(
+        self,
+        data: memoryview,
+        look: list[tuple[str, str, int, int]],
+        buf: bytearray | None,
+        around: tuple[bytes, bytes] | None,
+    ) -> None:
+        """Send a job to the workers: `data` (a buffer's filled part, used again once the job is done, or
+        one member's bytes with its tar header and padding `around` them), then wait while more jobs than
+        workers are in flight."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="runner-pack")
+        judged = Future[_Verdicts]()
+        future = self._pool.submit(self._work, data, look, judged, around)
+        self._inflight.append((future, judged, buf, self._group))
+        self._jobs += 1
         while len(self._inflight) > self._workers:
             self._collect()
 
     def _work(
-        self, data: memoryview, look: list[tuple[str, str, int, int]], judged: Future[_Verdicts]
+        self,
+        data: memoryview,
+        look: list[tuple[str, str, int, int]],
+        judged: Future[_Verdicts],
+        around: tuple[bytes, bytes] | None,
     ) -> bytes | None:
         verdicts = {}
         try:
@@ -295,12 +331,17 @@ class Spool:
         cctx: zstandard.ZstdCompressor | None = getattr(self._local, "cctx", None)
         if cctx is None:
             cctx = self._local.cctx = zstandard.ZstdCompressor(level=self._level, write_checksum=True)
-        return cctx.compress(data)
+        if around is None:
+            return cctx.compress(data)
+        head, tail = around
+        frame = cctx.compressobj(size=len(head) + len(data) + len(tail))
+        return b"".join([frame.compress(head), frame.compress(data), frame.compress(tail), frame.flush()])
 
     def _collect(self) -> None:
         future, judged, buf, group = self._inflight.popleft()
         frame = future.result()
-        self._free.append(buf)
+        if buf is not None:
+            self._free.append(buf)
         self.verdicts.update(judged.result())
         if frame is None:
             group.broken = True

@@ -65,7 +65,7 @@ from runner.pack.manifest import (
     Step,
 )
 from runner.privacy import audit
-from runner.privacy.membertext import lines_of, rewrite_text, text_of
+from runner.privacy.membertext import bytes_of, lines_of, rewrite_text, text_of
 from runner.privacy.policy import (
     DEFAULT_POLICY,
     Policy,
@@ -241,7 +241,7 @@ class _Pass:
         `member` (escapes and denied keys are only seen once parsed)."""
         if not is_json(name):
             return self.redactor.untouched(data)
-        return self.member(name, bytes(data)) is None
+        return self.member(name, bytes_of(data)) is None
 
     def member(self, name: str, data: bytes) -> bytes | None:
         """The redacted content, or None when the member holds nothing to redact. Bytes that are not

@@ -2,7 +2,8 @@
 
 Input: member bytes or text and its name. Output: its text (`text_of`: bytes that are not UTF-8 become lone
 surrogates and come back as they were), its lines (`lines_of`), or its text with a function applied to
-every text part (`rewrite_text`). Rules: JSON members (.json, and each line of .jsonl) stay valid JSON:
+every text part (`rewrite_text`); the bytes a view shows (`bytes_of`, without a copy when they are a whole
+bytes object). Rules: JSON members (.json, and each line of .jsonl) stay valid JSON:
 keys and string values are rewritten one by one, a list of strings can be taken as a whole (an argv), and
 a value that did not change leaves its line byte for byte as it was; a line that is not JSON is text.
 """
@@ -14,7 +15,16 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["lines_of", "rewrite_text", "text_of"]
+__all__ = ["bytes_of", "lines_of", "rewrite_text", "text_of"]
+
+
+def bytes_of(data: bytes | memoryview) -> bytes:
+    """The bytes `data` shows: the bytes object a view covers whole (bytes cannot change), else a copy. A
+    copy of a member is made holding the interpreter's lock, which the other threads of a build wait for."""
+    if isinstance(data, bytes):
+        return data
+    whole = data.obj
+    return whole if type(whole) is bytes and data.nbytes == len(whole) else bytes(data)
 
 
 def text_of(data: bytes) -> str:

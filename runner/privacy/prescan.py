@@ -25,6 +25,7 @@ import secrets
 import threading
 
 from runner.privacy.mask import PrivacyOptions, Redacted, is_json, pass_key, run_for
+from runner.privacy.membertext import bytes_of
 from runner.privacy.policy import known_detectors
 
 __all__ = ["EARLY", "Prescan"]
@@ -57,7 +58,7 @@ class Prescan:
         if not room:
             return self._verdicts.untouched(name, data) if json else False
         run = run_for(self._options, self.key)
-        new = run.member(name, bytes(data))
+        new = run.member(name, bytes_of(data))
         with self._lock:
             self._held -= len(data)
             if new is not None:

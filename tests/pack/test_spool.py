@@ -492,3 +492,57 @@ def test_verdicts_are_all_in_while_the_last_job_still_compresses(
     (group,) = spool.usable({"env/a.txt": a, "env/s.txt": s, "env/b.txt": b})
     assert list(group.members) == ["env/b.txt"] and group.frames
     spool.close()
+
+
+def test_a_big_bytes_member_is_a_job_of_its_own_holding_those_very_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes cannot change, so a big member given as one bytes object is compressed where it lies (no copy
+    into a job buffer under the interpreter's lock): a frame and a group of its own, between the others."""
+    monkeypatch.setattr(spool_module, "OWN", 1000)
+    spool = Spool(tmp_path, 3, workers=2)
+    seen: dict[str, object] = {}
+
+    def inspect(name: str, sha256: str, data: memoryview) -> bool:
+        seen[name] = data.obj
+        return b"secret" not in bytes(data)
+
+    spool.inspect = inspect
+    big, secret, small = b"b" * 1500, b"secret" + b"s" * 1500, b"small"
+    members = {
+        "env/small-1.txt": spool.add("env/small-1.txt", 5, [small], inspect=True),
+        "env/big.txt": spool.add("env/big.txt", len(big), (big,), inspect=True),
+        "env/secret.txt": spool.add("env/secret.txt", len(secret), [secret], inspect=True),
+        "env/small-2.txt": spool.add("env/small-2.txt", 5, [small], inspect=True),
+    }
+    assert members["env/big.txt"] == MemberDigest(hashlib.sha256(big).hexdigest(), len(big))
+    groups = spool.usable(members)
+    assert [list(g.members) for g in groups] == [["env/small-1.txt"], ["env/big.txt"], ["env/small-2.txt"]]
+    assert seen["env/big.txt"] is big and seen["env/secret.txt"] is secret  # inspected in place
+    assert spool.verdicts[("env/secret.txt", members["env/secret.txt"].sha256)] is False
+    (big_group,) = [g for g in spool.groups if "env/big.txt" in g.members]
+    assert len(big_group.frames) == 1
+    entries = b"".join(_entries(spool, g) for g in groups) + b"\0" * 1024
+    with tarfile.open(fileobj=io.BytesIO(entries)) as tar:
+        got = {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
+    assert got == {"env/small-1.txt": small, "env/big.txt": big, "env/small-2.txt": small}
+    # Pieces, a size that does not match, or bytes under the bound go through the buffers as before.
+    other = Spool(tmp_path, 3)
+    assert other.add("env/a.txt", len(big) + 1, (big,)).size == len(big)  # the size announced is not met
+    assert other.usable({}) == [] and other.groups[0].broken
+    spool.close()
+    other.close()
+
+
+def test_the_bytes_a_view_shows_are_the_bytes_object_itself_when_it_covers_it_whole() -> None:
+    from runner.privacy.membertext import bytes_of
+
+    data = b"0123456789"
+    assert bytes_of(data) is data
+    assert bytes_of(memoryview(data)) is data
+    assert bytes_of(memoryview(data)[2:5]) == b"234"
+    buffer = bytearray(data)
+    shown = bytes_of(memoryview(buffer))
+    assert shown == data and type(shown) is bytes  # a buffer that can change is copied
+    buffer[0] = 0
+    assert shown == data
