@@ -174,6 +174,7 @@ DETECTORS: tuple[Detector, ...] = (
         r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b",
         "@",
         anchor=r"@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b",
+        reach=64,  # the local part before the `@` the anchor starts at
     ),
     _d("phone", r"\+(?<![\w+]\+)[1-9]\d{0,2}[ .-]?\(?\d{1,4}\)?(?:[ .-]?\d{2,4}){2,4}(?!\w)", "+"),
     _d("phone", r"(?<![\w-])\(?\d{3}\)?[ .-]\d{3}-\d{4}(?![\w-])", "-", anchor=r"-\d{4}(?![\w-])"),

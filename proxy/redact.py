@@ -32,7 +32,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from proxy.detectors import DETECTORS, Detector
 from proxy.patterns import adjacent, first_fullmatch, line_local
@@ -224,20 +224,24 @@ class Redactor:
                 else line
                 for line in text.split("\n")
             )
-        lines: set[tuple[int, int]] = set()
+        each: list[list[tuple[int, int]]] = []  # per anchor, its hits' lines in order
+        rfind, find = text.rfind, text.find
         for anchor in detector.anchors:
+            found: list[tuple[int, int]] = []
             done = -1
             for m in anchor.finditer(probe):
-                if m.start() < done:
+                at = m.start()
+                if at < done:
                     continue  # same line as the previous hit
-                start = text.rfind("\n", 0, m.start()) + 1
-                end = text.find("\n", m.end())
+                end = find("\n", m.end())
                 done = len(text) if end < 0 else end
-                lines.add((start, done))
+                found.append((rfind("\n", 0, at) + 1, done))
+            each.append(found)
+        lines = each[0] if len(each) == 1 else sorted(set().union(*each))
         if not lines:
             return text
         # A pattern that sees one line at a time runs once over each run of adjacent lines.
-        runs = adjacent(sorted(lines)) if line_local(detector.pattern) else sorted(lines)
+        runs = adjacent(lines) if line_local(detector.pattern) else lines
         out, done = [], 0
         for start, end in runs:
             out += [text[done:start], self._outside_placeholders(text[start:end], detector)]
@@ -246,7 +250,8 @@ class Redactor:
         return "".join(out)
 
     def _outside_placeholders(self, text: str, detector: Detector) -> str:
-        replace = functools.partial(self._replace, detector.kind)
+        groups = detector.pattern.groupindex  # read once, not per match
+        replace = functools.partial(self._replace, detector.kind, "s" in groups, "c" in groups)
         if "REDACTED_" not in text:
             return self._sub(detector, replace, text)
         out, pos = [], 0
@@ -258,13 +263,21 @@ class Redactor:
 
     @staticmethod
     def _sub(detector: Detector, replace: Callable[[re.Match[str]], str], text: str) -> str:
-        """`detector.pattern.sub(replace, text)`; a long text, with `reach`, tried only from `reach` before
-        each anchor hit to its end (every match starts there, see `Detector`), leftmost first as `sub`."""
-        if detector.reach is None or len(text) < _LONG:
+        """`detector.pattern.sub(replace, text)`, with `reach` searched for only around anchor hits (every
+        match starts at most `reach` before one it holds, see `Detector`), leftmost first as `sub`: for a
+        pattern that sees one line at a time, each search runs from `reach` before the next hit left to
+        the end of that hit's line, and none after the last hit; for another, on a long text, the pattern
+        is tried at each place from `reach` before a hit to its end."""
+        if detector.reach is None:
+            return detector.pattern.sub(replace, text)
+        local = line_local(detector.pattern)
+        if len(text) < _LONG and not local:
             return detector.pattern.sub(replace, text)
         probe = text.lower() if detector.fold else text
         if len(probe) != len(text):  # lower-casing changed some lengths: offsets do not carry over
             return detector.pattern.sub(replace, text)
+        if local:
+            return Redactor._sub_lines(detector, replace, text, probe)
         spans = sorted(
             (m.start() - detector.reach, m.end()) for a in detector.anchors for m in a.finditer(probe)
         )
@@ -281,11 +294,37 @@ class Redactor:
         out.append(text[done:])
         return "".join(out)
 
-    def _replace(self, kind: str, m: re.Match[str]) -> str:
-        groups = m.re.groupindex
-        if "s" not in groups:
+    @staticmethod
+    def _sub_lines(detector: Detector, replace: Callable[[re.Match[str]], str], text: str, probe: str) -> str:
+        """`_sub` for a line-local pattern with a reach. No match starts between the last one's end and
+        `reach` before the next hit (it would hold no hit), and a match ends on its hit's line (so the
+        search ends there: the pattern sees a line's end as the text's end, see `line_local`)."""
+        reach, search = cast(int, detector.reach), detector.pattern.search
+        if len(detector.anchors) == 1:  # its hits come in order
+            hits = [m.start() for m in detector.anchors[0].finditer(probe)]
+        else:
+            hits = sorted(m.start() for a in detector.anchors for m in a.finditer(probe))
+        if not hits:
+            return text
+        out, done, find = [], 0, text.find
+        for hit in hits:
+            if hit < done:
+                continue  # inside the last match: a later match holds a later hit
+            end = find("\n", hit)
+            m = search(text, max(done, hit - reach), len(text) if end < 0 else end)
+            if m is None:
+                continue
+            if m.end() == m.start():  # an empty match: `sub` steps over those its own way
+                return detector.pattern.sub(replace, text)
+            out += [text[done : m.start()], replace(m)]
+            done = m.end()
+        out.append(text[done:])
+        return "".join(out)
+
+    def _replace(self, kind: str, has_s: bool, has_c: bool, m: re.Match[str]) -> str:
+        if not has_s:
             return self.placeholder(m.group(0), kind)
-        group = "s" if "c" not in groups or m.group("s") is not None else "c"
+        group = "s" if not has_c or m.group("s") is not None else "c"
         value, (start, end), at = m.group(group), m.span(group), m.start()
         whole = m.group(0)
         return whole[: start - at] + self.placeholder(value, self.kind_of(value, kind)) + whole[end - at :]

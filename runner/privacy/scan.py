@@ -38,12 +38,13 @@ import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import hyperscan
 
 from proxy.detectors import Detector
 from proxy.redact import PLACEHOLDER_RE, Redactor
+from runner.privacy.membertext import bytes_of
 
 __all__ = ["ScanRedactor"]
 
@@ -158,15 +159,15 @@ class _Database:
         first_literal = len(self.index) + 1  # the ids of whole-text literals (after the placeholder's)
         whole: list[bool] = []
 
-        def on_match(id_: int, _start: int, end: int, _flags: int, base: object) -> bool:
+        def on_match(id_: int, _start: int, end: int, _flags: int, base: Any) -> bool:  # base: an int
             if id_ >= first_literal:
                 whole.append(True)
                 return True
-            last = cast(int, base) + end - 1  # the match's last byte
+            last = base + end - 1  # the match's last byte
             if line[0] <= last <= line[1]:
                 line[2] += 1
                 return line[2] >= _HITS_PER_LINE  # stop; the scan resumes after this line
-            line[1] = _line_at(data, cast(int, base), last, found)
+            line[1] = _line_at(data, base, last, found)
             line[0], line[2] = found[-1][0], 0
             return len(found) > limit
 
@@ -422,7 +423,7 @@ class ScanRedactor(Redactor):
         if db.everywhere or _base64_like(data):
             return False
         if db.unscanned:  # known values too long for the database: looked for in one copy of the bytes
-            raw = bytes(data)
+            raw = bytes_of(data)
             if any(literal in raw for literal in db.unscanned):
                 return False
         if not db.hit(data):
@@ -430,7 +431,7 @@ class ScanRedactor(Redactor):
         # A possible match, a placeholder or a non-ASCII byte: the line path of `redact` decides, when few
         # lines are flagged and no whole-text literal is found (a text full of secrets is left to the pass,
         # which pays for them once).
-        data = bytes(data)
+        data = bytes_of(data)
         runs = db.lines(data, most=_LOOK_AT_MOST)
         return runs is not None and self._redact_lines(data, runs) is data
 

@@ -220,9 +220,13 @@ def test_a_detector_with_a_reach_finds_on_a_long_line_what_a_search_of_the_whole
         'x\\"password\\": \\"hunter22\\"', "Pass=ok1234 secretkey=qwerty12 credential=abc", "ü password=grün123",
     ]  # fmt: skip
     text = " ".join(rnd.choice(pieces) for _ in range(400))  # one line, ~10 KB
+    # Then the same pieces over many lines, and short texts (a JSON value, a header).
+    lines = "".join(rnd.choice(pieces) + rnd.choice([" ", "\n", ", ", "\n\n", ""]) for _ in range(400))
+    short = [lines[i : i + rnd.randint(1, 300)] for i in range(0, len(lines), 97)]
     with_reach = [d for d in DETECTORS if d.reach is not None]
-    assert with_reach
+    assert {d.kind for d in with_reach} >= {"assignment", "email"}
+    key = b"k" * 32
     for detector in with_reach:
         plain = replace(detector, reach=None)
-        key = b"k" * 32
-        assert Redactor(key, (detector,)).text(text) == Redactor(key, (plain,)).text(text)
+        for sample in (text, lines, *short):
+            assert Redactor(key, (detector,)).text(sample) == Redactor(key, (plain,)).text(sample)
