@@ -176,7 +176,7 @@ class _Pass:
         )
         self.counts = Counter(s.kind for s in self.known)
         self._notes: list[tuple[str, str, str]] = []
-        self._latest: dict[str, tuple[str, str]] = {}  # placeholder -> (kind, secret), as last noted
+        self._settled: list[tuple[str, str, str]] = []  # the notes `settle` folded into `counts`
         self._clean: dict[str, bool] = {}  # short texts the detectors leave as they are
         self._denied: dict[str, bool] = {}  # JSON key -> whether the policy masks its value
 
@@ -195,14 +195,15 @@ class _Pass:
         """Fold the replacements noted so far into `counts` and `found`."""
         notes, self._notes = self._notes, []
         self.counts.update(kind for kind, _, _ in notes)
-        self._latest.update({token: (kind, value) for kind, value, token in notes})
+        self._settled += notes
 
     @property
     def found(self) -> dict[str, Secret]:
-        """The secret behind each placeholder: the known ones, then each replacement's (made when asked:
-        only a keyring seals them)."""
+        """The secret behind each placeholder: the known ones, then each replacement's as last noted (made
+        when asked: only a keyring seals them; a pass full of secrets would spend its end on a map of them)."""
         found = {s.token: s for s in self.known}
-        found.update((token, Secret(token, kind, value)) for token, (kind, value) in self._latest.items())
+        latest = {token: (kind, value) for kind, value, token in self._settled}
+        found.update((token, Secret(token, kind, value)) for token, (kind, value) in latest.items())
         return found
 
     def text(self, text: str) -> str:
