@@ -14,8 +14,9 @@ total plain, as one short run's CPU count is too coarse to divide, with the same
 Sessions are added until both intervals, wall and cpu, are narrower than --width points (default 1.5) or
 --budget seconds have passed (the cpu interval is the wider: a pair's CPU counts are coarse). Verdict: the
 upper end of each interval must be <= 2%, so "met" says the overhead is under 2% with 95% confidence, not
-that a lucky median was; an interval wider than 2 points is reported as not resolved (their own goals). The spans of a session's runs are finished at its end (deferred work, timed
-with the pack build), as in any session without OTLP.
+that a lucky median was; an interval wider than 2 points is reported as not resolved (their own goals).
+The spans of a session's runs are finished at its end (deferred work, timed with the pack build), as in
+any session without OTLP.
 The recording proxy is off (`http=False`) in the loop: its start-up is measured apart, as the time from
 `runner record` (the CLI, proxy on) to the agent's first instruction (an agent whose first line writes a
 timestamp), beside the CLI's own part of it (`import runner.cli`; `runner record` refusing an agent that

@@ -300,10 +300,7 @@ class Redactor:
         `reach` before the next hit (it would hold no hit), and a match ends on its hit's line (so the
         search ends there: the pattern sees a line's end as the text's end, see `line_local`)."""
         reach, search = cast(int, detector.reach), detector.pattern.search
-        if len(detector.anchors) == 1:  # its hits come in order
-            hits = [m.start() for m in detector.anchors[0].finditer(probe)]
-        else:
-            hits = sorted(m.start() for a in detector.anchors for m in a.finditer(probe))
+        hits = sorted(m.start() for a in detector.anchors for m in a.finditer(probe))  # in order: linear
         if not hits:
             return text
         out, done, find = [], 0, text.find

@@ -200,10 +200,9 @@ class _Pass:
     @property
     def found(self) -> dict[str, Secret]:
         """The secret behind each placeholder: the known ones, then each replacement's as last noted (made
-        when asked: only a keyring seals them; a pass full of secrets would spend its end on a map of them)."""
+        when asked: only a keyring seals them; a pass full of secrets would spend its end on this map)."""
         found = {s.token: s for s in self.known}
-        latest = {token: (kind, value) for kind, value, token in self._settled}
-        found.update((token, Secret(token, kind, value)) for token, (kind, value) in latest.items())
+        found.update({token: Secret(token, kind, value) for kind, value, token in self._settled})
         return found
 
     def text(self, text: str) -> str:
