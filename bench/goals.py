@@ -5,7 +5,8 @@ from the numbers. `write(name, settings, goals, **data)` writes bench/out/<name>
 machine (cores, load average before and after, how busy it was when `settle` let the bench start) and each
 goal with its verdict. `settle()` waits (a minute and a half at most) until the other processes leave the
 CPUs at least 90 % idle over a second: what an earlier bench leaves behind (containers stopping, a spare
-proxy starting) then does not land in a throughput measurement.
+proxy starting) then does not land in a throughput measurement. `cpu_now()` is the CPU seconds of this
+process and its reaped children.
 
 Importing this module compiles runner/ and proxy/ to bytecode (`compileall`, which writes even under
 PYTHONDONTWRITEBYTECODE): the processes a bench starts then load the runner as an installed one does (its
@@ -18,6 +19,7 @@ import compileall
 import json
 import os
 import platform
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,12 @@ def machine() -> dict[str, Any]:
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         **({"busy_before_measuring": _SETTLED} if _SETTLED else {}),
     }
+
+
+def cpu_now() -> float:
+    """CPU seconds (user + system) of this process and of its children reaped so far."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _cpu_times() -> tuple[int, int]:

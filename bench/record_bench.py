@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -44,7 +43,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from goals import Goal, report, write
+from goals import Goal, cpu_now, report, write
 from rich.console import Console
 from rich.table import Table
 
@@ -72,11 +71,6 @@ class FakeClient:
     def __init__(self) -> None:
         self.chat = type("Chat", (), {})()
         self.chat.completions = FakeCompletions()
-
-
-def cpu_now() -> float:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def bootstrap(ratios: list[float], rounds: int = 2000, seed: int = 1) -> tuple[float, float]:

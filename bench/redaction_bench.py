@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from goals import Goal, report, settle, write  # noqa: E402
+from goals import Goal, cpu_now, report, settle, write  # noqa: E402
 
 from runner.pack.build import PackBuilder  # noqa: E402
 from runner.privacy.mask import PrivacyOptions  # noqa: E402
@@ -101,12 +100,6 @@ def build(
         b.add_bytes("workspace/base.bundle", b"x")
         b.build(make_manifest(), folder / name)
     return time.perf_counter() - start, cpu_now() - cpu
-
-
-def cpu_now() -> float:
-    """CPU seconds of this process and its reaped children (the redaction workers, once the build ends)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
