@@ -79,6 +79,16 @@ class _Agent:
     before `wait` (the session is still starting) is held and acted on there, so the pack is still written."""
 
     def __init__(self, argv: Sequence[str], cwd: Path, env: dict[str, str]) -> None:
+        self.held = False
+        # Ctrl-C or SIGTERM while the session starts is held until `wait` (a signal that was ignored stays so),
+        # from before the agent starts: one that comes as soon as its first output shows is held too.
+        self._previous: dict[
+            signal.Signals, signal.Handlers | Callable[[int, FrameType | None], object] | int | None
+        ] = {}
+        if threading.current_thread() is threading.main_thread():  # where Python runs signal handlers
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self._previous[sig] = signal.signal(sig, self._hold)
         self.started_ns, self.started = time.time_ns(), time.monotonic()
         try:
             self.proc = subprocess.Popen(
@@ -86,6 +96,7 @@ class _Agent:
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
             )  # fmt: skip
         except OSError as e:
+            self._release()
             raise UsageError(
                 f"cannot start the agent {argv[0]!r}: {e.strerror}; check the command after --"
             ) from e
@@ -97,15 +108,6 @@ class _Agent:
         ]
         for t in self.pumps:
             t.start()
-        self.held = False
-        # Ctrl-C or SIGTERM while the session starts is held until `wait` (a signal that was ignored stays so).
-        self._previous: dict[
-            signal.Signals, signal.Handlers | Callable[[int, FrameType | None], object] | int | None
-        ] = {}
-        if threading.current_thread() is threading.main_thread():  # where Python runs signal handlers
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(sig) is not signal.SIG_IGN:
-                    self._previous[sig] = signal.signal(sig, self._hold)
 
     def _hold(self, signum: int, frame: FrameType | None) -> None:
         self.held = True

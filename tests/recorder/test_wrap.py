@@ -143,6 +143,33 @@ def test_a_failing_agent_is_recorded_with_its_exit_code(tmp_path: Path) -> None:
     assert "(exited 3)" in shown, shown
 
 
+def test_a_ctrl_c_is_held_from_before_the_agent_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent's first output can reach the user (who presses Ctrl-C) before `runner record` goes on: the
+    signal is held from before the agent starts, so even that one still gets the pack written."""
+    from runner.errors import UsageError
+    from runner.recorder import wrap
+
+    real_popen, seen = subprocess.Popen, []
+
+    def popen(*args: object, **kwargs: object) -> object:
+        seen.append(signal.getsignal(signal.SIGINT))
+        return real_popen(*args, **kwargs)  # type: ignore[call-overload]
+
+    before = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(wrap.subprocess, "Popen", popen)
+    agent = wrap._Agent([sys.executable, "-c", "pass"], tmp_path, dict(os.environ))
+    try:
+        assert seen == [agent._hold]  # held while the agent starts
+    finally:
+        agent.wait(30)
+    assert signal.getsignal(signal.SIGINT) is before
+    with pytest.raises(UsageError, match="cannot start the agent"):
+        wrap._Agent([str(tmp_path / "missing")], tmp_path, dict(os.environ))
+    assert signal.getsignal(signal.SIGINT) is before  # an agent that does not start leaves it as it was
+
+
 @pytest.mark.timeout(120)
 # No pause: Ctrl-C comes while the session is still starting beside the agent (it is held until it has).
 @pytest.mark.parametrize(
