@@ -349,6 +349,7 @@ class PackBuilder:
         if not manifest.artifacts:
             manifest = replace(manifest, artifacts=self.artifacts)
         options = self._options() if privacy is None else privacy
+        self._spool.send()  # the last members, whose job would otherwise wait for what follows
         mf.prepare()  # while the last members compress (the pass below waits for them)
         ahead = self._prescan if self._prescan is not None and self._prescan.matches(options) else None
         manifest = protect(self, manifest, options, self._untouched_under(options), ahead)
@@ -411,11 +412,11 @@ class PackBuilder:
                 )
             )
             done = len(manifest_text)
-            groups = self._spool.usable(members)
-            covered = {name for group in groups for name in group.members}
-            for name in covered:
-                self._check_unchanged(name)
-            for group in groups:
+            covered: set[str] = set()
+            for group in self._spool.usable(members):  # while the last ones may still be compressing
+                for name in group.members:
+                    self._check_unchanged(name)
+                covered.update(group.members)
                 self._spool.copy(group, hashed.write)
                 done += group.size
                 if progress:

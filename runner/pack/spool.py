@@ -4,9 +4,9 @@ threads while the builder goes on reading (zstd and the redaction scan release t
 Input: members as a builder gets them, in a deterministic order, from one thread: content by pieces
 (`add`), or a file read straight into the job being filled (`read_into`, then `commit` or `drop`).
 Output: `groups`, each the frames holding the whole tar entries of some consecutive members, with those
-members' digests; `usable` picks the groups whose members are all still those members of the pack, `copy`
-passes a group's frames on as they are; `verdicts`, what `inspect` said of members, when asked (`judge`
-waits for those alone: a job is inspected before it is compressed).
+members' digests; `usable` picks the groups whose members are all still those members of the pack, each
+as soon as its frames are in, `copy` passes a group's frames on as they are; `verdicts`, what `inspect`
+said of members, when asked (`judge` waits for those alone: a job is inspected before it is compressed).
 Rules:
 - A job fills a buffer of `JOB` bytes and ends at the end of a member once it holds `FILL` bytes, before a
   file read whole would not fit, or when the buffer is full (a member added by pieces goes on in the next
@@ -24,7 +24,8 @@ Rules:
   member's name and sha256 (an exception counts as False). False means the member may well be
   rewritten: the job is then not compressed at all (its group is not copied; `build` compresses what
   stands of it later). The buffer is used again only once the job is done.
-- Memory stays bounded: at most one job per worker in flight and one being filled; frames go to a temp file
+- Memory stays bounded: at most one job per worker in flight and one being filled (a new job waits for
+  room before it is filled; the last, sent by `send`, `judge` or `flush`, does not wait); frames go to a temp file
   in the folder given (unlinked at once, so nothing is left whatever happens) in order.
 """
 
@@ -32,11 +33,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mmap
 import os
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +47,7 @@ from typing import IO
 import zstandard
 
 from runner.errors import PackError
-from runner.pack.layout import BLOCK, CHUNK, padding, tar_header
+from runner.pack.layout import BLOCK, padding, tar_header
 from runner.pack.manifest import MemberDigest
 
 __all__ = ["FILL", "JOB", "Group", "Spool"]
@@ -152,6 +154,7 @@ class Spool:
         self._group.members[name] = digest
         look = [(name, digest.sha256, 0, len(data))] if inspect and self.inspect is not None else []
         self._send(memoryview(data), look, None, (tar_header(name, len(data)), padding(len(data))))
+        self._wait_for_room()
         self._end_group()
         return digest
 
@@ -200,6 +203,10 @@ class Spool:
         if self._fill >= FILL:
             self._submit(end_group=True)
 
+    def send(self) -> None:
+        """Send the job being filled to the workers now (the last members added), without waiting for it."""
+        self._end_group()
+
     def judge(self) -> None:
         """Send what is pending and wait for `inspect`'s answers alone: `verdicts` is then complete while the
         last jobs may still be compressing."""
@@ -214,35 +221,35 @@ class Spool:
             self._collect()
         self._free = []  # the next job, if any, takes a new buffer: memory goes back meanwhile
 
-    def usable(self, members: Mapping[str, MemberDigest]) -> list[Group]:
-        """The groups to copy, in order: whole, each member still that member of `members`, none already in
-        an earlier group taken (content rewritten, then rewritten back)."""
-        self.flush()
+    def usable(self, members: Mapping[str, MemberDigest]) -> Iterator[Group]:
+        """The groups to copy, in order, each as soon as its frames are in (the last jobs may still be
+        compressing while the first groups are copied): whole, each member still that member of `members`,
+        none already in an earlier group taken (content rewritten, then rewritten back). Once exhausted,
+        every frame is in, as after `flush`."""
+        self._end_group()
         taken: set[str] = set()
-        out = []
         for group in self.groups:
+            while any(entry[3] is group for entry in self._inflight):
+                self._collect()
             if group.broken or not all(members.get(n) == d for n, d in group.members.items()):
                 continue
             if taken.isdisjoint(group.members):
                 taken.update(group.members)
-                out.append(group)
-        return out
+                yield group
+        self.flush()
 
-    def copy(self, group: Group, write: Callable[[bytes], object]) -> None:
-        """Pass a group's frames to `write`, as they are."""
+    def copy(self, group: Group, write: Callable[[memoryview], object]) -> None:
+        """Pass a group's frames to `write`, as they are: views of the spool's file mapped in memory (no
+        copy, no allocation), each valid as long as it is referenced."""
         assert self._file is not None  # a group has frames, so the file exists
+        offset, length = group.frames[-1]
         try:
-            for offset, length in group.frames:
-                self._file.seek(offset)
-                while length > 0:
-                    data = self._file.read(min(length, CHUNK))
-                    if not data:
-                        raise OSError("the spool's temp file ended early")
-                    write(data)
-                    length -= len(data)
-        except OSError as e:
-            raise self._error(e) from e
-        self._file.seek(0, os.SEEK_END)
+            self._file.flush()
+            mapped = memoryview(mmap.mmap(self._file.fileno(), offset + length, access=mmap.ACCESS_READ))
+        except (OSError, ValueError) as e:
+            raise self._error(e if isinstance(e, OSError) else OSError(str(e))) from e
+        for offset, length in group.frames:
+            write(mapped[offset : offset + length])
 
     def close(self) -> None:
         if self._pool is not None:
@@ -259,6 +266,7 @@ class Spool:
         self.verdicts.clear()
 
     def _new_buffer(self) -> bytearray:
+        self._wait_for_room()
         return self._free.pop() if self._free else bytearray(JOB)
 
     def _put(self, data: bytes | memoryview) -> None:
@@ -297,14 +305,17 @@ class Spool:
         around: tuple[bytes, bytes] | None,
     ) -> None:
         """Send a job to the workers: `data` (a buffer's filled part, used again once the job is done, or
-        one member's bytes with its tar header and padding `around` them), then wait while more jobs than
-        workers are in flight."""
+        one member's bytes with its tar header and padding `around` them). Nothing waits here: the next
+        job waits for room (`_wait_for_room`) before it is filled or sent."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="runner-pack")
         judged = Future[_Verdicts]()
         future = self._pool.submit(self._work, data, look, judged, around)
         self._inflight.append((future, judged, buf, self._group))
         self._jobs += 1
+
+    def _wait_for_room(self) -> None:
+        """Wait while more jobs than workers are in flight: memory stays bounded."""
         while len(self._inflight) > self._workers:
             self._collect()
 

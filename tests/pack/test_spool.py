@@ -134,11 +134,11 @@ def test_a_group_is_copied_only_while_every_member_in_it_is_still_that_member(tm
     assert a == MemberDigest(hashlib.sha256(b"a").hexdigest(), 1)
     b = spool.add("env/b.txt", 1, [b"b"], sha256="2" * 64)  # the caller's hash of bytes is taken as given
     assert b == MemberDigest("2" * 64, 1)
-    assert spool.usable({}) == []
-    (group,) = spool.usable({"env/a.txt": a, "env/b.txt": b, "env/c.txt": a})
+    assert list(spool.usable({})) == []
+    (group,) = list(spool.usable({"env/a.txt": a, "env/b.txt": b, "env/c.txt": a}))
     assert group.members == {"env/a.txt": a, "env/b.txt": b} and group.size == 2
-    assert not spool.usable({"env/a.txt": MemberDigest("3" * 64, 1), "env/b.txt": b})  # rewritten since
-    assert not spool.usable({"env/b.txt": b})  # a member gone (an artifact renamed by its redaction)
+    assert not list(spool.usable({"env/a.txt": MemberDigest("3" * 64, 1), "env/b.txt": b}))  # rewritten since
+    assert not list(spool.usable({"env/b.txt": b}))  # a member gone (an artifact renamed by its redaction)
     entries = _entries(spool, group)
     assert entries[512:513] == b"a" and entries[1536:1537] == b"b"
     spool.close()
@@ -149,10 +149,10 @@ def test_a_member_read_short_or_long_breaks_its_group(tmp_path: Path) -> None:
     spool = Spool(tmp_path, 3)
     assert spool.add("env/a.txt", 5, [b"abc"]).size == 3  # the file shrank while read
     spool.add("env/b.txt", 1, [b"b"])
-    assert spool.usable({"env/b.txt": MemberDigest(hashlib.sha256(b"b").hexdigest(), 1)}) == []
+    assert list(spool.usable({"env/b.txt": MemberDigest(hashlib.sha256(b"b").hexdigest(), 1)})) == []
     other = Spool(tmp_path, 3)
     assert other.add("env/a.txt", 2, [b"ab", b"c"]).size == 3  # it grew
-    assert other.usable({}) == [] and other.groups[0].broken
+    assert list(other.usable({})) == [] and other.groups[0].broken
 
     def failing() -> Iterator[bytes]:
         yield b"a"
@@ -162,7 +162,7 @@ def test_a_member_read_short_or_long_breaks_its_group(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         third.add("env/a.txt", 2, failing())
     third.add("env/a.txt", 1, [b"a"])  # added again, in the same group: that group stays broken
-    assert third.usable({"env/a.txt": MemberDigest(hashlib.sha256(b"a").hexdigest(), 1)}) == []
+    assert list(third.usable({"env/a.txt": MemberDigest(hashlib.sha256(b"a").hexdigest(), 1)})) == []
     for s in (spool, other, third):
         s.close()
 
@@ -178,9 +178,11 @@ def test_jobs_end_at_a_member_past_fill_or_when_full_and_groups_never_cut_a_memb
     buffers: set[int] = set()
     for name, data in contents.items():
         members[name] = spool.add(name, len(data), [data[:100], data[100:]])
-        assert len(spool._inflight) <= 2  # memory stays bounded
+        assert (
+            len(spool._inflight) + (spool._buf is not None) <= 3
+        )  # memory stays bounded: a job per worker, one more
         buffers.update(id(buf) for _, _, buf, _ in spool._inflight)
-    groups = spool.usable(members)
+    groups = list(spool.usable(members))
     assert [n for g in groups for n in g.members] == list(contents)
     assert any(len(g.frames) > 1 for g in groups)  # a member larger than a job spans frames
     assert all(len(g.frames) == 1 for g in groups if g.size < 2048)
@@ -194,9 +196,9 @@ def test_a_member_added_again_starts_a_group_and_is_copied_once(tmp_path: Path) 
     spool = Spool(tmp_path, 3)
     first = {"env/a.txt": spool.add("env/a.txt", 1, [b"a"]), "env/b.txt": spool.add("env/b.txt", 1, [b"b"])}
     rewritten = {**first, "env/a.txt": spool.add("env/a.txt", 2, [b"aa"])}  # in the same open group
-    assert [list(g.members) for g in spool.usable(rewritten)] == [["env/a.txt"]]
+    assert [list(g.members) for g in list(spool.usable(rewritten))] == [["env/a.txt"]]
     spool.add("env/a.txt", 1, [b"a"])  # back to its first content
-    (group,) = spool.usable(first)
+    (group,) = list(spool.usable(first))
     assert list(group.members) == ["env/a.txt", "env/b.txt"]
     assert _entries(spool, group).count(b"ustar") == 2
     spool.close()
@@ -483,14 +485,45 @@ def test_verdicts_are_all_in_while_the_last_job_still_compresses(
     s = spool.add("env/s.txt", 6, [b"secret"], inspect=True)
     spool.judge()
     assert spool.verdicts == {("env/a.txt", a.sha256): True, ("env/s.txt", s.sha256): False}
-    assert spool.usable({"env/a.txt": a, "env/s.txt": s}) == []  # the job holding a rewritten member
+    assert list(spool.usable({"env/a.txt": a, "env/s.txt": s})) == []  # the job holding a rewritten member
     b = spool.add("env/b.txt", 1, [b"b"], inspect=True)
     spool.judge()
     assert spool.verdicts[("env/b.txt", b.sha256)] is True
     assert not spool._inflight[-1][0].done()  # its compression is still waiting
     release.set()
-    (group,) = spool.usable({"env/a.txt": a, "env/s.txt": s, "env/b.txt": b})
+    (group,) = list(spool.usable({"env/a.txt": a, "env/s.txt": s, "env/b.txt": b}))
     assert list(group.members) == ["env/b.txt"] and group.frames
+    spool.close()
+
+
+def test_groups_are_handed_over_as_their_frames_come_in_while_the_last_job_compresses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`send` sends the job being filled without waiting for room; `usable` gives each group once its own
+    frames are in, so a build copies the first groups while the last members still compress."""
+    monkeypatch.setattr(spool_module, "JOB", 4096)
+    monkeypatch.setattr(spool_module, "FILL", 2048)
+    release, real = threading.Event(), zstandard.ZstdCompressor(level=3, write_checksum=True)
+
+    class SlowOnTheLast:
+        def compress(self, data: memoryview) -> bytes:
+            if b"last" in bytes(data):
+                assert release.wait(10)
+            return real.compress(data)
+
+    monkeypatch.setattr(spool_module.zstandard, "ZstdCompressor", lambda **kwargs: SlowOnTheLast())
+    spool = Spool(tmp_path, 3, workers=1)
+    contents = {"env/a.txt": b"a" * 3000, "env/b.txt": b"b" * 3000, "env/z.txt": b"last"}  # a job each
+    members = {name: spool.add(name, len(data), [data]) for name, data in contents.items()}
+    spool.send()
+    assert spool._buf is None and len(spool._inflight) == 2  # sent though the one worker is busy
+    groups = spool.usable(members)
+    first = next(groups)
+    assert list(first.members) == ["env/a.txt"] and first.frames
+    assert not spool._inflight[-1][0].done()  # the last job still compresses
+    release.set()
+    assert [list(g.members) for g in groups] == [["env/b.txt"], ["env/z.txt"]]
+    assert not spool._inflight
     spool.close()
 
 
@@ -516,7 +549,7 @@ def test_a_big_bytes_member_is_a_job_of_its_own_holding_those_very_bytes(
         "env/small-2.txt": spool.add("env/small-2.txt", 5, [small], inspect=True),
     }
     assert members["env/big.txt"] == MemberDigest(hashlib.sha256(big).hexdigest(), len(big))
-    groups = spool.usable(members)
+    groups = list(spool.usable(members))
     assert [list(g.members) for g in groups] == [["env/small-1.txt"], ["env/big.txt"], ["env/small-2.txt"]]
     assert seen["env/big.txt"] is big and seen["env/secret.txt"] is secret  # inspected in place
     assert spool.verdicts[("env/secret.txt", members["env/secret.txt"].sha256)] is False
@@ -529,7 +562,7 @@ def test_a_big_bytes_member_is_a_job_of_its_own_holding_those_very_bytes(
     # Pieces, a size that does not match, or bytes under the bound go through the buffers as before.
     other = Spool(tmp_path, 3)
     assert other.add("env/a.txt", len(big) + 1, (big,)).size == len(big)  # the size announced is not met
-    assert other.usable({}) == [] and other.groups[0].broken
+    assert list(other.usable({})) == [] and other.groups[0].broken
     spool.close()
     other.close()
 
