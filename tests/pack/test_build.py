@@ -174,6 +174,44 @@ def test_a_builder_killed_mid_write_leaves_no_pack(tmp_path: Path) -> None:
     assert not out.exists()
 
 
+def test_a_big_pack_is_sent_to_disk_as_it_is_written_and_is_the_same_without(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blobs = [os.urandom(2 << 20) for _ in range(5)]  # incompressible: 10 MiB in frames of 2 MiB, so the
+    # writing to disk starts twice on the way (past 4 and 8 MiB)
+    started: list[str] = []
+
+    def record(fd: int) -> None:
+        started.append(os.readlink(f"/proc/self/fd/{fd}"))
+
+    def build(name: str) -> bytes:
+        with pack.PackBuilder(privacy=PrivacyOptions(policy=None)) as b:
+            b.add_bytes("workspace/base.bundle", b"bundle")
+            b.add_bytes("env/pip-freeze.txt", b"a==1\n")
+            for i, blob in enumerate(blobs):
+                b.add_artifact(blob, name=f"blob{i}.bin")
+            b.build(make_manifest(), tmp_path / name)
+        return (tmp_path / name).read_bytes()
+
+    monkeypatch.setattr(layout, "start_writeback", lambda: record)
+    with_writeback = build("a.tar.zst")
+    assert len(started) == 2 and all(Path(p).name.startswith(".a.tar.zst.") for p in started)
+    monkeypatch.setattr(layout, "start_writeback", lambda: None)  # where the system has none
+    assert build("b.tar.zst") == with_writeback
+    assert pack_read.unpack(tmp_path / "a.tar.zst", tmp_path / "out").manifest.artifacts
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
+def test_writeback_starts_through_libc_on_linux(tmp_path: Path) -> None:
+    start = layout.start_writeback()
+    assert start is not None
+    with open(tmp_path / "f", "wb") as f:
+        f.write(b"x" * 8192)
+        f.flush()
+        assert start(f.fileno()) == 0  # the arguments are what the call takes: EINVAL otherwise
+        assert start(-1) == -1  # and its failures are only reported, never raised
+
+
 def test_builder_output_is_deterministic(tmp_path: Path) -> None:
     a = make_pack(tmp_path, name="a.tar.zst", steps=[patch("p1", DIFF)])
     b = make_pack(tmp_path, name="b.tar.zst", steps=[patch("p1", DIFF)])
