@@ -115,7 +115,7 @@ def start_writeback() -> Callable[[int], object] | None:
 
     try:
         call = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (AttributeError, OSError):
+    except (AttributeError, OSError, TypeError):  # no such function here; on Windows, no CDLL(None)
         return None
     call.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     return lambda fd: call(fd, 0, 0, 2)  # SYNC_FILE_RANGE_WRITE
