@@ -25,8 +25,8 @@ Rules:
   rewritten: the job is then not compressed at all (its group is not copied; `build` compresses what
   stands of it later). The buffer is used again only once the job is done.
 - Memory stays bounded: at most one job per worker in flight and one being filled (a new job waits for
-  room before it is filled; the last, sent by `send`, `judge` or `flush`, does not wait); frames go to a temp file
-  in the folder given (unlinked at once, so nothing is left whatever happens) in order.
+  room before it is filled; the last, sent by `send`, `judge` or `flush`, does not wait); frames go to a
+  temp file in the folder given (unlinked at once, so nothing is left whatever happens) in order.
 """
 
 from __future__ import annotations
