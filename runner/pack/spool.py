@@ -153,8 +153,8 @@ class Spool:
         self._end_group()
         self._group.members[name] = digest
         look = [(name, digest.sha256, 0, len(data))] if inspect and self.inspect is not None else []
-        self._send(memoryview(data), look, None, (tar_header(name, len(data)), padding(len(data))))
         self._wait_for_room()
+        self._send(memoryview(data), look, None, (tar_header(name, len(data)), padding(len(data))))
         self._end_group()
         return digest
 
@@ -246,8 +246,8 @@ class Spool:
         try:
             self._file.flush()
             mapped = memoryview(mmap.mmap(self._file.fileno(), offset + length, access=mmap.ACCESS_READ))
-        except (OSError, ValueError) as e:
-            raise self._error(e if isinstance(e, OSError) else OSError(str(e))) from e
+        except (OSError, ValueError) as e:  # ValueError: the file is shorter than its frames say
+            raise self._error(e) from e
         for offset, length in group.frames:
             write(mapped[offset : offset + length])
 
@@ -375,8 +375,9 @@ class Spool:
         except OSError as e:
             raise self._error(e) from e
 
-    def _error(self, e: OSError) -> PackError:
+    def _error(self, e: OSError | ValueError) -> PackError:
+        why = getattr(e, "strerror", None) or e
         return PackError(
-            f"cannot write the pack's members to a temp file in {self._folder}: {e.strerror or e}; "
+            f"cannot write the pack's members to a temp file in {self._folder}: {why}; "
             "check that folder has space (set TMPDIR to another)"
         )
