@@ -261,8 +261,11 @@ def main() -> None:
             "cli unpack": ["bash", "-c", f"zstd -dc {tmp / 'cli.tar.zst'} | tar -x -C {tmp / 'cli-out'}"],
             "runner unpack": [*me, "--_unpack", str(tmp / "runner.tar.zst"), str(tmp / "runner-out")],
         }
-        writes = {"cli build": "cli.tar.zst", "runner build": "runner.tar.zst"}
-        writes["runner build, redaction off"] = "off.tar.zst"
+        writes = {
+            "cli build": "cli.tar.zst",
+            "runner build": "runner.tar.zst",
+            "runner build, redaction off": "off.tar.zst",
+        }
         settle()
         tried: dict[str, list[Run]] = {name: [] for name in sides}
         for round_ in range(args.rounds):

@@ -178,9 +178,8 @@ def test_jobs_end_at_a_member_past_fill_or_when_full_and_groups_never_cut_a_memb
     buffers: set[int] = set()
     for name, data in contents.items():
         members[name] = spool.add(name, len(data), [data[:100], data[100:]])
-        assert (
-            len(spool._inflight) + (spool._buf is not None) <= 3
-        )  # memory stays bounded: a job per worker, one more
+        # memory stays bounded: a job per worker, one more
+        assert len(spool._inflight) + (spool._buf is not None) <= 3
         buffers.update(id(buf) for _, _, buf, _ in spool._inflight)
     groups = list(spool.usable(members))
     assert [n for g in groups for n in g.members] == list(contents)
@@ -196,7 +195,7 @@ def test_a_member_added_again_starts_a_group_and_is_copied_once(tmp_path: Path) 
     spool = Spool(tmp_path, 3)
     first = {"env/a.txt": spool.add("env/a.txt", 1, [b"a"]), "env/b.txt": spool.add("env/b.txt", 1, [b"b"])}
     rewritten = {**first, "env/a.txt": spool.add("env/a.txt", 2, [b"aa"])}  # in the same open group
-    assert [list(g.members) for g in list(spool.usable(rewritten))] == [["env/a.txt"]]
+    assert [list(g.members) for g in spool.usable(rewritten)] == [["env/a.txt"]]
     spool.add("env/a.txt", 1, [b"a"])  # back to its first content
     (group,) = list(spool.usable(first))
     assert list(group.members) == ["env/a.txt", "env/b.txt"]
