@@ -31,7 +31,7 @@ import functools
 import hashlib
 import re
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar, cast
 
 from proxy.detectors import DETECTORS, Detector
@@ -174,7 +174,8 @@ class Redactor:
             if not detector.finds(text):
                 continue
             before = text
-            if not detector.anchors:
+            if not detector.anchors or (detector.reach is not None and line_local(detector.pattern)):
+                # (with a reach, a line-local pattern is only searched around anchor hits anyway: `_sub`)
                 text = self._outside_placeholders(text, detector)
             else:
                 probe = text
@@ -254,6 +255,8 @@ class Redactor:
         replace = functools.partial(self._replace, detector.kind, "s" in groups, "c" in groups)
         if "REDACTED_" not in text:
             return self._sub(detector, replace, text)
+        if line_local(detector.pattern) and (new := self._sub_blanked(detector, replace, text)) is not None:
+            return new
         out, pos = [], 0
         for m in PLACEHOLDER_RE.finditer(text):
             out += [self._sub(detector, replace, text[pos : m.start()]), m.group(0)]
@@ -277,7 +280,8 @@ class Redactor:
         if len(probe) != len(text):  # lower-casing changed some lengths: offsets do not carry over
             return detector.pattern.sub(replace, text)
         if local:
-            return Redactor._sub_lines(detector, replace, text, probe)
+            new = _spliced(text, _near_hits(detector, text, probe), replace)
+            return detector.pattern.sub(replace, text) if new is None else new
         spans = sorted(
             (m.start() - detector.reach, m.end()) for a in detector.anchors for m in a.finditer(probe)
         )
@@ -295,28 +299,19 @@ class Redactor:
         return "".join(out)
 
     @staticmethod
-    def _sub_lines(detector: Detector, replace: Callable[[re.Match[str]], str], text: str, probe: str) -> str:
-        """`_sub` for a line-local pattern with a reach. No match starts between the last one's end and
-        `reach` before the next hit (it would hold no hit), and a match ends on its hit's line (so the
-        search ends there: the pattern sees a line's end as the text's end, see `line_local`)."""
-        reach, search = cast(int, detector.reach), detector.pattern.search
-        hits = sorted(m.start() for a in detector.anchors for m in a.finditer(probe))  # in order: linear
-        if not hits:
-            return text
-        out, done, find = [], 0, text.find
-        for hit in hits:
-            if hit < done:
-                continue  # inside the last match: a later match holds a later hit
-            end = find("\n", hit)
-            m = search(text, max(done, hit - reach), len(text) if end < 0 else end)
-            if m is None:
-                continue
-            if m.end() == m.start():  # an empty match: `sub` steps over those its own way
-                return detector.pattern.sub(replace, text)
-            out += [text[done : m.start()], replace(m)]
-            done = m.end()
-        out.append(text[done:])
-        return "".join(out)
+    def _sub_blanked(detector: Detector, replace: Callable[[re.Match[str]], str], text: str) -> str | None:
+        """`_outside_placeholders` for a line-local pattern, in one pass over `text`: with each placeholder
+        blanked out by as many line breaks, the pattern finds what it finds in each part between them
+        alone (each part is then a line, see `line_local`), at the same offsets, and no match holds a
+        line break, so none touches a placeholder. None when a match is empty, or lower-casing changes
+        lengths: the parts one by one then."""
+        seen = PLACEHOLDER_RE.sub(_blank, text)
+        if detector.reach is None:
+            return _spliced(text, detector.pattern.finditer(seen), replace)
+        probe = seen.lower() if detector.fold else seen
+        if len(probe) != len(seen):
+            return None
+        return _spliced(text, _near_hits(detector, seen, probe), replace)
 
     def _replace(self, kind: str, has_s: bool, has_c: bool, m: re.Match[str]) -> str:
         if not has_s:
@@ -362,6 +357,47 @@ class Redactor:
             )
             for name, value in pairs
         ]
+
+
+def _blank(m: re.Match[str]) -> str:
+    return "\n" * (m.end() - m.start())
+
+
+def _near_hits(detector: Detector, text: str, probe: str) -> Iterator[re.Match[str]]:
+    """The matches of a line-local `detector` with a reach in `text`, leftmost first as `finditer`, found
+    around the anchor hits in `probe` only. No match starts between the last one's end and `reach` before
+    the next hit (it would hold no hit), and a match ends on its hit's line (so the search ends there: the
+    pattern sees a line's end as the text's end, see `line_local`)."""
+    reach, search, find = cast(int, detector.reach), detector.pattern.search, text.find
+    hits = sorted(m.start() for a in detector.anchors for m in a.finditer(probe))  # in order: linear
+    done = 0
+    for hit in hits:
+        if hit < done:
+            continue  # inside the last match: a later match holds a later hit
+        end = find("\n", hit)
+        m = search(text, max(done, hit - reach), len(text) if end < 0 else end)
+        if m is not None:
+            yield m
+            done = m.end()
+
+
+def _spliced(
+    text: str, matches: Iterable[re.Match[str]], replace: Callable[[re.Match[str]], str]
+) -> str | None:
+    """`text` with each of `matches` (in order, not overlapping; found in `text`, or in a text of the same
+    length equal to it where they are) replaced, `text` itself when there are none; None when one is empty
+    (`sub` steps over those its own way), before any is replaced (each replacement reports its secret)."""
+    found = list(matches)
+    if not found:
+        return text
+    if any(m.end() == m.start() for m in found):
+        return None
+    out, done = [], 0
+    for m in found:
+        out += [text[done : m.start()], replace(m)]
+        done = m.end()
+    out.append(text[done:])
+    return "".join(out)
 
 
 def remember(cache: dict[str, _V], key: str, value: _V) -> None:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import random
+import re
 from dataclasses import replace
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from proxy.detectors import DETECTORS
-from proxy.redact import PLACEHOLDER_RE, Redactor
+from proxy.detectors import DETECTORS, Detector
+from proxy.redact import PLACEHOLDER_RE, Redactor, base64_text
 from tests.helpers.secret_corpus import corpus
 
 KEY = b"k" * 32
@@ -230,3 +234,51 @@ def test_a_detector_with_a_reach_finds_on_a_long_line_what_a_search_of_the_whole
         plain = replace(detector, reach=None)
         for sample in (text, lines, *short):
             assert Redactor(key, (detector,)).text(sample) == Redactor(key, (plain,)).text(sample)
+
+
+def by_parts(redactor: Redactor, text: str) -> str:
+    """What the redactor is defined to give (a text that is not one base64 blob): each detector in turn,
+    its pattern substituted in each part between placeholders alone."""
+    for detector in redactor._detectors:
+        groups = detector.pattern.groupindex
+        replace_one = functools.partial(redactor._replace, detector.kind, "s" in groups, "c" in groups)
+        parts = PLACEHOLDER_RE.split(text)[:: PLACEHOLDER_RE.groups + 1]
+        between = [m.group(0) for m in PLACEHOLDER_RE.finditer(text)] + [""]
+        text = "".join(
+            detector.pattern.sub(replace_one, part) + p for part, p in zip(parts, between, strict=True)
+        )
+    return text
+
+
+PIECES = [p.context for p in corpus() if p.kind != "base64"] + [
+    "REDACTED_email_0123456789abcdef", "REDACTED_0123456789abcdef", "user@", "@example.com", "dev", ".com",
+    "Bearer ", "password=", "token: ", "sk-proj-", "x" * 300,
+]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(PIECES), st.sampled_from(["", " ", "\n", "=", "@", ".", "\n\n"]))))
+def test_texts_holding_placeholders_are_redacted_as_each_part_between_them_alone(
+    pieces: list[tuple[str, str]],
+) -> None:
+    """The one-pass paths (a line-local pattern over the whole text with its placeholders blanked out,
+    searched around anchor hits) give the definition's result, and report the same secrets in order."""
+    text = "".join(piece + glue for piece, glue in pieces)
+    assume(base64_text(text) is None)
+    seen: list[str] = []
+    expected: list[str] = []
+    got = Redactor(KEY, DETECTORS, lambda kind, value, token: seen.append(token)).text(text)
+    assert got == by_parts(Redactor(KEY, DETECTORS, lambda kind, value, token: expected.append(token)), text)
+    assert seen == expected
+
+
+def test_a_pattern_matching_empty_text_is_applied_part_by_part_and_reports_each_secret_once() -> None:
+    detector = Detector("odd", re.compile(r"(?:xy)*"))  # line-local, searched everywhere
+    text = "xy a xyxy zb REDACTED_email_0123456789abcdef xyz\nz REDACTED_0123456789abcdef xy" * 3
+    seen: list[str] = []
+    expected: list[str] = []
+    got = Redactor(KEY, (detector,), lambda kind, value, token: seen.append(value)).text(text)
+    assert got == by_parts(
+        Redactor(KEY, (detector,), lambda kind, value, token: expected.append(value)), text
+    )
+    assert seen == expected and "xy" in seen
