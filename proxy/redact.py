@@ -166,7 +166,8 @@ class Redactor:
         (a prefilter) names the indices of the detectors that may match a text (None: any may); it is asked
         again whenever a detector changed the text. Skipping the others changes nothing."""
         order = self._order(text, candidates_of, 0)
-        lowered: tuple[str, str] | None = None  # (text, text.lower()) while text has not changed
+        blanked: tuple[str, str] | None = None  # (text, `_blanked(text)`) while text has not changed
+        lowered: tuple[str, str] | None = None  # (text, `_blanked(text).lower()`) while text has not changed
         k = 0
         while k < len(order):
             i, k = order[k], k + 1
@@ -177,11 +178,13 @@ class Redactor:
             if not detector.anchors or (detector.reach is not None and line_local(detector.pattern)):
                 # (with a reach, a line-local pattern is only searched around anchor hits anyway: `_sub`)
                 text = self._outside_placeholders(text, detector)
-            else:
-                probe = text
+            else:  # anchors are looked for in each part between placeholders, as the detector sees it
+                if blanked is None or blanked[0] is not text:
+                    blanked = (text, _blanked(text))
+                probe = blanked[1]
                 if detector.fold:
                     if lowered is None or lowered[0] is not text:
-                        lowered = (text, text.lower())
+                        lowered = (text, probe.lower())
                     probe = lowered[1]
                 text = self._anchored(text, probe, detector)
             if candidates_of is not None and text is not before and text != before:
@@ -216,12 +219,15 @@ class Redactor:
         return text.replace(blob, self.placeholder(blob, "base64"))
 
     def _anchored(self, text: str, probe: str, detector: Detector) -> str:
-        """Apply `detector` to the lines of `text` where `probe` (`text`, or `text` lower-cased) holds an
-        anchor hit, and only to those."""
+        """Apply `detector` to the lines of `text` where `probe` (`text` with its placeholders blanked out,
+        lower-cased for a detector that folds case) holds an anchor hit, and only to those."""
         if len(probe) != len(text):  # lower-casing changed some lengths: offsets do not carry over
             return "\n".join(
                 self._outside_placeholders(line, detector)
-                if any(a.search(line.lower() if detector.fold else line) for a in detector.anchors)
+                if any(
+                    a.search(_blanked(line).lower() if detector.fold else _blanked(line))
+                    for a in detector.anchors
+                )
                 else line
                 for line in text.split("\n")
             )
@@ -305,7 +311,7 @@ class Redactor:
         alone (each part is then a line, see `line_local`), at the same offsets, and no match holds a
         line break, so none touches a placeholder. None when a match is empty, or lower-casing changes
         lengths: the parts one by one then."""
-        seen = PLACEHOLDER_RE.sub(_blank, text)
+        seen = _blanked(text)
         if detector.reach is None:
             return _spliced(text, detector.pattern.finditer(seen), replace)
         probe = seen.lower() if detector.fold else seen
@@ -357,6 +363,12 @@ class Redactor:
             )
             for name, value in pairs
         ]
+
+
+def _blanked(text: str) -> str:
+    """`text` with each placeholder replaced by as many line breaks: the parts between them are then lines,
+    at the same offsets (what a line-local pattern finds in it is what it finds in each part alone)."""
+    return PLACEHOLDER_RE.sub(_blank, text) if "REDACTED_" in text else text
 
 
 def _blank(m: re.Match[str]) -> str:

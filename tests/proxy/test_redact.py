@@ -282,3 +282,11 @@ def test_a_pattern_matching_empty_text_is_applied_part_by_part_and_reports_each_
         Redactor(KEY, (detector,), lambda kind, value, token: expected.append(value)), text
     )
     assert seen == expected and "xy" in seen
+
+
+def test_anchors_are_looked_for_in_each_part_between_placeholders() -> None:
+    """A phone number's anchor (`-0199` not followed by a word character) right before a placeholder: the
+    detector sees the part alone, so its anchor must too (it was looked for across the placeholder)."""
+    r = Redactor(KEY)
+    text = "call (415) 555-0199REDACTED_email_0123456789abcdef"
+    assert r.text(text) == f"call {r.placeholder('(415) 555-0199', 'phone')}REDACTED_email_0123456789abcdef"
