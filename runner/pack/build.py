@@ -183,6 +183,7 @@ class PackBuilder:
             if not self._prescan_off:
                 self._prescan = Prescan(options)
                 self._spool.inspect = self._prescan.inspect
+                self._prescan.compress = self._spool.compress_ahead
         return self._prescan is not None
 
     def _untouched_under(self, options: PrivacyOptions) -> Callable[[str, MemberDigest], bool] | None:

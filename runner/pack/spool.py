@@ -14,7 +14,10 @@ Rules:
   Each job is one frame: the pack's level, the content checksum on. The same members added in the same
   order give the same bytes, whatever the timing. A member given as one bytes object of `OWN` bytes or
   more is a job and a group of its own, compressed from those bytes where they lie (bytes cannot change;
-  copying them into a buffer would hold the interpreter's lock, which the redaction threads need).
+  copying them into a buffer would hold the interpreter's lock, which the redaction threads need). Its
+  job is three frames, its tar header, its content and its padding, so that content's frame can be made
+  ahead: `compress_ahead` (the privacy pass run ahead calls it, on a worker, for a member it rewrites) keeps
+  it under the content's sha256 until that content is added, or the spool is flushed.
 - What is compressed is what was hashed: `add` hashes what it appends (or takes the caller's hash of
   bytes, which cannot change), `read_into` returns the bytes the caller hashes. A member whose content
   does not match the size its header announced, or whose reading failed, breaks its group: that group is
@@ -105,6 +108,7 @@ class Spool:
         self._inflight: deque[tuple[Future[bytes | None], Future[_Verdicts], _Buffer | None, Group]] = deque()
         self._group = Group()
         self.groups: list[Group] = []  # complete groups, in order (`flush` completes the last one)
+        self._ahead: dict[str, bytes] = {}  # sha256 -> the content's frame, made by `compress_ahead`
 
     def add(
         self,
@@ -154,9 +158,27 @@ class Spool:
         self._group.members[name] = digest
         look = [(name, digest.sha256, 0, len(data))] if inspect and self.inspect is not None else []
         self._wait_for_room()
-        self._send(memoryview(data), look, None, (tar_header(name, len(data)), padding(len(data))))
+        around = (tar_header(name, len(data)), padding(len(data)), self._ahead.pop(digest.sha256, None))
+        self._send(memoryview(data), look, None, around)
         self._end_group()
         return digest
+
+    def compress_ahead(self, data: bytes, sha256: str) -> int:
+        """Compress `data` (of that sha256) now, on the calling thread, when it would be a job of its own:
+        added later, it takes this frame instead of compressing again (the same bytes). Returns the size of
+        the frame kept (0: none, `data` is under `OWN`)."""
+        if len(data) < OWN:
+            return 0
+        frame = self._compressor().compress(data)
+        self._ahead[sha256] = frame
+        return len(frame)
+
+    def _compressor(self) -> zstandard.ZstdCompressor:
+        """This thread's compressor: every frame at the pack's level, with its content checksum."""
+        cctx: zstandard.ZstdCompressor | None = getattr(self._local, "cctx", None)
+        if cctx is None:
+            cctx = self._local.cctx = zstandard.ZstdCompressor(level=self._level, write_checksum=True)
+        return cctx
 
     def read_into(self, f: io.RawIOBase, size: int, room: int) -> memoryview | None:
         """Read file `f`, `size` bytes expected (a byte more if it grew), straight into the job being filled,
@@ -220,6 +242,7 @@ class Spool:
         while self._inflight:
             self._collect()
         self._free = []  # the next job, if any, takes a new buffer: memory goes back meanwhile
+        self._ahead.clear()  # frames made ahead of content that was never added
 
     def usable(self, members: Mapping[str, MemberDigest]) -> Iterator[Group]:
         """The groups to copy, in order, each as soon as its frames are in (the last jobs may still be
@@ -264,6 +287,7 @@ class Spool:
         self._buf, self._fill, self._free, self._look, self._read = None, 0, [], [], None
         self._group, self.groups = Group(), []
         self.verdicts.clear()
+        self._ahead.clear()
 
     def _new_buffer(self) -> _Buffer:
         """A job's buffer: one done with, else a new one; on Linux a private mapping whose pages the kernel
@@ -309,11 +333,12 @@ class Spool:
         data: memoryview,
         look: list[tuple[str, str, int, int]],
         buf: _Buffer | None,
-        around: tuple[bytes, bytes] | None,
+        around: tuple[bytes, bytes, bytes | None] | None,
     ) -> None:
         """Send a job to the workers: `data` (a buffer's filled part, used again once the job is done, or
-        one member's bytes with its tar header and padding `around` them). Nothing waits here: the next
-        job waits for room (`_wait_for_room`) before it is filled or sent."""
+        one member's bytes with its tar header and padding `around` them, and its content's frame when made
+        ahead). Nothing waits here: the next job waits for room (`_wait_for_room`) before it is filled or
+        sent."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="runner-pack")
         judged = Future[_Verdicts]()
@@ -331,7 +356,7 @@ class Spool:
         data: memoryview,
         look: list[tuple[str, str, int, int]],
         judged: Future[_Verdicts],
-        around: tuple[bytes, bytes] | None,
+        around: tuple[bytes, bytes, bytes | None] | None,
     ) -> bytes | None:
         verdicts = {}
         try:
@@ -346,14 +371,12 @@ class Spool:
             judged.set_result(verdicts)  # before compressing: `judge` waits for this alone
         if not all(verdicts.values()):
             return None
-        cctx: zstandard.ZstdCompressor | None = getattr(self._local, "cctx", None)
-        if cctx is None:
-            cctx = self._local.cctx = zstandard.ZstdCompressor(level=self._level, write_checksum=True)
+        cctx = self._compressor()
         if around is None:
             return cctx.compress(data)
-        head, tail = around
-        frame = cctx.compressobj(size=len(head) + len(data) + len(tail))
-        return b"".join([frame.compress(head), frame.compress(data), frame.compress(tail), frame.flush()])
+        head, tail, content = around
+        frames = [cctx.compress(head), cctx.compress(data) if content is None else content]
+        return b"".join([*frames, cctx.compress(tail)] if tail else frames)
 
     def _collect(self) -> None:
         future, judged, buf, group = self._inflight.popleft()

@@ -12,7 +12,8 @@ Rules:
   here, which `protect` then uses (`key`).
 - A member the pass may change is redacted at once, with its own notes (taken with it, so a member that
   never reaches `protect` counts no secret), while the content kept stays under `EARLY` bytes; past that
-  it is left to `protect`, which reads it again. A text member with no possible match costs one scan that
+  it is left to `protect`, which reads it again. The redacted content is handed to `compress` (when set:
+  the builder's spool compresses it there, on the same worker, and counts what it keeps of it as kept). A text member with no possible match costs one scan that
   stops at the first hit (`ScanRedactor.untouched`); the redaction itself costs what it would at the end.
 - Worker threads call `inspect` concurrently: each member gets its own pass (placeholders depend only on
   the key), and what is kept is counted under a lock.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+from collections.abc import Callable
 
 from runner.privacy.mask import PrivacyOptions, Redacted, is_json, pass_key, run_for
 from runner.privacy.membertext import bytes_of
@@ -45,6 +47,8 @@ class Prescan:
         self._kept: dict[tuple[str, str], Redacted] = {}
         self._held = 0
         self._lock = threading.Lock()
+        self.compress: Callable[[bytes, str], int] | None = None  # content, sha256 -> the bytes it keeps
+        self._extra: dict[tuple[str, str], int] = {}  # bytes `compress` kept for a member kept
 
     def inspect(self, name: str, sha256: str, data: memoryview) -> bool:
         """Whether the pass surely leaves the member as it is; a member it changes is redacted now and kept
@@ -59,18 +63,23 @@ class Prescan:
             return self._verdicts.untouched(name, data) if json else False
         run = run_for(self._options, self.key)
         new = run.member(name, bytes_of(data))
+        redacted = None if new is None else Redacted(new, hashlib.sha256(new).hexdigest(), run.notes())
+        extra = (
+            0 if redacted is None or self.compress is None else self.compress(redacted.data, redacted.sha256)
+        )
         with self._lock:
             self._held -= len(data)
-            if new is not None:
-                self._held += len(new)
-                self._kept[(name, sha256)] = Redacted(new, hashlib.sha256(new).hexdigest(), run.notes())
+            if redacted is not None:
+                self._held += len(redacted.data) + extra
+                self._kept[(name, sha256)] = redacted
+                self._extra[(name, sha256)] = extra
         return new is None
 
     def take(self, name: str, sha256: str) -> Redacted | None:
         """The member's redacted content made here, if kept (handed over once)."""
         with self._lock:
             got = self._kept.pop((name, sha256), None)
-            self._held -= 0 if got is None else len(got.data)
+            self._held -= 0 if got is None else len(got.data) + self._extra.pop((name, sha256))
         return got
 
     def matches(self, options: PrivacyOptions) -> bool:

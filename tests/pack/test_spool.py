@@ -578,3 +578,40 @@ def test_the_bytes_a_view_shows_are_the_bytes_object_itself_when_it_covers_it_wh
     assert shown == data and type(shown) is bytes  # a buffer that can change is copied
     buffer[0] = 0
     assert shown == data
+
+
+def test_a_big_member_redacted_ahead_is_compressed_there_and_its_rewrite_takes_that_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pass run ahead compresses what it redacts on the worker it runs on; the rewrite at the end takes
+    that frame instead of compressing again, and the pack is byte for byte the one built without it."""
+    monkeypatch.setattr(spool_module, "OWN", 1000)
+    sent: list[bool] = []  # per member sent as its own job: whether its content's frame was made ahead
+    send = Spool._send
+
+    def sending(self: Spool, data: memoryview, look: Any, buf: Any, around: Any) -> None:
+        if around is not None:
+            sent.append(around[2] is not None)
+        send(self, data, look, buf, around)
+
+    monkeypatch.setattr(Spool, "_send", sending)
+
+    def session(name: str) -> Path:
+        with pack.PackBuilder(privacy=KEY) as b:
+            b.add_bytes("workspace/base.bundle", b"bundle")
+            b.add_bytes("env/pip-freeze.txt", b"pytest==8\n")
+            b.add_artifact(f"key {SECRET} used\n".encode() * 100, media_type="text/plain", name="a.log")
+            b.add_artifact(b"nothing to hide\n" * 100, media_type="text/plain", name="b.log")
+            b.build(make_manifest(), tmp_path / name)
+        return tmp_path / name
+
+    ahead = session("ahead.tar.zst")
+    assert sent == [False, False, True]  # a.log and b.log as added, then a.log redacted
+    sent.clear()
+    monkeypatch.setattr(Spool, "compress_ahead", lambda self, data, sha256: 0)
+    plain = session("plain.tar.zst")
+    assert sent == [False, False, False]
+    assert ahead.read_bytes() == plain.read_bytes()
+    members = dict(raw_members(ahead))
+    assert SECRET.encode() not in members[next(n for n in members if n.startswith("artifacts/"))]
+    assert not any(SECRET.encode() in data for data in members.values())
