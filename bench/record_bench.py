@@ -11,7 +11,7 @@ and ended between them), the order alternating, so drift and a neighbour's burst
 Wall overhead: the median of the per-pair ratios, with a bootstrap 95% interval (pairs resampled). CPU
 overhead (this process and its children: steadier than wall time on a shared machine): total recorded /
 total plain, as one short run's CPU count is too coarse to divide, with the same kind of interval.
-Sessions are added until both intervals, wall and cpu, are narrower than --width points (default 1.5) or
+Sessions are added until both intervals, wall and cpu, are narrower than --width points (default 1.0) or
 --budget seconds have passed (the cpu interval is the wider: a pair's CPU counts are coarse). Verdict: the
 upper end of each interval must be <= 2%, so "met" says the overhead is under 2% with 95% confidence, not
 that a lucky median was; an interval wider than 2 points is reported as not resolved (their own goals).
@@ -27,7 +27,7 @@ JSON goes to bench/out/record_bench.json. Goals: overhead <= 2% (upper end of th
 agent's first instruction <= 0.3 s. `--start-only` measures the start alone (its goals, in
 bench/out/record_bench_start.json).
 
-    python bench/record_bench.py [--calls 2] [--pairs 100] [--budget 300] [--width 1.5] [--start-only]
+    python bench/record_bench.py [--calls 2] [--pairs 100] [--budget 300] [--width 1.0] [--start-only]
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument("--min-sessions", type=int, default=4, help="sessions before the interval is checked")
     parser.add_argument("--max-sessions", type=int, default=60)
     parser.add_argument("--budget", type=float, default=300.0, help="seconds of pairs at most")
-    parser.add_argument("--width", type=float, default=1.5, help="stop once both intervals are this narrow")
+    parser.add_argument("--width", type=float, default=1.0, help="stop once both intervals are this narrow")
     parser.add_argument("--starts", type=int, default=5, help="runs of `runner record` for the start time")
     parser.add_argument("--start-only", action="store_true", help="measure the start alone")
     args = parser.parse_args()
