@@ -11,13 +11,14 @@ Rules:
 - A job fills a buffer of `JOB` bytes and ends at the end of a member once it holds `FILL` bytes, before a
   file read whole would not fit, or when the buffer is full (a member added by pieces goes on in the next
   job). A group is the jobs its members span, so a group can be copied or not without cutting a member.
-  Each job is one frame: the pack's level, the content checksum on. The same members added in the same
-  order give the same bytes, whatever the timing. A member given as one bytes object of `OWN` bytes or
-  more is a job and a group of its own, compressed from those bytes where they lie (bytes cannot change;
-  copying them into a buffer would hold the interpreter's lock, which the redaction threads need). Its
-  job is three frames, its tar header, its content and its padding, so that content's frame can be made
-  ahead: `compress_ahead` (the privacy pass run ahead calls it, on a worker, for a member it rewrites) keeps
-  it under the content's sha256 until that content is added, or the spool is flushed.
+  Each job is one frame (a member's own job, below, three): the pack's level, the content checksum on. The
+  same members added in the same order give the same bytes, whatever the timing. A member given as one
+  bytes object of `OWN` bytes or more is a job and a group of its own, compressed from those bytes where
+  they lie (bytes cannot change; copying them into a buffer would hold the interpreter's lock, which the
+  redaction threads need). Its job is three frames, its tar header, its content and its padding, so that
+  the content's frame can be made ahead: `compress_ahead` (the privacy pass run ahead calls it, on a
+  worker, for a member it rewrites) keeps it under the content's sha256 until that content is added, or
+  the spool is flushed.
 - What is compressed is what was hashed: `add` hashes what it appends (or takes the caller's hash of
   bytes, which cannot change), `read_into` returns the bytes the caller hashes. A member whose content
   does not match the size its header announced, or whose reading failed, breaks its group: that group is

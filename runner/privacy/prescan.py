@@ -12,9 +12,10 @@ Rules:
   here, which `protect` then uses (`key`).
 - A member the pass may change is redacted at once, with its own notes (taken with it, so a member that
   never reaches `protect` counts no secret), while the content kept stays under `EARLY` bytes; past that
-  it is left to `protect`, which reads it again. The redacted content is handed to `compress` (when set:
-  the builder's spool compresses it there, on the same worker, and counts what it keeps of it as kept). A text member with no possible match costs one scan that
-  stops at the first hit (`ScanRedactor.untouched`); the redaction itself costs what it would at the end.
+  it is left to `protect`, which reads it again. Redacted content is handed to `compress` when set (the
+  builder's spool compresses it there, on the same worker); the frame it keeps counts as kept too. A text
+  member with no possible match costs one scan that stops at the first hit (`ScanRedactor.untouched`);
+  the redaction itself costs what it would at the end.
 - Worker threads call `inspect` concurrently: each member gets its own pass (placeholders depend only on
   the key), and what is kept is counted under a lock.
 """
@@ -44,11 +45,10 @@ class Prescan:
         self._options = options
         self.key = pass_key(options) or secrets.token_bytes(32)
         self._verdicts = run_for(options, self.key)  # for members past the memory bound
-        self._kept: dict[tuple[str, str], Redacted] = {}
+        self._kept: dict[tuple[str, str], tuple[Redacted, int]] = {}  # with the bytes `compress` kept
         self._held = 0
         self._lock = threading.Lock()
         self.compress: Callable[[bytes, str], int] | None = None  # content, sha256 -> the bytes it keeps
-        self._extra: dict[tuple[str, str], int] = {}  # bytes `compress` kept for a member kept
 
     def inspect(self, name: str, sha256: str, data: memoryview) -> bool:
         """Whether the pass surely leaves the member as it is; a member it changes is redacted now and kept
@@ -71,15 +71,14 @@ class Prescan:
             self._held -= len(data)
             if redacted is not None:
                 self._held += len(redacted.data) + extra
-                self._kept[(name, sha256)] = redacted
-                self._extra[(name, sha256)] = extra
+                self._kept[(name, sha256)] = (redacted, extra)
         return new is None
 
     def take(self, name: str, sha256: str) -> Redacted | None:
         """The member's redacted content made here, if kept (handed over once)."""
         with self._lock:
-            got = self._kept.pop((name, sha256), None)
-            self._held -= 0 if got is None else len(got.data) + self._extra.pop((name, sha256))
+            got, extra = self._kept.pop((name, sha256), (None, 0))
+            self._held -= 0 if got is None else len(got.data) + extra
         return got
 
     def matches(self, options: PrivacyOptions) -> bool:
