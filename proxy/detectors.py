@@ -11,8 +11,11 @@ Standard library only: this module runs inside the proxy sidecar.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
+
+from proxy.patterns import line_local
 
 __all__ = ["DETECTORS", "EXTRA_DETECTORS", "Detector"]
 
@@ -41,6 +44,12 @@ class Detector:
 
     def finds(self, text: str) -> bool:
         return not self.literals or any(literal in text for literal in self.literals)
+
+    @functools.cached_property
+    def local(self) -> bool:
+        """Whether the pattern sees one line at a time (`patterns.line_local`), decided once per detector:
+        the redactor asks for every text it is given, and a pattern's hash covers its compiled code."""
+        return line_local(self.pattern)
 
 
 def _d(

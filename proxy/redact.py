@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar, cast
 
 from proxy.detectors import DETECTORS, Detector
-from proxy.patterns import adjacent, first_fullmatch, line_local
+from proxy.patterns import adjacent, first_fullmatch
 
 __all__ = [
     "PLACEHOLDER_RE",
@@ -175,7 +175,7 @@ class Redactor:
             if not detector.finds(text):
                 continue
             before = text
-            if not detector.anchors or (detector.reach is not None and line_local(detector.pattern)):
+            if not detector.anchors or (detector.reach is not None and detector.local):
                 # (with a reach, a line-local pattern is only searched around anchor hits anyway: `_sub`)
                 text = self._outside_placeholders(text, detector)
             else:  # anchors are looked for in each part between placeholders, as the detector sees it
@@ -248,7 +248,7 @@ class Redactor:
         if not lines:
             return text
         # A pattern that sees one line at a time runs once over each run of adjacent lines.
-        runs = adjacent(lines) if line_local(detector.pattern) else lines
+        runs = adjacent(lines) if detector.local else lines
         out, done = [], 0
         for start, end in runs:
             out += [text[done:start], self._outside_placeholders(text[start:end], detector)]
@@ -261,7 +261,7 @@ class Redactor:
         replace = functools.partial(self._replace, detector.kind, "s" in groups, "c" in groups)
         if "REDACTED_" not in text:
             return self._sub(detector, replace, text)
-        if line_local(detector.pattern) and (new := self._sub_blanked(detector, replace, text)) is not None:
+        if detector.local and (new := self._sub_blanked(detector, replace, text)) is not None:
             return new
         out, pos = [], 0
         for m in PLACEHOLDER_RE.finditer(text):
@@ -279,7 +279,7 @@ class Redactor:
         is tried at each place from `reach` before a hit to its end."""
         if detector.reach is None:
             return detector.pattern.sub(replace, text)
-        local = line_local(detector.pattern)
+        local = detector.local
         if len(text) < _LONG and not local:
             return detector.pattern.sub(replace, text)
         probe = text.lower() if detector.fold else text
@@ -308,7 +308,7 @@ class Redactor:
     def _sub_blanked(detector: Detector, replace: Callable[[re.Match[str]], str], text: str) -> str | None:
         """`_outside_placeholders` for a line-local pattern, in one pass over `text`: with each placeholder
         blanked out by as many line breaks, the pattern finds what it finds in each part between them
-        alone (each part is then a line, see `line_local`), at the same offsets, and no match holds a
+        alone (each part is then a line, see `patterns.line_local`), at the same offsets, and no match holds a
         line break, so none touches a placeholder. None when a match is empty, or lower-casing changes
         lengths: the parts one by one then."""
         seen = _blanked(text)
@@ -379,7 +379,7 @@ def _near_hits(detector: Detector, text: str, probe: str) -> Iterator[re.Match[s
     """The matches of a line-local `detector` with a reach in `text`, leftmost first as `finditer`, found
     around the anchor hits in `probe` only. No match starts between the last one's end and `reach` before
     the next hit (it would hold no hit), and a match ends on its hit's line (so the search ends there: the
-    pattern sees a line's end as the text's end, see `line_local`)."""
+    pattern sees a line's end as the text's end, see `patterns.line_local`)."""
     reach, search, find = cast(int, detector.reach), detector.pattern.search, text.find
     hits = sorted(m.start() for a in detector.anchors for m in a.finditer(probe))  # in order: linear
     done = 0
